@@ -65,3 +65,18 @@ def _read_csv(filename: str) -> tuple[list[str], list[list[str]]]:
     with io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(data)), encoding="utf-8") as text:
         header, *rows = csv.reader(text)
     return header, rows
+
+
+def split_train_test(
+    X: np.ndarray, y: np.ndarray, test_size: float = 0.25, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split rows at random into (X_train, X_test, y_train, y_test), not stratified.
+
+    Draws the same rows as scikit-learn's ``train_test_split(X, y, test_size=test_size,
+    random_state=seed)``, so figures quoted against that split are reproduced without sklearn:
+    the test rows are the first ceil(test_size * n) of ``RandomState(seed).permutation(n)``.
+    """
+    n_test = int(np.ceil(test_size * len(X)))
+    order = np.random.RandomState(seed).permutation(len(X))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], X[test], y[train], y[test]

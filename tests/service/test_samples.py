@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_iris
+from sklearn.model_selection import train_test_split
 
-from service.samples import SAMPLE_NAMES, Sample, load_sample
+from service.samples import SAMPLE_NAMES, Sample, load_sample, split_train_test
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,18 @@ def test_sample_is_frozen():
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown sample 'mnist'; valid names: xor, digits, iris"):
         load_sample("mnist")
+
+
+@pytest.mark.parametrize(("name", "test_size", "seed"), [("digits", 0.25, 42), ("iris", 0.3, 0)])
+def test_split_draws_the_rows_of_sklearn(name, test_size, seed):
+    sample = load_sample(name)
+    ours = split_train_test(sample.X, sample.y, test_size=test_size, seed=seed)
+    theirs = train_test_split(sample.X, sample.y, test_size=test_size, random_state=seed)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_digits_split_holds_out_450_rows():
+    sample = load_sample("digits")
+    X_train, X_test, y_train, y_test = split_train_test(sample.X, sample.y)
+    assert (len(X_train), len(X_test), len(y_train), len(y_test)) == (1347, 450, 1347, 450)
