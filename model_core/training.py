@@ -180,11 +180,13 @@ class Trainer:
     def fit(self, on_epoch: EpochCallback | None = None) -> TrainResult:
         """Trains up to ``training.epochs`` epochs; ``on_epoch(record)`` may return True to stop."""
         stopped_by_callback = False
-        while self.epoch < self.training["epochs"] and not self._patience_exhausted():
-            record = self._run_epoch()
-            if on_epoch is not None and on_epoch(record):
-                stopped_by_callback = True
-                break
+        # Overflow is reported as TrainingDiverged, naming the epoch, not as numpy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            while self.epoch < self.training["epochs"] and not self._patience_exhausted():
+                record = self._run_epoch()
+                if on_epoch is not None and on_epoch(record):
+                    stopped_by_callback = True
+                    break
         return self._result(stopped_by_callback)
 
     def _patience_exhausted(self) -> bool:
@@ -236,6 +238,16 @@ class Trainer:
 
         Returns the batch's loss and output, both computed with the weights before the update.
         """
+        loss, output = self.compute_gradients(batch)
+        self.optimizer.step(self.params, self.grads, lr)
+        return loss, output
+
+    def compute_gradients(self, batch: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and output of the given training rows; their mean gradient into ``self.grads``.
+
+        ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
+        The weights are left as they are (gradient checks call this directly).
+        """
         n = len(batch)
         x = self.batch_x[:n]
         np.take(self.x, batch, axis=0, out=x, mode="clip")
@@ -249,7 +261,6 @@ class Trainer:
         self.loss.delta(output, targets, deltas[-1], self.activations[-1])
         deltas[-1] *= 1.0 / n
         self._backward(x, outputs, deltas)
-        self.optimizer.step(self.params, self.grads, lr)
         return loss, output
 
     def _l2_penalty(self) -> float:
