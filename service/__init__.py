@@ -1,0 +1,40 @@
+"""Backprop Service's HTTP API: validate, store, enqueue and predict. It never trains."""
+
+from flask import Flask
+
+from service.context import Services, close_db
+from service.db.session import make_session_factory
+from service.errors import EnvelopeApi, register_domain_errors
+from service.queue import JobQueue
+from service.resources import BLUEPRINTS
+from service.serving import ModelCache
+from service.settings import Settings
+
+API_CONFIG = {
+    "API_TITLE": "Backprop Service",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+}
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app: settings (from the environment when not given), extensions, blueprints."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(API_CONFIG, MAX_CONTENT_LENGTH=settings.max_request_bytes)
+    app.extensions["backprop"] = Services(
+        settings=settings,
+        sessions=make_session_factory(settings.database_url),
+        queue=JobQueue.from_settings(settings),
+        models=ModelCache(settings.model_cache_size),
+    )
+    app.teardown_appcontext(close_db)
+    api = EnvelopeApi(app)
+    register_domain_errors(app)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,161 @@
+"""``backprop``: start the parts of the service.
+
+    backprop api                 the HTTP API under gunicorn on $PORT
+    backprop worker [ARGS...]    a Celery worker (extra arguments go to celery worker)
+    backprop db upgrade [REV]    migrate the database (default: head)
+    backprop db downgrade REV    e.g. base
+    backprop run                 migrate, then the API and one worker until Ctrl-C
+    backprop demo                train the digits demo in this process, no servers
+
+Settings are read from the environment here, once per process (see service/settings.py).
+"""
+
+import argparse
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from gunicorn.app.base import BaseApplication
+
+from service import create_app
+from service.db.session import make_session_factory
+from service.demo import run_demo
+from service.settings import Settings
+from worker.celery_app import create_celery_app
+from worker.tasks import register_tasks
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+STOP_TIMEOUT_SECONDS = 20
+# Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.
+WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+class GunicornApp(BaseApplication):
+    """Gunicorn serving ``create_app(settings)``, one app per worker process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
+        self.cfg.set("workers", self.settings.web_concurrency)
+        self.cfg.set("accesslog", "-")
+        self.cfg.set("loglevel", self.settings.log_level.lower())
+
+    def load(self):
+        return create_app(self.settings)
+
+
+def prepare(settings: Settings) -> Settings:
+    """Create the folders of the embedded SQLite files."""
+    for path in settings.sqlite_paths():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    return config
+
+
+def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
+    GunicornApp(settings).run()
+    return 0
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    app = create_celery_app(settings)
+    register_tasks(app, make_session_factory(settings.database_url), settings.metrics_flush_seconds)
+    app.worker_main(
+        ["worker", f"--loglevel={settings.log_level}", *WORKER_FLAGS, *args.celery_args]
+    )
+    return 0
+
+
+def upgrade_database(settings: Settings, args: argparse.Namespace) -> int:
+    command.upgrade(alembic_config(settings), args.revision)
+    return 0
+
+
+def downgrade_database(settings: Settings, args: argparse.Namespace) -> int:
+    command.downgrade(alembic_config(settings), args.revision)
+    return 0
+
+
+def run_all(settings: Settings, _args: argparse.Namespace) -> int:
+    """Migrate, then run the API and one worker as child processes until one exits or Ctrl-C."""
+    command.upgrade(alembic_config(settings), "head")
+    children = [
+        subprocess.Popen([sys.executable, "-m", "service.cli", part]) for part in ("api", "worker")
+    ]
+    try:
+        return wait_for_first_exit(children)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(children)
+
+
+def wait_for_first_exit(children: list[subprocess.Popen]) -> int:
+    while True:
+        for child in children:
+            try:
+                return child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    """SIGTERM every child still running (warm shutdown), then SIGKILL what outlives the timeout."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def demo(_settings: Settings, _args: argparse.Namespace) -> int:
+    run_demo()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backprop", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=serve_api)
+    worker = commands.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
+    worker.set_defaults(handler=run_worker)
+    database = commands.add_parser("db", help="migrate the database").add_subparsers(
+        dest="action", required=True
+    )
+    upgrade = database.add_parser("upgrade", help="migrate up (default: head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=upgrade_database)
+    downgrade = database.add_parser("downgrade", help="migrate down, e.g. to base")
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(handler=downgrade_database)
+    commands.add_parser("run", help="migrate, API and one worker").set_defaults(handler=run_all)
+    commands.add_parser("demo", help="train the digits demo locally").set_defaults(handler=demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    return handler(prepare(Settings.from_env()), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

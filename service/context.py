@@ -1,0 +1,35 @@
+"""What a request can reach: the settings, a database session, the queue and the model cache."""
+
+from dataclasses import dataclass
+
+from flask import current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.queue import JobQueue
+from service.serving import ModelCache
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    queue: JobQueue
+    models: ModelCache
+
+
+def services() -> Services:
+    return current_app.extensions["backprop"]
+
+
+def db() -> Session:
+    """The request's database session, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = services().sessions()
+    return g.db
+
+
+def close_db(_error: BaseException | None = None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,201 @@
+"""Tables: datasets, training_jobs, epoch_metrics, models.
+
+Arrays are stored as ``.npz`` blobs written by ``np.savez`` and read with ``allow_pickle=False``;
+a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids are never reused
+(``sqlite_autoincrement``), so a cache keyed by id cannot serve a deleted model's successor.
+"""
+
+import enum
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+KEEP_IDS = {"sqlite_autoincrement": True}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def arrays_to_npz(**arrays: np.ndarray) -> bytes:
+    """Pack named arrays into ``.npz`` bytes (no pickle: object arrays are refused)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def npz_to_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Unpack ``.npz`` bytes written by ``arrays_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database (SQLite stores none: it is put back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, _dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime, dict: JSON, list: JSON}
+
+
+class Task(enum.StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def _enum_column(enum_type: type[enum.StrEnum], name: str) -> Enum:
+    """A VARCHAR column with a CHECK constraint, storing the enum's values, not its names."""
+    return Enum(
+        enum_type,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Dataset(Base):
+    """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task: Mapped[Task] = mapped_column(_enum_column(Task, "task"))
+    source: Mapped[str] = mapped_column(String(20))
+    n_samples: Mapped[int]
+    n_features: Mapped[int]
+    n_outputs: Mapped[int]
+    feature_names: Mapped[list | None]
+    target_names: Mapped[list | None]
+    classes: Mapped[list | None]
+    target_stats: Mapped[dict | None]
+    arrays: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(X, y)`` as stored."""
+        arrays = npz_to_arrays(self.arrays)
+        return arrays["X"], arrays["y"]
+
+
+class TrainingJob(Base):
+    """One request to train; ``attempt`` counts the times a worker has claimed it."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[JobStatus] = mapped_column(
+        _enum_column(JobStatus, "job_status"), default=JobStatus.QUEUED, index=True
+    )
+    attempt: Mapped[int] = mapped_column(default=0)
+    network: Mapped[dict]
+    training: Mapped[dict]
+    warnings: Mapped[list] = mapped_column(default=list)
+    epoch: Mapped[int] = mapped_column(default=0)
+    epochs: Mapped[int]
+    train_loss: Mapped[float | None]
+    val_loss: Mapped[float | None]
+    train_accuracy: Mapped[float | None]
+    val_accuracy: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    dataset: Mapped[Dataset | None] = relationship()
+    model: Mapped["Model | None"] = relationship(back_populates="job", passive_deletes=True)
+
+    @property
+    def model_id(self) -> int | None:
+        return self.model.id if self.model else None
+
+
+class EpochMetric(Base):
+    """One epoch of one job: losses, accuracies (None for regression) and seconds taken."""
+
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("job_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    epoch: Mapped[int]
+    train_loss: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    train_accuracy: Mapped[float | None] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class Model(Base):
+    """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it."""
+
+    __tablename__ = "models"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="CASCADE"), unique=True
+    )
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    task: Mapped[Task] = mapped_column(_enum_column(Task, "model_task"))
+    n_features: Mapped[int]
+    network: Mapped[dict]
+    training: Mapped[dict]
+    classes: Mapped[list | None]
+    metrics: Mapped[dict]
+    blob: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[TrainingJob] = relationship(back_populates="model")

@@ -1,0 +1,28 @@
+"""Engines and sessions from a URL; SQLite gets WAL, a busy timeout and foreign keys."""
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
+    """Let readers and a writer work at once (WAL), wait for locks, and enforce foreign keys."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url``; connections are checked before use (databases restart)."""
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def make_session_factory(url: str) -> sessionmaker[Session]:
+    """A session factory bound to a new engine for ``url``; objects stay readable after commit."""
+    return sessionmaker(make_engine(url), expire_on_commit=False)

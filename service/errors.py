@@ -1,0 +1,107 @@
+"""The error envelope every failure answers with.
+
+``{"error": {"code": "unprocessable_entity", "message": "...", "details": {field: [messages]}}}``;
+``details`` keys are paths like ``network.layers[1].activation`` or ``instances[2]``.
+"""
+
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import marshmallow as ma
+from flask import Flask, current_app
+from flask_smorest import Api, abort
+from werkzeug.exceptions import HTTPException
+
+from model_core import SpecError
+from service.ingest import DataError
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(metadata={"description": "The HTTP status name in snake_case"})
+    message = ma.fields.String()
+    details = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
+
+
+class ErrorSchema(ma.Schema):
+    error = ma.fields.Nested(ErrorBodySchema)
+
+
+def fail(status: int, message: str, details: Mapping[str, list[str]] | None = None) -> NoReturn:
+    """Stop the request with ``status`` and the envelope built from ``message`` and ``details``."""
+    abort(status, message=message, errors=dict(details or {}))
+
+
+def field_path(prefix: str, key: object) -> str:
+    """Join a path the way model_core names fields: ``layers[1].activation``."""
+    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn marshmallow's nested error dicts into ``{path: [messages]}``."""
+    if isinstance(messages, Mapping):
+        flat: dict[str, list[str]] = {}
+        for key, value in messages.items():
+            flat.update(flatten_messages(value, field_path(prefix, key)))
+        return flat
+    if isinstance(messages, str):
+        messages = [messages]
+    return {prefix or "_schema": [str(message) for message in messages]}
+
+
+def validation_details(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Details from ``fail`` (``errors``) or from webargs (``messages`` keyed by location)."""
+    if "errors" in data:
+        return data["errors"]
+    details: dict[str, list[str]] = {}
+    for location, messages in data.get("messages", {}).items():
+        details.update(
+            flatten_messages(messages, "" if isinstance(messages, Mapping) else location)
+        )
+    return details
+
+
+def error_message(error: HTTPException, data: Mapping[str, Any]) -> str:
+    """The human sentence of the envelope."""
+    if "message" in data:
+        return data["message"]
+    if error.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)."
+    if "messages" in data:
+        return "The request is not valid; see details."
+    return error.description or error.name
+
+
+class EnvelopeApi(Api):
+    """flask-smorest's Api answering every HTTP error with the service's envelope."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        code = error.name.lower().replace(" ", "_")
+        body = envelope(code, error_message(error, data), validation_details(data))
+        return body, error.code, data.get("headers", {})
+
+
+def envelope(code: str, message: str, details: Mapping[str, list[str]]) -> dict:
+    return {"error": {"code": code, "message": message, "details": dict(details)}}
+
+
+def data_error_response(error: DataError):
+    return envelope("unprocessable_entity", str(error), {error.field: [error.message]}), 422
+
+
+def spec_error_response(error: SpecError):
+    return envelope("unprocessable_entity", str(error), {error.path: [error.message]}), 422
+
+
+DOMAIN_ERRORS = {DataError: data_error_response, SpecError: spec_error_response}
+
+
+def register_domain_errors(app: Flask) -> None:
+    """Answer the engine's and the ingest's validation errors with a 422 envelope."""
+    for error_type, handler in DOMAIN_ERRORS.items():
+        app.register_error_handler(error_type, handler)

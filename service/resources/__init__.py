@@ -1,0 +1,8 @@
+"""One blueprint per resource."""
+
+from service.resources.datasets import blp as datasets
+from service.resources.health import blp as health
+from service.resources.jobs import blp as jobs
+from service.resources.models import blp as models
+
+BLUEPRINTS = (datasets, jobs, models, health)

@@ -1,0 +1,115 @@
+"""``/v1/datasets``: upload as JSON, as a CSV file or from a built-in sample; list, get, delete."""
+
+from collections.abc import Callable
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+from marshmallow import ValidationError
+
+from service.context import db, services
+from service.db import queries
+from service.db.models import Dataset, Task
+from service.errors import ErrorSchema, fail, flatten_messages
+from service.ingest import DataLimits, dataset_from_csv, dataset_from_json, dataset_from_sample
+from service.schemas.datasets import (
+    CsvFileSchema,
+    CsvUploadSchema,
+    DatasetCreateSchema,
+    DatasetSchema,
+)
+
+blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
+
+
+def data_limits() -> DataLimits:
+    settings = services().settings
+    return DataLimits(settings.max_dataset_rows, settings.max_dataset_cells)
+
+
+def load_or_fail(schema, data) -> dict:
+    """``schema.load(data)``, answering a 422 with the field errors when it does not validate."""
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        fail(422, "The request is not valid; see details.", flatten_messages(error.messages))
+
+
+def dataset_from_json_body() -> Dataset:
+    body = load_or_fail(DatasetCreateSchema(), request.get_json())
+    if "builtin" in body:
+        return dataset_from_sample(body["builtin"], body.get("name"))
+    name = body.get("name") or "dataset"
+    return dataset_from_json(
+        name, Task(body["task"]), body["features"], body["targets"], data_limits()
+    )
+
+
+def dataset_from_csv_upload() -> Dataset:
+    form = load_or_fail(CsvUploadSchema(), request.form)
+    upload = load_or_fail(CsvFileSchema(), request.files)["file"]
+    targets = [name.strip() for name in form["target"].split(",")]
+    name = form.get("name") or upload.filename or "dataset"
+    return dataset_from_csv(
+        name, Task(form["task"]), upload.read(), targets, form["header"], data_limits()
+    )
+
+
+BODY_READERS: dict[str, Callable[[], Dataset]] = {
+    "application/json": dataset_from_json_body,
+    "multipart/form-data": dataset_from_csv_upload,
+}
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": DatasetCreateSchema},
+        "multipart/form-data": {"schema": CsvUploadSchema},
+    },
+}
+
+
+@blp.route("")
+class Datasets(MethodView):
+    @blp.response(200, DatasetSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters: PaginationParameters):
+        """List data sets, oldest first"""
+        items, pagination_parameters.item_count = queries.list_datasets(
+            db(), pagination_parameters.first_item, pagination_parameters.page_size
+        )
+        return items
+
+    @blp.doc(requestBody=UPLOAD_BODY)
+    @blp.response(201, DatasetSchema)
+    @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor multipart")
+    @blp.alt_response(422, schema=ErrorSchema, description="Data the service cannot train on")
+    def post(self):
+        """Upload a data set: JSON arrays, a CSV file (multipart) or a built-in sample"""
+        reader = BODY_READERS.get(request.mimetype)
+        if reader is None:
+            fail(415, "Send application/json or multipart/form-data.")
+        return queries.add(db(), reader())
+
+
+@blp.route("/<int:dataset_id>")
+class DatasetById(MethodView):
+    @blp.response(200, DatasetSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, dataset_id: int):
+        """Show a data set"""
+        return queries.get_dataset(db(), dataset_id) or fail(404, f"No data set {dataset_id}.")
+
+    @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="A queued or running job uses it")
+    def delete(self, dataset_id: int):
+        """Delete a data set (its models stay)"""
+        session = db()
+        dataset = queries.get_dataset(session, dataset_id) or fail(
+            404, f"No data set {dataset_id}."
+        )
+        if queries.dataset_in_use(session, dataset_id):
+            fail(409, f"Data set {dataset_id} is used by a queued or running job.")
+        queries.delete_row(session, dataset)

@@ -1,0 +1,112 @@
+"""``/v1/models``: list, show, delete, predict and weights."""
+
+import io
+
+import numpy as np
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+
+from model_core import Model
+from service.context import db, services
+from service.db import queries
+from service.errors import ErrorSchema, fail
+from service.ingest import numeric_matrix
+from service.schemas.models import (
+    LayerWeightsSchema,
+    ModelSchema,
+    PredictionSchema,
+    PredictRequestSchema,
+    WeightsQuerySchema,
+)
+from service.serving import predict, weights_as_arrays, weights_as_lists
+
+blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
+
+
+def load_model(model_id: int) -> Model:
+    """The trained model, from this process's cache; a 404 once the model is deleted."""
+    session = db()
+    if not queries.model_exists(session, model_id):
+        services().models.evict(model_id)
+        fail(404, f"No model {model_id}.")
+    return services().models.get(model_id, lambda: queries.get_model_blob(session, model_id))
+
+
+def instances_for(model: Model, instances: object) -> np.ndarray:
+    """The rows to predict, checked against the model's width and the row limit."""
+    x = numeric_matrix(instances, "instances")
+    limit = services().settings.max_predict_rows
+    if len(x) > limit:
+        fail(422, "Too many rows.", {"instances": [f"at most {limit} rows per call"]})
+    if x.shape[1] != model.n_features:
+        message = f"each row needs {model.n_features} values; got {x.shape[1]}"
+        fail(422, "Wrong number of features.", {"instances": [message]})
+    return x
+
+
+def npz_response(model_id: int, model: Model) -> Response:
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **weights_as_arrays(model))
+    disposition = f'attachment; filename="model-{model_id}-weights.npz"'
+    return Response(
+        buffer.getvalue(),
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+@blp.route("")
+class Models(MethodView):
+    @blp.response(200, ModelSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters: PaginationParameters):
+        """List models, oldest first"""
+        items, pagination_parameters.item_count = queries.list_models(
+            db(), pagination_parameters.first_item, pagination_parameters.page_size
+        )
+        return items
+
+
+@blp.route("/<int:model_id>")
+class ModelById(MethodView):
+    @blp.response(200, ModelSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, model_id: int):
+        """Show a model: spec, data set, job, final metrics, classes"""
+        return queries.get_model(db(), model_id) or fail(404, f"No model {model_id}.")
+
+    @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def delete(self, model_id: int):
+        """Delete a model"""
+        session = db()
+        model = queries.get_model(session, model_id) or fail(404, f"No model {model_id}.")
+        queries.delete_row(session, model)
+        services().models.evict(model_id)
+
+
+@blp.route("/<int:model_id>/predict")
+class ModelPrediction(MethodView):
+    @blp.arguments(PredictRequestSchema)
+    @blp.response(200, PredictionSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="Bad rows: width, NaN, ragged")
+    def post(self, body: dict, model_id: int):
+        """Predict labels (and class probabilities) or values for rows of features"""
+        model = load_model(model_id)
+        return predict(model, instances_for(model, body["instances"]))
+
+
+@blp.route("/<int:model_id>/weights")
+class ModelWeights(MethodView):
+    @blp.arguments(WeightsQuerySchema, location="query")
+    @blp.response(200, LayerWeightsSchema(many=True))
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, query: dict, model_id: int):
+        """The weights per layer, W (inputs, units) and b (units,); ?format=npz for a file"""
+        model = load_model(model_id)
+        if query["format"] == "npz":
+            return npz_response(model_id, model)
+        return weights_as_lists(model)

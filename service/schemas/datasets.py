@@ -1,0 +1,73 @@
+"""Data set uploads (JSON, multipart CSV, built-in sample) and the data set as shown."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from service.db.models import Task
+from service.samples import SAMPLE_NAMES
+
+TASKS = [task.value for task in Task]
+
+
+class DatasetCreateSchema(ma.Schema):
+    """Either ``builtin``, or ``task`` with ``features`` and ``targets``."""
+
+    name = ma.fields.String(validate=validate.Length(1, 200))
+    builtin = ma.fields.String(validate=validate.OneOf(SAMPLE_NAMES))
+    task = ma.fields.String(validate=validate.OneOf(TASKS))
+    features = ma.fields.Raw(metadata={"description": "rows of numbers, (n_samples, n_features)"})
+    targets = ma.fields.Raw(
+        metadata={"description": "one label or value per row, or a list of values per row"}
+    )
+
+    @ma.validates_schema
+    def check_source(self, data: dict, **_kwargs) -> None:
+        inline = ("task", "features", "targets")
+        if "builtin" in data:
+            extra = [field for field in inline if field in data]
+            if extra:
+                raise ma.ValidationError({field: ["not allowed with builtin"] for field in extra})
+            return
+        missing = [field for field in inline if field not in data]
+        if missing:
+            message = "required unless builtin is given"
+            raise ma.ValidationError({field: [message] for field in missing})
+
+
+class CsvUploadSchema(ma.Schema):
+    """The form fields sent with a CSV file (``file``) as multipart/form-data."""
+
+    name = ma.fields.String(validate=validate.Length(1, 200))
+    task = ma.fields.String(required=True, validate=validate.OneOf(TASKS))
+    target = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "target column name(s), comma-separated; 0-based numbers "
+            "when header is false"
+        },
+    )
+    header = ma.fields.Boolean(load_default=True)
+
+
+class CsvFileSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class DatasetSchema(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    task = ma.fields.Enum(Task, by_value=True)
+    source = ma.fields.String(metadata={"description": "json, csv or builtin"})
+    rows = ma.fields.Integer(attribute="n_samples")
+    features = ma.fields.Integer(attribute="n_features")
+    outputs = ma.fields.Integer(
+        attribute="n_outputs", metadata={"description": "classes or target columns"}
+    )
+    feature_names = ma.fields.List(ma.fields.String(), allow_none=True)
+    target_names = ma.fields.List(ma.fields.String(), allow_none=True)
+    classes = ma.fields.List(ma.fields.Raw(), allow_none=True)
+    target_stats = ma.fields.Dict(
+        allow_none=True, metadata={"description": "mean, std, min, max per target column"}
+    )
+    created_at = ma.fields.DateTime()

@@ -1,0 +1,67 @@
+"""Training jobs: the submission, the job as shown, its epoch history and the dry-run report."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from service.db.models import JobStatus
+
+MAX_EPOCHS_PER_PAGE = 10_000
+
+
+class JobCreateSchema(ma.Schema):
+    """model_core's network and training specs, as documented in docs/model_core.md."""
+
+    dataset_id = ma.fields.Integer(required=True, strict=True)
+    network = ma.fields.Dict(required=True, metadata={"description": "model_core network spec"})
+    training = ma.fields.Dict(
+        load_default=dict, metadata={"description": "model_core training spec"}
+    )
+
+
+class JobSchema(ma.Schema):
+    id = ma.fields.Integer()
+    dataset_id = ma.fields.Integer(allow_none=True)
+    status = ma.fields.Enum(JobStatus, by_value=True)
+    attempt = ma.fields.Integer()
+    epoch = ma.fields.Integer()
+    epochs = ma.fields.Integer()
+    train_loss = ma.fields.Float(allow_none=True)
+    val_loss = ma.fields.Float(allow_none=True)
+    train_accuracy = ma.fields.Float(allow_none=True)
+    val_accuracy = ma.fields.Float(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    model_id = ma.fields.Integer(allow_none=True)
+    network = ma.fields.Dict()
+    training = ma.fields.Dict()
+    warnings = ma.fields.List(ma.fields.String())
+    created_at = ma.fields.DateTime()
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class EpochQuerySchema(ma.Schema):
+    after = ma.fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "return epochs after this one"},
+    )
+    limit = ma.fields.Integer(
+        load_default=1000, validate=validate.Range(min=1, max=MAX_EPOCHS_PER_PAGE)
+    )
+
+
+class EpochSchema(ma.Schema):
+    epoch = ma.fields.Integer()
+    train_loss = ma.fields.Float()
+    val_loss = ma.fields.Float(allow_none=True)
+    train_accuracy = ma.fields.Float(allow_none=True)
+    val_accuracy = ma.fields.Float(allow_none=True)
+    seconds = ma.fields.Float()
+
+
+class ValidationReportSchema(ma.Schema):
+    valid = ma.fields.Boolean()
+    errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
+    warnings = ma.fields.List(ma.fields.String())
+    network = ma.fields.Dict(allow_none=True, metadata={"description": "with defaults filled in"})
+    training = ma.fields.Dict(allow_none=True, metadata={"description": "with defaults filled in"})

@@ -1,0 +1,81 @@
+"""Configuration: one frozen ``Settings``, read from the environment only where a process starts.
+
+Every value has an embedded default that needs no server: a SQLite database and a Celery broker
+on kombu's SQLAlchemy transport, both as files under ``./var/``.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DEFAULT_VAR_DIR = Path("var")
+
+# A bare postgres:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
+_URL_PREFIX_ALIASES = {
+    "postgres://": "postgresql+psycopg://",
+    "postgresql://": "postgresql+psycopg://",
+}
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` with a bare PostgreSQL scheme pointed at the psycopg 3 driver."""
+    for prefix, replacement in _URL_PREFIX_ALIASES.items():
+        if url.startswith(prefix):
+            return replacement + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of the service needs to know, with embedded defaults.
+
+    Sizes are in bytes, rows or cells (rows x features); times in seconds.
+    """
+
+    database_url: str = f"sqlite:///{DEFAULT_VAR_DIR / 'backprop.sqlite'}"
+    broker_url: str = f"sqla+sqlite:///{DEFAULT_VAR_DIR / 'broker.sqlite'}"
+    port: int = 8000
+    host: str = "0.0.0.0"
+    web_concurrency: int = 2
+    worker_concurrency: int = 1
+    max_request_bytes: int = 256 * 1024 * 1024
+    max_predict_rows: int = 10_000
+    max_dataset_rows: int = 1_000_000
+    max_dataset_cells: int = 64_000_000
+    model_cache_size: int = 32
+    metrics_flush_seconds: float = 0.5
+    broker_timeout_seconds: float = 2.0
+    job_visibility_timeout_seconds: int = 24 * 3600
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from environment variables named like the fields in upper case.
+
+        ``DATABASE_URL``, ``BROKER_URL``, ``PORT``, ``MAX_REQUEST_BYTES``... Unset variables keep
+        the default; a value that does not parse raises ``ValueError`` naming the variable.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field.name] = _PARSERS[field.type](raw)
+            except ValueError as error:
+                raise ValueError(f"{field.name.upper()}={raw!r}: {error}") from None
+        if "database_url" in values:
+            values["database_url"] = normalize_database_url(values["database_url"])
+        return cls(**values)
+
+    def sqlite_paths(self) -> list[Path]:
+        """The SQLite files this configuration writes to (their folders must exist)."""
+        urls = (self.database_url, self.broker_url.removeprefix("sqla+"))
+        return [
+            Path(url.removeprefix("sqlite:///")) for url in urls if url.startswith("sqlite:///")
+        ]
+
+
+_PARSERS: dict[type, Callable[[str], object]] = {str: str, int: int, float: float}

@@ -1,0 +1,73 @@
+"""The Celery app, built from Settings; the API uses it to send, the worker to consume.
+
+JSON only, late acks, one message prefetched per process, and a task whose worker process dies
+is rejected back to the queue. Importing this module trains nothing and connects to nothing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class BrokerProfile:
+    """What differs between brokers: transport options and whether broadcasts work."""
+
+    transport_options: Callable[[Settings], dict[str, Any]]
+    supports_broadcast: bool
+
+
+def _redis_options(settings: Settings) -> dict[str, Any]:
+    # A task not acknowledged within the visibility timeout is delivered again: keep it
+    # longer than any job may run.
+    return {
+        "visibility_timeout": settings.job_visibility_timeout_seconds,
+        "socket_connect_timeout": settings.broker_timeout_seconds,
+    }
+
+
+def _sqla_options(_settings: Settings) -> dict[str, Any]:
+    # kombu hands these to sqlalchemy.create_engine: wait for SQLite's lock, never fail at once.
+    return {"connect_args": {"timeout": 30}}
+
+
+BROKER_PROFILES = {
+    "redis": BrokerProfile(_redis_options, supports_broadcast=True),
+    "rediss": BrokerProfile(_redis_options, supports_broadcast=True),
+    "sqla": BrokerProfile(_sqla_options, supports_broadcast=False),
+}
+
+
+def broker_profile(broker_url: str) -> BrokerProfile:
+    """The profile of ``broker_url``'s scheme (``redis://``, ``sqla+sqlite:///``...)."""
+    scheme = broker_url.split("://", 1)[0].split("+", 1)[0]
+    try:
+        return BROKER_PROFILES[scheme]
+    except KeyError:
+        valid = ", ".join(sorted(BROKER_PROFILES))
+        raise ValueError(f"unsupported broker {scheme!r}; valid schemes: {valid}") from None
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """A Celery app for ``settings.broker_url`` with the service's delivery guarantees."""
+    profile = broker_profile(settings.broker_url)
+    app = Celery("backprop", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        worker_enable_remote_control=profile.supports_broadcast,
+        broker_transport_options=profile.transport_options(settings),
+        broker_connection_timeout=settings.broker_timeout_seconds,
+        broker_connection_retry_on_startup=True,
+    )
+    return app

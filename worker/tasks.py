@@ -1,0 +1,22 @@
+"""Celery tasks: thin wrappers that take ids and call one function."""
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.task_names import TRAIN_MODEL
+from worker.training import run_training
+
+
+def register_tasks(app: Celery, sessions: sessionmaker[Session], flush_seconds: float) -> None:
+    """Register the training task on ``app``; it opens sessions from ``sessions``."""
+
+    @app.task(name=TRAIN_MODEL)
+    def train_model(job_id: int) -> None:
+        run_training(sessions, job_id, flush_seconds)
+
+    def forget_parent_connections(**_kwargs) -> None:
+        # A forked pool process must not reuse the connections its parent opened.
+        sessions.kw["bind"].dispose(close=False)
+
+    worker_process_init.connect(forget_parent_connections, weak=False)
