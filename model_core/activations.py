@@ -40,7 +40,8 @@ def relu(z: np.ndarray) -> None:
 
 
 def relu_backward(delta: np.ndarray, a: np.ndarray) -> None:
-    delta[a <= 0.0] = 0.0
+    # Multiplying by the mask is several times faster than assigning through it.
+    np.multiply(delta, a > 0.0, out=delta)
 
 
 def leaky_relu(z: np.ndarray) -> None:
@@ -48,7 +49,7 @@ def leaky_relu(z: np.ndarray) -> None:
 
 
 def leaky_relu_backward(delta: np.ndarray, a: np.ndarray) -> None:
-    delta[a < 0.0] *= LEAKY_RELU_SLOPE
+    np.multiply(delta, LEAKY_RELU_SLOPE, out=delta, where=a < 0.0)
 
 
 def linear(z: np.ndarray) -> None:

@@ -69,6 +69,16 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class BatchBuffers:
+    """Scratch arrays of one batch size: inputs, targets, each layer's activations and deltas."""
+
+    x: np.ndarray
+    targets: np.ndarray
+    outputs: list[np.ndarray]
+    deltas: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class EvaluationSet:
     """Rows to evaluate on: ``rows`` of ``x``, their encoded targets and class indices."""
 
@@ -169,11 +179,24 @@ class Trainer:
     def _allocate_buffers(self) -> None:
         """Every array the hot loop writes, allocated once at the largest batch size."""
         size, dtype = self._batch_size(), self.dtype
-        self.batch_x = np.empty((size, self.x.shape[1]), dtype)
-        self.batch_targets = np.empty((size, self.targets.matrix.shape[1]), dtype)
-        self.outputs = [np.empty((size, w.shape[1]), dtype) for w, _ in self.weights]
-        self.deltas = [np.empty_like(out) for out in self.outputs]
+        full = BatchBuffers(
+            np.empty((size, self.x.shape[1]), dtype),
+            np.empty((size, self.targets.matrix.shape[1]), dtype),
+            [np.empty((size, w.shape[1]), dtype) for w, _ in self.weights],
+            [np.empty((size, w.shape[1]), dtype) for w, _ in self.weights],
+        )
+        self._views = {size: full}
         self.grads = [np.empty_like(p) for p in self.params]
+
+    def _buffers(self, n: int) -> "BatchBuffers":
+        """Views of the first n rows of every buffer; made once per batch size (at most two)."""
+        views = self._views.get(n)
+        if views is None:
+            full = self._views[self._batch_size()]
+            views = BatchBuffers(full.x[:n], full.targets[:n], [a[:n] for a in full.outputs],
+                                 [d[:n] for d in full.deltas])
+            self._views[n] = views
+        return views
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -238,30 +261,29 @@ class Trainer:
 
         Returns the batch's loss and output, both computed with the weights before the update.
         """
-        loss, output = self.compute_gradients(batch)
+        loss, outputs = self.compute_gradients(batch)
         self.optimizer.step(self.params, self.grads, lr)
-        return loss, output
+        return loss, outputs[-1]
 
-    def compute_gradients(self, batch: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and output of the given training rows; their mean gradient into ``self.grads``.
+    def compute_gradients(self, batch: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """Loss and every layer's activations for the given training rows; their mean gradient
+        into ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
         The weights are left as they are (gradient checks call this directly).
         """
         n = len(batch)
-        x = self.batch_x[:n]
+        buffers = self._buffers(n)
+        x, targets, outputs, deltas = buffers.x, buffers.targets, buffers.outputs, buffers.deltas
         np.take(self.x, batch, axis=0, out=x, mode="clip")
         standardize_into(x, self.mean, self.scale)
-        targets = self.batch_targets[:n]
         np.take(self.targets.matrix, batch, axis=0, out=targets, mode="clip")
-        outputs = [out[:n] for out in self.outputs]
         output = forward(x, self.weights, self.activations, outputs)
         loss = self.loss.value(output, targets) + self._l2_penalty()
-        deltas = [delta[:n] for delta in self.deltas]
         self.loss.delta(output, targets, deltas[-1], self.activations[-1])
         deltas[-1] *= 1.0 / n
         self._backward(x, outputs, deltas)
-        return loss, output
+        return loss, outputs
 
     def _l2_penalty(self) -> float:
         """l2 / 2 * sum of squared weights (biases are not penalised)."""

@@ -34,8 +34,8 @@ def test_forward_pass_and_total_error(one_step):
 
 def test_hidden_and_output_activations():
     trainer = Trainer(X, TARGETS, NETWORK, TRAINING, task="regression")
-    _, output = trainer.compute_gradients(np.array([0]))
-    assert trainer.outputs[0][0] == pytest.approx([0.593269992, 0.596884378], abs=5e-10)
+    _, (hidden, output) = trainer.compute_gradients(np.array([0]))
+    assert hidden[0] == pytest.approx([0.593269992, 0.596884378], abs=5e-10)
     assert output[0] == pytest.approx([0.75136507, 0.772928465], abs=5e-9)
 
 
