@@ -1,0 +1,130 @@
+"""One runner per framework: ``prepare(workload)`` returns ``train() -> last epoch loss``.
+
+``prepare`` does what a user would do once before training (convert the data to the framework's
+types); the returned ``train`` starts from the workload's initial weights every time it is called,
+so the engine can time repeated runs of exactly the same work.
+"""
+
+import os
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from bench.textbook import train_textbook
+from bench.workloads import Workload, model_core_specs
+from model_core import train
+
+Train = Callable[[], float]
+
+
+def prepare_model_core(w: Workload) -> Train:
+    """model_core in float32, no standardisation, so it does the same work as the others."""
+    network, training = model_core_specs(w)
+
+    def run() -> float:
+        result = train(w.X, w.y, network=network, training=training, task="classification")
+        return result.history[-1]["train_loss"]
+
+    return run
+
+
+class MLPWithInitialWeights(MLPClassifier):
+    """MLPClassifier that starts from ``initial_weights`` (sklearn has no parameter for that)."""
+
+    initial_weights: list[tuple[np.ndarray, np.ndarray]]
+
+    def _initialize(self, y, layer_units, dtype):
+        super()._initialize(y, layer_units, dtype)
+        self.coefs_ = [W.astype(dtype) for W, _ in self.initial_weights]
+        self.intercepts_ = [b.astype(dtype) for _, b in self.initial_weights]
+
+
+def sklearn_classifier(w: Workload) -> MLPWithInitialWeights:
+    """scikit-learn's MLP set up as plain SGD with momentum: no L2, no early stop, constant rate."""
+    classifier = MLPWithInitialWeights(
+        hidden_layer_sizes=w.hidden, activation="relu", solver="sgd", alpha=0.0,
+        batch_size=w.batch_size, learning_rate="constant", learning_rate_init=w.learning_rate,
+        momentum=w.momentum, nesterovs_momentum=False, max_iter=w.epochs, shuffle=True,
+        random_state=0, tol=0.0, n_iter_no_change=w.epochs + 1,
+    )
+    classifier.initial_weights = w.initial_weights
+    return classifier
+
+
+def sklearn_runner(dtype: type) -> Callable[[Workload], Train]:
+    """scikit-learn's MLPClassifier on rows of ``dtype`` (float64 is what it uses by default)."""
+
+    def prepare(w: Workload) -> Train:
+        X = w.X.astype(dtype)
+
+        def run() -> float:
+            classifier = sklearn_classifier(w)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                classifier.fit(X, w.y)
+            return classifier.loss_curve_[-1]
+
+        return run
+
+    return prepare
+
+
+def torch_network(w: Workload, dtype: torch.dtype) -> torch.nn.Sequential:
+    """ReLU layers and a linear output (CrossEntropyLoss applies the softmax), from w's weights."""
+    layers: list[torch.nn.Module] = []
+    for W, b in w.initial_weights:
+        linear = torch.nn.Linear(*W.shape, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def prepare_torch(w: Workload) -> Train:
+    """PyTorch on the CPU, float32, with all cores, shuffling indices each epoch."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    X_t, y_t = torch.from_numpy(w.X), torch.from_numpy(w.y)
+
+    def run() -> float:
+        generator = torch.Generator().manual_seed(0)
+        network = torch_network(w, torch.float32)
+        optimizer = torch.optim.SGD(network.parameters(), lr=w.learning_rate, momentum=w.momentum)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        for _ in range(w.epochs):
+            order = torch.randperm(len(X_t), generator=generator)
+            epoch_loss = 0.0
+            for batch in order.split(w.batch_size):
+                loss = loss_fn(network(X_t[batch]), y_t[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                epoch_loss += loss.item() * len(batch)
+        return epoch_loss / len(X_t)
+
+    return run
+
+
+def prepare_textbook(w: Workload) -> Train:
+    """The textbook NumPy loop in float32."""
+
+    def run() -> float:
+        weights = [(W.astype(np.float32), b.astype(np.float32)) for W, b in w.initial_weights]
+        return train_textbook(
+            w.X, w.y, weights, w.epochs, w.batch_size, w.learning_rate, w.momentum
+        )
+
+    return run
+
+
+FRAMEWORKS: dict[str, Callable[[Workload], Train]] = {
+    "model_core": prepare_model_core,
+    "sklearn float64": sklearn_runner(np.float64),
+    "sklearn float32": sklearn_runner(np.float32),
+    "pytorch": prepare_torch,
+    "textbook numpy": prepare_textbook,
+}
