@@ -1,0 +1,65 @@
+"""Plain functions that build what tests need: schemas, rows and request bodies."""
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import Base, TrainingJob
+from service.db.session import make_session_factory
+from service.ingest import dataset_from_sample
+
+XOR_NETWORK = {
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],
+}
+
+
+def xor_training(epochs: int = 300) -> dict:
+    return {
+        "epochs": epochs,
+        "batch_size": "full",
+        "seed": 1,
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+    }
+
+
+def job_body(dataset_id: int, epochs: int = 300, network: dict | None = None) -> dict:
+    return {
+        "dataset_id": dataset_id,
+        "network": network or XOR_NETWORK,
+        "training": xor_training(epochs),
+    }
+
+
+def sqlite_sessions(path) -> sessionmaker[Session]:
+    """Sessions on a new SQLite file with every table created."""
+    sessions = make_session_factory(f"sqlite:///{path}")
+    Base.metadata.create_all(sessions.kw["bind"])
+    return sessions
+
+
+def queued_xor_job(
+    sessions: sessionmaker[Session], epochs: int = 300, network: dict | None = None
+) -> int:
+    """Store the XOR sample and a queued job on it, as the API would; return the job id."""
+    with sessions() as session:
+        dataset = dataset_from_sample("xor", None)
+        session.add(dataset)
+        session.flush()
+        job = TrainingJob(
+            dataset_id=dataset.id,
+            network=network or XOR_NETWORK,
+            training=xor_training(epochs),
+            epochs=epochs,
+        )
+        session.add(job)
+        session.commit()
+        return job.id
+
+
+def assert_envelope(response, status: int, field: str | None = None) -> dict:
+    """The response is ``status`` with the error envelope (naming ``field``); return its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert isinstance(error["message"], str) and error["message"]
+    if field is not None:
+        assert field in error["details"], error
+    return error

@@ -1,0 +1,58 @@
+import pytest
+from sqlalchemy import func, select
+
+from service import create_app
+from service.db.models import Dataset, EpochMetric, Model, TrainingJob
+from service.settings import Settings
+from tests.factories import sqlite_sessions
+
+MAX_REQUEST_BYTES = 200_000
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        max_request_bytes=MAX_REQUEST_BYTES,
+        max_predict_rows=50,
+        max_dataset_rows=1000,
+        max_dataset_cells=5000,
+    )
+
+
+@pytest.fixture
+def app(settings, tmp_path):
+    sqlite_sessions(tmp_path / "db.sqlite")
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def sessions(app):
+    return app.extensions["backprop"].sessions
+
+
+@pytest.fixture
+def row_counts(sessions):
+    """A function returning how many rows each table holds."""
+
+    def count() -> dict[str, int]:
+        with sessions() as session:
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                for model in (Dataset, TrainingJob, EpochMetric, Model)
+            }
+
+    return count
+
+
+@pytest.fixture
+def queued_messages(app):
+    return app.extensions["backprop"].queue.queued_messages

@@ -1,0 +1,57 @@
+"""The app as a whole: OpenAPI, docs, the error envelope for framework errors, health."""
+
+from service import create_app
+from service.settings import Settings
+from tests.factories import assert_envelope
+
+ENDPOINTS = {
+    "/v1/datasets": {"get", "post"},
+    "/v1/datasets/{dataset_id}": {"get", "delete"},
+    "/v1/jobs": {"get", "post"},
+    "/v1/jobs/validate": {"post"},
+    "/v1/jobs/{job_id}": {"get"},
+    "/v1/jobs/{job_id}/epochs": {"get"},
+    "/v1/models": {"get"},
+    "/v1/models/{model_id}": {"get", "delete"},
+    "/v1/models/{model_id}/predict": {"post"},
+    "/v1/models/{model_id}/weights": {"get"},
+    "/health/live": {"get"},
+    "/health/ready": {"get"},
+}
+
+
+def test_openapi_document_lists_every_endpoint(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    methods = {path: set(spec["paths"][path]) - {"parameters"} for path in ENDPOINTS}
+    assert methods == ENDPOINTS
+    assert "Error" in spec["components"]["schemas"]
+    upload = spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
+    assert set(upload) == {"application/json", "multipart/form-data"}
+    assert "422" in spec["paths"]["/v1/jobs"]["post"]["responses"]
+
+
+def test_interactive_docs_are_served(client):
+    assert client.get("/docs").status_code == 200
+
+
+def test_unknown_route_and_method_use_the_envelope(client):
+    assert assert_envelope(client.get("/v2/nothing"), 404)["code"] == "not_found"
+    assert assert_envelope(client.put("/v1/jobs"), 405)["code"] == "method_not_allowed"
+
+
+def test_live_and_ready(client):
+    assert client.get("/health/live").get_json()["status"] == "ok"
+    ready = client.get("/health/ready").get_json()
+    assert ready["checks"]["database"] == "ok"
+    assert ready["checks"]["broker"].startswith("ok")
+
+
+def test_ready_is_503_naming_the_broker_when_it_is_down(settings):
+    down = Settings(
+        database_url=settings.database_url,
+        broker_url="redis://127.0.0.1:1/0",
+        broker_timeout_seconds=0.2,
+    )
+    error = assert_envelope(create_app(down).test_client().get("/health/ready"), 503, "broker")
+    assert "database" not in error["details"]

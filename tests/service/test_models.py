@@ -1,0 +1,101 @@
+"""/v1/models: show, predict (cached per process), weights, delete."""
+
+import io
+
+import numpy as np
+import pytest
+
+import model_core
+from tests.factories import assert_envelope, job_body
+from worker.training import run_training
+
+
+@pytest.fixture
+def model_id(client, sessions) -> int:
+    """A model trained on XOR by the worker's own function (no worker process needed here)."""
+    dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
+    job_id = client.post("/v1/jobs", json=job_body(dataset_id, epochs=500)).get_json()["id"]
+    run_training(sessions, job_id)
+    return client.get(f"/v1/jobs/{job_id}").get_json()["model_id"]
+
+
+XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
+
+
+def test_model_shows_spec_classes_and_metrics(client, model_id):
+    model = client.get(f"/v1/models/{model_id}").get_json()
+    assert model["classes"] == [0, 1]
+    assert model["n_features"] == 2
+    assert model["metrics"]["epochs_trained"] == 500
+    assert model["metrics"]["train_accuracy"] == 1.0
+    assert [m["id"] for m in client.get("/v1/models").get_json()] == [model_id]
+
+
+def test_predict_gives_labels_and_probabilities(client, model_id):
+    response = client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS})
+    body = response.get_json()
+    assert body["predictions"] == [0, 1, 1, 0]
+    assert np.allclose(np.sum(body["probabilities"], axis=1), 1.0, atol=1e-5)
+
+
+def test_the_model_is_loaded_once_per_process(client, model_id, monkeypatch):
+    loads = []
+    real_from_bytes = model_core.Model.from_bytes
+    monkeypatch.setattr(
+        model_core.Model, "from_bytes", lambda data: loads.append(1) or real_from_bytes(data)
+    )
+    for _ in range(3):
+        client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS[:1]})
+    assert len(loads) == 1
+
+
+BAD_INSTANCES = {
+    "wrong width": ('{"instances": [[0, 1, 1]]}', "instances"),
+    "ragged rows": ('{"instances": [[0, 1], [1]]}', "instances"),
+    "NaN": ('{"instances": [[0, NaN]]}', "instances[0][1]"),
+    "Infinity": ('{"instances": [[Infinity, 0]]}', "instances[0][0]"),
+    "strings": ('{"instances": [["a", "b"]]}', "instances"),
+    "empty": ('{"instances": []}', "instances"),
+    "not a list": ('{"instances": 3}', "instances"),
+    "missing": ("{}", "instances"),
+    "too many rows": ('{"instances": ' + str([[0, 1]] * 51) + "}", "instances"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INSTANCES, ids=list(BAD_INSTANCES))
+def test_bad_instances_are_422(client, model_id, case):
+    body, field = BAD_INSTANCES[case]
+    response = client.post(
+        f"/v1/models/{model_id}/predict", data=body, content_type="application/json"
+    )
+    assert_envelope(response, 422, field)
+
+
+def test_weights_as_json_follow_model_cores_convention(client, model_id):
+    layers = client.get(f"/v1/models/{model_id}/weights").get_json()
+    assert [np.shape(layer["W"]) for layer in layers] == [(2, 4), (4, 2)]
+    assert [np.shape(layer["b"]) for layer in layers] == [(4,), (2,)]
+
+
+def test_weights_as_npz(client, model_id):
+    response = client.get(f"/v1/models/{model_id}/weights?format=npz")
+    assert response.status_code == 200
+    with np.load(io.BytesIO(response.data), allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["W0", "W1", "b0", "b1"]
+    assert_envelope(client.get(f"/v1/models/{model_id}/weights?format=pickle"), 422, "format")
+
+
+def test_deleted_model_is_gone_even_from_the_cache(client, model_id):
+    client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS})
+    assert client.delete(f"/v1/models/{model_id}").status_code == 204
+    assert_envelope(
+        client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS}), 404
+    )
+    assert_envelope(client.get(f"/v1/models/{model_id}"), 404)
+    assert_envelope(client.delete(f"/v1/models/{model_id}"), 404)
+
+
+def test_unknown_model_is_404(client):
+    assert_envelope(client.get("/v1/models/999"), 404)
+    assert_envelope(client.post("/v1/models/999/predict", json={"instances": XOR_ROWS}), 404)
+    assert_envelope(client.get("/v1/models/999/weights"), 404)

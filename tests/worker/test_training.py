@@ -1,0 +1,170 @@
+"""run_training on a real SQLite database: history, the stored model, and every failure path."""
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from model_core import Model as EngineModel
+from service.db import queries
+from service.db.models import Dataset, EpochMetric, JobStatus, Model, Task, TrainingJob
+from service.ingest import build_dataset
+from tests.factories import queued_xor_job, sqlite_sessions
+from worker import training
+from worker.training import run_training
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    return sqlite_sessions(tmp_path / "db.sqlite")
+
+
+def epochs_of(sessions, job_id: int) -> list[int]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(EpochMetric.epoch)
+                .where(EpochMetric.job_id == job_id)
+                .order_by(EpochMetric.id)
+            )
+        )
+
+
+def job_row(sessions, job_id: int) -> TrainingJob:
+    with sessions() as session:
+        return session.get(TrainingJob, job_id)
+
+
+def test_a_job_trains_and_stores_history_and_model(sessions):
+    job_id = queued_xor_job(sessions, epochs=400)
+    assert run_training(sessions, job_id) is JobStatus.SUCCEEDED
+    job = job_row(sessions, job_id)
+    assert (job.status, job.attempt, job.epoch, job.train_accuracy) == ("succeeded", 1, 400, 1.0)
+    assert job.started_at <= job.finished_at
+    assert epochs_of(sessions, job_id) == list(range(1, 401))
+    with sessions() as session:
+        model = session.scalars(select(Model).where(Model.job_id == job_id)).one()
+        engine_model = EngineModel.from_bytes(model.blob)
+    assert model.classes == [0, 1] and model.metrics["epochs_trained"] == 400
+    assert engine_model.predict(np.array([[0, 0], [0, 1], [1, 0], [1, 1]])).tolist() == [0, 1, 1, 0]
+
+
+def test_a_second_delivery_trains_nothing(sessions):
+    job_id = queued_xor_job(sessions, epochs=20)
+    run_training(sessions, job_id)
+    assert run_training(sessions, job_id) is None
+    assert epochs_of(sessions, job_id) == list(range(1, 21))
+    assert job_row(sessions, job_id).attempt == 1
+
+
+def test_epochs_are_written_in_batches_not_one_round_trip_each(sessions, monkeypatch):
+    batches = []
+    real_add_epochs = queries.add_epochs
+
+    def spy(session, job_id, attempt, records):
+        batches.append(len(records))
+        real_add_epochs(session, job_id, attempt, records)
+
+    monkeypatch.setattr(queries, "add_epochs", spy)
+    job_id = queued_xor_job(sessions, epochs=3000)
+    run_training(sessions, job_id, flush_seconds=0.05)
+    assert len(batches) < 100 and sum(batches) < 3000
+    assert epochs_of(sessions, job_id) == list(range(1, 3001))
+
+
+def test_progress_is_visible_while_the_job_runs(sessions, monkeypatch):
+    seen = []
+    real_finish = queries.finish_job
+
+    def look_then_finish(session, job_id, attempt, records, model):
+        seen.append((job_row(sessions, job_id).epoch, len(epochs_of(sessions, job_id))))
+        real_finish(session, job_id, attempt, records, model)
+
+    monkeypatch.setattr(queries, "finish_job", look_then_finish)
+    job_id = queued_xor_job(sessions, epochs=50)
+    run_training(sessions, job_id, flush_seconds=0.0)
+    assert seen == [(50, 50)]
+
+
+def regression_job(sessions, learning_rate: float) -> int:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * 100
+    network = {"layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "linear"}]}
+    training_spec = {
+        "epochs": 50,
+        "batch_size": "full",
+        "standardize": False,
+        "seed": 1,
+        "optimizer": {"name": "sgd", "learning_rate": learning_rate},
+    }
+    with sessions() as session:
+        dataset = build_dataset(
+            name="wide",
+            task=Task.REGRESSION,
+            source="json",
+            x=x,
+            y=x @ [1.0, 2.0, 3.0],
+            target_field="targets",
+        )
+        session.add(dataset)
+        session.flush()
+        job = TrainingJob(dataset_id=dataset.id, network=network, training=training_spec, epochs=50)
+        session.add(job)
+        session.commit()
+        return job.id
+
+
+def test_divergence_fails_the_job_with_its_message_and_keeps_history(sessions):
+    job_id = regression_job(sessions, learning_rate=1.0)
+    assert run_training(sessions, job_id, flush_seconds=60) is JobStatus.FAILED
+    job = job_row(sessions, job_id)
+    assert job.status == "failed" and "diverged at epoch 3" in job.error
+    assert epochs_of(sessions, job_id) == [1, 2]
+    with sessions() as session:
+        assert session.scalars(select(Model)).all() == []
+
+
+def test_a_spec_error_at_training_time_fails_the_job(sessions):
+    network = {
+        "layers": [{"units": 4, "activation": "sigmod"}, {"units": 2, "activation": "softmax"}]
+    }
+    job_id = queued_xor_job(sessions, network=network)
+    assert run_training(sessions, job_id) is JobStatus.FAILED
+    assert "sigmod" in job_row(sessions, job_id).error
+
+
+def test_an_unexpected_error_fails_the_job_and_is_raised(sessions, monkeypatch):
+    def broken_train(*_args, **_kwargs):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(training, "train", broken_train)
+    job_id = queued_xor_job(sessions)
+    with pytest.raises(MemoryError):
+        run_training(sessions, job_id)
+    assert job_row(sessions, job_id).error == "internal error: MemoryError: no room"
+
+
+def test_a_stale_attempt_cannot_write(sessions):
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        attempt = queries.claim_job(session, job_id)
+        session.get(TrainingJob, job_id).attempt = attempt + 1
+        session.commit()
+        record = {
+            "epoch": 1,
+            "train_loss": 1.0,
+            "val_loss": None,
+            "train_accuracy": 0.5,
+            "val_accuracy": None,
+            "seconds": 0.1,
+        }
+        with pytest.raises(queries.StaleAttempt):
+            queries.add_epochs(session, job_id, attempt, [record])
+    assert epochs_of(sessions, job_id) == []
+
+
+def test_arrays_are_stored_without_pickle(sessions):
+    queued_xor_job(sessions)
+    with sessions() as session:
+        dataset = session.scalars(select(Dataset)).one()
+        x, y = dataset.load_arrays()
+    assert x.dtype == np.float64 and y.dtype.kind == "i"
