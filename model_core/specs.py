@@ -156,7 +156,8 @@ def check_output_width(layers: list[dict], loss: str, task: str, n_outputs: int)
 
 
 def resolve_initial_weights(weights: Any, layers: list[dict], n_features: int) -> list[dict] | None:
-    """Checks shapes against the layers; returns JSON-shaped lists (W (inputs, units), b)."""
+    """Checks shapes against the layers; returns ``[{"W": (inputs, units), "b": (units,)}, ...]``
+    as float64 arrays."""
     if weights is None:
         return None
     if not isinstance(weights, (list, tuple)) or len(weights) != len(layers):
@@ -172,7 +173,7 @@ def resolve_initial_weights(weights: Any, layers: list[dict], n_features: int) -
             if key not in pair:
                 raise SpecError("network", f"{path}.{key}", "is required")
             arrays[key] = _float_array("network", f"{path}.{key}", pair[key], shape)
-        resolved.append({key: array.tolist() for key, array in arrays.items()})
+        resolved.append(arrays)
         fan_in = layer["units"]
     return resolved
 

@@ -105,6 +105,9 @@ class Trainer:
         spec = resolve_spec(network, training, task=task, n_features=self.x.shape[1],
                             n_outputs=count_outputs(y, task), n_samples=len(self.x))
         self.network, self.training, self.warnings = spec.network, spec.training, spec.warnings
+        # Given weights only seed this run: the specs a model or checkpoint records stay small.
+        self.given_weights = self.network["initial_weights"]
+        self.network["initial_weights"] = None
         self.task = task
         saved = None if resume_from is None else unpack(CHECKPOINT_FORMAT, resume_from)
         if self.training["seed"] is None:
@@ -155,10 +158,9 @@ class Trainer:
                                          self.targets.labels)
 
     def _initial_weights(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-        given = self.network["initial_weights"]
-        if given is not None:
-            return [(np.array(pair["W"], dtype=self.dtype), np.array(pair["b"], dtype=self.dtype))
-                    for pair in given]
+        if self.given_weights is not None:
+            return [(pair["W"].astype(self.dtype), pair["b"].astype(self.dtype))
+                    for pair in self.given_weights]
         init = INITIALIZERS[self.network["init"]]
         weights, fan_in = [], self.x.shape[1]
         for layer in self.network["layers"]:
