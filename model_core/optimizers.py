@@ -1,8 +1,9 @@
 """Gradient-descent optimizers: objects that own their state and update parameters in place.
 
-The update rules follow PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam`` exactly, so
-results can be checked against PyTorch on the same weights and data. ``step`` may overwrite the
-gradient arrays: they are scratch space once the update is done.
+``gradient_scale(lr)`` tells the backward pass what to multiply the gradients by while it
+computes them: SGD asks for ``lr``, which folds the learning rate into the output error for free
+and saves a pass over every parameter per batch; Adam needs the raw gradient. ``step`` may
+overwrite the gradient arrays: they are scratch space once the update is done.
 """
 
 from collections.abc import Sequence
@@ -11,9 +12,12 @@ import numpy as np
 
 
 class SGD:
-    """Stochastic gradient descent with optional (Nesterov) momentum.
+    """Stochastic gradient descent with optional momentum, in the form of Sutskever et al. (2013),
+    Keras and scikit-learn, on gradients already multiplied by the learning rate (lr * g):
 
-    v = momentum * v + g;  p -= lr * v   (Nesterov: p -= lr * (g + momentum * v))
+    v = momentum * v - lr * g;  p += v        (Nesterov: p += momentum * v - lr * g)
+
+    At a constant learning rate this is exactly PyTorch's ``torch.optim.SGD``.
     """
 
     def __init__(self, params: Sequence[np.ndarray], momentum: float = 0.0, nesterov: bool = False):
@@ -21,21 +25,25 @@ class SGD:
         self.nesterov = nesterov
         self.velocities = [np.zeros_like(p) for p in params] if momentum else []
 
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
+    @staticmethod
+    def gradient_scale(lr: float) -> float:
+        return lr
+
+    def step(self, params: Sequence[np.ndarray], scaled_grads: Sequence[np.ndarray],
+             lr: float) -> None:
         if not self.momentum:
-            for p, g in zip(params, grads, strict=True):
-                g *= lr
+            for p, g in zip(params, scaled_grads, strict=True):
                 p -= g
             return
-        for p, g, v in zip(params, grads, self.velocities, strict=True):
+        for p, g, v in zip(params, scaled_grads, self.velocities, strict=True):
             v *= self.momentum
-            v += g
+            v -= g
             if self.nesterov:
-                g += self.momentum * v
-                g *= lr
+                p -= g
+                np.multiply(v, self.momentum, out=g)
+                p += g
             else:
-                np.multiply(v, lr, out=g)
-            p -= g
+                p += v
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"velocity{i}": v for i, v in enumerate(self.velocities)}
@@ -46,7 +54,8 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma and Ba), with bias-corrected first and second moments."""
+    """Adam (Kingma and Ba), with bias-corrected first and second moments, computed exactly as
+    PyTorch's ``torch.optim.Adam``."""
 
     def __init__(
         self,
@@ -61,6 +70,10 @@ class Adam:
         self.t = 0
         self.moments1 = [np.zeros_like(p) for p in params]
         self.moments2 = [np.zeros_like(p) for p in params]
+
+    @staticmethod
+    def gradient_scale(lr: float) -> float:
+        return 1.0
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
         self.t += 1
@@ -94,8 +107,12 @@ class Adam:
             v[...] = arrays[f"moment2_{i}"]
 
 
+OPTIMIZERS = {
+    "sgd": lambda spec, params: SGD(params, spec["momentum"], spec["nesterov"]),
+    "adam": lambda spec, params: Adam(params, spec["beta1"], spec["beta2"], spec["epsilon"]),
+}
+
+
 def make_optimizer(spec: dict, params: Sequence[np.ndarray]) -> SGD | Adam:
     """Builds the optimizer a resolved ``training.optimizer`` spec names."""
-    if spec["name"] == "adam":
-        return Adam(params, spec["beta1"], spec["beta2"], spec["epsilon"])
-    return SGD(params, spec["momentum"], spec["nesterov"])
+    return OPTIMIZERS[spec["name"]](spec, params)

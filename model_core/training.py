@@ -263,13 +263,14 @@ class Trainer:
 
         Returns the batch's loss and output, both computed with the weights before the update.
         """
-        loss, outputs = self.compute_gradients(batch)
+        loss, outputs = self.compute_gradients(batch, self.optimizer.gradient_scale(lr))
         self.optimizer.step(self.params, self.grads, lr)
         return loss, outputs[-1]
 
-    def compute_gradients(self, batch: np.ndarray) -> tuple[float, list[np.ndarray]]:
-        """Loss and every layer's activations for the given training rows; their mean gradient
-        into ``self.grads``.
+    def compute_gradients(self, batch: np.ndarray,
+                          scale: float = 1.0) -> tuple[float, list[np.ndarray]]:
+        """Loss and every layer's activations for the given training rows; their mean gradient,
+        times ``scale``, into ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
         The weights are left as they are (gradient checks call this directly).
@@ -283,8 +284,8 @@ class Trainer:
         output = forward(x, self.weights, self.activations, outputs)
         loss = self.loss.value(output, targets) + self._l2_penalty()
         self.loss.delta(output, targets, deltas[-1], self.activations[-1])
-        deltas[-1] *= 1.0 / n
-        self._backward(x, outputs, deltas)
+        deltas[-1] *= scale / n
+        self._backward(x, outputs, deltas, scale)
         return loss, outputs
 
     def _l2_penalty(self) -> float:
@@ -292,7 +293,7 @@ class Trainer:
         l2 = self.training["l2"]
         return 0.5 * l2 * sum(float(np.vdot(w, w)) for w, _ in self.weights) if l2 else 0.0
 
-    def _backward(self, x: np.ndarray, outputs: list, deltas: list) -> None:
+    def _backward(self, x: np.ndarray, outputs: list, deltas: list, scale: float) -> None:
         """The chain rule, last layer first: gradients into ``self.grads``, errors into deltas."""
         for i in range(len(self.weights) - 1, -1, -1):
             w, _ = self.weights[i]
@@ -301,7 +302,7 @@ class Trainer:
             np.matmul(a_prev.T, deltas[i], out=grad_w)
             np.sum(deltas[i], axis=0, out=grad_b)
             if self.training["l2"]:
-                grad_w += self.training["l2"] * w
+                grad_w += (scale * self.training["l2"]) * w
             if i:
                 np.matmul(deltas[i], w.T, out=deltas[i - 1])
                 self.activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
