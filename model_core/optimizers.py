@@ -12,18 +12,20 @@ import numpy as np
 
 
 class SGD:
-    """Stochastic gradient descent with optional momentum, in the form of Sutskever et al. (2013),
-    Keras and scikit-learn, on gradients already multiplied by the learning rate (lr * g):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``:
 
-    v = momentum * v - lr * g;  p += v        (Nesterov: p += momentum * v - lr * g)
+    v = momentum * v + g;  p -= lr * v       (Nesterov: p -= lr * (g + momentum * v))
 
-    At a constant learning rate this is exactly PyTorch's ``torch.optim.SGD``.
+    It receives lr * g and keeps u = lr * v, which saves a pass over the parameters per batch;
+    when the learning rate changes (decay, once per epoch), u is rescaled so the update stays
+    exactly PyTorch's.
     """
 
     def __init__(self, params: Sequence[np.ndarray], momentum: float = 0.0, nesterov: bool = False):
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocities = [np.zeros_like(p) for p in params] if momentum else []
+        self.lr = 0.0
 
     @staticmethod
     def gradient_scale(lr: float) -> float:
@@ -35,22 +37,27 @@ class SGD:
             for p, g in zip(params, scaled_grads, strict=True):
                 p -= g
             return
-        for p, g, v in zip(params, scaled_grads, self.velocities, strict=True):
-            v *= self.momentum
-            v -= g
+        decay = self.momentum * (lr / self.lr if self.lr else 1.0)
+        self.lr = lr
+        for p, g, u in zip(params, scaled_grads, self.velocities, strict=True):
+            u *= decay
+            u += g
             if self.nesterov:
                 p -= g
-                np.multiply(v, self.momentum, out=g)
-                p += g
+                np.multiply(u, self.momentum, out=g)
+                p -= g
             else:
-                p += v
+                p -= u
 
     def state(self) -> dict[str, np.ndarray]:
-        return {f"velocity{i}": v for i, v in enumerate(self.velocities)}
+        arrays = {"lr": np.array(self.lr, dtype=np.float64)}
+        arrays.update({f"velocity{i}": u for i, u in enumerate(self.velocities)})
+        return arrays
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        for i, v in enumerate(self.velocities):
-            v[...] = arrays[f"velocity{i}"]
+        self.lr = float(arrays["lr"])
+        for i, u in enumerate(self.velocities):
+            u[...] = arrays[f"velocity{i}"]
 
 
 class Adam:
