@@ -134,9 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=serve_api)
-    worker = commands.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
-    worker.set_defaults(handler=run_worker)
+    worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
+    worker.set_defaults(handler=run_worker, passes_options=True)
     database = commands.add_parser("db", help="migrate the database").add_subparsers(
         dest="action", required=True
     )
@@ -152,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     return handler(prepare(Settings.from_env()), args)
 

@@ -1,0 +1,48 @@
+"""Fixtures for the real services: a throwaway PostgreSQL database and a flushed Redis db.
+
+With CI=true a missing PostgreSQL or Redis fails the test; elsewhere it is skipped.
+"""
+
+import os
+import secrets
+
+import psycopg
+import pytest
+import redis
+
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def unavailable(what: str, error: Exception):
+    message = f"{what} is not reachable: {error}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a new, empty PostgreSQL database, dropped after the test session."""
+    name = f"backprop_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as error:
+        unavailable("PostgreSQL on 127.0.0.1:5432", error)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis database number of its own, empty before and after the test session."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as error:
+        unavailable("Redis on 127.0.0.1:6379", error)
+    yield REDIS_URL
+    client.flushdb()
+    client.close()

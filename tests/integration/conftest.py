@@ -1,0 +1,134 @@
+"""A real stack per backend: `backprop db upgrade`, `backprop api` (gunicorn) and two
+`backprop worker` processes, driven over HTTP.
+
+Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, the defaults) and
+"postgres" (a throwaway PostgreSQL database + Redis).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+BACKPROP = str(Path(sys.executable).parent / "backprop")
+N_WORKERS = 2
+START_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 20
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """The running processes of one backend and an HTTP client for them."""
+
+    base_url: str
+    logs: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.http.get(self.base_url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.http.post(self.base_url + path, timeout=60, **kwargs)
+
+    def create(self, path: str, expected_status: int, **kwargs) -> dict:
+        response = self.post(path, **kwargs)
+        assert response.status_code == expected_status, response.text
+        return response.json()
+
+    def wait_for_job(self, job_id: int, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in FINISHED:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(
+            f"job {job_id} still {job['status']} after {timeout} s\n{self.log_tail()}"
+        )
+
+    def worker_logs(self) -> str:
+        return "".join(path.read_text() for path in sorted(self.logs.glob("worker-*.log")))
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(
+            f"--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-lines:])
+            for path in sorted(self.logs.glob("*.log"))
+        )
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=log.parent
+    )
+
+
+def wait_until_ready(stack: Stack) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if stack.get("/health/ready").status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the API did not become ready\n{stack.log_tail()}")
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_stack(environment: dict[str, str], logs: Path):
+    """Migrate, start the API and the workers, yield the Stack, stop everything."""
+    port = free_port()
+    env = {**os.environ, **environment, "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logs)
+    stack = Stack(f"http://127.0.0.1:{port}", logs)
+    try:
+        stack.processes.append(start([BACKPROP, "api"], env, logs / "api.log"))
+        for number in range(N_WORKERS):
+            command = [BACKPROP, "worker", f"--hostname=worker{number}@%h"]
+            stack.processes.append(start(command, env, logs / f"worker-{number}.log"))
+        wait_until_ready(stack)
+        yield stack
+    finally:
+        stop(stack.processes)
+
+
+@pytest.fixture(scope="session", params=["embedded", "postgres"])
+def stack(request, tmp_path_factory):
+    logs = tmp_path_factory.mktemp(request.param)
+    if request.param == "embedded":
+        environment = {
+            "DATABASE_URL": f"sqlite:///{logs / 'var' / 'backprop.sqlite'}",
+            "BROKER_URL": f"sqla+sqlite:///{logs / 'var' / 'broker.sqlite'}",
+        }
+    else:
+        environment = {
+            "DATABASE_URL": request.getfixturevalue("postgres_url"),
+            "BROKER_URL": request.getfixturevalue("redis_url"),
+        }
+    yield from run_stack(environment, logs)

@@ -1,0 +1,43 @@
+"""Alembic: upgrade from empty to head and back down to base, on SQLite and PostgreSQL."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from service.cli import main
+from service.db.models import Base
+from service.db.session import make_engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def schema_differences(url: str) -> list:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_matches_the_models_and_downgrade_removes_everything(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["db", "upgrade"]) == 0
+    assert {"datasets", "training_jobs", "epoch_metrics", "models"} <= tables(database_url)
+    assert schema_differences(database_url) == []
+    assert main(["db", "downgrade", "base"]) == 0
+    assert tables(database_url) <= {"alembic_version"}
