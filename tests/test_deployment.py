@@ -1,0 +1,73 @@
+"""docker-compose.yml and the Dockerfile: no Docker engine here, so check what can be checked.
+
+The file parses, every service is wired to services and volumes that exist, and every command
+it runs exists: `backprop` subcommands parse, Python snippets compile, and the Dockerfile the
+app services build from is there.
+"""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+# Commands provided by the official images the stack pulls.
+IMAGE_COMMANDS = {"postgres": {"pg_isready"}, "redis": {"redis-server", "redis-cli"}}
+
+
+def commands(service: dict) -> list[list[str]]:
+    """The command and the health check command of a service, as argument lists."""
+    found = []
+    if "command" in service:
+        found.append(service["command"])
+    test = service.get("healthcheck", {}).get("test")
+    if test:
+        found.append(test[1:] if test[0] == "CMD" else test)
+    return found
+
+
+def test_the_stack_has_every_part():
+    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(SERVICES)
+    assert all("healthcheck" in SERVICES[name] for name in ("postgres", "redis", "api", "worker"))
+    assert "pgdata" in COMPOSE["volumes"]
+
+
+def test_the_worker_can_be_scaled():
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+
+
+def test_dependencies_and_volumes_exist():
+    for name, service in SERVICES.items():
+        assert set(service.get("depends_on", {})) <= set(SERVICES), name
+        for volume in service.get("volumes", []):
+            assert volume.split(":")[0] in COMPOSE["volumes"], name
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_command_exists(name):
+    service = SERVICES[name]
+    for command in commands(service):
+        program = command[0]
+        if program == "backprop":
+            args, extra = build_parser().parse_known_args(command[1:])
+            assert args.handler and (not extra or args.passes_options)
+        elif program == "python":
+            assert command[1] == "-c"
+            compile(command[2], f"{name} healthcheck", "exec")
+        else:
+            image = service["image"].split(":")[0]
+            assert program in IMAGE_COMMANDS[image], f"{name} runs unknown {program}"
+
+
+def test_the_app_image_builds_from_this_repository():
+    assert all(SERVICES[name]["build"] == "." for name in ("migrate", "api", "worker"))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["backprop", "api"]' in dockerfile
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["backprop"] == "service.cli:main"
