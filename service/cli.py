@@ -11,8 +11,7 @@ Settings are read from the environment here, once per process (see service/setti
 """
 
 import argparse
-import signal
-import subprocess
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,12 @@ from gunicorn.app.base import BaseApplication
 from service import create_app
 from service.db.session import make_session_factory
 from service.demo import run_demo
+from service.processes import LocalStack
 from service.settings import Settings
 from worker.celery_app import create_celery_app
 from worker.tasks import register_tasks
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-STOP_TIMEOUT_SECONDS = 20
 # Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
@@ -92,37 +91,11 @@ def downgrade_database(settings: Settings, args: argparse.Namespace) -> int:
 def run_all(settings: Settings, _args: argparse.Namespace) -> int:
     """Migrate, then run the API and one worker as child processes until one exits or Ctrl-C."""
     command.upgrade(alembic_config(settings), "head")
-    children = [
-        subprocess.Popen([sys.executable, "-m", "service.cli", part]) for part in ("api", "worker")
-    ]
-    try:
-        return wait_for_first_exit(children)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stop(children)
-
-
-def wait_for_first_exit(children: list[subprocess.Popen]) -> int:
-    while True:
-        for child in children:
-            try:
-                return child.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def stop(children: list[subprocess.Popen]) -> None:
-    """SIGTERM every child still running (warm shutdown), then SIGKILL what outlives the timeout."""
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
+    with LocalStack(os.environ, workers=1) as stack:
         try:
-            child.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            return stack.wait_for_first_exit()
+        except KeyboardInterrupt:
+            return 0
 
 
 def demo(_settings: Settings, _args: argparse.Namespace) -> int:

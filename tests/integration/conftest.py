@@ -6,7 +6,6 @@ Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, th
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from service.processes import LocalStack
+
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 N_WORKERS = 2
-START_TIMEOUT_SECONDS = 60
-STOP_TIMEOUT_SECONDS = 20
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 
@@ -32,11 +31,10 @@ def free_port() -> int:
 
 @dataclass
 class Stack:
-    """The running processes of one backend and an HTTP client for them."""
+    """An HTTP client for the running processes of one backend, and their logs."""
 
     base_url: str
     logs: Path
-    processes: list[subprocess.Popen] = field(default_factory=list)
     http: requests.Session = field(default_factory=requests.Session)
 
     def get(self, path: str, **kwargs) -> requests.Response:
@@ -71,51 +69,18 @@ class Stack:
         )
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=log.parent
-    )
-
-
-def wait_until_ready(stack: Stack) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if stack.get("/health/ready").status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the API did not become ready\n{stack.log_tail()}")
-
-
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def run_stack(environment: dict[str, str], logs: Path):
     """Migrate, start the API and the workers, yield the Stack, stop everything."""
     port = free_port()
     env = {**os.environ, **environment, "PORT": str(port), "WEB_CONCURRENCY": "2"}
     subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logs)
     stack = Stack(f"http://127.0.0.1:{port}", logs)
-    try:
-        stack.processes.append(start([BACKPROP, "api"], env, logs / "api.log"))
-        for number in range(N_WORKERS):
-            command = [BACKPROP, "worker", f"--hostname=worker{number}@%h"]
-            stack.processes.append(start(command, env, logs / f"worker-{number}.log"))
-        wait_until_ready(stack)
+    with LocalStack(env, workers=N_WORKERS, logs=logs) as processes:
+        try:
+            processes.wait_until_ready(stack.base_url)
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n{stack.log_tail()}") from None
         yield stack
-    finally:
-        stop(stack.processes)
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres"])

@@ -1,0 +1,81 @@
+"""The API and workers as child processes: `backprop run`, the integration tests and the benchmark.
+
+Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STOP_TIMEOUT_SECONDS = 20
+
+
+@dataclass
+class LocalStack:
+    """``backprop api`` and ``workers`` x ``backprop worker``, stopped together.
+
+    ``env`` is the children's whole environment (settings come from it); with ``logs`` set each
+    child writes to ``logs/<name>.log``, otherwise to this process's output.
+    """
+
+    env: Mapping[str, str]
+    workers: int = 1
+    logs: Path | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self) -> "LocalStack":
+        self._spawn("api", ["api"])
+        for number in range(self.workers):
+            self._spawn(f"worker-{number}", ["worker", f"--hostname=worker{number}@%h"])
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        output = None if self.logs is None else (self.logs / f"{name}.log").open("w")
+        command = [sys.executable, "-m", "service.cli", *args]
+        self.processes.append(
+            subprocess.Popen(command, env=dict(self.env), stdout=output, stderr=subprocess.STDOUT)
+        )
+
+    def wait_until_ready(self, base_url: str, timeout: float = 60) -> None:
+        """Poll ``/health/ready`` until it answers 200; raise ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base_url}/health/ready", timeout=5):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        raise TimeoutError(f"{base_url} was not ready within {timeout} s")
+
+    def wait_for_first_exit(self) -> int:
+        """Block until one child exits and return its exit code."""
+        while True:
+            for process in self.processes:
+                try:
+                    return process.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def stop(self) -> None:
+        """SIGTERM every child (a warm shutdown), then SIGKILL what outlives the timeout."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *_exc_info) -> None:
+        self.stop()
