@@ -42,12 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help="rows of the synthetic data (default 60000)")
     parser.add_argument("--epochs", type=int, help="epochs on the synthetic data (default 2)")
     parser.add_argument("--digits-epochs", type=int, help="epochs on digits (default 20)")
-    parser.add_argument("--repeats", type=int, help="timed runs per framework, best kept (3)")
+    parser.add_argument("--repeats", type=int, help="timed runs per framework, best kept (5)")
     parser.add_argument("--workloads", default="abc", help="which of a, b, c to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocess")
     args = parser.parse_args(argv)
     quick = {"rows": 8_000, "epochs": 1, "digits_epochs": 5, "repeats": 2}
-    full = {"rows": 60_000, "epochs": 2, "digits_epochs": 20, "repeats": 3}
+    full = {"rows": 60_000, "epochs": 2, "digits_epochs": 20, "repeats": 5}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -70,19 +70,30 @@ def _seconds(function) -> float:
     return time.perf_counter() - start
 
 
-def measure(framework: str, w: Workload, repeats: int) -> Measurement:
-    """Warm up on a few rows, then keep the fastest of ``repeats`` full training runs."""
-    prepare = FRAMEWORKS[framework]
-    prepare(replace(w, X=w.X[:WARM_UP_ROWS], y=w.y[:WARM_UP_ROWS], epochs=1))()
-    run = prepare(w)
-    best, last_loss = float("inf"), float("nan")
+def measure(w: Workload, repeats: int) -> list[Measurement]:
+    """Warm every framework up on a few rows, then keep each one's fastest of ``repeats`` runs.
+
+    The repeats go round-robin over the frameworks, so a burst of load from another process on
+    the machine slows one run of each rather than all runs of one framework.
+    """
+    warm_up = replace(w, X=w.X[:WARM_UP_ROWS], y=w.y[:WARM_UP_ROWS], epochs=1)
+    for prepare in FRAMEWORKS.values():
+        prepare(warm_up)()
+    runs = {name: prepare(w) for name, prepare in FRAMEWORKS.items()}
+    best = dict.fromkeys(runs, float("inf"))
+    last_loss = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        last_loss = run()
-        best = min(best, time.perf_counter() - start)
-    samples_per_second = w.samples / best
+        for name, run in runs.items():
+            start = time.perf_counter()
+            last_loss[name] = run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return [_measurement(name, w, best[name], last_loss[name]) for name in runs]
+
+
+def _measurement(framework: str, w: Workload, seconds: float, last_loss: float) -> Measurement:
+    samples_per_second = w.samples / seconds
     gflops = 6 * w.n_weights * samples_per_second / 1e9
-    return Measurement(framework, best, samples_per_second, gflops, last_loss)
+    return Measurement(framework, seconds, samples_per_second, gflops, last_loss)
 
 
 def print_machine(peak: float) -> None:
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     for w in workloads:
         if w.name not in args.workloads:
             continue
-        measured = [measure(name, w, args.repeats) for name in FRAMEWORKS]
+        measured = measure(w, args.repeats)
         results[w.name] = {m.framework: m for m in measured}
         print_workload(w, measured, peak)
     print("\ntargets (issue 2):")
