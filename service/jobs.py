@@ -2,7 +2,9 @@
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from model_core import ResolvedSpec, SpecError, resolve_spec
@@ -28,6 +30,20 @@ class SpecReport:
     @property
     def valid(self) -> bool:
         return not self.errors
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars turned into lists and numbers, for JSON columns.
+
+    model_core's resolved network holds ``initial_weights`` as arrays.
+    """
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
 
 
 def find_dataset(session: Session, dataset_id: int) -> Dataset:
@@ -59,7 +75,9 @@ def check_job(session: Session, dataset_id: int, network: dict, training: dict) 
     except SpecError as error:
         return SpecReport(errors={error.path: [error.message]})
     return SpecReport(
-        warnings=resolved.warnings, network=resolved.network, training=resolved.training
+        warnings=resolved.warnings,
+        network=plain_json(resolved.network),
+        training=plain_json(resolved.training),
     )
 
 
@@ -79,8 +97,8 @@ def submit_job(
     resolved = resolve_for(dataset, network, training)
     job = TrainingJob(
         dataset_id=dataset.id,
-        network=resolved.network,
-        training=with_seed(resolved.training),
+        network=plain_json(resolved.network),
+        training=with_seed(plain_json(resolved.training)),
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],
     )

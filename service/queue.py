@@ -6,7 +6,7 @@ The API never imports the training code; it sends ``worker.task_names.TRAIN_MODE
 from celery import Celery
 
 from service.settings import Settings
-from worker.celery_app import create_celery_app
+from worker.celery_app import create_celery_app, declare_task_queue
 from worker.task_names import TRAIN_MODEL
 
 # Publishing while the broker is down must not hang a request: retry briefly, then give up.
@@ -24,6 +24,7 @@ class JobQueue:
     def __init__(self, celery: Celery, probe_timeout: float):
         self.celery = celery
         self.probe_timeout = probe_timeout
+        self.declared = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "JobQueue":
@@ -31,13 +32,14 @@ class JobQueue:
 
     def enqueue_training(self, job_id: int) -> None:
         """Ask a worker to train job ``job_id``; call only after the job row is committed."""
+        if not self.declared:
+            self.queued_messages()
         self.celery.send_task(
             TRAIN_MODEL, args=[job_id], retry=True, retry_policy=PUBLISH_RETRY_POLICY
         )
 
     def queued_messages(self) -> int:
         """Declare the task queue and return how many messages wait in it (a broker round trip)."""
-        with self.celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=self.probe_timeout)
-            queue_name = self.celery.conf.task_default_queue
-            return connection.default_channel.queue_declare(queue=queue_name).message_count
+        waiting = declare_task_queue(self.celery, self.probe_timeout)
+        self.declared = True
+        return waiting

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.exc import IntegrityError
 
 from service.settings import Settings
+
+DECLARE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,24 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
     )
     return app
+
+
+def declare_task_queue(app: Celery, timeout: float) -> int:
+    """Declare the task queue and return how many messages wait in it (a broker round trip).
+
+    On kombu's SQL transport, two processes declaring the queue for the first time at once
+    race on its unique name; the loser's next attempt, on a new connection, finds the row.
+    """
+    for _ in range(DECLARE_ATTEMPTS - 1):
+        try:
+            return _declare(app, timeout)
+        except IntegrityError:
+            continue
+    return _declare(app, timeout)
+
+
+def _declare(app: Celery, timeout: float) -> int:
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+        channel = connection.default_channel
+        return channel.queue_declare(queue=app.conf.task_default_queue).message_count

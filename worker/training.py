@@ -94,7 +94,7 @@ def load_job(
     with sessions() as session:
         job = queries.get_job(session, job_id)
         dataset = job.dataset
-        x, y = dataset.load_arrays()
+        x, y = queries.get_dataset_arrays(session, dataset.id)
         return job, dataset, x, y
 
 

@@ -118,11 +118,6 @@ class Dataset(Base):
     arrays: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(X, y)`` as stored."""
-        arrays = npz_to_arrays(self.arrays)
-        return arrays["X"], arrays["y"]
-
 
 class TrainingJob(Base):
     """One request to train; ``attempt`` counts the times a worker has claimed it."""

@@ -147,3 +147,15 @@ def test_jobs_list_is_paginated(client, xor_id):
     for _ in range(3):
         client.post("/v1/jobs", json=job_body(xor_id))
     assert len(client.get("/v1/jobs?page_size=2").get_json()) == 2
+
+
+def test_initial_weights_are_stored_and_shown_as_lists(client, xor_id):
+    weights = [
+        {"W": [[0.1] * 4, [0.2] * 4], "b": [0.0] * 4},
+        {"W": [[0.3] * 2] * 4, "b": [0.0] * 2},
+    ]
+    body = job_body(xor_id, network={**XOR_NETWORK, "initial_weights": weights})
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert report["network"]["initial_weights"][0]["W"][1] == [0.2] * 4
+    job = client.post("/v1/jobs", json=body).get_json()
+    assert job["network"]["initial_weights"][1]["W"][0] == [0.3, 0.3]

@@ -166,5 +166,5 @@ def test_arrays_are_stored_without_pickle(sessions):
     queued_xor_job(sessions)
     with sessions() as session:
         dataset = session.scalars(select(Dataset)).one()
-        x, y = dataset.load_arrays()
+        x, y = queries.get_dataset_arrays(session, dataset.id)
     assert x.dtype == np.float64 and y.dtype.kind == "i"

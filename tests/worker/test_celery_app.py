@@ -1,0 +1,37 @@
+"""The Celery app's delivery settings and the queue declaration both processes make."""
+
+import multiprocessing
+
+import pytest
+
+from service.settings import Settings
+from worker.celery_app import broker_profile, create_celery_app, declare_task_queue
+
+
+def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
+    conf = create_celery_app(Settings(broker_url="redis://127.0.0.1:6379/0")).conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] == 24 * 3600
+
+
+def test_the_embedded_broker_gets_no_redis_options():
+    conf = create_celery_app(Settings()).conf
+    assert "visibility_timeout" not in conf.broker_transport_options
+    assert not conf.worker_enable_remote_control
+
+
+def test_an_unknown_broker_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="redis, rediss, sqla"):
+        broker_profile("amqp://guest@localhost//")
+
+
+def declare(url: str) -> int:
+    return declare_task_queue(create_celery_app(Settings(broker_url=url)), 5.0)
+
+
+def test_processes_declaring_a_new_sqlite_queue_at_once_all_succeed(tmp_path):
+    url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(declare, [url] * 4) == [0, 0, 0, 0]
