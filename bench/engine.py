@@ -145,7 +145,7 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
         for label, value, target, unit in checks:
             got = value()
             shown = (f"{got:.2f}x >= {target}x" if unit == "x"
-                     else f"{100 * got:.0f}% >= {100 * target:.0f}%")
+                     else f"{100 * got:.1f}% >= {100 * target:.0f}%")
             lines.append(f"  ({workload}) model_core {label}: {shown}  "
                          f"{'met' if got >= target else 'NOT met'}")
     return lines
