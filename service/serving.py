@@ -42,9 +42,6 @@ class ModelCache:
         with self._lock:
             self._models.pop(model_id, None)
 
-    def __contains__(self, model_id: int) -> bool:
-        return model_id in self._models
-
 
 def predict(model: Model, x: np.ndarray) -> dict[str, Any]:
     """Predictions for rows ``x`` (n_samples, n_features); probabilities for classification."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.settings import Settings
 
@@ -79,13 +79,14 @@ def create_celery_app(settings: Settings) -> Celery:
 def declare_task_queue(app: Celery, timeout: float) -> int:
     """Declare the task queue and return how many messages wait in it (a broker round trip).
 
-    On kombu's SQL transport, two processes declaring the queue for the first time at once
-    race on its unique name; the loser's next attempt, on a new connection, finds the row.
+    On kombu's SQL transport, processes that start at once race to create its tables and the
+    queue's row ("table kombu_queue already exists", "UNIQUE constraint failed"); the loser's
+    next attempt, on a new connection, finds them.
     """
     for _ in range(DECLARE_ATTEMPTS - 1):
         try:
             return _declare(app, timeout)
-        except IntegrityError:
+        except (IntegrityError, OperationalError):
             continue
     return _declare(app, timeout)
 
