@@ -171,8 +171,17 @@ def print_memory(rows: int) -> None:
           f"{(rss['peak'] - rss['before_training']) / mib:.1f} MiB over the data")
 
 
+def warn_if_busy(load_before: float, peak_before: float, peak_after: float) -> None:
+    """Say so when other processes competed for the CPU: then no figure of the run is reliable."""
+    print(f"\nload average before the run {load_before:.2f}; matmul peak before {peak_before:.1f}, "
+          f"after {peak_after:.1f} GFLOP/s")
+    if load_before > 0.5 or abs(peak_after - peak_before) > 0.1 * peak_before:
+        print("WARNING: the machine was busy during this run; repeat it on an idle machine")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    load_before = os.getloadavg()[0]
     peak = matmul_peak_gflops()
     print_machine(peak)
     workloads = [digits_workload(args.digits_epochs), *synthetic_workloads(args.rows, args.epochs)]
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(check_targets(results, peak)))
     if not args.no_memory:
         print_memory(args.rows)
+    warn_if_busy(load_before, peak, matmul_peak_gflops())
 
 
 if __name__ == "__main__":
