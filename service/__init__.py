@@ -2,12 +2,12 @@
 
 from flask import Flask
 
+from service.caching import LruCache
 from service.context import Services, close_db
 from service.db.session import make_session_factory
 from service.errors import EnvelopeApi, register_domain_errors
 from service.queue import JobQueue
 from service.resources import BLUEPRINTS
-from service.serving import ModelCache
 from service.settings import Settings
 
 API_CONFIG = {
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         sessions=make_session_factory(settings.database_url),
         queue=JobQueue.from_settings(settings),
-        models=ModelCache(settings.model_cache_size),
+        models=LruCache(settings.model_cache_size),
     )
     app.teardown_appcontext(close_db)
     api = EnvelopeApi(app)

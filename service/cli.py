@@ -71,7 +71,7 @@ def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     app = create_celery_app(settings)
-    register_tasks(app, make_session_factory(settings.database_url), settings.metrics_flush_seconds)
+    register_tasks(app, make_session_factory(settings.database_url), settings)
     # Declared before the consumer starts, which would die on a declaration race.
     declare_task_queue(app, settings.broker_timeout_seconds)
     app.worker_main(

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from flask import current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
+from model_core import Model
+from service.caching import LruCache
 from service.queue import JobQueue
-from service.serving import ModelCache
 from service.settings import Settings
 
 
@@ -15,7 +16,7 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     queue: JobQueue
-    models: ModelCache
+    models: LruCache[int, Model]
 
 
 def services() -> Services:

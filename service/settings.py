@@ -44,6 +44,7 @@ class Settings:
     max_dataset_rows: int = 1_000_000
     max_dataset_cells: int = 64_000_000
     model_cache_size: int = 32
+    dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0
     job_visibility_timeout_seconds: int = 24 * 3600

@@ -4,16 +4,18 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.settings import Settings
 from worker.task_names import TRAIN_MODEL
-from worker.training import run_training
+from worker.training import arrays_cache, run_training
 
 
-def register_tasks(app: Celery, sessions: sessionmaker[Session], flush_seconds: float) -> None:
+def register_tasks(app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
     """Register the training task on ``app``; it opens sessions from ``sessions``."""
+    cache = arrays_cache(settings.dataset_cache_bytes)
 
     @app.task(name=TRAIN_MODEL)
     def train_model(job_id: int) -> None:
-        run_training(sessions, job_id, flush_seconds)
+        run_training(sessions, job_id, settings.metrics_flush_seconds, cache)
 
     def forget_parent_connections(**_kwargs) -> None:
         # A forked pool process must not reuse the connections its parent opened.

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import ModelCoreError, TrainResult, train
+from service.caching import LruCache
 from service.db import queries
 from service.db.models import Dataset, JobStatus, Model, TrainingJob
 
@@ -87,22 +88,35 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Model:
     )
 
 
+ArraysCache = LruCache[int, tuple[np.ndarray, np.ndarray]]
+
+
+def arrays_cache(max_bytes: int) -> ArraysCache:
+    """Data set arrays kept by a worker process: data sets never change once uploaded and ids
+    are never reused, so a sweep of jobs on one data set reads it from the database once."""
+    return LruCache(max_bytes, size_of=lambda arrays: arrays[0].nbytes + arrays[1].nbytes)
+
+
 def load_job(
-    sessions: sessionmaker[Session], job_id: int
+    sessions: sessionmaker[Session], job_id: int, cache: ArraysCache
 ) -> tuple[TrainingJob, Dataset, np.ndarray, np.ndarray]:
     """The job, its data set and the arrays, read in one short transaction."""
     with sessions() as session:
         job = queries.get_job(session, job_id)
         dataset = job.dataset
-        x, y = queries.get_dataset_arrays(session, dataset.id)
+        x, y = cache.get(dataset.id, lambda: queries.get_dataset_arrays(session, dataset.id))
         return job, dataset, x, y
 
 
 def run_training(
-    sessions: sessionmaker[Session], job_id: int, flush_seconds: float = 0.5
+    sessions: sessionmaker[Session],
+    job_id: int,
+    flush_seconds: float = 0.5,
+    cache: ArraysCache | None = None,
 ) -> JobStatus | None:
     """Train job ``job_id`` once and return its final status.
 
+    ``cache`` keeps data set arrays between jobs of one process (none by default).
     Returns None without training when the job is not queued (it was claimed by another
     delivery, or finished). A ``ModelCoreError`` (bad spec or data, divergence) fails the job
     with its message; anything else fails it too and is re-raised for the worker's log.
@@ -112,7 +126,7 @@ def run_training(
     if attempt is None:
         logger.info("job %s is not queued; nothing to do", job_id)
         return None
-    job, dataset, x, y = load_job(sessions, job_id)
+    job, dataset, x, y = load_job(sessions, job_id, cache or arrays_cache(0))
     recorder = EpochRecorder(sessions, job_id, attempt, flush_seconds)
     try:
         result = train(x, y, job.network, job.training, task=dataset.task.value, on_epoch=recorder)

@@ -7,6 +7,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
+from sqlalchemy.orm import Session
 
 from model_core import Model
 from service.context import db, services
@@ -25,13 +26,19 @@ from service.serving import predict, weights_as_arrays, weights_as_lists
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
 
 
+def read_model(session: Session, model_id: int) -> Model | None:
+    blob = queries.get_model_blob(session, model_id)
+    return None if blob is None else Model.from_bytes(blob)
+
+
 def load_model(model_id: int) -> Model:
     """The trained model, from this process's cache; a 404 once the model is deleted."""
-    session = db()
+    session, cache = db(), services().models
     if not queries.model_exists(session, model_id):
-        services().models.evict(model_id)
+        cache.evict(model_id)
         fail(404, f"No model {model_id}.")
-    return services().models.get(model_id, lambda: queries.get_model_blob(session, model_id))
+    model = cache.get(model_id, lambda: read_model(session, model_id))
+    return model or fail(404, f"No model {model_id}.")
 
 
 def instances_for(model: Model, instances: object) -> np.ndarray:

@@ -168,3 +168,24 @@ def test_arrays_are_stored_without_pickle(sessions):
         dataset = session.scalars(select(Dataset)).one()
         x, y = queries.get_dataset_arrays(session, dataset.id)
     assert x.dtype == np.float64 and y.dtype.kind == "i"
+
+
+def test_a_process_reads_a_data_set_once_across_jobs(sessions, monkeypatch):
+    reads = []
+    real_read = queries.get_dataset_arrays
+    monkeypatch.setattr(
+        queries, "get_dataset_arrays", lambda s, i: reads.append(i) or real_read(s, i)
+    )
+    cache = training.arrays_cache(10**6)
+    first = queued_xor_job(sessions, epochs=5)
+    with sessions() as session:
+        job = session.get(TrainingJob, first)
+        second = TrainingJob(
+            dataset_id=job.dataset_id, network=job.network, training=job.training, epochs=5
+        )
+        session.add(second)
+        session.commit()
+        second_id = second.id
+    for job_id in (first, second_id):
+        assert run_training(sessions, job_id, cache=cache) is JobStatus.SUCCEEDED
+    assert len(reads) == 1

@@ -1,0 +1,52 @@
+"""A small least-recently-used cache, per process, bounded by a total size."""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """Values keyed by ``K``, the least recently used evicted once their sizes exceed ``max_size``.
+
+    ``size_of(value)`` measures an entry (1 by default: then ``max_size`` counts entries).
+    Only for values that never change under their key: there is no invalidation but ``evict``.
+    """
+
+    def __init__(self, max_size: int, size_of: Callable[[V], int] = lambda _value: 1):
+        self.max_size = max_size
+        self.size_of = size_of
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K, load: Callable[[], V | None]) -> V | None:
+        """The value for ``key``, calling ``load`` only when it is not cached (None: not found)."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+        value = load()
+        if value is not None:
+            self._put(key, value)
+        return value
+
+    def _put(self, key: K, value: V) -> None:
+        size = self.size_of(value)
+        with self._lock:
+            if key in self._entries or size > self.max_size:
+                return
+            self._entries[key] = (value, size)
+            self._size += size
+            while self._size > self.max_size:
+                _, (_, evicted_size) = self._entries.popitem(last=False)
+                self._size -= evicted_size
+
+    def evict(self, key: K) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._size -= entry[1]
