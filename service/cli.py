@@ -29,6 +29,8 @@ from worker.celery_app import create_celery_app, declare_task_queue
 from worker.tasks import register_tasks
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Parsing a data set upload near MAX_REQUEST_BYTES takes longer than gunicorn's default 30 s.
+REQUEST_TIMEOUT_SECONDS = 300
 # Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
@@ -43,6 +45,7 @@ class GunicornApp(BaseApplication):
     def load_config(self) -> None:
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
+        self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
 
