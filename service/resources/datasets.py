@@ -37,7 +37,10 @@ def load_or_fail(schema, data) -> dict:
 
 
 def dataset_from_json_body() -> Dataset:
-    body = load_or_fail(DatasetCreateSchema(), request.get_json())
+    payload = request.get_json(silent=True)
+    if payload is None:
+        fail(400, "The request is not valid; see details.", {"json": ["Invalid JSON body."]})
+    body = load_or_fail(DatasetCreateSchema(), payload)
     if "builtin" in body:
         return dataset_from_sample(body["builtin"], body.get("name"))
     name = body.get("name") or "dataset"

@@ -131,7 +131,7 @@ def test_nan_in_features_is_422_naming_the_cell(client, row_counts):
 
 def test_malformed_json_is_400(client, row_counts):
     response = client.post("/v1/datasets", data='{"task": ', content_type="application/json")
-    assert_envelope(response, 400)
+    assert assert_envelope(response, 400, "json")["code"] == "bad_request"
     assert row_counts()["datasets"] == 0
 
 

@@ -90,7 +90,7 @@ def test_bad_body_is_422(client, xor_id, row_counts, case):
 
 def test_malformed_json_is_400(client, row_counts):
     response = client.post("/v1/jobs", data="{", content_type="application/json")
-    assert_envelope(response, 400)
+    assert_envelope(response, 400, "json")
     assert row_counts()["training_jobs"] == 0
 
 
