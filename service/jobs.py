@@ -46,6 +46,15 @@ def plain_json(value: Any) -> Any:
     return value
 
 
+def split_network(network: dict) -> tuple[dict, list | None]:
+    """The resolved network spec without its initial weights, and the weights as lists.
+
+    Weights can be megabytes: they are stored apart and not echoed back.
+    """
+    plain = plain_json(network)
+    return plain, plain.pop("initial_weights", None)
+
+
 def find_dataset(session: Session, dataset_id: int) -> Dataset:
     """The data set a job names; a missing one is a problem with the request body."""
     dataset = queries.get_dataset(session, dataset_id)
@@ -74,10 +83,9 @@ def check_job(session: Session, dataset_id: int, network: dict, training: dict) 
         return SpecReport(errors={error.field: [error.message]})
     except SpecError as error:
         return SpecReport(errors={error.path: [error.message]})
+    network, _initial_weights = split_network(resolved.network)
     return SpecReport(
-        warnings=resolved.warnings,
-        network=plain_json(resolved.network),
-        training=plain_json(resolved.training),
+        warnings=resolved.warnings, network=network, training=plain_json(resolved.training)
     )
 
 
@@ -95,9 +103,11 @@ def submit_job(
     """Store a queued job with its resolved specs, commit, and only then send it to a worker."""
     dataset = find_dataset(session, dataset_id)
     resolved = resolve_for(dataset, network, training)
+    resolved_network, initial_weights = split_network(resolved.network)
     job = TrainingJob(
         dataset_id=dataset.id,
-        network=plain_json(resolved.network),
+        network=resolved_network,
+        initial_weights=initial_weights,
         training=with_seed(plain_json(resolved.training)),
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],

@@ -8,6 +8,7 @@ number the claim returned.
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,15 +98,22 @@ def arrays_cache(max_bytes: int) -> ArraysCache:
     return LruCache(max_bytes, size_of=lambda arrays: arrays[0].nbytes + arrays[1].nbytes)
 
 
-def load_job(
-    sessions: sessionmaker[Session], job_id: int, cache: ArraysCache
-) -> tuple[TrainingJob, Dataset, np.ndarray, np.ndarray]:
-    """The job, its data set and the arrays, read in one short transaction."""
+@dataclass(frozen=True)
+class TrainingInput:
+    job: TrainingJob
+    dataset: Dataset
+    network: dict
+    x: np.ndarray
+    y: np.ndarray
+
+
+def load_job(sessions: sessionmaker[Session], job_id: int, cache: ArraysCache) -> TrainingInput:
+    """The job, its data set, the full network spec and the arrays, in one short transaction."""
     with sessions() as session:
         job = queries.get_job(session, job_id)
         dataset = job.dataset
         x, y = cache.get(dataset.id, lambda: queries.get_dataset_arrays(session, dataset.id))
-        return job, dataset, x, y
+        return TrainingInput(job, dataset, job.engine_network(), x, y)
 
 
 def run_training(
@@ -126,10 +134,18 @@ def run_training(
     if attempt is None:
         logger.info("job %s is not queued; nothing to do", job_id)
         return None
-    job, dataset, x, y = load_job(sessions, job_id, cache or arrays_cache(0))
+    given = load_job(sessions, job_id, cache or arrays_cache(0))
+    job, dataset = given.job, given.dataset
     recorder = EpochRecorder(sessions, job_id, attempt, flush_seconds)
     try:
-        result = train(x, y, job.network, job.training, task=dataset.task.value, on_epoch=recorder)
+        result = train(
+            given.x,
+            given.y,
+            given.network,
+            job.training,
+            task=dataset.task.value,
+            on_epoch=recorder,
+        )
     except ModelCoreError as error:
         return close_failed(sessions, recorder, str(error))
     except Exception as error:

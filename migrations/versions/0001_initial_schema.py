@@ -66,6 +66,7 @@ def upgrade() -> None:
         ),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("network", sa.JSON(), nullable=False),
+        sa.Column("initial_weights", sa.JSON(), nullable=True),
         sa.Column("training", sa.JSON(), nullable=False),
         sa.Column("warnings", sa.JSON(), nullable=False),
         sa.Column("epoch", sa.Integer(), nullable=False),

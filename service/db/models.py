@@ -134,6 +134,8 @@ class TrainingJob(Base):
     )
     attempt: Mapped[int] = mapped_column(default=0)
     network: Mapped[dict]
+    # Given initial weights are kept apart from ``network``: showing a job stays cheap.
+    initial_weights: Mapped[list | None] = mapped_column(deferred=True)
     training: Mapped[dict]
     warnings: Mapped[list] = mapped_column(default=list)
     epoch: Mapped[int] = mapped_column(default=0)
@@ -153,6 +155,10 @@ class TrainingJob(Base):
     @property
     def model_id(self) -> int | None:
         return self.model.id if self.model else None
+
+    def engine_network(self) -> dict:
+        """The network spec for model_core, with the initial weights put back (loads them)."""
+        return {**self.network, "initial_weights": self.initial_weights}
 
 
 class EpochMetric(Base):

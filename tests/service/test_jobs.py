@@ -3,6 +3,7 @@
 import pytest
 
 from service import create_app
+from service.db.models import TrainingJob
 from service.settings import Settings
 from tests.factories import XOR_NETWORK, assert_envelope, job_body
 
@@ -149,13 +150,16 @@ def test_jobs_list_is_paginated(client, xor_id):
     assert len(client.get("/v1/jobs?page_size=2").get_json()) == 2
 
 
-def test_initial_weights_are_stored_and_shown_as_lists(client, xor_id):
+def test_initial_weights_are_stored_apart_and_not_echoed(client, xor_id, sessions):
     weights = [
         {"W": [[0.1] * 4, [0.2] * 4], "b": [0.0] * 4},
         {"W": [[0.3] * 2] * 4, "b": [0.0] * 2},
     ]
     body = job_body(xor_id, network={**XOR_NETWORK, "initial_weights": weights})
     report = client.post("/v1/jobs/validate", json=body).get_json()
-    assert report["network"]["initial_weights"][0]["W"][1] == [0.2] * 4
+    assert report["valid"] and "initial_weights" not in report["network"]
     job = client.post("/v1/jobs", json=body).get_json()
-    assert job["network"]["initial_weights"][1]["W"][0] == [0.3, 0.3]
+    assert "initial_weights" not in job["network"]
+    with sessions() as session:
+        stored = session.get(TrainingJob, job["id"]).engine_network()["initial_weights"]
+    assert stored[1]["W"][0] == [0.3, 0.3]

@@ -189,3 +189,21 @@ def test_a_process_reads_a_data_set_once_across_jobs(sessions, monkeypatch):
     for job_id in (first, second_id):
         assert run_training(sessions, job_id, cache=cache) is JobStatus.SUCCEEDED
     assert len(reads) == 1
+
+
+def test_given_initial_weights_reach_the_engine(sessions):
+    weights = [
+        {"W": [[0.5, -0.5, 0.25, 0.0], [0.1, 0.2, 0.3, 0.4]], "b": [0.0, 0.1, 0.2, 0.3]},
+        {"W": [[1.0, -1.0]] * 4, "b": [0.0, 0.0]},
+    ]
+    job_id = queued_xor_job(sessions, epochs=1)
+    with sessions() as session:
+        job = session.get(TrainingJob, job_id)
+        job.initial_weights = weights
+        job.training = {**job.training, "optimizer": {"name": "sgd", "learning_rate": 1e-9}}
+        session.commit()
+    run_training(sessions, job_id)
+    with sessions() as session:
+        blob = session.scalars(select(Model.blob).where(Model.job_id == job_id)).one()
+    first_w, _ = EngineModel.from_bytes(blob).weights[0]
+    assert np.allclose(first_w, weights[0]["W"], atol=1e-6)
