@@ -1,5 +1,7 @@
 """Plain functions that build what tests need: schemas, rows and request bodies."""
 
+import socket
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Base, TrainingJob
@@ -63,3 +65,10 @@ def assert_envelope(response, status: int, field: str | None = None) -> dict:
     if field is not None:
         assert field in error["details"], error
     return error
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

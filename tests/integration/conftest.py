@@ -6,7 +6,6 @@ Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, th
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ import pytest
 import requests
 
 from service.processes import LocalStack
+from tests.factories import free_port
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 N_WORKERS = 2
 FINISHED = {"succeeded", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
