@@ -134,16 +134,15 @@ def run_training(
     if attempt is None:
         logger.info("job %s is not queued; nothing to do", job_id)
         return None
-    given = load_job(sessions, job_id, cache or arrays_cache(0))
-    job, dataset = given.job, given.dataset
     recorder = EpochRecorder(sessions, job_id, attempt, flush_seconds)
     try:
+        given = load_job(sessions, job_id, cache or arrays_cache(0))
         result = train(
             given.x,
             given.y,
             given.network,
-            job.training,
-            task=dataset.task.value,
+            given.job.training,
+            task=given.dataset.task.value,
             on_epoch=recorder,
         )
     except ModelCoreError as error:
@@ -152,9 +151,8 @@ def run_training(
         close_failed(sessions, recorder, f"internal error: {type(error).__name__}: {error}")
         raise
     with sessions() as session:
-        queries.finish_job(
-            session, job_id, attempt, recorder.pending, model_row(job, dataset, result)
-        )
+        model = model_row(given.job, given.dataset, result)
+        queries.finish_job(session, job_id, attempt, recorder.pending, model)
     logger.info("job %s succeeded after %d epochs", job_id, len(result.history))
     return JobStatus.SUCCEEDED
 
