@@ -34,8 +34,11 @@ def schema_differences(url: str) -> list:
         engine.dispose()
 
 
-def test_upgrade_matches_the_models_and_downgrade_removes_everything(database_url, monkeypatch):
+def test_upgrade_matches_the_models_and_downgrade_removes_everything(
+    database_url, monkeypatch, tmp_path
+):
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
     assert main(["db", "upgrade"]) == 0
     assert {"datasets", "training_jobs", "epoch_metrics", "models"} <= tables(database_url)
     assert schema_differences(database_url) == []
