@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 from model_core import SpecError
 from service.ingest import DataError
 
+INVALID_REQUEST = "The request is not valid; see details."
+
 
 class ErrorBodySchema(ma.Schema):
     code = ma.fields.String(metadata={"description": "The HTTP status name in snake_case"})
@@ -70,7 +72,7 @@ def error_message(error: HTTPException, data: Mapping[str, Any]) -> str:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)."
     if "messages" in data:
-        return "The request is not valid; see details."
+        return INVALID_REQUEST
     return error.description or error.name
 
 

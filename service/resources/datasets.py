@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from service.context import db, services
 from service.db import queries
 from service.db.models import Dataset, Task
-from service.errors import ErrorSchema, fail, flatten_messages
+from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
 from service.ingest import DataLimits, dataset_from_csv, dataset_from_json, dataset_from_sample
 from service.schemas.datasets import (
     CsvFileSchema,
@@ -33,13 +33,13 @@ def load_or_fail(schema, data) -> dict:
     try:
         return schema.load(data)
     except ValidationError as error:
-        fail(422, "The request is not valid; see details.", flatten_messages(error.messages))
+        fail(422, INVALID_REQUEST, flatten_messages(error.messages))
 
 
 def dataset_from_json_body() -> Dataset:
     payload = request.get_json(silent=True)
     if payload is None:
-        fail(400, "The request is not valid; see details.", {"json": ["Invalid JSON body."]})
+        fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
     body = load_or_fail(DatasetCreateSchema(), payload)
     if "builtin" in body:
         return dataset_from_sample(body["builtin"], body.get("name"))
