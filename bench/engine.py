@@ -37,8 +37,9 @@ class Measurement:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes for a smoke run (< 1 minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes for a smoke run (< 1 minute)"
+    )
     parser.add_argument("--rows", type=int, help="rows of the synthetic data (default 60000)")
     parser.add_argument("--epochs", type=int, help="epochs on the synthetic data (default 2)")
     parser.add_argument("--digits-epochs", type=int, help="epochs on digits (default 20)")
@@ -97,32 +98,45 @@ def _measurement(framework: str, w: Workload, seconds: float, last_loss: float) 
 
 
 def print_machine(peak: float) -> None:
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}"
+    )
     for pool in threadpoolctl.threadpool_info():
         if pool["user_api"] == "blas":
-            print(f"  BLAS: {pool['internal_api']} {pool['version']} kernel "
-                  f"{pool.get('architecture')}, {pool['num_threads']} threads "
-                  f"({os.path.basename(pool['filepath'])})")
-    print(f"  torch: {torch.get_num_threads()} threads, MKL {torch.backends.mkl.is_available()}, "
-          f"oneDNN {torch.backends.mkldnn.is_available()}")
+            print(
+                f"  BLAS: {pool['internal_api']} {pool['version']} kernel "
+                f"{pool.get('architecture')}, {pool['num_threads']} threads "
+                f"({os.path.basename(pool['filepath'])})"
+            )
+    print(
+        f"  torch: {torch.get_num_threads()} threads, MKL {torch.backends.mkl.is_available()}, "
+        f"oneDNN {torch.backends.mkldnn.is_available()}"
+    )
     print(f"  float32 matmul peak (2048^3, best of 5): {peak:.1f} GFLOP/s")
 
 
 def print_workload(w: Workload, results: list[Measurement], peak: float) -> None:
     ours = results[0]
-    print(f"\n({w.name}) {w.title}, {w.epochs} epoch(s), SGD lr {w.learning_rate} "
-          f"momentum {w.momentum}, {w.n_weights} weights")
-    print(f"  {'framework':<16}{'seconds':>9}{'samples/s':>12}{'GFLOP/s':>9}{'% peak':>8}"
-          f"{'last loss':>11}{'model_core x':>14}")
+    print(
+        f"\n({w.name}) {w.title}, {w.epochs} epoch(s), SGD lr {w.learning_rate} "
+        f"momentum {w.momentum}, {w.n_weights} weights"
+    )
+    print(
+        f"  {'framework':<16}{'seconds':>9}{'samples/s':>12}{'GFLOP/s':>9}{'% peak':>8}"
+        f"{'last loss':>11}{'model_core x':>14}"
+    )
     for m in results:
-        print(f"  {m.framework:<16}{m.seconds:9.3f}{m.samples_per_second:12,.0f}{m.gflops:9.1f}"
-              f"{100 * m.gflops / peak:7.1f}%{m.last_loss:11.4f}"
-              f"{ours.samples_per_second / m.samples_per_second:13.2f}x")
+        print(
+            f"  {m.framework:<16}{m.seconds:9.3f}{m.samples_per_second:12,.0f}{m.gflops:9.1f}"
+            f"{100 * m.gflops / peak:7.1f}%{m.last_loss:11.4f}"
+            f"{ours.samples_per_second / m.samples_per_second:13.2f}x"
+        )
 
 
 def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> list[str]:
     """The issue's speed targets, each as 'met' / 'NOT met' with the measured figure."""
+
     def ratio(workload: str, other: str) -> float:
         runs = results[workload]
         return runs["model_core"].samples_per_second / runs[other].samples_per_second
@@ -131,12 +145,16 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
         return results[workload]["model_core"].gflops / peak
 
     targets = {
-        "b": [("vs pytorch", lambda: ratio("b", "pytorch"), 1.8, "x"),
-              ("vs sklearn float64", lambda: ratio("b", "sklearn float64"), 4.0, "x"),
-              ("of matmul peak", lambda: share("b"), 0.70, "%")],
+        "b": [
+            ("vs pytorch", lambda: ratio("b", "pytorch"), 1.8, "x"),
+            ("vs sklearn float64", lambda: ratio("b", "sklearn float64"), 4.0, "x"),
+            ("of matmul peak", lambda: share("b"), 0.70, "%"),
+        ],
         "c": [("of matmul peak", lambda: share("c"), 0.85, "%")],
-        "a": [("vs pytorch", lambda: ratio("a", "pytorch"), 5.0, "x"),
-              ("vs textbook numpy", lambda: ratio("a", "textbook numpy"), 0.9, "x")],
+        "a": [
+            ("vs pytorch", lambda: ratio("a", "pytorch"), 5.0, "x"),
+            ("vs textbook numpy", lambda: ratio("a", "textbook numpy"), 0.9, "x"),
+        ],
     }
     lines = []
     for workload, checks in targets.items():
@@ -144,10 +162,15 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
             continue
         for label, value, target, unit in checks:
             got = value()
-            shown = (f"{got:.2f}x >= {target}x" if unit == "x"
-                     else f"{100 * got:.1f}% >= {100 * target:.0f}%")
-            lines.append(f"  ({workload}) model_core {label}: {shown}  "
-                         f"{'met' if got >= target else 'NOT met'}")
+            shown = (
+                f"{got:.2f}x >= {target}x"
+                if unit == "x"
+                else f"{100 * got:.1f}% >= {100 * target:.0f}%"
+            )
+            lines.append(
+                f"  ({workload}) model_core {label}: {shown}  "
+                f"{'met' if got >= target else 'NOT met'}"
+            )
     return lines
 
 
@@ -155,31 +178,43 @@ def print_memory(rows: int) -> None:
     """Run bench.memory in a fresh interpreter and compare its peak RSS with the target."""
     output = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--rows", str(rows)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rss = json.loads(output)
     mib = 1024 * 1024
     limit = 2 * rss["dataset"] + rss["weights"]
     used = rss["peak"] - rss["interpreter"]
     print(f"\nmemory, model_core on (b) with {rows} rows, 1 epoch, in a fresh process:")
-    print(f"  dataset {rss['dataset'] / mib:.1f} MiB, weights {rss['weights'] / mib:.2f} MiB, "
-          f"target 2 x dataset + weights = {limit / mib:.1f} MiB")
-    print(f"  RSS after imports {rss['interpreter'] / mib:.1f} MiB, with the data "
-          f"{rss['before_training'] / mib:.1f} MiB, peak {rss['peak'] / mib:.1f} MiB")
-    print(f"  peak minus interpreter {used / mib:.1f} MiB "
-          f"({'met' if used <= limit else 'NOT met'}); training added "
-          f"{(rss['peak'] - rss['before_training']) / mib:.1f} MiB over the data")
+    print(
+        f"  dataset {rss['dataset'] / mib:.1f} MiB, weights {rss['weights'] / mib:.2f} MiB, "
+        f"target 2 x dataset + weights = {limit / mib:.1f} MiB"
+    )
+    print(
+        f"  RSS after imports {rss['interpreter'] / mib:.1f} MiB, with the data "
+        f"{rss['before_training'] / mib:.1f} MiB, peak {rss['peak'] / mib:.1f} MiB"
+    )
+    print(
+        f"  peak minus interpreter {used / mib:.1f} MiB "
+        f"({'met' if used <= limit else 'NOT met'}); training added "
+        f"{(rss['peak'] - rss['before_training']) / mib:.1f} MiB over the data"
+    )
 
 
 def warn_if_busy(peaks: list[float]) -> None:
     """Say so when the matmul peak moved during the run: another process competed for the CPU,
     and then no figure of the run is reliable."""
     spread = (max(peaks) - min(peaks)) / max(peaks)
-    print(f"\nmatmul peak before each workload and at the end: "
-          f"{', '.join(f'{peak:.1f}' for peak in peaks)} GFLOP/s")
+    print(
+        f"\nmatmul peak before each workload and at the end: "
+        f"{', '.join(f'{peak:.1f}' for peak in peaks)} GFLOP/s"
+    )
     if spread > 0.1:
-        print(f"WARNING: it varied by {100 * spread:.0f}%: the machine was busy during this run; "
-              "repeat it on an idle machine")
+        print(
+            f"WARNING: it varied by {100 * spread:.0f}%: the machine was busy during this run; "
+            "repeat it on an idle machine"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

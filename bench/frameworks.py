@@ -46,10 +46,20 @@ class MLPWithInitialWeights(MLPClassifier):
 def sklearn_classifier(w: Workload) -> MLPWithInitialWeights:
     """scikit-learn's MLP set up as plain SGD with momentum: no L2, no early stop, constant rate."""
     classifier = MLPWithInitialWeights(
-        hidden_layer_sizes=w.hidden, activation="relu", solver="sgd", alpha=0.0,
-        batch_size=w.batch_size, learning_rate="constant", learning_rate_init=w.learning_rate,
-        momentum=w.momentum, nesterovs_momentum=False, max_iter=w.epochs, shuffle=True,
-        random_state=0, tol=0.0, n_iter_no_change=w.epochs + 1,
+        hidden_layer_sizes=w.hidden,
+        activation="relu",
+        solver="sgd",
+        alpha=0.0,
+        batch_size=w.batch_size,
+        learning_rate="constant",
+        learning_rate_init=w.learning_rate,
+        momentum=w.momentum,
+        nesterovs_momentum=False,
+        max_iter=w.epochs,
+        shuffle=True,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=w.epochs + 1,
     )
     classifier.initial_weights = w.initial_weights
     return classifier

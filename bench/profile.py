@@ -60,15 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=60_000, help="rows of the synthetic data")
     parser.add_argument("--top", type=int, default=15, help="functions of the profile to show")
     args = parser.parse_args(argv)
-    workloads = {"a": digits_workload(epochs=1), **{
-        w.name: w for w in synthetic_workloads(args.rows, epochs=1)}}
+    workloads = {
+        "a": digits_workload(epochs=1),
+        **{w.name: w for w in synthetic_workloads(args.rows, epochs=1)},
+    }
     w = workloads[args.workload]
     train(w.X, w.y, *model_core_specs(w))
     products, ours = matmul_seconds(w), model_core_seconds(w)
     print(f"({w.name}) {w.title}, one epoch of {len(w.X)} rows, best of 5:")
     print(f"  matrix products alone {products:.3f} s ({len(w.X) / products:,.0f} samples/s)")
-    print(f"  model_core            {ours:.3f} s ({len(w.X) / ours:,.0f} samples/s), "
-          f"{100 * (ours - products) / ours:.0f}% of it outside the products")
+    print(
+        f"  model_core            {ours:.3f} s ({len(w.X) / ours:,.0f} samples/s), "
+        f"{100 * (ours - products) / ours:.0f}% of it outside the products"
+    )
     network, training = model_core_specs(w)
     profiler = cProfile.Profile()
     profiler.runcall(train, w.X, w.y, network=network, training=training)

@@ -74,8 +74,15 @@ def digits_workload(epochs: int) -> Workload:
     sample = load_sample("digits")
     X = (sample.X / 16.0).astype(np.float32)
     return Workload(
-        "a", "digits 1797x64 -> 64 -> 10, batch 32", X, sample.y.astype(np.int64), (64,),
-        batch_size=32, epochs=epochs, learning_rate=0.01, momentum=0.9,
+        "a",
+        "digits 1797x64 -> 64 -> 10, batch 32",
+        X,
+        sample.y.astype(np.int64),
+        (64,),
+        batch_size=32,
+        epochs=epochs,
+        learning_rate=0.01,
+        momentum=0.9,
         initial_weights=he_weights([64, 64, N_CLASSES], seed=0),
     )
 
@@ -86,8 +93,15 @@ def synthetic_workloads(n_rows: int, epochs: int) -> list[Workload]:
     weights = he_weights([784, 256, 128, N_CLASSES], seed=1)
     return [
         Workload(
-            name, f"synthetic {n_rows}x784 -> 256 -> 128 -> 10, batch {batch_size}", X, y,
-            (256, 128), batch_size=batch_size, epochs=epochs, learning_rate=0.01, momentum=0.9,
+            name,
+            f"synthetic {n_rows}x784 -> 256 -> 128 -> 10, batch {batch_size}",
+            X,
+            y,
+            (256, 128),
+            batch_size=batch_size,
+            epochs=epochs,
+            learning_rate=0.01,
+            momentum=0.9,
             initial_weights=weights,
         )
         for name, batch_size in (("b", 64), ("c", 1024))

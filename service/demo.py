@@ -31,7 +31,11 @@ def run_demo() -> float:
     X_train, X_test, y_train, y_test = split_train_test(sample.X, sample.y, 0.25, seed=42)
     print(f"digits: {len(X_train)} training rows, {len(X_test)} test rows, 64-64-10 relu/softmax")
     result = train(
-        X_train, y_train, network=NETWORK, training=TRAINING, task="classification",
+        X_train,
+        y_train,
+        network=NETWORK,
+        training=TRAINING,
+        task="classification",
         on_epoch=print_epoch,
     )
     accuracy = float(np.mean(result.model.predict(X_test) == y_test))

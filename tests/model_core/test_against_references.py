@@ -44,8 +44,10 @@ def make_weights(units: list[int], seed: int = 2) -> list[tuple[np.ndarray, np.n
     rng = np.random.default_rng(seed)
     sizes = [N_FEATURES, *units]
     return [
-        (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in),
-         0.1 * rng.standard_normal(fan_out))
+        (
+            rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in),
+            0.1 * rng.standard_normal(fan_out),
+        )
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
     ]
 
@@ -93,8 +95,11 @@ def torch_loss(loss: str, output: torch.Tensor, targets: torch.Tensor) -> torch.
 
 def torch_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     """torch.optim's SGD or Adam; what the spec leaves out stays at PyTorch's own defaults."""
-    options = {TORCH_NAMES.get(key, key): value for key, value in spec.items()
-               if key not in ("name", "decay")}
+    options = {
+        TORCH_NAMES.get(key, key): value
+        for key, value in spec.items()
+        if key not in ("name", "decay")
+    }
     if spec["name"] == "sgd":
         return torch.optim.SGD(params, **options)
     if "beta1" in options:
@@ -157,14 +162,26 @@ CLASSIFIER_CASES = {
     ),
     "sgd momentum": (
         [(8, "tanh"), (6, "relu"), (3, "softmax")],
-        {"epochs": 4, "batch_size": 8,
-         "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}},
+        {
+            "epochs": 4,
+            "batch_size": 8,
+            "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+        },
     ),
     "sgd nesterov, l2, decay": (
         [(8, "leaky_relu"), (3, "softmax")],
-        {"epochs": 4, "batch_size": 16, "l2": 0.01,
-         "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True,
-                       "decay": 0.1}},
+        {
+            "epochs": 4,
+            "batch_size": 16,
+            "l2": 0.01,
+            "optimizer": {
+                "name": "sgd",
+                "learning_rate": 0.05,
+                "momentum": 0.9,
+                "nesterov": True,
+                "decay": 0.1,
+            },
+        },
     ),
     "adam, both libraries' defaults": (
         [(8, "relu"), (3, "softmax")],
@@ -172,9 +189,19 @@ CLASSIFIER_CASES = {
     ),
     "adam, full batch, l2, decay": (
         [(8, "sigmoid"), (3, "softmax")],
-        {"epochs": 5, "batch_size": "full", "l2": 0.001,
-         "optimizer": {"name": "adam", "learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99,
-                       "epsilon": 1e-7, "decay": 0.05}},
+        {
+            "epochs": 5,
+            "batch_size": "full",
+            "l2": 0.001,
+            "optimizer": {
+                "name": "adam",
+                "learning_rate": 0.05,
+                "beta1": 0.8,
+                "beta2": 0.99,
+                "epsilon": 1e-7,
+                "decay": 0.05,
+            },
+        },
     ),
 }
 
@@ -191,22 +218,26 @@ def test_softmax_classifier_matches_pytorch(case):
 
 def test_binary_sigmoid_output_matches_pytorch():
     layers = [(6, "tanh"), (1, "sigmoid")]
-    training = {"epochs": 3, "batch_size": 10,
-                "optimizer": {"name": "sgd", "learning_rate": 0.2, "momentum": 0.5}}
+    training = {
+        "epochs": 3,
+        "batch_size": 10,
+        "optimizer": {"name": "sgd", "learning_rate": 0.2, "momentum": 0.5},
+    }
     X, y = make_rows(), make_labels(2)
     weights = make_weights([6, 1])
-    ours = train_model_core(X, y, layers, "binary_cross_entropy", weights, "classification",
-                            **training)
-    reference = train_torch(X, y.reshape(-1, 1).astype(np.float64), layers,
-                            "binary_cross_entropy", weights, **training)
+    ours = train_model_core(
+        X, y, layers, "binary_cross_entropy", weights, "classification", **training
+    )
+    reference = train_torch(
+        X, y.reshape(-1, 1).astype(np.float64), layers, "binary_cross_entropy", weights, **training
+    )
     assert_same_training(ours, reference)
 
 
 @pytest.mark.parametrize("loss", ["mse", "sse"])
 def test_regression_matches_pytorch(loss):
     layers = [(7, "sigmoid"), (2, "linear")]
-    training = {"epochs": 3, "batch_size": 12,
-                "optimizer": {"name": "adam", "learning_rate": 0.01}}
+    training = {"epochs": 3, "batch_size": 12, "optimizer": {"name": "adam", "learning_rate": 0.01}}
     X = make_rows()
     targets = np.random.default_rng(3).standard_normal((N_SAMPLES, 2))
     weights = make_weights([7, 2])
@@ -229,14 +260,24 @@ class MLPWithInitialWeights(MLPClassifier):
         self.intercepts_ = [b.astype(dtype) for _, b in self.initial_weights]
 
 
-def train_sklearn(X, y, hidden, weights, *, epochs, batch_size, learning_rate, momentum,
-                  nesterov, alpha):
+def train_sklearn(
+    X, y, hidden, weights, *, epochs, batch_size, learning_rate, momentum, nesterov, alpha
+):
     """scikit-learn's MLP as plain mini-batch SGD: constant rate, no shuffling, no early stop."""
     classifier = MLPWithInitialWeights(
-        hidden_layer_sizes=hidden, activation="relu", solver="sgd", alpha=alpha,
-        batch_size=batch_size, learning_rate="constant", learning_rate_init=learning_rate,
-        momentum=momentum, nesterovs_momentum=nesterov, max_iter=epochs, shuffle=False,
-        tol=0.0, n_iter_no_change=epochs + 1,
+        hidden_layer_sizes=hidden,
+        activation="relu",
+        solver="sgd",
+        alpha=alpha,
+        batch_size=batch_size,
+        learning_rate="constant",
+        learning_rate_init=learning_rate,
+        momentum=momentum,
+        nesterovs_momentum=nesterov,
+        max_iter=epochs,
+        shuffle=False,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
     )
     classifier.initial_weights = weights
     with warnings.catch_warnings():
@@ -257,12 +298,32 @@ def test_relu_softmax_sgd_matches_sklearn(momentum, nesterov, alpha):
     weights = make_weights([8, 6, 3])
     layers = [(8, "relu"), (6, "relu"), (3, "softmax")]
     ours = train_model_core(
-        X, y, layers, "cross_entropy", weights, "classification", epochs=epochs,
-        batch_size=batch_size, l2=alpha / batch_size,
-        optimizer={"name": "sgd", "learning_rate": learning_rate, "momentum": momentum,
-                   "nesterov": nesterov},
+        X,
+        y,
+        layers,
+        "cross_entropy",
+        weights,
+        "classification",
+        epochs=epochs,
+        batch_size=batch_size,
+        l2=alpha / batch_size,
+        optimizer={
+            "name": "sgd",
+            "learning_rate": learning_rate,
+            "momentum": momentum,
+            "nesterov": nesterov,
+        },
     )
-    reference = train_sklearn(X, y, (8, 6), weights, epochs=epochs, batch_size=batch_size,
-                              learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-                              alpha=alpha)
+    reference = train_sklearn(
+        X,
+        y,
+        (8, 6),
+        weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        nesterov=nesterov,
+        alpha=alpha,
+    )
     assert_same_training(ours, reference)
