@@ -25,7 +25,7 @@ from service.db.session import make_session_factory
 from service.demo import run_demo
 from service.processes import LocalStack
 from service.settings import Settings
-from worker.celery_app import create_celery_app, declare_task_queue
+from worker.celery_app import broker_profile, create_celery_app, declare_task_queue
 from worker.tasks import register_tasks
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -75,8 +75,9 @@ def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     app = create_celery_app(settings)
     register_tasks(app, make_session_factory(settings.database_url), settings)
-    # Declared before the consumer starts, which would die on a declaration race.
-    declare_task_queue(app, settings.broker_timeout_seconds)
+    if broker_profile(settings.broker_url).declare_before_consuming:
+        # The consumer would die on the race; this declaration retries it.
+        declare_task_queue(app, settings.broker_timeout_seconds)
     app.worker_main(
         ["worker", f"--loglevel={settings.log_level}", *WORKER_FLAGS, *args.celery_args]
     )

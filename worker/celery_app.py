@@ -18,10 +18,12 @@ DECLARE_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class BrokerProfile:
-    """What differs between brokers: transport options and whether broadcasts work."""
+    """What differs between brokers: transport options, whether broadcasts work, and whether
+    processes starting at once race to create the queue (kombu's SQL transport does)."""
 
     transport_options: Callable[[Settings], dict[str, Any]]
     supports_broadcast: bool
+    declare_before_consuming: bool = False
 
 
 def _redis_options(settings: Settings) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def _sqla_options(_settings: Settings) -> dict[str, Any]:
 BROKER_PROFILES = {
     "redis": BrokerProfile(_redis_options, supports_broadcast=True),
     "rediss": BrokerProfile(_redis_options, supports_broadcast=True),
-    "sqla": BrokerProfile(_sqla_options, supports_broadcast=False),
+    "sqla": BrokerProfile(_sqla_options, supports_broadcast=False, declare_before_consuming=True),
 }
 
 
