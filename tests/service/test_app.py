@@ -55,3 +55,12 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(settings):
     )
     error = assert_envelope(create_app(down).test_client().get("/health/ready"), 503, "broker")
     assert "database" not in error["details"]
+
+
+def test_ready_is_503_naming_the_database_when_it_is_down(settings):
+    down = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+        broker_url=settings.broker_url,
+    )
+    error = assert_envelope(create_app(down).test_client().get("/health/ready"), 503, "database")
+    assert "broker" not in error["details"]
