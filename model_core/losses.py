@@ -26,8 +26,9 @@ class Loss(Protocol):
 
     def value(self, a: np.ndarray, t: np.ndarray) -> float: ...
 
-    def delta(self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation) -> None:
-        ...
+    def delta(
+        self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

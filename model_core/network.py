@@ -12,8 +12,12 @@ from model_core.serialization import pack, unpack, weight_arrays, weights_from_a
 MODEL_FORMAT = "backprop-model"
 
 
-def forward(x: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]],
-            activations: Sequence[Activation], outputs: Sequence[np.ndarray]) -> np.ndarray:
+def forward(
+    x: np.ndarray,
+    weights: Sequence[tuple[np.ndarray, np.ndarray]],
+    activations: Sequence[Activation],
+    outputs: Sequence[np.ndarray],
+) -> np.ndarray:
     """Writes each layer's activation ``f(a @ W + b)`` into ``outputs``; returns the last.
 
     ``x`` is (n_samples, n_features); ``outputs[i]`` is (n_samples, units of layer i).
@@ -42,9 +46,17 @@ class Model:
     in the order of the output units (classification only).
     """
 
-    def __init__(self, network: dict, weights: list, task: str, classes: list | None = None,
-                 mean: np.ndarray | None = None, scale: np.ndarray | None = None,
-                 target_ndim: int = 1, training: dict | None = None):
+    def __init__(
+        self,
+        network: dict,
+        weights: list,
+        task: str,
+        classes: list | None = None,
+        mean: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+        target_ndim: int = 1,
+        training: dict | None = None,
+    ):
         self.network = network
         self.weights = [(np.asarray(w), np.asarray(b)) for w, b in weights]
         self.task = task
@@ -65,12 +77,14 @@ class Model:
         x = as_features(x, self.dtype, "X", self.n_features)
         result = np.empty((len(x), self.weights[-1][0].shape[1]), dtype=self.dtype)
         for start in range(0, len(x), CHUNK_ROWS):
-            chunk = x[start:start + CHUNK_ROWS].copy()
+            chunk = x[start : start + CHUNK_ROWS].copy()
             standardize_into(chunk, self.mean, self.scale)
-            outputs = [np.empty((len(chunk), w.shape[1]), dtype=self.dtype)
-                       for w, _ in self.weights]
-            result[start:start + len(chunk)] = forward(chunk, self.weights, self.activations,
-                                                       outputs)
+            outputs = [
+                np.empty((len(chunk), w.shape[1]), dtype=self.dtype) for w, _ in self.weights
+            ]
+            result[start : start + len(chunk)] = forward(
+                chunk, self.weights, self.activations, outputs
+            )
         return result
 
     def predict_proba(self, x) -> np.ndarray:
@@ -87,9 +101,14 @@ class Model:
         return outputs[:, 0] if self.target_ndim == 1 else outputs
 
     def to_bytes(self) -> bytes:
-        header = {"network": self.network, "task": self.task, "classes": self.classes,
-                  "target_ndim": self.target_ndim, "training": self.training,
-                  "standardized": self.mean is not None}
+        header = {
+            "network": self.network,
+            "task": self.task,
+            "classes": self.classes,
+            "target_ndim": self.target_ndim,
+            "training": self.training,
+            "standardized": self.mean is not None,
+        }
         arrays = weight_arrays(self.weights)
         if self.mean is not None:
             arrays.update(mean=self.mean, scale=self.scale)
@@ -101,10 +120,16 @@ class Model:
         try:
             n_layers = len(header["network"]["layers"])
             standardized = header["standardized"]
-            return cls(header["network"], weights_from_arrays(arrays, n_layers), header["task"],
-                       header["classes"], arrays["mean"] if standardized else None,
-                       arrays["scale"] if standardized else None, header["target_ndim"],
-                       header["training"])
+            return cls(
+                header["network"],
+                weights_from_arrays(arrays, n_layers),
+                header["task"],
+                header["classes"],
+                arrays["mean"] if standardized else None,
+                arrays["scale"] if standardized else None,
+                header["target_ndim"],
+                header["training"],
+            )
         except (KeyError, TypeError) as error:
             raise CorruptFileError(f"model file is incomplete: {error}") from None
 

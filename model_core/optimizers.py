@@ -31,8 +31,9 @@ class SGD:
     def gradient_scale(lr: float) -> float:
         return lr
 
-    def step(self, params: Sequence[np.ndarray], scaled_grads: Sequence[np.ndarray],
-             lr: float) -> None:
+    def step(
+        self, params: Sequence[np.ndarray], scaled_grads: Sequence[np.ndarray], lr: float
+    ) -> None:
         if not self.momentum:
             for p, g in zip(params, scaled_grads, strict=True):
                 p -= g

@@ -24,8 +24,9 @@ def as_features(x, dtype, field: str = "X", n_features: int | None = None) -> np
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise SpecError("data", field, f"is empty (shape {array.shape})")
     if n_features is not None and array.shape[1] != n_features:
-        raise SpecError("data", field, f"{field} has {array.shape[1]} columns, the network "
-                                       f"expects {n_features}")
+        raise SpecError(
+            "data", field, f"{field} has {array.shape[1]} columns, the network expects {n_features}"
+        )
     check_finite(array, field)
     return array
 
@@ -33,13 +34,14 @@ def as_features(x, dtype, field: str = "X", n_features: int | None = None) -> np
 def check_finite(array: np.ndarray, field: str) -> None:
     """Scans in chunks, so a large X costs no dataset-sized temporary."""
     for start in range(0, len(array), CHUNK_ROWS):
-        chunk = array[start:start + CHUNK_ROWS]
+        chunk = array[start : start + CHUNK_ROWS]
         finite = np.isfinite(chunk)
         if not finite.all():
             row, column = np.argwhere(~finite)[0]
             what = "NaN" if np.isnan(chunk[row, column]) else "infinity"
-            raise SpecError("data", field,
-                            f"{field} contains {what} at row {start + row}, column {column}")
+            raise SpecError(
+                "data", field, f"{field} contains {what} at row {start + row}, column {column}"
+            )
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def count_outputs(y, task: str, field: str = "y") -> int:
     return 1 if array.ndim == 1 else array.shape[1]
 
 
-def encode_targets(y, task: str, units: int, dtype, n_samples: int, field: str = "y",
-                   classes: list | None = None) -> Targets:
+def encode_targets(
+    y, task: str, units: int, dtype, n_samples: int, field: str = "y", classes: list | None = None
+) -> Targets:
     """Encodes y for a network with ``units`` outputs; ``classes`` fixes the label order (for
     validation data, whose labels must be among the training classes)."""
     if task == "classification":
@@ -133,11 +136,11 @@ def column_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     total = np.zeros(x.shape[1])
     for start in range(0, len(rows), CHUNK_ROWS):
-        total += x[rows[start:start + CHUNK_ROWS]].sum(axis=0, dtype=np.float64)
+        total += x[rows[start : start + CHUNK_ROWS]].sum(axis=0, dtype=np.float64)
     mean = total / len(rows)
     squares = np.zeros(x.shape[1])
     for start in range(0, len(rows), CHUNK_ROWS):
-        centred = x[rows[start:start + CHUNK_ROWS]].astype(np.float64) - mean
+        centred = x[rows[start : start + CHUNK_ROWS]].astype(np.float64) - mean
         squares += np.einsum("ij,ij->j", centred, centred)
     return mean, np.sqrt(squares / len(rows))
 

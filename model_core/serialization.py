@@ -33,8 +33,14 @@ def unpack(kind: str, data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile,
-            UnicodeDecodeError) as error:
+    except (
+        ValueError,
+        OSError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    ) as error:
         raise CorruptFileError(f"not a {kind} file: {error}") from None
     if not isinstance(header, dict) or header.get("format") != kind:
         raise CorruptFileError(f"not a {kind} file")

@@ -67,8 +67,16 @@ def _integer(section: str, path: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _number(section: str, path: str, value: Any, low: float, high: float = math.inf, *,
-            low_open: bool = False, high_open: bool = False) -> float:
+def _number(
+    section: str,
+    path: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite number in the interval from low to high (each end open or closed)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         raise SpecError(section, path, f"must be a number, got {value!r}")
@@ -108,11 +116,15 @@ def resolve_layers(layers: Any) -> list[dict]:
         units = _integer("network", f"{path}.units", layer["units"], 1)
         activation = layer["activation"]
         if activation not in ACTIVATIONS:
-            raise SpecError("network", f"{path}.activation",
-                            f"unknown {activation!r}; expected one of {_choices(ACTIVATIONS)}")
+            raise SpecError(
+                "network",
+                f"{path}.activation",
+                f"unknown {activation!r}; expected one of {_choices(ACTIVATIONS)}",
+            )
         if activation == "softmax" and i != len(layers) - 1:
-            raise SpecError("network", f"{path}.activation",
-                            "softmax is only allowed on the last layer")
+            raise SpecError(
+                "network", f"{path}.activation", "softmax is only allowed on the last layer"
+            )
         resolved.append({"units": units, "activation": activation})
     return resolved
 
@@ -144,15 +156,21 @@ def check_output_width(layers: list[dict], loss: str, task: str, n_outputs: int)
     path = f"layers[{len(layers) - 1}].units"
     if task == "regression":
         if units != n_outputs:
-            raise SpecError("network", path, f"output layer has {units} units but the data has "
-                                             f"{n_outputs} target column(s)")
+            raise SpecError(
+                "network",
+                path,
+                f"output layer has {units} units but the data has {n_outputs} target column(s)",
+            )
         return
     if loss == "binary_cross_entropy" and units == 1 and n_outputs == 2:
         return
     if units != n_outputs:
         hint = " (or 1 sigmoid unit for 2 classes)" if n_outputs == 2 else ""
-        raise SpecError("network", path, f"output layer has {units} units but the data has "
-                                         f"{n_outputs} classes{hint}")
+        raise SpecError(
+            "network",
+            path,
+            f"output layer has {units} units but the data has {n_outputs} classes{hint}",
+        )
 
 
 def resolve_initial_weights(weights: Any, layers: list[dict], n_features: int) -> list[dict] | None:
@@ -161,8 +179,11 @@ def resolve_initial_weights(weights: Any, layers: list[dict], n_features: int) -
     if weights is None:
         return None
     if not isinstance(weights, (list, tuple)) or len(weights) != len(layers):
-        raise SpecError("network", "initial_weights",
-                        f"must be a list of {len(layers)} {{W, b}} objects, one per layer")
+        raise SpecError(
+            "network",
+            "initial_weights",
+            f"must be a list of {len(layers)} {{W, b}} objects, one per layer",
+        )
     resolved = []
     fan_in = n_features
     for i, (pair, layer) in enumerate(zip(weights, layers, strict=True)):
@@ -212,8 +233,9 @@ def resolve_network(network: Any, *, task: str, n_features: int, n_outputs: int)
         "loss": loss,
         "init": init,
         "dtype": network_dtype(network),
-        "initial_weights": resolve_initial_weights(network.get("initial_weights"), layers,
-                                                   n_features),
+        "initial_weights": resolve_initial_weights(
+            network.get("initial_weights"), layers, n_features
+        ),
     }
 
 
@@ -252,8 +274,9 @@ def resolve_early_stopping(early_stopping: Any) -> dict | None:
     return {
         "patience": _integer("training", "early_stopping.patience", resolved["patience"], 1),
         "min_delta": _number("training", "early_stopping.min_delta", resolved["min_delta"], 0.0),
-        "restore_best": _boolean("training", "early_stopping.restore_best",
-                                 resolved["restore_best"]),
+        "restore_best": _boolean(
+            "training", "early_stopping.restore_best", resolved["restore_best"]
+        ),
     }
 
 
@@ -261,8 +284,9 @@ def resolve_batch_size(batch_size: Any) -> int | str:
     if batch_size == "full":
         return "full"
     if isinstance(batch_size, str):
-        raise SpecError("training", "batch_size",
-                        f"must be an integer or 'full', got {batch_size!r}")
+        raise SpecError(
+            "training", "batch_size", f"must be an integer or 'full', got {batch_size!r}"
+        )
     return _integer("training", "batch_size", batch_size, 1)
 
 
@@ -278,15 +302,23 @@ def resolve_training(training: Any) -> dict:
         "seed": None if seed is None else _integer("training", "seed", seed, 0),
         "optimizer": resolve_optimizer(spec["optimizer"]),
         "l2": _number("training", "l2", spec["l2"], 0.0),
-        "validation_split": _number("training", "validation_split", spec["validation_split"], 0.0,
-                                    1.0, high_open=True),
+        "validation_split": _number(
+            "training", "validation_split", spec["validation_split"], 0.0, 1.0, high_open=True
+        ),
         "early_stopping": resolve_early_stopping(spec["early_stopping"]),
         "standardize": _boolean("training", "standardize", spec["standardize"]),
     }
 
 
-def resolve_spec(network: Any, training: Any = None, *, task: str, n_features: int,
-                 n_outputs: int, n_samples: int | None = None) -> ResolvedSpec:
+def resolve_spec(
+    network: Any,
+    training: Any = None,
+    *,
+    task: str,
+    n_features: int,
+    n_outputs: int,
+    n_samples: int | None = None,
+) -> ResolvedSpec:
     """Checks both specs against the data's shape; returns them with every default filled in.
 
     ``n_outputs`` is the number of classes (classification) or target columns (regression).
@@ -295,22 +327,30 @@ def resolve_spec(network: Any, training: Any = None, *, task: str, n_features: i
         raise SpecError("data", "task", f"unknown {task!r}; expected one of {_choices(TASKS)}")
     if task == "classification" and n_outputs < 2:
         raise SpecError("data", "y", f"classification needs at least 2 classes, got {n_outputs}")
-    resolved_network = resolve_network(network, task=task, n_features=n_features,
-                                       n_outputs=n_outputs)
+    resolved_network = resolve_network(
+        network, task=task, n_features=n_features, n_outputs=n_outputs
+    )
     resolved_training = resolve_training(training)
-    return ResolvedSpec(resolved_network, resolved_training,
-                        _warnings(resolved_network, resolved_training, n_samples))
+    return ResolvedSpec(
+        resolved_network,
+        resolved_training,
+        _warnings(resolved_network, resolved_training, n_samples),
+    )
 
 
 def _warnings(network: dict, training: dict, n_samples: int | None) -> list[str]:
     warnings = []
     batch_size = training["batch_size"]
     if n_samples is not None and batch_size != "full" and batch_size > n_samples:
-        warnings.append(f"training.batch_size {batch_size} is larger than the {n_samples} "
-                        "training rows; each epoch is one full batch")
+        warnings.append(
+            f"training.batch_size {batch_size} is larger than the {n_samples} "
+            "training rows; each epoch is one full batch"
+        )
     if training["early_stopping"] and not training["validation_split"]:
-        warnings.append("training.early_stopping watches the training loss: there is no "
-                        "validation data (set training.validation_split)")
+        warnings.append(
+            "training.early_stopping watches the training loss: there is no "
+            "validation data (set training.validation_split)"
+        )
     if network["loss"] in ("sse", "mse") and network["layers"][-1]["activation"] == "softmax":
         warnings.append("network.loss: cross_entropy usually trains a softmax output faster")
     return warnings

@@ -97,13 +97,26 @@ class Trainer:
     bytes of :meth:`checkpoint` and continues that run exactly.
     """
 
-    def __init__(self, X, y, network: dict, training: dict | None = None,
-                 task: str = "classification", validation_data=None,
-                 resume_from: bytes | None = None):
+    def __init__(
+        self,
+        X,
+        y,
+        network: dict,
+        training: dict | None = None,
+        task: str = "classification",
+        validation_data=None,
+        resume_from: bytes | None = None,
+    ):
         self.dtype = np.dtype(network_dtype(network))
         self.x = as_features(X, self.dtype)
-        spec = resolve_spec(network, training, task=task, n_features=self.x.shape[1],
-                            n_outputs=count_outputs(y, task), n_samples=len(self.x))
+        spec = resolve_spec(
+            network,
+            training,
+            task=task,
+            n_features=self.x.shape[1],
+            n_outputs=count_outputs(y, task),
+            n_samples=len(self.x),
+        )
         self.network, self.training, self.warnings = spec.network, spec.training, spec.warnings
         # Given weights only seed this run: the specs a model or checkpoint records stay small.
         self.given_weights = self.network["initial_weights"]
@@ -115,10 +128,12 @@ class Trainer:
         layers = self.network["layers"]
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
         split_seed, init_seed, shuffle_seed = np.random.SeedSequence(self.training["seed"]).spawn(3)
-        self.train_rows, self.validation = self._split_rows(np.random.default_rng(split_seed),
-                                                            validation_data)
-        self.mean, self.scale = (standardizer(self.x, self.train_rows)
-                                 if self.training["standardize"] else (None, None))
+        self.train_rows, self.validation = self._split_rows(
+            np.random.default_rng(split_seed), validation_data
+        )
+        self.mean, self.scale = (
+            standardizer(self.x, self.train_rows) if self.training["standardize"] else (None, None)
+        )
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
         self.weights = self._initial_weights(np.random.default_rng(init_seed))
@@ -141,26 +156,38 @@ class Trainer:
         if validation_data is not None:
             x_val, y_val = validation_data
             x_val = as_features(x_val, self.dtype, "validation_data.X", self.x.shape[1])
-            targets = encode_targets(y_val, self.task, self.targets.matrix.shape[1], self.dtype,
-                                     len(x_val), "validation_data.y", self.targets.classes)
-            return np.arange(n_samples), EvaluationSet(x_val, np.arange(len(x_val)),
-                                                       targets.matrix, targets.labels)
+            targets = encode_targets(
+                y_val,
+                self.task,
+                self.targets.matrix.shape[1],
+                self.dtype,
+                len(x_val),
+                "validation_data.y",
+                self.targets.classes,
+            )
+            return np.arange(n_samples), EvaluationSet(
+                x_val, np.arange(len(x_val)), targets.matrix, targets.labels
+            )
         split = self.training["validation_split"]
         if not split:
             return np.arange(n_samples), None
         n_val = int(round(n_samples * split))
         if n_val < 1 or n_val >= n_samples:
-            raise SpecError("training", "validation_split",
-                            f"{split} of {n_samples} rows leaves no validation or no training rows")
+            raise SpecError(
+                "training",
+                "validation_split",
+                f"{split} of {n_samples} rows leaves no validation or no training rows",
+            )
         order = rng.permutation(n_samples)
         val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
-        return train_rows, EvaluationSet(self.x, val_rows, self.targets.matrix,
-                                         self.targets.labels)
+        return train_rows, EvaluationSet(self.x, val_rows, self.targets.matrix, self.targets.labels)
 
     def _initial_weights(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
         if self.given_weights is not None:
-            return [(pair["W"].astype(self.dtype), pair["b"].astype(self.dtype))
-                    for pair in self.given_weights]
+            return [
+                (pair["W"].astype(self.dtype), pair["b"].astype(self.dtype))
+                for pair in self.given_weights
+            ]
         init = INITIALIZERS[self.network["init"]]
         weights, fan_in = [], self.x.shape[1]
         for layer in self.network["layers"]:
@@ -195,8 +222,12 @@ class Trainer:
         views = self._views.get(n)
         if views is None:
             full = self._views[self._batch_size()]
-            views = BatchBuffers(full.x[:n], full.targets[:n], [a[:n] for a in full.outputs],
-                                 [d[:n] for d in full.deltas])
+            views = BatchBuffers(
+                full.x[:n],
+                full.targets[:n],
+                [a[:n] for a in full.outputs],
+                [d[:n] for d in full.deltas],
+            )
             self._views[n] = views
         return views
 
@@ -222,8 +253,13 @@ class Trainer:
         epoch = self.epoch + 1
         train_loss, train_accuracy = self._train_one_epoch(epoch)
         self._check_weights(epoch)
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": None,
-                  "train_accuracy": train_accuracy, "val_accuracy": None}
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": None,
+            "train_accuracy": train_accuracy,
+            "val_accuracy": None,
+        }
         if self.validation is not None:
             record["val_loss"], record["val_accuracy"] = self._evaluate(self.validation)
         self._track_best(record)
@@ -248,7 +284,7 @@ class Trainer:
         size = self._batch_size()
         loss_sum, correct = 0.0, 0
         for start in range(0, len(rows), size):
-            batch = rows[start:start + size]
+            batch = rows[start : start + size]
             loss, output = self._step(batch, lr)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
@@ -267,8 +303,9 @@ class Trainer:
         self.optimizer.step(self.params, self.grads, lr)
         return loss, outputs[-1]
 
-    def compute_gradients(self, batch: np.ndarray,
-                          scale: float = 1.0) -> tuple[float, list[np.ndarray]]:
+    def compute_gradients(
+        self, batch: np.ndarray, scale: float = 1.0
+    ) -> tuple[float, list[np.ndarray]]:
         """Loss and every layer's activations for the given training rows; their mean gradient,
         times ``scale``, into ``self.grads``.
 
@@ -316,7 +353,7 @@ class Trainer:
         """Mean loss and accuracy on evaluation rows, chunk by chunk, with the current weights."""
         loss_sum, correct = 0.0, 0
         for start in range(0, len(data.rows), CHUNK_ROWS):
-            rows = data.rows[start:start + CHUNK_ROWS]
+            rows = data.rows[start : start + CHUNK_ROWS]
             x = data.x[rows]
             standardize_into(x, self.mean, self.scale)
             outputs = [np.empty((len(rows), w.shape[1]), self.dtype) for w, _ in self.weights]
@@ -342,22 +379,44 @@ class Trainer:
             best_epoch = self.early_stopping.best_epoch
             if self.best_weights is not None:
                 weights = [(w.copy(), b.copy()) for w, b in self.best_weights]
-        model = Model(self.network, weights, self.task, self.targets.classes, self.mean,
-                      self.scale, self.targets.ndim, self.training)
+        model = Model(
+            self.network,
+            weights,
+            self.task,
+            self.targets.classes,
+            self.mean,
+            self.scale,
+            self.targets.ndim,
+            self.training,
+        )
         stopped_early = self._patience_exhausted() and self.epoch < self.training["epochs"]
-        return TrainResult(model, list(self.history), best_epoch, stopped_early,
-                           stopped_by_callback, list(self.warnings))
+        return TrainResult(
+            model,
+            list(self.history),
+            best_epoch,
+            stopped_early,
+            stopped_by_callback,
+            list(self.warnings),
+        )
 
     # -- checkpoints --------------------------------------------------------------------------
 
     def checkpoint(self) -> bytes:
         """The full training state after the last finished epoch, as ``.npz`` bytes."""
-        header = {"network": self.network, "training": self.training, "epoch": self.epoch,
-                  "history": self.history, "rng": self.rng.bit_generator.state,
-                  "early_stopping": None if self.early_stopping is None else
-                  {"best_loss": self.early_stopping.best_loss,
-                   "best_epoch": self.early_stopping.best_epoch,
-                   "wait": self.early_stopping.wait}}
+        header = {
+            "network": self.network,
+            "training": self.training,
+            "epoch": self.epoch,
+            "history": self.history,
+            "rng": self.rng.bit_generator.state,
+            "early_stopping": None
+            if self.early_stopping is None
+            else {
+                "best_loss": self.early_stopping.best_loss,
+                "best_epoch": self.early_stopping.best_epoch,
+                "wait": self.early_stopping.wait,
+            },
+        }
         arrays = weight_arrays(self.weights)
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state().items()})
         if self.best_weights is not None:
@@ -371,15 +430,19 @@ class Trainer:
             saved.pop("epochs", None)
             current.pop("epochs", None)
             if saved != current:
-                raise SpecError("training", "resume_from",
-                                f"the checkpoint was made with a different {section} spec")
-        for (w, b), (saved_w, saved_b) in zip(self.weights,
-                                              weights_from_arrays(arrays, len(self.weights)),
-                                              strict=True):
+                raise SpecError(
+                    "training",
+                    "resume_from",
+                    f"the checkpoint was made with a different {section} spec",
+                )
+        for (w, b), (saved_w, saved_b) in zip(
+            self.weights, weights_from_arrays(arrays, len(self.weights)), strict=True
+        ):
             w[...], b[...] = saved_w, saved_b
         prefix = "optimizer."
-        self.optimizer.load_state({k[len(prefix):]: v for k, v in arrays.items()
-                                   if k.startswith(prefix)})
+        self.optimizer.load_state(
+            {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        )
         self.rng.bit_generator.state = header["rng"]
         self.epoch = header["epoch"]
         self.history = header["history"]
@@ -390,9 +453,16 @@ class Trainer:
                 self.best_weights = weights_from_arrays(arrays, len(self.weights), "best.")
 
 
-def train(X, y, network: dict, training: dict | None = None, task: str = "classification",
-          on_epoch: EpochCallback | None = None, resume_from: bytes | None = None,
-          validation_data=None) -> TrainResult:
+def train(
+    X,
+    y,
+    network: dict,
+    training: dict | None = None,
+    task: str = "classification",
+    on_epoch: EpochCallback | None = None,
+    resume_from: bytes | None = None,
+    validation_data=None,
+) -> TrainResult:
     """Trains a feedforward network by backpropagation; see :class:`Trainer` for the arguments."""
     trainer = Trainer(X, y, network, training, task, validation_data, resume_from)
     return trainer.fit(on_epoch)

@@ -16,40 +16,80 @@ def layers(*pairs):
     return {"layers": [{"units": units, "activation": name} for units, name in pairs]}
 
 
-@pytest.mark.parametrize(("network", "training", "path", "message"), [
-    (layers((8, "sigmod"), (3, "softmax")), {}, "network.layers[0].activation",
-     "layers[0].activation: unknown 'sigmod'"),
-    (layers((8, "softmax"), (3, "softmax")), {}, "network.layers[0].activation",
-     "softmax is only allowed on the last layer"),
-    ({**layers((8, "relu"), (3, "sigmoid")), "loss": "cross_entropy"}, {}, "network.loss",
-     "cross_entropy needs a softmax output layer"),
-    (layers((8, "relu"), (10, "softmax")), {}, "network.layers[1].units",
-     "output layer has 10 units but the data has 3 classes"),
-    (layers((0, "relu"), (3, "softmax")), {}, "network.layers[0].units", "must be >= 1"),
-    ({"layers": []}, {}, "network.layers", "non-empty"),
-    ({"layers": [{"units": 3}]}, {}, "network.layers[0].activation", "is required"),
-    ({**GOOD, "los": "mse"}, {}, "network.los", "unknown field"),
-    ({**GOOD, "loss": "hinge"}, {}, "network.loss", "unknown 'hinge'"),
-    ({**GOOD, "init": "zeros"}, {}, "network.init", "unknown 'zeros'"),
-    ({**GOOD, "dtype": "float16"}, {}, "network.dtype", "unknown 'float16'"),
-    ({**GOOD, "initial_weights": [{"W": [[0.0] * 8] * 3, "b": [0.0] * 8}, {"W": [[0.0] * 3] * 8,
-                                                                         "b": [0.0] * 3}]},
-     {}, "network.initial_weights[0].W", "has shape (3, 8), expected (4, 8)"),
-    (GOOD, {"epochs": 0}, "training.epochs", "must be >= 1"),
-    (GOOD, {"epochs": 2.5}, "training.epochs", "must be an integer"),
-    (GOOD, {"batch_size": "half"}, "training.batch_size", "must be an integer or 'full'"),
-    (GOOD, {"optimizer": {"name": "rmsprop"}}, "training.optimizer.name", "unknown 'rmsprop'"),
-    (GOOD, {"optimizer": {"name": "sgd", "learning_rate": -1}},
-     "training.optimizer.learning_rate", "must be > 0.0"),
-    (GOOD, {"optimizer": {"name": "adam", "momentum": 0.9}}, "training.optimizer.momentum",
-     "unknown field"),
-    (GOOD, {"optimizer": {"name": "sgd", "momentum": 1.5}}, "training.optimizer.momentum",
-     "must be >= 0.0 and < 1.0"),
-    (GOOD, {"validation_split": 1.0}, "training.validation_split", "must be >= 0.0 and < 1.0"),
-    (GOOD, {"early_stopping": {"patience": 0}}, "training.early_stopping.patience", ">= 1"),
-    (GOOD, {"shuffle": "yes"}, "training.shuffle", "must be true or false"),
-    (GOOD, {"l2": float("nan")}, "training.l2", "must be >= 0.0"),
-])
+@pytest.mark.parametrize(
+    ("network", "training", "path", "message"),
+    [
+        (
+            layers((8, "sigmod"), (3, "softmax")),
+            {},
+            "network.layers[0].activation",
+            "layers[0].activation: unknown 'sigmod'",
+        ),
+        (
+            layers((8, "softmax"), (3, "softmax")),
+            {},
+            "network.layers[0].activation",
+            "softmax is only allowed on the last layer",
+        ),
+        (
+            {**layers((8, "relu"), (3, "sigmoid")), "loss": "cross_entropy"},
+            {},
+            "network.loss",
+            "cross_entropy needs a softmax output layer",
+        ),
+        (
+            layers((8, "relu"), (10, "softmax")),
+            {},
+            "network.layers[1].units",
+            "output layer has 10 units but the data has 3 classes",
+        ),
+        (layers((0, "relu"), (3, "softmax")), {}, "network.layers[0].units", "must be >= 1"),
+        ({"layers": []}, {}, "network.layers", "non-empty"),
+        ({"layers": [{"units": 3}]}, {}, "network.layers[0].activation", "is required"),
+        ({**GOOD, "los": "mse"}, {}, "network.los", "unknown field"),
+        ({**GOOD, "loss": "hinge"}, {}, "network.loss", "unknown 'hinge'"),
+        ({**GOOD, "init": "zeros"}, {}, "network.init", "unknown 'zeros'"),
+        ({**GOOD, "dtype": "float16"}, {}, "network.dtype", "unknown 'float16'"),
+        (
+            {
+                **GOOD,
+                "initial_weights": [
+                    {"W": [[0.0] * 8] * 3, "b": [0.0] * 8},
+                    {"W": [[0.0] * 3] * 8, "b": [0.0] * 3},
+                ],
+            },
+            {},
+            "network.initial_weights[0].W",
+            "has shape (3, 8), expected (4, 8)",
+        ),
+        (GOOD, {"epochs": 0}, "training.epochs", "must be >= 1"),
+        (GOOD, {"epochs": 2.5}, "training.epochs", "must be an integer"),
+        (GOOD, {"batch_size": "half"}, "training.batch_size", "must be an integer or 'full'"),
+        (GOOD, {"optimizer": {"name": "rmsprop"}}, "training.optimizer.name", "unknown 'rmsprop'"),
+        (
+            GOOD,
+            {"optimizer": {"name": "sgd", "learning_rate": -1}},
+            "training.optimizer.learning_rate",
+            "must be > 0.0",
+        ),
+        (
+            GOOD,
+            {"optimizer": {"name": "adam", "momentum": 0.9}},
+            "training.optimizer.momentum",
+            "unknown field",
+        ),
+        (
+            GOOD,
+            {"optimizer": {"name": "sgd", "momentum": 1.5}},
+            "training.optimizer.momentum",
+            "must be >= 0.0 and < 1.0",
+        ),
+        (GOOD, {"validation_split": 1.0}, "training.validation_split", "must be >= 0.0 and < 1.0"),
+        (GOOD, {"early_stopping": {"patience": 0}}, "training.early_stopping.patience", ">= 1"),
+        (GOOD, {"shuffle": "yes"}, "training.shuffle", "must be true or false"),
+        (GOOD, {"l2": float("nan")}, "training.l2", "must be >= 0.0"),
+    ],
+)
 def test_bad_spec_names_the_field(network, training, path, message):
     with pytest.raises(SpecError, match=re.escape(message)) as raised:
         train(X, Y, network, training)
@@ -71,13 +111,16 @@ def test_infinity_in_x_names_the_row():
         train(x, Y, GOOD)
 
 
-@pytest.mark.parametrize(("x", "y", "message"), [
-    (np.zeros((0, 4)), [], "X: is empty"),
-    ([[1.0, 2.0], [3.0]], [0, 1], "X: must be a 2-D array of numbers"),
-    ([["a", "b"]], [0], "X: must be a 2-D array of numbers"),
-    (X, Y[:10], "y has 10 rows but X has 20"),
-    (X, np.zeros(20), "classification needs at least 2 classes"),
-])
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.zeros((0, 4)), [], "X: is empty"),
+        ([[1.0, 2.0], [3.0]], [0, 1], "X: must be a 2-D array of numbers"),
+        ([["a", "b"]], [0], "X: must be a 2-D array of numbers"),
+        (X, Y[:10], "y has 10 rows but X has 20"),
+        (X, np.zeros(20), "classification needs at least 2 classes"),
+    ],
+)
 def test_bad_data_names_the_field(x, y, message):
     with pytest.raises(SpecError, match=message):
         train(x, y, GOOD)
@@ -99,14 +142,28 @@ def test_regression_loss_and_width_checks():
 
 
 def test_resolve_spec_fills_defaults_and_warns():
-    resolved = resolve_spec(GOOD, {"early_stopping": {}, "batch_size": 64},
-                            task="classification", n_features=4, n_outputs=3, n_samples=20)
+    resolved = resolve_spec(
+        GOOD,
+        {"early_stopping": {}, "batch_size": 64},
+        task="classification",
+        n_features=4,
+        n_outputs=3,
+        n_samples=20,
+    )
     assert resolved.network["loss"] == "cross_entropy"
     assert resolved.network["init"] == "he"
     assert resolved.network["dtype"] == "float32"
-    assert resolved.training["optimizer"] == {"name": "sgd", "learning_rate": 0.01,
-                                              "momentum": 0.0, "nesterov": False, "decay": 0.0}
-    assert resolved.training["early_stopping"] == {"patience": 10, "min_delta": 1e-4,
-                                                   "restore_best": True}
+    assert resolved.training["optimizer"] == {
+        "name": "sgd",
+        "learning_rate": 0.01,
+        "momentum": 0.0,
+        "nesterov": False,
+        "decay": 0.0,
+    }
+    assert resolved.training["early_stopping"] == {
+        "patience": 10,
+        "min_delta": 1e-4,
+        "restore_best": True,
+    }
     assert any("batch_size" in warning for warning in resolved.warnings)
     assert any("early_stopping" in warning for warning in resolved.warnings)

@@ -9,9 +9,11 @@ from model_core import Trainer
 HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "linear"]
 # (output activation, loss, task): every combination the spec accepts.
 OUTPUTS = [
-    *[(activation, loss, "regression")
-      for activation in ["sigmoid", "tanh", "relu", "leaky_relu", "linear", "softmax"]
-      for loss in ["sse", "mse"]],
+    *[
+        (activation, loss, "regression")
+        for activation in ["sigmoid", "tanh", "relu", "leaky_relu", "linear", "softmax"]
+        for loss in ["sse", "mse"]
+    ],
     ("softmax", "cross_entropy", "classification"),
     ("sigmoid", "binary_cross_entropy", "classification"),
     ("softmax", "mse", "classification"),
@@ -27,9 +29,16 @@ def make_trainer(hidden: str, output: str, loss: str, task: str, l2: float = 0.0
     y = rng.integers(0, n_outputs, size=6) if task == "classification" else rng.random((6, 3))
     if task == "classification":
         y[:n_outputs] = np.arange(n_outputs)  # every class present
-    network = {"layers": [{"units": 5, "activation": hidden}, {"units": 4, "activation": hidden},
-                          {"units": n_outputs, "activation": output}],
-               "loss": loss, "init": "normal", "dtype": "float64"}
+    network = {
+        "layers": [
+            {"units": 5, "activation": hidden},
+            {"units": 4, "activation": hidden},
+            {"units": n_outputs, "activation": output},
+        ],
+        "loss": loss,
+        "init": "normal",
+        "dtype": "float64",
+    }
     training = {"seed": 3, "l2": l2, "batch_size": 6, "standardize": False}
     trainer = Trainer(x, y, network, training, task=task)
     for w, b in trainer.weights:  # non-zero biases, so their gradients are tested too
@@ -78,8 +87,10 @@ def test_l2_penalty_gradient_matches_finite_differences(output, loss, task):
 def test_single_sigmoid_unit_binary_cross_entropy_gradient():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 2)), np.array([0, 1] * 4)
-    network = {"layers": [{"units": 3, "activation": "tanh"},
-                          {"units": 1, "activation": "sigmoid"}],
-               "loss": "binary_cross_entropy", "dtype": "float64"}
+    network = {
+        "layers": [{"units": 3, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+        "loss": "binary_cross_entropy",
+        "dtype": "float64",
+    }
     trainer = Trainer(x, y, network, {"seed": 1, "batch_size": 8}, task="classification")
     assert_gradients_match(trainer)

@@ -42,8 +42,10 @@ def test_a_pickle_is_refused():
 
 def test_an_npz_carrying_a_pickled_object_array_is_refused(model):
     buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(model.to_bytes())) as original, \
-            zipfile.ZipFile(buffer, "w") as crafted:
+    with (
+        zipfile.ZipFile(io.BytesIO(model.to_bytes())) as original,
+        zipfile.ZipFile(buffer, "w") as crafted,
+    ):
         for name in original.namelist():
             if name != "W0.npy":
                 crafted.writestr(name, original.read(name))

@@ -13,10 +13,15 @@ from model_core import Trainer, TrainingDiverged, train
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
-DIGITS_NETWORK = {"layers": [{"units": 64, "activation": "relu"},
-                             {"units": 10, "activation": "softmax"}]}
-DIGITS_TRAINING = {"epochs": 40, "batch_size": 32, "seed": 42,
-                   "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
+DIGITS_NETWORK = {
+    "layers": [{"units": 64, "activation": "relu"}, {"units": 10, "activation": "softmax"}]
+}
+DIGITS_TRAINING = {
+    "epochs": 40,
+    "batch_size": 32,
+    "seed": 42,
+    "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +31,18 @@ def digits():
 
 
 def test_xor_learned_by_a_small_sigmoid_network():
-    result = train(XOR_X, XOR_Y,
-                   {"layers": [{"units": 3, "activation": "sigmoid"},
-                               {"units": 1, "activation": "sigmoid"}]},
-                   {"epochs": 2000, "batch_size": 4, "seed": 0, "standardize": False,
-                    "optimizer": {"name": "sgd", "learning_rate": 2.0, "momentum": 0.9}})
+    result = train(
+        XOR_X,
+        XOR_Y,
+        {"layers": [{"units": 3, "activation": "sigmoid"}, {"units": 1, "activation": "sigmoid"}]},
+        {
+            "epochs": 2000,
+            "batch_size": 4,
+            "seed": 0,
+            "standardize": False,
+            "optimizer": {"name": "sgd", "learning_rate": 2.0, "momentum": 0.9},
+        },
+    )
     assert list(result.model.predict(XOR_X)) == [0, 1, 1, 0]
     assert result.history[-1]["train_accuracy"] == 1.0
 
@@ -45,8 +57,13 @@ def test_digits_reach_97_percent_on_450_held_out_rows(digits):
 
 def test_adam_with_validation_split_and_early_stopping(digits):
     x_train, x_test, y_train, y_test = digits
-    training = {"epochs": 200, "seed": 1, "optimizer": {"name": "adam", "learning_rate": 0.01},
-                "validation_split": 0.2, "early_stopping": {"patience": 5}}
+    training = {
+        "epochs": 200,
+        "seed": 1,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "validation_split": 0.2,
+        "early_stopping": {"patience": 5},
+    }
     result = train(x_train, y_train, DIGITS_NETWORK, training)
     assert result.stopped_early and len(result.history) < 200
     val_losses = [record["val_loss"] for record in result.history]
@@ -85,15 +102,24 @@ RESUME_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("optimizer", [{"name": "sgd", "learning_rate": 0.05, "momentum": 0.9,
-                                        "nesterov": True},
-                                       {"name": "adam", "learning_rate": 0.003}])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+        {"name": "adam", "learning_rate": 0.003},
+    ],
+)
 def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimizer):
     import json
 
     x, y = load_digits(return_X_y=True)
-    training = {"epochs": 6, "seed": 5, "optimizer": optimizer, "validation_split": 0.1,
-                "early_stopping": {"patience": 50}}
+    training = {
+        "epochs": 6,
+        "seed": 5,
+        "optimizer": optimizer,
+        "validation_split": 0.1,
+        "early_stopping": {"patience": 50},
+    }
     uninterrupted = train(x, y, DIGITS_NETWORK, training)
 
     saved = {}
@@ -108,9 +134,19 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
     assert trainer.fit(stop_after_three).stopped_by_callback
     (tmp_path / "checkpoint.npz").write_bytes(saved["checkpoint"])
     done = subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT, json.dumps(DIGITS_NETWORK), json.dumps(training),
-         str(tmp_path / "checkpoint.npz"), str(tmp_path / "weights.npz")],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            RESUME_SCRIPT,
+            json.dumps(DIGITS_NETWORK),
+            json.dumps(training),
+            str(tmp_path / "checkpoint.npz"),
+            str(tmp_path / "weights.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     resumed = np.load(tmp_path / "weights.npz")
     expected = [a for pair in uninterrupted.model.weights for a in pair]
     for i, array in enumerate(expected):
@@ -119,17 +155,28 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
 
 
 def test_checkpoint_from_another_spec_is_refused():
-    trainer = Trainer(XOR_X, XOR_Y, {"layers": [{"units": 2, "activation": "softmax"}]},
-                      {"epochs": 2, "seed": 1})
+    trainer = Trainer(
+        XOR_X, XOR_Y, {"layers": [{"units": 2, "activation": "softmax"}]}, {"epochs": 2, "seed": 1}
+    )
     trainer.fit()
     with pytest.raises(Exception, match="resume_from: the checkpoint was made with a different"):
-        Trainer(XOR_X, XOR_Y, {"layers": [{"units": 2, "activation": "softmax"}]},
-                {"epochs": 2, "seed": 2}, resume_from=trainer.checkpoint())
+        Trainer(
+            XOR_X,
+            XOR_Y,
+            {"layers": [{"units": 2, "activation": "softmax"}]},
+            {"epochs": 2, "seed": 2},
+            resume_from=trainer.checkpoint(),
+        )
 
 
 def test_callback_stops_training_cleanly():
-    result = train(XOR_X, XOR_Y, {"layers": [{"units": 2, "activation": "softmax"}]},
-                   {"epochs": 50}, on_epoch=lambda record: record["epoch"] == 4)
+    result = train(
+        XOR_X,
+        XOR_Y,
+        {"layers": [{"units": 2, "activation": "softmax"}]},
+        {"epochs": 50},
+        on_epoch=lambda record: record["epoch"] == 4,
+    )
     assert result.stopped_by_callback and len(result.history) == 4
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
 
@@ -138,20 +185,34 @@ def test_divergence_raises_naming_the_epoch():
     x = np.random.default_rng(0).normal(size=(64, 3)) * 1e3
     y = x @ np.array([1.0, -2.0, 3.0])
     with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d+") as raised:
-        train(x, y, {"layers": [{"units": 8, "activation": "relu"},
-                                {"units": 1, "activation": "linear"}]},
-              {"epochs": 50, "standardize": False,
-               "optimizer": {"name": "sgd", "learning_rate": 10.0}}, task="regression")
+        train(
+            x,
+            y,
+            {"layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "linear"}]},
+            {
+                "epochs": 50,
+                "standardize": False,
+                "optimizer": {"name": "sgd", "learning_rate": 10.0},
+            },
+            task="regression",
+        )
     assert raised.value.epoch >= 1
 
 
 def test_string_labels_come_back_as_strings():
     iris = load_iris()
     labels = iris.target_names[iris.target]
-    result = train(iris.data, labels, {"layers": [{"units": 16, "activation": "tanh"},
-                                                  {"units": 3, "activation": "softmax"}]},
-                   {"epochs": 60, "seed": 0, "batch_size": 16,
-                    "optimizer": {"name": "adam", "learning_rate": 0.01}})
+    result = train(
+        iris.data,
+        labels,
+        {"layers": [{"units": 16, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]},
+        {
+            "epochs": 60,
+            "seed": 0,
+            "batch_size": 16,
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
+        },
+    )
     assert result.model.classes == ["setosa", "versicolor", "virginica"]
     predicted = result.model.predict(iris.data)
     assert predicted.dtype.kind == "U" and np.mean(predicted == labels) > 0.95
@@ -163,25 +224,45 @@ def test_regression_fits_a_smooth_function():
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, size=(512, 2))
     y = np.column_stack([np.sin(x[:, 0]) + x[:, 1] ** 2, x[:, 0] * x[:, 1]])
-    result = train(x, y, {"layers": [{"units": 32, "activation": "tanh"},
-                                     {"units": 2, "activation": "linear"}], "dtype": "float64"},
-                   {"epochs": 300, "batch_size": 64, "seed": 0,
-                    "optimizer": {"name": "adam", "learning_rate": 0.01}}, task="regression")
+    result = train(
+        x,
+        y,
+        {
+            "layers": [{"units": 32, "activation": "tanh"}, {"units": 2, "activation": "linear"}],
+            "dtype": "float64",
+        },
+        {
+            "epochs": 300,
+            "batch_size": 64,
+            "seed": 0,
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
+        },
+        task="regression",
+    )
     predicted = result.model.predict(x)
     assert predicted.shape == (512, 2)
     assert np.mean((predicted - y) ** 2) < 0.05 * np.var(y)
 
 
 def test_full_batch_gradient_descent_is_one_step_per_epoch():
-    result = train(XOR_X, XOR_Y, {"layers": [{"units": 2, "activation": "softmax"}]},
-                   {"epochs": 3, "batch_size": "full", "shuffle": False, "seed": 0})
+    result = train(
+        XOR_X,
+        XOR_Y,
+        {"layers": [{"units": 2, "activation": "softmax"}]},
+        {"epochs": 3, "batch_size": "full", "shuffle": False, "seed": 0},
+    )
     assert len(result.history) == 3
 
 
 def test_explicit_validation_data_is_scored_with_training_classes(digits):
     x_train, x_test, y_train, y_test = digits
-    result = train(x_train, y_train, DIGITS_NETWORK, {**DIGITS_TRAINING, "epochs": 5},
-                   validation_data=(x_test[y_test < 3], y_test[y_test < 3]))
+    result = train(
+        x_train,
+        y_train,
+        DIGITS_NETWORK,
+        {**DIGITS_TRAINING, "epochs": 5},
+        validation_data=(x_test[y_test < 3], y_test[y_test < 3]),
+    )
     assert result.history[-1]["val_accuracy"] > 0.8
 
 

@@ -19,8 +19,13 @@ NETWORK = {
         {"W": [[0.40, 0.50], [0.45, 0.55]], "b": [0.60, 0.60]},  # w5 w7 / w6 w8
     ],
 }
-TRAINING = {"epochs": 1, "batch_size": 1, "shuffle": False, "standardize": False,
-            "optimizer": {"name": "sgd", "learning_rate": 0.5}}
+TRAINING = {
+    "epochs": 1,
+    "batch_size": 1,
+    "shuffle": False,
+    "standardize": False,
+    "optimizer": {"name": "sgd", "learning_rate": 0.5},
+}
 
 
 @pytest.fixture(scope="module")
