@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -120,7 +121,13 @@ class Dataset(Base):
 
 
 class TrainingJob(Base):
-    """One request to train; ``attempt`` counts the times a worker has claimed it."""
+    """One request to train; ``attempt`` counts the times a worker has claimed it.
+
+    A running attempt holds a lease (``lease_owner`` until ``lease_expires_at``) that its worker
+    renews with heartbeats; an expired lease means the worker is gone and the job may be queued
+    again. ``dispatched_at`` is the outbox mark: when the job was last sent to the broker (None:
+    not yet, or to be sent again). ``cancel_requested`` asks a running attempt to stop.
+    """
 
     __tablename__ = "training_jobs"
     __table_args__ = KEEP_IDS
@@ -148,6 +155,13 @@ class TrainingJob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    dispatched_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_epoch: Mapped[int | None]
 
     dataset: Mapped[Dataset | None] = relationship()
     model: Mapped["Model | None"] = relationship(back_populates="job", passive_deletes=True)
@@ -175,6 +189,21 @@ class EpochMetric(Base):
     train_accuracy: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class JobCheckpoint(Base):
+    """The latest training state of a job (model_core's ``Trainer.checkpoint()`` bytes), replaced
+    in the same transaction as the epoch records it covers: one row per job."""
+
+    __tablename__ = "job_checkpoints"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int]
+    epoch: Mapped[int]
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    saved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Model(Base):
