@@ -48,6 +48,16 @@ class Settings:
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0
     job_visibility_timeout_seconds: int = 24 * 3600
+    # Jobs that survive (issue 4). A job may train at most max_job_seconds (training.max_seconds
+    # lowers it per job); the visibility timeout must stay above it.
+    max_job_seconds: int = 12 * 3600
+    lease_seconds: float = 15.0
+    heartbeat_seconds: float = 3.0
+    max_attempts: int = 3
+    checkpoint_every_epochs: int = 10
+    checkpoint_every_seconds: float = 30.0
+    dispatch_interval_seconds: float = 1.0
+    idempotency_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
 
     @classmethod
