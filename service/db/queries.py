@@ -231,3 +231,16 @@ def fail_queued_job(session: Session, job_id: int, message: str) -> None:
         .values(status=JobStatus.FAILED, finished_at=utcnow(), error=message)
     )
     session.commit()
+
+
+def mark_dispatched(session: Session, job_id: int) -> None:
+    """Record that job ``job_id`` was just published to the broker (the outbox mark), and commit.
+
+    Only a queued job is marked: a job a worker claimed already in the meantime needs no mark.
+    """
+    session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED)
+        .values(dispatched_at=utcnow())
+    )
+    session.commit()
