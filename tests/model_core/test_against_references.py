@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
 
+from bench.frameworks import MLPWithInitialWeights
 from model_core import train
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -247,17 +247,6 @@ def test_regression_matches_pytorch(loss):
 
 
 # -- scikit-learn -------------------------------------------------------------------------------
-
-
-class MLPWithInitialWeights(MLPClassifier):
-    """MLPClassifier that starts from ``initial_weights`` (sklearn has no parameter for that)."""
-
-    initial_weights: list[tuple[np.ndarray, np.ndarray]]
-
-    def _initialize(self, y, layer_units, dtype):
-        super()._initialize(y, layer_units, dtype)
-        self.coefs_ = [W.astype(dtype) for W, _ in self.initial_weights]
-        self.intercepts_ = [b.astype(dtype) for _, b in self.initial_weights]
 
 
 def train_sklearn(
