@@ -77,8 +77,10 @@ class Model:
         x = as_features(x, self.dtype, "X", self.n_features)
         result = np.empty((len(x), self.weights[-1][0].shape[1]), dtype=self.dtype)
         for start in range(0, len(x), CHUNK_ROWS):
-            chunk = x[start : start + CHUNK_ROWS].copy()
-            standardize_into(chunk, self.mean, self.scale)
+            chunk = x[start : start + CHUNK_ROWS]
+            if self.mean is not None:  # the caller's rows are never modified
+                chunk = chunk.copy()
+                standardize_into(chunk, self.mean, self.scale)
             outputs = [
                 np.empty((len(chunk), w.shape[1]), dtype=self.dtype) for w, _ in self.weights
             ]
