@@ -84,6 +84,15 @@ def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     return y
 
 
+def compact_features(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 when that loses nothing (pixels, counts, most sensor data), else as is.
+
+    Half the bytes to store and to load for every job, and no conversion before float32 training.
+    """
+    narrow = x.astype(np.float32)
+    return narrow if np.array_equal(narrow, x) else x
+
+
 TARGET_READERS = {Task.CLASSIFICATION: classification_labels, Task.REGRESSION: regression_targets}
 
 
@@ -128,7 +137,7 @@ def build_dataset(
         n_features=x.shape[1],
         feature_names=list(feature_names) if feature_names else None,
         target_names=list(target_names) if target_names else None,
-        arrays=arrays_to_npz(X=x, y=y),
+        arrays=arrays_to_npz(X=compact_features(x), y=y),
         **summary,
     )
 

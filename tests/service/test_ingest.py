@@ -1,0 +1,23 @@
+"""How uploaded arrays are stored."""
+
+import numpy as np
+
+from service.db.models import Task, npz_to_arrays
+from service.ingest import build_dataset
+
+
+def stored_features(x: np.ndarray) -> np.ndarray:
+    dataset = build_dataset(name="d", task=Task.CLASSIFICATION, source="json", x=x,
+                            y=np.array([0, 1]), target_field="targets")
+    return npz_to_arrays(dataset.arrays)["X"]
+
+
+def test_features_exact_in_float32_are_stored_as_float32():
+    stored = stored_features(np.array([[0.0, 16.0], [0.5, 3.0]]))
+    assert stored.dtype == np.float32
+    assert stored.tolist() == [[0.0, 16.0], [0.5, 3.0]]
+
+
+def test_features_that_need_float64_keep_it():
+    stored = stored_features(np.array([[0.1, 1.0], [2.0, 3.0]]))
+    assert stored.dtype == np.float64 and stored[0, 0] == 0.1
