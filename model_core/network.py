@@ -91,13 +91,24 @@ class Model:
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes``."""
-        if self.task != "classification":
-            raise SpecError("data", "task", "predict_proba is for classification models")
+        self._require_classification("predict_proba")
         return output_probabilities(self.forward(x), self.activations[-1].name)
 
     def predict(self, x) -> np.ndarray:
         """Labels (n_samples,) for classification; values (n_samples,) or (n, k) for regression."""
+        return self._decode(self.forward(x))
+
+    def predict_with_proba(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``predict(x)`` and ``predict_proba(x)`` from one forward pass (classification)."""
+        self._require_classification("predict_with_proba")
         outputs = self.forward(x)
+        return self._decode(outputs), output_probabilities(outputs, self.activations[-1].name)
+
+    def _require_classification(self, method: str) -> None:
+        if self.task != "classification":
+            raise SpecError("data", "task", f"{method} is for classification models")
+
+    def _decode(self, outputs: np.ndarray) -> np.ndarray:
         if self.task == "classification":
             return np.asarray(self.classes)[class_indices(outputs)]
         return outputs[:, 0] if self.target_ndim == 1 else outputs

@@ -5,14 +5,15 @@ from typing import Any
 import numpy as np
 
 from model_core import Model
+from model_core.serialization import weight_arrays
 
 
 def predict(model: Model, x: np.ndarray) -> dict[str, Any]:
     """Predictions for rows ``x`` (n_samples, n_features); probabilities for classification."""
-    result: dict[str, Any] = {"predictions": model.predict(x).tolist()}
-    if model.task == "classification":
-        result["probabilities"] = model.predict_proba(x).tolist()
-    return result
+    if model.task != "classification":
+        return {"predictions": model.predict(x).tolist()}
+    labels, probabilities = model.predict_with_proba(x)
+    return {"predictions": labels.tolist(), "probabilities": probabilities.tolist()}
 
 
 def weights_as_lists(model: Model) -> list[dict[str, list]]:
@@ -21,8 +22,5 @@ def weights_as_lists(model: Model) -> list[dict[str, list]]:
 
 
 def weights_as_arrays(model: Model) -> dict[str, np.ndarray]:
-    """``{"W0": ..., "b0": ..., "W1": ...}`` for ``np.savez``."""
-    arrays = {}
-    for index, (w, b) in enumerate(model.weights):
-        arrays[f"W{index}"], arrays[f"b{index}"] = w, b
-    return arrays
+    """``{"W0": ..., "b0": ..., "W1": ...}`` for ``np.savez``, as model_core names them."""
+    return weight_arrays(model.weights)

@@ -67,3 +67,9 @@ def test_a_checkpoint_is_not_a_model():
     trainer.fit()
     with pytest.raises(CorruptFileError, match="not a backprop-model file"):
         Model.from_bytes(trainer.checkpoint())
+
+
+def test_predict_with_proba_is_predict_and_predict_proba_in_one_pass(model):
+    labels, probabilities = model.predict_with_proba(X)
+    assert list(labels) == list(model.predict(X))
+    assert np.array_equal(probabilities, model.predict_proba(X))
