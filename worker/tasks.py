@@ -15,7 +15,7 @@ def register_tasks(app: Celery, sessions: sessionmaker[Session], settings: Setti
 
     @app.task(name=TRAIN_MODEL)
     def train_model(job_id: int) -> None:
-        run_training(sessions, job_id, settings.metrics_flush_seconds, cache)
+        run_training(sessions, job_id, settings, cache)
 
     def forget_parent_connections(**_kwargs) -> None:
         # A forked pool process must not reuse the connections its parent opened.

@@ -8,6 +8,7 @@ from model_core import Model as EngineModel
 from service.db import queries
 from service.db.models import Dataset, EpochMetric, JobStatus, Model, Task, TrainingJob
 from service.ingest import build_dataset
+from service.settings import Settings
 from tests.factories import queued_xor_job, sqlite_sessions
 from worker import training
 from worker.training import run_training
@@ -58,30 +59,30 @@ def test_a_second_delivery_trains_nothing(sessions):
 
 def test_epochs_are_written_in_batches_not_one_round_trip_each(sessions, monkeypatch):
     batches = []
-    real_add_epochs = queries.add_epochs
+    real_record_progress = queries.record_progress
 
-    def spy(session, job_id, attempt, records):
+    def spy(session, job_id, attempt, records, checkpoint):
         batches.append(len(records))
-        real_add_epochs(session, job_id, attempt, records)
+        return real_record_progress(session, job_id, attempt, records, checkpoint)
 
-    monkeypatch.setattr(queries, "add_epochs", spy)
+    monkeypatch.setattr(queries, "record_progress", spy)
     job_id = queued_xor_job(sessions, epochs=3000)
-    run_training(sessions, job_id, flush_seconds=0.05)
+    run_training(sessions, job_id, Settings(metrics_flush_seconds=0.05))
     assert len(batches) < 100 and sum(batches) < 3000
     assert epochs_of(sessions, job_id) == list(range(1, 3001))
 
 
 def test_progress_is_visible_while_the_job_runs(sessions, monkeypatch):
     seen = []
-    real_finish = queries.finish_job
+    real_end = queries.end_attempt
 
-    def look_then_finish(session, job_id, attempt, records, model):
+    def look_then_end(session, job_id, attempt, records, *args):
         seen.append((job_row(sessions, job_id).epoch, len(epochs_of(sessions, job_id))))
-        real_finish(session, job_id, attempt, records, model)
+        real_end(session, job_id, attempt, records, *args)
 
-    monkeypatch.setattr(queries, "finish_job", look_then_finish)
+    monkeypatch.setattr(queries, "end_attempt", look_then_end)
     job_id = queued_xor_job(sessions, epochs=50)
-    run_training(sessions, job_id, flush_seconds=0.0)
+    run_training(sessions, job_id, Settings(metrics_flush_seconds=0.0))
     assert seen == [(50, 50)]
 
 
@@ -115,7 +116,7 @@ def regression_job(sessions, learning_rate: float) -> int:
 
 def test_divergence_fails_the_job_with_its_message_and_keeps_history(sessions):
     job_id = regression_job(sessions, learning_rate=1.0)
-    assert run_training(sessions, job_id, flush_seconds=60) is JobStatus.FAILED
+    assert run_training(sessions, job_id, Settings(metrics_flush_seconds=60)) is JobStatus.FAILED
     job = job_row(sessions, job_id)
     assert job.status == "failed" and "diverged at epoch 3" in job.error
     assert epochs_of(sessions, job_id) == [1, 2]
@@ -136,7 +137,7 @@ def test_an_unexpected_error_fails_the_job_and_is_raised(sessions, monkeypatch):
     def broken_train(*_args, **_kwargs):
         raise MemoryError("no room")
 
-    monkeypatch.setattr(training, "train", broken_train)
+    monkeypatch.setattr(training, "Trainer", broken_train)
     job_id = queued_xor_job(sessions)
     with pytest.raises(MemoryError):
         run_training(sessions, job_id)
@@ -146,7 +147,7 @@ def test_an_unexpected_error_fails_the_job_and_is_raised(sessions, monkeypatch):
 def test_a_stale_attempt_cannot_write(sessions):
     job_id = queued_xor_job(sessions)
     with sessions() as session:
-        attempt = queries.claim_job(session, job_id)
+        attempt = queries.claim_job(session, job_id, "me", 15, 3).attempt
         session.get(TrainingJob, job_id).attempt = attempt + 1
         session.commit()
         record = {
@@ -158,7 +159,7 @@ def test_a_stale_attempt_cannot_write(sessions):
             "seconds": 0.1,
         }
         with pytest.raises(queries.StaleAttempt):
-            queries.add_epochs(session, job_id, attempt, [record])
+            queries.record_progress(session, job_id, attempt, [record])
     assert epochs_of(sessions, job_id) == []
 
 

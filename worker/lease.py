@@ -1,0 +1,65 @@
+"""The lease of a running attempt, renewed from a thread while the training thread computes.
+
+A worker that dies stops renewing; once its lease expires the reaper (service/outbox.py) hands the
+job to another attempt. A heartbeat that finds the attempt fenced off (``StaleAttempt``: the job
+was re-queued, cancelled or claimed again) sets ``lost``, and training stops at the next epoch
+without writing anything more.
+"""
+
+import logging
+import threading
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import queries
+from worker.retries import is_transient
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Renews the lease of ``attempt`` of job ``job_id`` every ``interval`` seconds (a daemon
+    thread between ``start`` and ``stop``, or inside ``with``)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        job_id: int,
+        attempt: int,
+        lease_seconds: float,
+        interval: float,
+    ):
+        self.sessions = sessions
+        self.job_id = job_id
+        self.attempt = attempt
+        self.lease_seconds = lease_seconds
+        self.interval = interval
+        self.lost = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-job-{job_id}", daemon=True
+        )
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                with self.sessions() as session:
+                    queries.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
+            except queries.StaleAttempt:
+                logger.warning("job %s: attempt %s lost its lease", self.job_id, self.attempt)
+                self.lost.set()
+                return
+            except DBAPIError as error:
+                # The database is away: keep trying; if it stays away past the lease, the
+                # reaper re-queues the job and the next beat finds the attempt fenced off.
+                level = logging.WARNING if is_transient(error) else logging.ERROR
+                logger.log(level, "job %s: heartbeat failed: %s", self.job_id, error.orig)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc_info) -> None:
+        self._stopped.set()
+        self._thread.join()
