@@ -6,6 +6,7 @@ from service.caching import LruCache
 from service.context import Services, close_db
 from service.db.session import make_session_factory
 from service.errors import EnvelopeApi, register_domain_errors
+from service.events import StreamSlots
 from service.queue import JobQueue
 from service.resources import BLUEPRINTS
 from service.settings import Settings
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         queue=JobQueue.from_settings(settings),
         models=LruCache(settings.model_cache_size),
     )
+    app.extensions["event_streams"] = StreamSlots()
     app.teardown_appcontext(close_db)
     api = EnvelopeApi(app)
     register_domain_errors(app)

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from model_core import SpecError
 from service.ingest import DataError
+from service.jobs import NotCancellable
 
 INVALID_REQUEST = "The request is not valid; see details."
 
@@ -100,10 +101,19 @@ def spec_error_response(error: SpecError):
     return envelope("unprocessable_entity", str(error), {error.path: [error.message]}), 422
 
 
-DOMAIN_ERRORS = {DataError: data_error_response, SpecError: spec_error_response}
+def conflict_response(error: Exception):
+    return envelope("conflict", str(error), {}), 409
+
+
+DOMAIN_ERRORS = {
+    DataError: data_error_response,
+    SpecError: spec_error_response,
+    NotCancellable: conflict_response,
+}
 
 
 def register_domain_errors(app: Flask) -> None:
-    """Answer the engine's and the ingest's validation errors with a 422 envelope."""
+    """Answer the engine's and the ingest's validation errors with a 422 envelope, and a job
+    that cannot change state with a 409."""
     for error_type, handler in DOMAIN_ERRORS.items():
         app.register_error_handler(error_type, handler)

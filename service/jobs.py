@@ -1,21 +1,47 @@
-"""Submitting training jobs: check the specs against the data set, store, then enqueue."""
+"""Submitting, checking and cancelling training jobs.
 
+A submission is stored before anything is published (an outbox): the job is committed as queued
+with ``dispatched_at`` NULL, then sent to the broker once; when the broker refuses, the job stays
+queued and the worker side's dispatcher sends it when the broker is back. The broker never
+fails a submission.
+"""
+
+import hashlib
+import json
+import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from model_core import ResolvedSpec, SpecError, resolve_spec
-from service.db import queries
-from service.db.models import Dataset, TrainingJob
+from service.db import job_requests, queries
+from service.db.models import Dataset, JobStatus, TrainingJob, utcnow
 from service.ingest import DataError
 from service.queue import JobQueue
 
+logger = logging.getLogger(__name__)
 
-class QueueUnavailable(Exception):
-    """The job was stored but the broker refused it; the job is marked failed."""
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# A cancel that loses a race (a worker claimed the queued job meanwhile) reads the job again.
+CANCEL_TRIES = 3
+
+
+class IdempotencyMismatch(DataError):
+    """The idempotency key already names a job submitted with a different body."""
+
+    def __init__(self):
+        super().__init__(
+            IDEMPOTENCY_HEADER, "already used for a different request body; send a new key"
+        )
+
+
+class NotCancellable(Exception):
+    """The job is not queued or running (any more)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +56,23 @@ class SpecReport:
     @property
     def valid(self) -> bool:
         return not self.errors
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's key for one submission, the hash of its body, and when keys older expire."""
+
+    key: str
+    request_hash: str
+    created_after: datetime
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The job a submission stands for; ``replayed`` when an earlier request created it."""
+
+    job: TrainingJob
+    replayed: bool = False
 
 
 def plain_json(value: Any) -> Any:
@@ -55,6 +98,29 @@ def split_network(network: dict) -> tuple[dict, list | None]:
     return plain, plain.pop("initial_weights", None)
 
 
+def check_max_seconds(value: Any, max_job_seconds: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError("training.max_seconds", "must be a number of seconds")
+    if not 0 < value <= max_job_seconds:
+        raise DataError(
+            "training.max_seconds", f"must be > 0 and <= {max_job_seconds} (MAX_JOB_SECONDS)"
+        )
+
+
+# Fields of the training spec that belong to the service, not to model_core (which refuses keys
+# it does not know): checked here, stored with the job, and popped again by the worker.
+SERVICE_TRAINING_FIELDS = {"max_seconds": check_max_seconds}
+
+
+def split_training(training: dict, max_job_seconds: int) -> tuple[dict, dict]:
+    """model_core's training spec, and the checked service fields; raises ``DataError``."""
+    engine = {key: value for key, value in training.items() if key not in SERVICE_TRAINING_FIELDS}
+    own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
+    for key, value in own.items():
+        SERVICE_TRAINING_FIELDS[key](value, max_job_seconds)
+    return engine, own
+
+
 def find_dataset(session: Session, dataset_id: int) -> Dataset:
     """The data set a job names; a missing one is a problem with the request body."""
     dataset = queries.get_dataset(session, dataset_id)
@@ -75,17 +141,44 @@ def resolve_for(dataset: Dataset, network: dict, training: dict) -> ResolvedSpec
     )
 
 
-def check_job(session: Session, dataset_id: int, network: dict, training: dict) -> SpecReport:
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A job's data set and specs with every default filled in, ready to store."""
+
+    dataset: Dataset
+    network: dict
+    initial_weights: list | None
+    training: dict
+    warnings: list[str]
+
+
+def resolve_job(
+    session: Session, max_job_seconds: int, dataset_id: int, network: dict, training: dict
+) -> ResolvedJob:
+    """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
+    dataset = find_dataset(session, dataset_id)
+    engine_training, own = split_training(training, max_job_seconds)
+    resolved = resolve_for(dataset, network, engine_training)
+    resolved_network, initial_weights = split_network(resolved.network)
+    return ResolvedJob(
+        dataset,
+        resolved_network,
+        initial_weights,
+        {**plain_json(resolved.training), **own},
+        resolved.warnings,
+    )
+
+
+def check_job(session: Session, max_job_seconds: int, **body: Any) -> SpecReport:
     """A dry run of ``submit_job``: what would be wrong, and the specs with their defaults."""
     try:
-        resolved = resolve_for(find_dataset(session, dataset_id), network, training)
+        resolved = resolve_job(session, max_job_seconds, **body)
     except DataError as error:
         return SpecReport(errors={error.field: [error.message]})
     except SpecError as error:
         return SpecReport(errors={error.path: [error.message]})
-    network, _initial_weights = split_network(resolved.network)
     return SpecReport(
-        warnings=resolved.warnings, network=network, training=plain_json(resolved.training)
+        warnings=resolved.warnings, network=resolved.network, training=resolved.training
     )
 
 
@@ -97,25 +190,110 @@ def with_seed(training: dict) -> dict:
     return {**training, "seed": secrets.randbelow(2**31)}
 
 
-def submit_job(
-    session: Session, queue: JobQueue, dataset_id: int, network: dict, training: dict
-) -> TrainingJob:
-    """Store a queued job with its resolved specs, commit, and only then send it to a worker."""
-    dataset = find_dataset(session, dataset_id)
-    resolved = resolve_for(dataset, network, training)
-    resolved_network, initial_weights = split_network(resolved.network)
-    job = TrainingJob(
-        dataset_id=dataset.id,
-        network=resolved_network,
-        initial_weights=initial_weights,
-        training=with_seed(plain_json(resolved.training)),
+def new_job(resolved: ResolvedJob) -> TrainingJob:
+    return TrainingJob(
+        dataset_id=resolved.dataset.id,
+        network=resolved.network,
+        initial_weights=resolved.initial_weights,
+        training=with_seed(resolved.training),
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],
     )
+
+
+def request_hash(body: dict) -> str:
+    """SHA-256 of the body as canonical JSON (sorted keys, no spaces): equal bodies, equal hash."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_key(key: str | None, body: dict, ttl_seconds: int) -> IdempotencyKey | None:
+    """The submission's key, or None when the client sent no ``Idempotency-Key``."""
+    if key is None:
+        return None
+    return IdempotencyKey(key, request_hash(body), utcnow() - timedelta(seconds=ttl_seconds))
+
+
+def replay(job: TrainingJob, key: IdempotencyKey) -> Submission:
+    """The earlier job of this key, when it was submitted with the same body."""
+    if job.request_hash != key.request_hash:
+        raise IdempotencyMismatch()
+    return Submission(job, replayed=True)
+
+
+def store_job(session: Session, job: TrainingJob, key: IdempotencyKey | None) -> None:
+    """Insert and commit ``job``, taking ``key`` over from an expired job in the same
+    transaction; raises ``IntegrityError`` when a live job holds the key."""
+    if key is not None:
+        job.idempotency_key, job.request_hash = key.key, key.request_hash
+        job_requests.release_expired_key(session, key.key, key.created_after)
     queries.add(session, job)
+
+
+def store_or_replay(session: Session, job: TrainingJob, key: IdempotencyKey | None) -> Submission:
+    """Store ``job``; when a concurrent request with the same key won the unique index, that
+    request's job."""
     try:
-        queue.enqueue_training(job.id)
-    except Exception as error:
-        queries.fail_queued_job(session, job.id, f"the job could not be queued: {error}")
-        raise QueueUnavailable(str(error)) from error
-    return job
+        store_job(session, job, key)
+    except IntegrityError:
+        session.rollback()
+        winner = key and job_requests.find_job_by_key(session, key.key, key.created_after)
+        if winner is None:
+            raise
+        return replay(winner, key)
+    return Submission(job)
+
+
+def dispatch(session: Session, queue: JobQueue, job_id: int) -> None:
+    """Publish a stored job once and mark it dispatched. When that fails (the broker is down),
+    the job stays queued with ``dispatched_at`` NULL, for the dispatcher to send later."""
+    try:
+        queue.enqueue_training(job_id)
+        queries.mark_dispatched(session, job_id)
+    except Exception as error:  # kombu, redis and SQLAlchemy each raise their own types
+        session.rollback()
+        logger.warning("job %s stays queued for the dispatcher: %s", job_id, error)
+
+
+def submit_job(
+    session: Session,
+    queue: JobQueue,
+    max_job_seconds: int,
+    key: IdempotencyKey | None,
+    body: dict,
+) -> Submission:
+    """Store a queued job with its resolved specs, commit, and only then try to publish it; or
+    the earlier job of the same idempotency key. Raises ``DataError`` or ``SpecError``."""
+    earlier = key and job_requests.find_job_by_key(session, key.key, key.created_after)
+    if earlier:
+        return replay(earlier, key)
+    job = new_job(resolve_job(session, max_job_seconds, **body))
+    submission = store_or_replay(session, job, key)
+    if not submission.replayed:
+        dispatch(session, queue, submission.job.id)
+    return submission
+
+
+CANCELLERS = {
+    JobStatus.QUEUED: job_requests.cancel_queued_job,
+    JobStatus.RUNNING: job_requests.request_cancel,
+}
+
+
+def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
+    """Cancel a queued job at once, or ask a running one to stop at its next epoch boundary.
+
+    Returns the job as it is afterwards; raises ``NotCancellable`` for a finished job.
+    """
+    for _ in range(CANCEL_TRIES):
+        cancel = CANCELLERS.get(job.status)
+        if cancel is None:
+            raise NotCancellable(
+                f"Job {job.id} is finished ({job.status}); only queued or running jobs can be"
+                " cancelled."
+            )
+        cancelled = cancel(session, job.id)
+        session.refresh(job)
+        if cancelled:
+            return job
+    raise NotCancellable(f"Job {job.id} kept changing state while cancelling it; try again.")

@@ -1,6 +1,6 @@
-"""``/v1/jobs``: submit (202), dry-run, list, show, and the epoch history."""
+"""``/v1/jobs``: submit (202), dry-run, list, show, cancel, epoch history and live events."""
 
-from flask import url_for
+from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
@@ -8,20 +8,43 @@ from flask_smorest.pagination import PaginationParameters
 from service.context import db, services
 from service.db import queries
 from service.errors import ErrorSchema, fail
-from service.jobs import QueueUnavailable, check_job, submit_job
+from service.events import JobEventStream, event_stream_response
+from service.jobs import Submission, cancel_job, check_job, idempotency_key, submit_job
 from service.schemas.jobs import (
     EpochQuerySchema,
     EpochSchema,
+    EventHeadersSchema,
     JobCreateSchema,
     JobSchema,
+    SubmitHeadersSchema,
     ValidationReportSchema,
 )
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
+REPLAYED_HEADER = "Idempotent-Replayed"
+EVENT_STREAM_DOC = {
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "`epoch` events (id: the epoch number; data: the epoch record) and `status`"
+    " events (data: id, status, epoch, epochs, cancel_requested, error, model_id)",
+}
+
 
 def get_job_or_404(job_id: int):
     return queries.get_job(db(), job_id) or fail(404, f"No job {job_id}.")
+
+
+def submission_headers(submission: Submission) -> dict[str, str]:
+    headers = {"Location": url_for("jobs.JobById", job_id=submission.job.id)}
+    if submission.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return headers
+
+
+def submit(headers: dict, body: dict) -> Submission:
+    settings = services().settings
+    key = idempotency_key(headers.get("idempotency_key"), body, settings.idempotency_ttl_seconds)
+    return submit_job(db(), services().queue, settings.max_job_seconds, key, body)
 
 
 @blp.route("")
@@ -35,17 +58,19 @@ class Jobs(MethodView):
         )
         return items
 
+    @blp.arguments(SubmitHeadersSchema, location="headers")
     @blp.arguments(JobCreateSchema)
-    @blp.response(202, JobSchema)
-    @blp.alt_response(422, schema=ErrorSchema, description="A spec that cannot train on the data")
-    @blp.alt_response(503, schema=ErrorSchema, description="The broker refused the job")
-    def post(self, body: dict):
-        """Submit a training job; it is checked against the data set before it is queued"""
-        try:
-            job = submit_job(db(), services().queue, **body)
-        except QueueUnavailable as error:
-            fail(503, f"The job could not be queued; try again later. ({error})")
-        return job, 202, {"Location": url_for("jobs.JobById", job_id=job.id)}
+    @blp.response(202, JobSchema, headers={REPLAYED_HEADER: {"schema": {"type": "string"}}})
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="A spec that cannot train on the data, or an Idempotency-Key used before"
+        " with another body",
+    )
+    def post(self, headers: dict, body: dict):
+        """Submit a training job: checked, stored as queued, then sent to a worker"""
+        submission = submit(headers, body)
+        return submission.job, 202, submission_headers(submission)
 
 
 @blp.route("/validate")
@@ -54,7 +79,7 @@ class JobValidation(MethodView):
     @blp.response(200, ValidationReportSchema)
     def post(self, body: dict):
         """Check a job without queuing it: errors, warnings and the specs with their defaults"""
-        return check_job(db(), **body)
+        return check_job(db(), services().settings.max_job_seconds, **body)
 
 
 @blp.route("/<int:job_id>")
@@ -66,6 +91,16 @@ class JobById(MethodView):
         return get_job_or_404(job_id)
 
 
+@blp.route("/<int:job_id>/cancel")
+class JobCancel(MethodView):
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The job is already finished")
+    def post(self, job_id: int):
+        """Cancel a job: a queued one at once, a running one at its next epoch boundary"""
+        return cancel_job(db(), get_job_or_404(job_id))
+
+
 @blp.route("/<int:job_id>/epochs")
 class JobEpochs(MethodView):
     @blp.arguments(EpochQuerySchema, location="query")
@@ -75,3 +110,16 @@ class JobEpochs(MethodView):
         """The job's epoch records after epoch ``after``, in order (poll while it runs)"""
         get_job_or_404(job_id)
         return queries.list_epochs(db(), job_id, query["after"], query["limit"])
+
+
+@blp.route("/<int:job_id>/events")
+class JobEvents(MethodView):
+    @blp.arguments(EventHeadersSchema, location="headers")
+    @blp.doc(responses={200: EVENT_STREAM_DOC})
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="Too many open streams")
+    def get(self, headers: dict, job_id: int):
+        """Live progress as Server-Sent Events until the job is finished (see Last-Event-ID)"""
+        get_job_or_404(job_id)
+        stream = JobEventStream(services().sessions, job_id, headers["last_event_id"])
+        return event_stream_response(stream, current_app.extensions["event_streams"])

@@ -1,11 +1,14 @@
-"""Training jobs: the submission, the job as shown, its epoch history and the dry-run report."""
+"""Training jobs: the submission and its headers, the job as shown, its epoch history and event
+stream, and the dry-run report."""
 
 import marshmallow as ma
 from marshmallow import validate
 
 from service.db.models import JobStatus
+from service.jobs import IDEMPOTENCY_HEADER
 
 MAX_EPOCHS_PER_PAGE = 10_000
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 class JobCreateSchema(ma.Schema):
@@ -14,7 +17,25 @@ class JobCreateSchema(ma.Schema):
     dataset_id = ma.fields.Integer(required=True, strict=True)
     network = ma.fields.Dict(required=True, metadata={"description": "model_core network spec"})
     training = ma.fields.Dict(
-        load_default=dict, metadata={"description": "model_core training spec"}
+        load_default=dict,
+        metadata={
+            "description": "model_core training spec, plus the service's optional"
+            " max_seconds (a time limit, at most MAX_JOB_SECONDS)"
+        },
+    )
+
+
+class SubmitHeadersSchema(ma.Schema):
+    idempotency_key = ma.fields.String(
+        data_key=IDEMPOTENCY_HEADER,
+        validate=[
+            validate.Length(max=MAX_IDEMPOTENCY_KEY_LENGTH),
+            validate.Regexp(r"^[\x20-\x7e]+$", error="must be printable ASCII characters"),
+        ],
+        metadata={
+            "description": "A key of your choice: the same key and body again within"
+            " IDEMPOTENCY_TTL_SECONDS (24 h) return the first job instead of creating another"
+        },
     )
 
 
@@ -30,6 +51,9 @@ class JobSchema(ma.Schema):
     train_accuracy = ma.fields.Float(allow_none=True)
     val_accuracy = ma.fields.Float(allow_none=True)
     error = ma.fields.String(allow_none=True)
+    cancel_requested = ma.fields.Boolean(
+        metadata={"description": "a cancel was asked for; a running job stops at its next epoch"}
+    )
     model_id = ma.fields.Integer(allow_none=True)
     network = ma.fields.Dict()
     training = ma.fields.Dict()
@@ -57,6 +81,15 @@ class EpochSchema(ma.Schema):
     train_accuracy = ma.fields.Float(allow_none=True)
     val_accuracy = ma.fields.Float(allow_none=True)
     seconds = ma.fields.Float()
+
+
+class EventHeadersSchema(ma.Schema):
+    last_event_id = ma.fields.Integer(
+        data_key="Last-Event-ID",
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "the last epoch received: the stream resumes after it"},
+    )
 
 
 class ValidationReportSchema(ma.Schema):

@@ -1,10 +1,16 @@
 """POST /v1/jobs and /v1/jobs/validate: specs checked against the data before anything is queued."""
 
+import string
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
 
 from service import create_app
-from service.db.models import TrainingJob
-from service.settings import Settings
+from service.db import job_requests
+from service.db.models import JobStatus, TrainingJob
+from service.jobs import cancel_job
 from tests.factories import XOR_NETWORK, assert_envelope, job_body
 
 
@@ -132,16 +138,22 @@ def test_epochs_query_is_checked(client, xor_id):
     assert_envelope(client.get(f"/v1/jobs/{job_id}/epochs?after=x"), 422, "after")
 
 
-def test_a_broker_that_refuses_is_503_and_the_job_is_marked_failed(xor_id, app):
-    settings = Settings(
-        database_url=app.extensions["backprop"].settings.database_url,
-        broker_url="redis://127.0.0.1:1/0",
-        broker_timeout_seconds=0.2,
-    )
-    client = create_app(settings).test_client()
-    assert_envelope(client.post("/v1/jobs", json=job_body(xor_id)), 503)
-    job = client.get("/v1/jobs").get_json()[0]
-    assert job["status"] == "failed" and "could not be queued" in job["error"]
+def test_a_published_job_is_marked_dispatched(client, xor_id, sessions):
+    job_id = client.post("/v1/jobs", json=job_body(xor_id)).get_json()["id"]
+    with sessions() as session:
+        assert session.get(TrainingJob, job_id).dispatched_at is not None
+
+
+def test_an_unreachable_broker_still_accepts_the_job_and_leaves_it_to_the_dispatcher(
+    xor_id, settings, sessions
+):
+    down = replace(settings, broker_url="redis://127.0.0.1:1/0", broker_timeout_seconds=0.2)
+    response = create_app(down).test_client().post("/v1/jobs", json=job_body(xor_id))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.get_json()["status"] == "queued"
+    with sessions() as session:
+        job = session.get(TrainingJob, response.get_json()["id"])
+        assert (job.status, job.dispatched_at, job.error) == (JobStatus.QUEUED, None, None)
 
 
 def test_jobs_list_is_paginated(client, xor_id):
@@ -163,3 +175,178 @@ def test_initial_weights_are_stored_apart_and_not_echoed(client, xor_id, session
     with sessions() as session:
         stored = session.get(TrainingJob, job["id"]).engine_network()["initial_weights"]
     assert stored[1]["W"][0] == [0.3, 0.3]
+
+
+def set_status(sessions, job_id: int, status: JobStatus) -> None:
+    """Put a job in ``status`` the way a worker would leave it."""
+    with sessions() as session:
+        session.get(TrainingJob, job_id).status = status
+        session.commit()
+
+
+def test_cancelling_a_queued_job_ends_it_at_once(client, xor_id, sessions):
+    job_id = client.post("/v1/jobs", json=job_body(xor_id)).get_json()["id"]
+    response = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 202
+    job = response.get_json()
+    assert job["status"] == "cancelled" and job["finished_at"] is not None
+    assert client.get(f"/v1/jobs/{job_id}").get_json() == job
+
+
+def test_cancelling_a_running_job_asks_its_worker_to_stop(client, xor_id, sessions):
+    job_id = client.post("/v1/jobs", json=job_body(xor_id)).get_json()["id"]
+    set_status(sessions, job_id, JobStatus.RUNNING)
+    for _ in range(2):
+        job = client.post(f"/v1/jobs/{job_id}/cancel").get_json()
+        assert (job["status"], job["cancel_requested"]) == ("running", True)
+
+
+@pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
+def test_cancelling_a_finished_job_is_409(client, xor_id, sessions, status):
+    job_id = client.post("/v1/jobs", json=job_body(xor_id)).get_json()["id"]
+    set_status(sessions, job_id, status)
+    error = assert_envelope(client.post(f"/v1/jobs/{job_id}/cancel"), 409)
+    assert error["code"] == "conflict" and status.value in error["message"]
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert (job["status"], job["cancel_requested"]) == (status.value, False)
+
+
+def test_cancelling_an_unknown_job_is_404(client):
+    assert_envelope(client.post("/v1/jobs/999/cancel"), 404)
+
+
+def test_a_cancel_racing_the_claim_asks_the_running_job_to_stop(client, xor_id, sessions):
+    job_id = client.post("/v1/jobs", json=job_body(xor_id)).get_json()["id"]
+    with sessions() as session:
+        job = session.get(TrainingJob, job_id)  # read while queued...
+        set_status(sessions, job_id, JobStatus.RUNNING)  # ...claimed before the cancel
+        job = cancel_job(session, job)
+        assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)
+
+
+def test_max_seconds_is_checked_and_kept_with_the_job(client, xor_id):
+    body = job_body(xor_id)
+    body["training"]["max_seconds"] = 2.5
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert report["valid"] and report["training"]["max_seconds"] == 2.5
+    job = client.post("/v1/jobs", json=body).get_json()
+    assert job["training"]["max_seconds"] == 2.5
+    assert job["training"]["epochs"] == 300 and job["training"]["seed"] == 1
+
+
+@pytest.mark.parametrize("max_seconds", [0, -1, "10", True, None, 12 * 3600 + 1])
+def test_max_seconds_out_of_range_is_422(client, xor_id, row_counts, max_seconds):
+    body = job_body(xor_id)
+    body["training"]["max_seconds"] = max_seconds
+    assert_envelope(client.post("/v1/jobs", json=body), 422, "training.max_seconds")
+    assert row_counts()["training_jobs"] == 0
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert list(report["errors"]) == ["training.max_seconds"]
+
+
+def test_max_seconds_up_to_the_configured_limit(xor_id, settings):
+    client = create_app(replace(settings, max_job_seconds=60)).test_client()
+    body = job_body(xor_id)
+    body["training"]["max_seconds"] = 60
+    assert client.post("/v1/jobs", json=body).status_code == 202
+    body["training"]["max_seconds"] = 61
+    error = assert_envelope(client.post("/v1/jobs", json=body), 422, "training.max_seconds")
+    assert "60" in error["message"]
+
+
+def submit_with_key(client, body: dict, key: str):
+    return client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def test_the_same_key_and_body_replay_the_first_job(client, xor_id, row_counts, queued_messages):
+    first = submit_with_key(client, job_body(xor_id), "order-42")
+    again = submit_with_key(client, job_body(xor_id), "order-42")
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert row_counts()["training_jobs"] == 1
+    assert queued_messages() == 1
+
+
+def test_the_same_key_with_another_body_is_422_naming_the_header(client, xor_id, row_counts):
+    assert submit_with_key(client, job_body(xor_id, epochs=10), "order-42").status_code == 202
+    response = submit_with_key(client, job_body(xor_id, epochs=11), "order-42")
+    assert "different request body" in assert_envelope(response, 422, "Idempotency-Key")["message"]
+    assert row_counts()["training_jobs"] == 1
+
+
+def test_other_keys_and_no_key_create_new_jobs(client, xor_id, row_counts):
+    for key in ("a", "b"):
+        submit_with_key(client, job_body(xor_id), key)
+    client.post("/v1/jobs", json=job_body(xor_id))
+    client.post("/v1/jobs", json=job_body(xor_id))
+    assert row_counts()["training_jobs"] == 4
+
+
+def test_a_key_older_than_its_lifetime_names_a_new_job(client, xor_id, sessions, settings):
+    first = submit_with_key(client, job_body(xor_id), "order-42").get_json()
+    with sessions() as session:
+        session.get(TrainingJob, first["id"]).created_at -= timedelta(
+            seconds=settings.idempotency_ttl_seconds + 1
+        )
+        session.commit()
+    second = submit_with_key(client, job_body(xor_id, epochs=7), "order-42")
+    assert second.status_code == 202 and "Idempotent-Replayed" not in second.headers
+    assert second.get_json()["id"] != first["id"]
+    with sessions() as session:
+        assert session.get(TrainingJob, first["id"]).idempotency_key is None
+        assert session.get(TrainingJob, second.get_json()["id"]).idempotency_key == "order-42"
+    assert submit_with_key(client, job_body(xor_id, epochs=7), "order-42").get_json() == (
+        second.get_json()
+    )
+
+
+BAD_KEYS = {"too long": "k" * 201, "empty": "", "not ASCII": "cl\xe9", "control": "a\x7fb"}
+
+
+@pytest.mark.parametrize("case", BAD_KEYS, ids=list(BAD_KEYS))
+def test_a_bad_key_is_422(client, xor_id, row_counts, case):
+    assert_envelope(
+        submit_with_key(client, job_body(xor_id), BAD_KEYS[case]), 422, "Idempotency-Key"
+    )
+    assert row_counts()["training_jobs"] == 0
+
+
+def test_a_key_of_200_printable_characters_is_accepted(client, xor_id):
+    key = (string.printable[:95] * 3)[:200]
+    assert submit_with_key(client, job_body(xor_id), key).status_code == 202
+
+
+def test_concurrent_requests_with_one_key_create_one_job(app, xor_id, row_counts):
+    def submit(_):
+        response = submit_with_key(app.test_client(), job_body(xor_id), "burst")
+        return response.status_code, response.get_json()["id"], response.headers
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(submit, range(16)))
+    assert {(status, job_id) for status, job_id, _ in results} == {(202, results[0][1])}
+    assert sum("Idempotent-Replayed" not in headers for *_, headers in results) == 1
+    assert row_counts()["training_jobs"] == 1
+
+
+def test_losing_the_race_for_a_key_returns_the_winner(client, xor_id, monkeypatch):
+    winner = submit_with_key(client, job_body(xor_id), "race").get_json()
+    # The loser looked the key up before the winner committed: it finds nothing, then inserts.
+    monkeypatch.setattr(job_requests, "find_job_by_key", lookup_after_first_miss())
+    response = submit_with_key(client, job_body(xor_id), "race")
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert response.get_json()["id"] == winner["id"]
+
+
+def lookup_after_first_miss():
+    """``find_job_by_key`` finding nothing the first time it is called."""
+    real = job_requests.find_job_by_key
+    calls = []
+
+    def find(*args):
+        calls.append(args)
+        return None if len(calls) == 1 else real(*args)
+
+    return find

@@ -1,0 +1,53 @@
+"""The API's own reads and writes on jobs: cancellation, idempotency keys, progress for streams.
+
+Plain SQLAlchemy taking a session, like ``queries``; each write is one conditional UPDATE, so a
+request racing a worker changes a job only in the state it expects.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import JobStatus, TrainingJob, utcnow
+
+
+def _update_job_in(session: Session, job_id: int, current: JobStatus, **values) -> bool:
+    """Update job ``job_id`` only while its status is ``current``; commit; True when it did."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == current)
+        .values(**values)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def cancel_queued_job(session: Session, job_id: int) -> bool:
+    """End a queued job as cancelled at once; a worker's claim then finds nothing to train."""
+    return _update_job_in(
+        session, job_id, JobStatus.QUEUED, status=JobStatus.CANCELLED, finished_at=utcnow()
+    )
+
+
+def request_cancel(session: Session, job_id: int) -> bool:
+    """Ask the running attempt of job ``job_id`` to stop at its next epoch boundary."""
+    return _update_job_in(session, job_id, JobStatus.RUNNING, cancel_requested=True)
+
+
+def find_job_by_key(session: Session, key: str, created_after: datetime) -> TrainingJob | None:
+    """The job submitted with idempotency ``key`` after ``created_after`` (older keys expired)."""
+    statement = select(TrainingJob).where(
+        TrainingJob.idempotency_key == key, TrainingJob.created_at > created_after
+    )
+    return session.scalars(statement).first()
+
+
+def release_expired_key(session: Session, key: str, created_after: datetime) -> None:
+    """Free ``key`` from a job created before ``created_after``, without committing: the key's
+    next job is inserted in the same transaction."""
+    session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.idempotency_key == key, TrainingJob.created_at <= created_after)
+        .values(idempotency_key=None)
+    )

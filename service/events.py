@@ -1,0 +1,145 @@
+"""A job's live progress as Server-Sent Events: one ``epoch`` event per epoch record (its id is the
+epoch number, so ``Last-Event-ID`` resumes after it) and one ``status`` event per status change.
+
+The stream polls the database with a new short session each time: no transaction stays open
+across a stream, and a database restart costs a few polls, not the stream. It ends once the job
+is finished and every epoch record has been sent; the final status is its last event.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from flask import Response
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import queries
+from service.db.models import ACTIVE_STATUSES
+from service.errors import fail
+from service.schemas.jobs import EpochSchema, JobSchema
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+# Proxies close a connection that stays silent for a minute or so; a comment line keeps it open.
+HEARTBEAT_SECONDS = 15.0
+EPOCHS_PER_POLL = 1000
+HEARTBEAT = ": keep-alive\n\n"
+# Each open stream holds one thread of an API process (gunicorn's gthread worker, service.cli);
+# capping streams below the thread count leaves threads for every other request.
+THREADS_PER_PROCESS = 32
+MAX_OPEN_STREAMS = 24
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+EPOCH_SCHEMA = EpochSchema()
+STATUS_SCHEMA = JobSchema(
+    only=("id", "status", "epoch", "epochs", "cancel_requested", "error", "model_id")
+)
+
+
+def sse_event(event: str, data: dict, event_id: int | None = None) -> str:
+    """One event in the ``text/event-stream`` format."""
+    id_line = "" if event_id is None else f"id: {event_id}\n"
+    return f"event: {event}\n{id_line}data: {json.dumps(data)}\n\n"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One poll: the job's status fields, and its epoch records after the last one sent."""
+
+    job: dict
+    epochs: list[dict]
+    complete: bool  # no more epoch records are stored after ``epochs``
+
+    @property
+    def final(self) -> bool:
+        return self.job["status"] not in ACTIVE_STATUSES
+
+
+def read_progress(sessions: sessionmaker[Session], job_id: int, after: int) -> Progress:
+    """The job's progress after epoch ``after`` (jobs are never deleted: it is there).
+
+    The status is read before the epochs: a job's last records are committed with its final
+    status, so once that status is seen the records read next include them all.
+    """
+    with sessions() as session:
+        job = queries.get_job(session, job_id)
+        epochs = queries.list_epochs(session, job_id, after, EPOCHS_PER_POLL)
+        return Progress(
+            STATUS_SCHEMA.dump(job),
+            [EPOCH_SCHEMA.dump(record) for record in epochs],
+            len(epochs) < EPOCHS_PER_POLL,
+        )
+
+
+@dataclass
+class JobEventStream:
+    """The events of job ``job_id`` after epoch ``last_epoch``, as chunks of SSE text."""
+
+    sessions: sessionmaker[Session]
+    job_id: int
+    last_epoch: int = 0
+    poll_seconds: float = POLL_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    status: str | None = None  # the last status sent
+
+    def __iter__(self) -> Iterator[str]:
+        written_at = self.clock()
+        while True:
+            progress = self.poll()
+            chunks = self.events(progress) if progress else []
+            if chunks or self.clock() - written_at >= self.heartbeat_seconds:
+                yield "".join(chunks) or HEARTBEAT
+                written_at = self.clock()
+            if progress and progress.final and progress.complete:
+                return
+            if not progress or progress.complete:
+                self.sleep(self.poll_seconds)
+
+    def poll(self) -> Progress | None:
+        """The progress after the last epoch sent; None while the database is unreachable."""
+        try:
+            return read_progress(self.sessions, self.job_id, self.last_epoch)
+        except OperationalError as error:
+            logger.warning("event stream of job %s: database unreachable: %s", self.job_id, error)
+            return None
+
+    def events(self, progress: Progress) -> list[str]:
+        """The epochs, and the status when it changed: before the epochs while the job is active,
+        last once it is finished and every epoch was sent."""
+        epochs = [sse_event("epoch", record, record["epoch"]) for record in progress.epochs]
+        if progress.epochs:
+            self.last_epoch = progress.epochs[-1]["epoch"]
+        if progress.job["status"] == self.status or (progress.final and not progress.complete):
+            return epochs
+        self.status = progress.job["status"]
+        status = [sse_event("status", progress.job)]
+        return epochs + status if progress.final else status + epochs
+
+
+class StreamSlots:
+    """At most ``limit`` streams open at once in this process."""
+
+    def __init__(self, limit: int = MAX_OPEN_STREAMS):
+        self._free = threading.BoundedSemaphore(limit)
+
+    def take(self) -> bool:
+        return self._free.acquire(blocking=False)
+
+    def give_back(self) -> None:
+        self._free.release()
+
+
+def event_stream_response(chunks: Iterable[str], slots: StreamSlots) -> Response:
+    """A streamed ``text/event-stream`` response holding one of ``slots`` until it is closed."""
+    if not slots.take():
+        fail(503, "Too many open event streams; poll GET /v1/jobs/{id}/epochs or retry later.")
+    response = Response(chunks, mimetype="text/event-stream", headers=STREAM_HEADERS)
+    response.call_on_close(slots.give_back)
+    return response
