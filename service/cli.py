@@ -2,15 +2,17 @@
 
     backprop api                 the HTTP API under gunicorn on $PORT
     backprop worker [ARGS...]    a Celery worker (extra arguments go to celery worker)
+    backprop dispatcher          re-queue jobs of dead workers, send queued jobs to the broker
     backprop db upgrade [REV]    migrate the database (default: head)
     backprop db downgrade REV    e.g. base
-    backprop run                 migrate, then the API and one worker until Ctrl-C
+    backprop run                 migrate, then the API, one worker and the dispatcher until Ctrl-C
     backprop demo                train the digits demo in this process, no servers
 
 Settings are read from the environment here, once per process (see service/settings.py).
 """
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -20,12 +22,18 @@ from alembic import command
 from alembic.config import Config
 from gunicorn.app.base import BaseApplication
 
-from service import create_app
+from service import create_app, events
 from service.db.session import make_session_factory
 from service.demo import run_demo
+from service.outbox import run_dispatcher
 from service.processes import LocalStack
 from service.settings import Settings
-from worker.celery_app import broker_profile, create_celery_app, declare_task_queue
+from worker.celery_app import (
+    broker_profile,
+    create_celery_app,
+    declare_task_queue,
+    visibility_timeout_problem,
+)
 from worker.tasks import register_tasks
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -43,8 +51,12 @@ class GunicornApp(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        """Threaded workers: an event stream holds a thread for minutes, not a whole process
+        (and the worker's liveness ``timeout`` does not cut long streams short)."""
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", events.THREADS_PER_PROCESS)
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
@@ -74,6 +86,9 @@ def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     app = create_celery_app(settings)
+    problem = visibility_timeout_problem(settings)
+    if problem:
+        logging.getLogger(__name__).warning(problem)
     register_tasks(app, make_session_factory(settings.database_url), settings)
     if broker_profile(settings.broker_url).declare_before_consuming:
         # The consumer would die on the race; this declaration retries it.
@@ -81,6 +96,12 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     app.worker_main(
         ["worker", f"--loglevel={settings.log_level}", *WORKER_FLAGS, *args.celery_args]
     )
+    return 0
+
+
+def dispatch(settings: Settings, _args: argparse.Namespace) -> int:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    run_dispatcher(settings, make_session_factory(settings.database_url))
     return 0
 
 
@@ -95,7 +116,8 @@ def downgrade_database(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_all(settings: Settings, _args: argparse.Namespace) -> int:
-    """Migrate, then run the API and one worker as child processes until one exits or Ctrl-C."""
+    """Migrate, then run the API, one worker and the dispatcher as child processes until one
+    exits or Ctrl-C."""
     command.upgrade(alembic_config(settings), "head")
     with LocalStack(os.environ, workers=1) as stack:
         try:
@@ -115,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=serve_api)
     worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
     worker.set_defaults(handler=run_worker, passes_options=True)
+    commands.add_parser(
+        "dispatcher", help="re-queue jobs of dead workers, send queued jobs to the broker"
+    ).set_defaults(handler=dispatch)
     database = commands.add_parser("db", help="migrate the database").add_subparsers(
         dest="action", required=True
     )
@@ -124,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade = database.add_parser("downgrade", help="migrate down, e.g. to base")
     downgrade.add_argument("revision")
     downgrade.set_defaults(handler=downgrade_database)
-    commands.add_parser("run", help="migrate, API and one worker").set_defaults(handler=run_all)
+    run = commands.add_parser("run", help="migrate, then the API, a worker and the dispatcher")
+    run.set_defaults(handler=run_all)
     commands.add_parser("demo", help="train the digits demo locally").set_defaults(handler=demo)
     return parser
 

@@ -1,4 +1,5 @@
-"""The API and workers as child processes: `backprop run`, the integration tests and the benchmark.
+"""The API, workers and the dispatcher as child processes: `backprop run`, the integration tests
+and the benchmark.
 
 Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
 """
@@ -18,7 +19,8 @@ STOP_TIMEOUT_SECONDS = 20
 
 @dataclass
 class LocalStack:
-    """``backprop api`` and ``workers`` x ``backprop worker``, stopped together.
+    """``backprop api``, ``workers`` x ``backprop worker`` and ``backprop dispatcher``, stopped
+    together.
 
     ``env`` is the children's whole environment (settings come from it); with ``logs`` set each
     child writes to ``logs/<name>.log``, otherwise to this process's output.
@@ -31,6 +33,7 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         self._spawn("api", ["api"])
+        self._spawn("dispatcher", ["dispatcher"])
         for number in range(self.workers):
             self._spawn(f"worker-{number}", ["worker", f"--hostname=worker{number}@%h"])
         return self

@@ -26,13 +26,37 @@ class BrokerProfile:
     declare_before_consuming: bool = False
 
 
+# kombu scans for messages past their visibility timeout every interval x throttle seconds
+# (100 s by default); a short timeout is only useful with a scan at least as frequent.
+MAX_RESTORE_INTERVAL_SECONDS = 10
+
+
 def _redis_options(settings: Settings) -> dict[str, Any]:
-    # A task not acknowledged within the visibility timeout is delivered again: keep it
-    # longer than any job may run.
+    # A task not acknowledged within the visibility timeout is delivered again: keep it longer
+    # than any job may run (the lease keeps a second delivery from training, but it wastes one).
+    visibility_timeout = settings.job_visibility_timeout_seconds
     return {
-        "visibility_timeout": settings.job_visibility_timeout_seconds,
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": max(
+            1, min(MAX_RESTORE_INTERVAL_SECONDS, visibility_timeout // 4)
+        ),
+        "unacked_restore_throttle": 1,
         "socket_connect_timeout": settings.broker_timeout_seconds,
     }
+
+
+def visibility_timeout_problem(settings: Settings) -> str | None:
+    """Why the broker's visibility timeout is too short for the longest allowed job, or None
+    (also for brokers without one)."""
+    options = broker_profile(settings.broker_url).transport_options(settings)
+    timeout = options.get("visibility_timeout")
+    if timeout is None or timeout > settings.max_job_seconds:
+        return None
+    return (
+        f"JOB_VISIBILITY_TIMEOUT_SECONDS={timeout} is not above "
+        f"MAX_JOB_SECONDS={settings.max_job_seconds}: Redis will deliver a job that runs longer "
+        "again (its lease keeps it from training twice, but the delivery is wasted)"
+    )
 
 
 def _sqla_options(_settings: Settings) -> dict[str, Any]:
@@ -60,6 +84,7 @@ def broker_profile(broker_url: str) -> BrokerProfile:
 def create_celery_app(settings: Settings) -> Celery:
     """A Celery app for ``settings.broker_url`` with the service's delivery guarantees."""
     profile = broker_profile(settings.broker_url)
+    options = profile.transport_options(settings)
     app = Celery("backprop", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -71,9 +96,18 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
         worker_enable_remote_control=profile.supports_broadcast,
-        broker_transport_options=profile.transport_options(settings),
+        # Celery reads the visibility timeout from both; a result backend would fall back to
+        # one hour without its own copy.
+        broker_transport_options=options,
+        result_backend_transport_options=options,
         broker_connection_timeout=settings.broker_timeout_seconds,
+        # Reconnect after a broker restart, for as long as it takes.
+        broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # A training task keeps running while the broker is away; if the message comes back,
+        # the lease stops the copy.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app
 

@@ -5,7 +5,12 @@ import multiprocessing
 import pytest
 
 from service.settings import Settings
-from worker.celery_app import broker_profile, create_celery_app, declare_task_queue
+from worker.celery_app import (
+    broker_profile,
+    create_celery_app,
+    declare_task_queue,
+    visibility_timeout_problem,
+)
 
 
 def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
@@ -14,6 +19,32 @@ def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == 24 * 3600
+
+
+def test_the_visibility_timeout_is_the_same_wherever_celery_reads_it():
+    settings = Settings(broker_url="redis://127.0.0.1:6379/0", job_visibility_timeout_seconds=8)
+    conf = create_celery_app(settings).conf
+    for options in (conf.broker_transport_options, conf.result_backend_transport_options):
+        assert options["visibility_timeout"] == 8
+    # kombu looks for expired messages every 2 s, not every 100 s (its default).
+    assert conf.broker_transport_options["unacked_restore_interval"] == 2
+    assert conf.broker_transport_options["unacked_restore_throttle"] == 1
+
+
+def test_a_visibility_timeout_shorter_than_the_longest_job_is_reported():
+    redis = "redis://127.0.0.1:6379/0"
+    assert visibility_timeout_problem(Settings(broker_url=redis)) is None
+    short = Settings(broker_url=redis, job_visibility_timeout_seconds=60, max_job_seconds=600)
+    assert "JOB_VISIBILITY_TIMEOUT_SECONDS=60 is not above MAX_JOB_SECONDS=600" in (
+        visibility_timeout_problem(short)
+    )
+    assert visibility_timeout_problem(Settings(max_job_seconds=10**9)) is None
+
+
+def test_the_worker_reconnects_to_a_restarted_broker_and_keeps_its_running_task():
+    conf = create_celery_app(Settings(broker_url="redis://127.0.0.1:6379/0")).conf
+    assert conf.broker_connection_retry and conf.broker_connection_max_retries is None
+    assert not conf.worker_cancel_long_running_tasks_on_connection_loss
 
 
 def test_the_embedded_broker_gets_no_redis_options():

@@ -68,7 +68,7 @@ def test_epochs_are_written_in_batches_not_one_round_trip_each(sessions, monkeyp
     monkeypatch.setattr(queries, "record_progress", spy)
     job_id = queued_xor_job(sessions, epochs=3000)
     run_training(sessions, job_id, Settings(metrics_flush_seconds=0.05))
-    assert len(batches) < 100 and sum(batches) < 3000
+    assert len(batches) < 100 and sum(batches) <= 3000
     assert epochs_of(sessions, job_id) == list(range(1, 3001))
 
 
@@ -168,7 +168,7 @@ def test_arrays_are_stored_without_pickle(sessions):
     with sessions() as session:
         dataset = session.scalars(select(Dataset)).one()
         x, y = queries.get_dataset_arrays(session, dataset.id)
-    assert x.dtype == np.float64 and y.dtype.kind == "i"
+    assert x.dtype.kind == "f" and y.dtype.kind == "i"
 
 
 def test_a_process_reads_a_data_set_once_across_jobs(sessions, monkeypatch):

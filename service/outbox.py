@@ -1,0 +1,123 @@
+"""The dispatcher: the loop that makes an accepted job run, whatever happened to its worker or
+to the broker. ``backprop dispatcher`` runs it (``backprop run``, docker compose and the
+integration stacks start one); several may run at once, since every step is a conditional
+UPDATE and a duplicate message is harmless (a worker's claim is atomic, the loser trains nothing).
+
+Each round, every ``dispatch_interval_seconds``:
+
+* reap: running jobs whose lease expired (their training process died) go back to queued, or
+  end failed once they used ``max_attempts`` (a poison job), or cancelled if asked to stop;
+* dispatch (the outbox): queued jobs never sent (``dispatched_at`` NULL: the API's publish
+  failed, or the reaper re-queued them) are published, and marked after the publish succeeds;
+* re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
+  when the broker's queue is empty. With prefetch 1 and late acks a message is either waiting
+  in the queue or held by a worker that claims its job within milliseconds, so an empty queue
+  next to a job that stayed queued means the broker lost the message (Redis restarted without
+  persistence, or a worker died between receiving a message and claiming its job).
+
+It is a process of its own, not a thread in the Celery worker, so that it survives any worker's
+death, and never runs inside a process that forks training children.
+"""
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import queries
+from service.db.models import utcnow
+from service.queue import JobQueue
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+REDISPATCH_AFTER_SECONDS = 10.0
+BATCH = 100
+
+
+class Dispatcher:
+    """One reap + dispatch round per ``run_once``; ``run_forever`` repeats it until stopped."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        queue: JobQueue,
+        max_attempts: int,
+        interval: float,
+        redispatch_after: float = REDISPATCH_AFTER_SECONDS,
+    ):
+        self.sessions = sessions
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self.interval = interval
+        self.redispatch_after = redispatch_after
+        self.stopped = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> "Dispatcher":
+        return cls(
+            sessions,
+            JobQueue.from_settings(settings),
+            settings.max_attempts,
+            settings.dispatch_interval_seconds,
+        )
+
+    def run_forever(self) -> None:
+        """Repeat rounds every ``interval`` until ``stop``; an unreachable database or broker is
+        logged and the next round tries again."""
+        while not self.stopped.is_set():
+            try:
+                self.run_once()
+            except Exception as error:  # the loop outlives any outage or bug in one round
+                logger.warning(
+                    "dispatcher: %s: %s; next round in %s s",
+                    type(error).__name__,
+                    error,
+                    self.interval,
+                )
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run_once(self) -> int:
+        """Reap expired leases, then publish the jobs that need it; return how many were sent."""
+        self.reap()
+        with self.sessions() as session:
+            job_ids = queries.jobs_to_dispatch(session, self._lost_before(), BATCH)
+        for job_id in job_ids:
+            self.queue.enqueue_training(job_id)
+            with self.sessions() as session:
+                queries.mark_dispatched(session, job_id)
+        if job_ids:
+            logger.info("dispatched jobs %s", job_ids)
+        return len(job_ids)
+
+    def reap(self) -> None:
+        with self.sessions() as session:
+            moved = queries.reap_expired_leases(session, self.max_attempts)
+        for status, job_ids in moved.items():
+            if job_ids:
+                logger.warning("lease expired: jobs %s are now %s", job_ids, status)
+
+    def _lost_before(self):
+        """The dispatch time before which a still-queued job's message counts as lost: only
+        asked for (a broker round trip) when the broker's queue is empty."""
+        if self.queue.queued_messages():
+            return None
+        return utcnow() - timedelta(seconds=self.redispatch_after)
+
+
+def run_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Run the dispatcher in this process until SIGTERM or SIGINT."""
+    dispatcher = Dispatcher.from_settings(settings, sessions)
+
+    def stop(_signum, _frame) -> None:
+        dispatcher.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("dispatcher: a round every %s s", settings.dispatch_interval_seconds)
+    dispatcher.run_forever()

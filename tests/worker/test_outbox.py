@@ -1,0 +1,115 @@
+"""The dispatcher on a real SQLite database with a stand-in broker: what it sends, when it
+sends again, and what a broker outage leaves behind."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from service.db import queries
+from service.db.models import JobStatus, TrainingJob, utcnow
+from service.outbox import Dispatcher
+from tests.factories import queued_xor_job, sqlite_sessions
+
+
+class FakeQueue:
+    """Records what is published; ``waiting`` is what the broker's queue holds."""
+
+    def __init__(self, waiting: int = 0, down: bool = False):
+        self.sent: list[int] = []
+        self.waiting = waiting
+        self.down = down
+
+    def enqueue_training(self, job_id: int) -> None:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.sent.append(job_id)
+
+    def queued_messages(self) -> int:
+        return self.waiting
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    return sqlite_sessions(tmp_path / "db.sqlite")
+
+
+def dispatcher(sessions, queue: FakeQueue) -> Dispatcher:
+    return Dispatcher(sessions, queue, max_attempts=3, interval=0.01, redispatch_after=10)
+
+
+def dispatched_at(sessions, job_id: int):
+    with sessions() as session:
+        return session.get(TrainingJob, job_id).dispatched_at
+
+
+def sent_ago(sessions, job_id: int, seconds: float) -> None:
+    with sessions() as session:
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(dispatched_at=utcnow() - timedelta(seconds=seconds))
+        )
+        session.commit()
+
+
+def test_queued_jobs_never_sent_are_sent_once_and_marked(sessions):
+    first, second = queued_xor_job(sessions), queued_xor_job(sessions)
+    queue = FakeQueue(waiting=2)
+    assert dispatcher(sessions, queue).run_once() == 2
+    assert dispatcher(sessions, queue).run_once() == 0
+    assert queue.sent == [first, second]
+    assert dispatched_at(sessions, first) is not None
+
+
+def test_a_job_whose_message_was_lost_is_sent_again_once_the_queue_is_empty(sessions):
+    job_id = queued_xor_job(sessions)
+    sent_ago(sessions, job_id, 60)
+    waiting = FakeQueue(waiting=1)
+    assert dispatcher(sessions, waiting).run_once() == 0
+    empty = FakeQueue(waiting=0)
+    assert dispatcher(sessions, empty).run_once() == 1
+    assert empty.sent == [job_id]
+    sent_ago(sessions, job_id, 1)
+    assert dispatcher(sessions, FakeQueue(waiting=0)).run_once() == 0
+
+
+def test_a_broker_outage_leaves_the_job_to_send_on_the_next_round(sessions):
+    job_id = queued_xor_job(sessions)
+    with pytest.raises(ConnectionError):
+        dispatcher(sessions, FakeQueue(down=True)).run_once()
+    assert dispatched_at(sessions, job_id) is None
+    queue = FakeQueue()
+    assert dispatcher(sessions, queue).run_once() == 1 and queue.sent == [job_id]
+
+
+def test_a_job_whose_worker_died_is_requeued_and_sent_again(sessions):
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        queries.claim_job(session, job_id, "dead worker", lease_seconds=-1, max_attempts=3)
+    queue = FakeQueue()
+    assert dispatcher(sessions, queue).run_once() == 1
+    with sessions() as session:
+        job = session.get(TrainingJob, job_id)
+        assert (job.status, job.attempt, job.lease_owner) == (JobStatus.QUEUED, 1, None)
+    assert queue.sent == [job_id]
+
+
+def test_the_loop_survives_an_outage_and_stops_when_asked(sessions):
+    queued_xor_job(sessions)
+    queue = FakeQueue(down=True)
+    loop = dispatcher(sessions, queue)
+    rounds = []
+    real_run_once = loop.run_once
+
+    def count_then_run():
+        rounds.append(1)
+        if len(rounds) == 3:
+            queue.down = False
+        if len(rounds) == 4:
+            loop.stop()
+        return real_run_once()
+
+    loop.run_once = count_then_run
+    loop.run_forever()
+    assert len(rounds) == 4 and len(queue.sent) == 1
