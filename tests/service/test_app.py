@@ -11,6 +11,8 @@ ENDPOINTS = {
     "/v1/jobs/validate": {"post"},
     "/v1/jobs/{job_id}": {"get"},
     "/v1/jobs/{job_id}/epochs": {"get"},
+    "/v1/jobs/{job_id}/cancel": {"post"},
+    "/v1/jobs/{job_id}/events": {"get"},
     "/v1/models": {"get"},
     "/v1/models/{model_id}": {"get", "delete"},
     "/v1/models/{model_id}/predict": {"post"},
@@ -18,6 +20,11 @@ ENDPOINTS = {
     "/health/live": {"get"},
     "/health/ready": {"get"},
 }
+
+HEADER_PARAMETERS = [
+    ("/v1/jobs", "post", "Idempotency-Key"),
+    ("/v1/jobs/{job_id}/events", "get", "Last-Event-ID"),
+]
 
 
 def test_openapi_document_lists_every_endpoint(client):
@@ -29,6 +36,12 @@ def test_openapi_document_lists_every_endpoint(client):
     upload = spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
     assert set(upload) == {"application/json", "multipart/form-data"}
     assert "422" in spec["paths"]["/v1/jobs"]["post"]["responses"]
+    assert "409" in spec["paths"]["/v1/jobs/{job_id}/cancel"]["post"]["responses"]
+    stream = spec["paths"]["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]
+    assert set(stream["content"]) == {"text/event-stream"}
+    for path, method, header in HEADER_PARAMETERS:
+        parameters = spec["paths"][path][method]["parameters"]
+        assert (header, "header") in [(each["name"], each["in"]) for each in parameters]
 
 
 def test_interactive_docs_are_served(client):
@@ -64,3 +77,18 @@ def test_ready_is_503_naming_the_database_when_it_is_down(settings):
     )
     error = assert_envelope(create_app(down).test_client().get("/health/ready"), 503, "database")
     assert "broker" not in error["details"]
+
+
+def test_ready_recovers_by_itself_when_its_dependencies_come_back(settings, tmp_path):
+    """No failure is cached: the same app answers 200 as soon as both can be reached."""
+    missing = tmp_path / "not-yet"
+    down = Settings(
+        database_url=f"sqlite:///{missing / 'db.sqlite'}",
+        broker_url=f"sqla+sqlite:///{missing / 'broker.sqlite'}",
+    )
+    client = create_app(down).test_client()
+    error = assert_envelope(client.get("/health/ready"), 503)
+    assert set(error["details"]) == {"database", "broker"}
+    assert "database, broker" in error["message"]
+    missing.mkdir()
+    assert client.get("/health/ready").get_json()["status"] == "ok"
