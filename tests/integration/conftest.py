@@ -1,21 +1,24 @@
-"""A real stack per backend: `backprop db upgrade`, `backprop api` (gunicorn) and two
-`backprop worker` processes, driven over HTTP.
+"""A real stack per backend: `backprop db upgrade`, `backprop api` (gunicorn), two
+`backprop worker` processes and `backprop dispatcher`, driven over HTTP.
 
 Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, the defaults) and
 "postgres" (a throwaway PostgreSQL database + Redis).
 """
 
 import os
+import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
 from service.processes import LocalStack
+from tests.conftest import POSTGRES_ADMIN, unavailable
 from tests.factories import free_port
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
@@ -43,11 +46,19 @@ class Stack:
         return response.json()
 
     def wait_for_job(self, job_id: int, timeout: float = 120) -> dict:
+        """Poll the job until it finishes; answers other than 200 (a database restarting) and
+        refused connections are polled through."""
         deadline = time.monotonic() + timeout
+        job = {"status": "unknown"}
         while time.monotonic() < deadline:
-            job = self.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] in FINISHED:
-                return job
+            try:
+                response = self.get(f"/v1/jobs/{job_id}")
+            except requests.ConnectionError:
+                response = None
+            if response is not None and response.status_code == 200:
+                job = response.json()
+                if job["status"] in FINISHED:
+                    return job
             time.sleep(0.1)
         raise AssertionError(
             f"job {job_id} still {job['status']} after {timeout} s\n{self.log_tail()}"
@@ -61,6 +72,33 @@ class Stack:
             f"--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-lines:])
             for path in sorted(self.logs.glob("*.log"))
         )
+
+
+def admin_connection() -> psycopg.Connection:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as error:
+        unavailable("PostgreSQL on 127.0.0.1:5432", error)
+
+
+def throwaway_database():
+    """Yield the URL of a new PostgreSQL database, dropped afterwards.
+
+    Each statement gets a connection of its own: test_faults restarts the server in between.
+    """
+    name = f"backprop_test_{secrets.token_hex(4)}"
+    with admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin_connection() as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """Overrides the root fixture for the integration tests: its connection would not survive
+    the PostgreSQL restart of test_faults."""
+    yield from throwaway_database()
 
 
 def run_stack(environment: dict[str, str], logs: Path):

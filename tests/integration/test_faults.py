@@ -1,0 +1,290 @@
+"""Jobs that survive: real `backprop worker` processes killed, a broker that redelivers, Redis and
+PostgreSQL restarted under a running job, a poison job, many jobs at once, failing jobs.
+
+The stack here is this module's own (a PostgreSQL database, Redis db 11) with short leases, a
+Redis visibility timeout shorter than a long job, and the poison-job hook of worker/faults.py
+switched on for data sets named "poison". The restarts touch the shared servers: they are kept
+short and the servers are started again in every outcome.
+"""
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import psycopg
+import pytest
+import redis
+
+from model_core import train
+from service.db.models import npz_to_arrays
+from service.ingest import dataset_from_sample
+from tests.factories import job_body
+from tests.integration.conftest import run_stack, throwaway_database
+from worker.faults import KILL_WORKER_ON_DATASET
+
+REDIS_URL = "redis://127.0.0.1:6379/11"
+LEASE_SECONDS = 3
+VISIBILITY_TIMEOUT_SECONDS = 4
+DIGITS_NETWORK = {
+    "layers": [{"units": 128, "activation": "relu"}, {"units": 10, "activation": "softmax"}]
+}
+
+
+def digits_training(epochs: int, **extra) -> dict:
+    """About 25 ms an epoch on this machine: a job of a few seconds, checkpointed often."""
+    return {
+        "epochs": epochs,
+        "batch_size": 8,
+        "seed": 7,
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def database_url():
+    yield from throwaway_database()
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, tmp_path_factory):
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    client.flushdb()
+    environment = {
+        "DATABASE_URL": database_url,
+        "BROKER_URL": REDIS_URL,
+        "LEASE_SECONDS": str(LEASE_SECONDS),
+        "HEARTBEAT_SECONDS": "0.5",
+        "DISPATCH_INTERVAL_SECONDS": "0.3",
+        "METRICS_FLUSH_SECONDS": "0.2",
+        "CHECKPOINT_EVERY_EPOCHS": "25",
+        "MAX_ATTEMPTS": "3",
+        "JOB_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT_SECONDS),
+        KILL_WORKER_ON_DATASET: "poison",
+    }
+    yield from run_stack(environment, tmp_path_factory.mktemp("faults"))
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def digits(stack) -> int:
+    return stack.create("/v1/datasets", 201, json={"builtin": "digits"})["id"]
+
+
+def job_columns(database_url: str, job_id: int, *columns: str) -> tuple:
+    with psycopg.connect(database_url.replace("+psycopg", ""), connect_timeout=3) as connection:
+        return connection.execute(
+            f"SELECT {', '.join(columns)} FROM training_jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except psycopg.OperationalError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def submit(stack, dataset_id: int, epochs: int, **training) -> int:
+    body = {
+        "dataset_id": dataset_id,
+        "network": DIGITS_NETWORK,
+        "training": digits_training(epochs, **training),
+    }
+    return stack.create("/v1/jobs", 202, json=body)["id"]
+
+
+def wait_for_epoch(database_url: str, job_id: int, epoch: int, timeout: float = 60) -> None:
+    wait_until(
+        lambda: (job_columns(database_url, job_id, "epoch")[0] or 0) >= epoch,
+        timeout,
+        f"job {job_id} at epoch {epoch}",
+    )
+
+
+def history(stack, job_id: int) -> list[dict]:
+    return stack.get(f"/v1/jobs/{job_id}/epochs", params={"after": 0, "limit": 10000}).json()
+
+
+def assert_each_epoch_once(stack, job_id: int, epochs: int) -> list[dict]:
+    records = history(stack, job_id)
+    assert [record["epoch"] for record in records] == list(range(1, epochs + 1))
+    return records
+
+
+def assert_succeeded(job: dict) -> None:
+    assert job["status"] == "succeeded", job
+
+
+def test_a_killed_training_process_resumes_from_its_checkpoint_to_the_same_weights(
+    stack, digits, database_url
+):
+    epochs = 150
+    job_id = submit(stack, digits, epochs)
+    wait_until(
+        lambda: job_columns(database_url, job_id, "checkpoint_epoch")[0],
+        60,
+        "a checkpoint",
+    )
+    checkpoint_epoch = job_columns(database_url, job_id, "checkpoint_epoch")[0]
+    wait_for_epoch(database_url, job_id, checkpoint_epoch + 10)
+    owner = job_columns(database_url, job_id, "lease_owner")[0]
+    os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    job = stack.wait_for_job(job_id)
+    assert_succeeded(job)
+    assert job["attempt"] == 2
+    records = assert_each_epoch_once(stack, job_id, epochs)
+
+    sample = npz_to_arrays(dataset_from_sample("digits", None).arrays)
+    training = {key: value for key, value in job["training"].items() if key != "max_seconds"}
+    uninterrupted = train(sample["X"], sample["y"], job["network"], training)
+    weights = stack.get(f"/v1/models/{job['model_id']}/weights").json()
+    for layer, (w, b) in zip(weights, uninterrupted.model.weights, strict=True):
+        assert np.array_equal(np.asarray(layer["W"], dtype=w.dtype), w)
+        assert np.array_equal(np.asarray(layer["b"], dtype=b.dtype), b)
+    assert [(r["train_loss"], r["train_accuracy"]) for r in records] == [
+        (r["train_loss"], r["train_accuracy"]) for r in uninterrupted.history
+    ]
+
+
+def test_a_job_longer_than_the_visibility_timeout_is_trained_once(stack, digits):
+    started = time.monotonic()
+    job_id = submit(stack, digits, epochs=350)
+    job = stack.wait_for_job(job_id)
+    assert_succeeded(job)
+    assert time.monotonic() - started > VISIBILITY_TIMEOUT_SECONDS + 1
+    assert job["attempt"] == 1
+    logs = stack.worker_logs()
+    # Redis delivered the job again while it ran; the second claim found the lease held.
+    assert f"job {job_id} is not claimable" in logs, stack.log_tail()
+    assert logs.count(f"job {job_id} succeeded") == 1
+    assert_each_epoch_once(stack, job_id, 350)
+
+
+def test_a_poison_job_fails_after_its_attempts_while_the_next_job_succeeds(stack):
+    upload = {
+        "name": "poison",
+        "task": "classification",
+        "features": [[0, 0], [0, 1], [1, 0], [1, 1]],
+        "targets": [0, 1, 1, 0],
+    }
+    poison = stack.create("/v1/datasets", 201, json=upload)["id"]
+    xor = stack.create("/v1/datasets", 201, json={"builtin": "xor"})["id"]
+    poison_job = stack.create("/v1/jobs", 202, json=job_body(poison, epochs=50))["id"]
+    next_job = stack.create("/v1/jobs", 202, json=job_body(xor, epochs=50))["id"]
+    assert_succeeded(stack.wait_for_job(next_job, timeout=60))
+    job = stack.wait_for_job(poison_job, timeout=90)
+    assert (job["status"], job["attempt"]) == ("failed", 3), job
+    assert "died on every attempt (3 of 3)" in job["error"]
+
+
+def test_twenty_jobs_at_once_on_two_workers_are_each_trained_exactly_once(stack):
+    xor = stack.create("/v1/datasets", 201, json={"builtin": "xor"})["id"]
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        job_ids = list(
+            pool.map(
+                lambda _: stack.create("/v1/jobs", 202, json=job_body(xor, epochs=200))["id"],
+                range(20),
+            )
+        )
+    jobs = [stack.wait_for_job(job_id) for job_id in job_ids]
+    assert [(job["status"], job["attempt"]) for job in jobs] == [("succeeded", 1)] * 20
+    logs = stack.worker_logs()
+    for job_id in job_ids:
+        assert logs.count(f"job {job_id} succeeded") == 1
+        assert_each_epoch_once(stack, job_id, 200)
+
+
+def test_a_diverging_job_fails_with_the_epoch_and_a_cause(stack):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * 100
+    upload = {
+        "name": "wide",
+        "task": "regression",
+        "features": x.tolist(),
+        "targets": (x @ [1.0, 2.0, 3.0]).tolist(),
+    }
+    dataset = stack.create("/v1/datasets", 201, json=upload)["id"]
+    body = {
+        "dataset_id": dataset,
+        "network": {
+            "layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "linear"}]
+        },
+        "training": {
+            "epochs": 50,
+            "batch_size": "full",
+            "standardize": False,
+            "seed": 1,
+            "optimizer": {"name": "sgd", "learning_rate": 1.0},
+        },
+    }
+    job = stack.wait_for_job(stack.create("/v1/jobs", 202, json=body)["id"])
+    assert job["status"] == "failed" and "diverged at epoch 3" in job["error"], job
+    assert "learning rate" in job["error"]
+    assert [record["epoch"] for record in history(stack, job["id"])] == [1, 2]
+
+
+def test_a_job_over_its_time_limit_fails_with_its_own_message(stack, digits):
+    job = stack.wait_for_job(submit(stack, digits, epochs=10_000, max_seconds=1))
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("exceeded training.max_seconds=1: stopped after epoch ")
+    assert 0 < job["epoch"] < 10_000
+    assert_each_epoch_once(stack, job["id"], job["epoch"])
+
+
+def port_open(port: int) -> bool:
+    return subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]).returncode == 0
+
+
+def start_redis() -> None:
+    if not port_open(6379):
+        subprocess.run(
+            ["redis-server", "--daemonize", "yes", "--port", "6379", "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"],
+            check=True,
+        )
+    wait_until(lambda: port_open(6379), 30, "Redis to start")
+
+
+def test_a_job_finishes_when_redis_restarts_under_it(stack, digits, database_url):
+    job_id = submit(stack, digits, epochs=150)
+    wait_for_epoch(database_url, job_id, 20)
+    try:
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
+        wait_until(lambda: not port_open(6379), 10, "Redis to stop")
+        time.sleep(1)
+    finally:
+        start_redis()
+    job = stack.wait_for_job(job_id)
+    assert_succeeded(job)
+    assert_each_epoch_once(stack, job_id, 150)
+    # The broker works again: a new job runs.
+    assert_succeeded(stack.wait_for_job(submit(stack, digits, epochs=5)))
+
+
+def restart_postgres() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    try:
+        subprocess.run(["pg_ctlcluster", version, "main", "restart"], check=True, timeout=60)
+    finally:
+        if not port_open(5432):
+            subprocess.run(["pg_ctlcluster", version, "main", "start"], check=False, timeout=60)
+
+
+def test_a_job_finishes_when_postgresql_restarts_under_it(stack, digits, database_url):
+    job_id = submit(stack, digits, epochs=150)
+    wait_for_epoch(database_url, job_id, 20)
+    restart_postgres()
+    job = stack.wait_for_job(job_id)
+    assert_succeeded(job)
+    assert_each_epoch_once(stack, job_id, 150)
