@@ -1,0 +1,143 @@
+"""The ``on_epoch`` callback of a training attempt: history, checkpoints and when to stop.
+
+Epoch records are written in batches (at most every ``metrics_flush_seconds``, and at the end),
+so a 5,000-epoch job is not dominated by database round trips. A flush carries a checkpoint when
+one is due (every ``checkpoint_every_epochs`` epochs or ``checkpoint_every_seconds`` seconds,
+whichever comes first, and at most one per flush: on tiny epochs a checkpoint every few epochs
+would cost more than the training), and brings back the job's cancel flag in the same round trip.
+"""
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from model_core import Trainer
+from service.db import queries
+from worker.retries import is_transient
+
+logger = logging.getLogger(__name__)
+
+RECORD_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "seconds")
+
+
+def plain_record(record: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record with Python numbers only (drivers do not take numpy scalars)."""
+    values = {key: None if record[key] is None else float(record[key]) for key in RECORD_FIELDS}
+    return {"epoch": int(record["epoch"]), **values}
+
+
+class Stop(enum.Enum):
+    """Why an attempt stopped before its last epoch (an ending other than success)."""
+
+    CANCELLED = "cancelled"
+    TIME_LIMIT = "time limit"
+    LEASE_LOST = "lease lost"
+
+
+@dataclass(frozen=True)
+class RecordingPolicy:
+    """How often to write and checkpoint, and how long the job may train (seconds of epochs,
+    summed over every attempt)."""
+
+    flush_seconds: float
+    checkpoint_every_epochs: int
+    checkpoint_every_seconds: float
+    max_seconds: float
+
+
+class EpochRecorder:
+    """The ``on_epoch`` callback: buffers records, writes them (with a checkpoint when due) every
+    ``flush_seconds`` at most, and says when to stop: a cancel, the time limit, a lost lease.
+
+    A flush that meets a transient database error keeps its records for the next one.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        job_id: int,
+        attempt: int,
+        policy: RecordingPolicy,
+        lease_lost: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.sessions = sessions
+        self.job_id = job_id
+        self.attempt = attempt
+        self.policy = policy
+        self.lease_lost = lease_lost
+        self.clock = clock
+        self.pending: list[dict[str, Any]] = []
+        self.stop: Stop | None = None
+        self.snapshot: Callable[[], bytes] | None = None
+        self.epoch = self.checkpointed_epoch = 0
+        self.trained_seconds = 0.0
+        self.flushed_at = self.checkpointed_at = clock()
+
+    def follow(self, trainer: Trainer) -> None:
+        """Checkpoint ``trainer``, counting from the state it resumed (if any)."""
+        self.snapshot = trainer.checkpoint
+        self.epoch = self.checkpointed_epoch = trainer.epoch
+        self.trained_seconds = sum(record["seconds"] for record in trainer.history)
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        self.pending.append(plain_record(record))
+        self.epoch = record["epoch"]
+        self.trained_seconds += record["seconds"]
+        if self.lease_lost.is_set():
+            self.stop = Stop.LEASE_LOST
+        elif self.trained_seconds > self.policy.max_seconds:
+            self.stop = Stop.TIME_LIMIT
+        elif self.clock() - self.flushed_at >= self.policy.flush_seconds:
+            self.flush()
+        return self.stop is not None
+
+    def flush(self) -> None:
+        checkpoint = self._due_checkpoint()
+        try:
+            with self.sessions() as session:
+                cancel_requested = queries.record_progress(
+                    session, self.job_id, self.attempt, self.pending, checkpoint
+                )
+        except queries.StaleAttempt:
+            self.stop = Stop.LEASE_LOST
+            return
+        except DBAPIError as error:
+            if not is_transient(error):
+                raise
+            logger.warning(
+                "job %s: cannot write yet (%s); keeping %d epoch records",
+                self.job_id,
+                error.orig,
+                len(self.pending),
+            )
+            self.flushed_at = self.clock()
+            return
+        self.pending = []
+        self.flushed_at = self.clock()
+        if checkpoint is not None:
+            self.checkpointed_epoch, self.checkpointed_at = checkpoint.epoch, self.flushed_at
+        if cancel_requested:
+            self.stop = Stop.CANCELLED
+
+    def _due_checkpoint(self) -> queries.Checkpoint | None:
+        due = (
+            self.epoch - self.checkpointed_epoch >= self.policy.checkpoint_every_epochs
+            or self.clock() - self.checkpointed_at >= self.policy.checkpoint_every_seconds
+        )
+        if not due or self.snapshot is None or self.epoch == self.checkpointed_epoch:
+            return None
+        return queries.Checkpoint(self.epoch, self.snapshot())
+
+    def time_limit_message(self, epochs: int) -> str:
+        return (
+            f"exceeded training.max_seconds={self.policy.max_seconds:g}: stopped after epoch "
+            f"{self.epoch} of {epochs} ({self.trained_seconds:.1f} s of training)"
+        )
