@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from service.events import MAX_OPEN_STREAMS
 from tests.factories import free_port, job_body
 from tests.integration.conftest import FINISHED, Stack
 
@@ -246,3 +247,24 @@ def test_a_job_submitted_while_the_broker_is_unreachable_is_accepted_and_runs(
     assert response.json()["status"] == "queued"
     job = stack.wait_for_job(response.json()["id"], timeout=60)
     assert job["status"] == "succeeded", job
+
+
+def test_open_streams_leave_threads_for_every_other_request(stack, long_jobs):
+    """More streams than the API's processes may hold: the surplus is refused with 503, and an
+    ordinary request still answers at once."""
+    responses = [
+        requests.get(f"{stack.base_url}/v1/jobs/{long_jobs[0]}/events", stream=True, timeout=30)
+        for _ in range(2 * MAX_OPEN_STREAMS + 10)
+    ]
+    try:
+        statuses = [response.status_code for response in responses]
+        assert set(statuses) == {200, 503}
+        assert statuses.count(200) <= 2 * MAX_OPEN_STREAMS  # WEB_CONCURRENCY is 2
+        started = time.monotonic()
+        assert stack.get(f"/v1/jobs/{long_jobs[1]}").status_code == 200
+        seconds = time.monotonic() - started
+        print(f"{statuses.count(200)} streams, {statuses.count(503)} refused; GET {seconds:.3f} s")
+        assert seconds < 1
+    finally:
+        for response in responses:
+            response.close()

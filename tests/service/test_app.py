@@ -79,7 +79,7 @@ def test_ready_is_503_naming_the_database_when_it_is_down(settings):
     assert "broker" not in error["details"]
 
 
-def test_ready_recovers_by_itself_when_its_dependencies_come_back(settings, tmp_path):
+def test_ready_recovers_by_itself_when_its_dependencies_come_back(tmp_path):
     """No failure is cached: the same app answers 200 as soon as both can be reached."""
     missing = tmp_path / "not-yet"
     down = Settings(
