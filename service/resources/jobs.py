@@ -23,6 +23,10 @@ from service.schemas.jobs import (
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED_DOC = {
+    "description": "`true` when an earlier request with this Idempotency-Key created the job",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 EVENT_STREAM_DOC = {
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
     "description": "`epoch` events (id: the epoch number; data: the epoch record) and `status`"
@@ -60,7 +64,7 @@ class Jobs(MethodView):
 
     @blp.arguments(SubmitHeadersSchema, location="headers")
     @blp.arguments(JobCreateSchema)
-    @blp.response(202, JobSchema, headers={REPLAYED_HEADER: {"schema": {"type": "string"}}})
+    @blp.response(202, JobSchema, headers={REPLAYED_HEADER: REPLAYED_DOC})
     @blp.alt_response(
         422,
         schema=ErrorSchema,
