@@ -37,7 +37,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 EPOCH_SCHEMA = EpochSchema()
 STATUS_SCHEMA = JobSchema(
-    only=("id", "status", "epoch", "epochs", "cancel_requested", "error", "model_id")
+    only=("id", "status", "attempt", "epoch", "epochs", "cancel_requested", "error", "model_id")
 )
 
 

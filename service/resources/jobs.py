@@ -30,7 +30,7 @@ REPLAYED_DOC = {
 EVENT_STREAM_DOC = {
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
     "description": "`epoch` events (id: the epoch number; data: the epoch record) and `status`"
-    " events (data: id, status, epoch, epochs, cancel_requested, error, model_id)",
+    " events (data: id, status, attempt, epoch, epochs, cancel_requested, error, model_id)",
 }
 
 

@@ -85,6 +85,7 @@ def test_a_finished_job_streams_its_epochs_then_its_final_status(client, finishe
     assert parsed[-1]["data"] == {
         "id": finished_job,
         "status": "failed",
+        "attempt": 0,
         "epoch": 5,
         "epochs": 10,
         "cancel_requested": False,
