@@ -10,10 +10,15 @@ Each round, every ``dispatch_interval_seconds``:
 * dispatch (the outbox): queued jobs never sent (``dispatched_at`` NULL: the API's publish
   failed, or the reaper re-queued them) are published, and marked after the publish succeeds;
 * re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
-  when the broker's queue is empty. With prefetch 1 and late acks a message is either waiting
-  in the queue or held by a worker that claims its job within milliseconds, so an empty queue
-  next to a job that stayed queued means the broker lost the message (Redis restarted without
-  persistence, or a worker died between receiving a message and claiming its job).
+  when the broker's queue is empty. A message that is not in the queue is held by a worker, and
+  a worker that holds a message claims its job at once unless it is busy with another; so an
+  empty queue next to a job that stayed queued that long means, most of the time, that the
+  broker lost the message (Redis restarted without persistence, a worker died between
+  receiving a message and claiming its job). When it was only a busy worker, the copy is
+  dropped by the claim of whichever delivery comes second.
+
+Lease times are written from the workers' clocks and compared with the dispatcher's: hosts must
+keep their clocks in sync (NTP); a lease of several seconds absorbs the usual skew.
 
 It is a process of its own, not a thread in the Celery worker, so that it survives any worker's
 death, and never runs inside a process that forks training children.
