@@ -4,8 +4,8 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1/backprop_bench \\
     BROKER_URL=redis://127.0.0.1:6379/12 python -m bench.service
 
-It migrates the database, starts `backprop api` and one `backprop worker` as child processes,
-and measures:
+It migrates the database, starts `backprop api`, one `backprop worker` and `backprop dispatcher`
+as child processes, and measures:
 
 * job wall time: the worker's started -> finished time of a job (the first job on a data set,
   which reads it from the database, and the best of the next ones, which find it in the

@@ -133,7 +133,9 @@ def run_training(
         return train_attempt(sessions, job_id, claim, settings, cache, heartbeat.lost)
 
 
-def claim_job(sessions: sessionmaker[Session], job_id: int, settings: Settings) -> queries.Claim:
+def claim_job(
+    sessions: sessionmaker[Session], job_id: int, settings: Settings
+) -> queries.Claim | None:
     with sessions() as session:
         return queries.claim_job(
             session, job_id, lease_owner(), settings.lease_seconds, settings.max_attempts
