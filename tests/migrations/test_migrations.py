@@ -44,3 +44,21 @@ def test_upgrade_matches_the_models_and_downgrade_removes_everything(
     assert schema_differences(database_url) == []
     assert main(["db", "downgrade", "base"]) == 0
     assert tables(database_url) <= {"alembic_version"}
+
+
+def test_checkpoints_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request):
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade"]) == 0
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            storage = connection.exec_driver_sql(
+                "SELECT attstorage FROM pg_attribute "
+                "WHERE attrelid = 'job_checkpoints'::regclass AND attname = 'blob'"
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert storage == "e"  # EXTERNAL: out of line, not compressed
+    assert main(["db", "downgrade", "base"]) == 0
