@@ -107,9 +107,23 @@ def check_max_seconds(value: Any, max_job_seconds: int) -> None:
         )
 
 
+def check_checkpoint_every_epochs(value: Any, _max_job_seconds: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError("training.checkpoint_every_epochs", "must be an integer >= 1")
+
+
+def check_checkpoint_every_seconds(value: Any, _max_job_seconds: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise DataError("training.checkpoint_every_seconds", "must be a number of seconds > 0")
+
+
 # Fields of the training spec that belong to the service, not to model_core (which refuses keys
 # it does not know): checked here, stored with the job, and popped again by the worker.
-SERVICE_TRAINING_FIELDS = {"max_seconds": check_max_seconds}
+SERVICE_TRAINING_FIELDS = {
+    "max_seconds": check_max_seconds,
+    "checkpoint_every_epochs": check_checkpoint_every_epochs,
+    "checkpoint_every_seconds": check_checkpoint_every_seconds,
+}
 
 
 def split_training(training: dict, max_job_seconds: int) -> tuple[dict, dict]:

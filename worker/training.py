@@ -100,12 +100,14 @@ def lease_owner() -> str:
 
 
 def recording_policy(settings: Settings, training: dict) -> RecordingPolicy:
-    return RecordingPolicy(
-        flush_seconds=settings.metrics_flush_seconds,
-        checkpoint_every_epochs=settings.checkpoint_every_epochs,
-        checkpoint_every_seconds=settings.checkpoint_every_seconds,
-        max_seconds=training.get("max_seconds") or settings.max_job_seconds,
-    )
+    """The job's own checkpoint intervals and time limit where it sets them, else the settings'."""
+    defaults = {
+        "checkpoint_every_epochs": settings.checkpoint_every_epochs,
+        "checkpoint_every_seconds": settings.checkpoint_every_seconds,
+        "max_seconds": settings.max_job_seconds,
+    }
+    chosen = {key: training.get(key) or default for key, default in defaults.items()}
+    return RecordingPolicy(flush_seconds=settings.metrics_flush_seconds, **chosen)
 
 
 def run_training(

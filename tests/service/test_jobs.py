@@ -350,3 +350,27 @@ def lookup_after_first_miss():
         return None if len(calls) == 1 else real(*args)
 
     return find
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("checkpoint_every_epochs", 0),
+        ("checkpoint_every_epochs", 2.5),
+        ("checkpoint_every_seconds", 0),
+        ("checkpoint_every_seconds", "30"),
+    ],
+)
+def test_bad_checkpoint_interval_is_422(client, xor_id, row_counts, field, value):
+    body = job_body(xor_id)
+    body["training"][field] = value
+    assert_envelope(client.post("/v1/jobs", json=body), 422, f"training.{field}")
+    assert row_counts()["training_jobs"] == 0
+
+
+def test_checkpoint_intervals_are_kept_with_the_job(client, xor_id):
+    body = job_body(xor_id)
+    body["training"].update(checkpoint_every_epochs=5, checkpoint_every_seconds=2.5)
+    job = client.post("/v1/jobs", json=body).get_json()
+    assert job["training"]["checkpoint_every_epochs"] == 5
+    assert job["training"]["checkpoint_every_seconds"] == 2.5

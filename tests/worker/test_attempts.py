@@ -107,6 +107,15 @@ def test_the_reaper_requeues_fails_a_poison_job_and_ends_a_cancelled_one(session
     assert job_row(sessions, alive).status == JobStatus.RUNNING
 
 
+def test_a_job_may_set_its_own_checkpoint_interval(sessions, monkeypatch):
+    job_id = queued_xor_job(sessions, epochs=60)
+    set_job(sessions, job_id, training={**xor_training(60), "checkpoint_every_epochs": 7})
+    die_after_checkpoint(monkeypatch, at_epoch=30)
+    with pytest.raises(WorkerDied):
+        run_training(sessions, job_id, FAST)
+    assert job_row(sessions, job_id).checkpoint_epoch == 28
+
+
 def test_a_killed_attempt_resumes_from_its_checkpoint_to_the_uninterrupted_result(
     sessions, monkeypatch
 ):
