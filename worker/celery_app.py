@@ -129,6 +129,7 @@ def declare_task_queue(app: Celery, timeout: float) -> int:
 
 def _declare(app: Celery, timeout: float) -> int:
     with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        # One quick retry: a submission during a broker outage must not wait kombu's 2 s interval.
+        connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         channel = connection.default_channel
         return channel.queue_declare(queue=app.conf.task_default_queue).message_count

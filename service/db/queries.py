@@ -346,15 +346,6 @@ def _epoch_row(job_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
     return {"job_id": job_id, **latest_metrics(record), "seconds": record["seconds"]}
 
 
-def fail_queued_job(session: Session, job_id: int, message: str) -> None:
-    """Mark a job that never reached a worker as failed (e.g. the broker refused it)."""
-    session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED)
-        .values(status=JobStatus.FAILED, finished_at=utcnow(), error=message)
-    )
-    session.commit()
-
 
 def mark_dispatched(session: Session, job_id: int) -> None:
     """Record that job ``job_id`` was just published to the broker (the outbox mark), and commit.
