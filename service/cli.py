@@ -12,6 +12,7 @@ Settings are read from the environment here, once per process (see service/setti
 """
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -28,19 +29,11 @@ from service.demo import run_demo
 from service.outbox import run_dispatcher
 from service.processes import LocalStack
 from service.settings import Settings
-from worker.celery_app import (
-    broker_profile,
-    create_celery_app,
-    declare_task_queue,
-    visibility_timeout_problem,
-)
-from worker.tasks import register_tasks
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Parsing a data set upload near MAX_REQUEST_BYTES takes longer than gunicorn's default 30 s.
 REQUEST_TIMEOUT_SECONDS = 300
-# Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.
-WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 class GunicornApp(BaseApplication):
@@ -84,19 +77,14 @@ def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker(settings: Settings, args: argparse.Namespace) -> int:
-    app = create_celery_app(settings)
-    problem = visibility_timeout_problem(settings)
-    if problem:
-        logging.getLogger(__name__).warning(problem)
-    register_tasks(app, make_session_factory(settings.database_url), settings)
-    if broker_profile(settings.broker_url).declare_before_consuming:
-        # The consumer would die on the race; this declaration retries it.
-        declare_task_queue(app, settings.broker_timeout_seconds)
-    app.worker_main(
-        ["worker", f"--loglevel={settings.log_level}", *WORKER_FLAGS, *args.celery_args]
-    )
-    return 0
+def imported_on_call(module: str, function: str) -> Handler:
+    """A handler whose module is imported only when the command runs: ``backprop api`` must not
+    load the worker's training code, which ``backprop worker`` needs."""
+
+    def handler(settings: Settings, args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), function)(settings, args)
+
+    return handler
 
 
 def dispatch(settings: Settings, _args: argparse.Namespace) -> int:
@@ -136,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=serve_api)
     worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
-    worker.set_defaults(handler=run_worker, passes_options=True)
+    worker.set_defaults(handler=imported_on_call("worker.main", "run_worker"), passes_options=True)
     commands.add_parser(
         "dispatcher", help="re-queue jobs of dead workers, send queued jobs to the broker"
     ).set_defaults(handler=dispatch)
@@ -161,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "passes_options", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.celery_args = extra
-    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    handler: Handler = args.handler
     return handler(prepare(Settings.from_env()), args)
 
 
