@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.db.models import Dataset, Task, arrays_to_npz
+from service.db.models import Dataset, Task
+from service.db.npz import arrays_to_npz
 from service.samples import load_sample
 
 

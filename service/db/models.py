@@ -6,10 +6,8 @@ a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids a
 """
 
 import enum
-import io
 from datetime import UTC, datetime
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -39,19 +37,6 @@ KEEP_IDS = {"sqlite_autoincrement": True}
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
-
-
-def arrays_to_npz(**arrays: np.ndarray) -> bytes:
-    """Pack named arrays into ``.npz`` bytes (no pickle: object arrays are refused)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    return buffer.getvalue()
-
-
-def npz_to_arrays(data: bytes) -> dict[str, np.ndarray]:
-    """Unpack ``.npz`` bytes written by ``arrays_to_npz``; never unpickles."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
 
 
 class UtcDateTime(TypeDecorator):

@@ -33,9 +33,9 @@ from service.db.models import (
     JobStatus,
     Model,
     TrainingJob,
-    npz_to_arrays,
     utcnow,
 )
+from service.db.npz import npz_to_arrays
 
 
 class StaleAttempt(Exception):

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from model_core import train
-from service.db.models import npz_to_arrays
+from service.db.npz import npz_to_arrays
 from service.ingest import dataset_from_sample
 from tests.factories import job_body
 from tests.integration.conftest import run_stack, throwaway_database

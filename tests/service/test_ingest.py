@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from service.db.models import Task, npz_to_arrays
+from service.db.models import Task
+from service.db.npz import npz_to_arrays
 from service.ingest import build_dataset
 
 
