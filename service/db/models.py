@@ -1,6 +1,6 @@
 """Tables: datasets, training_jobs, epoch_metrics, models.
 
-Arrays are stored as ``.npz`` blobs written by ``np.savez`` and read with ``allow_pickle=False``;
+Arrays are stored as ``.npz`` blobs (``service.db.npz``: no pickle, read in place);
 a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids are never reused
 (``sqlite_autoincrement``), so a cache keyed by id cannot serve a deleted model's successor.
 """

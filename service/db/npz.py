@@ -1,9 +1,12 @@
 """Named arrays as ``.npz`` bytes, the way data sets are stored: no pickle, ever.
 
 Reading does not stream each member through ``zipfile`` (in 256 kB pieces, with a CRC, then a
-copy), which took 0.45 s for a 188 MB data set: ``np.savez`` stores members uncompressed, so
-each array is viewed in place in the bytes (``np.frombuffer``, read-only) in about 0.04 s. A
-compressed member, from another writer, goes through ``np.load`` as usual.
+copy), which took 0.45 s for a 188 MB data set: members are stored uncompressed, so each array is
+viewed in place in the bytes (``np.frombuffer``, read-only) in well under a millisecond. The
+writer pads each member's local header (a zip "extra" field, as Android's zipalign does) so that
+its data starts on a 64-byte boundary: an unaligned array would make every batch gather of
+training many times slower. A member from another writer is copied when it is unaligned, and a
+compressed one goes through ``np.load``; the files are ordinary ``.npz`` for ``np.load`` too.
 """
 
 import io
@@ -13,13 +16,31 @@ import zipfile
 import numpy as np
 
 LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
+PADDING_FIELD = struct.Struct("<HH")  # header id, data size
+PADDING_ID = 0xD935  # the id zipalign uses for its padding
+ALIGNMENT = 64  # .npy headers are padded to 64 bytes, so the data stays aligned after them
 
 
 def arrays_to_npz(**arrays: np.ndarray) -> bytes:
-    """Pack named arrays into ``.npz`` bytes (no pickle: object arrays are refused)."""
+    """Pack named arrays into ``.npz`` bytes, each member's data 64-byte aligned in the bytes
+    (no pickle: object arrays are refused)."""
     buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            payload = io.BytesIO()
+            np.save(payload, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy")
+            info.extra = aligning_extra(buffer.tell(), len(info.filename.encode()))
+            archive.writestr(info, payload.getvalue())
     return buffer.getvalue()
+
+
+def aligning_extra(header_offset: int, name_length: int) -> bytes:
+    """An extra field that puts the member data after a local header at ``header_offset`` on an
+    ``ALIGNMENT`` boundary."""
+    unpadded = header_offset + LOCAL_HEADER.size + name_length + PADDING_FIELD.size
+    padding = -unpadded % ALIGNMENT
+    return PADDING_FIELD.pack(PADDING_ID, padding) + bytes(padding)
 
 
 def npz_to_arrays(data: bytes) -> dict[str, np.ndarray]:
@@ -56,4 +77,5 @@ def array_in_place(data: bytes, info: zipfile.ZipInfo) -> np.ndarray:
         raise ValueError(f"{info.filename}: object arrays would need pickle; refused")
     count = int(np.prod(shape, dtype=np.int64))
     array = np.frombuffer(member, dtype=dtype, count=count, offset=header.tell())
-    return array.reshape(shape, order="F" if fortran_order else "C")
+    array = array.reshape(shape, order="F" if fortran_order else "C")
+    return array if array.flags.aligned else array.copy()

@@ -25,6 +25,15 @@ def test_round_trip_gives_the_same_arrays_as_np_load():
             assert loaded[name].dtype == reference[name].dtype
             assert np.array_equal(loaded[name], reference[name])
     assert loaded["X"].flags.c_contiguous and not loaded["X"].flags.writeable
+    assert all(array.flags.aligned for array in loaded.values())
+
+
+def test_arrays_of_another_writer_are_aligned_too():
+    buffer = io.BytesIO()
+    np.savez(buffer, X=np.ones((10, 3), dtype=np.float32), y=np.arange(10))
+    loaded = npz_to_arrays(buffer.getvalue())
+    assert all(array.flags.aligned for array in loaded.values())
+    assert loaded["X"].tolist() == [[1.0] * 3] * 10
 
 
 def test_compressed_members_are_read_too():
