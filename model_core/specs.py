@@ -36,6 +36,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "early_stopping": None,
     "standardize": True,
 }
+# Counts beyond this are mistakes (and would not fit a 32-bit database column).
+MAX_INTEGER = 2**31 - 1
 NETWORK_KEYS = ("layers", "loss", "init", "dtype", "initial_weights")
 
 
@@ -59,11 +61,13 @@ def _check_keys(section: str, path: str, spec: Any, allowed) -> None:
             raise SpecError(section, where, f"unknown field; expected one of {_choices(allowed)}")
 
 
-def _integer(section: str, path: str, value: Any, minimum: int) -> int:
+def _integer(
+    section: str, path: str, value: Any, minimum: int, maximum: int = MAX_INTEGER
+) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SpecError(section, path, f"must be an integer, got {value!r}")
-    if value < minimum:
-        raise SpecError(section, path, f"must be >= {minimum}, got {value}")
+    if not minimum <= value <= maximum:
+        raise SpecError(section, path, f"must be >= {minimum} and <= {maximum}, got {value}")
     return int(value)
 
 
@@ -98,7 +102,7 @@ def _boolean(section: str, path: str, value: Any) -> bool:
 
 
 def _choice(section: str, path: str, value: Any, options) -> str:
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise SpecError(section, path, f"unknown {value!r}; expected one of {_choices(options)}")
     return value
 
@@ -115,7 +119,7 @@ def resolve_layers(layers: Any) -> list[dict]:
                 raise SpecError("network", f"{path}.{key}", "is required")
         units = _integer("network", f"{path}.units", layer["units"], 1)
         activation = layer["activation"]
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise SpecError(
                 "network",
                 f"{path}.activation",
@@ -299,7 +303,7 @@ def resolve_training(training: Any) -> dict:
         "epochs": _integer("training", "epochs", spec["epochs"], 1),
         "batch_size": resolve_batch_size(spec["batch_size"]),
         "shuffle": _boolean("training", "shuffle", spec["shuffle"]),
-        "seed": None if seed is None else _integer("training", "seed", seed, 0),
+        "seed": None if seed is None else _integer("training", "seed", seed, 0, 2**32 - 1),
         "optimizer": resolve_optimizer(spec["optimizer"]),
         "l2": _number("training", "l2", spec["l2"], 0.0),
         "validation_split": _number(

@@ -167,3 +167,21 @@ def test_resolve_spec_fills_defaults_and_warns():
     }
     assert any("batch_size" in warning for warning in resolved.warnings)
     assert any("early_stopping" in warning for warning in resolved.warnings)
+
+
+@pytest.mark.parametrize(
+    ("network", "training", "path"),
+    [
+        (layers((8, ["tanh"]), (3, "softmax")), {}, "network.layers[0].activation"),
+        ({**GOOD, "loss": ["mse"]}, {}, "network.loss"),
+        ({**GOOD, "init": {}}, {}, "network.init"),
+        (GOOD, {"optimizer": {"name": [1]}}, "training.optimizer.name"),
+        (layers((10**20, "relu"), (3, "softmax")), {}, "network.layers[0].units"),
+        (GOOD, {"epochs": 10**30}, "training.epochs"),
+        (GOOD, {"seed": 2**40}, "training.seed"),
+    ],
+)
+def test_values_of_the_wrong_shape_or_size_name_the_field(network, training, path):
+    with pytest.raises(SpecError) as raised:
+        train(X, Y, network, training)
+    assert raised.value.path == path
