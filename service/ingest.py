@@ -50,7 +50,12 @@ def numeric_matrix(value: object, field: str) -> np.ndarray:
         raise DataError(field, "each row must be a list of numbers")
     if len(widths) > 1:
         raise DataError(field, f"rows have different lengths: {sorted(widths)}")
-    array = np.array(value)
+    try:
+        array = np.array(value)
+    except ValueError:  # rows nested deeper in some places than in others
+        raise DataError(field, "each row must be a flat list of numbers") from None
+    if array.ndim != 2:
+        raise DataError(field, "each row must be a flat list of numbers")
     if array.shape[1] == 0:
         raise DataError(field, "rows must not be empty")
     if array.dtype.kind not in "iuf":
@@ -185,7 +190,10 @@ def read_csv(data: bytes, header: bool) -> CsvTable:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError("file", "is not UTF-8 text") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as error:  # e.g. a field over the csv module's 128 kB limit
+        raise DataError("file", f"is not valid CSV: {error}") from None
     columns = [name.strip() for name in rows.pop(0)] if header and rows else None
     if not rows:
         raise DataError("file", "has no data rows")

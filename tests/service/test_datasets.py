@@ -93,6 +93,14 @@ BAD_JSON_UPLOADS = {
         {"task": "classification", "features": [[1, 2], [3]], "targets": [0, 1]},
         "features",
     ),
+    "nested unevenly": (
+        {"task": "classification", "features": [[1, [2]], [3, 4]], "targets": [0, 1]},
+        "features",
+    ),
+    "3-D features": (
+        {"task": "classification", "features": [[[1], [2]], [[3], [4]]], "targets": [0, 1]},
+        "features",
+    ),
     "empty data set": ({"task": "classification", "features": [], "targets": []}, "features"),
     "empty rows": ({"task": "classification", "features": [[], []], "targets": [0, 1]}, "features"),
     "missing targets": ({"task": "classification", "features": [[1], [2]]}, "targets"),
@@ -152,6 +160,7 @@ BAD_CSV_UPLOADS = {
     "ragged line": ("a,b,label\n1,2,x\n3,y\n", {"target": "label"}, "file"),
     "only the target": ("label\nx\ny\n", {"target": "label"}, "file"),
     "missing task": (IRIS_CSV, {"task": None}, "task"),
+    "a field over 128 kB": ("a,label\n" + "1" * 140_000 + ",x\n2,y\n", {"target": "label"}, "file"),
 }
 
 

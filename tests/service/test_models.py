@@ -52,6 +52,8 @@ def test_the_model_is_loaded_once_per_process(client, model_id, monkeypatch):
 BAD_INSTANCES = {
     "wrong width": ('{"instances": [[0, 1, 1]]}', "instances"),
     "ragged rows": ('{"instances": [[0, 1], [1]]}', "instances"),
+    "nested unevenly": ('{"instances": [[0, [1]], [1, 0]]}', "instances"),
+    "3-D": ('{"instances": [[[0], [1]]]}', "instances"),
     "NaN": ('{"instances": [[0, NaN]]}', "instances[0][1]"),
     "Infinity": ('{"instances": [[Infinity, 0]]}', "instances[0][0]"),
     "strings": ('{"instances": [["a", "b"]]}', "instances"),
