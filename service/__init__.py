@@ -1,6 +1,7 @@
 """Backprop Service's HTTP API: validate, store, enqueue and predict. It never trains."""
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from service.caching import LruCache
 from service.context import Services, close_db
@@ -22,10 +23,23 @@ API_CONFIG = {
 }
 
 
+# Row ids are 32-bit in the database (SQLite's INTEGER is wider, PostgreSQL's is not).
+MAX_ID = 2**31 - 1
+
+
+class RowId(IntegerConverter):
+    """``<int:...>`` in a path: an id no row can have is a 404 from the router, not an overflow
+    inside the database driver."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, *args, **{"max": MAX_ID, **kwargs})
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowId
     app.config.update(API_CONFIG, MAX_CONTENT_LENGTH=settings.max_request_bytes)
     app.extensions["backprop"] = Services(
         settings=settings,

@@ -42,9 +42,15 @@ class StaleAttempt(Exception):
     """The job is no longer running under this attempt; the caller must stop writing."""
 
 
+# No table holds this many rows; a larger offset would overflow the driver's integer.
+MAX_OFFSET = 2**62
+
+
 def page(session: Session, statement: Select, offset: int, limit: int) -> tuple[list, int]:
     """Return one page of ``statement``'s rows and the total row count."""
     total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    if offset >= MAX_OFFSET:
+        return [], total
     rows = session.scalars(statement.offset(offset).limit(limit)).all()
     return list(rows), total
 

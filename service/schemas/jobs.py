@@ -8,13 +8,16 @@ from service.db.models import JobStatus
 from service.jobs import IDEMPOTENCY_HEADER
 
 MAX_EPOCHS_PER_PAGE = 10_000
+MAX_ID = 2**31 - 1  # ids and epoch numbers are 32-bit integers in the database
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 class JobCreateSchema(ma.Schema):
     """model_core's network and training specs, as documented in docs/model_core.md."""
 
-    dataset_id = ma.fields.Integer(required=True, strict=True)
+    dataset_id = ma.fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID)
+    )
     network = ma.fields.Dict(required=True, metadata={"description": "model_core network spec"})
     training = ma.fields.Dict(
         load_default=dict,
@@ -66,7 +69,7 @@ class JobSchema(ma.Schema):
 class EpochQuerySchema(ma.Schema):
     after = ma.fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MAX_ID),
         metadata={"description": "return epochs after this one"},
     )
     limit = ma.fields.Integer(
@@ -87,7 +90,7 @@ class EventHeadersSchema(ma.Schema):
     last_event_id = ma.fields.Integer(
         data_key="Last-Event-ID",
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MAX_ID),
         metadata={"description": "the last epoch received: the stream resumes after it"},
     )
 
