@@ -77,6 +77,10 @@ class TrainingInput:
     checkpoint: bytes | None
 
 
+class DatasetDeleted(Exception):
+    """The job's data set was deleted after the job was accepted: nothing to train on."""
+
+
 def load_job(
     sessions: sessionmaker[Session], job_id: int, cache: ArraysCache, resume_epoch: int
 ) -> TrainingInput:
@@ -85,6 +89,8 @@ def load_job(
     with sessions() as session:
         job = queries.get_job(session, job_id)
         dataset = job.dataset
+        if dataset is None:
+            raise DatasetDeleted("the job's data set was deleted before it could train")
         x, y = cache.get(dataset.id, lambda: queries.get_dataset_arrays(session, dataset.id))
         checkpoint = queries.get_checkpoint(session, job_id) if resume_epoch else None
         training = {k: v for k, v in job.training.items() if k not in SERVICE_TRAINING_FIELDS}
@@ -121,8 +127,8 @@ def run_training(
     ``cache`` keeps data set arrays between jobs of one process (none by default).
     Returns None without training when the job is not claimable (another delivery holds it, or
     it finished), and None when the attempt lost its lease (another attempt owns the job now).
-    A ``ModelCoreError`` (bad spec or data, divergence) fails the job with its message; anything
-    else fails it too and is re-raised for the worker's log.
+    A ``ModelCoreError`` (bad spec or data, divergence) or a deleted data set fails the job with
+    its message; anything else fails it too and is re-raised for the worker's log.
     """
     claim = retry_transient(lambda: claim_job(sessions, job_id, settings), f"job {job_id}: claim")
     if claim is None:
@@ -171,7 +177,7 @@ def train_attempt(
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)
-    except ModelCoreError as error:
+    except (ModelCoreError, DatasetDeleted) as error:
         return end_attempt(sessions, job_id, claim.attempt, recorder, JobStatus.FAILED, str(error))
     except Exception as error:
         message = f"internal error: {type(error).__name__}: {error}"

@@ -133,6 +133,15 @@ def test_a_spec_error_at_training_time_fails_the_job(sessions):
     assert "sigmod" in job_row(sessions, job_id).error
 
 
+def test_a_job_whose_data_set_was_deleted_fails_saying_so(sessions):
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        session.delete(session.get(TrainingJob, job_id).dataset)
+        session.commit()
+    assert run_training(sessions, job_id) is JobStatus.FAILED
+    assert "data set was deleted" in job_row(sessions, job_id).error
+
+
 def test_an_unexpected_error_fails_the_job_and_is_raised(sessions, monkeypatch):
     def broken_train(*_args, **_kwargs):
         raise MemoryError("no room")
