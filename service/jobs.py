@@ -23,6 +23,7 @@ from service.db import job_requests, queries
 from service.db.models import Dataset, JobStatus, TrainingJob, utcnow
 from service.ingest import DataError
 from service.queue import JobQueue
+from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +99,22 @@ def split_network(network: dict) -> tuple[dict, list | None]:
     return plain, plain.pop("initial_weights", None)
 
 
-def check_max_seconds(value: Any, max_job_seconds: int) -> None:
+def check_max_seconds(value: Any, settings: Settings) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError("training.max_seconds", "must be a number of seconds")
-    if not 0 < value <= max_job_seconds:
+    if not 0 < value <= settings.max_job_seconds:
         raise DataError(
-            "training.max_seconds", f"must be > 0 and <= {max_job_seconds} (MAX_JOB_SECONDS)"
+            "training.max_seconds",
+            f"must be > 0 and <= {settings.max_job_seconds} (MAX_JOB_SECONDS)",
         )
 
 
-def check_checkpoint_every_epochs(value: Any, _max_job_seconds: int) -> None:
+def check_checkpoint_every_epochs(value: Any, _settings: Settings) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise DataError("training.checkpoint_every_epochs", "must be an integer >= 1")
 
 
-def check_checkpoint_every_seconds(value: Any, _max_job_seconds: int) -> None:
+def check_checkpoint_every_seconds(value: Any, _settings: Settings) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise DataError("training.checkpoint_every_seconds", "must be a number of seconds > 0")
 
@@ -126,13 +128,33 @@ SERVICE_TRAINING_FIELDS = {
 }
 
 
-def split_training(training: dict, max_job_seconds: int) -> tuple[dict, dict]:
+def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
     """model_core's training spec, and the checked service fields; raises ``DataError``."""
     engine = {key: value for key, value in training.items() if key not in SERVICE_TRAINING_FIELDS}
     own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
     for key, value in own.items():
-        SERVICE_TRAINING_FIELDS[key](value, max_job_seconds)
+        SERVICE_TRAINING_FIELDS[key](value, settings)
     return engine, own
+
+
+def count_parameters(network: dict, n_features: int) -> int:
+    """Weights and biases of the network: sum over layers of (inputs + 1) x units."""
+    total, fan_in = 0, n_features
+    for layer in network["layers"]:
+        total += (fan_in + 1) * layer["units"]
+        fan_in = layer["units"]
+    return total
+
+
+def check_size(network: dict, n_features: int, max_parameters: int) -> None:
+    """A network too large to train here is refused before it can exhaust a worker's memory
+    (and be retried as a poison job)."""
+    count = count_parameters(network, n_features)
+    if count > max_parameters:
+        raise DataError(
+            "network.layers",
+            f"has {count} parameters; the limit is {max_parameters} (MAX_PARAMETERS)",
+        )
 
 
 def find_dataset(session: Session, dataset_id: int) -> Dataset:
@@ -167,12 +189,13 @@ class ResolvedJob:
 
 
 def resolve_job(
-    session: Session, max_job_seconds: int, dataset_id: int, network: dict, training: dict
+    session: Session, settings: Settings, dataset_id: int, network: dict, training: dict
 ) -> ResolvedJob:
     """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
     dataset = find_dataset(session, dataset_id)
-    engine_training, own = split_training(training, max_job_seconds)
+    engine_training, own = split_training(training, settings)
     resolved = resolve_for(dataset, network, engine_training)
+    check_size(resolved.network, dataset.n_features, settings.max_parameters)
     resolved_network, initial_weights = split_network(resolved.network)
     return ResolvedJob(
         dataset,
@@ -183,10 +206,10 @@ def resolve_job(
     )
 
 
-def check_job(session: Session, max_job_seconds: int, **body: Any) -> SpecReport:
+def check_job(session: Session, settings: Settings, **body: Any) -> SpecReport:
     """A dry run of ``submit_job``: what would be wrong, and the specs with their defaults."""
     try:
-        resolved = resolve_job(session, max_job_seconds, **body)
+        resolved = resolve_job(session, settings, **body)
     except DataError as error:
         return SpecReport(errors={error.field: [error.message]})
     except SpecError as error:
@@ -272,7 +295,7 @@ def dispatch(session: Session, queue: JobQueue, job_id: int) -> None:
 def submit_job(
     session: Session,
     queue: JobQueue,
-    max_job_seconds: int,
+    settings: Settings,
     key: IdempotencyKey | None,
     body: dict,
 ) -> Submission:
@@ -281,7 +304,7 @@ def submit_job(
     earlier = key and job_requests.find_job_by_key(session, key.key, key.created_after)
     if earlier:
         return replay(earlier, key)
-    job = new_job(resolve_job(session, max_job_seconds, **body))
+    job = new_job(resolve_job(session, settings, **body))
     submission = store_or_replay(session, job, key)
     if not submission.replayed:
         dispatch(session, queue, submission.job.id)

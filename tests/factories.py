@@ -1,5 +1,6 @@
 """Plain functions that build what tests need: schemas, rows and request bodies."""
 
+import copy
 import socket
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,9 +24,10 @@ def xor_training(epochs: int = 300) -> dict:
 
 
 def job_body(dataset_id: int, epochs: int = 300, network: dict | None = None) -> dict:
+    """A fresh body each call: a test may change it without touching the shared network."""
     return {
         "dataset_id": dataset_id,
-        "network": network or XOR_NETWORK,
+        "network": copy.deepcopy(network or XOR_NETWORK),
         "training": xor_training(epochs),
     }
 

@@ -48,7 +48,7 @@ def submission_headers(submission: Submission) -> dict[str, str]:
 def submit(headers: dict, body: dict) -> Submission:
     settings = services().settings
     key = idempotency_key(headers.get("idempotency_key"), body, settings.idempotency_ttl_seconds)
-    return submit_job(db(), services().queue, settings.max_job_seconds, key, body)
+    return submit_job(db(), services().queue, settings, key, body)
 
 
 @blp.route("")
@@ -83,7 +83,7 @@ class JobValidation(MethodView):
     @blp.response(200, ValidationReportSchema)
     def post(self, body: dict):
         """Check a job without queuing it: errors, warnings and the specs with their defaults"""
-        return check_job(db(), services().settings.max_job_seconds, **body)
+        return check_job(db(), services().settings, **body)
 
 
 @blp.route("/<int:job_id>")

@@ -42,3 +42,11 @@ def test_a_huge_after_is_422(client, xor_id):
 def test_a_page_beyond_any_table_is_empty(client):
     response = client.get(f"/v1/datasets?page={10**21}")
     assert response.status_code == 200 and response.get_json() == []
+
+
+def test_a_network_over_the_parameter_limit_is_422(client, xor_id, row_counts):
+    body = job_body(xor_id)
+    body["network"]["layers"][0]["units"] = 10**7  # (2 + 1) x 10**7 + (10**7 + 1) x 2 weights
+    response = client.post("/v1/jobs", json=body)
+    assert "MAX_PARAMETERS" in assert_envelope(response, 422, "network.layers")["message"]
+    assert row_counts()["training_jobs"] == 0
