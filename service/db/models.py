@@ -149,7 +149,10 @@ class TrainingJob(Base):
     checkpoint_epoch: Mapped[int | None]
 
     dataset: Mapped[Dataset | None] = relationship()
-    model: Mapped["Model | None"] = relationship(back_populates="job", passive_deletes=True)
+    # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
+    model: Mapped["Model | None"] = relationship(
+        back_populates="job", passive_deletes=True, lazy="selectin"
+    )
 
     @property
     def model_id(self) -> int | None:

@@ -1,6 +1,5 @@
 """``/v1/models``: list, show, delete, predict and weights."""
 
-import io
 
 import numpy as np
 from flask import Response
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from model_core import Model
 from service.context import db, services
 from service.db import queries
+from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
 from service.schemas.models import (
@@ -54,11 +54,9 @@ def instances_for(model: Model, instances: object) -> np.ndarray:
 
 
 def npz_response(model_id: int, model: Model) -> Response:
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **weights_as_arrays(model))
     disposition = f'attachment; filename="model-{model_id}-weights.npz"'
     return Response(
-        buffer.getvalue(),
+        arrays_to_npz(**weights_as_arrays(model)),
         mimetype="application/octet-stream",
         headers={"Content-Disposition": disposition},
     )
