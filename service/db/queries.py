@@ -325,6 +325,7 @@ def end_attempt(
         finished_at=utcnow(),
         lease_owner=None,
         lease_expires_at=None,
+        checkpoint_epoch=None,
     )
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     if model is not None:

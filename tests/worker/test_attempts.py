@@ -134,6 +134,7 @@ def test_a_killed_attempt_resumes_from_its_checkpoint_to_the_uninterrupted_resul
 
     job = job_row(sessions, job_id)
     assert (job.status, job.attempt, job.epoch) == ("succeeded", 2, 60)
+    assert job.checkpoint_epoch is None  # its checkpoint was deleted with the ending
     assert epochs_of(sessions, job_id) == list(range(1, 61))
     uninterrupted = train(
         np.array([[0, 0], [0, 1], [1, 0], [1, 1]]),
