@@ -15,6 +15,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -103,10 +104,21 @@ def downgrade_database(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that ``with LocalStack`` stops the children: they lead
+    process groups of their own and hear no signal sent to this process alone."""
+
+    def leave(_signal_number, _frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def run_all(settings: Settings, _args: argparse.Namespace) -> int:
     """Migrate, then run the API, one worker and the dispatcher as child processes until one
-    exits or Ctrl-C."""
+    exits, Ctrl-C or SIGTERM."""
     command.upgrade(alembic_config(settings), "head")
+    exit_on_sigterm()
     with LocalStack(os.environ, workers=1) as stack:
         try:
             return stack.wait_for_first_exit()

@@ -2,6 +2,10 @@
 and the benchmark.
 
 Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
+Each child leads its own process group, so a Ctrl-C in the terminal reaches only the parent,
+which then stops every child with one SIGTERM. Were the terminal's SIGINT to reach gunicorn's
+workers as well as the SIGQUIT their arbiter sends them, gunicorn 27's gthread worker would
+re-enter its quit handler and deadlock on its thread pool's lock, outliving everything else.
 """
 
 import signal
@@ -42,7 +46,13 @@ class LocalStack:
         output = None if self.logs is None else (self.logs / f"{name}.log").open("w")
         command = [sys.executable, "-m", "service.cli", *args]
         self.processes.append(
-            subprocess.Popen(command, env=dict(self.env), stdout=output, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                command,
+                env=dict(self.env),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
         )
 
     def wait_until_ready(self, base_url: str, timeout: float = 60) -> None:

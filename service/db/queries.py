@@ -353,7 +353,6 @@ def _epoch_row(job_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
     return {"job_id": job_id, **latest_metrics(record), "seconds": record["seconds"]}
 
 
-
 def mark_dispatched(session: Session, job_id: int) -> None:
     """Record that job ``job_id`` was just published to the broker (the outbox mark), and commit.
 

@@ -1,6 +1,5 @@
 """``/v1/models``: list, show, delete, predict and weights."""
 
-
 import numpy as np
 from flask import Response
 from flask.views import MethodView

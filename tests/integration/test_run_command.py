@@ -1,11 +1,14 @@
-"""`backprop run` with nothing configured: files under ./var/, API and worker, Ctrl-C stops all."""
+"""`backprop run` with nothing configured: files under ./var/, API and worker; Ctrl-C or a
+SIGTERM stops all."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.factories import free_port, job_body
@@ -26,7 +29,33 @@ def wait_for(predicate, timeout: float):
     raise AssertionError("timed out")
 
 
-def test_run_serves_and_trains_with_the_embedded_default_and_stops_on_ctrl_c(tmp_path):
+def running_processes(session_id: int) -> list[str]:
+    """The processes of a session that have not exited (a zombie has; its new parent reaps it)."""
+    listing = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-s", str(session_id)], capture_output=True, text=True
+    ).stdout
+    return [line for line in listing.splitlines() if not line.split()[1].startswith("Z")]
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process of the session: the children lead process groups of their own."""
+    for line in running_processes(session_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def ctrl_c(pid: int) -> None:
+    """What a terminal sends on Ctrl-C: SIGINT to the whole foreground process group."""
+    os.killpg(pid, signal.SIGINT)
+
+
+def terminate(pid: int) -> None:
+    """What a process manager sends: SIGTERM to `backprop run` alone."""
+    os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, terminate])
+def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(tmp_path, stop):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
     env["PORT"] = str(port)
@@ -53,12 +82,8 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_on_ctrl_c(tmp
         assert done
         assert (tmp_path / "var" / "backprop.sqlite").exists()
         assert (tmp_path / "var" / "broker.sqlite").exists()
-        os.killpg(run.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        stop(run.pid)
         assert run.wait(timeout=40) == 0
-        leftovers = subprocess.run(
-            ["pgrep", "-s", str(run.pid)], capture_output=True, text=True
-        ).stdout.split()
-        assert leftovers == [], (tmp_path / "run.log").read_text()[-3000:]
+        assert running_processes(run.pid) == [], (tmp_path / "run.log").read_text()[-3000:]
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
+        kill_session(run.pid)

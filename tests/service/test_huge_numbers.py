@@ -12,9 +12,7 @@ def xor_id(client) -> int:
     return client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
 
 
-@pytest.mark.parametrize(
-    "path", [f"/v1/jobs/{HUGE}", f"/v1/datasets/{HUGE}", f"/v1/models/{HUGE}"]
-)
+@pytest.mark.parametrize("path", [f"/v1/jobs/{HUGE}", f"/v1/datasets/{HUGE}", f"/v1/models/{HUGE}"])
 def test_a_huge_id_in_a_path_is_404(client, path):
     assert_envelope(client.get(path), 404)
 

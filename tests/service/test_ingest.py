@@ -8,8 +8,14 @@ from service.ingest import build_dataset
 
 
 def stored_features(x: np.ndarray) -> np.ndarray:
-    dataset = build_dataset(name="d", task=Task.CLASSIFICATION, source="json", x=x,
-                            y=np.array([0, 1]), target_field="targets")
+    dataset = build_dataset(
+        name="d",
+        task=Task.CLASSIFICATION,
+        source="json",
+        x=x,
+        y=np.array([0, 1]),
+        target_field="targets",
+    )
     return npz_to_arrays(dataset.arrays)["X"]
 
 
