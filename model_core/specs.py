@@ -61,9 +61,7 @@ def _check_keys(section: str, path: str, spec: Any, allowed) -> None:
             raise SpecError(section, where, f"unknown field; expected one of {_choices(allowed)}")
 
 
-def _integer(
-    section: str, path: str, value: Any, minimum: int, maximum: int = MAX_INTEGER
-) -> int:
+def _integer(section: str, path: str, value: Any, minimum: int, maximum: int = MAX_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SpecError(section, path, f"must be an integer, got {value!r}")
     if not minimum <= value <= maximum:
