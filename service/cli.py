@@ -37,6 +37,13 @@ REQUEST_TIMEOUT_SECONDS = 300
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
+def leave_interrupts_to_the_arbiter(_worker) -> None:
+    """Ignore SIGINT in a gunicorn worker: a Ctrl-C reaches the whole process group, and the
+    arbiter answers it with a SIGQUIT to each worker. A gthread worker given both re-enters its
+    quit handler and deadlocks on its thread pool's shutdown lock (gunicorn 27), living on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class GunicornApp(BaseApplication):
     """Gunicorn serving ``create_app(settings)``, one app per worker process."""
 
@@ -46,7 +53,8 @@ class GunicornApp(BaseApplication):
 
     def load_config(self) -> None:
         """Threaded workers: an event stream holds a thread for minutes, not a whole process
-        (and the worker's liveness ``timeout`` does not cut long streams short)."""
+        (and the worker's liveness ``timeout`` does not cut long streams short); only the
+        arbiter hears a terminal's Ctrl-C."""
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
         self.cfg.set("worker_class", "gthread")
@@ -54,6 +62,7 @@ class GunicornApp(BaseApplication):
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
+        self.cfg.set("post_worker_init", leave_interrupts_to_the_arbiter)
 
     def load(self):
         return create_app(self.settings)

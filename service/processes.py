@@ -3,9 +3,9 @@ and the benchmark.
 
 Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
 Each child leads its own process group, so a Ctrl-C in the terminal reaches only the parent,
-which then stops every child with one SIGTERM. Were the terminal's SIGINT to reach gunicorn's
-workers as well as the SIGQUIT their arbiter sends them, gunicorn 27's gthread worker would
-re-enter its quit handler and deadlock on its thread pool's lock, outliving everything else.
+which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
+hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn
+worker: see ``service.cli.leave_interrupts_to_the_arbiter``).
 """
 
 import signal
