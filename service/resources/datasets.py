@@ -13,6 +13,7 @@ from service.db import queries
 from service.db.models import Dataset, Task
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
 from service.ingest import DataLimits, dataset_from_csv, dataset_from_json, dataset_from_sample
+from service.resources.paging import page_of
 from service.schemas.datasets import (
     CsvFileSchema,
     CsvUploadSchema,
@@ -79,10 +80,7 @@ class Datasets(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List data sets, oldest first"""
-        items, pagination_parameters.item_count = queries.list_datasets(
-            db(), pagination_parameters.first_item, pagination_parameters.page_size
-        )
-        return items
+        return page_of(queries.list_datasets, pagination_parameters)
 
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(201, DatasetSchema)

@@ -10,6 +10,7 @@ from service.db import queries
 from service.errors import ErrorSchema, fail
 from service.events import JobEventStream, event_stream_response
 from service.jobs import Submission, cancel_job, check_job, idempotency_key, submit_job
+from service.resources.paging import page_of
 from service.schemas.jobs import (
     EpochQuerySchema,
     EpochSchema,
@@ -57,10 +58,7 @@ class Jobs(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List jobs, oldest first"""
-        items, pagination_parameters.item_count = queries.list_jobs(
-            db(), pagination_parameters.first_item, pagination_parameters.page_size
-        )
-        return items
+        return page_of(queries.list_jobs, pagination_parameters)
 
     @blp.arguments(SubmitHeadersSchema, location="headers")
     @blp.arguments(JobCreateSchema)

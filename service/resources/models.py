@@ -13,6 +13,7 @@ from service.db import queries
 from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
+from service.resources.paging import page_of
 from service.schemas.models import (
     LayerWeightsSchema,
     ModelSchema,
@@ -67,10 +68,7 @@ class Models(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List models, oldest first"""
-        items, pagination_parameters.item_count = queries.list_models(
-            db(), pagination_parameters.first_item, pagination_parameters.page_size
-        )
-        return items
+        return page_of(queries.list_models, pagination_parameters)
 
 
 @blp.route("/<int:model_id>")
