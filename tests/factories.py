@@ -2,6 +2,7 @@
 
 import copy
 import socket
+import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,3 +75,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, ignoring: tuple[type[Exception], ...] = ()):
+    """``predicate()``'s first truthy value, polled for up to ``timeout`` seconds; the
+    exceptions in ``ignoring`` (a server not up yet) count as a falsy answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except ignoring:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -21,7 +21,7 @@ import redis
 from model_core import train
 from service.db.npz import npz_to_arrays
 from service.ingest import dataset_from_sample
-from tests.factories import job_body
+from tests.factories import job_body, wait_until
 from tests.integration.conftest import run_stack, throwaway_database
 from worker.faults import KILL_WORKER_ON_DATASET
 
@@ -81,19 +81,6 @@ def job_columns(database_url: str, job_id: int, *columns: str) -> tuple:
         ).fetchone()
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except psycopg.OperationalError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def submit(stack, dataset_id: int, epochs: int, **training) -> int:
     body = {
         "dataset_id": dataset_id,
@@ -108,6 +95,7 @@ def wait_for_epoch(database_url: str, job_id: int, epoch: int, timeout: float = 
         lambda: (job_columns(database_url, job_id, "epoch")[0] or 0) >= epoch,
         timeout,
         f"job {job_id} at epoch {epoch}",
+        ignoring=(psycopg.OperationalError,),
     )
 
 
@@ -134,6 +122,7 @@ def test_a_killed_training_process_resumes_from_its_checkpoint_to_the_same_weigh
         lambda: job_columns(database_url, job_id, "checkpoint_epoch")[0],
         60,
         "a checkpoint",
+        ignoring=(psycopg.OperationalError,),
     )
     checkpoint_epoch = job_columns(database_url, job_id, "checkpoint_epoch")[0]
     wait_for_epoch(database_url, job_id, checkpoint_epoch + 10)

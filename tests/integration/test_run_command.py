@@ -6,27 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from tests.factories import free_port, job_body
+from tests.factories import free_port, job_body, wait_until
 
 SETTINGS_VARIABLES = {"DATABASE_URL", "BROKER_URL", "PORT", "WEB_CONCURRENCY"}
-
-
-def wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def running_processes(session_id: int) -> list[str]:
@@ -79,10 +65,15 @@ def serve_then_ctrl_c(tmp_path, log) -> None:
     port = free_port()
     api = start_in_new_session(["api"], tmp_path, embedded_env(port), log)
     try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health/live", timeout=5).ok, 60)
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{port}/health/live", timeout=5).ok,
+            60,
+            "the API to answer",
+            ignoring=(requests.ConnectionError,),
+        )
         ctrl_c(api.pid)
         assert api.wait(timeout=30) == 0  # a deadlocked worker holds the arbiter for 30 s
-        wait_for(lambda: running_processes(api.pid) == [], timeout=10)
+        wait_until(lambda: running_processes(api.pid) == [], 10, "gunicorn's workers to exit")
     finally:
         kill_session(api.pid)
 
@@ -98,15 +89,22 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(tmp_path,
     base = f"http://127.0.0.1:{port}"
     run = start_in_new_session(["run"], tmp_path, embedded_env(port), tmp_path / "run.log")
     try:
-        wait_for(lambda: requests.get(f"{base}/health/ready", timeout=5).ok, timeout=60)
+        wait_until(
+            lambda: requests.get(f"{base}/health/ready", timeout=5).ok,
+            60,
+            "the API to be ready",
+            ignoring=(requests.ConnectionError,),
+        )
         dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
         job = requests.post(f"{base}/v1/jobs", json=job_body(dataset["id"], 50), timeout=10).json()
-        done = wait_for(
+        done = wait_until(
             lambda: (
                 requests.get(f"{base}/v1/jobs/{job['id']}", timeout=5).json()["status"]
                 == "succeeded"
             ),
-            timeout=60,
+            60,
+            "the job to succeed",
+            ignoring=(requests.ConnectionError,),
         )
         assert done
         assert (tmp_path / "var" / "backprop.sqlite").exists()
