@@ -5,6 +5,7 @@ from werkzeug.routing import IntegerConverter
 
 from service.caching import LruCache
 from service.context import Services, close_db
+from service.db.models import MAX_ID
 from service.db.session import make_session_factory
 from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
@@ -21,10 +22,6 @@ API_CONFIG = {
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
     "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
 }
-
-
-# Row ids are 32-bit in the database (SQLite's INTEGER is wider, PostgreSQL's is not).
-MAX_ID = 2**31 - 1
 
 
 class RowId(IntegerConverter):

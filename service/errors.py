@@ -93,11 +93,7 @@ def envelope(code: str, message: str, details: Mapping[str, list[str]]) -> dict:
     return {"error": {"code": code, "message": message, "details": dict(details)}}
 
 
-def data_error_response(error: DataError):
-    return envelope("unprocessable_entity", str(error), {error.field: [error.message]}), 422
-
-
-def spec_error_response(error: SpecError):
+def unprocessable_response(error: DataError | SpecError):
     return envelope("unprocessable_entity", str(error), {error.path: [error.message]}), 422
 
 
@@ -106,8 +102,8 @@ def conflict_response(error: Exception):
 
 
 DOMAIN_ERRORS = {
-    DataError: data_error_response,
-    SpecError: spec_error_response,
+    DataError: unprocessable_response,
+    SpecError: unprocessable_response,
     NotCancellable: conflict_response,
 }
 

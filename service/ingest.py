@@ -24,6 +24,11 @@ class DataError(ValueError):
         self.field = field
         self.message = message
 
+    @property
+    def path(self) -> str:
+        """Where the error is, as ``SpecError.path`` says it: the request field."""
+        return self.field
+
 
 @dataclass(frozen=True)
 class DataLimits:

@@ -128,13 +128,17 @@ SERVICE_TRAINING_FIELDS = {
 }
 
 
+def engine_training(training: dict) -> dict:
+    """The part of a job's training spec that model_core takes (not the service's own fields)."""
+    return {key: value for key, value in training.items() if key not in SERVICE_TRAINING_FIELDS}
+
+
 def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
     """model_core's training spec, and the checked service fields; raises ``DataError``."""
-    engine = {key: value for key, value in training.items() if key not in SERVICE_TRAINING_FIELDS}
     own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
     for key, value in own.items():
         SERVICE_TRAINING_FIELDS[key](value, settings)
-    return engine, own
+    return engine_training(training), own
 
 
 def count_parameters(network: dict, n_features: int) -> int:
@@ -193,8 +197,8 @@ def resolve_job(
 ) -> ResolvedJob:
     """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
     dataset = find_dataset(session, dataset_id)
-    engine_training, own = split_training(training, settings)
-    resolved = resolve_for(dataset, network, engine_training)
+    engine_spec, own = split_training(training, settings)
+    resolved = resolve_for(dataset, network, engine_spec)
     check_size(resolved.network, dataset.n_features, settings.max_parameters)
     resolved_network, initial_weights = split_network(resolved.network)
     return ResolvedJob(
@@ -210,9 +214,7 @@ def check_job(session: Session, settings: Settings, **body: Any) -> SpecReport:
     """A dry run of ``submit_job``: what would be wrong, and the specs with their defaults."""
     try:
         resolved = resolve_job(session, settings, **body)
-    except DataError as error:
-        return SpecReport(errors={error.field: [error.message]})
-    except SpecError as error:
+    except (DataError, SpecError) as error:
         return SpecReport(errors={error.path: [error.message]})
     return SpecReport(
         warnings=resolved.warnings, network=resolved.network, training=resolved.training

@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Trainer
 from service.db import queries
+from service.db.models import EPOCH_FIGURES
 from worker.retries import is_transient
 
 logger = logging.getLogger(__name__)
 
-RECORD_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "seconds")
+RECORD_FIELDS = (*EPOCH_FIGURES, "seconds")
 
 
 def plain_record(record: dict[str, Any]) -> dict[str, Any]:

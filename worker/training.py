@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from model_core import ModelCoreError, Trainer, TrainResult
 from service.caching import LruCache
 from service.db import queries
-from service.db.models import Dataset, JobStatus, Model, TrainingJob
-from service.jobs import SERVICE_TRAINING_FIELDS
+from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, Model, TrainingJob
+from service.jobs import engine_training
 from service.settings import Settings
 from worker import faults
 from worker.lease import Heartbeat
-from worker.recorder import RECORD_FIELDS, EpochRecorder, RecordingPolicy, Stop, plain_record
+from worker.recorder import EpochRecorder, RecordingPolicy, Stop, plain_record
 from worker.retries import retry_transient
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def final_metrics(result: TrainResult) -> dict[str, Any]:
     """What the model shows about its training: the last epoch's figures and how it ended."""
     last = plain_record(result.history[-1]) if result.history else {}
     return {
-        **{key: last.get(key) for key in RECORD_FIELDS if key != "seconds"},
+        **{name: last.get(name) for name in EPOCH_FIGURES},
         "epochs_trained": len(result.history),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
@@ -93,7 +93,7 @@ def load_job(
             raise DatasetDeleted("the job's data set was deleted before it could train")
         x, y = cache.get(dataset.id, lambda: queries.get_dataset_arrays(session, dataset.id))
         checkpoint = queries.get_checkpoint(session, job_id) if resume_epoch else None
-        training = {k: v for k, v in job.training.items() if k not in SERVICE_TRAINING_FIELDS}
+        training = engine_training(job.training)
         return TrainingInput(job, dataset, job.engine_network(), training, x, y, checkpoint)
 
 

@@ -10,29 +10,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import JobStatus, TrainingJob, utcnow
-
-
-def _update_job_in(session: Session, job_id: int, current: JobStatus, **values) -> bool:
-    """Update job ``job_id`` only while its status is ``current``; commit; True when it did."""
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status == current)
-        .values(**values)
-    )
-    session.commit()
-    return result.rowcount == 1
+from service.db.queries import update_job_in
 
 
 def cancel_queued_job(session: Session, job_id: int) -> bool:
     """End a queued job as cancelled at once; a worker's claim then finds nothing to train."""
-    return _update_job_in(
+    return update_job_in(
         session, job_id, JobStatus.QUEUED, status=JobStatus.CANCELLED, finished_at=utcnow()
     )
 
 
 def request_cancel(session: Session, job_id: int) -> bool:
     """Ask the running attempt of job ``job_id`` to stop at its next epoch boundary."""
-    return _update_job_in(session, job_id, JobStatus.RUNNING, cancel_requested=True)
+    return update_job_in(session, job_id, JobStatus.RUNNING, cancel_requested=True)
 
 
 def find_job_by_key(session: Session, key: str, created_after: datetime) -> TrainingJob | None:

@@ -32,6 +32,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 KEEP_IDS = {"sqlite_autoincrement": True}
+# Ids and epoch numbers are 32-bit integers (SQLite's INTEGER is wider, PostgreSQL's is not).
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -161,6 +163,10 @@ class TrainingJob(Base):
     def engine_network(self) -> dict:
         """The network spec for model_core, with the initial weights put back (loads them)."""
         return {**self.network, "initial_weights": self.initial_weights}
+
+
+# The figures of an epoch record, mirrored on its job as the latest ones.
+EPOCH_FIGURES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
 class EpochMetric(Base):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import (
     ACTIVE_STATUSES,
+    EPOCH_FIGURES,
     Dataset,
     EpochMetric,
     JobCheckpoint,
@@ -108,8 +109,9 @@ def get_model(session: Session, model_id: int) -> Model | None:
     return session.get(Model, model_id)
 
 
-def model_exists(session: Session, model_id: int) -> bool:
-    return bool(session.scalar(select(exists().where(Model.id == model_id))))
+def row_exists(session: Session, entity: type[Model] | type[TrainingJob], row_id: int) -> bool:
+    """Whether the row is there, without loading it."""
+    return bool(session.scalar(select(exists().where(entity.id == row_id))))
 
 
 def select_blob(session: Session, column: Column, row_id: int) -> bytes | None:
@@ -209,8 +211,7 @@ def _rewind_to_checkpoint(session: Session, job_id: int) -> int:
     session.execute(
         delete(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > resume_epoch)
     )
-    figures = (EpochMetric.train_loss, EpochMetric.val_loss)
-    figures += (EpochMetric.train_accuracy, EpochMetric.val_accuracy)
+    figures = [getattr(EpochMetric, name) for name in EPOCH_FIGURES]
     last = (
         session.execute(
             select(*figures).where(EpochMetric.job_id == job_id, EpochMetric.epoch == resume_epoch)
@@ -260,13 +261,7 @@ def _update_running_job(session: Session, job_id: int, attempt: int, **values: A
 
 def latest_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
     """The job columns that mirror its latest epoch record."""
-    return {
-        "epoch": record["epoch"],
-        "train_loss": record["train_loss"],
-        "val_loss": record["val_loss"],
-        "train_accuracy": record["train_accuracy"],
-        "val_accuracy": record["val_accuracy"],
-    }
+    return {"epoch": record["epoch"], **{name: record[name] for name in EPOCH_FIGURES}}
 
 
 @dataclass(frozen=True)
@@ -353,17 +348,23 @@ def _epoch_row(job_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
     return {"job_id": job_id, **latest_metrics(record), "seconds": record["seconds"]}
 
 
+def update_job_in(session: Session, job_id: int, current: JobStatus, **values: Any) -> bool:
+    """Update job ``job_id`` only while its status is ``current``; commit; True when it did."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == current)
+        .values(**values)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
 def mark_dispatched(session: Session, job_id: int) -> None:
     """Record that job ``job_id`` was just published to the broker (the outbox mark), and commit.
 
     Only a queued job is marked: a job a worker claimed already in the meantime needs no mark.
     """
-    session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED)
-        .values(dispatched_at=utcnow())
-    )
-    session.commit()
+    update_job_in(session, job_id, JobStatus.QUEUED, dispatched_at=utcnow())
 
 
 def reap_expired_leases(session: Session, max_attempts: int) -> dict[JobStatus, list[int]]:

@@ -7,6 +7,7 @@ from flask_smorest.pagination import PaginationParameters
 
 from service.context import db, services
 from service.db import queries
+from service.db.models import TrainingJob
 from service.errors import ErrorSchema, fail
 from service.events import JobEventStream, event_stream_response
 from service.jobs import Submission, cancel_job, check_job, idempotency_key, submit_job
@@ -36,7 +37,17 @@ EVENT_STREAM_DOC = {
 
 
 def get_job_or_404(job_id: int):
-    return queries.get_job(db(), job_id) or fail(404, f"No job {job_id}.")
+    return queries.get_job(db(), job_id) or fail(404, no_job(job_id))
+
+
+def no_job(job_id: int) -> str:
+    return f"No job {job_id}."
+
+
+def require_job(job_id: int) -> None:
+    """404 unless job ``job_id`` exists; for views that need its id only, not its row."""
+    if not queries.row_exists(db(), TrainingJob, job_id):
+        fail(404, no_job(job_id))
 
 
 def submission_headers(submission: Submission) -> dict[str, str]:
@@ -110,7 +121,7 @@ class JobEpochs(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, query: dict, job_id: int):
         """The job's epoch records after epoch ``after``, in order (poll while it runs)"""
-        get_job_or_404(job_id)
+        require_job(job_id)
         return queries.list_epochs(db(), job_id, query["after"], query["limit"])
 
 
@@ -122,6 +133,6 @@ class JobEvents(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="Too many open streams")
     def get(self, headers: dict, job_id: int):
         """Live progress as Server-Sent Events until the job is finished (see Last-Event-ID)"""
-        get_job_or_404(job_id)
+        require_job(job_id)
         stream = JobEventStream(services().sessions, job_id, headers["last_event_id"])
         return event_stream_response(stream, current_app.extensions["event_streams"])

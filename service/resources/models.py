@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from model_core import Model
 from service.context import db, services
 from service.db import queries
+from service.db.models import Model as StoredModel
 from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
@@ -34,7 +35,7 @@ def read_model(session: Session, model_id: int) -> Model | None:
 def load_model(model_id: int) -> Model:
     """The trained model, from this process's cache; a 404 once the model is deleted."""
     session, cache = db(), services().models
-    if not queries.model_exists(session, model_id):
+    if not queries.row_exists(session, StoredModel, model_id):
         cache.evict(model_id)
         fail(404, f"No model {model_id}.")
     model = cache.get(model_id, lambda: read_model(session, model_id))

@@ -4,11 +4,10 @@ stream, and the dry-run report."""
 import marshmallow as ma
 from marshmallow import validate
 
-from service.db.models import JobStatus
+from service.db.models import MAX_ID, JobStatus
 from service.jobs import IDEMPOTENCY_HEADER
 
 MAX_EPOCHS_PER_PAGE = 10_000
-MAX_ID = 2**31 - 1  # ids and epoch numbers are 32-bit integers in the database
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
