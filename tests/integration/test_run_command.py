@@ -57,6 +57,12 @@ def embedded_env(port: int) -> dict:
     return env
 
 
+def wait_until_answering(url: str) -> None:
+    wait_until(
+        lambda: requests.get(url, timeout=5).ok, 60, url, ignoring=(requests.ConnectionError,)
+    )
+
+
 # Before gunicorn's workers ignored SIGINT, about one Ctrl-C in three left a worker deadlocked.
 CTRL_C_ROUNDS = 6
 
@@ -65,12 +71,7 @@ def serve_then_ctrl_c(tmp_path, log) -> None:
     port = free_port()
     api = start_in_new_session(["api"], tmp_path, embedded_env(port), log)
     try:
-        wait_until(
-            lambda: requests.get(f"http://127.0.0.1:{port}/health/live", timeout=5).ok,
-            60,
-            "the API to answer",
-            ignoring=(requests.ConnectionError,),
-        )
+        wait_until_answering(f"http://127.0.0.1:{port}/health/live")
         ctrl_c(api.pid)
         assert api.wait(timeout=30) == 0  # a deadlocked worker holds the arbiter for 30 s
         wait_until(lambda: running_processes(api.pid) == [], 10, "gunicorn's workers to exit")
@@ -89,12 +90,7 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(tmp_path,
     base = f"http://127.0.0.1:{port}"
     run = start_in_new_session(["run"], tmp_path, embedded_env(port), tmp_path / "run.log")
     try:
-        wait_until(
-            lambda: requests.get(f"{base}/health/ready", timeout=5).ok,
-            60,
-            "the API to be ready",
-            ignoring=(requests.ConnectionError,),
-        )
+        wait_until_answering(f"{base}/health/ready")
         dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
         job = requests.post(f"{base}/v1/jobs", json=job_body(dataset["id"], 50), timeout=10).json()
         done = wait_until(
