@@ -4,11 +4,12 @@ See docs/model_core.md for the public surface.
 """
 
 from model_core.errors import CorruptFileError, ModelCoreError, SpecError, TrainingDiverged
-from model_core.network import Model
-from model_core.specs import ResolvedSpec, resolve_spec
+from model_core.network import Model, layer_shapes
+from model_core.specs import MAX_INT32, ResolvedSpec, resolve_spec
 from model_core.training import Trainer, TrainResult, train
 
 __all__ = [
+    "MAX_INT32",
     "CorruptFileError",
     "Model",
     "ModelCoreError",
@@ -17,6 +18,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "layer_shapes",
     "resolve_spec",
     "train",
 ]

@@ -3,7 +3,7 @@
 Biases always start at zero.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,3 +27,14 @@ def he(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype) -> 
 
 
 INITIALIZERS: dict[str, Initializer] = {"normal": normal, "xavier": xavier, "he": he}
+
+
+def initial_weights(
+    init: str, rng: np.random.Generator, shapes: Sequence[tuple[int, int]], dtype: np.dtype
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fresh ``[(W, b), ...]`` for layers of the given ``(fan_in, units)`` shapes: W drawn by the
+    named initialiser, layer by layer from the same rng; b zeros (units,)."""
+    initializer = INITIALIZERS[init]
+    return [
+        (initializer(rng, fan_in, units, dtype), np.zeros(units, dtype)) for fan_in, units in shapes
+    ]

@@ -1,20 +1,41 @@
-"""The trained model: weights, activations and the preprocessing that raw rows go through."""
+"""The network: its layer shapes, the forward and backward passes, and the trained model.
 
-from collections.abc import Sequence
+``weights`` is ``[(W, b), ...]`` with W of shape (fan_in, units) and b of shape (units,); arrays
+hold one sample per row.
+"""
+
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from model_core.activations import ACTIVATIONS, Activation
 from model_core.errors import CorruptFileError, SpecError
-from model_core.preprocessing import CHUNK_ROWS, as_features
+from model_core.preprocessing import CHUNK_ROWS, as_features, standardize_into
 from model_core.serialization import pack, unpack, weight_arrays, weights_from_arrays
 
 MODEL_FORMAT = "backprop-model"
+Weights = Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+def layer_shapes(n_features: int, layers: Sequence[dict]) -> list[tuple[int, int]]:
+    """``(fan_in, units)`` of each layer's W: the first layer reads the features, every other
+    layer the units of the one before. A layer has ``(fan_in + 1) * units`` parameters."""
+    fan_ins = [n_features, *(layer["units"] for layer in layers[:-1])]
+    return [(fan_in, layer["units"]) for fan_in, layer in zip(fan_ins, layers, strict=True)]
+
+
+def activation_buffers(n_samples: int, weights: Weights, dtype) -> list[np.ndarray]:
+    """One uninitialised (n_samples, units) array per layer."""
+    return [np.empty((n_samples, w.shape[1]), dtype) for w, _ in weights]
+
+
+def copy_weights(weights: Weights) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(w.copy(), b.copy()) for w, b in weights]
 
 
 def forward(
     x: np.ndarray,
-    weights: Sequence[tuple[np.ndarray, np.ndarray]],
+    weights: Weights,
     activations: Sequence[Activation],
     outputs: Sequence[np.ndarray],
 ) -> np.ndarray:
@@ -31,11 +52,78 @@ def forward(
     return a
 
 
-def standardize_into(x: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None) -> None:
-    """In place: (x - mean) / scale, or nothing when the model does not standardise."""
-    if mean is not None:
-        x -= mean
-        x /= scale
+def forward_in_chunks(
+    x: np.ndarray,
+    weights: Weights,
+    activations: Sequence[Activation],
+    mean: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
+    """The forward pass CHUNK_ROWS rows at a time, so that no temporary is dataset-sized.
+
+    Yields ``(chunk, output)``: ``chunk`` picks rows of ``x`` (n_samples, n_features), a slice of
+    them or, when ``rows`` (n,) is given, the next piece of ``rows``; ``output`` is the last
+    layer's activation (rows in the chunk, units). Standardises a copy: ``x`` is never modified.
+    """
+    n_rows = len(x) if rows is None else len(rows)
+    for start in range(0, n_rows, CHUNK_ROWS):
+        end = start + CHUNK_ROWS
+        chunk = slice(start, end) if rows is None else rows[start:end]
+        x_chunk = x[chunk]  # indexing by rows gathers a copy; a slice is a view
+        if mean is not None and rows is None:
+            x_chunk = x_chunk.copy()
+        standardize_into(x_chunk, mean, scale)
+        outputs = activation_buffers(len(x_chunk), weights, x_chunk.dtype)
+        yield chunk, forward(x_chunk, weights, activations, outputs)
+
+
+def backward(
+    x: np.ndarray,
+    weights: Weights,
+    activations: Sequence[Activation],
+    outputs: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    l2: float = 0.0,
+    scale: float = 1.0,
+) -> None:
+    """The chain rule, last layer first: gradients into ``grads``, errors into ``deltas``.
+
+    ``x`` and ``outputs`` are what :func:`forward` saw and wrote; ``deltas[i]`` has the shape of
+    ``outputs[i]`` and the last one holds dL/dz of the output layer, already multiplied by
+    ``scale``. ``grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the shapes of the weights; each
+    grad_W gets the l2 term ``scale * l2 * W`` too.
+    """
+    for i in range(len(weights) - 1, -1, -1):
+        w, _ = weights[i]
+        grad_w, grad_b = grads[2 * i], grads[2 * i + 1]
+        a_prev = outputs[i - 1] if i else x
+        np.matmul(a_prev.T, deltas[i], out=grad_w)
+        np.sum(deltas[i], axis=0, out=grad_b)
+        if l2:
+            grad_w += (scale * l2) * w
+        if i:
+            np.matmul(deltas[i], w.T, out=deltas[i - 1])
+            activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
+
+
+def l2_penalty(weights: Weights, l2: float) -> float:
+    """l2 / 2 * sum of squared weights (biases are not penalised); :func:`backward` adds its
+    gradient."""
+    return 0.5 * l2 * sum(float(np.vdot(w, w)) for w, _ in weights) if l2 else 0.0
+
+
+def class_indices(outputs: np.ndarray) -> np.ndarray:
+    """The predicted class of each row: argmax, or a 0.5 threshold for a single output unit."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0.5).astype(np.intp)
+    return outputs.argmax(axis=1)
+
+
+def count_correct(outputs: np.ndarray, labels: np.ndarray) -> int:
+    """How many rows of outputs (n_samples, units) predict their class index in labels (n,)."""
+    return int(np.count_nonzero(class_indices(outputs) == labels))
 
 
 class Model:
@@ -76,17 +164,10 @@ class Model:
         """Output-layer activations (n_samples, units) for raw rows, computed in chunks."""
         x = as_features(x, self.dtype, "X", self.n_features)
         result = np.empty((len(x), self.weights[-1][0].shape[1]), dtype=self.dtype)
-        for start in range(0, len(x), CHUNK_ROWS):
-            chunk = x[start : start + CHUNK_ROWS]
-            if self.mean is not None:  # the caller's rows are never modified
-                chunk = chunk.copy()
-                standardize_into(chunk, self.mean, self.scale)
-            outputs = [
-                np.empty((len(chunk), w.shape[1]), dtype=self.dtype) for w, _ in self.weights
-            ]
-            result[start : start + len(chunk)] = forward(
-                chunk, self.weights, self.activations, outputs
-            )
+        for chunk, output in forward_in_chunks(
+            x, self.weights, self.activations, self.mean, self.scale
+        ):
+            result[chunk] = output
         return result
 
     def predict_proba(self, x) -> np.ndarray:
@@ -145,13 +226,6 @@ class Model:
             )
         except (KeyError, TypeError) as error:
             raise CorruptFileError(f"model file is incomplete: {error}") from None
-
-
-def class_indices(outputs: np.ndarray) -> np.ndarray:
-    """The predicted class of each row: argmax, or a 0.5 threshold for a single output unit."""
-    if outputs.shape[1] == 1:
-        return (outputs[:, 0] > 0.5).astype(np.intp)
-    return outputs.argmax(axis=1)
 
 
 def output_probabilities(outputs: np.ndarray, activation: str) -> np.ndarray:

@@ -4,9 +4,13 @@
 computes them: SGD asks for ``lr``, which folds the learning rate into the output error for free
 and saves a pass over every parameter per batch; Adam needs the raw gradient. ``step`` may
 overwrite the gradient arrays: they are scratch space once the update is done.
+
+``OPTIMIZERS`` is the one registry of optimizer names; each class's ``DEFAULTS`` are the spec
+fields it takes, in the order a resolved spec lists them, and ``from_spec`` builds it from them.
 """
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,11 +25,22 @@ class SGD:
     exactly PyTorch's.
     """
 
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.01,
+        "momentum": 0.0,
+        "nesterov": False,
+        "decay": 0.0,
+    }
+
     def __init__(self, params: Sequence[np.ndarray], momentum: float = 0.0, nesterov: bool = False):
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocities = [np.zeros_like(p) for p in params] if momentum else []
         self.lr = 0.0
+
+    @classmethod
+    def from_spec(cls, spec: dict, params: Sequence[np.ndarray]) -> "SGD":
+        return cls(params, spec["momentum"], spec["nesterov"])
 
     @staticmethod
     def gradient_scale(lr: float) -> float:
@@ -65,6 +80,14 @@ class Adam:
     """Adam (Kingma and Ba), with bias-corrected first and second moments, computed exactly as
     PyTorch's ``torch.optim.Adam``."""
 
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.001,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "epsilon": 1e-8,
+        "decay": 0.0,
+    }
+
     def __init__(
         self,
         params: Sequence[np.ndarray],
@@ -78,6 +101,10 @@ class Adam:
         self.t = 0
         self.moments1 = [np.zeros_like(p) for p in params]
         self.moments2 = [np.zeros_like(p) for p in params]
+
+    @classmethod
+    def from_spec(cls, spec: dict, params: Sequence[np.ndarray]) -> "Adam":
+        return cls(params, spec["beta1"], spec["beta2"], spec["epsilon"])
 
     @staticmethod
     def gradient_scale(lr: float) -> float:
@@ -115,12 +142,10 @@ class Adam:
             v[...] = arrays[f"moment2_{i}"]
 
 
-OPTIMIZERS = {
-    "sgd": lambda spec, params: SGD(params, spec["momentum"], spec["nesterov"]),
-    "adam": lambda spec, params: Adam(params, spec["beta1"], spec["beta2"], spec["epsilon"]),
-}
+Optimizer = SGD | Adam
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
 
 
-def make_optimizer(spec: dict, params: Sequence[np.ndarray]) -> SGD | Adam:
+def make_optimizer(spec: dict, params: Sequence[np.ndarray]) -> Optimizer:
     """Builds the optimizer a resolved ``training.optimizer`` spec names."""
-    return OPTIMIZERS[spec["name"]](spec, params)
+    return OPTIMIZERS[spec["name"]].from_spec(spec, params)

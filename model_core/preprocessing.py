@@ -151,3 +151,10 @@ def standardizer(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     mean, std = column_moments(x, rows)
     std[std == 0.0] = 1.0
     return mean.astype(x.dtype), std.astype(x.dtype)
+
+
+def standardize_into(x: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None) -> None:
+    """In place: (x - mean) / scale, or nothing when the model does not standardise."""
+    if mean is not None:
+        x -= mean
+        x /= scale

@@ -16,14 +16,12 @@ from model_core.activations import ACTIVATIONS
 from model_core.errors import SpecError
 from model_core.initializers import INITIALIZERS
 from model_core.losses import LOSSES
+from model_core.network import layer_shapes
+from model_core.optimizers import OPTIMIZERS
 
 TASKS = ("classification", "regression")
 DTYPES = ("float32", "float64")
 RELU_FAMILY = ("relu", "leaky_relu")
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False, "decay": 0.0},
-    "adam": {"learning_rate": 0.001, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "decay": 0.0},
-}
 EARLY_STOPPING_DEFAULTS = {"patience": 10, "min_delta": 1e-4, "restore_best": True}
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 100,
@@ -36,8 +34,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "early_stopping": None,
     "standardize": True,
 }
-# Counts beyond this are mistakes (and would not fit a 32-bit database column).
-MAX_INTEGER = 2**31 - 1
+# The largest 32-bit signed integer: counts beyond it are mistakes, and would not fit a 32-bit
+# database column.
+MAX_INT32 = 2**31 - 1
 NETWORK_KEYS = ("layers", "loss", "init", "dtype", "initial_weights")
 
 
@@ -61,7 +60,7 @@ def _check_keys(section: str, path: str, spec: Any, allowed) -> None:
             raise SpecError(section, where, f"unknown field; expected one of {_choices(allowed)}")
 
 
-def _integer(section: str, path: str, value: Any, minimum: int, maximum: int = MAX_INTEGER) -> int:
+def _integer(section: str, path: str, value: Any, minimum: int, maximum: int = MAX_INT32) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SpecError(section, path, f"must be an integer, got {value!r}")
     if not minimum <= value <= maximum:
@@ -187,17 +186,16 @@ def resolve_initial_weights(weights: Any, layers: list[dict], n_features: int) -
             f"must be a list of {len(layers)} {{W, b}} objects, one per layer",
         )
     resolved = []
-    fan_in = n_features
-    for i, (pair, layer) in enumerate(zip(weights, layers, strict=True)):
+    shapes = layer_shapes(n_features, layers)
+    for i, (pair, (fan_in, units)) in enumerate(zip(weights, shapes, strict=True)):
         path = f"initial_weights[{i}]"
         _check_keys("network", path, pair, ("W", "b"))
         arrays = {}
-        for key, shape in (("W", (fan_in, layer["units"])), ("b", (layer["units"],))):
+        for key, shape in (("W", (fan_in, units)), ("b", (units,))):
             if key not in pair:
                 raise SpecError("network", f"{path}.{key}", "is required")
             arrays[key] = _float_array("network", f"{path}.{key}", pair[key], shape)
         resolved.append(arrays)
-        fan_in = layer["units"]
     return resolved
 
 
@@ -246,8 +244,8 @@ def resolve_optimizer(optimizer: Any) -> dict:
         optimizer = {"name": optimizer}
     if not isinstance(optimizer, dict):
         raise SpecError("training", "optimizer", "must be an object or an optimizer name")
-    name = _choice("training", "optimizer.name", optimizer.get("name", "sgd"), OPTIMIZER_DEFAULTS)
-    defaults = OPTIMIZER_DEFAULTS[name]
+    name = _choice("training", "optimizer.name", optimizer.get("name", "sgd"), OPTIMIZERS)
+    defaults = OPTIMIZERS[name].DEFAULTS
     _check_keys("training", "optimizer", optimizer, ("name", *defaults))
     resolved = {"name": name, **defaults, **optimizer}
     check = {

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from model_core import ModelCoreError, SpecError, resolve_spec, train
+from model_core import MAX_INT32, ModelCoreError, SpecError, resolve_spec, train
 
 X = np.random.default_rng(0).normal(size=(20, 4))
 Y = np.arange(20) % 3
@@ -185,3 +185,26 @@ def test_values_of_the_wrong_shape_or_size_name_the_field(network, training, pat
     with pytest.raises(SpecError) as raised:
         train(X, Y, network, training)
     assert raised.value.path == path
+
+
+def test_resolved_optimizers_list_their_fields_in_a_fixed_order():
+    def resolved(name):
+        spec = resolve_spec(
+            GOOD, {"optimizer": name}, task="classification", n_features=4, n_outputs=3
+        )
+        return list(spec.training["optimizer"])
+
+    assert resolved("sgd") == ["name", "learning_rate", "momentum", "nesterov", "decay"]
+    assert resolved("adam") == ["name", "learning_rate", "beta1", "beta2", "epsilon", "decay"]
+
+
+def test_counts_stop_at_the_largest_32_bit_integer():
+    assert MAX_INT32 == 2**31 - 1
+    spec = resolve_spec(
+        GOOD, {"epochs": MAX_INT32}, task="classification", n_features=4, n_outputs=3
+    )
+    assert spec.training["epochs"] == MAX_INT32
+    with pytest.raises(SpecError, match=f"<= {MAX_INT32}, got {MAX_INT32 + 1}"):
+        resolve_spec(
+            GOOD, {"epochs": MAX_INT32 + 1}, task="classification", n_features=4, n_outputs=3
+        )

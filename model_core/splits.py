@@ -1,0 +1,72 @@
+"""Which rows train and which rows evaluate: explicit validation data, a seeded random split, or
+no validation at all. Rows are named by index, so the data set is never copied."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model_core.errors import SpecError
+from model_core.preprocessing import Targets, as_features, encode_targets
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """Rows to evaluate on: ``rows`` of ``x``, their encoded targets and class indices."""
+
+    x: np.ndarray
+    rows: np.ndarray
+    targets: np.ndarray
+    labels: np.ndarray | None
+
+
+def split_rows(
+    rng: np.random.Generator,
+    x: np.ndarray,
+    targets: Targets,
+    task: str,
+    validation_split: float,
+    validation_data=None,
+) -> tuple[np.ndarray, EvaluationSet | None]:
+    """Training row indices (n_train,) of ``x`` and the evaluation set: ``validation_data``
+    ``(X_val, y_val)`` when given, else a random ``validation_split`` fraction of the rows, else
+    None."""
+    all_rows = np.arange(len(x))
+    if validation_data is not None:
+        return all_rows, explicit_validation_set(validation_data, x, targets, task)
+    if not validation_split:
+        return all_rows, None
+    train_rows, val_rows = random_split(rng, len(x), validation_split)
+    return train_rows, EvaluationSet(x, val_rows, targets.matrix, targets.labels)
+
+
+def explicit_validation_set(
+    validation_data, x: np.ndarray, targets: Targets, task: str
+) -> EvaluationSet:
+    """``(X_val, y_val)`` checked and encoded like the training data, with its classes."""
+    x_val, y_val = validation_data
+    x_val = as_features(x_val, x.dtype, "validation_data.X", x.shape[1])
+    encoded = encode_targets(
+        y_val,
+        task,
+        targets.matrix.shape[1],
+        x.dtype,
+        len(x_val),
+        "validation_data.y",
+        targets.classes,
+    )
+    return EvaluationSet(x_val, np.arange(len(x_val)), encoded.matrix, encoded.labels)
+
+
+def random_split(
+    rng: np.random.Generator, n_samples: int, validation_split: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted training and validation row indices, ``validation_split`` of them validating."""
+    n_val = int(round(n_samples * validation_split))
+    if n_val < 1 or n_val >= n_samples:
+        raise SpecError(
+            "training",
+            "validation_split",
+            f"{validation_split} of {n_samples} rows leaves no validation or no training rows",
+        )
+    order = rng.permutation(n_samples)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
