@@ -23,15 +23,13 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from alembic import command
-
 from bench.service import as_json, store_dataset
 from bench.workloads import model_core_specs, synthetic_workloads
 from model_core import Trainer
-from service.cli import alembic_config, prepare
-from service.db import queries
+from service.db import records
+from service.db.migrate import upgrade
 from service.db.models import TrainingJob
-from service.db.session import make_session_factory
+from service.db.session import create_sqlite_folders, make_session_factory
 from service.settings import Settings
 from worker.training import arrays_cache, run_training
 
@@ -61,7 +59,7 @@ def new_job(sessions, dataset_id: int, network: dict, training: dict) -> int:
             training=training,
             epochs=training["epochs"],
         )
-        return queries.add(session, job).id
+        return records.add(session, job).id
 
 
 def checkpoint_cost(workload) -> tuple[int, float]:
@@ -90,8 +88,8 @@ def timed_run(sessions, config: Settings, cache, dataset_id: int, network, train
     run_training(sessions, job_id, config, cache)
     wall = time.perf_counter() - start
     with sessions() as session:
-        records = queries.list_epochs(session, job_id, after=0, limit=10**6)
-    return Run(sum(record.seconds for record in records), wall)
+        epochs = records.list_epochs(session, job_id, after=0, limit=10**6)
+    return Run(sum(epoch.seconds for epoch in epochs), wall)
 
 
 def report(runs: dict[str, list[Run]]) -> str:
@@ -121,8 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = prepare(Settings.from_env())
-    command.upgrade(alembic_config(settings), "head")
+    settings = create_sqlite_folders(Settings.from_env())
+    upgrade(settings)
     sessions = make_session_factory(settings.database_url)
     workload = synthetic_workloads(args.rows, epochs=args.epochs)[0]
     dataset_id = store_dataset(settings, workload)

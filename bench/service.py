@@ -26,17 +26,16 @@ from datetime import datetime
 
 import numpy as np
 import requests
-from alembic import command
 
 from bench.workloads import Workload, digits_workload, model_core_specs, synthetic_workloads
 from model_core import train
-from service.cli import alembic_config, prepare
-from service.db import queries
+from service.db import records
+from service.db.migrate import upgrade
 from service.db.models import Task
-from service.db.session import make_session_factory
+from service.db.session import create_sqlite_folders, make_session_factory
 from service.ingest import build_dataset
-from service.processes import LocalStack
 from service.settings import Settings
+from service.supervisor import LocalStack
 
 XOR_JOB = {
     "network": {
@@ -108,7 +107,7 @@ def store_dataset(settings: Settings, workload: Workload) -> int:
             y=workload.y,
             target_field="targets",
         )
-        return queries.add(session, dataset).id
+        return records.add(session, dataset).id
 
 
 def time_engine(workload: Workload, network: dict, training: dict) -> float:
@@ -211,8 +210,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = prepare(Settings.from_env())
-    command.upgrade(alembic_config(settings), "head")
+    settings = create_sqlite_folders(Settings.from_env())
+    upgrade(settings)
     rows, digits_epochs, job_repeats, queue_repeats, predicts = (
         (8_000, 5, 2, 3, 100) if args.quick else (60_000, 20, 4, 10, 1000)
     )

@@ -1,15 +1,15 @@
-"""Backprop Service's HTTP API: validate, store, enqueue and predict. It never trains."""
+"""The Flask app factory of the HTTP API: validate, store, enqueue and predict. It never trains."""
 
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
+from model_core import MAX_INT32
+from service.broker import JobQueue
 from service.caching import LruCache
 from service.context import Services, close_db
-from service.db.models import MAX_ID
 from service.db.session import make_session_factory
 from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
-from service.queue import JobQueue
 from service.resources import BLUEPRINTS
 from service.settings import Settings
 
@@ -29,7 +29,7 @@ class RowId(IntegerConverter):
     inside the database driver."""
 
     def __init__(self, url_map, *args, **kwargs):
-        super().__init__(url_map, *args, **{"max": MAX_ID, **kwargs})
+        super().__init__(url_map, *args, **{"max": MAX_INT32, **kwargs})
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -1,7 +1,10 @@
-"""The Celery app, built from Settings; the API uses it to send, the worker to consume.
+"""The broker side, shared by the API, the dispatcher and the worker: the Celery app built from
+Settings, what differs between brokers, the task names, and ``JobQueue``, which sends a job by
+task name (the sender never imports the training code).
 
 JSON only, late acks, one message prefetched per process, and a task whose worker process dies
-is rejected back to the queue. Importing this module trains nothing and connects to nothing.
+is rejected back to the queue. Importing this module trains nothing, connects to nothing and
+loads no Flask.
 """
 
 from collections.abc import Callable
@@ -13,7 +16,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.settings import Settings
 
+# Task names: stable strings, sent by the API and the dispatcher, registered by the worker.
+TRAIN_MODEL = "backprop.train_model"
+
 DECLARE_ATTEMPTS = 3
+# Publishing while the broker is down must not hang a request: retry briefly, then give up.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -133,3 +146,30 @@ def _declare(app: Celery, timeout: float) -> int:
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         channel = connection.default_channel
         return channel.queue_declare(queue=app.conf.task_default_queue).message_count
+
+
+class JobQueue:
+    """Sends training jobs to the workers."""
+
+    def __init__(self, celery: Celery, probe_timeout: float):
+        self.celery = celery
+        self.probe_timeout = probe_timeout
+        self.declared = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "JobQueue":
+        return cls(create_celery_app(settings), settings.broker_timeout_seconds)
+
+    def enqueue_training(self, job_id: int) -> None:
+        """Ask a worker to train job ``job_id``; call only after the job row is committed."""
+        if not self.declared:
+            self.queued_messages()
+        self.celery.send_task(
+            TRAIN_MODEL, args=[job_id], retry=True, retry_policy=PUBLISH_RETRY_POLICY
+        )
+
+    def queued_messages(self) -> int:
+        """Declare the task queue and return how many messages wait in it (a broker round trip)."""
+        waiting = declare_task_queue(self.celery, self.probe_timeout)
+        self.declared = True
+        return waiting

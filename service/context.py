@@ -6,8 +6,8 @@ from flask import current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Model
+from service.broker import JobQueue
 from service.caching import LruCache
-from service.queue import JobQueue
 from service.settings import Settings
 
 

@@ -4,10 +4,13 @@ It trains on 75% of the rows, prints one line per epoch and then the accuracy on
 never saw, the split being scikit-learn's ``train_test_split(random_state=42)``.
 """
 
+import argparse
+
 import numpy as np
 
 from model_core import train
 from service.samples import load_sample, split_train_test
+from service.settings import Settings
 
 NETWORK = {
     "layers": [{"units": 64, "activation": "relu"}, {"units": 10, "activation": "softmax"}],
@@ -49,3 +52,9 @@ def print_epoch(record: dict) -> None:
         f"epoch {record['epoch']:3d}  train_loss {record['train_loss']:.4f}  "
         f"val_loss {record['val_loss']:.4f}  val_accuracy {record['val_accuracy']:.4f}"
     )
+
+
+def demo(_settings: Settings, _args: argparse.Namespace) -> int:
+    """``backprop demo``."""
+    run_demo()
+    return 0

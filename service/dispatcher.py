@@ -24,6 +24,7 @@ It is a process of its own, not a thread in the Celery worker, so that it surviv
 death, and never runs inside a process that forks training children.
 """
 
+import argparse
 import logging
 import signal
 import threading
@@ -31,9 +32,10 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import queries
+from service.broker import JobQueue
+from service.db import dispatch
 from service.db.models import utcnow
-from service.queue import JobQueue
+from service.db.session import make_session_factory
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -91,18 +93,18 @@ class Dispatcher:
         """Reap expired leases, then publish the jobs that need it; return how many were sent."""
         self.reap()
         with self.sessions() as session:
-            job_ids = queries.jobs_to_dispatch(session, self._lost_before(), BATCH)
+            job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
         for job_id in job_ids:
             self.queue.enqueue_training(job_id)
             with self.sessions() as session:
-                queries.mark_dispatched(session, job_id)
+                dispatch.mark_dispatched(session, job_id)
         if job_ids:
             logger.info("dispatched jobs %s", job_ids)
         return len(job_ids)
 
     def reap(self) -> None:
         with self.sessions() as session:
-            moved = queries.reap_expired_leases(session, self.max_attempts)
+            moved = dispatch.reap_expired_leases(session, self.max_attempts)
         for status, job_ids in moved.items():
             if job_ids:
                 logger.warning("lease expired: jobs %s are now %s", job_ids, status)
@@ -115,9 +117,10 @@ class Dispatcher:
         return utcnow() - timedelta(seconds=self.redispatch_after)
 
 
-def run_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> None:
-    """Run the dispatcher in this process until SIGTERM or SIGINT."""
-    dispatcher = Dispatcher.from_settings(settings, sessions)
+def run_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
+    """``backprop dispatcher``: run the dispatcher in this process until SIGTERM or SIGINT."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    dispatcher = Dispatcher.from_settings(settings, make_session_factory(settings.database_url))
 
     def stop(_signum, _frame) -> None:
         dispatcher.stop()
@@ -126,3 +129,4 @@ def run_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> None:
     signal.signal(signal.SIGINT, stop)
     logger.info("dispatcher: a round every %s s", settings.dispatch_interval_seconds)
     dispatcher.run_forever()
+    return 0

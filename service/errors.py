@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from model_core import SpecError
 from service.ingest import DataError
-from service.jobs import NotCancellable
+from service.jobs.cancellation import NotCancellable
 
 INVALID_REQUEST = "The request is not valid; see details."
 

@@ -17,7 +17,7 @@ from flask import Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import queries
+from service.db import records
 from service.db.models import ACTIVE_STATUSES
 from service.errors import fail
 from service.schemas.jobs import EpochSchema, JobSchema
@@ -29,7 +29,7 @@ POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
 EPOCHS_PER_POLL = 1000
 HEARTBEAT = ": keep-alive\n\n"
-# Each open stream holds one thread of an API process (gunicorn's gthread worker, service.cli);
+# Each open stream holds one thread of an API process (gunicorn's gthread worker, service.server);
 # capping streams below the thread count leaves threads for every other request.
 THREADS_PER_PROCESS = 32
 MAX_OPEN_STREAMS = 24
@@ -67,8 +67,8 @@ def read_progress(sessions: sessionmaker[Session], job_id: int, after: int) -> P
     status, so once that status is seen the records read next include them all.
     """
     with sessions() as session:
-        job = queries.get_job(session, job_id)
-        epochs = queries.list_epochs(session, job_id, after, EPOCHS_PER_POLL)
+        job = records.get_job(session, job_id)
+        epochs = records.list_epochs(session, job_id, after, EPOCHS_PER_POLL)
         return Progress(
             STATUS_SCHEMA.dump(job),
             [EPOCH_SCHEMA.dump(record) for record in epochs],

@@ -1,13 +1,15 @@
-"""The API, workers and the dispatcher as child processes: `backprop run`, the integration tests
-and the benchmark.
+"""The process supervisor: the API, workers and the dispatcher as child processes, for
+`backprop run`, the integration tests and the benchmark.
 
 Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
 Each child leads its own process group, so a Ctrl-C in the terminal reaches only the parent,
 which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
 hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn
-worker: see ``service.cli.leave_interrupts_to_the_arbiter``).
+worker: see ``service.server.leave_interrupts_to_the_arbiter``).
 """
 
+import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +19,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from service.db.migrate import upgrade
+from service.settings import Settings
 
 STOP_TIMEOUT_SECONDS = 20
 
@@ -92,3 +97,25 @@ class LocalStack:
 
     def __exit__(self, *_exc_info) -> None:
         self.stop()
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that ``with LocalStack`` stops the children: they lead
+    process groups of their own and hear no signal sent to this process alone."""
+
+    def leave(_signal_number, _frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
+def run_all(settings: Settings, _args: argparse.Namespace) -> int:
+    """``backprop run``: migrate, then run the API, one worker and the dispatcher as child
+    processes until one exits, Ctrl-C or SIGTERM."""
+    upgrade(settings)
+    exit_on_sigterm()
+    with LocalStack(os.environ, workers=1) as stack:
+        try:
+            return stack.wait_for_first_exit()
+        except KeyboardInterrupt:
+            return 0

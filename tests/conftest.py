@@ -1,4 +1,5 @@
-"""Fixtures for the real services: a throwaway PostgreSQL database and a flushed Redis db.
+"""Fixtures shared by every layer: a SQLite database with every table, and for the real services
+a throwaway PostgreSQL database and a flushed Redis db.
 
 With CI=true a missing PostgreSQL or Redis fails the test; elsewhere it is skipped.
 """
@@ -10,6 +11,8 @@ import psycopg
 import pytest
 import redis
 
+from tests.factories import sqlite_sessions
+
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
@@ -19,6 +22,12 @@ def unavailable(what: str, error: Exception):
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    """Sessions on ``tmp_path / "db.sqlite"``, a new SQLite file with every table created."""
+    return sqlite_sessions(tmp_path / "db.sqlite")
 
 
 @pytest.fixture(scope="session")

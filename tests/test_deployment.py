@@ -5,6 +5,8 @@ it runs exists: `backprop` subcommands parse, Python snippets compile, and the D
 app services build from is there.
 """
 
+import ast
+import importlib
 import tomllib
 from pathlib import Path
 
@@ -71,3 +73,28 @@ def test_the_app_image_builds_from_this_repository():
     assert 'CMD ["backprop", "api"]' in dockerfile
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["backprop"] == "service.cli:main"
+
+
+def healthcheck_imports() -> list[tuple[str, str]]:
+    """``(module, name)`` for every ``from module import name`` (and ``(module, "")`` for every
+    ``import module``) in the Python snippets of the compose file's health checks."""
+    found = []
+    for service in SERVICES.values():
+        for command in commands(service):
+            if command[0] != "python":
+                continue
+            for node in ast.walk(ast.parse(command[2])):
+                if isinstance(node, ast.ImportFrom):
+                    found.extend((node.module, alias.name) for alias in node.names)
+                elif isinstance(node, ast.Import):
+                    found.extend((alias.name, "") for alias in node.names)
+    return found
+
+
+def test_every_name_a_healthcheck_imports_exists():
+    """Moving a module must not silently break the compose file's health checks."""
+    imports = healthcheck_imports()
+    assert ("service.broker", "create_celery_app") in imports
+    for module, name in imports:
+        imported = importlib.import_module(module)
+        assert not name or hasattr(imported, name), f"{module} has no {name}"

@@ -1,7 +1,7 @@
 """The lease of a running attempt, renewed from a thread while the training thread computes.
 
-A worker that dies stops renewing; once its lease expires the reaper (service/outbox.py) hands the
-job to another attempt. A heartbeat that finds the attempt fenced off (``StaleAttempt``: the job
+A worker that dies stops renewing; once its lease expires the reaper (service/dispatcher.py) hands
+the job to another attempt. A heartbeat that finds the attempt fenced off (``StaleAttempt``: the job
 was re-queued, cancelled or claimed again) sets ``lost``, and training stops at the next epoch
 without writing anything more.
 """
@@ -12,7 +12,7 @@ import threading
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import queries
+from service.db import attempts
 from worker.retries import is_transient
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class Heartbeat:
         while not self._stopped.wait(self.interval):
             try:
                 with self.sessions() as session:
-                    queries.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
-            except queries.StaleAttempt:
+                    attempts.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
+            except attempts.StaleAttempt:
                 logger.warning("job %s: attempt %s lost its lease", self.job_id, self.attempt)
                 self.lost.set()
                 return

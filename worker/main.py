@@ -3,14 +3,14 @@
 import argparse
 import logging
 
-from service.db.session import make_session_factory
-from service.settings import Settings
-from worker.celery_app import (
+from service.broker import (
     broker_profile,
     create_celery_app,
     declare_task_queue,
     visibility_timeout_problem,
 )
+from service.db.session import make_session_factory
+from service.settings import Settings
 from worker.tasks import register_tasks
 
 # Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.

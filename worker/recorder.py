@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Trainer
-from service.db import queries
+from service.db import attempts
 from service.db.models import EPOCH_FIGURES
 from worker.retries import is_transient
 
@@ -104,10 +104,10 @@ class EpochRecorder:
         checkpoint = self._due_checkpoint()
         try:
             with self.sessions() as session:
-                cancel_requested = queries.record_progress(
+                cancel_requested = attempts.record_progress(
                     session, self.job_id, self.attempt, self.pending, checkpoint
                 )
-        except queries.StaleAttempt:
+        except attempts.StaleAttempt:
             self.stop = Stop.LEASE_LOST
             return
         except DBAPIError as error:
@@ -128,14 +128,14 @@ class EpochRecorder:
         if cancel_requested:
             self.stop = Stop.CANCELLED
 
-    def _due_checkpoint(self) -> queries.Checkpoint | None:
+    def _due_checkpoint(self) -> attempts.Checkpoint | None:
         due = (
             self.epoch - self.checkpointed_epoch >= self.policy.checkpoint_every_epochs
             or self.clock() - self.checkpointed_at >= self.policy.checkpoint_every_seconds
         )
         if not due or self.snapshot is None or self.epoch == self.checkpointed_epoch:
             return None
-        return queries.Checkpoint(self.epoch, self.snapshot())
+        return attempts.Checkpoint(self.epoch, self.snapshot())
 
     def time_limit_message(self, epochs: int) -> str:
         return (

@@ -4,8 +4,8 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.broker import TRAIN_MODEL
 from service.settings import Settings
-from worker.task_names import TRAIN_MODEL
 from worker.training import arrays_cache, run_training
 
 

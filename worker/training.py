@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import ModelCoreError, Trainer, TrainResult
 from service.caching import LruCache
-from service.db import queries
-from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, Model, TrainingJob
-from service.jobs import engine_training
+from service.db import attempts, records
+from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, TrainingJob
 from service.settings import Settings
 from worker import faults
 from worker.lease import Heartbeat
@@ -42,9 +41,9 @@ def final_metrics(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Model:
+def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> TrainedModel:
     classes = result.model.classes
-    return Model(
+    return TrainedModel(
         job_id=job.id,
         dataset_id=dataset.id,
         task=dataset.task,
@@ -87,14 +86,14 @@ def load_job(
     """The job, its data set, the specs for model_core, the arrays and (when resuming) the
     checkpoint, in one short transaction."""
     with sessions() as session:
-        job = queries.get_job(session, job_id)
+        job = records.get_job(session, job_id)
         dataset = job.dataset
         if dataset is None:
             raise DatasetDeleted("the job's data set was deleted before it could train")
-        x, y = cache.get(dataset.id, lambda: queries.get_dataset_arrays(session, dataset.id))
-        checkpoint = queries.get_checkpoint(session, job_id) if resume_epoch else None
-        training = engine_training(job.training)
-        return TrainingInput(job, dataset, job.engine_network(), training, x, y, checkpoint)
+        x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
+        checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
+        network, training = job.engine_network(), job.engine_training()
+        return TrainingInput(job, dataset, network, training, x, y, checkpoint)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -143,9 +142,9 @@ def run_training(
 
 def claim_job(
     sessions: sessionmaker[Session], job_id: int, settings: Settings
-) -> queries.Claim | None:
+) -> attempts.Claim | None:
     with sessions() as session:
-        return queries.claim_job(
+        return attempts.claim_job(
             session, job_id, lease_owner(), settings.lease_seconds, settings.max_attempts
         )
 
@@ -153,7 +152,7 @@ def claim_job(
 def train_attempt(
     sessions: sessionmaker[Session],
     job_id: int,
-    claim: queries.Claim,
+    claim: attempts.Claim,
     settings: Settings,
     cache: ArraysCache | None,
     lease_lost: threading.Event,
@@ -217,7 +216,7 @@ def end_attempt(
     recorder: EpochRecorder | None,
     status: JobStatus,
     error: str | None = None,
-    model: Model | None = None,
+    model: TrainedModel | None = None,
 ) -> JobStatus | None:
     """Write the attempt's last records and its final ``status`` (retrying a database that is
     away); None when the attempt turns out to be stale."""
@@ -225,11 +224,11 @@ def end_attempt(
 
     def write() -> None:
         with sessions() as session:
-            queries.end_attempt(session, job_id, attempt, records, status, error, model)
+            attempts.end_attempt(session, job_id, attempt, records, status, error, model)
 
     try:
         retry_transient(write, f"job {job_id}: end as {status}")
-    except queries.StaleAttempt:
+    except attempts.StaleAttempt:
         logger.warning("job %s: attempt %s is stale; its ending is not written", job_id, attempt)
         return None
     if status is not JobStatus.SUCCEEDED:

@@ -1,6 +1,6 @@
 """The API's own reads and writes on jobs: cancellation, idempotency keys, progress for streams.
 
-Plain SQLAlchemy taking a session, like ``queries``; each write is one conditional UPDATE, so a
+Plain SQLAlchemy taking a session, like ``records``; each write is one conditional UPDATE, so a
 request racing a worker changes a job only in the state it expects.
 """
 
@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import JobStatus, TrainingJob, utcnow
-from service.db.queries import update_job_in
+from service.db.records import update_job_in
 
 
 def cancel_queued_job(session: Session, job_id: int) -> bool:

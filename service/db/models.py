@@ -31,9 +31,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+# Ids and epoch numbers are 32-bit integers (SQLite's INTEGER is wider, PostgreSQL's is not):
+# none is above model_core.MAX_INT32.
 KEEP_IDS = {"sqlite_autoincrement": True}
-# Ids and epoch numbers are 32-bit integers (SQLite's INTEGER is wider, PostgreSQL's is not).
-MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -72,6 +72,9 @@ class JobStatus(enum.StrEnum):
 
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+# Fields of a job's training spec that belong to the service, not to model_core (which refuses
+# keys it does not know): the API checks them (service/jobs/specs.py), the worker applies them.
+SERVICE_TRAINING_FIELDS = ("max_seconds", "checkpoint_every_epochs", "checkpoint_every_seconds")
 
 
 def _enum_column(enum_type: type[enum.StrEnum], name: str) -> Enum:
@@ -152,7 +155,7 @@ class TrainingJob(Base):
 
     dataset: Mapped[Dataset | None] = relationship()
     # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
-    model: Mapped["Model | None"] = relationship(
+    model: Mapped["TrainedModel | None"] = relationship(
         back_populates="job", passive_deletes=True, lazy="selectin"
     )
 
@@ -163,6 +166,12 @@ class TrainingJob(Base):
     def engine_network(self) -> dict:
         """The network spec for model_core, with the initial weights put back (loads them)."""
         return {**self.network, "initial_weights": self.initial_weights}
+
+    def engine_training(self) -> dict:
+        """The training spec for model_core: without the service's own fields."""
+        return {
+            key: value for key, value in self.training.items() if key not in SERVICE_TRAINING_FIELDS
+        }
 
 
 # The figures of an epoch record, mirrored on its job as the latest ones.
@@ -200,7 +209,7 @@ class JobCheckpoint(Base):
     saved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Model(Base):
+class TrainedModel(Base):
     """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it."""
 
     __tablename__ = "models"

@@ -3,6 +3,8 @@
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.settings import Settings
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -26,3 +28,10 @@ def make_engine(url: str) -> Engine:
 def make_session_factory(url: str) -> sessionmaker[Session]:
     """A session factory bound to a new engine for ``url``; objects stay readable after commit."""
     return sessionmaker(make_engine(url), expire_on_commit=False)
+
+
+def create_sqlite_folders(settings: Settings) -> Settings:
+    """Create the folders of the embedded SQLite files (database and broker) of ``settings``."""
+    for path in settings.sqlite_paths():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return settings

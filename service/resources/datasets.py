@@ -9,7 +9,7 @@ from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 
 from service.context import db, services
-from service.db import queries
+from service.db import records
 from service.db.models import Dataset, Task
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
 from service.ingest import DataLimits, dataset_from_csv, dataset_from_json, dataset_from_sample
@@ -80,7 +80,7 @@ class Datasets(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List data sets, oldest first"""
-        return page_of(queries.list_datasets, pagination_parameters)
+        return page_of(records.list_datasets, pagination_parameters)
 
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(201, DatasetSchema)
@@ -91,7 +91,7 @@ class Datasets(MethodView):
         reader = BODY_READERS.get(request.mimetype)
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")
-        return queries.add(db(), reader())
+        return records.add(db(), reader())
 
 
 @blp.route("/<int:dataset_id>")
@@ -100,7 +100,7 @@ class DatasetById(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, dataset_id: int):
         """Show a data set"""
-        return queries.get_dataset(db(), dataset_id) or fail(404, f"No data set {dataset_id}.")
+        return records.get_dataset(db(), dataset_id) or fail(404, f"No data set {dataset_id}.")
 
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -108,9 +108,9 @@ class DatasetById(MethodView):
     def delete(self, dataset_id: int):
         """Delete a data set (its models stay)"""
         session = db()
-        dataset = queries.get_dataset(session, dataset_id) or fail(
+        dataset = records.get_dataset(session, dataset_id) or fail(
             404, f"No data set {dataset_id}."
         )
-        if queries.dataset_in_use(session, dataset_id):
+        if records.dataset_in_use(session, dataset_id):
             fail(409, f"Data set {dataset_id} is used by a queued or running job.")
-        queries.delete_row(session, dataset)
+        records.delete_row(session, dataset)

@@ -6,11 +6,14 @@ from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 
 from service.context import db, services
-from service.db import queries
+from service.db import records
 from service.db.models import TrainingJob
 from service.errors import ErrorSchema, fail
 from service.events import JobEventStream, event_stream_response
-from service.jobs import Submission, cancel_job, check_job, idempotency_key, submit_job
+from service.jobs.cancellation import cancel_job
+from service.jobs.idempotency import Submission, idempotency_key
+from service.jobs.specs import check_job
+from service.jobs.submission import submit_job
 from service.resources.paging import page_of
 from service.schemas.jobs import (
     EpochQuerySchema,
@@ -37,7 +40,7 @@ EVENT_STREAM_DOC = {
 
 
 def get_job_or_404(job_id: int):
-    return queries.get_job(db(), job_id) or fail(404, no_job(job_id))
+    return records.get_job(db(), job_id) or fail(404, no_job(job_id))
 
 
 def no_job(job_id: int) -> str:
@@ -46,7 +49,7 @@ def no_job(job_id: int) -> str:
 
 def require_job(job_id: int) -> None:
     """404 unless job ``job_id`` exists; for views that need its id only, not its row."""
-    if not queries.row_exists(db(), TrainingJob, job_id):
+    if not records.row_exists(db(), TrainingJob, job_id):
         fail(404, no_job(job_id))
 
 
@@ -69,7 +72,7 @@ class Jobs(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List jobs, oldest first"""
-        return page_of(queries.list_jobs, pagination_parameters)
+        return page_of(records.list_jobs, pagination_parameters)
 
     @blp.arguments(SubmitHeadersSchema, location="headers")
     @blp.arguments(JobCreateSchema)
@@ -122,7 +125,7 @@ class JobEpochs(MethodView):
     def get(self, query: dict, job_id: int):
         """The job's epoch records after epoch ``after``, in order (poll while it runs)"""
         require_job(job_id)
-        return queries.list_epochs(db(), job_id, query["after"], query["limit"])
+        return records.list_epochs(db(), job_id, query["after"], query["limit"])
 
 
 @blp.route("/<int:job_id>/events")

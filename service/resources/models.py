@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from model_core import Model
 from service.context import db, services
-from service.db import queries
-from service.db.models import Model as StoredModel
+from service.db import records
+from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
@@ -28,14 +28,14 @@ blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Traine
 
 
 def read_model(session: Session, model_id: int) -> Model | None:
-    blob = queries.get_model_blob(session, model_id)
+    blob = records.get_model_blob(session, model_id)
     return None if blob is None else Model.from_bytes(blob)
 
 
 def load_model(model_id: int) -> Model:
     """The trained model, from this process's cache; a 404 once the model is deleted."""
     session, cache = db(), services().models
-    if not queries.row_exists(session, StoredModel, model_id):
+    if not records.row_exists(session, TrainedModel, model_id):
         cache.evict(model_id)
         fail(404, f"No model {model_id}.")
     model = cache.get(model_id, lambda: read_model(session, model_id))
@@ -69,7 +69,7 @@ class Models(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters):
         """List models, oldest first"""
-        return page_of(queries.list_models, pagination_parameters)
+        return page_of(records.list_models, pagination_parameters)
 
 
 @blp.route("/<int:model_id>")
@@ -78,15 +78,15 @@ class ModelById(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, model_id: int):
         """Show a model: spec, data set, job, final metrics, classes"""
-        return queries.get_model(db(), model_id) or fail(404, f"No model {model_id}.")
+        return records.get_model(db(), model_id) or fail(404, f"No model {model_id}.")
 
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)
     def delete(self, model_id: int):
         """Delete a model"""
         session = db()
-        model = queries.get_model(session, model_id) or fail(404, f"No model {model_id}.")
-        queries.delete_row(session, model)
+        model = records.get_model(session, model_id) or fail(404, f"No model {model_id}.")
+        records.delete_row(session, model)
         services().models.evict(model_id)
 
 

@@ -4,8 +4,9 @@ stream, and the dry-run report."""
 import marshmallow as ma
 from marshmallow import validate
 
-from service.db.models import MAX_ID, JobStatus
-from service.jobs import IDEMPOTENCY_HEADER
+from model_core import MAX_INT32
+from service.db.models import JobStatus
+from service.jobs.idempotency import IDEMPOTENCY_HEADER
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -15,7 +16,7 @@ class JobCreateSchema(ma.Schema):
     """model_core's network and training specs, as documented in docs/model_core.md."""
 
     dataset_id = ma.fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID)
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_INT32)
     )
     network = ma.fields.Dict(required=True, metadata={"description": "model_core network spec"})
     training = ma.fields.Dict(
@@ -68,7 +69,7 @@ class JobSchema(ma.Schema):
 class EpochQuerySchema(ma.Schema):
     after = ma.fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0, max=MAX_ID),
+        validate=validate.Range(min=0, max=MAX_INT32),
         metadata={"description": "return epochs after this one"},
     )
     limit = ma.fields.Integer(
@@ -89,7 +90,7 @@ class EventHeadersSchema(ma.Schema):
     last_event_id = ma.fields.Integer(
         data_key="Last-Event-ID",
         load_default=0,
-        validate=validate.Range(min=0, max=MAX_ID),
+        validate=validate.Range(min=0, max=MAX_INT32),
         metadata={"description": "the last epoch received: the stream resumes after it"},
     )
 

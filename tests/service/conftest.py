@@ -1,10 +1,9 @@
 import pytest
 from sqlalchemy import func, select
 
-from service import create_app
-from service.db.models import Dataset, EpochMetric, Model, TrainingJob
+from service.app import create_app
+from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.settings import Settings
-from tests.factories import sqlite_sessions
 
 MAX_REQUEST_BYTES = 200_000
 
@@ -22,8 +21,8 @@ def settings(tmp_path) -> Settings:
 
 
 @pytest.fixture
-def app(settings, tmp_path):
-    sqlite_sessions(tmp_path / "db.sqlite")
+def app(settings, sessions):
+    """The app on the database of ``sessions`` (tables created there)."""
     app = create_app(settings)
     app.config["TESTING"] = True
     return app
@@ -35,11 +34,6 @@ def client(app):
 
 
 @pytest.fixture
-def sessions(app):
-    return app.extensions["backprop"].sessions
-
-
-@pytest.fixture
 def row_counts(sessions):
     """A function returning how many rows each table holds."""
 
@@ -47,7 +41,7 @@ def row_counts(sessions):
         with sessions() as session:
             return {
                 model.__tablename__: session.scalar(select(func.count()).select_from(model))
-                for model in (Dataset, TrainingJob, EpochMetric, Model)
+                for model in (Dataset, TrainingJob, EpochMetric, TrainedModel)
             }
 
     return count

@@ -4,13 +4,13 @@ import multiprocessing
 
 import pytest
 
-from service.settings import Settings
-from worker.celery_app import (
+from service.broker import (
     broker_profile,
     create_celery_app,
     declare_task_queue,
     visibility_timeout_problem,
 )
+from service.settings import Settings
 
 
 def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():

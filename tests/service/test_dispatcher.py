@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from service.db import queries
+from service.db import attempts
 from service.db.models import JobStatus, TrainingJob, utcnow
-from service.outbox import Dispatcher
-from tests.factories import queued_xor_job, sqlite_sessions
+from service.dispatcher import Dispatcher
+from tests.factories import queued_xor_job
 
 
 class FakeQueue:
@@ -27,11 +27,6 @@ class FakeQueue:
 
     def queued_messages(self) -> int:
         return self.waiting
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    return sqlite_sessions(tmp_path / "db.sqlite")
 
 
 def dispatcher(sessions, queue: FakeQueue) -> Dispatcher:
@@ -86,7 +81,7 @@ def test_a_broker_outage_leaves_the_job_to_send_on_the_next_round(sessions):
 def test_a_job_whose_worker_died_is_requeued_and_sent_again(sessions):
     job_id = queued_xor_job(sessions)
     with sessions() as session:
-        queries.claim_job(session, job_id, "dead worker", lease_seconds=-1, max_attempts=3)
+        attempts.claim_job(session, job_id, "dead worker", lease_seconds=-1, max_attempts=3)
     queue = FakeQueue()
     assert dispatcher(sessions, queue).run_once() == 1
     with sessions() as session:

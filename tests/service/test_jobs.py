@@ -7,11 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from service import create_app
+from service.app import create_app
 from service.db import job_requests
-from service.db.models import JobStatus, TrainingJob
-from service.jobs import cancel_job
+from service.db.models import SERVICE_TRAINING_FIELDS, JobStatus, TrainingJob
+from service.jobs.cancellation import cancel_job
+from service.jobs.specs import SERVICE_FIELD_CHECKS
 from tests.factories import XOR_NETWORK, assert_envelope, job_body
+
+
+def test_every_service_training_field_is_checked_by_the_api():
+    """The worker strips exactly the fields the API checks before model_core sees the spec."""
+    assert set(SERVICE_FIELD_CHECKS) == set(SERVICE_TRAINING_FIELDS)
 
 
 @pytest.fixture

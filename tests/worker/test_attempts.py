@@ -8,12 +8,18 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from model_core import Model as EngineModel
-from model_core import train
-from service.db import queries
-from service.db.models import EpochMetric, JobCheckpoint, JobStatus, Model, TrainingJob, utcnow
+from model_core import Model, train
+from service.db import attempts, dispatch
+from service.db.models import (
+    EpochMetric,
+    JobCheckpoint,
+    JobStatus,
+    TrainedModel,
+    TrainingJob,
+    utcnow,
+)
 from service.settings import Settings
-from tests.factories import XOR_NETWORK, queued_xor_job, sqlite_sessions, xor_training
+from tests.factories import XOR_NETWORK, queued_xor_job, xor_training
 from worker import faults
 from worker.lease import Heartbeat
 from worker.retries import retry_transient
@@ -24,11 +30,6 @@ FAST = Settings(metrics_flush_seconds=0.0, checkpoint_every_epochs=10, heartbeat
 
 class WorkerDied(BaseException):
     """Stands for a SIGKILL: nothing of the attempt runs after it, not even its error paths."""
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    return sqlite_sessions(tmp_path / "db.sqlite")
 
 
 def job_row(sessions, job_id: int) -> TrainingJob:
@@ -52,14 +53,14 @@ def expire_lease(sessions, job_id: int) -> None:
     set_job(sessions, job_id, lease_expires_at=utcnow() - timedelta(seconds=1))
 
 
-def claim(sessions, job_id: int, max_attempts: int = 3) -> queries.Claim | None:
+def claim(sessions, job_id: int, max_attempts: int = 3) -> attempts.Claim | None:
     with sessions() as session:
-        return queries.claim_job(session, job_id, "test", 15, max_attempts)
+        return attempts.claim_job(session, job_id, "test", 15, max_attempts)
 
 
 def die_after_checkpoint(monkeypatch, at_epoch: int) -> None:
     """Kill the attempt right after its flush of ``at_epoch`` committed."""
-    real = queries.record_progress
+    real = attempts.record_progress
 
     def record_then_die(session, job_id, attempt, records, checkpoint):
         cancel = real(session, job_id, attempt, records, checkpoint)
@@ -67,7 +68,7 @@ def die_after_checkpoint(monkeypatch, at_epoch: int) -> None:
             raise WorkerDied
         return cancel
 
-    monkeypatch.setattr(queries, "record_progress", record_then_die)
+    monkeypatch.setattr(attempts, "record_progress", record_then_die)
 
 
 def test_a_live_lease_keeps_a_second_delivery_out_and_an_expired_one_lets_it_in(sessions):
@@ -75,7 +76,7 @@ def test_a_live_lease_keeps_a_second_delivery_out_and_an_expired_one_lets_it_in(
     assert claim(sessions, job_id).attempt == 1
     assert claim(sessions, job_id) is None
     expire_lease(sessions, job_id)
-    assert claim(sessions, job_id) == queries.Claim(attempt=2, resume_epoch=0)
+    assert claim(sessions, job_id) == attempts.Claim(attempt=2, resume_epoch=0)
     expire_lease(sessions, job_id)
     assert claim(sessions, job_id, max_attempts=2) is None
 
@@ -96,7 +97,7 @@ def test_the_reaper_requeues_fails_a_poison_job_and_ends_a_cancelled_one(session
     set_job(sessions, poison, attempt=3)
     set_job(sessions, cancelled, cancel_requested=True)
     with sessions() as session:
-        moved = queries.reap_expired_leases(session, max_attempts=3)
+        moved = dispatch.reap_expired_leases(session, max_attempts=3)
     assert moved == {
         JobStatus.CANCELLED: [cancelled],
         JobStatus.FAILED: [poison],
@@ -129,7 +130,7 @@ def test_a_killed_attempt_resumes_from_its_checkpoint_to_the_uninterrupted_resul
 
     expire_lease(sessions, job_id)
     with sessions() as session:
-        queries.reap_expired_leases(session, max_attempts=3)
+        dispatch.reap_expired_leases(session, max_attempts=3)
     assert run_training(sessions, job_id, FAST) is JobStatus.SUCCEEDED
 
     job = job_row(sessions, job_id)
@@ -143,13 +144,13 @@ def test_a_killed_attempt_resumes_from_its_checkpoint_to_the_uninterrupted_resul
         xor_training(60),
     )
     with sessions() as session:
-        blob = session.scalars(select(Model.blob).where(Model.job_id == job_id)).one()
+        blob = session.scalars(select(TrainedModel.blob).where(TrainedModel.job_id == job_id)).one()
         rows = session.scalars(
             select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
         ).all()
         assert session.scalars(select(JobCheckpoint)).all() == []
     for (w, b), (w_ref, b_ref) in zip(
-        EngineModel.from_bytes(blob).weights, uninterrupted.model.weights, strict=True
+        Model.from_bytes(blob).weights, uninterrupted.model.weights, strict=True
     ):
         assert np.array_equal(w, w_ref) and np.array_equal(b, b_ref)
     assert [(row.epoch, row.train_loss, row.train_accuracy) for row in rows] == [
@@ -160,13 +161,13 @@ def test_a_killed_attempt_resumes_from_its_checkpoint_to_the_uninterrupted_resul
 
 def test_checkpoints_replace_each_other_and_ride_on_flushes(sessions, monkeypatch):
     saved = []
-    real = queries.record_progress
+    real = attempts.record_progress
 
     def spy(session, job_id, attempt, records, checkpoint):
         saved.append(None if checkpoint is None else checkpoint.epoch)
         return real(session, job_id, attempt, records, checkpoint)
 
-    monkeypatch.setattr(queries, "record_progress", spy)
+    monkeypatch.setattr(attempts, "record_progress", spy)
     job_id = queued_xor_job(sessions, epochs=35)
     run_training(sessions, job_id, FAST)
     assert [epoch for epoch in saved if epoch] == [10, 20, 30]
@@ -176,14 +177,14 @@ def test_checkpoints_replace_each_other_and_ride_on_flushes(sessions, monkeypatc
 
 def test_a_running_job_asked_to_cancel_stops_and_keeps_its_history(sessions, monkeypatch):
     job_id = queued_xor_job(sessions, epochs=5000)
-    real = queries.record_progress
+    real = attempts.record_progress
 
     def cancel_after_epoch_100(session, job_id, attempt, records, checkpoint):
         if records and records[-1]["epoch"] == 100:
             set_job(sessions, job_id, cancel_requested=True)
         return real(session, job_id, attempt, records, checkpoint)
 
-    monkeypatch.setattr(queries, "record_progress", cancel_after_epoch_100)
+    monkeypatch.setattr(attempts, "record_progress", cancel_after_epoch_100)
     assert run_training(sessions, job_id, FAST) is JobStatus.CANCELLED
     job = job_row(sessions, job_id)
     assert (job.status, job.epoch, job.error) == ("cancelled", 100, None)
@@ -205,7 +206,7 @@ def test_the_time_limit_fails_the_job_with_its_own_message(sessions):
 
 def test_an_attempt_that_loses_its_lease_stops_and_writes_nothing_more(sessions, monkeypatch):
     job_id = queued_xor_job(sessions, epochs=5000)
-    real = queries.record_progress
+    real = attempts.record_progress
 
     def taken_over_after_epoch_50(session, job_id, attempt, records, checkpoint):
         cancel = real(session, job_id, attempt, records, checkpoint)
@@ -213,7 +214,7 @@ def test_an_attempt_that_loses_its_lease_stops_and_writes_nothing_more(sessions,
             set_job(sessions, job_id, attempt=attempt + 1)
         return cancel
 
-    monkeypatch.setattr(queries, "record_progress", taken_over_after_epoch_50)
+    monkeypatch.setattr(attempts, "record_progress", taken_over_after_epoch_50)
     assert run_training(sessions, job_id, FAST) is None
     job = job_row(sessions, job_id)
     assert (job.status, job.attempt, job.epoch) == ("running", 2, 50)
@@ -232,7 +233,7 @@ def test_the_heartbeat_renews_the_lease_and_notices_when_it_is_lost(sessions):
 
 
 def test_a_flush_that_meets_a_transient_error_keeps_its_records(sessions, monkeypatch):
-    real = queries.record_progress
+    real = attempts.record_progress
     failures = []
 
     def fail_once(session, job_id, attempt, records, checkpoint):
@@ -241,7 +242,7 @@ def test_a_flush_that_meets_a_transient_error_keeps_its_records(sessions, monkey
             raise OperationalError("INSERT", {}, Exception("server closed the connection"))
         return real(session, job_id, attempt, records, checkpoint)
 
-    monkeypatch.setattr(queries, "record_progress", fail_once)
+    monkeypatch.setattr(attempts, "record_progress", fail_once)
     job_id = queued_xor_job(sessions, epochs=200)
     assert run_training(sessions, job_id, FAST) is JobStatus.SUCCEEDED
     assert failures == [1]

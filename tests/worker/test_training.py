@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from model_core import Model as EngineModel
-from service.db import queries
-from service.db.models import Dataset, EpochMetric, JobStatus, Model, Task, TrainingJob
+from model_core import Model
+from service.db import attempts, records
+from service.db.models import Dataset, EpochMetric, JobStatus, Task, TrainedModel, TrainingJob
 from service.ingest import build_dataset
 from service.settings import Settings
-from tests.factories import queued_xor_job, sqlite_sessions
+from tests.factories import queued_xor_job
 from worker import training
 from worker.training import run_training
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    return sqlite_sessions(tmp_path / "db.sqlite")
 
 
 def epochs_of(sessions, job_id: int) -> list[int]:
@@ -43,8 +38,8 @@ def test_a_job_trains_and_stores_history_and_model(sessions):
     assert job.started_at <= job.finished_at
     assert epochs_of(sessions, job_id) == list(range(1, 401))
     with sessions() as session:
-        model = session.scalars(select(Model).where(Model.job_id == job_id)).one()
-        engine_model = EngineModel.from_bytes(model.blob)
+        model = session.scalars(select(TrainedModel).where(TrainedModel.job_id == job_id)).one()
+        engine_model = Model.from_bytes(model.blob)
     assert model.classes == [0, 1] and model.metrics["epochs_trained"] == 400
     assert engine_model.predict(np.array([[0, 0], [0, 1], [1, 0], [1, 1]])).tolist() == [0, 1, 1, 0]
 
@@ -59,13 +54,13 @@ def test_a_second_delivery_trains_nothing(sessions):
 
 def test_epochs_are_written_in_batches_not_one_round_trip_each(sessions, monkeypatch):
     batches = []
-    real_record_progress = queries.record_progress
+    real_record_progress = attempts.record_progress
 
     def spy(session, job_id, attempt, records, checkpoint):
         batches.append(len(records))
         return real_record_progress(session, job_id, attempt, records, checkpoint)
 
-    monkeypatch.setattr(queries, "record_progress", spy)
+    monkeypatch.setattr(attempts, "record_progress", spy)
     job_id = queued_xor_job(sessions, epochs=3000)
     run_training(sessions, job_id, Settings(metrics_flush_seconds=0.05))
     assert len(batches) < 100 and sum(batches) <= 3000
@@ -74,13 +69,13 @@ def test_epochs_are_written_in_batches_not_one_round_trip_each(sessions, monkeyp
 
 def test_progress_is_visible_while_the_job_runs(sessions, monkeypatch):
     seen = []
-    real_end = queries.end_attempt
+    real_end = attempts.end_attempt
 
     def look_then_end(session, job_id, attempt, records, *args):
         seen.append((job_row(sessions, job_id).epoch, len(epochs_of(sessions, job_id))))
         real_end(session, job_id, attempt, records, *args)
 
-    monkeypatch.setattr(queries, "end_attempt", look_then_end)
+    monkeypatch.setattr(attempts, "end_attempt", look_then_end)
     job_id = queued_xor_job(sessions, epochs=50)
     run_training(sessions, job_id, Settings(metrics_flush_seconds=0.0))
     assert seen == [(50, 50)]
@@ -121,7 +116,7 @@ def test_divergence_fails_the_job_with_its_message_and_keeps_history(sessions):
     assert job.status == "failed" and "diverged at epoch 3" in job.error
     assert epochs_of(sessions, job_id) == [1, 2]
     with sessions() as session:
-        assert session.scalars(select(Model)).all() == []
+        assert session.scalars(select(TrainedModel)).all() == []
 
 
 def test_a_spec_error_at_training_time_fails_the_job(sessions):
@@ -156,7 +151,7 @@ def test_an_unexpected_error_fails_the_job_and_is_raised(sessions, monkeypatch):
 def test_a_stale_attempt_cannot_write(sessions):
     job_id = queued_xor_job(sessions)
     with sessions() as session:
-        attempt = queries.claim_job(session, job_id, "me", 15, 3).attempt
+        attempt = attempts.claim_job(session, job_id, "me", 15, 3).attempt
         session.get(TrainingJob, job_id).attempt = attempt + 1
         session.commit()
         record = {
@@ -167,8 +162,8 @@ def test_a_stale_attempt_cannot_write(sessions):
             "val_accuracy": None,
             "seconds": 0.1,
         }
-        with pytest.raises(queries.StaleAttempt):
-            queries.record_progress(session, job_id, attempt, [record])
+        with pytest.raises(attempts.StaleAttempt):
+            attempts.record_progress(session, job_id, attempt, [record])
     assert epochs_of(sessions, job_id) == []
 
 
@@ -176,15 +171,15 @@ def test_arrays_are_stored_without_pickle(sessions):
     queued_xor_job(sessions)
     with sessions() as session:
         dataset = session.scalars(select(Dataset)).one()
-        x, y = queries.get_dataset_arrays(session, dataset.id)
+        x, y = records.get_dataset_arrays(session, dataset.id)
     assert x.dtype.kind == "f" and y.dtype.kind == "i"
 
 
 def test_a_process_reads_a_data_set_once_across_jobs(sessions, monkeypatch):
     reads = []
-    real_read = queries.get_dataset_arrays
+    real_read = records.get_dataset_arrays
     monkeypatch.setattr(
-        queries, "get_dataset_arrays", lambda s, i: reads.append(i) or real_read(s, i)
+        records, "get_dataset_arrays", lambda s, i: reads.append(i) or real_read(s, i)
     )
     cache = training.arrays_cache(10**6)
     first = queued_xor_job(sessions, epochs=5)
@@ -214,6 +209,6 @@ def test_given_initial_weights_reach_the_engine(sessions):
         session.commit()
     run_training(sessions, job_id)
     with sessions() as session:
-        blob = session.scalars(select(Model.blob).where(Model.job_id == job_id)).one()
-    first_w, _ = EngineModel.from_bytes(blob).weights[0]
+        blob = session.scalars(select(TrainedModel.blob).where(TrainedModel.job_id == job_id)).one()
+    first_w, _ = Model.from_bytes(blob).weights[0]
     assert np.allclose(first_w, weights[0]["W"], atol=1e-6)

@@ -1,0 +1,80 @@
+"""Dispatch: what the dispatcher process reads and writes (the outbox mark, which jobs to send,
+and the reaping of expired leases). Every write is one conditional UPDATE, so several
+dispatchers may run at once.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import JobStatus, TrainingJob, utcnow
+from service.db.records import update_job_in
+
+
+def mark_dispatched(session: Session, job_id: int) -> None:
+    """Record that job ``job_id`` was just published to the broker (the outbox mark), and commit.
+
+    Only a queued job is marked: a job a worker claimed already in the meantime needs no mark.
+    """
+    update_job_in(session, job_id, JobStatus.QUEUED, dispatched_at=utcnow())
+
+
+def reap_expired_leases(session: Session, max_attempts: int) -> dict[JobStatus, list[int]]:
+    """End or re-queue the running jobs whose lease expired (their worker died), and commit.
+
+    A job asked to stop becomes cancelled; one with attempts left goes back to queued with no
+    dispatch mark (the dispatcher sends it again); one without fails as a poison job. Returns
+    the ids of the jobs moved, by their new status.
+    """
+    now = utcnow()
+    expired = and_(TrainingJob.status == JobStatus.RUNNING, TrainingJob.lease_expires_at < now)
+    cancelled = TrainingJob.cancel_requested.is_(True)
+    exhausted = TrainingJob.attempt >= max_attempts
+    ended = {"finished_at": now, "lease_owner": None, "lease_expires_at": None}
+    moves = {
+        JobStatus.CANCELLED: (cancelled, ended),
+        JobStatus.FAILED: (
+            ~cancelled & exhausted,
+            {**ended, "error": poison_message(max_attempts)},
+        ),
+        JobStatus.QUEUED: (
+            ~cancelled & ~exhausted,
+            {"dispatched_at": None, "lease_owner": None, "lease_expires_at": None},
+        ),
+    }
+    moved = {}
+    for status, (condition, values) in moves.items():
+        moved[status] = list(
+            session.scalars(
+                update(TrainingJob)
+                .where(expired, condition)
+                .values(status=status, **values)
+                .returning(TrainingJob.id)
+            )
+        )
+    session.commit()
+    return moved
+
+
+def poison_message(max_attempts: int) -> str:
+    return (
+        f"the worker training this job died on every attempt ({max_attempts} of {max_attempts}); "
+        "it was not retried again (a job that kills its worker, e.g. by running out of memory)"
+    )
+
+
+def jobs_to_dispatch(session: Session, sent_before: datetime | None, limit: int) -> list[int]:
+    """Queued jobs never sent to the broker (or re-queued since), oldest first; with
+    ``sent_before``, also those sent before that time and still queued."""
+    condition = TrainingJob.dispatched_at.is_(None)
+    if sent_before is not None:
+        condition = condition | (TrainingJob.dispatched_at < sent_before)
+    return list(
+        session.scalars(
+            select(TrainingJob.id)
+            .where(TrainingJob.status == JobStatus.QUEUED, condition)
+            .order_by(TrainingJob.id)
+            .limit(limit)
+        )
+    )

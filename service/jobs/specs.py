@@ -1,0 +1,166 @@
+"""Checking a submission against its data set: the service's own training fields, model_core's
+specs, the size of the network; and the dry run (``POST /v1/jobs/validate``).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from model_core import ResolvedSpec, SpecError, layer_shapes, resolve_spec
+from service.db import records
+from service.db.models import SERVICE_TRAINING_FIELDS, Dataset
+from service.ingest import DataError
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class SpecReport:
+    """The outcome of a dry run: errors keyed by field path, warnings, resolved specs."""
+
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    network: dict | None = None
+    training: dict | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars turned into lists and numbers, for JSON columns.
+
+    model_core's resolved network holds ``initial_weights`` as arrays.
+    """
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+def split_network(network: dict) -> tuple[dict, list | None]:
+    """The resolved network spec without its initial weights, and the weights as lists.
+
+    Weights can be megabytes: they are stored apart and not echoed back.
+    """
+    plain = plain_json(network)
+    return plain, plain.pop("initial_weights", None)
+
+
+def check_max_seconds(value: Any, settings: Settings) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError("training.max_seconds", "must be a number of seconds")
+    if not 0 < value <= settings.max_job_seconds:
+        raise DataError(
+            "training.max_seconds",
+            f"must be > 0 and <= {settings.max_job_seconds} (MAX_JOB_SECONDS)",
+        )
+
+
+def check_checkpoint_every_epochs(value: Any, _settings: Settings) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError("training.checkpoint_every_epochs", "must be an integer >= 1")
+
+
+def check_checkpoint_every_seconds(value: Any, _settings: Settings) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise DataError("training.checkpoint_every_seconds", "must be a number of seconds > 0")
+
+
+# The check of each of the service's own training fields (``SERVICE_TRAINING_FIELDS``).
+SERVICE_FIELD_CHECKS = {
+    "max_seconds": check_max_seconds,
+    "checkpoint_every_epochs": check_checkpoint_every_epochs,
+    "checkpoint_every_seconds": check_checkpoint_every_seconds,
+}
+
+
+def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
+    """model_core's training spec, and the checked service fields; raises ``DataError``."""
+    own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
+    for key, value in own.items():
+        SERVICE_FIELD_CHECKS[key](value, settings)
+    engine = {key: value for key, value in training.items() if key not in own}
+    return engine, own
+
+
+def count_parameters(network: dict, n_features: int) -> int:
+    """Weights and biases of the network: sum over layers of (inputs + 1) x units."""
+    shapes = layer_shapes(n_features, network["layers"])
+    return sum((fan_in + 1) * units for fan_in, units in shapes)
+
+
+def check_size(network: dict, n_features: int, max_parameters: int) -> None:
+    """A network too large to train here is refused before it can exhaust a worker's memory
+    (and be retried as a poison job)."""
+    count = count_parameters(network, n_features)
+    if count > max_parameters:
+        raise DataError(
+            "network.layers",
+            f"has {count} parameters; the limit is {max_parameters} (MAX_PARAMETERS)",
+        )
+
+
+def find_dataset(session: Session, dataset_id: int) -> Dataset:
+    """The data set a job names; a missing one is a problem with the request body."""
+    dataset = records.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise DataError("dataset_id", f"no data set with id {dataset_id}")
+    return dataset
+
+
+def resolve_for(dataset: Dataset, network: dict, training: dict) -> ResolvedSpec:
+    """model_core's check of both specs against the data set's shape; raises ``SpecError``."""
+    return resolve_spec(
+        network,
+        training,
+        task=dataset.task.value,
+        n_features=dataset.n_features,
+        n_outputs=dataset.n_outputs,
+        n_samples=dataset.n_samples,
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A job's data set and specs with every default filled in, ready to store."""
+
+    dataset: Dataset
+    network: dict
+    initial_weights: list | None
+    training: dict
+    warnings: list[str]
+
+
+def resolve_job(
+    session: Session, settings: Settings, dataset_id: int, network: dict, training: dict
+) -> ResolvedJob:
+    """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
+    dataset = find_dataset(session, dataset_id)
+    engine_spec, own = split_training(training, settings)
+    resolved = resolve_for(dataset, network, engine_spec)
+    check_size(resolved.network, dataset.n_features, settings.max_parameters)
+    resolved_network, initial_weights = split_network(resolved.network)
+    return ResolvedJob(
+        dataset,
+        resolved_network,
+        initial_weights,
+        {**plain_json(resolved.training), **own},
+        resolved.warnings,
+    )
+
+
+def check_job(session: Session, settings: Settings, **body: Any) -> SpecReport:
+    """A dry run of ``submit_job``: what would be wrong, and the specs with their defaults."""
+    try:
+        resolved = resolve_job(session, settings, **body)
+    except (DataError, SpecError) as error:
+        return SpecReport(errors={error.path: [error.message]})
+    return SpecReport(
+        warnings=resolved.warnings, network=resolved.network, training=resolved.training
+    )
