@@ -140,15 +140,35 @@ def default_loss(output_activation: str, task: str) -> str:
 
 
 def resolve_loss(loss: Any, output_activation: str, task: str) -> str:
+    """The given loss, or the default for the output activation; either is checked against the
+    output layer and the task, so that a resolved spec always resolves again (the worker
+    resolves the stored spec once more before training)."""
     if loss is None:
-        return default_loss(output_activation, task)
+        default = default_loss(output_activation, task)
+        check_loss(
+            default,
+            f"{default} (the default after a {output_activation} output)",
+            output_activation,
+            task,
+        )
+        return default
     _choice("network", "loss", loss, LOSSES)
+    check_loss(loss, loss, output_activation, task)
+    return loss
+
+
+def check_loss(loss: str, described: str, output_activation: str, task: str) -> None:
+    """A loss that needs a given output activation needs it, and classification."""
     required = LOSSES[loss].required_activation
     if required and output_activation != required:
-        raise SpecError("network", "loss", f"{loss} needs a {required} output layer")
+        raise SpecError("network", "loss", f"{described} needs a {required} output layer")
     if required and task != "classification":
-        raise SpecError("network", "loss", f"{loss} is for classification, not {task}")
-    return loss
+        raise SpecError(
+            "network",
+            "loss",
+            f"{described} is for classification, not {task}; choose a loss such as mse, or"
+            " another output activation",
+        )
 
 
 def check_output_width(layers: list[dict], loss: str, task: str, n_outputs: int) -> None:
