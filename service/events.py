@@ -111,16 +111,20 @@ class JobEventStream:
             return None
 
     def events(self, progress: Progress) -> list[str]:
-        """The epochs, and the status when it changed: before the epochs while the job is active,
-        last once it is finished and every epoch was sent."""
+        """The epochs, and the status: first on connecting (whatever it is), before the epochs
+        when it changes while the job is active, and last once the job is finished and every
+        epoch was sent (so a finished job's stream opens and ends with its final status)."""
         epochs = [sse_event("epoch", record, record["epoch"]) for record in progress.epochs]
         if progress.epochs:
             self.last_epoch = progress.epochs[-1]["epoch"]
-        if progress.job["status"] == self.status or (progress.final and not progress.complete):
-            return epochs
+        status = sse_event("status", progress.job)
+        changed = progress.job["status"] != self.status
+        if progress.final:
+            opening = [status] if self.status is None else []
+            self.status = self.status or progress.job["status"]
+            return [*opening, *epochs, *([status] if progress.complete else [])]
         self.status = progress.job["status"]
-        status = [sse_event("status", progress.job)]
-        return epochs + status if progress.final else status + epochs
+        return [*([status] if changed else []), *epochs]
 
 
 class StreamSlots:

@@ -56,16 +56,18 @@ def finished_job(sessions) -> int:
     return job_id
 
 
-def test_a_finished_job_streams_its_epochs_then_its_final_status(client, finished_job):
+def test_a_finished_job_streams_its_status_its_epochs_then_its_final_status(client, finished_job):
+    """The status on connecting comes first, as for an active job; the final one ends it."""
     response = client.get(f"/v1/jobs/{finished_job}/events")
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"
     text = response.get_data(as_text=True)
-    assert text.startswith("event: epoch\nid: 1\ndata: {")
+    assert text.startswith("event: status\ndata: {")
     parsed = parse_events(text)
     assert summary(parsed) == [
+        "status:failed",
         "epoch:1",
         "epoch:2",
         "epoch:3",
@@ -73,8 +75,9 @@ def test_a_finished_job_streams_its_epochs_then_its_final_status(client, finishe
         "epoch:5",
         "status:failed",
     ]
-    assert [event.get("id") for event in parsed] == ["1", "2", "3", "4", "5", None]
-    assert parsed[1]["data"] == {
+    assert [event.get("id") for event in parsed] == [None, "1", "2", "3", "4", "5", None]
+    assert parsed[0]["data"] == parsed[-1]["data"]
+    assert parsed[2]["data"] == {
         "epoch": 2,
         "train_loss": 0.5,
         "val_loss": None,
@@ -97,6 +100,7 @@ def test_a_finished_job_streams_its_epochs_then_its_final_status(client, finishe
 def test_last_event_id_resumes_after_that_epoch(client, finished_job):
     response = client.get(f"/v1/jobs/{finished_job}/events", headers={"Last-Event-ID": "3"})
     assert summary(parse_events(response.get_data(as_text=True))) == [
+        "status:failed",
         "epoch:4",
         "epoch:5",
         "status:failed",
@@ -150,7 +154,7 @@ def test_the_final_status_waits_for_every_page_of_epochs(sessions, finished_job,
     monkeypatch.setattr(events, "EPOCHS_PER_POLL", 2)
     chunks = list(JobEventStream(sessions, finished_job, sleep=pytest.fail))
     assert [summary(parse_events(chunk)) for chunk in chunks] == [
-        ["epoch:1", "epoch:2"],
+        ["status:failed", "epoch:1", "epoch:2"],
         ["epoch:3", "epoch:4"],
         ["epoch:5", "status:failed"],
     ]
