@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Base, TrainingJob
+from service.db.models import Base, EpochMetric, TrainingJob
 from service.db.session import make_session_factory
 from service.ingest import dataset_from_sample
 
@@ -57,6 +57,15 @@ def queued_xor_job(
         session.add(job)
         session.commit()
         return job.id
+
+
+def add_epochs(sessions: sessionmaker[Session], job_id: int, epochs: range) -> None:
+    """Store epoch records for ``epochs`` of a job, as its worker would."""
+    with sessions() as session:
+        for epoch in epochs:
+            session.add(EpochMetric(job_id=job_id, epoch=epoch, train_loss=1 / epoch, seconds=0.01))
+        session.get(TrainingJob, job_id).epoch = epochs[-1]
+        session.commit()
 
 
 def assert_envelope(response, status: int, field: str | None = None) -> dict:

@@ -32,6 +32,10 @@ REPLAYED_DOC = {
     "description": "`true` when an earlier request with this Idempotency-Key created the job",
     "schema": {"type": "string", "enum": ["true"]},
 }
+NEXT_LINK_DOC = {
+    "description": 'Present while more epochs are stored: `<URL of the next page>; rel="next"`',
+    "schema": {"type": "string"},
+}
 EVENT_STREAM_DOC = {
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
     "description": "`epoch` events (id: the epoch number; data: the epoch record) and `status`"
@@ -51,6 +55,12 @@ def require_job(job_id: int) -> None:
     """404 unless job ``job_id`` exists; for views that need its id only, not its row."""
     if not records.row_exists(db(), TrainingJob, job_id):
         fail(404, no_job(job_id))
+
+
+def next_epochs_link(job_id: int, after: int, limit: int) -> str:
+    """An RFC 8288 link to the page of epochs after epoch ``after``."""
+    url = url_for("jobs.JobEpochs", job_id=job_id, after=after, limit=limit)
+    return f'<{url}>; rel="next"'
 
 
 def submission_headers(submission: Submission) -> dict[str, str]:
@@ -120,12 +130,18 @@ class JobCancel(MethodView):
 @blp.route("/<int:job_id>/epochs")
 class JobEpochs(MethodView):
     @blp.arguments(EpochQuerySchema, location="query")
-    @blp.response(200, EpochSchema(many=True))
+    @blp.response(200, EpochSchema(many=True), headers={"Link": NEXT_LINK_DOC})
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, query: dict, job_id: int):
-        """The job's epoch records after epoch ``after``, in order (poll while it runs)"""
+        """The job's epoch records after epoch ``after``, in order (poll while it runs); a
+        ``Link: <...>; rel="next"`` header while more are stored"""
         require_job(job_id)
-        return records.list_epochs(db(), job_id, query["after"], query["limit"])
+        limit = query["limit"]
+        rows = records.list_epochs(db(), job_id, query["after"], limit + 1)
+        if len(rows) <= limit:
+            return rows
+        page = rows[:limit]
+        return page, 200, {"Link": next_epochs_link(job_id, page[-1].epoch, limit)}
 
 
 @blp.route("/<int:job_id>/events")

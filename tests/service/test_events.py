@@ -8,17 +8,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from service import events
-from service.db.models import EpochMetric, JobStatus, TrainingJob
+from service.db.models import JobStatus, TrainingJob
 from service.events import HEARTBEAT, JobEventStream
-from tests.factories import assert_envelope, queued_xor_job
-
-
-def add_epochs(sessions, job_id: int, epochs: range) -> None:
-    with sessions() as session:
-        for epoch in epochs:
-            session.add(EpochMetric(job_id=job_id, epoch=epoch, train_loss=1 / epoch, seconds=0.01))
-        session.get(TrainingJob, job_id).epoch = epochs[-1]
-        session.commit()
+from tests.factories import add_epochs, assert_envelope, queued_xor_job
 
 
 def set_status(sessions, job_id: int, status: JobStatus) -> None:
