@@ -6,6 +6,7 @@ naming the field, which the API answers with a 422.
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,13 +64,54 @@ def numeric_matrix(value: object, field: str) -> np.ndarray:
         raise DataError(field, "each row must be a flat list of numbers")
     if array.shape[1] == 0:
         raise DataError(field, "rows must not be empty")
+    return numeric_array(array, value, field)
+
+
+def numeric_array(array: np.ndarray, value: list, field: str) -> np.ndarray:
+    """``array``, made by ``np.array(value)``, as finite float64.
+
+    When numpy did not find numbers only, ``value`` is read again cell by cell to name the
+    first cell that is not one: large valid inputs pay for numpy's conversion alone.
+    """
     if array.dtype.kind not in "iuf":
-        raise DataError(field, "must contain numbers only")
-    array = array.astype(np.float64)
+        array = np.array(json_numbers(value, field))
+    array = array.astype(np.float64, copy=False)
     if not np.isfinite(array).all():
-        row, column = np.argwhere(~np.isfinite(array))[0]
-        raise DataError(f"{field}[{row}][{column}]", "NaN and infinity are not allowed")
+        index = np.argwhere(~np.isfinite(array))[0]
+        path = field + "".join(f"[{position}]" for position in index)
+        raise DataError(path, "NaN and infinity are not allowed")
     return array
+
+
+def json_numbers(value: list, field: str) -> list:
+    """Nested lists ``value`` with each cell a float; the first cell that is not a number
+    raises a ``DataError`` naming it, ``field[row][column]``."""
+    numbers = []
+    for index, item in enumerate(value):
+        path = f"{field}[{index}]"
+        numbers.append(
+            json_numbers(item, path) if isinstance(item, list) else json_number(item, path)
+        )
+    return numbers
+
+
+def json_number(cell: object, path: str) -> float:
+    """A JSON cell as a float: a string, a boolean, null or an object is not a number."""
+    if isinstance(cell, bool) or not isinstance(cell, int | float):
+        raise DataError(path, f"{shown(cell)} is not a number")
+    try:
+        return float(cell)
+    except OverflowError:  # an integer literal beyond 1.8e308
+        raise DataError(path, f"{shown(cell)} is too large for a 64-bit float") from None
+
+
+SHOWN_CHARS = 40
+
+
+def shown(cell: object) -> str:
+    """A JSON cell as an error message quotes it: strings as 'text', the rest as JSON."""
+    text = repr(cell) if isinstance(cell, str) else json.dumps(cell)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 def classification_labels(y: np.ndarray, field: str) -> np.ndarray:
@@ -86,13 +128,11 @@ def classification_labels(y: np.ndarray, field: str) -> np.ndarray:
 
 
 def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
-    """Finite float64 targets of shape (n,) or (n, n_targets)."""
-    if y.ndim not in (1, 2) or y.dtype.kind not in "iuf":
+    """Float64 targets of shape (n,) or (n, n_targets), from finite numbers (``numeric_array``,
+    ``parse_numbers``)."""
+    if y.ndim not in (1, 2):
         raise DataError(field, "regression targets must be numbers, one or a list per row")
-    y = y.astype(np.float64)
-    if not np.isfinite(y).all():
-        raise DataError(field, "NaN and infinity are not allowed")
-    return y
+    return y.astype(np.float64, copy=False)
 
 
 def compact_features(x: np.ndarray) -> np.ndarray:
@@ -159,13 +199,19 @@ def dataset_from_json(
     """A data set from JSON ``features`` (rows of numbers) and ``targets`` (labels or values)."""
     x = numeric_matrix(features, "features")
     limits.check("features", *x.shape)
+    y = json_targets(task, targets)
+    return build_dataset(name=name, task=task, source="json", x=x, y=y, target_field="targets")
+
+
+def json_targets(task: Task, targets: object) -> np.ndarray:
+    """JSON ``targets`` as an array: labels as given, regression values as finite float64."""
     if not isinstance(targets, list):
         raise DataError("targets", "must be a list with one entry per row")
     try:
         y = np.array(targets)
     except ValueError:
         raise DataError("targets", "rows have different lengths") from None
-    return build_dataset(name=name, task=task, source="json", x=x, y=y, target_field="targets")
+    return numeric_array(y, targets, "targets") if task is Task.REGRESSION else y
 
 
 def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
@@ -183,10 +229,16 @@ def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
 
 @dataclass(frozen=True)
 class CsvTable:
-    """A CSV file split into column names (or None) and rows of strings."""
+    """A CSV file split into column names (or None) and rows of strings; ``rows[i]`` starts on
+    line ``lines[i]`` of the file."""
 
     columns: list[str] | None
     rows: list[list[str]]
+    lines: list[int]
+
+    def column_label(self, index: int) -> str:
+        """Column ``index`` as messages name it: its quoted header name, or its number."""
+        return repr(self.columns[index]) if self.columns else str(index)
 
 
 def read_csv(data: bytes, header: bool) -> CsvTable:
@@ -196,17 +248,33 @@ def read_csv(data: bytes, header: bool) -> CsvTable:
     except UnicodeDecodeError:
         raise DataError("file", "is not UTF-8 text") from None
     try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+        lines, rows = numbered_rows(text)
     except csv.Error as error:  # e.g. a field over the csv module's 128 kB limit
         raise DataError("file", f"is not valid CSV: {error}") from None
-    columns = [name.strip() for name in rows.pop(0)] if header and rows else None
+    columns = None
+    if header and rows:
+        columns = [name.strip() for name in rows.pop(0)]
+        lines.pop(0)
     if not rows:
         raise DataError("file", "has no data rows")
     width = len(columns) if columns else len(rows[0])
-    for number, row in enumerate(rows, start=2 if header else 1):
+    for line, row in zip(lines, rows, strict=True):
         if len(row) != width:
-            raise DataError("file", f"line {number} has {len(row)} values; expected {width}")
-    return CsvTable(columns, rows)
+            raise DataError("file", f"line {line} has {len(row)} values; expected {width}")
+    return CsvTable(columns, rows, lines)
+
+
+def numbered_rows(text: str) -> tuple[list[int], list[list[str]]]:
+    """The rows of CSV ``text`` that are not blank, and the line each one starts on."""
+    reader = csv.reader(io.StringIO(text))
+    lines, rows = [], []
+    start = 1
+    for row in reader:
+        if row:
+            lines.append(start)
+            rows.append(row)
+        start = reader.line_num + 1
+    return lines, rows
 
 
 def target_indices(table: CsvTable, targets: Sequence[str]) -> list[int]:
@@ -223,33 +291,49 @@ def target_indices(table: CsvTable, targets: Sequence[str]) -> list[int]:
     return [int(name) for name in targets]
 
 
-def parse_numbers(cells: list[list[str]], names: Sequence[str], field: str) -> np.ndarray:
-    """Float64 array from a table of strings, naming the first cell that is not a number."""
+def parse_numbers(table: CsvTable, columns: list[int], field: str) -> np.ndarray:
+    """The ``columns`` of ``table`` as float64 (n_rows, len(columns)), naming the first cell
+    that is not a finite number by its line and column.
+
+    numpy converts the strings; only when it fails are the cells read one by one to find it.
+    """
+    cells = [[row[index] for index in columns] for row in table.rows]
     try:
         array = np.array(cells, dtype=np.float64)
     except ValueError:
-        for row_number, row in enumerate(cells):
-            for name, cell in zip(names, row, strict=True):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise DataError(
-                        field, f"row {row_number + 1}, column {name!r}: {cell!r} is not a number"
-                    ) from None
-        raise
+        rows = range(len(table.rows))
+        array = np.array(
+            [[csv_number(table, row, index, field) for index in columns] for row in rows]
+        )
     if not np.isfinite(array).all():
-        raise DataError(field, "NaN and infinity are not allowed")
+        row, position = np.argwhere(~np.isfinite(array))[0]
+        raise cell_error(table, row, columns[position], field, "is not a finite number")
     return array
 
 
-def csv_targets(task: Task, cells: list[list[str]], names: Sequence[str]) -> np.ndarray:
-    """Targets from CSV strings: class labels as ints when they all are, else strings."""
+def csv_number(table: CsvTable, row: int, column: int, field: str) -> float:
+    """The cell of ``table`` at ``row``, ``column`` as a float, or ``field``'s error naming it."""
+    try:
+        return float(table.rows[row][column])
+    except ValueError:
+        raise cell_error(table, row, column, field, "is not a number") from None
+
+
+def cell_error(table: CsvTable, row: int, column: int, field: str, problem: str) -> DataError:
+    """``field``'s error for the cell of ``table`` at ``row``, ``column``: line, column, value."""
+    place = f"line {table.lines[row]}, column {table.column_label(column)}"
+    return DataError(field, f"{place}: {table.rows[row][column]!r} {problem}")
+
+
+def csv_targets(task: Task, table: CsvTable, columns: list[int]) -> np.ndarray:
+    """Targets from the ``columns`` of ``table``: regression values, or one column of class
+    labels, as ints when they all are, else strings."""
     if task is Task.REGRESSION:
-        y = parse_numbers(cells, names, "target")
+        y = parse_numbers(table, columns, "target")
         return y[:, 0] if y.shape[1] == 1 else y
-    if len(names) != 1:
+    if len(columns) != 1:
         raise DataError("target", "classification takes exactly one target column")
-    labels = np.array([row[0].strip() for row in cells])
+    labels = np.array([row[columns[0]].strip() for row in table.rows])
     try:
         return labels.astype(np.int64)
     except ValueError:
@@ -272,21 +356,13 @@ def dataset_from_csv(
     if not feature_columns:
         raise DataError("file", "has no feature columns besides the target")
     limits.check("file", len(table.rows), len(feature_columns))
-    feature_names = [names[index] for index in feature_columns]
-    target_names = [names[index] for index in target_columns]
-    x = parse_numbers(
-        [[row[index] for index in feature_columns] for row in table.rows], feature_names, "file"
-    )
-    y = csv_targets(
-        task, [[row[index] for index in target_columns] for row in table.rows], target_names
-    )
     return build_dataset(
         name=name,
         task=task,
         source="csv",
-        x=x,
-        y=y,
+        x=parse_numbers(table, feature_columns, "file"),
+        y=csv_targets(task, table, target_columns),
         target_field="target",
-        feature_names=feature_names,
-        target_names=target_names,
+        feature_names=[names[index] for index in feature_columns],
+        target_names=[names[index] for index in target_columns],
     )

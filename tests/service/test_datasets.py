@@ -87,7 +87,7 @@ BAD_JSON_UPLOADS = {
     "features not rows": ({"task": "regression", "features": "abc", "targets": [0]}, "features"),
     "strings in features": (
         {"task": "regression", "features": [["a"], ["b"]], "targets": [0, 1]},
-        "features",
+        "features[0][0]",
     ),
     "ragged rows": (
         {"task": "classification", "features": [[1, 2], [3]], "targets": [0, 1]},
