@@ -1,5 +1,6 @@
 """Predictions and weights of a trained model, as plain values."""
 
+import json
 from typing import Any
 
 import numpy as np
@@ -16,11 +17,60 @@ def predict(model: Model, x: np.ndarray) -> dict[str, Any]:
     return {"predictions": labels.tolist(), "probabilities": probabilities.tolist()}
 
 
-def weights_as_lists(model: Model) -> list[dict[str, list]]:
-    """``[{"W": (inputs, units) nested lists, "b": (units,) list}, ...]``, one per layer."""
-    return [{"W": w.tolist(), "b": b.tolist()} for w, b in model.weights]
+def standardization(model: Model) -> dict[str, list[float]] | None:
+    """``{"mean": (n_features,), "scale": (n_features,)}`` that raw rows go through first,
+    ``(x - mean) / scale``, or None when the model takes raw rows as they are."""
+    if model.mean is None:
+        return None
+    return {"mean": model.mean.tolist(), "scale": model.scale.tolist()}
+
+
+def weights_document(model: Model) -> dict[str, Any]:
+    """All a forward pass needs: ``{"task", "dtype", "layers": [{"W": (inputs, units),
+    "b": (units,), "activation"}, ...], "standardization", "classes"}``, arrays as lists."""
+    return {
+        "task": model.task,
+        "dtype": model.dtype.name,
+        "layers": [
+            {"W": w.tolist(), "b": b.tolist(), "activation": activation.name}
+            for (w, b), activation in zip(model.weights, model.activations, strict=True)
+        ],
+        "standardization": standardization(model),
+        "classes": model.classes,
+    }
 
 
 def weights_as_arrays(model: Model) -> dict[str, np.ndarray]:
-    """``{"W0": ..., "b0": ..., "W1": ...}`` for ``np.savez``, as model_core names them."""
-    return weight_arrays(model.weights)
+    """What :func:`weights_document` holds as ``.npz`` members: ``W0, b0, W1, b1, ...``, then
+    ``mean`` and ``scale`` when standardized, ``classes`` for classification, and ``spec``."""
+    arrays = weight_arrays(model.weights)
+    if model.mean is not None:
+        arrays.update(mean=model.mean, scale=model.scale)
+    if model.classes is not None:
+        arrays["classes"] = classes_array(model.classes)
+    arrays["spec"] = weights_spec(model)
+    return arrays
+
+
+def weights_spec(model: Model) -> np.ndarray:
+    """A 0-d fixed-width string array holding the JSON ``{"task", "dtype", "layers": [{"units",
+    "activation"}, ...], "standardized"}``: what the other members do not say."""
+    spec = {
+        "task": model.task,
+        "dtype": model.dtype.name,
+        "layers": [
+            {"units": w.shape[1], "activation": activation.name}
+            for (w, _), activation in zip(model.weights, model.activations, strict=True)
+        ],
+        "standardized": model.mean is not None,
+    }
+    return np.array(json.dumps(spec))
+
+
+def classes_array(classes: list) -> np.ndarray:
+    """The labels as a numeric or fixed-width string array, which ``np.load`` reads without
+    pickle; an object array (a None among them, say) raises ``ValueError``."""
+    array = np.asarray(classes)
+    if array.dtype.kind not in "biufU":
+        raise ValueError(f"classes of dtype {array.dtype} cannot be stored without pickle")
+    return array

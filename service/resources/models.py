@@ -16,13 +16,14 @@ from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
 from service.resources.paging import page_of
 from service.schemas.models import (
-    LayerWeightsSchema,
+    ModelDetailSchema,
     ModelSchema,
     PredictionSchema,
     PredictRequestSchema,
     WeightsQuerySchema,
+    WeightsSchema,
 )
-from service.serving import predict, weights_as_arrays, weights_as_lists
+from service.serving import predict, standardization, weights_as_arrays, weights_document
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
 
@@ -34,12 +35,24 @@ def read_model(session: Session, model_id: int) -> Model | None:
 
 def load_model(model_id: int) -> Model:
     """The trained model, from this process's cache; a 404 once the model is deleted."""
-    session, cache = db(), services().models
+    session = db()
     if not records.row_exists(session, TrainedModel, model_id):
-        cache.evict(model_id)
+        services().models.evict(model_id)
         fail(404, f"No model {model_id}.")
-    model = cache.get(model_id, lambda: read_model(session, model_id))
+    return cached_model(session, model_id)
+
+
+def cached_model(session: Session, model_id: int) -> Model:
+    """The trained model from this process's cache, read from its blob on a miss; a 404 when
+    the model has just been deleted. The caller has checked that its row exists."""
+    model = services().models.get(model_id, lambda: read_model(session, model_id))
     return model or fail(404, f"No model {model_id}.")
+
+
+def model_details(row: TrainedModel, model: Model) -> dict:
+    """The row's fields that ModelSchema shows, plus the standardisation only the blob holds."""
+    shown = {name: getattr(row, name) for name in ModelSchema().fields}
+    return {**shown, "standardization": standardization(model)}
 
 
 def instances_for(model: Model, instances: object) -> np.ndarray:
@@ -52,6 +65,15 @@ def instances_for(model: Model, instances: object) -> np.ndarray:
         message = f"each row needs {model.n_features} values; got {x.shape[1]}"
         fail(422, "Wrong number of features.", {"instances": [message]})
     return x
+
+
+NPZ_DOC = {
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "JSON, or with ?format=npz a file of members W0, b0, W1, b1, ..., mean and"
+    " scale (when standardized), classes (classification) and spec (a 0-d string array of JSON:"
+    " task, dtype, the layers' units and activations, standardized); np.load(file,"
+    " allow_pickle=False) reads every one",
+}
 
 
 def npz_response(model_id: int, model: Model) -> Response:
@@ -74,11 +96,13 @@ class Models(MethodView):
 
 @blp.route("/<int:model_id>")
 class ModelById(MethodView):
-    @blp.response(200, ModelSchema)
+    @blp.response(200, ModelDetailSchema)
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, model_id: int):
-        """Show a model: spec, data set, job, final metrics, classes"""
-        return records.get_model(db(), model_id) or fail(404, f"No model {model_id}.")
+        """Show a model: spec, data set, job, final metrics, classes, standardization"""
+        session = db()
+        row = records.get_model(session, model_id) or fail(404, f"No model {model_id}.")
+        return model_details(row, cached_model(session, model_id))
 
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -105,11 +129,13 @@ class ModelPrediction(MethodView):
 @blp.route("/<int:model_id>/weights")
 class ModelWeights(MethodView):
     @blp.arguments(WeightsQuerySchema, location="query")
-    @blp.response(200, LayerWeightsSchema(many=True))
+    @blp.response(200, WeightsSchema)
+    @blp.doc(responses={200: NPZ_DOC})
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, query: dict, model_id: int):
-        """The weights per layer, W (inputs, units) and b (units,); ?format=npz for a file"""
+        """All a forward pass needs: per layer W (inputs, units), b (units,) and the activation,
+        the standardisation and the classes; ?format=npz for the same as a file"""
         model = load_model(model_id)
         if query["format"] == "npz":
             return npz_response(model_id, model)
-        return weights_as_lists(model)
+        return weights_document(model)

@@ -22,13 +22,16 @@ def model_id(client, sessions) -> int:
 XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 
 
-def test_model_shows_spec_classes_and_metrics(client, model_id):
+def test_model_shows_spec_classes_standardization_and_metrics(client, model_id):
     model = client.get(f"/v1/models/{model_id}").get_json()
     assert model["classes"] == [0, 1]
+    assert model["standardization"] == {"mean": [0.5, 0.5], "scale": [0.5, 0.5]}
     assert model["n_features"] == 2
     assert model["metrics"]["epochs_trained"] == 500
     assert model["metrics"]["train_accuracy"] == 1.0
-    assert [m["id"] for m in client.get("/v1/models").get_json()] == [model_id]
+    listed = client.get("/v1/models").get_json()
+    assert [m["id"] for m in listed] == [model_id]
+    assert "standardization" not in listed[0]  # it is in the blob, which a list does not load
 
 
 def test_predict_gives_labels_and_probabilities(client, model_id):
@@ -74,16 +77,24 @@ def test_bad_instances_are_422(client, model_id, case):
 
 
 def test_weights_as_json_follow_model_cores_convention(client, model_id):
-    layers = client.get(f"/v1/models/{model_id}/weights").get_json()
-    assert [np.shape(layer["W"]) for layer in layers] == [(2, 4), (4, 2)]
-    assert [np.shape(layer["b"]) for layer in layers] == [(4,), (2,)]
+    weights = client.get(f"/v1/models/{model_id}/weights").get_json()
+    assert {key: weights[key] for key in ("task", "dtype", "classes")} == {
+        "task": "classification",
+        "dtype": "float32",
+        "classes": [0, 1],
+    }
+    assert [np.shape(layer["W"]) for layer in weights["layers"]] == [(2, 4), (4, 2)]
+    assert [np.shape(layer["b"]) for layer in weights["layers"]] == [(4,), (2,)]
+    assert [layer["activation"] for layer in weights["layers"]] == ["tanh", "softmax"]
+    assert weights["standardization"] == {"mean": [0.5, 0.5], "scale": [0.5, 0.5]}
 
 
 def test_weights_as_npz(client, model_id):
     response = client.get(f"/v1/models/{model_id}/weights?format=npz")
     assert response.status_code == 200
+    assert response.mimetype == "application/octet-stream"
     with np.load(io.BytesIO(response.data), allow_pickle=False) as arrays:
-        assert sorted(arrays.files) == ["W0", "W1", "b0", "b1"]
+        assert sorted(arrays.files) == ["W0", "W1", "b0", "b1", "classes", "mean", "scale", "spec"]
     assert_envelope(client.get(f"/v1/models/{model_id}/weights?format=pickle"), 422, "format")
 
 
