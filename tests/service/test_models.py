@@ -59,7 +59,7 @@ BAD_INSTANCES = {
     "3-D": ('{"instances": [[[0], [1]]]}', "instances"),
     "NaN": ('{"instances": [[0, NaN]]}', "instances[0][1]"),
     "Infinity": ('{"instances": [[Infinity, 0]]}', "instances[0][0]"),
-    "strings": ('{"instances": [["a", "b"]]}', "instances"),
+    "strings": ('{"instances": [["a", "b"]]}', "instances[0][0]"),
     "empty": ('{"instances": []}', "instances"),
     "not a list": ('{"instances": 3}', "instances"),
     "missing": ("{}", "instances"),
