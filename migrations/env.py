@@ -10,7 +10,7 @@ from service.settings import Settings
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name)
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def database_url() -> str:

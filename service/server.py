@@ -30,7 +30,7 @@ class GunicornApp(BaseApplication):
     def load_config(self) -> None:
         """Threaded workers: an event stream holds a thread for minutes, not a whole process
         (and the worker's liveness ``timeout`` does not cut long streams short); only the
-        arbiter hears a terminal's Ctrl-C."""
+        arbiter hears a terminal's Ctrl-C; no control socket."""
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
         self.cfg.set("worker_class", "gthread")
@@ -39,6 +39,9 @@ class GunicornApp(BaseApplication):
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
         self.cfg.set("post_worker_init", leave_interrupts_to_the_arbiter)
+        # gunicorn's control socket (for gunicornc) sits at one path per user: a second API on
+        # the host would take it over, and stopping either would remove the other's.
+        self.cfg.set("control_socket_disable", True)
 
     def load(self):
         return create_app(self.settings)

@@ -9,6 +9,7 @@ worker: see ``service.server.leave_interrupts_to_the_arbiter``).
 """
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from service.db.migrate import upgrade
 from service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 20
 
@@ -38,7 +41,7 @@ class LocalStack:
     env: Mapping[str, str]
     workers: int = 1
     logs: Path | None = None
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> "LocalStack":
         self._spawn("api", ["api"])
@@ -50,14 +53,12 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str]) -> None:
         output = None if self.logs is None else (self.logs / f"{name}.log").open("w")
         command = [sys.executable, "-m", "service.cli", *args]
-        self.processes.append(
-            subprocess.Popen(
-                command,
-                env=dict(self.env),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                process_group=0,
-            )
+        self.processes[name] = subprocess.Popen(
+            command,
+            env=dict(self.env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            process_group=0,
         )
 
     def wait_until_ready(self, base_url: str, timeout: float = 60) -> None:
@@ -74,21 +75,28 @@ class LocalStack:
     def wait_for_first_exit(self) -> int:
         """Block until one child exits and return its exit code."""
         while True:
-            for process in self.processes:
+            for process in self.processes.values():
                 try:
                     return process.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     continue
 
     def stop(self) -> None:
-        """SIGTERM every child (a warm shutdown), then SIGKILL what outlives the timeout."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
+        """SIGTERM every child (a warm shutdown), then SIGKILL what outlives the timeout; the
+        log names the children waited for."""
+        running = {
+            name: process for name, process in self.processes.items() if process.poll() is None
+        }
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+        if running:
+            waiting = ", ".join(f"{name} (pid {process.pid})" for name, process in running.items())
+            logger.info("waiting up to %d s for %s to stop", STOP_TIMEOUT_SECONDS, waiting)
+        for name, process in self.processes.items():
             try:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
+                logger.warning("%s (pid %d) did not stop in time: killed", name, process.pid)
                 process.kill()
                 process.wait()
 
@@ -99,13 +107,16 @@ class LocalStack:
         self.stop()
 
 
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, so that ``with LocalStack`` stops the children: they lead
-    process groups of their own and hear no signal sent to this process alone."""
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt and SIGTERM SystemExit, whatever this process
+    inherited: a shell that starts a job in the background makes it ignore SIGINT. Either way
+    ``with LocalStack`` then stops the children, which lead process groups of their own and
+    hear no signal sent to this process alone."""
 
     def leave(_signal_number, _frame):
         raise SystemExit(0)
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, leave)
 
 
@@ -113,7 +124,10 @@ def run_all(settings: Settings, _args: argparse.Namespace) -> int:
     """``backprop run``: migrate, then run the API, one worker and the dispatcher as child
     processes until one exits, Ctrl-C or SIGTERM."""
     upgrade(settings)
-    exit_on_sigterm()
+    logging.basicConfig(  # after Alembic, which configures logging its own way
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    stop_on_signals()
     with LocalStack(os.environ, workers=1) as stack:
         try:
             return stack.wait_for_first_exit()

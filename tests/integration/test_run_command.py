@@ -40,7 +40,14 @@ def terminate(pid: int) -> None:
     os.kill(pid, signal.SIGTERM)
 
 
-def start_in_new_session(args: list[str], cwd, env: dict, log) -> subprocess.Popen:
+def ignore_sigint() -> None:
+    """What a non-interactive shell does to a command it starts in the background (``cmd &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_in_new_session(
+    args: list[str], cwd, env: dict, log, ignoring_sigint: bool = False
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", *args],
         cwd=cwd,
@@ -48,6 +55,7 @@ def start_in_new_session(args: list[str], cwd, env: dict, log) -> subprocess.Pop
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=ignore_sigint if ignoring_sigint else None,
     )
 
 
@@ -84,11 +92,18 @@ def test_api_stops_on_ctrl_c_every_time(tmp_path):
         serve_then_ctrl_c(tmp_path, tmp_path / f"api-{round_number}.log")
 
 
-@pytest.mark.parametrize("stop", [ctrl_c, terminate])
-def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(tmp_path, stop):
+@pytest.mark.parametrize(
+    ("stop", "ignoring_sigint"),
+    [(ctrl_c, False), (terminate, False), (ctrl_c, True)],
+    ids=["ctrl-c", "sigterm", "ctrl-c-after-an-inherited-sigint-ignore"],
+)
+def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(
+    tmp_path, stop, ignoring_sigint
+):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    run = start_in_new_session(["run"], tmp_path, embedded_env(port), tmp_path / "run.log")
+    log = tmp_path / "run.log"
+    run = start_in_new_session(["run"], tmp_path, embedded_env(port), log, ignoring_sigint)
     try:
         wait_until_answering(f"{base}/health/ready")
         dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
@@ -107,6 +122,29 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(tmp_path,
         assert (tmp_path / "var" / "broker.sqlite").exists()
         stop(run.pid)
         assert run.wait(timeout=40) == 0
-        assert running_processes(run.pid) == [], (tmp_path / "run.log").read_text()[-3000:]
+        assert running_processes(run.pid) == [], log.read_text()[-3000:]
+        assert "worker-0 (pid " in log.read_text()  # the grace period names whom it waits for
     finally:
         kill_session(run.pid)
+
+
+def test_two_api_instances_on_one_host_share_no_control_socket(tmp_path):
+    """gunicorn 25+ opens a control socket at one path per user by default: a second instance
+    took it over, and stopping that one removed the first one's."""
+    home = tmp_path / "home"
+    env = {key: value for key, value in embedded_env(0).items() if key != "XDG_RUNTIME_DIR"}
+    ports = [free_port(), free_port()]
+    apis = []
+    try:
+        for number, port in enumerate(ports):
+            instance_env = {**env, "HOME": str(home), "PORT": str(port)}
+            log = tmp_path / f"api-{number}.log"
+            apis.append(start_in_new_session(["api"], tmp_path, instance_env, log))
+            wait_until_answering(f"http://127.0.0.1:{port}/health/live")
+        assert not [path for path in home.rglob("*") if path.is_socket()]
+        terminate(apis[1].pid)
+        assert apis[1].wait(timeout=30) == 0
+        assert requests.get(f"http://127.0.0.1:{ports[0]}/health/live", timeout=5).ok
+    finally:
+        for api in apis:
+            kill_session(api.pid)
