@@ -7,6 +7,7 @@ naming the field, which the API answers with a 422.
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -236,6 +237,11 @@ class CsvTable:
     rows: list[list[str]]
     lines: list[int]
 
+    @property
+    def width(self) -> int:
+        """Values per row."""
+        return len(self.rows[0])
+
     def column_label(self, index: int) -> str:
         """Column ``index`` as messages name it: its quoted header name, or its number."""
         return repr(self.columns[index]) if self.columns else str(index)
@@ -277,18 +283,61 @@ def numbered_rows(text: str) -> tuple[list[int], list[list[str]]]:
     return lines, rows
 
 
-def target_indices(table: CsvTable, targets: Sequence[str]) -> list[int]:
-    """Column positions of the target columns: names with a header, 0-based numbers without."""
-    width = len(table.rows[0])
+@dataclass(frozen=True)
+class CsvColumns:
+    """What the columns of a CSV file are, by header name or by 0-based number without one: the
+    ``targets``, and the features: ``features`` as listed, or else every other column but those
+    in ``drop``."""
+
+    targets: Sequence[str]
+    features: Sequence[str] | None = None
+    drop: Sequence[str] = ()
+
+
+def feature_indices(table: CsvTable, columns: CsvColumns, targets: list[int]) -> list[int]:
+    """Positions of the feature columns, given the positions of the ``targets``."""
+    if columns.features is not None:
+        return chosen_indices(table, columns.features, targets, "features")
+    dropped = chosen_indices(table, columns.drop, targets, "drop")
+    left_out = {*targets, *dropped}
+    features = [index for index in range(table.width) if index not in left_out]
+    if not features and dropped:
+        raise DataError("drop", "leaves no feature columns")
+    if not features:
+        raise DataError("file", "has no feature columns besides the target")
+    return features
+
+
+def chosen_indices(
+    table: CsvTable, names: Sequence[str], targets: list[int], field: str
+) -> list[int]:
+    """Positions of the columns ``field`` lists, none of them a target."""
+    indices = column_indices(table, names, field)
+    clash = [index for index in indices if index in targets]
+    if clash:
+        raise DataError(field, f"column {table.column_label(clash[0])} is a target")
+    return indices
+
+
+def column_indices(table: CsvTable, names: Sequence[str], field: str) -> list[int]:
+    """Positions of the columns ``names``, each known and listed once."""
+    indices = [column_index(table, name, field) for name in names]
+    repeated = [index for index, count in Counter(indices).items() if count > 1]
+    if repeated:
+        raise DataError(field, f"lists column {table.column_label(repeated[0])} twice")
+    return indices
+
+
+def column_index(table: CsvTable, name: str, field: str) -> int:
+    """The position of column ``name``: a header name, or a 0-based number without a header."""
     if table.columns is not None:
-        missing = [name for name in targets if name not in table.columns]
-        if missing:
+        if name not in table.columns:
             listed = ", ".join(table.columns)
-            raise DataError("target", f"no column {missing[0]!r}; the columns are: {listed}")
-        return [table.columns.index(name) for name in targets]
-    if not all(name.isdigit() and int(name) < width for name in targets):
-        raise DataError("target", f"without a header, name columns by number 0..{width - 1}")
-    return [int(name) for name in targets]
+            raise DataError(field, f"no column {name!r}; the columns are: {listed}")
+        return table.columns.index(name)
+    if not (name.isdigit() and int(name) < table.width):
+        raise DataError(field, f"without a header, name columns by number 0..{table.width - 1}")
+    return int(name)
 
 
 def parse_numbers(table: CsvTable, columns: list[int], field: str) -> np.ndarray:
@@ -344,17 +393,16 @@ def dataset_from_csv(
     name: str,
     task: Task,
     data: bytes,
-    targets: Sequence[str],
+    columns: CsvColumns,
     header: bool,
     limits: DataLimits,
 ) -> Dataset:
-    """A data set from a CSV file whose ``targets`` columns are the targets, the rest features."""
+    """A data set from a CSV file: ``columns`` says which columns are the targets and which
+    the features."""
     table = read_csv(data, header)
-    names = table.columns or [str(index) for index in range(len(table.rows[0]))]
-    target_columns = target_indices(table, targets)
-    feature_columns = [index for index in range(len(names)) if index not in target_columns]
-    if not feature_columns:
-        raise DataError("file", "has no feature columns besides the target")
+    names = table.columns or [str(index) for index in range(table.width)]
+    target_columns = column_indices(table, columns.targets, "target")
+    feature_columns = feature_indices(table, columns, target_columns)
     limits.check("file", len(table.rows), len(feature_columns))
     return build_dataset(
         name=name,

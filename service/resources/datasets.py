@@ -12,7 +12,13 @@ from service.context import db, services
 from service.db import records
 from service.db.models import Dataset, Task
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
-from service.ingest import DataLimits, dataset_from_csv, dataset_from_json, dataset_from_sample
+from service.ingest import (
+    CsvColumns,
+    DataLimits,
+    dataset_from_csv,
+    dataset_from_json,
+    dataset_from_sample,
+)
 from service.resources.paging import page_of
 from service.schemas.datasets import (
     CsvFileSchema,
@@ -53,10 +59,10 @@ def dataset_from_json_body() -> Dataset:
 def dataset_from_csv_upload() -> Dataset:
     form = load_or_fail(CsvUploadSchema(), request.form)
     upload = load_or_fail(CsvFileSchema(), request.files)["file"]
-    targets = [name.strip() for name in form["target"].split(",")]
+    columns = CsvColumns(form["target"], form.get("features"), form.get("drop", ()))
     name = form.get("name") or upload.filename or "dataset"
     return dataset_from_csv(
-        name, Task(form["task"]), upload.read(), targets, form["header"], data_limits()
+        name, Task(form["task"]), upload.read(), columns, form["header"], data_limits()
     )
 
 

@@ -34,20 +34,51 @@ class DatasetCreateSchema(ma.Schema):
             raise ma.ValidationError({field: [message] for field in missing})
 
 
+class ColumnList(ma.fields.String):
+    """Column names, comma-separated in a form field; loaded as a list of stripped names."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[str]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        names = [name.strip() for name in text.split(",")]
+        if "" in names:
+            raise ma.ValidationError("has an empty column name; separate names by single commas")
+        return names
+
+
 class CsvUploadSchema(ma.Schema):
     """The form fields sent with a CSV file (``file``) as multipart/form-data."""
 
     name = ma.fields.String(validate=validate.Length(1, 200))
     task = ma.fields.String(required=True, validate=validate.OneOf(TASKS))
-    target = ma.fields.String(
+    target = ColumnList(
         required=True,
-        validate=validate.Length(min=1),
+        metadata={"description": "the target column(s), comma-separated"},
+    )
+    features = ColumnList(
         metadata={
-            "description": "target column name(s), comma-separated; 0-based numbers "
-            "when header is false"
+            "description": "the feature columns, comma-separated, in the order the network "
+            "takes them; by default every column but the targets and drop. Not with drop"
+        }
+    )
+    drop = ColumnList(
+        metadata={
+            "description": "columns to leave out, comma-separated (an id, a text column); "
+            "the features are the other columns but the targets. Not with features"
+        }
+    )
+    header = ma.fields.Boolean(
+        load_default=True,
+        metadata={
+            "description": "whether the first line names the columns; without a header, "
+            "columns are named by their 0-based number"
         },
     )
-    header = ma.fields.Boolean(load_default=True)
+
+    @ma.validates_schema
+    def check_features_or_drop(self, data: dict, **_kwargs) -> None:
+        if "features" in data and "drop" in data:
+            message = "give features (the columns to use) or drop (those to leave out), not both"
+            raise ma.ValidationError({"features": [message], "drop": [message]})
 
 
 class CsvFileSchema(ma.Schema):

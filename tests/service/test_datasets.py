@@ -5,6 +5,7 @@ import io
 import pytest
 
 from tests.factories import assert_envelope, job_body
+from worker.training import run_training
 
 IRIS_CSV = (
     "sepal_length,sepal_width,petal_length,petal_width,species\n"
@@ -116,6 +117,10 @@ BAD_JSON_UPLOADS = {
     "unknown sample": ({"builtin": "mnist"}, "builtin"),
     "sample and data": ({"builtin": "xor", "features": [[1]]}, "features"),
     "unknown field": ({"builtin": "xor", "colour": "red"}, "colour"),
+    "column choices are for CSV": (
+        {"task": "regression", "features": [[1], [2]], "targets": [1, 2], "drop": [0]},
+        "drop",
+    ),
     "too many rows": (
         {"task": "regression", "features": [[1]] * 1001, "targets": [1] * 1001},
         "features",
@@ -185,6 +190,87 @@ def test_oversized_body_is_413(client, row_counts):
     body = {"task": "regression", "features": [[1.0] * 10] * 5000, "targets": [1.0] * 5000}
     error = assert_envelope(client.post("/v1/datasets", json=body), 413)
     assert "MAX_REQUEST_BYTES" in error["message"]
+    assert row_counts()["datasets"] == 0
+
+
+MIXED_CSV = "name,a,b,y\nalpha,1,2,3.5\nbeta,2,1,4.0\ngamma,3,3,6.5\ndelta,4,2,7.0\n"
+REGRESSION_NETWORK = {
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "linear"}],
+}
+
+
+def post_mixed(client, text: str = MIXED_CSV, **form):
+    return post_csv(client, text, **{"task": "regression", "target": "y", **form})
+
+
+COLUMN_CHOICES = {
+    "drop the text column": ({"drop": "name"}, ["a", "b"]),
+    "features": ({"features": "a,b"}, ["a", "b"]),
+    "features in their listed order": ({"features": "b, a"}, ["b", "a"]),
+    "one feature": ({"features": "b"}, ["b"]),
+    "drop two columns": ({"drop": "name,a"}, ["b"]),
+}
+
+
+@pytest.mark.parametrize("case", COLUMN_CHOICES, ids=list(COLUMN_CHOICES))
+def test_a_csv_with_a_text_column_makes_a_regression_data_set(client, case):
+    form, feature_names = COLUMN_CHOICES[case]
+    response = post_mixed(client, **form)
+    assert response.status_code == 201, response.get_json()
+    dataset = response.get_json()
+    assert dataset["feature_names"] == feature_names
+    assert (dataset["features"], dataset["target_names"]) == (len(feature_names), ["y"])
+    body = job_body(dataset["id"], network=REGRESSION_NETWORK)
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert report["valid"], report["errors"]
+
+
+def test_a_regression_trains_on_the_chosen_columns(client, sessions):
+    dataset_id = post_mixed(client, drop="name").get_json()["id"]
+    body = job_body(dataset_id, epochs=20, network=REGRESSION_NETWORK)
+    job_id = client.post("/v1/jobs", json=body).get_json()["id"]
+    run_training(sessions, job_id)
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["status"] == "succeeded", job["error"]
+    model = client.get(f"/v1/models/{job['model_id']}").get_json()
+    assert model["n_features"] == 2
+
+
+def test_columns_are_chosen_by_number_without_a_header(client):
+    text = "\n".join(MIXED_CSV.splitlines()[1:])
+    dataset = post_mixed(client, text, target="3", features="2,1", header="false").get_json()
+    assert (dataset["feature_names"], dataset["target_names"]) == (["2", "1"], ["3"])
+
+
+BAD_COLUMN_CHOICES = {
+    "an unknown feature": ({"features": "a,c"}, ["features"]),
+    "an unknown column to drop": ({"drop": "nme"}, ["drop"]),
+    "features and drop together": ({"features": "a,b", "drop": "name"}, ["features", "drop"]),
+    "the target as a feature": ({"features": "a,y"}, ["features"]),
+    "the target dropped": ({"drop": "name,y"}, ["drop"]),
+    "a feature listed twice": ({"features": "a,b,a"}, ["features"]),
+    "a target listed twice": ({"target": "y,y"}, ["target"]),
+    "an empty name": ({"features": "a,,b"}, ["features"]),
+    "a trailing comma": ({"drop": "name,"}, ["drop"]),
+    "nothing left": ({"drop": "name,a,b"}, ["drop"]),
+    "a text column kept": ({"drop": "a"}, ["file"]),
+    "a name without a header": (
+        {"header": "false", "target": "3", "features": "a"},
+        ["features"],
+    ),
+    "a number past the last column": (
+        {"header": "false", "target": "3", "drop": "0,4"},
+        ["drop"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COLUMN_CHOICES, ids=list(BAD_COLUMN_CHOICES))
+def test_a_bad_column_choice_is_422_naming_the_field(client, row_counts, case):
+    form, fields = BAD_COLUMN_CHOICES[case]
+    text = MIXED_CSV if form.get("header") != "false" else "\n".join(MIXED_CSV.splitlines()[1:])
+    error = assert_envelope(post_mixed(client, text, **form), 422)
+    assert sorted(error["details"]) == sorted(fields)
     assert row_counts()["datasets"] == 0
 
 
