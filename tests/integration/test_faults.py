@@ -137,7 +137,7 @@ def test_a_killed_training_process_resumes_from_its_checkpoint_to_the_same_weigh
     sample = npz_to_arrays(dataset_from_sample("digits", None).arrays)
     training = {key: value for key, value in job["training"].items() if key != "max_seconds"}
     uninterrupted = train(sample["X"], sample["y"], job["network"], training)
-    weights = stack.get(f"/v1/models/{job['model_id']}/weights").json()
+    weights = stack.get(f"/v1/models/{job['model_id']}/weights").json()["layers"]
     for layer, (w, b) in zip(weights, uninterrupted.model.weights, strict=True):
         assert np.array_equal(np.asarray(layer["W"], dtype=w.dtype), w)
         assert np.array_equal(np.asarray(layer["b"], dtype=b.dtype), b)
