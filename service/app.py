@@ -4,6 +4,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32
+from service.bodies import BodyLimitedRequest
 from service.broker import JobQueue
 from service.caching import LruCache
 from service.context import Services, close_db
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = BodyLimitedRequest
     app.url_map.converters["int"] = RowId
     app.config.update(API_CONFIG, MAX_CONTENT_LENGTH=settings.max_request_bytes)
     app.extensions["backprop"] = Services(

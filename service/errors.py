@@ -5,14 +5,12 @@
 """
 
 from collections.abc import Mapping
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import marshmallow as ma
-from flask import Flask, Request, current_app
+from flask import Flask, current_app
 from flask_smorest import Api, abort
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.utils import cached_property
-from werkzeug.wsgi import LimitedStream
+from werkzeug.exceptions import HTTPException
 
 from model_core import SpecError
 from service.ingest import DataError
@@ -79,46 +77,10 @@ def error_message(error: HTTPException, data: Mapping[str, Any]) -> str:
     return error.description or error.name
 
 
-class UnsizedBodyStream(LimitedStream):
-    """A body without Content-Length (chunked), cut off with a 413 once it is over ``max_bytes``.
-
-    werkzeug's own stream for it stops reading at the maximum and hands over the first
-    ``max_bytes`` bytes of a longer body as the whole of it: a JSON body cut there is a 400 for
-    invalid JSON, or is accepted. Reading up to one byte more tells the two apart.
-    """
-
-    def __init__(self, stream: IO[bytes], max_bytes: int):
-        super().__init__(stream, max_bytes + 1, is_max=True)
-        self.max_bytes = max_bytes
-
-    def readinto(self, buffer: bytearray) -> int | None:
-        size = super().readinto(buffer)
-        if self.tell() > self.max_bytes:
-            raise RequestEntityTooLarge()
-        return size
-
-
-class BodyLimitedRequest(Request):
-    """Flask's request, whose body is limited to ``MAX_CONTENT_LENGTH`` chunked or not."""
-
-    @cached_property
-    def stream(self) -> IO[bytes]:
-        limit = self.max_content_length
-        unsized = self.content_length is None and "wsgi.input_terminated" in self.environ
-        if limit is None or not unsized:
-            return super().stream
-        return UnsizedBodyStream(self.environ["wsgi.input"], limit)
-
-
 class EnvelopeApi(Api):
-    """flask-smorest's Api answering every HTTP error with the service's envelope, and a 413
-    for every body over ``MAX_CONTENT_LENGTH``, chunked or not."""
+    """flask-smorest's Api answering every HTTP error with the service's envelope."""
 
     ERROR_SCHEMA = ErrorSchema
-
-    def init_app(self, app: Flask, **kwargs) -> None:
-        app.request_class = BodyLimitedRequest
-        super().init_app(app, **kwargs)
 
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}

@@ -1,9 +1,13 @@
 """``backprop api``: the Flask app under gunicorn, one app per worker process."""
 
 import argparse
+import os
+import queue
 import signal
+import sys
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from service.app import create_app
 from service.events import THREADS_PER_PROCESS
@@ -13,11 +17,56 @@ from service.settings import Settings
 REQUEST_TIMEOUT_SECONDS = 300
 
 
-def leave_interrupts_to_the_arbiter(_worker) -> None:
-    """Ignore SIGINT in a gunicorn worker: a Ctrl-C reaches the whole process group, and the
-    arbiter answers it with a SIGQUIT to each worker. A gthread worker given both re-enters its
-    quit handler and deadlocks on its thread pool's shutdown lock (gunicorn 27), living on."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+class ThreadWorkerLeavingInterruptsToTheArbiter(ThreadWorker):
+    """gunicorn's gthread worker, made to stop every time it is told to.
+
+    * SIGQUIT, the arbiter's quick stop, exits at once. gunicorn's handler first shuts the
+      thread pool down, taking the pool's lock from inside the signal handler: when the signal
+      lands while the main thread holds that lock (submitting a request to the pool), or
+      re-enters the handler, the worker deadlocks and lives on.
+    * SIGINT is ignored: a Ctrl-C reaches the whole process group, and the arbiter answers it
+      with a SIGQUIT to each worker, so only the arbiter decides.
+    * Until a new worker installs its handlers it runs the arbiter's, which only queue a signal
+      in this process's copy of the arbiter's queue: a stop sent while a worker boots would be
+      lost, leaving it serving until the arbiter's graceful timeout (30 s) killed it. It is
+      sent again once the handlers are in place.
+    """
+
+    arbiter_signals: queue.SimpleQueue | None = None
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.resend_stop_signals_queued_since_fork()
+
+    def handle_quit(self, _signal_number, _frame) -> None:
+        self.alive = False
+        self.cfg.worker_int(self)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def resend_stop_signals_queued_since_fork(self) -> None:
+        queued = set()
+        while self.arbiter_signals is not None and not self.arbiter_signals.empty():
+            queued.add(self.arbiter_signals.get_nowait())
+        for received, resent in STOP_SIGNALS.items():
+            if received in queued:
+                os.kill(os.getpid(), resent)
+                return
+
+
+# A stop signal the arbiter's handler queued in a new worker, and the one the worker answers to.
+STOP_SIGNALS = {
+    signal.SIGQUIT: signal.SIGQUIT,
+    signal.SIGINT: signal.SIGQUIT,
+    signal.SIGTERM: signal.SIGTERM,
+}
+
+
+def hand_over_arbiter_signals(arbiter, worker) -> None:
+    """``post_fork``, in the new worker: its copy of the arbiter's signal queue."""
+    worker.arbiter_signals = arbiter.SIG_QUEUE
 
 
 class GunicornApp(BaseApplication):
@@ -33,12 +82,12 @@ class GunicornApp(BaseApplication):
         arbiter hears a terminal's Ctrl-C; no control socket."""
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
-        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("worker_class", ThreadWorkerLeavingInterruptsToTheArbiter)
+        self.cfg.set("post_fork", hand_over_arbiter_signals)
         self.cfg.set("threads", THREADS_PER_PROCESS)
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
         self.cfg.set("accesslog", "-")
         self.cfg.set("loglevel", self.settings.log_level.lower())
-        self.cfg.set("post_worker_init", leave_interrupts_to_the_arbiter)
         # gunicorn's control socket (for gunicornc) sits at one path per user: a second API on
         # the host would take it over, and stopping either would remove the other's.
         self.cfg.set("control_socket_disable", True)

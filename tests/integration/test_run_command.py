@@ -71,8 +71,8 @@ def wait_until_answering(url: str) -> None:
     )
 
 
-# Before gunicorn's workers ignored SIGINT, about one Ctrl-C in three left a worker deadlocked.
-CTRL_C_ROUNDS = 6
+# Before the worker class of service/server.py, about one Ctrl-C in ten left a worker running.
+CTRL_C_ROUNDS = 12
 
 
 def serve_then_ctrl_c(tmp_path, log) -> None:
