@@ -11,10 +11,17 @@ from model_core.serialization import weight_arrays
 
 def predict(model: Model, x: np.ndarray) -> dict[str, Any]:
     """Predictions for rows ``x`` (n_samples, n_features); probabilities for classification."""
+    return {name: array.tolist() for name, array in prediction_arrays(model, x).items()}
+
+
+def prediction_arrays(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What :func:`predict` answers, as arrays: ``predictions`` (n_samples,) labels or values
+    ((n_samples, n_outputs) for several targets) and, for classification, ``probabilities``
+    (n_samples, n_classes), from one forward pass."""
     if model.task != "classification":
-        return {"predictions": model.predict(x).tolist()}
+        return {"predictions": model.predict(x)}
     labels, probabilities = model.predict_with_proba(x)
-    return {"predictions": labels.tolist(), "probabilities": probabilities.tolist()}
+    return {"predictions": labels, "probabilities": probabilities}
 
 
 def standardization(model: Model) -> dict[str, list[float]] | None:
