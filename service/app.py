@@ -6,11 +6,12 @@ from werkzeug.routing import IntegerConverter
 from model_core import MAX_INT32
 from service.bodies import BodyLimitedRequest
 from service.broker import JobQueue
-from service.caching import LruCache
+from service.caching import GenerationalCache, LruCache
 from service.context import Services, close_db
 from service.db.session import make_session_factory
 from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
+from service.generation import generation_for
 from service.resources import BLUEPRINTS
 from service.settings import Settings
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         sessions=make_session_factory(settings.database_url),
         queue=JobQueue.from_settings(settings),
         models=LruCache(settings.model_cache_size),
+        generation=generation_for(settings),
+        refs=GenerationalCache(),
     )
     app.extensions["event_streams"] = StreamSlots()
     app.teardown_appcontext(close_db)

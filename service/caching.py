@@ -50,3 +50,32 @@ class LruCache(Generic[K, V]):
             entry = self._entries.pop(key, None)
             if entry is not None:
                 self._size -= entry[1]
+
+
+class GenerationalCache(Generic[K, V]):
+    """Values valid for one generation token: a token unlike the last one seen drops them all.
+
+    For values that may change under their key when the token changes (what a model reference
+    names). A value loaded while the token moved is not kept: it may predate the change.
+    """
+
+    def __init__(self):
+        self._token: object = object()
+        self._entries: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: object, key: K, load: Callable[[], V | None]) -> V | None:
+        """The value for ``key`` under ``token``, calling ``load`` on a miss (None: not found,
+        not kept)."""
+        with self._lock:
+            if token != self._token:
+                self._token, self._entries = token, {}
+            entries = self._entries
+            if key in entries:
+                return entries[key]
+        value = load()
+        if value is not None:
+            with self._lock:
+                if self._entries is entries:
+                    entries[key] = value
+        return value

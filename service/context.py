@@ -1,4 +1,5 @@
-"""What a request can reach: the settings, a database session, the queue and the model cache."""
+"""What a request can reach: the settings, a database session, the queue, the model cache and
+what model references resolve to (with the registry generation that keeps that fresh)."""
 
 from dataclasses import dataclass
 
@@ -7,7 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Model
 from service.broker import JobQueue
-from service.caching import LruCache
+from service.caching import GenerationalCache, LruCache
+from service.generation import Generation
 from service.settings import Settings
 
 
@@ -17,6 +19,8 @@ class Services:
     sessions: sessionmaker[Session]
     queue: JobQueue
     models: LruCache[int, Model]
+    generation: Generation
+    refs: GenerationalCache
 
 
 def services() -> Services:

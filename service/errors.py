@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from model_core import SpecError
 from service.ingest import DataError
 from service.jobs.cancellation import NotCancellable
+from service.model_refs import ModelNotFound
 
 INVALID_REQUEST = "The request is not valid; see details."
 
@@ -97,6 +98,10 @@ def unprocessable_response(error: DataError | SpecError):
     return envelope("unprocessable_entity", str(error), {error.path: [error.message]}), 422
 
 
+def not_found_response(error: ModelNotFound):
+    return envelope("not_found", str(error), {}), 404
+
+
 def conflict_response(error: Exception):
     return envelope("conflict", str(error), {}), 409
 
@@ -105,11 +110,12 @@ DOMAIN_ERRORS = {
     DataError: unprocessable_response,
     SpecError: unprocessable_response,
     NotCancellable: conflict_response,
+    ModelNotFound: not_found_response,
 }
 
 
 def register_domain_errors(app: Flask) -> None:
-    """Answer the engine's and the ingest's validation errors with a 422 envelope, and a job
-    that cannot change state with a 409."""
+    """Answer the engine's and the ingest's validation errors with a 422 envelope, a job that
+    cannot change state with a 409, and a model reference that names no model with a 404."""
     for error_type, handler in DOMAIN_ERRORS.items():
         app.register_error_handler(error_type, handler)

@@ -82,6 +82,15 @@ class Settings:
             values["database_url"] = normalize_database_url(values["database_url"])
         return cls(**values)
 
+    def registry_generation_path(self) -> Path:
+        """The file whose every change tells API processes that a model reference may now name
+        another model (beside the SQLite database, else under ``./var/``): used when the broker
+        is not Redis."""
+        if self.database_url.startswith("sqlite:///"):
+            database = Path(self.database_url.removeprefix("sqlite:///"))
+            return database.with_name(database.name + ".generation")
+        return DEFAULT_VAR_DIR / "registry.generation"
+
     def sqlite_paths(self) -> list[Path]:
         """The SQLite files this configuration writes to (their folders must exist)."""
         urls = (self.database_url, self.broker_url.removeprefix("sqla+"))

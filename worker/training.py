@@ -20,6 +20,7 @@ from model_core import ModelCoreError, Trainer, TrainResult
 from service.caching import LruCache
 from service.db import attempts, records
 from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, TrainingJob
+from service.generation import generation_for
 from service.settings import Settings
 from worker import faults
 from worker.lease import Heartbeat
@@ -53,6 +54,7 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Traine
         classes=None if classes is None else np.asarray(classes).tolist(),
         metrics=final_metrics(result),
         blob=result.model.to_bytes(),
+        name=job.model_name,
     )
 
 
@@ -182,7 +184,7 @@ def train_attempt(
         message = f"internal error: {type(error).__name__}: {error}"
         end_attempt(sessions, job_id, claim.attempt, recorder, JobStatus.FAILED, message)
         raise
-    return conclude(sessions, given, recorder, result)
+    return conclude(sessions, given, recorder, result, settings)
 
 
 def conclude(
@@ -190,6 +192,7 @@ def conclude(
     given: TrainingInput,
     recorder: EpochRecorder,
     result: TrainResult,
+    settings: Settings,
 ) -> JobStatus | None:
     """End the attempt as its recorder says: succeeded with the model, cancelled, failed on
     the time limit, or (the lease lost) not at all."""
@@ -206,7 +209,20 @@ def conclude(
     status = end_attempt(sessions, job_id, attempt, recorder, JobStatus.SUCCEEDED, model=model)
     if status is JobStatus.SUCCEEDED:
         logger.info("job %s succeeded after %d epochs", job_id, len(result.history))
+        if model.name is not None:
+            announce_version(settings, model)
     return status
+
+
+def announce_version(settings: Settings, model: TrainedModel) -> None:
+    """Tell the API processes that ``model.name`` has a new latest version. When that fails they
+    serve the previous one until the registry's next change; the model itself is stored."""
+    try:
+        generation_for(settings).bump()
+    except Exception as error:  # redis and the file system each raise their own types
+        logger.warning("%s:%s is stored but not announced: %s", model.name, model.version, error)
+    else:
+        logger.info("model %s is version %s of %s", model.id, model.version, model.name)
 
 
 def end_attempt(

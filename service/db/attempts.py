@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.db import registry
 from service.db.models import (
     EPOCH_FIGURES,
     EpochMetric,
@@ -184,7 +185,8 @@ def end_attempt(
     error: str | None = None,
     model: TrainedModel | None = None,
 ) -> None:
-    """Write the last epoch records, the model if any and the final ``status`` together.
+    """Write the last epoch records, the model if any (the next version of its name, when it
+    has one) and the final ``status`` together.
 
     The history is kept whatever the status; the checkpoint, no longer needed, is deleted.
     """
@@ -202,6 +204,8 @@ def end_attempt(
     )
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     if model is not None:
+        if model.name is not None:
+            model.version = registry.next_version(session, model.name)
         session.add(model)
     session.commit()
 

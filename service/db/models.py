@@ -1,4 +1,5 @@
-"""Tables: datasets, training_jobs, epoch_metrics, models.
+"""Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, and the registry's
+model_names and model_aliases.
 
 Arrays are stored as ``.npz`` blobs (``service.db.npz``: no pickle, read in place);
 a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids are never reused
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     LargeBinary,
     MetaData,
     String,
@@ -70,6 +72,10 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+
+# Registered model names and aliases: lowercase, starting with a letter (never taken for an id).
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = rf"[a-z][a-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}"
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 # Fields of a job's training spec that belong to the service, not to model_core (which refuses
@@ -152,6 +158,8 @@ class TrainingJob(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     checkpoint_epoch: Mapped[int | None]
+    # The registered name whose next version the job's model becomes, if any.
+    model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
 
     dataset: Mapped[Dataset | None] = relationship()
     # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
@@ -210,10 +218,13 @@ class JobCheckpoint(Base):
 
 
 class TrainedModel(Base):
-    """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it."""
+    """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it.
+
+    A model of a job that named one is version ``version`` of ``name`` (both None otherwise).
+    """
 
     __tablename__ = "models"
-    __table_args__ = KEEP_IDS
+    __table_args__ = (UniqueConstraint("name", "version"), KEEP_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(
@@ -230,5 +241,42 @@ class TrainedModel(Base):
     metrics: Mapped[dict]
     blob: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    name: Mapped[str | None] = mapped_column(ForeignKey("model_names.name"))
+    version: Mapped[int | None]
 
     job: Mapped[TrainingJob] = relationship(back_populates="model")
+    aliases: Mapped[list["ModelAlias"]] = relationship(
+        primaryjoin="and_(TrainedModel.name == foreign(ModelAlias.name),"
+        " TrainedModel.version == foreign(ModelAlias.version))",
+        viewonly=True,
+        lazy="selectin",
+        order_by="ModelAlias.alias",
+    )
+
+
+class ModelName(Base):
+    """A registered name and the last version number it gave out: versions count up from 1 and
+    are never reused, even once deleted (an app that saw ``digits:3`` never meets another)."""
+
+    __tablename__ = "model_names"
+
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    last_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """``name@alias`` points at one version of ``name``; that version cannot be deleted while
+    an alias points at it (the foreign key refuses, and the API answers 409 first)."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["name", "version"], ["models.name", "models.version"], ondelete="RESTRICT"
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -135,10 +135,16 @@ class ResolvedJob:
     initial_weights: list | None
     training: dict
     warnings: list[str]
+    model_name: str | None
 
 
 def resolve_job(
-    session: Session, settings: Settings, dataset_id: int, network: dict, training: dict
+    session: Session,
+    settings: Settings,
+    dataset_id: int,
+    network: dict,
+    training: dict,
+    model_name: str | None = None,
 ) -> ResolvedJob:
     """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
     dataset = find_dataset(session, dataset_id)
@@ -152,6 +158,7 @@ def resolve_job(
         initial_weights,
         {**plain_json(resolved.training), **own},
         resolved.warnings,
+        model_name,
     )
 
 

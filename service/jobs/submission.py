@@ -38,6 +38,7 @@ def new_job(resolved: ResolvedJob) -> TrainingJob:
         training=with_seed(resolved.training),
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],
+        model_name=resolved.model_name,
     )
 
 

@@ -1,52 +1,45 @@
-"""``/v1/models``: list, show, delete, predict and weights."""
+"""``/v1/models``: list, show, delete, predict and weights of a model reference; a name's
+versions and aliases.
+
+``{ref}`` is an id (``42``), a name (``digits``: its latest version), ``digits:3`` or
+``digits@production`` (service/model_refs.py).
+"""
 
 import numpy as np
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
-from sqlalchemy.orm import Session
+from marshmallow import ValidationError
 
 from model_core import Model
 from service.context import db, services
-from service.db import records
+from service.db import records, registry
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
+from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
+from service.registry import ModelIdentity, cached_model, find_row, registry_changed, serve
 from service.resources.paging import page_of
 from service.schemas.models import (
+    REF_DESCRIPTION,
+    AliasRequestSchema,
+    AliasSchema,
     ModelDetailSchema,
     ModelSchema,
     PredictionSchema,
     PredictRequestSchema,
     WeightsQuerySchema,
     WeightsSchema,
+    check_name,
 )
 from service.serving import predict, standardization, weights_as_arrays, weights_document
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
-
-
-def read_model(session: Session, model_id: int) -> Model | None:
-    blob = records.get_model_blob(session, model_id)
-    return None if blob is None else Model.from_bytes(blob)
-
-
-def load_model(model_id: int) -> Model:
-    """The trained model, from this process's cache; a 404 once the model is deleted."""
-    session = db()
-    if not records.row_exists(session, TrainedModel, model_id):
-        services().models.evict(model_id)
-        fail(404, f"No model {model_id}.")
-    return cached_model(session, model_id)
-
-
-def cached_model(session: Session, model_id: int) -> Model:
-    """The trained model from this process's cache, read from its blob on a miss; a 404 when
-    the model has just been deleted. The caller has checked that its row exists."""
-    model = services().models.get(model_id, lambda: read_model(session, model_id))
-    return model or fail(404, f"No model {model_id}.")
+REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION}
+NAME_PARAMETER = {"in": "path", "name": "name", "description": "a registered model name"}
+ALIAS_PARAMETER = {"in": "path", "name": "alias", "description": f"an alias: {NAME_RULE}"}
 
 
 def model_details(row: TrainedModel, model: Model) -> dict:
@@ -67,6 +60,26 @@ def instances_for(model: Model, instances: object) -> np.ndarray:
     return x
 
 
+def deletable_row(ref_text: str) -> TrainedModel:
+    """The model ``DELETE`` may remove: named by id or ``name:version`` only (a bare name or an
+    alias would quietly roll the name back to an older version), and no alias pointing at it."""
+    ref = parse_ref(ref_text)
+    if ref.model_id is None and ref.version is None:
+        message = "delete takes an id (42) or name:version (digits:3), never a name or alias"
+        fail(422, "A model to delete is named by its id or name:version.", {"ref": [message]})
+    row = find_row(db(), ref_text)
+    if row.aliases:
+        names = ", ".join(f"{row.name}@{alias.alias}" for alias in row.aliases)
+        fail(409, f"{row.name}:{row.version} is what {names} points at; move the alias first.")
+    return row
+
+
+def existing_name(name: str) -> str:
+    if not registry.name_exists(db(), name):
+        raise ModelNotFound(f"No model named {name}.")
+    return name
+
+
 NPZ_DOC = {
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     "description": "JSON, or with ?format=npz a file of members W0, b0, W1, b1, ..., mean and"
@@ -76,12 +89,12 @@ NPZ_DOC = {
 }
 
 
-def npz_response(model_id: int, model: Model) -> Response:
-    disposition = f'attachment; filename="model-{model_id}-weights.npz"'
+def npz_response(identity: ModelIdentity, model: Model) -> Response:
+    disposition = f'attachment; filename="model-{identity.model_id}-weights.npz"'
     return Response(
         arrays_to_npz(**weights_as_arrays(model)),
         mimetype="application/octet-stream",
-        headers={"Content-Disposition": disposition},
+        headers={"Content-Disposition": disposition, **identity.headers()},
     )
 
 
@@ -94,48 +107,87 @@ class Models(MethodView):
         return page_of(records.list_models, pagination_parameters)
 
 
-@blp.route("/<int:model_id>")
-class ModelById(MethodView):
+@blp.route("/<ref>", parameters=[REF_PARAMETER])
+class ModelByRef(MethodView):
     @blp.response(200, ModelDetailSchema)
     @blp.alt_response(404, schema=ErrorSchema)
-    def get(self, model_id: int):
-        """Show a model: spec, data set, job, final metrics, classes, standardization"""
-        session = db()
-        row = records.get_model(session, model_id) or fail(404, f"No model {model_id}.")
-        return model_details(row, cached_model(session, model_id))
+    def get(self, ref: str):
+        """Show a model: name, version, aliases, spec, data set, job, final metrics, classes,
+        standardization"""
+        row = find_row(db(), ref)
+        return model_details(row, cached_model(ModelIdentity.of(row)))
 
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)
-    def delete(self, model_id: int):
-        """Delete a model"""
-        session = db()
-        model = records.get_model(session, model_id) or fail(404, f"No model {model_id}.")
-        records.delete_row(session, model)
-        services().models.evict(model_id)
+    @blp.alt_response(409, schema=ErrorSchema, description="An alias points at this version")
+    @blp.alt_response(422, schema=ErrorSchema, description="Not an id or name:version")
+    def delete(self, ref: str):
+        """Delete a model, by id or name:version"""
+        row = deletable_row(ref)
+        records.delete_row(db(), row)
+        registry_changed(row.id)
 
 
-@blp.route("/<int:model_id>/predict")
+@blp.route("/<ref>/predict", parameters=[REF_PARAMETER])
 class ModelPrediction(MethodView):
     @blp.arguments(PredictRequestSchema)
     @blp.response(200, PredictionSchema)
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="Bad rows: width, NaN, ragged")
-    def post(self, body: dict, model_id: int):
+    def post(self, body: dict, ref: str):
         """Predict labels (and class probabilities) or values for rows of features"""
-        model = load_model(model_id)
-        return predict(model, instances_for(model, body["instances"]))
+        served = serve(ref)
+        prediction = predict(served.model, instances_for(served.model, body["instances"]))
+        return {**served.identity.fields(), **prediction}, 200, served.identity.headers()
 
 
-@blp.route("/<int:model_id>/weights")
+@blp.route("/<ref>/weights", parameters=[REF_PARAMETER])
 class ModelWeights(MethodView):
     @blp.arguments(WeightsQuerySchema, location="query")
     @blp.response(200, WeightsSchema)
     @blp.doc(responses={200: NPZ_DOC})
     @blp.alt_response(404, schema=ErrorSchema)
-    def get(self, query: dict, model_id: int):
+    def get(self, query: dict, ref: str):
         """All a forward pass needs: per layer W (inputs, units), b (units,) and the activation,
         the standardisation and the classes; ?format=npz for the same as a file"""
-        model = load_model(model_id)
+        served = serve(ref)
         if query["format"] == "npz":
-            return npz_response(model_id, model)
-        return weights_document(model)
+            return npz_response(served.identity, served.model)
+        return weights_document(served.model), 200, served.identity.headers()
+
+
+@blp.route("/<name>/versions", parameters=[NAME_PARAMETER])
+class ModelVersions(MethodView):
+    @blp.response(200, ModelSchema(many=True))
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, name: str):
+        """List the versions of a name still there, oldest first"""
+        return registry.list_versions(db(), existing_name(name))
+
+
+@blp.route("/<name>/aliases/<alias>", parameters=[NAME_PARAMETER, ALIAS_PARAMETER])
+class ModelAlias(MethodView):
+    @blp.arguments(AliasRequestSchema)
+    @blp.response(200, AliasSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="No such name or version")
+    @blp.alt_response(422, schema=ErrorSchema, description="Not a valid alias")
+    def put(self, body: dict, name: str, alias: str):
+        """Point name@alias at a version of the name (set or move the alias)"""
+        try:
+            check_name(alias)
+        except ValidationError as error:
+            fail(422, "Not a valid alias.", {"alias": error.messages})
+        row = find_row(db(), f"{existing_name(name)}:{body['version']}")
+        aliased = registry.set_alias(db(), name, alias, row.version)
+        registry_changed()
+        return aliased
+
+    @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def delete(self, name: str, alias: str):
+        """Remove the alias name@alias (the version it pointed at stays)"""
+        row = registry.get_alias(db(), name, alias)
+        if row is None:
+            raise ModelNotFound(f"No alias {name}@{alias}.")
+        registry.delete_alias(db(), row)
+        registry_changed()

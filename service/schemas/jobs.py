@@ -5,8 +5,9 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
-from service.db.models import JobStatus
+from service.db.models import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus
 from service.jobs.idempotency import IDEMPOTENCY_HEADER
+from service.schemas.models import check_name
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -24,6 +25,13 @@ class JobCreateSchema(ma.Schema):
         metadata={
             "description": "model_core training spec, plus the service's optional"
             " max_seconds (a time limit, at most MAX_JOB_SECONDS)"
+        },
+    )
+    model_name = ma.fields.String(
+        validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
+        metadata={
+            "description": "the job's model becomes the next version of this name (1, 2, ...)",
+            "pattern": f"^{NAME_PATTERN}$",
         },
     )
 
@@ -58,6 +66,7 @@ class JobSchema(ma.Schema):
         metadata={"description": "a cancel was asked for; a running job stops at its next epoch"}
     )
     model_id = ma.fields.Integer(allow_none=True)
+    model_name = ma.fields.String(allow_none=True)
     network = ma.fields.Dict()
     training = ma.fields.Dict()
     warnings = ma.fields.List(ma.fields.String())

@@ -3,13 +3,35 @@
 import marshmallow as ma
 from marshmallow import validate
 
+from model_core import MAX_INT32
 from model_core.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from model_core.specs import DTYPES
-from service.db.models import Task
+from service.db.models import NAME_PATTERN, Task
+from service.model_refs import NAME_RULE, is_name
+
+
+def check_name(text: str) -> None:
+    """The marshmallow validator of model names and aliases."""
+    if not is_name(text):
+        raise ma.ValidationError(f"must be {NAME_RULE}")
+
+
+REF_DESCRIPTION = (
+    "an id (42), a name (digits: its latest version), name:version (digits:3)"
+    " or name@alias (digits@production)"
+)
 
 
 class ModelSchema(ma.Schema):
     id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True, metadata={"description": "the registered name"})
+    version = ma.fields.Integer(allow_none=True, metadata={"description": "its version"})
+    aliases = ma.fields.Pluck(
+        "AliasSchema",
+        "alias",
+        many=True,
+        metadata={"description": "the aliases that point at this version"},
+    )
     job_id = ma.fields.Integer()
     dataset_id = ma.fields.Integer(allow_none=True)
     task = ma.fields.Enum(Task, by_value=True)
@@ -41,7 +63,15 @@ class PredictRequestSchema(ma.Schema):
     )
 
 
-class PredictionSchema(ma.Schema):
+class AnsweringModelSchema(ma.Schema):
+    """Which model answered (also in the X-Model-Id, X-Model-Name, X-Model-Version headers)."""
+
+    model_id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True)
+    version = ma.fields.Integer(allow_none=True)
+
+
+class PredictionSchema(AnsweringModelSchema):
     predictions = ma.fields.List(ma.fields.Raw())
     probabilities = ma.fields.List(
         ma.fields.List(ma.fields.Float()), metadata={"description": "classification only"}
@@ -82,3 +112,15 @@ class WeightsSchema(ma.Schema):
             " classes[1] above 0.5, else classes[0]"
         },
     )
+
+
+class AliasRequestSchema(ma.Schema):
+    version = ma.fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_INT32)
+    )
+
+
+class AliasSchema(ma.Schema):
+    name = ma.fields.String()
+    alias = ma.fields.String(metadata={"pattern": f"^{NAME_PATTERN}$"})
+    version = ma.fields.Integer()

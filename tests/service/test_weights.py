@@ -175,7 +175,7 @@ def test_the_documented_activations_are_model_cores(documented):
 
 def test_the_openapi_document_describes_both_forms(client):
     spec = client.get("/openapi.json").get_json()
-    ok = spec["paths"]["/v1/models/{model_id}/weights"]["get"]["responses"]["200"]
+    ok = spec["paths"]["/v1/models/{ref}/weights"]["get"]["responses"]["200"]
     assert set(ok["content"]) == {"application/json", "application/octet-stream"}
     schemas = spec["components"]["schemas"]
     assert set(schemas["Weights"]["properties"]) == {

@@ -1,0 +1,81 @@
+"""The model registry in the database: version numbers per name, references to rows, aliases.
+
+A version number comes from its name's ``model_names`` row, incremented in the transaction that
+stores the model: the row lock makes concurrent successes of one name take turns (PostgreSQL),
+and SQLite has a single writer anyway, so two models never share a version.
+"""
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from model_core import MAX_INT32
+from service.db.models import ModelAlias, ModelName, TrainedModel
+from service.model_refs import ModelRef
+
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def next_version(session: Session, name: str) -> int:
+    """Take the next version number of ``name`` (registering the name on first use), without
+    committing: the caller commits it with the model that carries it."""
+    insert = _INSERT[session.get_bind().dialect.name]
+    session.execute(insert(ModelName).values(name=name).on_conflict_do_nothing())
+    return session.scalar(
+        update(ModelName)
+        .where(ModelName.name == name)
+        .values(last_version=ModelName.last_version + 1)
+        .returning(ModelName.last_version)
+    )
+
+
+def _statement_for(ref: ModelRef) -> Select | None:
+    models = select(TrainedModel)
+    if ref.model_id is not None:
+        return models.where(TrainedModel.id == ref.model_id) if ref.model_id <= MAX_INT32 else None
+    if ref.version is not None:
+        if ref.version > MAX_INT32:
+            return None
+        return models.where(TrainedModel.name == ref.name, TrainedModel.version == ref.version)
+    if ref.alias is not None:
+        return models.join(
+            ModelAlias,
+            (ModelAlias.name == TrainedModel.name) & (ModelAlias.version == TrainedModel.version),
+        ).where(ModelAlias.name == ref.name, ModelAlias.alias == ref.alias)
+    latest = models.where(TrainedModel.name == ref.name)
+    return latest.order_by(TrainedModel.version.desc()).limit(1)
+
+
+def find_model(session: Session, ref: ModelRef) -> TrainedModel | None:
+    """The model ``ref`` names now: a bare name is its highest version still there."""
+    statement = _statement_for(ref)
+    return None if statement is None else session.scalar(statement)
+
+
+def name_exists(session: Session, name: str) -> bool:
+    return session.get(ModelName, name) is not None
+
+
+def list_versions(session: Session, name: str) -> list[TrainedModel]:
+    statement = select(TrainedModel).where(TrainedModel.name == name)
+    return list(session.scalars(statement.order_by(TrainedModel.version)))
+
+
+def get_alias(session: Session, name: str, alias: str) -> ModelAlias | None:
+    return session.get(ModelAlias, (name, alias))
+
+
+def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:
+    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit."""
+    row = get_alias(session, name, alias)
+    if row is None:
+        row = ModelAlias(name=name, alias=alias, version=version)
+        session.add(row)
+    row.version = version
+    session.commit()
+    return row
+
+
+def delete_alias(session: Session, row: ModelAlias) -> None:
+    session.delete(row)
+    session.commit()

@@ -1,0 +1,91 @@
+"""What a model reference names, per request: from this process's caches while the registry
+generation (service/generation.py) has not moved, else from the database.
+
+A prediction thus costs one generation read (a Redis ``GET`` or a ``stat``) and two dictionary
+lookups when nothing changed; a new version, an alias moved or a model deleted anywhere is seen
+by the very next request of every process.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from model_core import Model
+from service.context import db, services
+from service.db import records, registry
+from service.db.models import TrainedModel
+from service.model_refs import ModelNotFound, ModelRef, parse_ref
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answers: its id and, when registered, its name and version."""
+
+    model_id: int
+    name: str | None
+    version: int | None
+
+    @classmethod
+    def of(cls, row: TrainedModel) -> "ModelIdentity":
+        return cls(row.id, row.name, row.version)
+
+    def fields(self) -> dict:
+        return {"model_id": self.model_id, "name": self.name, "version": self.version}
+
+    def headers(self) -> dict[str, str]:
+        """``X-Model-Id`` and, for a registered model, ``X-Model-Name`` and ``X-Model-Version``."""
+        headers = {"X-Model-Id": str(self.model_id)}
+        if self.name is not None:
+            headers.update({"X-Model-Name": self.name, "X-Model-Version": str(self.version)})
+        return headers
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    identity: ModelIdentity
+    model: Model
+
+
+def find_row(session: Session, text: str) -> TrainedModel:
+    """The model row ``text`` names, read from the database; ``ModelNotFound`` otherwise."""
+    return _row_for(session, parse_ref(text))
+
+
+def _row_for(session: Session, ref: ModelRef) -> TrainedModel:
+    row = registry.find_model(session, ref)
+    if row is None:
+        raise ModelNotFound(f"No model {ref}.")
+    return row
+
+
+def _read_model(model_id: int) -> Model | None:
+    blob = records.get_model_blob(db(), model_id)
+    return None if blob is None else Model.from_bytes(blob)
+
+
+def cached_model(identity: ModelIdentity) -> Model:
+    """The trained model of ``identity`` from this process's cache, read on a miss."""
+    model = services().models.get(identity.model_id, lambda: _read_model(identity.model_id))
+    if model is None:
+        raise ModelNotFound(f"No model {identity.model_id}.")
+    return model
+
+
+def serve(text: str) -> ServedModel:
+    """The model ``text`` names and which one it is; ``ModelNotFound`` (or its ``BadModelRef``)
+    otherwise."""
+    ref = parse_ref(text)
+    context = services()
+    identity = context.refs.get(
+        context.generation.current(), ref, lambda: ModelIdentity.of(_row_for(db(), ref))
+    )
+    return ServedModel(identity, cached_model(identity))
+
+
+def registry_changed(model_id: int | None = None) -> None:
+    """After a commit that changes what a reference names: tell every process, and drop
+    ``model_id``'s weights from this one."""
+    context = services()
+    context.generation.bump()
+    if model_id is not None:
+        context.models.evict(model_id)
