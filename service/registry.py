@@ -19,7 +19,7 @@ from service.model_refs import ModelNotFound, ModelRef, parse_ref
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which model answers: its id and, when registered, its name and version."""
+    """Which model a reference names: its id and, when registered, its name and version."""
 
     model_id: int
     name: str | None
@@ -29,7 +29,18 @@ class ModelIdentity:
     def of(cls, row: TrainedModel) -> "ModelIdentity":
         return cls(row.id, row.name, row.version)
 
-    def fields(self) -> dict:
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model ready to answer, and which one it is."""
+
+    model_id: int
+    name: str | None
+    version: int | None
+    model: Model
+
+    def identity(self) -> dict:
+        """``{"model_id", "name", "version"}`` for a response body (None when unnamed)."""
         return {"model_id": self.model_id, "name": self.name, "version": self.version}
 
     def headers(self) -> dict[str, str]:
@@ -38,12 +49,6 @@ class ModelIdentity:
         if self.name is not None:
             headers.update({"X-Model-Name": self.name, "X-Model-Version": str(self.version)})
         return headers
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    identity: ModelIdentity
-    model: Model
 
 
 def find_row(session: Session, text: str) -> TrainedModel:
@@ -79,7 +84,7 @@ def serve(text: str) -> ServedModel:
     identity = context.refs.get(
         context.generation.current(), ref, lambda: ModelIdentity.of(_row_for(db(), ref))
     )
-    return ServedModel(identity, cached_model(identity))
+    return ServedModel(identity.model_id, identity.name, identity.version, cached_model(identity))
 
 
 def registry_changed(model_id: int | None = None) -> None:

@@ -20,7 +20,14 @@ from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
-from service.registry import ModelIdentity, cached_model, find_row, registry_changed, serve
+from service.registry import (
+    ModelIdentity,
+    ServedModel,
+    cached_model,
+    find_row,
+    registry_changed,
+    serve,
+)
 from service.resources.paging import page_of
 from service.schemas.models import (
     REF_DESCRIPTION,
@@ -89,12 +96,12 @@ NPZ_DOC = {
 }
 
 
-def npz_response(identity: ModelIdentity, model: Model) -> Response:
-    disposition = f'attachment; filename="model-{identity.model_id}-weights.npz"'
+def npz_response(served: ServedModel) -> Response:
+    disposition = f'attachment; filename="model-{served.model_id}-weights.npz"'
     return Response(
-        arrays_to_npz(**weights_as_arrays(model)),
+        arrays_to_npz(**weights_as_arrays(served.model)),
         mimetype="application/octet-stream",
-        headers={"Content-Disposition": disposition, **identity.headers()},
+        headers={"Content-Disposition": disposition, **served.headers()},
     )
 
 
@@ -138,7 +145,7 @@ class ModelPrediction(MethodView):
         """Predict labels (and class probabilities) or values for rows of features"""
         served = serve(ref)
         prediction = predict(served.model, instances_for(served.model, body["instances"]))
-        return {**served.identity.fields(), **prediction}, 200, served.identity.headers()
+        return {**served.identity(), **prediction}, 200, served.headers()
 
 
 @blp.route("/<ref>/weights", parameters=[REF_PARAMETER])
@@ -152,8 +159,8 @@ class ModelWeights(MethodView):
         the standardisation and the classes; ?format=npz for the same as a file"""
         served = serve(ref)
         if query["format"] == "npz":
-            return npz_response(served.identity, served.model)
-        return weights_document(served.model), 200, served.identity.headers()
+            return npz_response(served)
+        return weights_document(served.model), 200, served.headers()
 
 
 @blp.route("/<name>/versions", parameters=[NAME_PARAMETER])
