@@ -1,14 +1,15 @@
 """The error envelope every failure answers with.
 
 ``{"error": {"code": "unprocessable_entity", "message": "...", "details": {field: [messages]}}}``;
-``details`` keys are paths like ``network.layers[1].activation`` or ``instances[2]``.
+``details`` keys are paths like ``network.layers[1].activation`` or ``instances[2]``. Under /v2,
+the Open Inference Protocol, the same failures answer its ``{"error": "..."}`` instead.
 """
 
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import marshmallow as ma
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 from flask_smorest import Api, abort
 from werkzeug.exceptions import HTTPException
 
@@ -91,7 +92,17 @@ class EnvelopeApi(Api):
 
 
 def envelope(code: str, message: str, details: Mapping[str, list[str]]) -> dict:
+    if speaks_inference_protocol():
+        return {"error": message}
     return {"error": {"code": code, "message": message, "details": dict(details)}}
+
+
+def speaks_inference_protocol() -> bool:
+    """Whether the request is under /v2, whose clients (tritonclient raises the message as its
+    exception's) read an error as ``{"error": "..."}``: routing's 404 and 405 included."""
+    if not has_request_context():
+        return False
+    return request.path == "/v2" or request.path.startswith("/v2/")
 
 
 def unprocessable_response(error: DataError | SpecError):

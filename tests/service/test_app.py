@@ -51,7 +51,7 @@ def test_interactive_docs_are_served(client):
 
 
 def test_unknown_route_and_method_use_the_envelope(client):
-    assert assert_envelope(client.get("/v2/nothing"), 404)["code"] == "not_found"
+    assert assert_envelope(client.get("/v1/nothing"), 404)["code"] == "not_found"
     assert assert_envelope(client.put("/v1/jobs"), 405)["code"] == "method_not_allowed"
 
 
