@@ -355,6 +355,14 @@ def test_infer_in_json_with_a_content_type_and_a_version(client, model_id):
     ]
 
 
+def test_infer_by_alias(client, model_id):
+    assert client.put("/v1/models/xor/aliases/production", json={"version": 1}).status_code == 200
+    rows = np.array(XOR_ROWS, dtype=np.float32)
+    response, result = infer_binary(client, "/v2/models/xor@production/infer", rows)
+    assert response.headers["X-Model-Version"] == "1"
+    assert result.as_numpy("predictions").tolist() == [0, 1, 1, 0]
+
+
 def test_infer_by_id(client, model_id):
     rows = np.array(XOR_ROWS, dtype=np.float64)
     _, result = infer_binary(client, f"/v2/models/{model_id}/infer", rows)
