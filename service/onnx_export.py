@@ -203,8 +203,8 @@ def classification_outputs(
 ) -> list[onnx.ValueInfoProto]:
     """``probabilities`` (N, n_classes) and ``predictions`` (N,) as model_core computes them."""
     units = model.weights[-1][0].shape[1]
-    probabilities_ = probabilities(graph, outputs, model.activations[-1].name, units)
-    graph.add("Identity", [probabilities_], PROBABILITIES)
+    columns = probability_columns(graph, outputs, model.activations[-1].name, units)
+    graph.add("Identity", [columns], PROBABILITIES)
     labels = graph.initializer("classes", onnx_classes(model.classes))
     graph.add("Gather", [labels, class_indices(graph, outputs, units)], PREDICTIONS, axis=0)
     return [
@@ -213,7 +213,7 @@ def classification_outputs(
     ]
 
 
-def probabilities(graph: GraphBuilder, outputs: str, activation: str, units: int) -> str:
+def probability_columns(graph: GraphBuilder, outputs: str, activation: str, units: int) -> str:
     """model_core's ``output_probabilities``: one unit as (1 - p, p), softmax as is, anything
     else clipped at zero and divided by its row sum (a row summing to 0 becomes uniform)."""
     if units == 1:
