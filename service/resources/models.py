@@ -20,6 +20,7 @@ from service.db.npz import arrays_to_npz
 from service.errors import ErrorSchema, fail
 from service.ingest import numeric_matrix
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
+from service.onnx_export import NotExportable, onnx_model_bytes
 from service.registry import (
     ModelIdentity,
     ServedModel,
@@ -33,6 +34,7 @@ from service.schemas.models import (
     REF_DESCRIPTION,
     AliasRequestSchema,
     AliasSchema,
+    ExportQuerySchema,
     ModelDetailSchema,
     ModelSchema,
     PredictionSchema,
@@ -96,13 +98,34 @@ NPZ_DOC = {
 }
 
 
-def npz_response(served: ServedModel) -> Response:
-    disposition = f'attachment; filename="model-{served.model_id}-weights.npz"'
+def file_response(served: ServedModel, content: bytes, filename: str) -> Response:
+    disposition = f'attachment; filename="model-{served.model_id}-{filename}"'
     return Response(
-        arrays_to_npz(**weights_as_arrays(served.model)),
+        content,
         mimetype="application/octet-stream",
         headers={"Content-Disposition": disposition, **served.headers()},
     )
+
+
+def npz_response(served: ServedModel) -> Response:
+    return file_response(served, arrays_to_npz(**weights_as_arrays(served.model)), "weights.npz")
+
+
+def onnx_response(served: ServedModel) -> Response:
+    try:
+        content = onnx_model_bytes(served.model)
+    except NotExportable as error:
+        fail(422, "This model has no ONNX form.", {"format": [str(error)]})
+    return file_response(served, content, "model.onnx")
+
+
+ONNX_DOC = {
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "An ONNX file (opset 21): input `input` [N, n_features] FLOAT or DOUBLE as"
+    " the model's dtype, raw rows (the graph standardises them); outputs `probabilities`"
+    " [N, n_classes] and `predictions` [N] for classifiers, `predictions` [N, n_outputs] for"
+    " regression. With ?format=npz, the weights file of /weights?format=npz",
+}
 
 
 @blp.route("")
@@ -198,3 +221,18 @@ class ModelAlias(MethodView):
             raise ModelNotFound(f"No alias {name}@{alias}.")
         registry.delete_alias(db(), row)
         registry_changed()
+
+
+@blp.route("/<ref>/export", parameters=[REF_PARAMETER])
+class ModelExport(MethodView):
+    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.response(200)
+    @blp.doc(responses={200: ONNX_DOC})
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="Not expressible in ONNX")
+    def get(self, query: dict, ref: str):
+        """The model as a file to run elsewhere: ONNX (the default), or npz weights"""
+        served = serve(ref)
+        if query["format"] == "npz":
+            return npz_response(served)
+        return onnx_response(served)

@@ -78,6 +78,14 @@ class PredictionSchema(AnsweringModelSchema):
     )
 
 
+class ExportQuerySchema(ma.Schema):
+    format = ma.fields.String(
+        load_default="onnx",
+        validate=validate.OneOf(["onnx", "npz"]),
+        metadata={"description": "onnx (the default): an ONNX graph; npz: the weights"},
+    )
+
+
 class WeightsQuerySchema(ma.Schema):
     format = ma.fields.String(load_default="json", validate=validate.OneOf(["json", "npz"]))
 
@@ -124,3 +132,102 @@ class AliasSchema(ma.Schema):
     name = ma.fields.String()
     alias = ma.fields.String(metadata={"pattern": f"^{NAME_PATTERN}$"})
     version = ma.fields.Integer()
+
+
+class EvaluateRequestSchema(ma.Schema):
+    """Either ``dataset_id``, or ``instances`` with ``targets``."""
+
+    dataset_id = ma.fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_INT32),
+        metadata={"description": "a stored data set whose columns are the model's inputs"},
+    )
+    instances = ma.fields.Raw(
+        metadata={"description": "rows of numbers, (n_rows, n_features), as /predict takes"}
+    )
+    targets = ma.fields.Raw(
+        metadata={"description": "one label per row, or a value (or a list of values) per row"}
+    )
+
+    @ma.validates_schema
+    def check_source(self, data: dict, **_kwargs) -> None:
+        inline = ("instances", "targets")
+        if "dataset_id" in data:
+            extra = [field for field in inline if field in data]
+            if extra:
+                raise ma.ValidationError(
+                    {field: ["not allowed with dataset_id"] for field in extra}
+                )
+            return
+        missing = [field for field in inline if field not in data]
+        if missing:
+            message = "required unless dataset_id is given"
+            raise ma.ValidationError({field: [message] for field in missing})
+
+
+class ClassMetricsSchema(ma.Schema):
+    label = ma.fields.Raw(metadata={"description": "the class"})
+    precision = ma.fields.Float(
+        metadata={
+            "description": "of the rows predicted as this class, the share that are it;"
+            " 0 when none is"
+        }
+    )
+    recall = ma.fields.Float(
+        metadata={
+            "description": "of the rows of this class, the share predicted as it;"
+            " 0 when there are none"
+        }
+    )
+    support = ma.fields.Integer(metadata={"description": "rows of this class"})
+
+
+class ConfusionMatrixSchema(ma.Schema):
+    labels = ma.fields.List(
+        ma.fields.Raw(), metadata={"description": "the model's classes, in its output order"}
+    )
+    counts = ma.fields.List(
+        ma.fields.List(ma.fields.Integer()),
+        metadata={"description": "counts[i][j]: rows of class labels[i] predicted as labels[j]"},
+    )
+
+
+class OutputMetricsSchema(ma.Schema):
+    output = ma.fields.Integer(metadata={"description": "the target column, from 0"})
+    mse = ma.fields.Float()
+    mae = ma.fields.Float()
+    r2 = ma.fields.Float(allow_none=True)
+
+
+R2 = (
+    "1 - SS_res / SS_tot; a constant target scores 1 when predicted exactly, else 0;"
+    " null for a single row"
+)
+
+
+class EvaluationSchema(AnsweringModelSchema):
+    dataset_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "the data set evaluated; null for inline rows"}
+    )
+    task = ma.fields.String(validate=validate.OneOf([task.value for task in Task]))
+    n_samples = ma.fields.Integer(metadata={"description": "rows evaluated"})
+    loss_function = ma.fields.String(metadata={"description": "the model's loss"})
+    loss = ma.fields.Float(
+        metadata={"description": "its mean over the rows, as val_loss in training (no l2 term)"}
+    )
+    accuracy = ma.fields.Float(metadata={"description": "classification only"})
+    per_class = ma.fields.List(
+        ma.fields.Nested(ClassMetricsSchema),
+        metadata={"description": "classification only: every class of the model, in order"},
+    )
+    confusion_matrix = ma.fields.Nested(
+        ConfusionMatrixSchema, metadata={"description": "classification only"}
+    )
+    mse = ma.fields.Float(metadata={"description": "regression only: mean over the outputs"})
+    mae = ma.fields.Float(metadata={"description": "regression only: mean over the outputs"})
+    r2 = ma.fields.Float(
+        allow_none=True, metadata={"description": f"regression only, mean over the outputs: {R2}"}
+    )
+    per_output = ma.fields.List(
+        ma.fields.Nested(OutputMetricsSchema), metadata={"description": "regression only"}
+    )
