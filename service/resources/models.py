@@ -5,20 +5,25 @@ versions and aliases.
 ``digits@production`` (service/model_refs.py).
 """
 
+from dataclasses import asdict
+
 import numpy as np
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 
-from model_core import Model
+from model_core import Model, SpecError
 from service.context import db, services
+from service.csv_predictions import csv_features, predictions_csv
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
-from service.errors import ErrorSchema, fail
+from service.errors import INVALID_REQUEST, ErrorSchema, fail
+from service.evaluation import Report, evaluate
 from service.ingest import numeric_matrix
+from service.model_inputs import check_dataset_fits, inline_targets, model_feature_names
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
 from service.onnx_export import NotExportable, onnx_model_bytes
 from service.registry import (
@@ -29,11 +34,14 @@ from service.registry import (
     registry_changed,
     serve,
 )
+from service.resources.datasets import load_or_fail
 from service.resources.paging import page_of
 from service.schemas.models import (
     REF_DESCRIPTION,
     AliasRequestSchema,
     AliasSchema,
+    EvaluateRequestSchema,
+    EvaluationSchema,
     ExportQuerySchema,
     ModelDetailSchema,
     ModelSchema,
@@ -43,7 +51,13 @@ from service.schemas.models import (
     WeightsSchema,
     check_name,
 )
-from service.serving import predict, standardization, weights_as_arrays, weights_document
+from service.serving import (
+    predict,
+    prediction_arrays,
+    standardization,
+    weights_as_arrays,
+    weights_document,
+)
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
 REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION}
@@ -58,15 +72,84 @@ def model_details(row: TrainedModel, model: Model) -> dict:
 
 
 def instances_for(model: Model, instances: object) -> np.ndarray:
-    """The rows to predict, checked against the model's width and the row limit."""
-    x = numeric_matrix(instances, "instances")
+    """The rows of JSON ``instances``, checked against the model's width and the row limit."""
+    return checked_rows(model, numeric_matrix(instances, "instances"), "instances")
+
+
+def checked_rows(model: Model, x: np.ndarray, field: str) -> np.ndarray:
+    """Rows ``x`` from the request's ``field``, checked against the model's width and the row
+    limit."""
     limit = services().settings.max_predict_rows
     if len(x) > limit:
-        fail(422, "Too many rows.", {"instances": [f"at most {limit} rows per call"]})
+        fail(422, "Too many rows.", {field: [f"at most {limit} rows per call"]})
     if x.shape[1] != model.n_features:
         message = f"each row needs {model.n_features} values; got {x.shape[1]}"
-        fail(422, "Wrong number of features.", {"instances": [message]})
+        fail(422, "Wrong number of features.", {field: [message]})
     return x
+
+
+PREDICT_REQUEST = PredictRequestSchema()
+PREDICT_BODY = {
+    "required": True,
+    "description": "JSON instances, or CSV (text/csv): a header row, then one row of features"
+    " per line. When the model's data set named its features, CSV columns are matched by those"
+    " names (others, such as an id or the target, are left out); else every column is a"
+    " feature, in order",
+    "content": {
+        "application/json": {"schema": PredictRequestSchema},
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+PREDICT_CSV_DOC = {
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+    "description": "JSON, or with Accept: text/csv a header row and one line per row:"
+    " prediction, then probability_<label> per class for a classifier; prediction (one output)"
+    " or prediction_0, prediction_1, ... for regression",
+}
+
+
+def rows_to_predict(served: ServedModel) -> np.ndarray:
+    """The request's rows: JSON ``{"instances": [...]}``, or a CSV body with a header row."""
+    if request.mimetype == "text/csv":
+        names = model_feature_names(db(), served.model_id)
+        return checked_rows(served.model, csv_features(request.get_data(), names), "body")
+    if not request.is_json:
+        fail(415, "Send application/json or text/csv.")
+    payload = request.get_json(silent=True)
+    if payload is None:
+        fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
+    return instances_for(served.model, load_or_fail(PREDICT_REQUEST, payload)["instances"])
+
+
+def wants_csv() -> bool:
+    """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie)."""
+    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+
+
+def csv_response(served: ServedModel, x: np.ndarray) -> Response:
+    text = predictions_csv(served.model, prediction_arrays(served.model, x))
+    return Response(text, mimetype="text/csv", headers=served.headers())
+
+
+def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rows, their targets and the request field they came from: a stored data set checked
+    against the model's inputs, or inline ``instances`` and ``targets``."""
+    if "dataset_id" not in body:
+        x = instances_for(served.model, body["instances"])
+        return x, inline_targets(served.model, body["targets"], len(x)), "targets"
+    session, dataset_id = db(), body["dataset_id"]
+    dataset = records.get_dataset(session, dataset_id) or fail(404, f"No data set {dataset_id}.")
+    check_dataset_fits(dataset, served.model, model_feature_names(session, served.model_id))
+    x, y = records.get_dataset_arrays(session, dataset_id)
+    return x, y, "dataset_id"
+
+
+def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str) -> Report:
+    """``evaluate``, its data errors a 422 on the request ``field`` the targets came from."""
+    try:
+        return evaluate(model, x, y)
+    except SpecError as error:
+        fail(422, "The targets do not fit the model.", {field: [error.message]})
 
 
 def deletable_row(ref_text: str) -> TrainedModel:
@@ -160,15 +243,38 @@ class ModelByRef(MethodView):
 
 @blp.route("/<ref>/predict", parameters=[REF_PARAMETER])
 class ModelPrediction(MethodView):
-    @blp.arguments(PredictRequestSchema)
+    @blp.doc(requestBody=PREDICT_BODY, responses={200: PREDICT_CSV_DOC})
     @blp.response(200, PredictionSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="Not JSON")
     @blp.alt_response(404, schema=ErrorSchema)
-    @blp.alt_response(422, schema=ErrorSchema, description="Bad rows: width, NaN, ragged")
-    def post(self, body: dict, ref: str):
-        """Predict labels (and class probabilities) or values for rows of features"""
+    @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor CSV")
+    @blp.alt_response(422, schema=ErrorSchema, description="Bad rows: width, NaN, ragged, CSV")
+    def post(self, ref: str):
+        """Predict labels (and class probabilities) or values for rows of features, as JSON or
+        CSV (Content-Type and Accept: text/csv)"""
         served = serve(ref)
-        prediction = predict(served.model, instances_for(served.model, body["instances"]))
-        return {**served.identity(), **prediction}, 200, served.headers()
+        x = rows_to_predict(served)
+        if wants_csv():
+            return csv_response(served, x)
+        return {**served.identity(), **predict(served.model, x)}, 200, served.headers()
+
+
+@blp.route("/<ref>/evaluate", parameters=[REF_PARAMETER])
+class ModelEvaluation(MethodView):
+    @blp.arguments(EvaluateRequestSchema)
+    @blp.response(200, EvaluationSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="No such model or data set")
+    @blp.alt_response(
+        422, schema=ErrorSchema, description="Data that does not fit the model's inputs/outputs"
+    )
+    def post(self, body: dict, ref: str):
+        """Evaluate a model on a data set or inline rows: loss, accuracy, per-class precision
+        and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
+        served = serve(ref)
+        x, y, field = evaluation_data(served, body)
+        report = asdict(evaluated(served.model, x, y, field))
+        answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
+        return answer, 200, served.headers()
 
 
 @blp.route("/<ref>/weights", parameters=[REF_PARAMETER])

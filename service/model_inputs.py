@@ -1,0 +1,76 @@
+"""Whether data fits a trained model's inputs and outputs: a stored data set or inline targets
+to evaluate it on, and the feature names its columns are matched by.
+
+No Flask: functions take the session; a misfit raises ``DataError`` naming the request field
+(``dataset_id`` or ``targets``), which the API answers with a 422.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from model_core import Model
+from service.db import records
+from service.db.models import Dataset, Task
+from service.ingest import DataError, json_targets
+
+
+def model_feature_names(session: Session, model_id: int) -> list[str] | None:
+    """The feature names of the data set the model was trained on, or None when it had none
+    (JSON arrays, a built-in sample) or has since been deleted."""
+    row = records.get_model(session, model_id)
+    if row is None or row.dataset_id is None:
+        return None
+    dataset = records.get_dataset(session, row.dataset_id)
+    return None if dataset is None else dataset.feature_names
+
+
+def n_outputs(model: Model) -> int:
+    """Units of the output layer: classes (one for a single sigmoid), or target columns."""
+    return model.weights[-1][0].shape[1]
+
+
+def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[str] | None) -> None:
+    """The data set's columns are the model's inputs, its targets what the model predicts:
+    the task, the number of features, the feature names when both have them, the classes (all
+    among the model's) or the number of target columns."""
+    field, name = "dataset_id", f"data set {dataset.id}"
+    if dataset.task.value != model.task:
+        raise DataError(field, f"{name} is for {dataset.task.value}; the model does {model.task}")
+    if dataset.n_features != model.n_features:
+        raise DataError(
+            field, f"{name} has {dataset.n_features} features; the model takes {model.n_features}"
+        )
+    names = dataset.feature_names
+    if feature_names and names and list(names) != list(feature_names):
+        raise DataError(field, f"{name}'s features are {names}; the model's are {feature_names}")
+    check_targets_fit(dataset, model)
+
+
+def check_targets_fit(dataset: Dataset, model: Model) -> None:
+    """Every label of the data set is a class of the model; or as many target columns as the
+    model has outputs."""
+    field, name = "dataset_id", f"data set {dataset.id}"
+    if dataset.task is Task.CLASSIFICATION:
+        unknown = [label for label in dataset.classes if label not in model.classes]
+        if unknown:
+            raise DataError(
+                field,
+                f"{name} has labels the model does not know: {unknown[:5]}; "
+                f"its classes are {model.classes}",
+            )
+    elif dataset.n_outputs != n_outputs(model):
+        raise DataError(
+            field,
+            f"{name} has {dataset.n_outputs} target columns; the model predicts {n_outputs(model)}",
+        )
+
+
+def inline_targets(model: Model, targets: object, n_rows: int) -> np.ndarray:
+    """JSON ``targets`` for ``n_rows`` rows: labels as given, regression values as finite
+    float64 (whether they fit the model is ``service.evaluation``'s check)."""
+    y = json_targets(Task(model.task), targets)
+    if len(y) != n_rows:
+        raise DataError("targets", f"has {len(y)} entries; instances has {n_rows} rows")
+    return y
