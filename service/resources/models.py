@@ -108,17 +108,25 @@ PREDICT_CSV_DOC = {
 }
 
 
-def rows_to_predict(served: ServedModel) -> np.ndarray:
-    """The request's rows: JSON ``{"instances": [...]}``, or a CSV body with a header row."""
+def predict_body() -> dict | bytes:
+    """The body of a prediction, read before the model is looked up (so that an oversized body
+    is a 413 whatever the ref): the bytes of a CSV body, or the checked JSON body."""
     if request.mimetype == "text/csv":
-        names = model_feature_names(db(), served.model_id)
-        return checked_rows(served.model, csv_features(request.get_data(), names), "body")
+        return request.get_data()
     if not request.is_json:
         fail(415, "Send application/json or text/csv.")
     payload = request.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
-    return instances_for(served.model, load_or_fail(PREDICT_REQUEST, payload)["instances"])
+    return load_or_fail(PREDICT_REQUEST, payload)
+
+
+def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
+    """The rows of ``predict_body``: JSON ``instances``, or CSV with a header row."""
+    if isinstance(body, bytes):
+        names = model_feature_names(db(), served.model_id)
+        return checked_rows(served.model, csv_features(body, names), "body")
+    return instances_for(served.model, body["instances"])
 
 
 def wants_csv() -> bool:
@@ -252,8 +260,9 @@ class ModelPrediction(MethodView):
     def post(self, ref: str):
         """Predict labels (and class probabilities) or values for rows of features, as JSON or
         CSV (Content-Type and Accept: text/csv)"""
+        body = predict_body()
         served = serve(ref)
-        x = rows_to_predict(served)
+        x = rows_to_predict(served, body)
         if wants_csv():
             return csv_response(served, x)
         return {**served.identity(), **predict(served.model, x)}, 200, served.headers()

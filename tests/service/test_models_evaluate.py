@@ -426,3 +426,10 @@ def test_openapi_documents_csv_and_evaluate(client):
     assert {"200", "404", "422"} <= set(evaluation["responses"])
     schema = evaluation["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/Evaluation"}
+
+
+def test_a_csv_body_over_the_limit_is_413_and_an_unknown_model_404(client, iris):
+    text = csv_text(IRIS_COLUMNS, [[1.25, 2.5, 3.75, 4.5]] * 12_000)  # over 200,000 bytes here
+    error = assert_envelope(post_csv(client, "iris", text), 413)
+    assert "MAX_REQUEST_BYTES" in error["message"]
+    assert_envelope(post_csv(client, "nothing", iris_csv(rows=slice(0, 2))), 404)
