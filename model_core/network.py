@@ -160,6 +160,11 @@ class Model:
     def n_features(self) -> int:
         return self.weights[0][0].shape[0]
 
+    @property
+    def n_outputs(self) -> int:
+        """Units of the output layer: classes (one for a single sigmoid), or target columns."""
+        return self.weights[-1][0].shape[1]
+
     def forward(self, x) -> np.ndarray:
         """Output-layer activations (n_samples, units) for raw rows, computed in chunks."""
         x = as_features(x, self.dtype, "X", self.n_features)

@@ -45,10 +45,9 @@ def prediction_columns(model: Model) -> list[str]:
     classifier; ``prediction`` for one regression output, ``prediction_0``... for several."""
     if model.task == "classification":
         return ["prediction", *(f"probability_{label}" for label in model.classes)]
-    n_outputs = model.weights[-1][0].shape[1]
-    if n_outputs == 1 and model.target_ndim == 1:
+    if model.n_outputs == 1 and model.target_ndim == 1:
         return ["prediction"]
-    return [f"prediction_{output}" for output in range(n_outputs)]
+    return [f"prediction_{output}" for output in range(model.n_outputs)]
 
 
 def predictions_csv(model: Model, arrays: dict[str, np.ndarray]) -> str:

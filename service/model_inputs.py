@@ -26,11 +26,6 @@ def model_feature_names(session: Session, model_id: int) -> list[str] | None:
     return None if dataset is None else dataset.feature_names
 
 
-def n_outputs(model: Model) -> int:
-    """Units of the output layer: classes (one for a single sigmoid), or target columns."""
-    return model.weights[-1][0].shape[1]
-
-
 def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[str] | None) -> None:
     """The data set's columns are the model's inputs, its targets what the model predicts:
     the task, the number of features, the feature names when both have them, the classes (all
@@ -60,10 +55,10 @@ def check_targets_fit(dataset: Dataset, model: Model) -> None:
                 f"{name} has labels the model does not know: {unknown[:5]}; "
                 f"its classes are {model.classes}",
             )
-    elif dataset.n_outputs != n_outputs(model):
+    elif dataset.n_outputs != model.n_outputs:
         raise DataError(
             field,
-            f"{name} has {dataset.n_outputs} target columns; the model predicts {n_outputs(model)}",
+            f"{name} has {dataset.n_outputs} target columns; the model predicts {model.n_outputs}",
         )
 
 
