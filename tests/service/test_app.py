@@ -17,6 +17,8 @@ ENDPOINTS = {
     "/v1/models/{ref}": {"get", "delete"},
     "/v1/models/{ref}/predict": {"post"},
     "/v1/models/{ref}/weights": {"get"},
+    "/v1/models/{ref}/evaluate": {"post"},
+    "/v1/models/{ref}/export": {"get"},
     "/v1/models/{name}/versions": {"get"},
     "/v1/models/{name}/aliases/{alias}": {"put", "delete"},
     "/health/live": {"get"},
