@@ -82,7 +82,7 @@ def output_specs(model: Model) -> dict[str, TensorSpec]:
     (n, n_outputs) for regression) and, for classification, ``probabilities`` (n, n_classes)."""
     values = FLOAT_DATATYPES[model.dtype]
     if model.task != "classification":
-        return {PREDICTIONS: TensorSpec(values, (-1, model.weights[-1][0].shape[1]))}
+        return {PREDICTIONS: TensorSpec(values, (-1, model.n_outputs))}
     return {
         PREDICTIONS: TensorSpec(label_datatype(model.classes), (-1,)),
         PROBABILITIES: TensorSpec(values, (-1, len(model.classes))),

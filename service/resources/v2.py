@@ -81,11 +81,11 @@ def protocol_version(served: ServedModel) -> str | None:
     return None if served.version is None else str(served.version)
 
 
-def infer(served: ServedModel) -> Response:
-    """Read the request body, predict as /v1 does, encode the answer."""
+def infer(body: bytes, served: ServedModel) -> Response:
+    """Parse the request ``body``, predict as /v1 does, encode the answer."""
     try:
         inference = protocol.parse_infer_request(
-            request.get_data(cache=False),
+            body,
             request.headers.get(protocol.HEADER_LENGTH),
             served.model,
             services().settings.max_predict_rows,
@@ -183,4 +183,7 @@ class ModelInfer(MethodView):
     )
     def post(self, name: str, version: str | None = None):
         """Predict for the rows of the `input` tensor (FP32 or FP64, [rows, n_features])"""
-        return infer(served_model(name, version))
+        # The body first, as /v1 predict does: one over MAX_REQUEST_BYTES is a 413 whatever
+        # the name, and the client is never answered before it has finished sending.
+        body = request.get_data(cache=False)
+        return infer(body, served_model(name, version))

@@ -404,6 +404,7 @@ def test_framework_errors_under_v2_use_the_protocols_body(client, model_id, app)
     assert_protocol_error(client.get("/v2/models/xor/infer"), 405)
     too_big = b"0" * (app.config["MAX_CONTENT_LENGTH"] + 1)
     assert_protocol_error(client.post("/v2/models/xor/infer", data=too_big), 413, "bytes")
+    assert_protocol_error(client.post("/v2/models/nothing/infer", data=too_big), 413, "bytes")
 
 
 def test_an_unexpected_failure_is_500_with_the_protocols_body(client, model_id, app, monkeypatch):
