@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.engine $(BENCH_ARGS)
+
+# Needs wrk (apt-get install wrk); creates MLflow's own venv under var/ on first use.
+bench-serving: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.serving $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

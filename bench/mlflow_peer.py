@@ -59,6 +59,8 @@ def mlp_classifier(arrays: dict[str, np.ndarray], layers: list[dict]) -> MLPClas
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mlp.fit(np.zeros((len(classes), w0.shape[0]), dtype=w0.dtype), classes)
+    # MLflow 3.17 saves with skops, which trusts no optimizer: the fitted one is not needed.
+    del mlp._optimizer
     mlp.coefs_ = [arrays[f"W{i}"] for i in range(len(layers))]
     mlp.intercepts_ = [arrays[f"b{i}"] for i in range(len(layers))]
     return mlp

@@ -25,8 +25,8 @@ For each it builds the same network as a scikit-learn MLPClassifier (bench/mlflo
 by MLflow's Python: our mean and scale in a StandardScaler, our weights from
 ``/v1/models/{id}/weights``, checked against our probabilities within 1e-6), saves it with
 ``mlflow.sklearn.save_model`` (``predict_proba``, so both servers answer probabilities) and
-serves it with ``mlflow models serve --env-manager local``, with ``-w 1`` and with its default
-workers, one server at a time.
+serves it with ``mlflow models serve --env-manager local``, with ``-w 1`` (3.17's default) and
+``-w 2``, one server at a time; the better of the two is MLflow's figure.
 
 wrk (``-t1``: one thread, leaving the other core to the servers; bench/wrk/post.lua) then sends
 one row per request over loopback for ``--seconds``, after a ``--warmup`` run, at 1 and 16
@@ -426,7 +426,7 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(request: Request, connections: int, seconds: float, folder: Path) -> WrkResult:
+def run_wrk(request: Request, connections: int, seconds: int, folder: Path) -> WrkResult:
     body_file = folder / f"body-{hashlib.sha1(request.body).hexdigest()[:12]}.bin"
     body_file.write_bytes(request.body)
     command = [
@@ -444,7 +444,10 @@ def run_wrk(request: Request, connections: int, seconds: float, folder: Path) ->
         str(body_file),
         request.content_type,
     ]
-    return parse_wrk(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
 
 
 def probe(request: Request) -> str:
@@ -519,7 +522,9 @@ def measure_ours(client: Client, model: BenchModel, args, folder: Path) -> list[
     return rows
 
 
-MLFLOW_WORKERS = {"-w 1": ["-w", "1"], "default workers": []}
+# 3.17's default is one uvicorn worker (``mlflow models serve --help``); with two it stalls about
+# 40 ms on every keep-alive request (Nagle's algorithm left on: uvicorn issue 3149).
+MLFLOW_WORKERS = {"-w 1 (default)": ["-w", "1"], "-w 2": ["-w", "2"]}
 
 
 def measure_mlflow(
@@ -839,8 +844,10 @@ def machine() -> str:
 @dataclass
 class Run:
     database: str
-    seconds: float
+    seconds: int
     models: list[str] = field(default_factory=list)
+    # Other processes on a 2-core machine move every figure: a run on a busy machine shows it.
+    load_average: float = field(default_factory=lambda: os.getloadavg()[0])
     versions: dict = field(default_factory=dict)
     load: list[LoadRow] = field(default_factory=list)
     big: list[BigBodyRow] = field(default_factory=list)
@@ -850,8 +857,8 @@ def report(run: Run, repeats: int) -> str:
     stamp = datetime.now(UTC).strftime("%d %b %Y, %H:%M UTC")
     versions = ", ".join(f"{name} {version}" for name, version in run.versions.items())
     lines = [
-        f"{stamp}, {run.database}, {machine()}; wrk -t1, {run.seconds:g} s runs, one row per "
-        f"request; {versions}",
+        f"{stamp}, {run.database}, {machine()} (load average {run.load_average:.2f} at the "
+        f"start); wrk -t1, {run.seconds} s runs, one row per request; {versions}",
         "",
         *load_table(run.load),
         "",
@@ -869,8 +876,8 @@ def report(run: Run, repeats: int) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=sorted(DATABASES), default="embedded")
-    parser.add_argument("--seconds", type=float, default=10, help="each wrk run")
-    parser.add_argument("--warmup", type=float, default=2, help="wrk run before each request")
+    parser.add_argument("--seconds", type=int, default=10, help="each wrk run (whole seconds)")
+    parser.add_argument("--warmup", type=int, default=2, help="wrk seconds before each request")
     parser.add_argument("--repeats", type=int, default=5, help="big bodies: best of this many")
     parser.add_argument("--rows", type=int, default=BIG_ROWS, help="synthetic training rows")
     parser.add_argument("--mlflow-venv", type=Path, default=REPO / "var" / "mlflow-venv")
