@@ -14,6 +14,9 @@ branch_labels = None
 depends_on = None
 
 NAME = sa.String(length=64)
+# Batch mode rebuilds the models table on SQLite, and reflection does not see AUTOINCREMENT:
+# without this, ids would be reused after a delete, and caches keyed by id would go stale.
+KEEP_IDS = {"sqlite_autoincrement": True}
 
 
 def upgrade() -> None:
@@ -27,7 +30,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("training_jobs") as batch:
         batch.add_column(sa.Column("model_name", NAME, nullable=True))
-    with op.batch_alter_table("models") as batch:
+    with op.batch_alter_table("models", table_kwargs=KEEP_IDS) as batch:
         batch.add_column(sa.Column("name", NAME, nullable=True))
         batch.add_column(sa.Column("version", sa.Integer(), nullable=True))
         batch.create_unique_constraint(batch.f("uq_models_name"), ["name", "version"])
@@ -53,7 +56,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Downgrade schema."""
     op.drop_table("model_aliases")
-    with op.batch_alter_table("models") as batch:
+    with op.batch_alter_table("models", table_kwargs=KEEP_IDS) as batch:
         batch.drop_constraint(batch.f("fk_models_name_model_names"), type_="foreignkey")
         batch.drop_constraint(batch.f("uq_models_name"), type_="unique")
         batch.drop_column("version")

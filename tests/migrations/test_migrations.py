@@ -62,3 +62,28 @@ def test_checkpoints_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path
         engine.dispose()
     assert storage == "e"  # EXTERNAL: out of line, not compressed
     assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_ids_are_never_reused_on_sqlite_after_every_migration(monkeypatch, tmp_path):
+    """Every table whose model asks for AUTOINCREMENT keeps it through the migrations (batch
+    mode rebuilds tables, and reflection alone would drop it): caches are keyed by id."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade"]) == 0
+    keeping = {
+        table.name
+        for table in Base.metadata.tables.values()
+        if table.kwargs.get("sqlite_autoincrement")
+    }
+    assert {"datasets", "training_jobs", "models"} <= keeping
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+            )
+            created = {name: sql for name, sql in rows}
+    finally:
+        engine.dispose()
+    assert {name for name in keeping if "AUTOINCREMENT" not in created[name]} == set()
