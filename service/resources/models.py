@@ -180,13 +180,18 @@ def existing_name(name: str) -> str:
     return name
 
 
-NPZ_DOC = {
-    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    "description": "JSON, or with ?format=npz a file of members W0, b0, W1, b1, ..., mean and"
+def file_doc(description: str) -> dict:
+    """An OpenAPI response that is a file of bytes."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"content": {"application/octet-stream": binary}, "description": description}
+
+
+NPZ_DOC = file_doc(
+    "JSON, or with ?format=npz a file of members W0, b0, W1, b1, ..., mean and"
     " scale (when standardized), classes (classification) and spec (a 0-d string array of JSON:"
     " task, dtype, the layers' units and activations, standardized); np.load(file,"
-    " allow_pickle=False) reads every one",
-}
+    " allow_pickle=False) reads every one"
+)
 
 
 def file_response(served: ServedModel, content: bytes, filename: str) -> Response:
@@ -210,13 +215,12 @@ def onnx_response(served: ServedModel) -> Response:
     return file_response(served, content, "model.onnx")
 
 
-ONNX_DOC = {
-    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    "description": "An ONNX file (opset 21): input `input` [N, n_features] FLOAT or DOUBLE as"
+ONNX_DOC = file_doc(
+    "An ONNX file (opset 21): input `input` [N, n_features] FLOAT or DOUBLE as"
     " the model's dtype, raw rows (the graph standardises them); outputs `probabilities`"
     " [N, n_classes] and `predictions` [N] for classifiers, `predictions` [N, n_outputs] for"
-    " regression. With ?format=npz, the weights file of /weights?format=npz",
-}
+    " regression. With ?format=npz, the weights file of /weights?format=npz"
+)
 
 
 @blp.route("")
