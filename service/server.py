@@ -86,7 +86,8 @@ class GunicornApp(BaseApplication):
         self.cfg.set("post_fork", hand_over_arbiter_signals)
         self.cfg.set("threads", THREADS_PER_PROCESS)
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
-        self.cfg.set("accesslog", "-")
+        access_log = self.settings.access_log
+        self.cfg.set("accesslog", None if access_log == "off" else access_log)
         self.cfg.set("loglevel", self.settings.log_level.lower())
         # gunicorn's control socket (for gunicornc) sits at one path per user: a second API on
         # the host would take it over, and stopping either would remove the other's.

