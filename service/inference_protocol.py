@@ -136,7 +136,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
 
 
 def parse_header_length(text: str, body_size: int) -> int:
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdigit()):  # int() refuses "²"
         raise ProtocolError(f"{HEADER_LENGTH} must be a number of bytes; got {text!r}")
     size = int(text)
     if size > body_size:
@@ -148,7 +148,7 @@ def input_rows(header: dict, binary: memoryview, model: Model, max_rows: int) ->
     """The ``input`` tensor as rows (n_samples, n_features) in the model's dtype."""
     tensor = the_input(header.get("inputs"))
     datatype = tensor.get("datatype")
-    if datatype not in INPUT_DTYPES:
+    if not isinstance(datatype, str) or datatype not in INPUT_DTYPES:
         raise ProtocolError(
             f"input '{INPUT}': datatype {json.dumps(datatype)} is not accepted; send FP32 or FP64"
         )
@@ -292,7 +292,7 @@ def requested_output(
     output: object, specs: Mapping[str, TensorSpec], binary_default: bool
 ) -> RequestedOutput:
     name = output.get("name") if isinstance(output, dict) else None
-    if name not in specs:
+    if not isinstance(name, str) or name not in specs:
         known = ", ".join(f"'{each}'" for each in specs)
         raise ProtocolError(f"outputs: unknown output {json.dumps(name)}; this model has {known}")
     parameters = output.get("parameters")

@@ -221,6 +221,8 @@ BAD_REQUESTS = {
     "no data": (json_request(data=None), None, "data must be a list"),
     "NaN": (json_request(shape=[1, 2], data=[1, float("nan")]), None, "NaN at row 0, column 1"),
     "unknown output": (with_outputs({"name": "labels"}), None, 'unknown output "labels"'),
+    "output name a list": (with_outputs({"name": []}), None, "unknown output []"),
+    "datatype a list": (json_request(datatype=["FP32"]), None, 'datatype ["FP32"] is not'),
     "classification parameter": (
         with_outputs({"name": "probabilities", "parameters": {"classification": 2}}),
         None,
@@ -237,6 +239,7 @@ BAD_REQUESTS = {
         "binary_data_output must be true or false",
     ),
     "header length not a number": (*binary_body()[:1], "12a", "must be a number of bytes"),
+    "header length a unicode digit": (*binary_body()[:1], "\u00b2", "must be a number of bytes"),
     "header length past the body": (binary_body()[0], "100000", "the body has only"),
     "binary size disagrees with the shape": (*binary_body(shape=(3, 3)), "needs 36 bytes"),
     "binary size disagrees with the bytes": (*binary_body(size=20), "follow the JSON header"),
