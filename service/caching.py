@@ -1,6 +1,7 @@
 """A small least-recently-used cache, per process, bounded by a total size."""
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -56,20 +57,25 @@ class GenerationalCache(Generic[K, V]):
     """Values valid for one generation token: a token unlike the last one seen drops them all.
 
     For values that may change under their key when the token changes (what a model reference
-    names). A value loaded while the token moved is not kept: it may predate the change.
+    names). A value loaded while the token moved is not kept: it may predate the change. Entries
+    also live at most ``max_age`` seconds, a backstop should a change ever fail to move the token.
     """
 
-    def __init__(self):
+    def __init__(self, max_age: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.max_age = max_age
+        self.clock = clock
         self._token: object = object()
         self._entries: dict[K, V] = {}
+        self._filled_at = clock()
         self._lock = threading.Lock()
 
     def get(self, token: object, key: K, load: Callable[[], V | None]) -> V | None:
         """The value for ``key`` under ``token``, calling ``load`` on a miss (None: not found,
         not kept)."""
         with self._lock:
-            if token != self._token:
-                self._token, self._entries = token, {}
+            now = self.clock()
+            if token != self._token or now - self._filled_at > self.max_age:
+                self._token, self._entries, self._filled_at = token, {}, now
             entries = self._entries
             if key in entries:
                 return entries[key]

@@ -4,13 +4,13 @@ deleted) changes, so that caches of resolved references are dropped on the very 
 every process without a database round trip while nothing changes.
 
 Redis holds it when the broker is Redis (an ``INCR``ed key: one ``GET`` per request); otherwise a
-file, replaced on each change, whose ``stat`` is the token (one system call per request): the
-embedded default, where every process shares one disk.
+file beside the SQLite database, replaced on each change by a new random token (one small read
+per request): the embedded default, where every process shares one disk.
 """
 
 import os
 import threading
-import time
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -53,17 +53,18 @@ class FileGeneration:
         self.path = path
 
     def current(self) -> object:
+        """The file's text: a new random token at each bump (a stat would not do: inodes are
+        reused and a coarse clock gives two bumps one mtime)."""
         try:
-            stat = os.stat(self.path)
+            return self.path.read_bytes()
         except FileNotFoundError:
             return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def bump(self) -> None:
-        """Replace the file (a new inode and mtime whatever the clock's resolution)."""
+        """Replace the file at once with a new random token (readers see the old or the new)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-        temporary.write_text(str(time.time_ns()))
+        temporary.write_text(uuid.uuid4().hex)
         os.replace(temporary, self.path)
 
 

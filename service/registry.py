@@ -6,6 +6,7 @@ lookups when nothing changed; a new version, an alias moved or a model deleted a
 by the very next request of every process.
 """
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from service.context import db, services
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.model_refs import ModelNotFound, ModelRef, parse_ref
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,17 @@ def serve(text: str) -> ServedModel:
 
 
 def registry_changed(model_id: int | None = None) -> None:
-    """After a commit that changes what a reference names: tell every process, and drop
-    ``model_id``'s weights from this one."""
+    """After a commit that changes what a reference names: drop ``model_id``'s weights from this
+    process and tell every process. The change is committed whatever happens here: when the
+    generation cannot be moved (Redis unreachable), other processes see it once their cached
+    references age out (``GenerationalCache.max_age``), and the failure is logged."""
     context = services()
-    context.generation.bump()
     if model_id is not None:
         context.models.evict(model_id)
+    try:
+        context.generation.bump()
+    except Exception:  # redis and the file system each raise their own types
+        logger.exception(
+            "the registry generation did not move; other API processes see the change within %s s",
+            context.refs.max_age,
+        )

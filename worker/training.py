@@ -216,7 +216,7 @@ def conclude(
 
 def announce_version(settings: Settings, model: TrainedModel) -> None:
     """Tell the API processes that ``model.name`` has a new latest version. When that fails they
-    serve the previous one until the registry's next change; the model itself is stored."""
+    serve the previous one until their cached references age out (30 s); the model is stored."""
     try:
         generation_for(settings).bump()
     except Exception as error:  # redis and the file system each raise their own types

@@ -5,6 +5,8 @@ versions and aliases.
 ``digits@production`` (service/model_refs.py).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -13,6 +15,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from model_core import Model, SpecError
 from service.context import db, services
@@ -182,6 +185,17 @@ def deletable_row(ref_text: str) -> TrainedModel:
     return row
 
 
+@contextmanager
+def conflicts_answered_409(message: str) -> Iterator[None]:
+    """A registry write that a concurrent request made impossible (the database's keys refused
+    it) is a 409 saying ``message``, with nothing written."""
+    try:
+        yield
+    except IntegrityError:
+        db().rollback()
+        fail(409, f"Conflict: {message}.")
+
+
 def existing_name(name: str) -> str:
     if not registry.name_exists(db(), name):
         raise ModelNotFound(f"No model named {name}.")
@@ -257,7 +271,8 @@ class ModelByRef(MethodView):
     def delete(self, ref: str):
         """Delete a model, by id or name:version"""
         row = deletable_row(ref)
-        records.delete_row(db(), row)
+        with conflicts_answered_409("an alias was set on this version meanwhile; move it first"):
+            records.delete_row(db(), row)
         registry_changed(row.id)
 
 
@@ -327,6 +342,7 @@ class ModelAlias(MethodView):
     @blp.arguments(AliasRequestSchema)
     @blp.response(200, AliasSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such name or version")
+    @blp.alt_response(409, schema=ErrorSchema, description="A concurrent change got there first")
     @blp.alt_response(422, schema=ErrorSchema, description="Not a valid alias")
     def put(self, body: dict, name: str, alias: str):
         """Point name@alias at a version of the name (set or move the alias)"""
@@ -335,7 +351,8 @@ class ModelAlias(MethodView):
         except ValidationError as error:
             fail(422, "Not a valid alias.", {"alias": error.messages})
         row = find_row(db(), f"{existing_name(name)}:{body['version']}")
-        aliased = registry.set_alias(db(), name, alias, row.version)
+        with conflicts_answered_409("the alias or the version changed meanwhile; try again"):
+            aliased = registry.set_alias(db(), name, alias, row.version)
         registry_changed()
         return aliased
 

@@ -1,4 +1,5 @@
-from service.caching import LruCache
+from service.caching import GenerationalCache, LruCache
+from service.generation import FileGeneration
 
 
 def test_loads_once_and_evicts_the_least_recently_used_beyond_the_size():
@@ -29,3 +30,36 @@ def test_evict():
     cache.get(1, lambda: "one")
     cache.evict(1)
     assert cache.get(1, lambda: "again") == "again"
+
+
+def test_a_generational_cache_drops_everything_when_the_token_moves():
+    cache, loads = GenerationalCache(), []
+
+    def load(value):
+        return lambda: loads.append(value) or value
+
+    assert cache.get("t1", "digits", load(1)) == 1
+    assert cache.get("t1", "digits", load(2)) == 1
+    assert cache.get("t2", "digits", load(3)) == 3
+    assert cache.get("t2", "absent", load(None)) is None
+    assert loads == [1, 3, None]
+
+
+def test_a_generational_cache_forgets_what_is_older_than_its_max_age():
+    now = [0.0]
+    cache = GenerationalCache(max_age=30, clock=lambda: now[0])
+    assert cache.get("t", "digits", lambda: 1) == 1
+    now[0] = 29.0
+    assert cache.get("t", "digits", lambda: 2) == 1
+    now[0] = 31.0
+    assert cache.get("t", "digits", lambda: 3) == 3
+
+
+def test_every_bump_of_a_file_generation_gives_a_token_never_seen(tmp_path):
+    generation = FileGeneration(tmp_path / "registry.generation")
+    assert generation.current() is None
+    tokens = set()
+    for _ in range(300):
+        generation.bump()
+        tokens.add(generation.current())
+    assert len(tokens) == 300

@@ -1,13 +1,19 @@
 """Model names, versions and aliases over /v1: references, headers, aliases, deletes, and a
 change seen by the next request of another app on the same database."""
 
+import dataclasses
+import importlib
+
 import pytest
 from sqlalchemy import event
 
 from service.app import create_app
+from service.db.models import ModelAlias
 from tests.factories import assert_envelope, job_body
 from worker.training import run_training
 
+# service.resources binds the name ``models`` to the blueprint, so the module is imported so.
+models_resource = importlib.import_module("service.resources.models")
 XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 
 
@@ -220,3 +226,46 @@ def test_nothing_is_read_from_the_database_while_nothing_changes(client, train, 
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert statements == []
+
+
+def test_a_change_is_kept_when_the_generation_cannot_move(client, train, app, caplog):
+    """The alias moves in the database whatever the generation does; the failure is logged."""
+    train("xor", seed=1)
+    train("xor", seed=2)
+    client.put("/v1/models/xor/aliases/production", json={"version": 1})
+
+    class Unreachable:
+        def current(self):
+            return None
+
+        def bump(self):
+            raise ConnectionError("redis is down")
+
+    services = app.extensions["backprop"]
+    app.extensions["backprop"] = dataclasses.replace(services, generation=Unreachable())
+    moved = client.put("/v1/models/xor/aliases/production", json={"version": 2})
+    assert moved.status_code == 200
+    assert "registry generation did not move" in caplog.text
+    assert client.get("/v1/models/xor@production").get_json()["version"] == 2
+
+
+def test_an_alias_set_during_a_delete_makes_it_a_409(
+    client, train, sessions, monkeypatch, row_counts
+):
+    """Another request sets an alias between the delete's check and its commit: the foreign
+    key refuses the delete, which answers 409 and deletes nothing."""
+    train("xor")
+    original = models_resource.deletable_row
+
+    def checked_then_aliased(ref):
+        row = original(ref)
+        with sessions() as session:
+            session.add(ModelAlias(name="xor", alias="production", version=1))
+            session.commit()
+        return row
+
+    monkeypatch.setattr(models_resource, "deletable_row", checked_then_aliased)
+    before = row_counts()
+    assert_envelope(client.delete("/v1/models/xor:1"), 409)
+    assert row_counts() == before
+    assert predict(client, "xor@production").get_json()["version"] == 1
