@@ -195,7 +195,7 @@ def dense_layer(
 def regression_output(graph: GraphBuilder, model: Model, outputs: str) -> onnx.ValueInfoProto:
     """``predictions`` (N, n_outputs): the last layer's activations as they are."""
     graph.add("Identity", [outputs], PREDICTIONS)
-    return tensor_info(PREDICTIONS, model.dtype, ["N", model.weights[-1][0].shape[1]])
+    return tensor_info(PREDICTIONS, model.dtype, ["N", model.n_outputs])
 
 
 def classification_outputs(

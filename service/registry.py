@@ -56,10 +56,11 @@ class ServedModel:
 
 def find_row(session: Session, text: str) -> TrainedModel:
     """The model row ``text`` names, read from the database; ``ModelNotFound`` otherwise."""
-    return _row_for(session, parse_ref(text))
+    return row_for(session, parse_ref(text))
 
 
-def _row_for(session: Session, ref: ModelRef) -> TrainedModel:
+def row_for(session: Session, ref: ModelRef) -> TrainedModel:
+    """The model row ``ref`` names; ``ModelNotFound`` otherwise."""
     row = registry.find_model(session, ref)
     if row is None:
         raise ModelNotFound(f"No model {ref}.")
@@ -85,7 +86,7 @@ def serve(text: str) -> ServedModel:
     ref = parse_ref(text)
     context = services()
     identity = context.refs.get(
-        context.generation.current(), ref, lambda: ModelIdentity.of(_row_for(db(), ref))
+        context.generation.current(), ref, lambda: ModelIdentity.of(row_for(db(), ref))
     )
     return ServedModel(identity.model_id, identity.name, identity.version, cached_model(identity))
 

@@ -35,6 +35,7 @@ from service.registry import (
     cached_model,
     find_row,
     registry_changed,
+    row_for,
     serve,
 )
 from service.resources.datasets import load_or_fail
@@ -178,7 +179,7 @@ def deletable_row(ref_text: str) -> TrainedModel:
     if ref.model_id is None and ref.version is None:
         message = "delete takes an id (42) or name:version (digits:3), never a name or alias"
         fail(422, "A model to delete is named by its id or name:version.", {"ref": [message]})
-    row = find_row(db(), ref_text)
+    row = row_for(db(), ref)
     if row.aliases:
         names = ", ".join(f"{row.name}@{alias.alias}" for alias in row.aliases)
         fail(409, f"{row.name}:{row.version} is what {names} points at; move the alias first.")
