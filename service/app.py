@@ -4,11 +4,13 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32
+from service.auth import identify_caller
 from service.bodies import BodyLimitedRequest
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
 from service.context import Services, close_db
 from service.db.session import make_session_factory
+from service.db.tenancy import scope_sessions_to_tenants
 from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
 from service.generation import generation_for
@@ -48,8 +50,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=LruCache(settings.model_cache_size),
         generation=generation_for(settings),
         refs=GenerationalCache(),
+        keys=GenerationalCache(),
     )
     app.extensions["event_streams"] = StreamSlots()
+    scope_sessions_to_tenants(app.extensions["backprop"].sessions)
+    app.before_request(identify_caller)
     app.teardown_appcontext(close_db)
     api = EnvelopeApi(app)
     register_domain_errors(app)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from model_core import Model
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
+from service.db.tenancy import session_for
 from service.generation import Generation
 from service.settings import Settings
 
@@ -21,6 +22,7 @@ class Services:
     models: LruCache[int, Model]
     generation: Generation
     refs: GenerationalCache
+    keys: GenerationalCache
 
 
 def services() -> Services:
@@ -28,10 +30,20 @@ def services() -> Services:
 
 
 def db() -> Session:
-    """The request's database session, opened on first use and closed at teardown."""
+    """The request's database session, opened on first use and closed at teardown: under /v1
+    and /v2 it sees only the caller's tenant's rows (``g.principal``, service/auth.py)."""
     if "db" not in g:
-        g.db = services().sessions()
+        principal = g.get("principal")
+        sessions = services().sessions
+        g.db = sessions() if principal is None else session_for(sessions, principal.tenant)
     return g.db
+
+
+def current_generation() -> object:
+    """The registry generation, read once per request (keys and model references share it)."""
+    if "generation" not in g:
+        g.generation = services().generation.current()
+    return g.generation
 
 
 def close_db(_error: BaseException | None = None) -> None:

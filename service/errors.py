@@ -31,9 +31,15 @@ class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBodySchema)
 
 
-def fail(status: int, message: str, details: Mapping[str, list[str]] | None = None) -> NoReturn:
-    """Stop the request with ``status`` and the envelope built from ``message`` and ``details``."""
-    abort(status, message=message, errors=dict(details or {}))
+def fail(
+    status: int,
+    message: str,
+    details: Mapping[str, list[str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> NoReturn:
+    """Stop the request with ``status`` and the envelope built from ``message`` and ``details``
+    (and the response ``headers`` given)."""
+    abort(status, message=message, errors=dict(details or {}), headers=dict(headers or {}))
 
 
 def field_path(prefix: str, key: object) -> str:

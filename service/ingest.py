@@ -181,6 +181,7 @@ def build_dataset(
     summary = target_summary(task, y)
     if task is Task.CLASSIFICATION and summary["n_outputs"] < 2:
         raise DataError(target_field, "classification needs at least 2 classes")
+    arrays = arrays_to_npz(X=compact_features(x), y=y)
     return Dataset(
         name=name,
         task=task,
@@ -189,7 +190,8 @@ def build_dataset(
         n_features=x.shape[1],
         feature_names=list(feature_names) if feature_names else None,
         target_names=list(target_names) if target_names else None,
-        arrays=arrays_to_npz(X=compact_features(x), y=y),
+        arrays=arrays,
+        stored_bytes=len(arrays),
         **summary,
     )
 

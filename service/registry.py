@@ -9,10 +9,11 @@ by the very next request of every process.
 import logging
 from dataclasses import dataclass
 
+from flask import g
 from sqlalchemy.orm import Session
 
 from model_core import Model
-from service.context import db, services
+from service.context import current_generation, db, services
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.model_refs import ModelNotFound, ModelRef, parse_ref
@@ -84,9 +85,10 @@ def serve(text: str) -> ServedModel:
     """The model ``text`` names and which one it is; ``ModelNotFound`` (or its ``BadModelRef``)
     otherwise."""
     ref = parse_ref(text)
-    context = services()
-    identity = context.refs.get(
-        context.generation.current(), ref, lambda: ModelIdentity.of(row_for(db(), ref))
+    identity = services().refs.get(
+        current_generation(),
+        (g.principal.tenant, ref),
+        lambda: ModelIdentity.of(row_for(db(), ref)),
     )
     return ServedModel(identity.model_id, identity.name, identity.version, cached_model(identity))
 

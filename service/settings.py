@@ -4,18 +4,30 @@ Every value has an embedded default that needs no server: a SQLite database and 
 on kombu's SQLAlchemy transport, both as files under ``./var/``.
 """
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
+AUTH_MODES = ("off", "required")
 
 # A bare postgres:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
 _URL_PREFIX_ALIASES = {
     "postgres://": "postgresql+psycopg://",
     "postgresql://": "postgresql+psycopg://",
 }
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_database_url(url: str) -> str:
@@ -36,7 +48,11 @@ class Settings:
     database_url: str = f"sqlite:///{DEFAULT_VAR_DIR / 'backprop.sqlite'}"
     broker_url: str = f"sqla+sqlite:///{DEFAULT_VAR_DIR / 'broker.sqlite'}"
     port: int = 8000
-    host: str = "0.0.0.0"
+    # Loopback by default: with AUTH=off nothing but this host may reach the API.
+    host: str = "127.0.0.1"
+    # "off": every request acts for the "default" tenant; "required": every /v1 and /v2 call
+    # needs an API key (``backprop keys create``).
+    auth: str = "off"
     web_concurrency: int = 2
     worker_concurrency: int = 1
     max_request_bytes: int = 256 * 1024 * 1024
@@ -63,6 +79,20 @@ class Settings:
     # gunicorn's access log: "-" (stderr), a file path, or "off" (a tenth of a small
     # prediction's CPU goes to writing its line).
     access_log: str = "-"
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"AUTH={self.auth!r}: must be one of {', '.join(AUTH_MODES)}")
+
+    def exposure_problem(self) -> str | None:
+        """Why serving on ``host`` with these settings would be unsafe, if it would."""
+        if self.auth == "off" and not is_loopback(self.host):
+            return (
+                f"AUTH=off would let anyone who reaches {self.host}:{self.port} read and change "
+                "every data set and model: set AUTH=required (and make keys with `backprop keys "
+                "create`), or HOST=127.0.0.1"
+            )
+        return None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -44,7 +44,9 @@ def final_metrics(result: TrainResult) -> dict[str, Any]:
 
 def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> TrainedModel:
     classes = result.model.classes
+    blob = result.model.to_bytes()
     return TrainedModel(
+        tenant=job.tenant,
         job_id=job.id,
         dataset_id=dataset.id,
         task=dataset.task,
@@ -53,7 +55,8 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Traine
         training=job.training,
         classes=None if classes is None else np.asarray(classes).tolist(),
         metrics=final_metrics(result),
-        blob=result.model.to_bytes(),
+        blob=blob,
+        stored_bytes=len(blob),
         name=job.model_name,
     )
 

@@ -205,7 +205,7 @@ def end_attempt(
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     if model is not None:
         if model.name is not None:
-            model.version = registry.next_version(session, model.name)
+            model.version = registry.next_version(session, model.tenant, model.name)
         session.add(model)
     session.commit()
 

@@ -1,5 +1,8 @@
-"""Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, and the registry's
-model_names and model_aliases.
+"""Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, the registry's
+model_names and model_aliases, and api_keys.
+
+Data sets, jobs, models, names and aliases belong to a tenant (``TenantOwned``); epoch records
+and checkpoints belong to their job.
 
 Arrays are stored as ``.npz`` blobs (``service.db.npz``: no pickle, read in place);
 a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids are never reused
@@ -11,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -77,6 +81,20 @@ class JobStatus(enum.StrEnum):
 MAX_NAME_LENGTH = 64
 NAME_PATTERN = rf"[a-z][a-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}"
 
+class Scope(enum.StrEnum):
+    """What an API key may do, each including the one before: read, then write within its
+    tenant, then also manage the tenant's keys."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+# The tenant of everything made while AUTH=off, and of rows from before tenants existed.
+DEFAULT_TENANT = "default"
+MAX_TENANT_LENGTH = 64
+TENANT_PATTERN = rf"[a-z0-9][a-z0-9._-]{{0,{MAX_TENANT_LENGTH - 1}}}"
+
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 # Fields of a job's training spec that belong to the service, not to model_core (which refuses
 # keys it does not know): the API checks them (service/jobs/specs.py), the worker applies them.
@@ -95,8 +113,20 @@ def _enum_column(enum_type: type[enum.StrEnum], name: str) -> Enum:
     )
 
 
-class Dataset(Base):
-    """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets)."""
+class TenantOwned:
+    """A row that belongs to one tenant: requests see and change only their own tenant's rows
+    (service/db/tenancy.py)."""
+
+    tenant: Mapped[str] = mapped_column(
+        String(MAX_TENANT_LENGTH), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+
+
+class Dataset(TenantOwned, Base):
+    """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets).
+
+    ``stored_bytes`` is the size of ``arrays``, counted against the tenant's storage quota.
+    """
 
     __tablename__ = "datasets"
     __table_args__ = KEEP_IDS
@@ -113,10 +143,11 @@ class Dataset(Base):
     classes: Mapped[list | None]
     target_stats: Mapped[dict | None]
     arrays: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class TrainingJob(Base):
+class TrainingJob(TenantOwned, Base):
     """One request to train; ``attempt`` counts the times a worker has claimed it.
 
     A running attempt holds a lease (``lease_owner`` until ``lease_expires_at``) that its worker
@@ -160,6 +191,8 @@ class TrainingJob(Base):
     checkpoint_epoch: Mapped[int | None]
     # The registered name whose next version the job's model becomes, if any.
     model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    # The X-Request-ID of the request that submitted the job: the worker's log lines carry it.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     dataset: Mapped[Dataset | None] = relationship()
     # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
@@ -217,14 +250,19 @@ class JobCheckpoint(Base):
     saved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class TrainedModel(Base):
+class TrainedModel(TenantOwned, Base):
     """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it.
 
-    A model of a job that named one is version ``version`` of ``name`` (both None otherwise).
+    A model of a job that named one is version ``version`` of ``name`` (both None otherwise);
+    ``stored_bytes`` is the size of ``blob``.
     """
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version"), KEEP_IDS)
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", "version"),
+        ForeignKeyConstraint(["tenant", "name"], ["model_names.tenant", "model_names.name"]),
+        KEEP_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(
@@ -240,13 +278,15 @@ class TrainedModel(Base):
     classes: Mapped[list | None]
     metrics: Mapped[dict]
     blob: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    name: Mapped[str | None] = mapped_column(ForeignKey("model_names.name"))
+    name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     version: Mapped[int | None]
 
     job: Mapped[TrainingJob] = relationship(back_populates="model")
     aliases: Mapped[list["ModelAlias"]] = relationship(
-        primaryjoin="and_(TrainedModel.name == foreign(ModelAlias.name),"
+        primaryjoin="and_(TrainedModel.tenant == foreign(ModelAlias.tenant),"
+        " TrainedModel.name == foreign(ModelAlias.name),"
         " TrainedModel.version == foreign(ModelAlias.version))",
         viewonly=True,
         lazy="selectin",
@@ -254,29 +294,55 @@ class TrainedModel(Base):
     )
 
 
-class ModelName(Base):
-    """A registered name and the last version number it gave out: versions count up from 1 and
-    are never reused, even once deleted (an app that saw ``digits:3`` never meets another)."""
+class ModelName(TenantOwned, Base):
+    """A tenant's registered name and the last version number it gave out: versions count up
+    from 1 and are never reused, even once deleted (an app that saw ``digits:3`` never meets
+    another). Two tenants may register the same name."""
 
     __tablename__ = "model_names"
 
+    tenant: Mapped[str] = mapped_column(
+        String(MAX_TENANT_LENGTH), primary_key=True, default=DEFAULT_TENANT
+    )
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     last_version: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ModelAlias(Base):
+class ModelAlias(TenantOwned, Base):
     """``name@alias`` points at one version of ``name``; that version cannot be deleted while
     an alias points at it (the foreign key refuses, and the API answers 409 first)."""
 
     __tablename__ = "model_aliases"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["name", "version"], ["models.name", "models.version"], ondelete="RESTRICT"
+            ["tenant", "name", "version"],
+            ["models.tenant", "models.name", "models.version"],
+            ondelete="RESTRICT",
         ),
     )
 
+    tenant: Mapped[str] = mapped_column(
+        String(MAX_TENANT_LENGTH), primary_key=True, default=DEFAULT_TENANT
+    )
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     alias: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     version: Mapped[int]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(TenantOwned, Base):
+    """A tenant's API key: only the SHA-256 of its secret is kept (keys are long random tokens,
+    so a fast hash loses nothing). A key works until ``expires_at`` or ``revoked_at``."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(MAX_TENANT_LENGTH), index=True)
+    scope: Mapped[Scope] = mapped_column(_enum_column(Scope, "key_scope"))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -16,14 +16,14 @@ from service.model_refs import ModelRef
 _INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def next_version(session: Session, name: str) -> int:
-    """Take the next version number of ``name`` (registering the name on first use), without
-    committing: the caller commits it with the model that carries it."""
+def next_version(session: Session, tenant: str, name: str) -> int:
+    """Take the next version number of ``tenant``'s ``name`` (registering the name on first
+    use), without committing: the caller commits it with the model that carries it."""
     insert = _INSERT[session.get_bind().dialect.name]
-    session.execute(insert(ModelName).values(name=name).on_conflict_do_nothing())
+    session.execute(insert(ModelName).values(tenant=tenant, name=name).on_conflict_do_nothing())
     return session.scalar(
         update(ModelName)
-        .where(ModelName.name == name)
+        .where(ModelName.tenant == tenant, ModelName.name == name)
         .values(last_version=ModelName.last_version + 1)
         .returning(ModelName.last_version)
     )
@@ -40,7 +40,9 @@ def _statement_for(ref: ModelRef) -> Select | None:
     if ref.alias is not None:
         return models.join(
             ModelAlias,
-            (ModelAlias.name == TrainedModel.name) & (ModelAlias.version == TrainedModel.version),
+            (ModelAlias.tenant == TrainedModel.tenant)
+            & (ModelAlias.name == TrainedModel.name)
+            & (ModelAlias.version == TrainedModel.version),
         ).where(ModelAlias.name == ref.name, ModelAlias.alias == ref.alias)
     latest = models.where(TrainedModel.name == ref.name)
     return latest.order_by(TrainedModel.version.desc()).limit(1)
@@ -53,7 +55,8 @@ def find_model(session: Session, ref: ModelRef) -> TrainedModel | None:
 
 
 def name_exists(session: Session, name: str) -> bool:
-    return session.get(ModelName, name) is not None
+    """Whether the session's tenant has registered ``name`` (service/db/tenancy.py)."""
+    return session.scalar(select(ModelName).where(ModelName.name == name)) is not None
 
 
 def list_versions(session: Session, name: str) -> list[TrainedModel]:
@@ -62,7 +65,9 @@ def list_versions(session: Session, name: str) -> list[TrainedModel]:
 
 
 def get_alias(session: Session, name: str, alias: str) -> ModelAlias | None:
-    return session.get(ModelAlias, (name, alias))
+    """The session's tenant's ``name@alias`` (service/db/tenancy.py)."""
+    statement = select(ModelAlias).where(ModelAlias.name == name, ModelAlias.alias == alias)
+    return session.scalar(statement)
 
 
 def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:

@@ -38,7 +38,7 @@ def take_versions_at_once(sessions, name: str) -> list[int]:
         try:
             with sessions() as session:
                 start.wait()
-                version = registry.next_version(session, name)
+                version = registry.next_version(session, "default", name)
                 session.execute(text("SELECT 1"))
                 threading.Event().wait(0.05)
                 session.commit()
@@ -64,7 +64,7 @@ def test_concurrent_versions_of_one_name_are_all_different(sessions):
 
 def test_a_rolled_back_version_is_given_again(sessions):
     with sessions() as session:
-        assert registry.next_version(session, "digits") == 1
+        assert registry.next_version(session, "default", "digits") == 1
         session.rollback()
     with sessions() as session:
-        assert registry.next_version(session, "digits") == 1
+        assert registry.next_version(session, "default", "digits") == 1

@@ -1,0 +1,157 @@
+"""Who is calling: API keys, their tenant and scope, checked before every /v1 and /v2 request.
+
+``g.principal`` is set for every /v1 and /v2 request: with ``AUTH=off`` the ``default`` tenant
+with every right; with ``AUTH=required`` the key's tenant and scope, from
+``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, or on a GET (event streams and images,
+which a browser cannot give headers) from a short-lived ``?access_token=`` signed with the key.
+
+A missing, wrong, expired or revoked key is a 401 with ``WWW-Authenticate: Bearer``; a key
+whose scope does not cover the request is a 403. Keys are read from the database and kept per
+process until the registry generation moves, which a revocation moves: it is seen by the very
+next request of every process.
+"""
+
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import g, request
+
+from service.context import current_generation, services
+from service.db import keys
+from service.db.models import DEFAULT_TENANT, Scope
+from service.errors import fail
+
+OPEN_PREFIXES = ("/v2/health/",)
+GUARDED_PREFIXES = ("/v1/", "/v2/")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POSTs that only read: a read key may make them.
+READING_ACTIONS = frozenset({"predict", "infer", "evaluate", "validate", "tokens"})
+ADMIN_PREFIX = "/v1/keys"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}
+
+ACCESS_TOKEN_PREFIX = "bpt"
+MAX_ACCESS_TOKEN_SECONDS = 3600
+_ACCESS_TOKEN_PATTERN = re.compile(
+    rf"{ACCESS_TOKEN_PREFIX}_([0-9]{{1,10}})_([0-9]{{1,12}})_([0-9a-f]{{64}})"
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The tenant a request acts for, and what it may do there (``key_id`` None: AUTH=off)."""
+
+    tenant: str
+    scope: Scope
+    key_id: int | None
+
+
+LOCAL_PRINCIPAL = Principal(DEFAULT_TENANT, Scope.ADMIN, None)
+
+_SCOPE_RANK = {Scope.READ: 0, Scope.WRITE: 1, Scope.ADMIN: 2}
+
+
+def guarded(path: str) -> bool:
+    return (path in ("/v1", "/v2") or path.startswith(GUARDED_PREFIXES)) and not path.startswith(
+        OPEN_PREFIXES
+    )
+
+
+def identify_caller() -> None:
+    """``before_request``: set ``g.principal``, or answer 401 / 403."""
+    if not guarded(request.path):
+        return
+    if services().settings.auth == "off":
+        g.principal = LOCAL_PRINCIPAL
+        return
+    g.principal = principal_from_request()
+    needed = scope_needed()
+    if _SCOPE_RANK[g.principal.scope] < _SCOPE_RANK[needed]:
+        fail(403, f"This key's scope is {g.principal.scope}; this request needs {needed}.")
+
+
+def scope_needed() -> Scope:
+    """Keys need admin; GETs and reading POSTs need read; every other change needs write."""
+    if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
+        return Scope.ADMIN
+    if request.method in SAFE_METHODS or request.path.rsplit("/", 1)[-1] in READING_ACTIONS:
+        return Scope.READ
+    return Scope.WRITE
+
+
+def principal_from_request() -> Principal:
+    text = presented_key()
+    if text is not None:
+        return principal_for_key(text)
+    token = request.args.get("access_token")
+    if token is not None and request.method in SAFE_METHODS:
+        return principal_for_access_token(token)
+    unauthorized("An API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`.")
+
+
+def presented_key() -> str | None:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("X-API-Key") or None
+
+
+def principal_for_key(text: str) -> Principal:
+    parsed = keys.parse_key(text)
+    record = None if parsed is None else key_record(parsed[0])
+    if record is None or not record.matches(parsed[1]):
+        unauthorized("The API key is not valid.")
+    return usable_principal(record)
+
+
+def usable_principal(record: keys.KeyRecord) -> Principal:
+    if not record.usable(datetime.now(UTC)):
+        unauthorized(f"API key {record.key_id} has expired or been revoked.")
+    return Principal(record.tenant, record.scope, record.key_id)
+
+
+def key_record(key_id: int) -> keys.KeyRecord | None:
+    """The key's record from this process's cache (valid for one registry generation)."""
+    context = services()
+
+    def load() -> keys.KeyRecord | None:
+        with context.sessions() as session:
+            row = keys.get_key(session, key_id)
+            return None if row is None else keys.KeyRecord.of(row)
+
+    return context.keys.get(current_generation(), key_id, load)
+
+
+def access_token(record: keys.KeyRecord, seconds: int) -> tuple[str, int]:
+    """A token standing for the key on GETs for ``seconds``, and when it expires (Unix time).
+
+    Signed with the stored hash of the key's secret: only the service (and the key's holder)
+    can make one, and revoking the key voids every token made from it."""
+    expires = int(time.time()) + seconds
+    return f"{ACCESS_TOKEN_PREFIX}_{record.key_id}_{expires}_{_signature(record, expires)}", expires
+
+
+def _signature(record: keys.KeyRecord, expires: int) -> str:
+    message = f"{record.key_id}.{expires}".encode()
+    return hmac.new(bytes.fromhex(record.secret_sha256), message, hashlib.sha256).hexdigest()
+
+
+def principal_for_access_token(token: str) -> Principal:
+    match = _ACCESS_TOKEN_PATTERN.fullmatch(token)
+    record = None if match is None else key_record(int(match.group(1)))
+    if record is None:
+        unauthorized("The access token is not valid.")
+    expires = int(match.group(2))
+    if not hmac.compare_digest(_signature(record, expires), match.group(3)):
+        unauthorized("The access token is not valid.")
+    if expires <= time.time():
+        unauthorized("The access token has expired; ask POST /v1/tokens for another.")
+    return usable_principal(record)
+
+
+def unauthorized(message: str):
+    fail(401, message, headers=CHALLENGE)

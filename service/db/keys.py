@@ -1,0 +1,101 @@
+"""API keys in the database: made, listed, revoked; checked by the secret's SHA-256.
+
+A key reads ``bpk_<id>_<secret>``: the id finds the row, and the SHA-256 of the secret is
+compared in constant time with the one stored. The secret itself is shown once, when made.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import ApiKey, Scope, utcnow
+
+KEY_PREFIX = "bpk"
+_KEY_PATTERN = re.compile(rf"{KEY_PREFIX}_([0-9]{{1,10}})_([A-Za-z0-9_-]{{20,100}})")
+
+
+def sha256_hex(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What checking a key needs to know about it, kept by API processes between requests."""
+
+    key_id: int
+    tenant: str
+    scope: Scope
+    secret_sha256: str
+    expires_at: datetime | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, row: ApiKey) -> "KeyRecord":
+        return cls(
+            row.id,
+            row.tenant,
+            row.scope,
+            row.secret_sha256,
+            row.expires_at,
+            row.revoked_at is not None,
+        )
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+    def matches(self, secret: str) -> bool:
+        return hmac.compare_digest(sha256_hex(secret), self.secret_sha256)
+
+
+def parse_key(text: str) -> tuple[int, str] | None:
+    """``(key id, secret)`` of a key's text, or None when it is not shaped like one."""
+    match = _KEY_PATTERN.fullmatch(text)
+    return None if match is None else (int(match.group(1)), match.group(2))
+
+
+def create_key(
+    session: Session,
+    tenant: str,
+    scope: Scope,
+    expires_in_days: float | None = None,
+    description: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key of ``tenant`` and commit; return its row and its text (shown only now)."""
+    secret = secrets.token_urlsafe(32)
+    expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
+    row = ApiKey(
+        tenant=tenant,
+        scope=scope,
+        secret_sha256=sha256_hex(secret),
+        description=description,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.commit()
+    return row, f"{KEY_PREFIX}_{row.id}_{secret}"
+
+
+def list_keys(session: Session, tenant: str | None = None) -> list[ApiKey]:
+    """Every key (of ``tenant`` when given), oldest first."""
+    statement = select(ApiKey).order_by(ApiKey.id)
+    if tenant is not None:
+        statement = statement.where(ApiKey.tenant == tenant)
+    return list(session.scalars(statement))
+
+
+def get_key(session: Session, key_id: int) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def revoke_key(session: Session, row: ApiKey) -> ApiKey:
+    """Revoke the key now (a key already revoked keeps its first revocation time) and commit."""
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    session.commit()
+    return row
