@@ -7,6 +7,9 @@
     backprop db downgrade REV    e.g. base
     backprop run                 migrate, then the API, one worker and the dispatcher until Ctrl-C
     backprop demo                train the digits demo in this process, no servers
+    backprop keys create --tenant NAME [--scope read|write|admin] [--expires DAYS]
+    backprop keys list [--tenant NAME]
+    backprop keys revoke ID
 
 Settings are read from the environment here, once per process (see service/settings.py). Each
 command's module is imported only when that command runs: the worker, the dispatcher and the
@@ -19,6 +22,7 @@ import sys
 from collections.abc import Callable
 
 from service.db.session import create_sqlite_folders
+from service.key_commands import add_key_commands
 from service.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -37,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(
-        handler=imported_on_call("service.server", "serve_api")
+        handler=imported_on_call("service.server", "serve_api"), serves_http=True
     )
     worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
     worker.set_defaults(handler=imported_on_call("worker.main", "run_worker"), passes_options=True)
@@ -55,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade.set_defaults(handler=imported_on_call("service.db.migrate", "downgrade_database"))
     commands.add_parser(
         "run", help="migrate, then the API, a worker and the dispatcher"
-    ).set_defaults(handler=imported_on_call("service.supervisor", "run_all"))
+    ).set_defaults(handler=imported_on_call("service.supervisor", "run_all"), serves_http=True)
     commands.add_parser("demo", help="train the digits demo locally").set_defaults(
         handler=imported_on_call("service.demo", "demo")
     )
+    add_key_commands(commands, lambda name: imported_on_call("service.key_commands", name))
     return parser
 
 
@@ -68,8 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "passes_options", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.celery_args = extra
+    settings = Settings.from_env()
+    if getattr(args, "serves_http", False):
+        problem = settings.exposure_problem()
+        if problem is not None:
+            print(f"backprop {args.command}: refusing to start: {problem}", file=sys.stderr)
+            return 2
+        print(exposure_notice(settings), file=sys.stderr)
     handler: Handler = args.handler
-    return handler(create_sqlite_folders(Settings.from_env()), args)
+    return handler(create_sqlite_folders(settings), args)
+
+
+def exposure_notice(settings: Settings) -> str:
+    """What a person starting the API should know about who can reach it."""
+    where = f"http://{settings.host}:{settings.port}"
+    if settings.auth == "off":
+        return (
+            f"backprop: AUTH=off, serving {where} to this host only; every request acts for "
+            "the 'default' tenant. To open it to a network: AUTH=required HOST=0.0.0.0, and "
+            "make keys with `backprop keys create --tenant NAME`."
+        )
+    return f"backprop: AUTH=required, serving {where}; every /v1 and /v2 call needs a key."
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Base, EpochMetric, TrainingJob
+from service.db import keys
+from service.db.models import Base, EpochMetric, Scope, TrainingJob
 from service.db.session import make_session_factory
 from service.ingest import dataset_from_sample
 
@@ -66,6 +67,16 @@ def add_epochs(sessions: sessionmaker[Session], job_id: int, epochs: range) -> N
             session.add(EpochMetric(job_id=job_id, epoch=epoch, train_loss=1 / epoch, seconds=0.01))
         session.get(TrainingJob, job_id).epoch = epochs[-1]
         session.commit()
+
+
+def api_key(sessions: sessionmaker[Session], tenant: str, scope: str = "write") -> str:
+    """A new key of ``tenant``, as ``backprop keys create`` makes it; returns the key's text."""
+    with sessions() as session:
+        return keys.create_key(session, tenant, Scope(scope))[1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def assert_envelope(response, status: int, field: str | None = None) -> dict:

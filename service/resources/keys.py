@@ -1,0 +1,75 @@
+"""``/v1/keys``: an admin key manages its own tenant's keys; ``/v1/tokens``: any key gets a
+short-lived token for the GETs a browser cannot add headers to (event streams, images)."""
+
+from datetime import UTC, datetime
+
+from flask import g
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.auth import access_token, key_record
+from service.context import db
+from service.db import keys
+from service.errors import ErrorSchema, fail
+from service.registry import registry_changed
+from service.schemas.keys import (
+    KeyCreatedSchema,
+    KeyCreateSchema,
+    KeySchema,
+    TokenRequestSchema,
+    TokenSchema,
+)
+
+blp = Blueprint("keys", __name__, url_prefix="/v1", description="API keys and access tokens")
+
+
+def own_key(key_id: int):
+    """The caller's tenant's key ``key_id`` (another tenant's is not found)."""
+    return keys.get_key(db(), key_id) or fail(404, f"No key {key_id}.")
+
+
+@blp.route("/keys")
+class Keys(MethodView):
+    @blp.response(200, KeySchema(many=True))
+    def get(self):
+        """List this tenant's keys (never the keys themselves)"""
+        return keys.list_keys(db())
+
+    @blp.arguments(KeyCreateSchema)
+    @blp.response(201, KeyCreatedSchema)
+    def post(self, body: dict):
+        """Make a key for this tenant: the key is in this response only"""
+        row, text = keys.create_key(
+            db(), g.principal.tenant, body["scope"], body["expires_in_days"], body["description"]
+        )
+        return {**{field: getattr(row, field) for field in KeySchema().fields}, "key": text}
+
+
+@blp.route("/keys/<int:key_id>")
+class KeyById(MethodView):
+    @blp.response(200, KeySchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, key_id: int):
+        """Show one of this tenant's keys"""
+        return own_key(key_id)
+
+    @blp.response(200, KeySchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def delete(self, key_id: int):
+        """Revoke a key: every API process refuses it from the next request on"""
+        row = keys.revoke_key(db(), own_key(key_id))
+        registry_changed()
+        return row
+
+
+@blp.route("/tokens")
+class Tokens(MethodView):
+    @blp.arguments(TokenRequestSchema)
+    @blp.response(201, TokenSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="AUTH=off: no key, no token needed")
+    def post(self, body: dict):
+        """Make a short-lived ?access_token= standing for this key on GET requests"""
+        if g.principal.key_id is None:
+            fail(409, "AUTH=off: requests need no key, so there is no key to make a token from.")
+        token, expires = access_token(key_record(g.principal.key_id), body["expires_in"])
+        return {"access_token": token, "expires_at": datetime.fromtimestamp(expires, UTC)}

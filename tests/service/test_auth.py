@@ -1,0 +1,206 @@
+"""AUTH=required: keys by header or signed access token, 401s and 403s, expiry and revocation
+seen at once by every API process, and the keys API of an admin key."""
+
+import dataclasses
+import re
+import time
+from datetime import timedelta
+
+import pytest
+
+from service.app import create_app
+from service.cli import main
+from service.db import keys
+from service.db.models import ApiKey, utcnow
+from service.settings import Settings
+from tests.factories import api_key, assert_envelope, bearer, job_body
+
+
+@pytest.fixture
+def settings(settings) -> Settings:
+    return dataclasses.replace(settings, auth="required")
+
+
+@pytest.fixture
+def write_key(sessions) -> str:
+    return api_key(sessions, "alice", "write")
+
+
+def key_id(key: str) -> int:
+    return keys.parse_key(key)[0]
+
+
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models", "/v1/keys", "/v2"])
+def test_no_key_is_a_401_with_a_bearer_challenge(client, path):
+    response = client.get(path)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    if path.startswith("/v2"):
+        assert set(response.get_json()) == {"error"}
+    else:
+        assert_envelope(response, 401)
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/v2/health/live"])
+def test_health_probes_stay_open(client, path):
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "bpk_1_" + "A" * 43},
+        {"X-API-Key": "bpk_999_" + "A" * 43},
+    ],
+)
+def test_a_wrong_key_is_a_401(client, write_key, headers):
+    response = client.get("/v1/datasets", headers=headers)
+    assert_envelope(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_key_works_as_bearer_or_x_api_key(client, write_key):
+    assert client.get("/v1/datasets", headers=bearer(write_key)).status_code == 200
+    assert client.get("/v1/datasets", headers={"X-API-Key": write_key}).status_code == 200
+
+
+def test_an_expired_key_is_a_401(client, sessions, write_key):
+    with sessions() as session:
+        session.get(ApiKey, key_id(write_key)).expires_at = utcnow() - timedelta(seconds=1)
+        session.commit()
+    error = assert_envelope(client.get("/v1/datasets", headers=bearer(write_key)), 401)
+    assert "expired or been revoked" in error["message"]
+
+
+def test_a_revocation_is_seen_at_once_by_another_api_process(
+    client, settings, write_key, monkeypatch
+):
+    other = create_app(settings).test_client()
+    for api in (client, other):  # both have checked, and keep, the key
+        assert api.get("/v1/datasets", headers=bearer(write_key)).status_code == 200
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    assert main(["keys", "revoke", str(key_id(write_key))]) == 0
+    for api in (client, other):
+        assert_envelope(api.get("/v1/datasets", headers=bearer(write_key)), 401)
+
+
+def test_scopes_read_write_admin(client, sessions):
+    reader = api_key(sessions, "alice", "read")
+    writer = api_key(sessions, "alice", "write")
+    admin = api_key(sessions, "alice", "admin")
+    dataset = client.post("/v1/datasets", json={"builtin": "xor"}, headers=bearer(writer))
+    assert dataset.status_code == 201
+    body = job_body(dataset.get_json()["id"])
+    assert client.get("/v1/datasets", headers=bearer(reader)).status_code == 200
+    assert client.post("/v1/jobs/validate", json=body, headers=bearer(reader)).status_code == 200
+    refused = client.post("/v1/jobs", json=body, headers=bearer(reader))
+    assert "scope is read" in assert_envelope(refused, 403)["message"]
+    assert_envelope(client.get("/v1/keys", headers=bearer(writer)), 403)
+    assert client.post("/v1/jobs", json=body, headers=bearer(writer)).status_code == 202
+    assert client.get("/v1/keys", headers=bearer(admin)).status_code == 200
+
+
+def test_an_admin_manages_only_its_own_tenants_keys(client, sessions):
+    admin = api_key(sessions, "alice", "admin")
+    bobs = api_key(sessions, "bob", "write")
+    made = client.post("/v1/keys", json={"scope": "read"}, headers=bearer(admin))
+    assert made.status_code == 201
+    new_key = made.get_json()["key"]
+    assert made.get_json()["tenant"] == "alice"
+    listed = client.get("/v1/keys", headers=bearer(admin)).get_json()
+    assert {row["id"] for row in listed} == {key_id(admin), key_id(new_key)}
+    assert all("key" not in row and "secret_sha256" not in row for row in listed)
+    assert_envelope(client.get(f"/v1/keys/{key_id(bobs)}", headers=bearer(admin)), 404)
+    assert_envelope(client.delete(f"/v1/keys/{key_id(bobs)}", headers=bearer(admin)), 404)
+    assert client.get("/v1/datasets", headers=bearer(bobs)).status_code == 200
+    revoked = client.delete(f"/v1/keys/{key_id(new_key)}", headers=bearer(admin))
+    assert revoked.get_json()["revoked_at"] is not None
+    assert_envelope(client.get("/v1/datasets", headers=bearer(new_key)), 401)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [({"scope": "root"}, "scope"), ({"expires_in_days": 0}, "expires_in_days")],
+)
+def test_a_bad_key_request_is_a_422_naming_the_field(client, sessions, body, field):
+    admin = api_key(sessions, "alice", "admin")
+    assert_envelope(client.post("/v1/keys", json=body, headers=bearer(admin)), 422, field)
+
+
+def access_token(client, key: str, seconds: int = 60) -> str:
+    response = client.post("/v1/tokens", json={"expires_in": seconds}, headers=bearer(key))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["access_token"]
+
+
+def test_an_access_token_opens_gets_only(client, sessions):
+    reader = api_key(sessions, "alice", "read")
+    token = access_token(client, reader)
+    assert client.get(f"/v1/datasets?access_token={token}").status_code == 200
+    refused = client.post(f"/v1/jobs/validate?access_token={token}", json={})
+    assert_envelope(refused, 401)
+
+
+def test_a_tampered_expired_or_revoked_token_is_a_401(client, sessions, settings, monkeypatch):
+    key = api_key(sessions, "alice", "read")
+    token = access_token(client, key, seconds=5)
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert_envelope(client.get(f"/v1/datasets?access_token={tampered}"), 401)
+    later = time.time() + 6
+    monkeypatch.setattr("service.auth.time.time", lambda: later)
+    assert (
+        "expired"
+        in assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)["message"]
+    )
+    monkeypatch.undo()
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    assert main(["keys", "revoke", str(key_id(key))]) == 0
+    assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)
+
+
+def test_a_token_needs_a_key(sessions, tmp_path):
+    local = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    assert_envelope(local.test_client().post("/v1/tokens", json={}), 409)
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(sessions, settings, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    assert main(["keys", "create", "--tenant", "alice", "--scope", "admin", "--expires", "7"]) == 0
+    key = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"bpk_\d+_[A-Za-z0-9_-]{43}", key)
+    assert main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "alice" in listed and "admin" in listed and key.split("_")[-1] not in listed
+    assert main(["keys", "revoke", "424242"]) == 1
+
+
+def test_keys_create_refuses_a_bad_tenant_name(monkeypatch, settings):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--tenant", "Not A Tenant"])
+
+
+def test_only_a_hash_of_the_key_is_stored(sessions, write_key):
+    with sessions() as session:
+        row = session.get(ApiKey, key_id(write_key))
+        assert keys.parse_key(write_key)[1] not in (row.secret_sha256, row.description)
+        assert row.secret_sha256 == keys.sha256_hex(keys.parse_key(write_key)[1])
+
+
+def test_auth_off_on_a_public_address_is_refused():
+    assert Settings(host="0.0.0.0").exposure_problem() is not None
+    assert Settings(host="0.0.0.0", auth="required").exposure_problem() is None
+    assert Settings(host="::1").exposure_problem() is None
+    assert Settings().exposure_problem() is None
+    with pytest.raises(ValueError, match="AUTH"):
+        Settings.from_env({"AUTH": "maybe"})
+
+
+def test_the_api_refuses_to_start_open_to_a_network_without_auth(monkeypatch, capsys):
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("AUTH", "off")
+    assert main(["api"]) == 2
+    assert "AUTH=off" in capsys.readouterr().err
+    assert main(["run"]) == 2
