@@ -1,0 +1,194 @@
+"""Tenant isolation on every operation: another tenant's ids and names are not found (404, never
+403), in paths, in bodies and in lists. The walk follows the OpenAPI document, so an endpoint
+added later is checked too (or fails here until this test knows how to call it)."""
+
+import dataclasses
+import re
+
+import pytest
+
+from service.db import keys
+from service.db.models import Base
+from service.db.session import make_session_factory
+from tests.factories import api_key, bearer, job_body, sqlite_sessions
+from worker.training import run_training
+
+OPEN_PATHS = re.compile(r"^/(health|v2/health)/")
+XOR_ROW = [0.0, 1.0]
+INFER_BODY = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": XOR_ROW}]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request, tmp_path):
+    if request.param == "sqlite":
+        yield sqlite_sessions(tmp_path / "db.sqlite")
+        return
+    sessions = make_session_factory(request.getfixturevalue("postgres_url"))
+    engine = sessions.kw["bind"]
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    yield sessions
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(settings, sessions):
+    return dataclasses.replace(
+        settings,
+        auth="required",
+        database_url=str(sessions.kw["bind"].url.render_as_string(hide_password=False)),
+    )
+
+
+@dataclasses.dataclass
+class Holdings:
+    """What one tenant has made: a key, a data set, a job, its model (named) and an alias."""
+
+    key: str
+    key_id: int
+    dataset_id: int
+    job_id: int
+    model_id: int
+    name: str
+
+
+def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
+    key = api_key(sessions, tenant, "admin")
+    headers = bearer(key)
+    dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}, headers=headers).get_json()[
+        "id"
+    ]
+    body = {**job_body(dataset_id, epochs=20), "model_name": name}
+    job_id = client.post("/v1/jobs", json=body, headers=headers).get_json()["id"]
+    run_training(sessions, job_id, settings)
+    model_id = client.get(f"/v1/jobs/{job_id}", headers=headers).get_json()["model_id"]
+    alias = client.put(f"/v1/models/{name}/aliases/prod", json={"version": 1}, headers=headers)
+    assert alias.status_code == 200, alias.get_json()
+    return Holdings(key, keys.parse_key(key)[0], dataset_id, job_id, model_id, name)
+
+
+@pytest.fixture
+def alice(client, sessions, settings) -> Holdings:
+    return holdings(client, sessions, settings, "alice", "alices-model")
+
+
+@pytest.fixture
+def bob(client, sessions, settings) -> Holdings:
+    return holdings(client, sessions, settings, "bob", "bobs-model")
+
+
+def path_values(owner: Holdings) -> dict[str, str]:
+    """A value for every path parameter of the API, naming ``owner``'s things."""
+    return {
+        "dataset_id": str(owner.dataset_id),
+        "job_id": str(owner.job_id),
+        "ref": str(owner.model_id),
+        "name": owner.name,
+        "alias": "prod",
+        "version": "1",
+        "key_id": str(owner.key_id),
+    }
+
+
+def request_body(path: str, method: str, caller: Holdings) -> dict | None:
+    """A body the operation accepts, so that only the path decides the answer."""
+    action = path.rsplit("/", 1)[-1]
+    bodies = {
+        "predict": {"instances": [XOR_ROW]},
+        "evaluate": {"dataset_id": caller.dataset_id},
+        "infer": INFER_BODY,
+        "{alias}": {"version": 1},
+        "cancel": None,
+    }
+    if method in ("get", "delete"):
+        return None
+    assert action in bodies, f"teach this test a body for {method.upper()} {path}"
+    return bodies[action]
+
+
+def operations_with_path_parameters(client) -> list[tuple[str, str]]:
+    spec = client.get("/openapi.json").get_json()
+    return [
+        (path, method)
+        for path, operations in spec["paths"].items()
+        if "{" in path and not OPEN_PATHS.match(path)
+        for method in operations
+        if method in ("get", "post", "put", "delete", "patch")
+    ]
+
+
+def test_every_operation_answers_404_for_another_tenants_ids_and_names(client, alice, bob):
+    values = path_values(alice)
+    operations = operations_with_path_parameters(client)
+    assert len(operations) >= 20
+    for path, method in operations:
+        parameters = re.findall(r"{(\w+)}", path)
+        unknown = set(parameters) - set(values)
+        assert not unknown, f"teach this test a value for {unknown} of {path}"
+        url = path.format(**values)
+        body = request_body(path, method, bob)
+        response = client.open(url, method=method.upper(), json=body, headers=bearer(bob.key))
+        assert response.status_code == 404, (method, url, response.get_data(as_text=True))
+        if url.startswith("/v2"):
+            assert set(response.get_json()) == {"error"}
+    assert_all_still_there(client, alice)
+
+
+def assert_all_still_there(client, owner: Holdings) -> None:
+    headers = bearer(owner.key)
+    for url in (
+        f"/v1/datasets/{owner.dataset_id}",
+        f"/v1/jobs/{owner.job_id}",
+        f"/v1/models/{owner.name}@prod",
+        f"/v1/keys/{owner.key_id}",
+    ):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, url
+    assert client.get(f"/v1/keys/{owner.key_id}", headers=headers).get_json()["revoked_at"] is None
+
+
+def test_lists_show_only_the_callers_own(client, alice, bob):
+    for path, owned in (
+        ("/v1/datasets", {bob.dataset_id}),
+        ("/v1/jobs", {bob.job_id}),
+        ("/v1/models", {bob.model_id}),
+        ("/v1/keys", {bob.key_id}),
+    ):
+        listed = client.get(path, headers=bearer(bob.key)).get_json()
+        assert {row["id"] for row in listed} == owned, path
+    versions = client.get(f"/v1/models/{bob.name}/versions", headers=bearer(bob.key)).get_json()
+    assert [row["id"] for row in versions] == [bob.model_id]
+
+
+@pytest.mark.parametrize(
+    "path, body_for",
+    [
+        ("/v1/jobs", lambda dataset_id: job_body(dataset_id)),
+        ("/v1/jobs/validate", lambda dataset_id: job_body(dataset_id)),
+        ("/v1/models/{bob}/evaluate", lambda dataset_id: {"dataset_id": dataset_id}),
+    ],
+)
+def test_another_tenants_data_set_in_a_body_is_as_if_it_did_not_exist(
+    client, alice, bob, path, body_for
+):
+    url = path.format(bob=bob.model_id)
+
+    def answer(dataset_id: int) -> tuple[int, str]:
+        response = client.post(url, json=body_for(dataset_id), headers=bearer(bob.key))
+        return response.status_code, response.get_data(as_text=True).replace(str(dataset_id), "N")
+
+    never_made = 424242
+    assert answer(alice.dataset_id) == answer(never_made)
+    assert answer(never_made)[0] in (200, 404, 422)
+
+
+def test_two_tenants_may_use_the_same_model_name(client, sessions, settings):
+    alices = holdings(client, sessions, settings, "alice", "digits")
+    bobs = holdings(client, sessions, settings, "bob", "digits")
+    for owner in (alices, bobs):
+        shown = client.get("/v1/models/digits", headers=bearer(owner.key)).get_json()
+        assert (shown["id"], shown["version"]) == (owner.model_id, 1)
+        served = client.post("/v2/models/digits/infer", json=INFER_BODY, headers=bearer(owner.key))
+        assert served.status_code == 200
+        assert served.headers["X-Model-Id"] == str(owner.model_id)
