@@ -1,0 +1,92 @@
+"""A real stack with AUTH=required (PostgreSQL + Redis, gunicorn with two processes): keys made
+by `backprop keys create`, a job trained and served for its tenant only, the event stream read
+with an access token, and a revocation by `backprop keys revoke` refused by every process at once.
+"""
+
+import os
+import subprocess
+
+import pytest
+import redis
+import requests
+
+from tests.factories import job_body
+from tests.integration.conftest import BACKPROP, Stack, run_stack, throwaway_database
+from tests.integration.test_jobs_api import read_events
+
+REDIS_DB_URL = "redis://127.0.0.1:6379/11"
+# Enough requests that both gunicorn processes answer some (connections are not kept alive).
+REQUESTS_PER_CHECK = 12
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("secured")
+    redis.Redis.from_url(REDIS_DB_URL).flushdb()
+    for database_url in throwaway_database():
+        environment = {"DATABASE_URL": database_url, "BROKER_URL": REDIS_DB_URL, "AUTH": "required"}
+        for stack in run_stack(environment, logs):
+            yield stack, {**os.environ, **environment}
+
+
+def make_key(env: dict, tenant: str, scope: str = "write") -> str:
+    done = subprocess.run(
+        [BACKPROP, "keys", "create", "--tenant", tenant, "--scope", scope],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.splitlines()[-1]
+
+
+def statuses(stack: Stack, path: str, key: str) -> set[int]:
+    headers = {"Authorization": f"Bearer {key}", "Connection": "close"}
+    return {
+        requests.get(stack.base_url + path, headers=headers, timeout=30).status_code
+        for _ in range(REQUESTS_PER_CHECK)
+    }
+
+
+def test_a_tenant_trains_and_serves_its_own_model_and_a_revoked_key_stops_at_once(secured):
+    stack, env = secured
+    alice, bob = make_key(env, "alice"), make_key(env, "bob")
+    assert requests.get(stack.base_url + "/v1/datasets", timeout=30).status_code == 401
+    headers = {"Authorization": f"Bearer {alice}"}
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"}, headers=headers)
+    job = stack.create(
+        "/v1/jobs",
+        202,
+        headers=headers,
+        json={**job_body(dataset["id"]), "model_name": "xor"},
+    )
+    token = stack.create("/v1/tokens", 201, json={"expires_in": 120}, headers=headers)
+    stream = requests.get(
+        f"{stack.base_url}/v1/jobs/{job['id']}/events",
+        params={"access_token": token["access_token"]},
+        stream=True,
+        timeout=60,
+    )
+    assert stream.status_code == 200, stream.text
+    with stream:
+        events = list(read_events(stream))
+    assert events[-1]["data"]["status"] == "succeeded"
+
+    rows = {"instances": [[0, 0], [0, 1], [1, 0], [1, 1]]}
+    predicted = requests.post(
+        f"{stack.base_url}/v1/models/xor/predict", json=rows, headers=headers, timeout=30
+    )
+    assert predicted.json()["predictions"] == [0, 1, 1, 0]
+    as_bob = requests.post(
+        f"{stack.base_url}/v1/models/xor/predict",
+        json=rows,
+        headers={"Authorization": f"Bearer {bob}"},
+        timeout=30,
+    )
+    assert as_bob.status_code == 404
+
+    assert statuses(stack, "/v1/models", alice) == {200}
+    key_id = alice.split("_")[1]
+    subprocess.run([BACKPROP, "keys", "revoke", key_id], env=env, check=True, capture_output=True)
+    assert statuses(stack, "/v1/models", alice) == {401}
+    assert statuses(stack, "/v1/models", bob) == {200}
