@@ -70,6 +70,10 @@ def upgrade() -> None:
         batch.add_column(tenant_column())
         batch.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
         batch.create_index(batch.f("ix_training_jobs_tenant"), ["tenant"])
+        batch.drop_index(batch.f("ix_training_jobs_idempotency_key"))
+        batch.create_index(
+            "ix_training_jobs_tenant_idempotency_key", ["tenant", "idempotency_key"], unique=True
+        )
     op.execute("UPDATE datasets SET stored_bytes = length(arrays)")
     op.execute("UPDATE models SET stored_bytes = length(blob)")
     op.create_table(
@@ -106,6 +110,10 @@ def downgrade() -> None:
     op.drop_table("api_keys")
     with op.batch_alter_table("training_jobs", table_kwargs=KEEP_IDS) as batch:
         batch.drop_index(batch.f("ix_training_jobs_tenant"))
+        batch.drop_index("ix_training_jobs_tenant_idempotency_key")
+        batch.create_index(
+            batch.f("ix_training_jobs_idempotency_key"), ["idempotency_key"], unique=True
+        )
         batch.drop_column("request_id")
         batch.drop_column("tenant")
     with op.batch_alter_table("datasets", table_kwargs=KEEP_IDS) as batch:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     LargeBinary,
     MetaData,
     String,
@@ -80,6 +81,7 @@ class JobStatus(enum.StrEnum):
 # Registered model names and aliases: lowercase, starting with a letter (never taken for an id).
 MAX_NAME_LENGTH = 64
 NAME_PATTERN = rf"[a-z][a-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}"
+
 
 class Scope(enum.StrEnum):
     """What an API key may do, each including the one before: read, then write within its
@@ -157,7 +159,11 @@ class TrainingJob(TenantOwned, Base):
     """
 
     __tablename__ = "training_jobs"
-    __table_args__ = KEEP_IDS
+    # An Idempotency-Key names one job per tenant: two tenants may happen to send the same one.
+    __table_args__ = (
+        Index("ix_training_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
+        KEEP_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int | None] = mapped_column(
@@ -186,7 +192,7 @@ class TrainingJob(TenantOwned, Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     dispatched_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     checkpoint_epoch: Mapped[int | None]
     # The registered name whose next version the job's model becomes, if any.

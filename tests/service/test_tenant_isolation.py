@@ -192,3 +192,22 @@ def test_two_tenants_may_use_the_same_model_name(client, sessions, settings):
         served = client.post("/v2/models/digits/infer", json=INFER_BODY, headers=bearer(owner.key))
         assert served.status_code == 200
         assert served.headers["X-Model-Id"] == str(owner.model_id)
+
+
+def test_two_tenants_may_send_the_same_idempotency_key(client, sessions):
+    def submit(key: str) -> tuple[dict, int]:
+        headers = {**bearer(key), "Idempotency-Key": "nightly-1"}
+        dataset = client.post("/v1/datasets", json={"builtin": "xor"}, headers=bearer(key))
+        body = job_body(dataset.get_json()["id"])
+        response = client.post("/v1/jobs", json=body, headers=headers)
+        assert response.status_code == 202, response.get_json()
+        return body, response.get_json()["id"]
+
+    alice, bob = api_key(sessions, "alice"), api_key(sessions, "bob")
+    (alices_body, alices_job), (_, bobs_job) = submit(alice), submit(bob)
+    assert alices_job != bobs_job
+    again = client.post(
+        "/v1/jobs", json=alices_body, headers={**bearer(alice), "Idempotency-Key": "nightly-1"}
+    )
+    assert again.get_json()["id"] == alices_job
+    assert again.headers["Idempotent-Replayed"] == "true"
