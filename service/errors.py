@@ -94,7 +94,13 @@ class EnvelopeApi(Api):
         data = getattr(error, "data", None) or {}
         code = error.name.lower().replace(" ", "_")
         body = envelope(code, error_message(error, data), validation_details(data))
-        return body, error.code, data.get("headers", {})
+        return body, error.code, {**exception_headers(error), **(data.get("headers") or {})}
+
+
+def exception_headers(error: HTTPException) -> dict[str, str]:
+    """The headers werkzeug gives the error (``Allow`` on a 405), but its Content-Type: the
+    envelope is JSON."""
+    return {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
 
 
 def envelope(code: str, message: str, details: Mapping[str, list[str]]) -> dict:

@@ -133,6 +133,8 @@ def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     ``parse_numbers``)."""
     if y.ndim not in (1, 2):
         raise DataError(field, "regression targets must be numbers, one or a list per row")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise DataError(field, "each row needs at least one target value")
     return y.astype(np.float64, copy=False)
 
 

@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 
@@ -19,15 +18,17 @@ from service.ingest import (
     dataset_from_json,
     dataset_from_sample,
 )
-from service.resources.paging import page_of
+from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
+    DATASET_BODY_FORMS,
     CsvFileSchema,
+    CsvUploadFormSchema,
     CsvUploadSchema,
     DatasetCreateSchema,
     DatasetSchema,
 )
 
-blp = Blueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
+blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
 
 
 def data_limits() -> DataLimits:
@@ -74,8 +75,8 @@ BODY_READERS: dict[str, Callable[[], Dataset]] = {
 UPLOAD_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": DatasetCreateSchema},
-        "multipart/form-data": {"schema": CsvUploadSchema},
+        "application/json": {"schema": {"oneOf": DATASET_BODY_FORMS}},
+        "multipart/form-data": {"schema": CsvUploadFormSchema},
     },
 }
 

@@ -2,7 +2,6 @@
 
 from flask import current_app, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 
 from service.context import db, services
@@ -14,8 +13,9 @@ from service.jobs.cancellation import cancel_job
 from service.jobs.idempotency import Submission, idempotency_key
 from service.jobs.specs import check_job
 from service.jobs.submission import submit_job
-from service.resources.paging import page_of
+from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.jobs import (
+    JOB_EVENT,
     EpochQuerySchema,
     EpochSchema,
     EventHeadersSchema,
@@ -25,7 +25,7 @@ from service.schemas.jobs import (
     ValidationReportSchema,
 )
 
-blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
+blp = PagedBlueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 REPLAYED_DOC = {
@@ -37,9 +37,11 @@ NEXT_LINK_DOC = {
     "schema": {"type": "string"},
 }
 EVENT_STREAM_DOC = {
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    "description": "`epoch` events (id: the epoch number; data: the epoch record) and `status`"
-    " events (data: id, status, attempt, epoch, epochs, cancel_requested, error, model_id)",
+    "content": {"text/event-stream": {"schema": JOB_EVENT}},
+    "description": "Server-Sent Events until the job is finished: an `epoch` event per epoch"
+    " record (`id:` its epoch number, `data:` an Epoch as JSON) and a `status` event per change"
+    " of status (`data:` id, status, attempt, epoch, epochs, cancel_requested, error and"
+    " model_id as JSON), the final status last; `: keep-alive` comment lines in between",
 }
 
 

@@ -35,7 +35,7 @@ class Keys(MethodView):
         """List this tenant's keys (never the keys themselves)"""
         return keys.list_keys(db())
 
-    @blp.arguments(KeyCreateSchema)
+    @blp.arguments(KeyCreateSchema, required=False)
     @blp.response(201, KeyCreatedSchema)
     def post(self, body: dict):
         """Make a key for this tenant: the key is in this response only"""
@@ -64,7 +64,7 @@ class KeyById(MethodView):
 
 @blp.route("/tokens")
 class Tokens(MethodView):
-    @blp.arguments(TokenRequestSchema)
+    @blp.arguments(TokenRequestSchema, required=False)
     @blp.response(201, TokenSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="AUTH=off: no key, no token needed")
     def post(self, body: dict):

@@ -12,7 +12,6 @@ from dataclasses import asdict
 import numpy as np
 from flask import Response, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -39,9 +38,13 @@ from service.registry import (
     serve,
 )
 from service.resources.datasets import load_or_fail
-from service.resources.paging import page_of
+from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.models import (
+    DELETABLE_REF_SCHEMA,
+    EVALUATE_BODY,
+    NAME_SCHEMA,
     REF_DESCRIPTION,
+    REF_SCHEMA,
     AliasRequestSchema,
     AliasSchema,
     EvaluateRequestSchema,
@@ -63,10 +66,26 @@ from service.serving import (
     weights_document,
 )
 
-blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
-REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION}
-NAME_PARAMETER = {"in": "path", "name": "name", "description": "a registered model name"}
-ALIAS_PARAMETER = {"in": "path", "name": "alias", "description": f"an alias: {NAME_RULE}"}
+blp = PagedBlueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
+REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION, "schema": REF_SCHEMA}
+DELETE_REF_PARAMETER = {
+    **REF_PARAMETER,
+    "description": "an id (42) or name:version (digits:3)",
+    "schema": DELETABLE_REF_SCHEMA,
+    "required": True,
+}
+NAME_PARAMETER = {
+    "in": "path",
+    "name": "name",
+    "description": "a registered model name",
+    "schema": NAME_SCHEMA,
+}
+ALIAS_PARAMETER = {
+    "in": "path",
+    "name": "alias",
+    "description": f"an alias: {NAME_RULE}",
+    "schema": NAME_SCHEMA,
+}
 
 
 def model_details(row: TrainedModel, model: Model) -> dict:
@@ -265,6 +284,7 @@ class ModelByRef(MethodView):
         row = find_row(db(), ref)
         return model_details(row, cached_model(ModelIdentity.of(row)))
 
+    @blp.doc(parameters=[DELETE_REF_PARAMETER])
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="An alias points at this version")
@@ -299,6 +319,7 @@ class ModelPrediction(MethodView):
 @blp.route("/<ref>/evaluate", parameters=[REF_PARAMETER])
 class ModelEvaluation(MethodView):
     @blp.arguments(EvaluateRequestSchema)
+    @blp.doc(requestBody=EVALUATE_BODY)
     @blp.response(200, EvaluationSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such model or data set")
     @blp.alt_response(

@@ -34,6 +34,57 @@ class DatasetCreateSchema(ma.Schema):
             raise ma.ValidationError({field: [message] for field in missing})
 
 
+NUMBER = {"type": "number"}
+
+
+def number_rows(description: str) -> dict:
+    """The JSON Schema of a non-empty matrix of numbers, as ``ingest.numeric_matrix`` reads it
+    (that every row is as long, JSON Schema cannot say)."""
+    row = {"type": "array", "minItems": 1, "items": NUMBER}
+    return {"type": "array", "minItems": 1, "items": row, "description": description}
+
+
+FEATURES = number_rows("rows of numbers, (n_samples, n_features), every row as long")
+LABELS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+    "description": "one label per row, at least two different ones",
+}
+VALUES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"anyOf": [{"type": "number"}, {"type": "array", "minItems": 1, "items": NUMBER}]},
+    "description": "one value, or one list of values (every one as long), per row",
+}
+
+
+class BuiltinDatasetSchema(ma.Schema):
+    """A built-in sample (documentation of the JSON body's first form)."""
+
+    name = ma.fields.String(validate=validate.Length(1, 200))
+    builtin = ma.fields.String(required=True, validate=validate.OneOf(SAMPLE_NAMES))
+
+
+def inline_dataset_schema(task: Task, targets: dict) -> type[ma.Schema]:
+    """Rows of ``task`` sent inline (documentation of the JSON body's other forms)."""
+    fields = {
+        "name": ma.fields.String(validate=validate.Length(1, 200)),
+        "task": ma.fields.String(required=True, validate=validate.OneOf([task.value])),
+        "features": ma.fields.Raw(required=True, metadata=FEATURES),
+        "targets": ma.fields.Raw(required=True, metadata=targets),
+    }
+    return ma.Schema.from_dict(fields, name=f"{task.value.title()}DatasetSchema")
+
+
+# What DatasetCreateSchema accepts, one form at a time, for the OpenAPI document.
+DATASET_BODY_FORMS = [
+    BuiltinDatasetSchema,
+    inline_dataset_schema(Task.CLASSIFICATION, LABELS),
+    inline_dataset_schema(Task.REGRESSION, VALUES),
+]
+
+
 class ColumnList(ma.fields.String):
     """Column names, comma-separated in a form field; loaded as a list of stripped names."""
 
@@ -83,6 +134,10 @@ class CsvUploadSchema(ma.Schema):
 
 class CsvFileSchema(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class CsvUploadFormSchema(CsvUploadSchema, CsvFileSchema):
+    """The whole multipart body, file and fields, for the OpenAPI document."""
 
 
 class DatasetSchema(ma.Schema):

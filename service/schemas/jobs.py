@@ -8,6 +8,7 @@ from model_core import MAX_INT32
 from service.db.models import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus
 from service.jobs.idempotency import IDEMPOTENCY_HEADER
 from service.schemas.models import check_name
+from service.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -19,14 +20,8 @@ class JobCreateSchema(ma.Schema):
     dataset_id = ma.fields.Integer(
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_INT32)
     )
-    network = ma.fields.Dict(required=True, metadata={"description": "model_core network spec"})
-    training = ma.fields.Dict(
-        load_default=dict,
-        metadata={
-            "description": "model_core training spec, plus the service's optional"
-            " max_seconds (a time limit, at most MAX_JOB_SECONDS)"
-        },
-    )
+    network = ma.fields.Dict(required=True, metadata=NETWORK_SPEC)
+    training = ma.fields.Dict(load_default=dict, metadata=TRAINING_SPEC)
     model_name = ma.fields.String(
         validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
         metadata={
@@ -102,6 +97,33 @@ class EventHeadersSchema(ma.Schema):
         validate=validate.Range(min=0, max=MAX_INT32),
         metadata={"description": "the last epoch received: the stream resumes after it"},
     )
+
+
+def sse_event_schema(event: str, data: str, **more_fields: dict) -> dict:
+    """One event of a text/event-stream, as its fields: ``event``, ``data`` (text described by
+    ``data``) and ``more_fields``."""
+    properties = {
+        "event": {"type": "string", "enum": [event]},
+        "data": {"type": "string", "description": data},
+        **more_fields,
+    }
+    return {"type": "object", "required": ["event", "data", *more_fields], "properties": properties}
+
+
+JOB_EVENT = {
+    "oneOf": [
+        sse_event_schema(
+            "epoch",
+            "an Epoch, as JSON",
+            id={"type": "string", "pattern": "^[0-9]+$", "description": "its epoch"},
+        ),
+        sse_event_schema(
+            "status",
+            "JSON: id, status, attempt, epoch, epochs, cancel_requested, error, model_id",
+        ),
+    ],
+    "description": "one event of the stream",
+}
 
 
 class ValidationReportSchema(ma.Schema):

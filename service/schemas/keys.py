@@ -28,7 +28,7 @@ class KeyCreateSchema(ma.Schema):
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=0, max=36500, min_inclusive=False),
-        metadata={"description": "null: the key never expires"},
+        metadata={"description": "null: the key never expires", "exclusiveMinimum": True},
     )
     description = ma.fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=200)

@@ -8,6 +8,7 @@ from model_core.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from model_core.specs import DTYPES
 from service.db.models import NAME_PATTERN, Task
 from service.model_refs import NAME_RULE, is_name
+from service.schemas.datasets import LABELS, VALUES, number_rows
 
 
 def check_name(text: str) -> None:
@@ -20,6 +21,16 @@ REF_DESCRIPTION = (
     "an id (42), a name (digits: its latest version), name:version (digits:3)"
     " or name@alias (digits@production)"
 )
+NUMBER_PATTERN = "[0-9]{1,10}"
+REF_SCHEMA = {
+    "type": "string",
+    "pattern": f"^({NUMBER_PATTERN}|{NAME_PATTERN}(:{NUMBER_PATTERN}|@{NAME_PATTERN})?)$",
+}
+NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}$"}
+DELETABLE_REF_SCHEMA = {
+    "type": "string",
+    "pattern": f"^({NUMBER_PATTERN}|{NAME_PATTERN}:{NUMBER_PATTERN})$",
+}
 
 
 class ModelSchema(ma.Schema):
@@ -57,10 +68,11 @@ class ModelDetailSchema(ModelSchema):
     )
 
 
+INSTANCES = number_rows("rows of numbers, (n_rows, n_features): the model's n_features")
+
+
 class PredictRequestSchema(ma.Schema):
-    instances = ma.fields.Raw(
-        required=True, metadata={"description": "rows of numbers, (n_rows, n_features)"}
-    )
+    instances = ma.fields.Raw(required=True, metadata=INSTANCES)
 
 
 class AnsweringModelSchema(ma.Schema):
@@ -134,6 +146,15 @@ class AliasSchema(ma.Schema):
     version = ma.fields.Integer()
 
 
+EVALUATION_TARGETS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"anyOf": [*LABELS["items"]["anyOf"], *VALUES["items"]["anyOf"]]},
+    "description": "one per row: a label of the model's (classification), or a value, or a"
+    " list of values, for each output (regression)",
+}
+
+
 class EvaluateRequestSchema(ma.Schema):
     """Either ``dataset_id``, or ``instances`` with ``targets``."""
 
@@ -142,12 +163,8 @@ class EvaluateRequestSchema(ma.Schema):
         validate=validate.Range(min=1, max=MAX_INT32),
         metadata={"description": "a stored data set whose columns are the model's inputs"},
     )
-    instances = ma.fields.Raw(
-        metadata={"description": "rows of numbers, (n_rows, n_features), as /predict takes"}
-    )
-    targets = ma.fields.Raw(
-        metadata={"description": "one label per row, or a value (or a list of values) per row"}
-    )
+    instances = ma.fields.Raw(metadata=INSTANCES)
+    targets = ma.fields.Raw(metadata=EVALUATION_TARGETS)
 
     @ma.validates_schema
     def check_source(self, data: dict, **_kwargs) -> None:
@@ -163,6 +180,31 @@ class EvaluateRequestSchema(ma.Schema):
         if missing:
             message = "required unless dataset_id is given"
             raise ma.ValidationError({field: [message] for field in missing})
+
+
+def evaluation_form(name: str, *required: str) -> type[ma.Schema]:
+    """EvaluateRequestSchema's fields ``required`` alone, each required: one form of the body,
+    for the OpenAPI document."""
+    fields = {field: EvaluateRequestSchema().fields[field] for field in required}
+    for field in fields.values():
+        field.required = True
+    return ma.Schema.from_dict(fields, name=name)
+
+
+# What EvaluateRequestSchema accepts, one form at a time, for the OpenAPI document.
+EVALUATE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    evaluation_form("EvaluateDatasetSchema", "dataset_id"),
+                    evaluation_form("EvaluateRowsSchema", "instances", "targets"),
+                ]
+            }
+        }
+    },
+}
 
 
 class ClassMetricsSchema(ma.Schema):

@@ -1,0 +1,158 @@
+"""JSON Schemas of model_core's network and training specs, for the OpenAPI document.
+
+model_core checks the specs (``resolve_spec``) and names the field of each error; these schemas
+say the same thing to clients, built from the same registries. What JSON Schema cannot say is
+left to the description: softmax only on the last layer, the output layer's units against the
+data set's classes or target columns, nesterov needing momentum, the initial weights' shapes.
+"""
+
+from model_core import MAX_INT32
+from model_core.activations import ACTIVATIONS
+from model_core.initializers import INITIALIZERS
+from model_core.losses import LOSSES
+from model_core.optimizers import OPTIMIZERS
+from model_core.specs import DTYPES, EARLY_STOPPING_DEFAULTS, TRAINING_DEFAULTS
+from service.db.models import SERVICE_TRAINING_FIELDS
+
+MAX_SEED = 2**32 - 1
+
+
+def count(minimum: int, maximum: int | None = MAX_INT32) -> dict:
+    schema = {"type": "integer", "minimum": minimum}
+    return schema if maximum is None else {**schema, "maximum": maximum}
+
+
+def number(minimum: float, maximum: float | None = None, *, above: bool = False) -> dict:
+    """A number >= ``minimum`` (> when ``above``), and < ``maximum`` when given."""
+    schema = {"type": "number", "minimum": minimum}
+    if above:
+        schema["exclusiveMinimum"] = True
+    if maximum is not None:
+        schema.update(maximum=maximum, exclusiveMaximum=True)
+    return schema
+
+
+def closed_object(properties: dict, required: list[str] | None = None, **extra) -> dict:
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return {**schema, **extra}
+
+
+def choice(options, **extra) -> dict:
+    return {"type": "string", "enum": sorted(options), **extra}
+
+
+BOOLEAN = {"type": "boolean"}
+FRACTION = number(0.0, 1.0)
+POSITIVE = number(0.0, above=True)
+NUMBERS = {"type": "array", "items": {"type": "number"}}
+
+# The check of each optimizer setting, as model_core.specs.resolve_optimizer makes it.
+OPTIMIZER_SETTINGS = {
+    "learning_rate": POSITIVE,
+    "momentum": FRACTION,
+    "nesterov": {**BOOLEAN, "description": "needs momentum > 0"},
+    "decay": number(0.0),
+    "beta1": FRACTION,
+    "beta2": FRACTION,
+    "epsilon": POSITIVE,
+}
+
+
+def optimizer_schema(name: str) -> dict:
+    """The object form of optimizer ``name``; ``name`` may be left out for the default, sgd."""
+    defaults = OPTIMIZERS[name].DEFAULTS
+    settings = {key: {**OPTIMIZER_SETTINGS[key], "default": defaults[key]} for key in defaults}
+    default_name = TRAINING_DEFAULTS["optimizer"]["name"]
+    return closed_object(
+        {"name": choice([name]), **settings},
+        required=None if name == default_name else ["name"],
+        title=name,
+    )
+
+
+LAYER = closed_object(
+    {
+        "units": count(1),
+        "activation": choice(ACTIVATIONS, description="softmax only on the last layer"),
+    },
+    required=["units", "activation"],
+)
+
+NETWORK_SPEC = closed_object(
+    {
+        "layers": {
+            "type": "array",
+            "minItems": 1,
+            "items": LAYER,
+            "description": "the last layer's units: the data set's classes (or 1 sigmoid unit"
+            " for 2 classes) or its target columns",
+        },
+        "loss": choice(
+            LOSSES,
+            nullable=True,
+            description="null or absent: cross_entropy after softmax, binary_cross_entropy"
+            " after a sigmoid for classes, else mse",
+        ),
+        "init": choice(INITIALIZERS, description="default: he after relu layers, else xavier"),
+        "dtype": choice(DTYPES, default="float32"),
+        "initial_weights": {
+            "type": "array",
+            "nullable": True,
+            "items": closed_object(
+                {
+                    "W": {"type": "array", "items": NUMBERS, "description": "(inputs, units)"},
+                    "b": {**NUMBERS, "description": "(units,)"},
+                },
+                required=["W", "b"],
+            ),
+            "description": "one {W, b} per layer, in its shape",
+        },
+    },
+    required=["layers"],
+    description="model_core's network spec (docs/model_core.md)",
+)
+
+EARLY_STOPPING = closed_object(
+    {
+        "patience": count(1),
+        "min_delta": number(0.0),
+        "restore_best": BOOLEAN,
+    },
+    description=f"true: the defaults {EARLY_STOPPING_DEFAULTS}",
+)
+
+# The service's own training fields (SERVICE_TRAINING_FIELDS), checked by service.jobs.specs.
+SERVICE_TRAINING = {
+    "max_seconds": {**POSITIVE, "description": "a time limit, at most MAX_JOB_SECONDS"},
+    "checkpoint_every_epochs": count(1, None),
+    "checkpoint_every_seconds": POSITIVE,
+}
+
+TRAINING_SPEC = closed_object(
+    {
+        "epochs": count(1),
+        "batch_size": {
+            "anyOf": [count(1), choice(["full"])],
+            "description": "rows per step, or full for the whole training set",
+        },
+        "shuffle": BOOLEAN,
+        "seed": {**count(0, MAX_SEED), "nullable": True},
+        "optimizer": {
+            "anyOf": [choice(OPTIMIZERS), *(optimizer_schema(name) for name in OPTIMIZERS)],
+            "description": "a name, or an object with its name and settings",
+        },
+        "l2": number(0.0),
+        "validation_split": FRACTION,
+        "early_stopping": {
+            "anyOf": [BOOLEAN, EARLY_STOPPING],
+            "nullable": True,
+            "description": "null or false: off",
+        },
+        "standardize": BOOLEAN,
+        **SERVICE_TRAINING,
+    },
+    description="model_core's training spec (docs/model_core.md), plus the service's"
+    f" {', '.join(SERVICE_TRAINING_FIELDS)}",
+)
