@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-serving clean
+.PHONY: run test lint fuzz bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(VENV)/.installed-bench
 # Needs wrk (apt-get install wrk); creates MLflow's own venv under var/ on first use.
 bench-serving: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.serving $(BENCH_ARGS)
+
+# schemathesis with every check against a live stack (API, worker, dispatcher), SQLite and then
+# PostgreSQL + Redis, with AUTH=required; FUZZ_ARGS e.g. --backend sqlite --max-examples 500.
+fuzz: $(VENV)/.installed-test
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

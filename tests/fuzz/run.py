@@ -1,0 +1,191 @@
+"""``make fuzz``: schemathesis with every check against a live stack (API, a real worker, the
+dispatcher), on the embedded SQLite backend and on PostgreSQL + Redis.
+
+    python -m tests.fuzz.run [--backend sqlite|postgres|both] [--max-examples N] [--seed S]
+                             [-- extra schemathesis arguments]
+
+What a schema-valid request may still be refused for (rules OpenAPI cannot express) is listed
+per operation in ``schemathesis.toml``. Each backend gets a fresh database (a temporary SQLite
+folder, or a PostgreSQL database created here and dropped afterwards, and Redis db 9 flushed),
+and every process started here is stopped, whatever happens.
+"""
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+
+from service.supervisor import LocalStack, stop_on_signals
+from tests.conftest import POSTGRES_ADMIN
+from tests.factories import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+REDIS_URL = "redis://127.0.0.1:6379/9"
+SEED_TIMEOUT_SECONDS = 60
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+@contextmanager
+def sqlite_backend(folder: Path) -> Iterator[dict[str, str]]:
+    yield {
+        "DATABASE_URL": f"sqlite:///{folder / 'backprop.sqlite'}",
+        "BROKER_URL": f"sqla+sqlite:///{folder / 'broker.sqlite'}",
+    }
+
+
+@contextmanager
+def postgres_backend(_folder: Path) -> Iterator[dict[str, str]]:
+    """A PostgreSQL database of its own and a flushed Redis db, both emptied afterwards."""
+    name = f"backprop_fuzz_{secrets.token_hex(4)}"
+    broker = redis.Redis.from_url(REDIS_URL)
+    broker.flushdb()
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
+            "BROKER_URL": REDIS_URL,
+        }
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        broker.flushdb()
+        broker.close()
+
+
+BACKENDS = {"sqlite": sqlite_backend, "postgres": postgres_backend}
+
+
+def stack_environment(backend: dict[str, str], port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        **backend,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "ACCESS_LOG": "off",
+        "LOG_LEVEL": "WARNING",
+        # Whatever the fuzzer submits trains for a few seconds in a small network, at most.
+        "MAX_JOB_SECONDS": "5",
+        "MAX_PARAMETERS": "100000",
+    }
+
+
+def backprop(env: dict[str, str], *args: str) -> str:
+    """Run ``backprop ARGS`` to completion and return its stdout."""
+    done = subprocess.run(
+        [str(BIN / "backprop"), *args], env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def auth_headers(env: dict[str, str]) -> list[str]:
+    """``-H`` arguments carrying the admin key (id 1) of tenant fuzz, with AUTH=required set in
+    ``env``. Key 2 is made for ``DELETE /v1/keys/{key_id}`` to revoke (schemathesis.toml): the
+    fuzzer revoking its own key would leave it nothing but 401s."""
+    env["AUTH"] = "required"
+    key = backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "admin")
+    backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "read")
+    return ["-H", f"Authorization: Bearer {key.strip().splitlines()[-1]}"]
+
+
+XOR_JOB = {
+    "dataset_id": 1,
+    "model_name": "xor",
+    "network": {
+        "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}]
+    },
+    "training": {"epochs": 50, "batch_size": "full"},
+}
+
+
+def seed(base_url: str, headers: list[str]) -> None:
+    """Data set 1 (xor) and model 1, named xor: ids and names for the fuzzer to find."""
+    http = requests.Session()
+    http.headers.update(dict(header.split(": ", 1) for header in headers[1::2]))
+    http.post(f"{base_url}/v1/datasets", json={"builtin": "xor"}, timeout=30).raise_for_status()
+    job = http.post(f"{base_url}/v1/jobs", json=XOR_JOB, timeout=30).json()
+    deadline = time.monotonic() + SEED_TIMEOUT_SECONDS
+    while job["status"] not in FINISHED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = http.get(f"{base_url}/v1/jobs/{job['id']}", timeout=30).json()
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"the seed job did not succeed: {job}")
+
+
+def schemathesis(base_url: str, headers: list[str], args: argparse.Namespace) -> int:
+    command = [
+        str(BIN / "schemathesis"),
+        "run",
+        f"{base_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(args.max_examples),
+        "--seed",
+        str(args.seed),
+        "--generation-database",
+        "none",
+        *headers,
+        *args.schemathesis_args,
+    ]
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def fuzz_backend(name: str, args: argparse.Namespace) -> int:
+    print(f"== schemathesis ({name}) ==", flush=True)
+    with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as folder:
+        logs = Path(folder)
+        with BACKENDS[name](logs) as backend:
+            port = free_port()
+            env = stack_environment(backend, port)
+            backprop(env, "db", "upgrade")
+            headers = auth_headers(env)
+            base_url = f"http://127.0.0.1:{port}"
+            with LocalStack(env, workers=1, logs=logs) as stack:
+                stack.wait_until_ready(base_url)
+                seed(base_url, headers)
+                status = schemathesis(base_url, headers, args)
+            if status != 0:
+                print_logs(logs)
+            return status
+
+
+def print_logs(logs: Path) -> None:
+    for path in sorted(logs.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()[-30:]
+        print(f"--- {path.name}", *lines, sep="\n", file=sys.stderr)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz.run", description=__doc__)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    parser.add_argument("--max-examples", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("schemathesis_args", nargs="*", help="after --: for schemathesis run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop_on_signals()
+    names = list(BACKENDS) if args.backend == "both" else [args.backend]
+    failed = [name for name in names if fuzz_backend(name, args) != 0]
+    if failed:
+        print(f"schemathesis found failures on: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
