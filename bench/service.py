@@ -37,6 +37,9 @@ from service.ingest import build_dataset
 from service.settings import Settings
 from service.supervisor import LocalStack
 
+# Benchmarks measure the service, not its rate limits (RATE_LIMIT, PREDICT_RATE_LIMIT).
+UNLIMITED = {"RATE_LIMIT": "off", "PREDICT_RATE_LIMIT": "off"}
+
 XOR_JOB = {
     "network": {
         "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}]
@@ -221,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         "PORT": str(args.port),
         "DATABASE_URL": settings.database_url,
         "BROKER_URL": settings.broker_url,
+        **UNLIMITED,
     }
     base_url = f"http://127.0.0.1:{args.port}"
     with LocalStack(env, workers=1) as stack:

@@ -65,7 +65,7 @@ import psycopg
 import redis
 import requests
 
-from bench.service import Client, store_dataset
+from bench.service import UNLIMITED, Client, store_dataset
 from bench.workloads import synthetic_workloads
 from model_core import Model
 from service.db import records
@@ -160,8 +160,8 @@ def running_service(database: str, folder: Path) -> Iterator[tuple[Client, Setti
     on a migrated throwaway database; children's logs in ``folder``."""
     with DATABASES[database](folder) as urls:
         port = free_port()
-        # AUTH=off: the issue's targets are stated without keys and rate limits.
-        env = {**os.environ, **urls, "PORT": str(port), "AUTH": "off"}
+        # The issue's targets are stated without keys and rate limits.
+        env = {**os.environ, **urls, "PORT": str(port), "AUTH": "off", **UNLIMITED}
         settings = create_sqlite_folders(Settings.from_env(env))
         upgrade(settings)
         base_url = f"http://127.0.0.1:{port}"

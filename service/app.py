@@ -14,6 +14,7 @@ from service.db.tenancy import scope_sessions_to_tenants
 from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
 from service.generation import generation_for
+from service.limits import install_rate_limits
 from service.resources import BLUEPRINTS
 from service.settings import Settings
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["event_streams"] = StreamSlots()
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     app.before_request(identify_caller)
+    install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
     app.teardown_appcontext(close_db)
     api = EnvelopeApi(app)
     register_domain_errors(app)

@@ -17,6 +17,7 @@ from model_core import SpecError
 from service.ingest import DataError
 from service.jobs.cancellation import NotCancellable
 from service.model_refs import ModelNotFound
+from service.quotas import QuotaExceeded
 
 INVALID_REQUEST = "The request is not valid; see details."
 
@@ -129,16 +130,24 @@ def conflict_response(error: Exception):
     return envelope("conflict", str(error), {}), 409
 
 
+def quota_response(error: QuotaExceeded):
+    code = "too_many_requests" if error.status == 429 else "unprocessable_entity"
+    headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return envelope(code, error.message, {error.quota: [error.message]}), error.status, headers
+
+
 DOMAIN_ERRORS = {
     DataError: unprocessable_response,
     SpecError: unprocessable_response,
     NotCancellable: conflict_response,
     ModelNotFound: not_found_response,
+    QuotaExceeded: quota_response,
 }
 
 
 def register_domain_errors(app: Flask) -> None:
     """Answer the engine's and the ingest's validation errors with a 422 envelope, a job that
-    cannot change state with a 409, and a model reference that names no model with a 404."""
+    cannot change state with a 409, a model reference that names no model with a 404, and a
+    tenant's quota with a 429 or a 422."""
     for error_type, handler in DOMAIN_ERRORS.items():
         app.register_error_handler(error_type, handler)

@@ -75,6 +75,14 @@ class Settings:
     checkpoint_every_seconds: float = 30.0
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
+    # Request rates per API key (per client address with AUTH=off), in flask-limiter's notation
+    # ("100/second", "20/second;1000/minute"), or "off". Predictions (/predict, /v2 infer) count
+    # against PREDICT_RATE_LIMIT, every other /v1 and /v2 request against RATE_LIMIT.
+    rate_limit: str = "100/second"
+    predict_rate_limit: str = "1000/second"
+    # Per tenant: queued + running jobs, and bytes of data sets + models stored; 0: no quota.
+    quota_jobs: int = 100
+    quota_stored_bytes: int = 10 * 1024**3
     log_level: str = "INFO"
     # gunicorn's access log: "-" (stderr), a file path, or "off" (a tenth of a small
     # prediction's CPU goes to writing its line).

@@ -11,6 +11,8 @@ import psycopg
 import pytest
 import redis
 
+from service.db.models import Base
+from service.db.session import make_session_factory
 from tests.factories import sqlite_sessions
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
@@ -28,6 +30,22 @@ def unavailable(what: str, error: Exception):
 def sessions(tmp_path):
     """Sessions on ``tmp_path / "db.sqlite"``, a new SQLite file with every table created."""
     return sqlite_sessions(tmp_path / "db.sqlite")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_sessions(request, tmp_path):
+    """Sessions with every table created: on a new SQLite file, then on the throwaway PostgreSQL
+    database (left empty afterwards)."""
+    if request.param == "sqlite":
+        yield sqlite_sessions(tmp_path / "db.sqlite")
+        return
+    sessions = make_session_factory(request.getfixturevalue("postgres_url"))
+    engine = sessions.kw["bind"]
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    yield sessions
+    Base.metadata.drop_all(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from service.db import dispatch, job_requests, records
 from service.db.models import TrainingJob
 from service.jobs.idempotency import IdempotencyKey, Submission, replay
 from service.jobs.specs import ResolvedJob, resolve_job
+from service.quotas import check_job_admission
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,12 @@ def submit_job(
     body: dict,
 ) -> Submission:
     """Store a queued job with its resolved specs, commit, and only then try to publish it; or
-    the earlier job of the same idempotency key. Raises ``DataError`` or ``SpecError``."""
+    the earlier job of the same idempotency key (which no quota refuses). Raises ``DataError``,
+    ``SpecError`` or ``QuotaExceeded``."""
     earlier = key and job_requests.find_job_by_key(session, key.key, key.created_after)
     if earlier:
         return replay(earlier, key)
+    check_job_admission(session, settings)
     job = new_job(resolve_job(session, settings, **body))
     submission = store_or_replay(session, job, key)
     if not submission.replayed:

@@ -18,6 +18,7 @@ from service.ingest import (
     dataset_from_json,
     dataset_from_sample,
 )
+from service.quotas import check_room_for
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
     DATASET_BODY_FORMS,
@@ -67,6 +68,13 @@ def dataset_from_csv_upload() -> Dataset:
     )
 
 
+def store_dataset(dataset: Dataset) -> Dataset:
+    """Insert ``dataset``, unless it would take the tenant over its storage quota."""
+    session = db()
+    check_room_for(session, services().settings, dataset.stored_bytes)
+    return records.add(session, dataset)
+
+
 BODY_READERS: dict[str, Callable[[], Dataset]] = {
     "application/json": dataset_from_json_body,
     "multipart/form-data": dataset_from_csv_upload,
@@ -92,13 +100,17 @@ class Datasets(MethodView):
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(201, DatasetSchema)
     @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor multipart")
-    @blp.alt_response(422, schema=ErrorSchema, description="Data the service cannot train on")
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="Data the service cannot train on, or more than QUOTA_STORED_BYTES allows",
+    )
     def post(self):
         """Upload a data set: JSON arrays, a CSV file (multipart) or a built-in sample"""
         reader = BODY_READERS.get(request.mimetype)
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")
-        return records.add(db(), reader())
+        return store_dataset(reader())
 
 
 @blp.route("/<int:dataset_id>")

@@ -32,6 +32,11 @@ REPLAYED_DOC = {
     "description": "`true` when an earlier request with this Idempotency-Key created the job",
     "schema": {"type": "string", "enum": ["true"]},
 }
+RETRY_AFTER_HEADER = "Retry-After"
+RETRY_AFTER_DOC = {
+    "description": "Seconds to wait before submitting again",
+    "schema": {"type": "integer", "minimum": 1},
+}
 NEXT_LINK_DOC = {
     "description": 'Present while more epochs are stored: `<URL of the next page>; rel="next"`',
     "schema": {"type": "string"},
@@ -92,8 +97,14 @@ class Jobs(MethodView):
     @blp.alt_response(
         422,
         schema=ErrorSchema,
-        description="A spec that cannot train on the data, or an Idempotency-Key used before"
-        " with another body",
+        description="A spec that cannot train on the data, an Idempotency-Key used before"
+        " with another body, or the tenant's storage at QUOTA_STORED_BYTES",
+    )
+    @blp.alt_response(
+        429,
+        schema=ErrorSchema,
+        description="QUOTA_JOBS jobs of the tenant queued or running, or RATE_LIMIT exceeded",
+        headers={RETRY_AFTER_HEADER: RETRY_AFTER_DOC},
     )
     def post(self, headers: dict, body: dict):
         """Submit a training job: checked, stored as queued, then sent to a worker"""

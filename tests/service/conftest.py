@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 from sqlalchemy import func, select
 
@@ -17,6 +19,10 @@ def settings(tmp_path) -> Settings:
         max_predict_rows=50,
         max_dataset_rows=1000,
         max_dataset_cells=5000,
+        # Tests make many requests at once: limits that still run, but that none of them reach
+        # (tests/service/test_rate_limits.py sets its own).
+        rate_limit="100000/second",
+        predict_rate_limit="100000/second",
     )
 
 
@@ -31,6 +37,18 @@ def app(settings, sessions):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def client_with(settings, sessions):
+    """A function: a test client of a new app with ``changes`` to ``settings``."""
+
+    def make(**changes):
+        app = create_app(dataclasses.replace(settings, **changes))
+        app.config["TESTING"] = True
+        return app.test_client()
+
+    return make
 
 
 @pytest.fixture

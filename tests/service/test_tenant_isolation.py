@@ -8,9 +8,7 @@ import re
 import pytest
 
 from service.db import keys
-from service.db.models import Base
-from service.db.session import make_session_factory
-from tests.factories import api_key, bearer, job_body, sqlite_sessions
+from tests.factories import api_key, bearer, job_body
 from worker.training import run_training
 
 OPEN_PATHS = re.compile(r"^/(health|v2/health)/")
@@ -18,18 +16,9 @@ XOR_ROW = [0.0, 1.0]
 INFER_BODY = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": XOR_ROW}]}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        yield sqlite_sessions(tmp_path / "db.sqlite")
-        return
-    sessions = make_session_factory(request.getfixturevalue("postgres_url"))
-    engine = sessions.kw["bind"]
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    yield sessions
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+@pytest.fixture
+def sessions(backend_sessions):
+    return backend_sessions
 
 
 @pytest.fixture

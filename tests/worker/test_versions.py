@@ -7,25 +7,13 @@ import pytest
 from sqlalchemy import text
 
 from service.db import registry
-from service.db.models import Base
-from service.db.session import make_session_factory
-from tests.factories import sqlite_sessions
 
 WRITERS = 6
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        yield sqlite_sessions(tmp_path / "db.sqlite")
-        return
-    sessions = make_session_factory(request.getfixturevalue("postgres_url"))
-    engine = sessions.kw["bind"]
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    yield sessions
-    Base.metadata.drop_all(engine)  # the database is the session's: leave it empty
-    engine.dispose()
+@pytest.fixture
+def sessions(backend_sessions):
+    return backend_sessions
 
 
 def take_versions_at_once(sessions, name: str) -> list[int]:

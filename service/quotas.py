@@ -1,0 +1,76 @@
+"""Per-tenant quotas: queued + running jobs (``QUOTA_JOBS``) and bytes of data sets and models
+stored (``QUOTA_STORED_BYTES``); 0 turns a quota off.
+
+Checked in the transaction that would add to them, before anything is written: a refused
+request leaves nothing behind. Two requests of one tenant at the same moment may both pass, so
+a tenant can go over by what its requests in flight add, and by the models of the jobs it
+already has (a job accepted is trained and stored whatever the quota says by then).
+"""
+
+from sqlalchemy.orm import Session
+
+from service.db import quotas
+from service.settings import Settings
+
+# A job's 429 asks for a retry this much later: by then a job may well have ended.
+JOBS_RETRY_AFTER_SECONDS = 30
+
+
+class QuotaExceeded(Exception):
+    """A request the tenant's quota ``quota`` (``quota.jobs``...) refuses, answered ``status``."""
+
+    def __init__(self, quota: str, message: str, status: int, retry_after: int | None = None):
+        super().__init__(message)
+        self.quota = quota
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def check_room_for(session: Session, settings: Settings, n_bytes: int) -> None:
+    """Refuse (422) storing ``n_bytes`` more when that takes the tenant over its storage."""
+    quota = settings.quota_stored_bytes
+    if not quota:
+        return
+    held = quotas.stored_bytes(session)
+    if held + n_bytes > quota:
+        raise QuotaExceeded(
+            "quota.stored_bytes",
+            f"Storing {n_bytes} more bytes would take this tenant's {held} bytes over its quota"
+            f" of {quota} (QUOTA_STORED_BYTES): delete data sets or models first.",
+            422,
+        )
+
+
+def check_job_admission(session: Session, settings: Settings) -> None:
+    """Refuse a new job when the tenant has ``QUOTA_JOBS`` queued or running (429: retry when
+    one ends), or when its storage is full (422: the job's model could not be stored)."""
+    check_active_jobs(session, settings.quota_jobs)
+    check_storage_not_full(session, settings.quota_stored_bytes)
+
+
+def check_active_jobs(session: Session, quota: int) -> None:
+    if not quota:
+        return
+    active = quotas.active_jobs(session)
+    if active >= quota:
+        raise QuotaExceeded(
+            "quota.jobs",
+            f"This tenant has {active} jobs queued or running, at its quota of {quota}"
+            " (QUOTA_JOBS): submit again when one has ended.",
+            429,
+            JOBS_RETRY_AFTER_SECONDS,
+        )
+
+
+def check_storage_not_full(session: Session, quota: int) -> None:
+    if not quota:
+        return
+    held = quotas.stored_bytes(session)
+    if held >= quota:
+        raise QuotaExceeded(
+            "quota.stored_bytes",
+            f"This tenant stores {held} bytes, at its quota of {quota} (QUOTA_STORED_BYTES), so"
+            " the job's model could not be stored: delete data sets or models first.",
+            422,
+        )
