@@ -53,10 +53,14 @@ class KeyById(MethodView):
         """Show one of this tenant's keys"""
         return own_key(key_id)
 
+
+@blp.route("/keys/<int:key_id>/revoke")
+class KeyRevocation(MethodView):
     @blp.response(200, KeySchema)
     @blp.alt_response(404, schema=ErrorSchema)
-    def delete(self, key_id: int):
-        """Revoke a key: every API process refuses it from the next request on"""
+    def post(self, key_id: int):
+        """Revoke a key: every API process refuses it from the next request on; the key stays
+        listed, with its revoked_at (revoking it again changes nothing)"""
         row = keys.revoke_key(db(), own_key(key_id))
         registry_changed()
         return row

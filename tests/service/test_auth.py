@@ -113,9 +113,9 @@ def test_an_admin_manages_only_its_own_tenants_keys(client, sessions):
     assert {row["id"] for row in listed} == {key_id(admin), key_id(new_key)}
     assert all("key" not in row and "secret_sha256" not in row for row in listed)
     assert_envelope(client.get(f"/v1/keys/{key_id(bobs)}", headers=bearer(admin)), 404)
-    assert_envelope(client.delete(f"/v1/keys/{key_id(bobs)}", headers=bearer(admin)), 404)
+    assert_envelope(client.post(f"/v1/keys/{key_id(bobs)}/revoke", headers=bearer(admin)), 404)
     assert client.get("/v1/datasets", headers=bearer(bobs)).status_code == 200
-    revoked = client.delete(f"/v1/keys/{key_id(new_key)}", headers=bearer(admin))
+    revoked = client.post(f"/v1/keys/{key_id(new_key)}/revoke", headers=bearer(admin))
     assert revoked.get_json()["revoked_at"] is not None
     assert_envelope(client.get("/v1/datasets", headers=bearer(new_key)), 401)
 

@@ -89,6 +89,7 @@ def request_body(path: str, method: str, caller: Holdings) -> dict | None:
         "infer": INFER_BODY,
         "{alias}": {"version": 1},
         "cancel": None,
+        "revoke": None,
     }
     if method in ("get", "delete"):
         return None
