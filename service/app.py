@@ -15,6 +15,8 @@ from service.errors import EnvelopeApi, register_domain_errors
 from service.events import StreamSlots
 from service.generation import generation_for
 from service.limits import install_rate_limits
+from service.metrics import install_metrics
+from service.request_hooks import track_requests
 from service.resources import BLUEPRINTS
 from service.settings import Settings
 
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["event_streams"] = StreamSlots()
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
+    track_requests(app)  # first: a request refused by a later hook still gets its id and line
+    install_metrics(app, settings, app.extensions["backprop"].sessions)
     app.before_request(identify_caller)
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
     app.teardown_appcontext(close_db)

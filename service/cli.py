@@ -7,6 +7,7 @@
     backprop db downgrade REV    e.g. base
     backprop run                 migrate, then the API, one worker and the dispatcher until Ctrl-C
     backprop demo                train the digits demo in this process, no servers
+    backprop flower [ARGS...]    Celery's Flower on the broker (needs FLOWER_BASIC_AUTH)
     backprop keys create --tenant NAME [--scope read|write|admin] [--expires DAYS]
     backprop keys list [--tenant NAME]
     backprop keys revoke ID
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 from service.db.session import create_sqlite_folders
 from service.key_commands import add_key_commands
+from service.metrics_files import prepare_metrics_files
 from service.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -37,11 +39,18 @@ def imported_on_call(module: str, function: str) -> Handler:
     return handler
 
 
+def serve_api(settings: Settings, args: argparse.Namespace) -> int:
+    """``backprop api``: the metrics folder is set up before the server's modules import
+    prometheus_client, which picks its multiprocess mode then (service/metrics_files.py)."""
+    prepare_metrics_files(settings)
+    return imported_on_call("service.server", "serve_api")(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(
-        handler=imported_on_call("service.server", "serve_api"), serves_http=True
+        handler=serve_api, serves_http=True
     )
     worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
     worker.set_defaults(handler=imported_on_call("worker.main", "run_worker"), passes_options=True)
@@ -62,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=imported_on_call("service.supervisor", "run_all"), serves_http=True)
     commands.add_parser("demo", help="train the digits demo locally").set_defaults(
         handler=imported_on_call("service.demo", "demo")
+    )
+    flower = commands.add_parser("flower", help="Celery's Flower monitor (FLOWER_BASIC_AUTH)")
+    flower.set_defaults(
+        handler=imported_on_call("service.flower", "run_flower"), passes_options=True
     )
     add_key_commands(commands, lambda name: imported_on_call("service.key_commands", name))
     return parser

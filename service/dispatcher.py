@@ -36,6 +36,7 @@ from service.broker import JobQueue
 from service.db import dispatch
 from service.db.models import utcnow
 from service.db.session import make_session_factory
+from service.logs import configure_logging
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class Dispatcher:
 
 def run_dispatcher(settings: Settings, _args: argparse.Namespace) -> int:
     """``backprop dispatcher``: run the dispatcher in this process until SIGTERM or SIGINT."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(settings)
     dispatcher = Dispatcher.from_settings(settings, make_session_factory(settings.database_url))
 
     def stop(_signum, _frame) -> None:

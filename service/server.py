@@ -8,9 +8,13 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
+from prometheus_client import multiprocess
 
 from service.app import create_app
 from service.events import THREADS_PER_PROCESS
+from service.logs import configure_logging
+from service.metrics_files import VARIABLE as METRICS_FOLDER
+from service.metrics_files import remove_metrics_folder
 from service.settings import Settings
 
 # Parsing a data set upload near MAX_REQUEST_BYTES takes longer than gunicorn's default 30 s.
@@ -69,6 +73,14 @@ def hand_over_arbiter_signals(arbiter, worker) -> None:
     worker.arbiter_signals = arbiter.SIG_QUEUE
 
 
+def forget_dead_worker_gauges(_arbiter, worker) -> None:
+    """``child_exit``, in the arbiter: prometheus_client drops the live gauges of a worker
+    process that died; its counters stay, summed into the totals (prometheus_client's recipe
+    for gunicorn)."""
+    if os.environ.get(METRICS_FOLDER) is not None:
+        multiprocess.mark_process_dead(worker.pid)
+
+
 class GunicornApp(BaseApplication):
     """Gunicorn serving ``create_app(settings)``, one app per worker process."""
 
@@ -84,6 +96,8 @@ class GunicornApp(BaseApplication):
         self.cfg.set("workers", self.settings.web_concurrency)
         self.cfg.set("worker_class", ThreadWorkerLeavingInterruptsToTheArbiter)
         self.cfg.set("post_fork", hand_over_arbiter_signals)
+        self.cfg.set("child_exit", forget_dead_worker_gauges)
+        self.cfg.set("on_exit", lambda _arbiter: remove_metrics_folder())
         self.cfg.set("threads", THREADS_PER_PROCESS)
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
         access_log = self.settings.access_log
@@ -98,5 +112,7 @@ class GunicornApp(BaseApplication):
 
 
 def serve_api(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve until stopped, the app's log lines in ``LOG_FORMAT`` (gunicorn keeps its own)."""
+    configure_logging(settings)
     GunicornApp(settings).run()
     return 0

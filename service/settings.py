@@ -12,6 +12,8 @@ from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
 AUTH_MODES = ("off", "required")
+# The settings that take one of a few words, and those words.
+CHOICES = {"metrics": ("on", "off"), "log_format": ("json", "text")}
 
 # A bare postgres:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
 _URL_PREFIX_ALIASES = {
@@ -84,13 +86,26 @@ class Settings:
     quota_jobs: int = 100
     quota_stored_bytes: int = 10 * 1024**3
     log_level: str = "INFO"
-    # gunicorn's access log: "-" (stderr), a file path, or "off" (a tenth of a small
-    # prediction's CPU goes to writing its line).
-    access_log: str = "-"
+    # Log lines: "json" (one object a line) or "text". Every request gets one line of ours
+    # (service/request_hooks.py), so gunicorn's access log is off unless asked for: "-"
+    # (stderr) or a file path (a tenth of a small prediction's CPU goes to writing its line).
+    log_format: str = "json"
+    access_log: str = "off"
+    # GET /metrics on the API port: "on" or "off" (a 404). With AUTH=required it needs
+    # METRICS_TOKEN as a bearer token, and is off while that is empty.
+    metrics: str = "on"
+    metrics_token: str = ""
+    # prometheus_client's multiprocess folder for the API's gunicorn processes, emptied when the
+    # API starts; empty: var/prometheus-<PORT>.
+    prometheus_multiproc_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise ValueError(f"AUTH={self.auth!r}: must be one of {', '.join(AUTH_MODES)}")
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name.upper()}={value!r}: must be one of {', '.join(allowed)}")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""
@@ -131,6 +146,12 @@ class Settings:
             database = Path(self.database_url.removeprefix("sqlite:///"))
             return database.with_name(database.name + ".generation")
         return DEFAULT_VAR_DIR / "registry.generation"
+
+    def metrics_directory(self) -> Path:
+        """Where the API's processes keep their request figures (one file per process)."""
+        if self.prometheus_multiproc_dir:
+            return Path(self.prometheus_multiproc_dir)
+        return DEFAULT_VAR_DIR / f"prometheus-{self.port}"
 
     def sqlite_paths(self) -> list[Path]:
         """The SQLite files this configuration writes to (their folders must exist)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.db.migrate import upgrade
+from service.logs import configure_logging
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,9 +125,7 @@ def run_all(settings: Settings, _args: argparse.Namespace) -> int:
     """``backprop run``: migrate, then run the API, one worker and the dispatcher as child
     processes until one exits, Ctrl-C or SIGTERM."""
     upgrade(settings)
-    logging.basicConfig(  # after Alembic, which configures logging its own way
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
+    configure_logging(settings)  # after Alembic, which configures logging its own way
     stop_on_signals()
     with LocalStack(os.environ, workers=1) as stack:
         try:

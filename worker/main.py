@@ -3,6 +3,9 @@
 import argparse
 import logging
 
+from celery import Celery
+from celery.signals import setup_logging
+
 from service.broker import (
     broker_profile,
     create_celery_app,
@@ -10,15 +13,35 @@ from service.broker import (
     visibility_timeout_problem,
 )
 from service.db.session import make_session_factory
+from service.logs import configure_logging
 from service.settings import Settings
 from worker.tasks import register_tasks
 
-# Gossip, mingle and event heartbeats broadcast between workers; jobs need none of them.
-WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+# Gossip and mingle broadcast between workers; jobs need neither. Event heartbeats tell Flower
+# that a worker is alive: sent only on brokers that carry events (service/broker.py).
+WORKER_FLAGS = ["--without-gossip", "--without-mingle"]
+NO_EVENTS_FLAGS = ["--without-heartbeat"]
+
+
+def worker_flags(app: Celery) -> list[str]:
+    if app.conf.worker_send_task_events:
+        return WORKER_FLAGS
+    return WORKER_FLAGS + NO_EVENTS_FLAGS
+
+
+def log_like_the_service(settings: Settings) -> None:
+    """Celery's own log set-up gives way to any receiver of ``setup_logging``: the worker's
+    lines (Celery's too) come out in ``LOG_FORMAT``, with the request id of the job trained."""
+
+    def configure(**_kwargs) -> None:
+        configure_logging(settings)
+
+    setup_logging.connect(configure, weak=False)
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Consume training jobs until stopped; ``args.celery_args`` go to ``celery worker``."""
+    log_like_the_service(settings)
     app = create_celery_app(settings)
     problem = visibility_timeout_problem(settings)
     if problem:
@@ -28,6 +51,6 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         # The consumer would die on the race; this declaration retries it.
         declare_task_queue(app, settings.broker_timeout_seconds)
     app.worker_main(
-        ["worker", f"--loglevel={settings.log_level}", *WORKER_FLAGS, *args.celery_args]
+        ["worker", f"--loglevel={settings.log_level}", *worker_flags(app), *args.celery_args]
     )
     return 0

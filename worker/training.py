@@ -21,6 +21,7 @@ from service.caching import LruCache
 from service.db import attempts, records
 from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, TrainingJob
 from service.generation import generation_for
+from service.logs import request_id_set
 from service.settings import Settings
 from worker import faults
 from worker.lease import Heartbeat
@@ -141,7 +142,7 @@ def run_training(
     heartbeat = Heartbeat(
         sessions, job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds
     )
-    with heartbeat:
+    with request_id_set(claim.request_id), heartbeat:
         return train_attempt(sessions, job_id, claim, settings, cache, heartbeat.lost)
 
 

@@ -30,10 +30,12 @@ class StaleAttempt(Exception):
 
 @dataclass(frozen=True)
 class Claim:
-    """A claimed attempt: its number, and the epoch its checkpoint covers (0: start afresh)."""
+    """A claimed attempt: its number, the epoch its checkpoint covers (0: start afresh), and the
+    request id the job was submitted with (for the worker's log lines)."""
 
     attempt: int
     resume_epoch: int
+    request_id: str | None = None
 
 
 def _claimable(max_attempts: int, now: datetime) -> ColumnElement[bool]:
@@ -62,7 +64,7 @@ def claim_job(
     every later epoch exactly once.
     """
     now = utcnow()
-    attempt = session.execute(
+    claimed = session.execute(
         update(TrainingJob)
         .where(TrainingJob.id == job_id, _claimable(max_attempts, now))
         .values(
@@ -72,14 +74,14 @@ def claim_job(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=func.coalesce(TrainingJob.started_at, now),
         )
-        .returning(TrainingJob.attempt)
-    ).scalar()
-    if attempt is None:
+        .returning(TrainingJob.attempt, TrainingJob.request_id)
+    ).one_or_none()
+    if claimed is None:
         session.rollback()
         return None
     resume_epoch = _rewind_to_checkpoint(session, job_id)
     session.commit()
-    return Claim(attempt, resume_epoch)
+    return Claim(claimed.attempt, resume_epoch, claimed.request_id)
 
 
 def _rewind_to_checkpoint(session: Session, job_id: int) -> int:

@@ -17,6 +17,7 @@ from service.db import dispatch, job_requests, records
 from service.db.models import TrainingJob
 from service.jobs.idempotency import IdempotencyKey, Submission, replay
 from service.jobs.specs import ResolvedJob, resolve_job
+from service.logs import REQUEST_ID
 from service.quotas import check_job_admission
 from service.settings import Settings
 
@@ -40,6 +41,8 @@ def new_job(resolved: ResolvedJob) -> TrainingJob:
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],
         model_name=resolved.model_name,
+        # The submitting request's id (X-Request-ID): the worker's log lines for the job carry it.
+        request_id=REQUEST_ID.get(),
     )
 
 

@@ -1,0 +1,74 @@
+"""Log lines for every process (API, worker, dispatcher): one JSON object a line, or text, as
+``LOG_FORMAT`` says, carrying the request id of the request (or of the job's submission) they
+belong to.
+
+The request id lives in a context variable: the API sets it for each request, the worker for
+each job it trains (``training_jobs.request_id``), and ``RequestIdFilter`` copies it onto every
+record. No Flask here: the worker and the dispatcher use this module too.
+"""
+
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pythonjsonlogger.json import JsonFormatter
+
+from service.settings import Settings
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+JSON_FIELDS = "{levelname}{name}{process}{message}"
+JSON_NAMES = {"levelname": "level", "name": "logger"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on a record as ``request_id`` (nothing when there is none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            record.request_id = request_id
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The text line, ending with the request id when the record has one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return line if request_id is None else f"{line} [request {request_id}]"
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of ``LOG_FORMAT``: ``json`` or ``text`` (settings allow no other)."""
+    if log_format == "text":
+        return TextFormatter(TEXT_FORMAT)
+    return JsonFormatter(JSON_FIELDS, style="{", rename_fields=JSON_NAMES, timestamp="time")
+
+
+def log_handler(settings: Settings) -> logging.Handler:
+    """A stderr handler in ``settings.log_format`` that adds the request id to every record."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(settings.log_format))
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send this process's log records to stderr, in ``LOG_FORMAT`` at ``LOG_LEVEL``, replacing
+    whatever handlers the root logger had (Alembic's, an earlier call's)."""
+    logging.basicConfig(level=settings.log_level, handlers=[log_handler(settings)], force=True)
+
+
+@contextmanager
+def request_id_set(request_id: str | None) -> Iterator[None]:
+    """Log lines written in this block (in this thread) carry ``request_id``."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
