@@ -1,4 +1,5 @@
-# One image for the API, the worker and the one-shot migration (docker-compose.yml picks the command).
+# One image for the API, the worker, the dispatcher, Flower and the one-shot migration
+# (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,7 +14,7 @@ RUN useradd --create-home --uid 10001 backprop
 COPY pyproject.toml ./
 RUN mkdir -p model_core service worker \
     && touch model_core/__init__.py service/__init__.py worker/__init__.py README.md \
-    && pip install . \
+    && pip install ".[flower]" \
     && rm -rf model_core service worker build *.egg-info
 
 # Editable, so `backprop db upgrade` finds migrations/ next to the code.

@@ -109,6 +109,10 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
         worker_enable_remote_control=profile.supports_broadcast,
+        # Task events for Flower, where they can reach it: kombu's SQL transport keeps exchange
+        # bindings in each process, so no other process would ever receive them.
+        worker_send_task_events=profile.supports_broadcast,
+        task_send_sent_event=profile.supports_broadcast,
         # Celery reads the visibility timeout from both; a result backend would fall back to
         # one hour without its own copy.
         broker_transport_options=options,

@@ -68,11 +68,28 @@ def test_every_command_exists(name):
 
 
 def test_the_app_image_builds_from_this_repository():
-    assert all(SERVICES[name]["build"] == "." for name in ("migrate", "api", "worker"))
+    assert all(SERVICES[name]["build"] == "." for name in ("migrate", "api", "worker", "flower"))
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["backprop", "api"]' in dockerfile
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["backprop"] == "service.cli:main"
+    assert 'pip install ".[flower]"' in dockerfile
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["backprop"] == "service.cli:main"
+    flower_extra = project["optional-dependencies"]["flower"]
+    assert any(requirement.startswith("flower") for requirement in flower_extra)
+
+
+def test_flower_runs_on_the_broker_behind_a_login_it_cannot_start_without():
+    flower = SERVICES["flower"]
+    assert flower["command"] == ["backprop", "flower"]
+    assert flower["ports"] == ["5555:5555"]
+    assert flower["environment"]["BROKER_URL"].startswith("redis://")
+    # Compose refuses to start the stack until FLOWER_BASIC_AUTH is set (${VAR:?message}).
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert "healthcheck" in flower
+
+
+def test_the_api_takes_its_metrics_token_from_the_environment():
+    assert SERVICES["api"]["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
 
 
 def healthcheck_imports() -> list[tuple[str, str]]:

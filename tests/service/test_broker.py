@@ -11,6 +11,7 @@ from service.broker import (
     visibility_timeout_problem,
 )
 from service.settings import Settings
+from worker.main import worker_flags
 
 
 def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
@@ -19,6 +20,15 @@ def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == 24 * 3600
+
+
+def test_task_events_for_flower_go_out_only_where_another_process_can_receive_them():
+    redis = create_celery_app(Settings(broker_url="redis://127.0.0.1:6379/0"))
+    assert redis.conf.worker_send_task_events and redis.conf.task_send_sent_event
+    assert "--without-heartbeat" not in worker_flags(redis)
+    embedded = create_celery_app(Settings())
+    assert not embedded.conf.worker_send_task_events and not embedded.conf.task_send_sent_event
+    assert "--without-heartbeat" in worker_flags(embedded)
 
 
 def test_the_visibility_timeout_is_the_same_wherever_celery_reads_it():
