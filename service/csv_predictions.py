@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from model_core import Model
-from service.ingest import CsvTable, DataError, column_indices, parse_numbers, read_csv
+from service.ingest import column_indices
+from service.tables import checked_numbers, csv_cell_errors, open_csv, read_csv_numbers
 
 CSV_FIELD = "body"
 
@@ -24,20 +25,14 @@ def csv_features(data: bytes, feature_names: Sequence[str] | None) -> np.ndarray
     the model's order, and any others (an id, the target) are left out; otherwise every column
     is a feature, in the file's order (the caller checks their number against the model).
     """
-    table = csv_table(data)
+    csv_file = open_csv(data, header=True, field=CSV_FIELD)
     if feature_names:
-        columns = column_indices(table, feature_names, CSV_FIELD)
+        columns = column_indices(csv_file.header, feature_names, CSV_FIELD)
     else:
-        columns = list(range(table.width))
-    return parse_numbers(table, columns, CSV_FIELD)
-
-
-def csv_table(data: bytes) -> CsvTable:
-    """``read_csv`` with a header row, its errors on ``body`` (it names them ``file``)."""
-    try:
-        return read_csv(data, header=True)
-    except DataError as error:
-        raise DataError(CSV_FIELD, error.message) from None
+        columns = list(range(csv_file.header.width))
+    numbers = read_csv_numbers(csv_file, columns, labels=[])
+    cell_errors = csv_cell_errors(csv_file, columns, CSV_FIELD)
+    return checked_numbers(numbers, range(len(columns)), cell_errors)
 
 
 def prediction_columns(model: Model) -> list[str]:

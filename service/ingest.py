@@ -1,11 +1,10 @@
-"""Turning uploads into stored data sets: JSON arrays, CSV files and the built-in samples.
+"""Turning uploads into stored data sets: JSON arrays, the built-in samples, and what every file
+format shares (limits, column choices, targets); service/uploads.py reads the files.
 
 Everything here works on plain values and ndarrays; a problem with the data raises ``DataError``
 naming the field, which the API answers with a 422.
 """
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -77,11 +76,19 @@ def numeric_array(array: np.ndarray, value: list, field: str) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         array = np.array(json_numbers(value, field))
     array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
-        index = np.argwhere(~np.isfinite(array))[0]
+    index = first_non_finite(array)
+    if index is not None:
         path = field + "".join(f"[{position}]" for position in index)
         raise DataError(path, "NaN and infinity are not allowed")
     return array
+
+
+def first_non_finite(array: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinity in a float ``array`` (row-major), or None."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), array.shape))
 
 
 def json_numbers(value: list, field: str) -> list:
@@ -130,7 +137,7 @@ def classification_labels(y: np.ndarray, field: str) -> np.ndarray:
 
 def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     """Float64 targets of shape (n,) or (n, n_targets), from finite numbers (``numeric_array``,
-    ``parse_numbers``)."""
+    or a file's reader in service/uploads.py)."""
     if y.ndim not in (1, 2):
         raise DataError(field, "regression targets must be numbers, one or a list per row")
     if y.ndim == 2 and y.shape[1] == 0:
@@ -143,6 +150,8 @@ def compact_features(x: np.ndarray) -> np.ndarray:
 
     Half the bytes to store and to load for every job, and no conversion before float32 training.
     """
+    if x.dtype == np.float32:
+        return x
     narrow = x.astype(np.float32)
     return narrow if np.array_equal(narrow, x) else x
 
@@ -233,78 +242,44 @@ def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
 
 
 @dataclass(frozen=True)
-class CsvTable:
-    """A CSV file split into column names (or None) and rows of strings; ``rows[i]`` starts on
-    line ``lines[i]`` of the file."""
+class Header:
+    """A table's columns: their names, or None for a CSV file without a header row (columns then
+    go by their 0-based number), and how many there are."""
 
-    columns: list[str] | None
-    rows: list[list[str]]
-    lines: list[int]
+    names: list[str] | None
+    width: int
 
-    @property
-    def width(self) -> int:
-        """Values per row."""
-        return len(self.rows[0])
-
-    def column_label(self, index: int) -> str:
-        """Column ``index`` as messages name it: its quoted header name, or its number."""
-        return repr(self.columns[index]) if self.columns else str(index)
-
-
-def read_csv(data: bytes, header: bool) -> CsvTable:
-    """Parse CSV bytes (UTF-8, optional BOM); every row must have the same number of values."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError("file", "is not UTF-8 text") from None
-    try:
-        lines, rows = numbered_rows(text)
-    except csv.Error as error:  # e.g. a field over the csv module's 128 kB limit
-        raise DataError("file", f"is not valid CSV: {error}") from None
-    columns = None
-    if header and rows:
-        columns = [name.strip() for name in rows.pop(0)]
-        lines.pop(0)
-    if not rows:
-        raise DataError("file", "has no data rows")
-    width = len(columns) if columns else len(rows[0])
-    for line, row in zip(lines, rows, strict=True):
-        if len(row) != width:
-            raise DataError("file", f"line {line} has {len(row)} values; expected {width}")
-    return CsvTable(columns, rows, lines)
-
-
-def numbered_rows(text: str) -> tuple[list[int], list[list[str]]]:
-    """The rows of CSV ``text`` that are not blank, and the line each one starts on."""
-    reader = csv.reader(io.StringIO(text))
-    lines, rows = [], []
-    start = 1
-    for row in reader:
-        if row:
-            lines.append(start)
-            rows.append(row)
-        start = reader.line_num + 1
-    return lines, rows
+    def label(self, index: int) -> str:
+        """Column ``index`` as messages name it: its quoted name, or its number."""
+        return repr(self.names[index]) if self.names is not None else str(index)
 
 
 @dataclass(frozen=True)
-class CsvColumns:
-    """What the columns of a CSV file are, by header name or by 0-based number without one: the
-    ``targets``, and the features: ``features`` as listed, or else every other column but those
-    in ``drop``."""
+class ColumnChoice:
+    """Which columns of a file are the ``targets``, and which the features: ``features`` as
+    listed, or else every other column but those in ``drop``; by header name, or by 0-based
+    number without one."""
 
     targets: Sequence[str]
     features: Sequence[str] | None = None
     drop: Sequence[str] = ()
 
 
-def feature_indices(table: CsvTable, columns: CsvColumns, targets: list[int]) -> list[int]:
+def chosen_columns(header: Header, choice: ColumnChoice) -> tuple[list[int], list[int]]:
+    """Positions of the target columns and of the feature columns."""
+    if not choice.targets:
+        raise DataError("target", "is required for csv and parquet files")
+    targets = column_indices(header, choice.targets, "target")
+    return targets, feature_indices(header, choice, targets)
+
+
+def feature_indices(header: Header, choice: ColumnChoice, targets: list[int]) -> list[int]:
     """Positions of the feature columns, given the positions of the ``targets``."""
-    if columns.features is not None:
-        return chosen_indices(table, columns.features, targets, "features")
-    dropped = chosen_indices(table, columns.drop, targets, "drop")
+    if choice.features is not None:
+        return chosen_indices(header, choice.features, targets, "features")
+    dropped = chosen_indices(header, choice.drop, targets, "drop")
     left_out = {*targets, *dropped}
-    features = [index for index in range(table.width) if index not in left_out]
+    features = [index for index in range(header.width) if index not in left_out]
     if not features and dropped:
         raise DataError("drop", "leaves no feature columns")
     if not features:
@@ -313,108 +288,46 @@ def feature_indices(table: CsvTable, columns: CsvColumns, targets: list[int]) ->
 
 
 def chosen_indices(
-    table: CsvTable, names: Sequence[str], targets: list[int], field: str
+    header: Header, names: Sequence[str], targets: list[int], field: str
 ) -> list[int]:
     """Positions of the columns ``field`` lists, none of them a target."""
-    indices = column_indices(table, names, field)
+    indices = column_indices(header, names, field)
     clash = [index for index in indices if index in targets]
     if clash:
-        raise DataError(field, f"column {table.column_label(clash[0])} is a target")
+        raise DataError(field, f"column {header.label(clash[0])} is a target")
     return indices
 
 
-def column_indices(table: CsvTable, names: Sequence[str], field: str) -> list[int]:
+def column_indices(header: Header, names: Sequence[str], field: str) -> list[int]:
     """Positions of the columns ``names``, each known and listed once."""
-    indices = [column_index(table, name, field) for name in names]
+    indices = [column_index(header, name, field) for name in names]
     repeated = [index for index, count in Counter(indices).items() if count > 1]
     if repeated:
-        raise DataError(field, f"lists column {table.column_label(repeated[0])} twice")
+        raise DataError(field, f"lists column {header.label(repeated[0])} twice")
     return indices
 
 
-def column_index(table: CsvTable, name: str, field: str) -> int:
+def column_index(header: Header, name: str, field: str) -> int:
     """The position of column ``name``: a header name, or a 0-based number without a header."""
-    if table.columns is not None:
-        if name not in table.columns:
-            listed = ", ".join(table.columns)
+    if header.names is not None:
+        if name not in header.names:
+            listed = ", ".join(header.names)
             raise DataError(field, f"no column {name!r}; the columns are: {listed}")
-        return table.columns.index(name)
-    if not (name.isdigit() and int(name) < table.width):
-        raise DataError(field, f"without a header, name columns by number 0..{table.width - 1}")
+        return header.names.index(name)
+    if not (name.isdigit() and int(name) < header.width):
+        raise DataError(field, f"without a header, name columns by number 0..{header.width - 1}")
     return int(name)
 
 
-def parse_numbers(table: CsvTable, columns: list[int], field: str) -> np.ndarray:
-    """The ``columns`` of ``table`` as float64 (n_rows, len(columns)), naming the first cell
-    that is not a finite number by its line and column.
-
-    numpy converts the strings; only when it fails are the cells read one by one to find it.
-    """
-    cells = [[row[index] for index in columns] for row in table.rows]
-    try:
-        array = np.array(cells, dtype=np.float64)
-    except ValueError:
-        rows = range(len(table.rows))
-        array = np.array(
-            [[csv_number(table, row, index, field) for index in columns] for row in rows]
-        )
-    if not np.isfinite(array).all():
-        row, position = np.argwhere(~np.isfinite(array))[0]
-        raise cell_error(table, row, columns[position], field, "is not a finite number")
-    return array
+def column_names(header: Header, indices: list[int]) -> list[str]:
+    """The names of the columns at ``indices``: header names, or their numbers."""
+    return [header.names[index] if header.names is not None else str(index) for index in indices]
 
 
-def csv_number(table: CsvTable, row: int, column: int, field: str) -> float:
-    """The cell of ``table`` at ``row``, ``column`` as a float, or ``field``'s error naming it."""
-    try:
-        return float(table.rows[row][column])
-    except ValueError:
-        raise cell_error(table, row, column, field, "is not a number") from None
-
-
-def cell_error(table: CsvTable, row: int, column: int, field: str, problem: str) -> DataError:
-    """``field``'s error for the cell of ``table`` at ``row``, ``column``: line, column, value."""
-    place = f"line {table.lines[row]}, column {table.column_label(column)}"
-    return DataError(field, f"{place}: {table.rows[row][column]!r} {problem}")
-
-
-def csv_targets(task: Task, table: CsvTable, columns: list[int]) -> np.ndarray:
-    """Targets from the ``columns`` of ``table``: regression values, or one column of class
-    labels, as ints when they all are, else strings."""
-    if task is Task.REGRESSION:
-        y = parse_numbers(table, columns, "target")
-        return y[:, 0] if y.shape[1] == 1 else y
-    if len(columns) != 1:
-        raise DataError("target", "classification takes exactly one target column")
-    labels = np.array([row[columns[0]].strip() for row in table.rows])
+def class_labels(labels: np.ndarray) -> np.ndarray:
+    """Text labels read from a file, stripped: as int64 when they all are integers."""
+    labels = np.strings.strip(labels)
     try:
         return labels.astype(np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         return labels
-
-
-def dataset_from_csv(
-    name: str,
-    task: Task,
-    data: bytes,
-    columns: CsvColumns,
-    header: bool,
-    limits: DataLimits,
-) -> Dataset:
-    """A data set from a CSV file: ``columns`` says which columns are the targets and which
-    the features."""
-    table = read_csv(data, header)
-    names = table.columns or [str(index) for index in range(table.width)]
-    target_columns = column_indices(table, columns.targets, "target")
-    feature_columns = feature_indices(table, columns, target_columns)
-    limits.check("file", len(table.rows), len(feature_columns))
-    return build_dataset(
-        name=name,
-        task=task,
-        source="csv",
-        x=parse_numbers(table, feature_columns, "file"),
-        y=csv_targets(task, table, target_columns),
-        target_field="target",
-        feature_names=[names[index] for index in feature_columns],
-        target_names=[names[index] for index in target_columns],
-    )

@@ -12,6 +12,7 @@ compressed one goes through ``np.load``; the files are ordinary ``.npz`` for ``n
 import io
 import struct
 import zipfile
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,11 +28,13 @@ def arrays_to_npz(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
-            payload = io.BytesIO()
-            np.save(payload, np.asanyarray(array), allow_pickle=False)
+            array = np.asanyarray(array)
             info = zipfile.ZipInfo(f"{name}.npy")
             info.extra = aligning_extra(buffer.tell(), len(info.filename.encode()))
-            archive.writestr(info, payload.getvalue())
+            info.file_size = array.nbytes  # so that zipfile knows whether it needs ZIP64
+            # Written in pieces straight into the archive: no second copy of a data set.
+            with archive.open(info, "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -65,17 +68,23 @@ def array_in_place(data: bytes, info: zipfile.ZipInfo) -> np.ndarray:
     start = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
     member = memoryview(data)[start : start + info.file_size]
     header = io.BytesIO(member[: min(len(member), 65_536 + 16)])
-    version = np.lib.format.read_magic(header)
-    read_header = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0,
-    }.get(version)
-    if read_header is None:
-        raise ValueError(f"{info.filename}: .npy version {version} is not supported")
-    shape, fortran_order, dtype = read_header(header)
+    shape, fortran_order, dtype = read_npy_header(header, info.filename)
     if dtype.hasobject:
         raise ValueError(f"{info.filename}: object arrays would need pickle; refused")
     count = int(np.prod(shape, dtype=np.int64))
     array = np.frombuffer(member, dtype=dtype, count=count, offset=header.tell())
     array = array.reshape(shape, order="F" if fortran_order else "C")
     return array if array.flags.aligned else array.copy()
+
+
+def read_npy_header(file: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the ``.npy`` header at the start of ``file``, which
+    is left at the array's data; ``ValueError`` for anything else."""
+    version = np.lib.format.read_magic(file)
+    read_header = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }.get(version)
+    if read_header is None:
+        raise ValueError(f"{name}: .npy version {version} is not supported")
+    return read_header(file)

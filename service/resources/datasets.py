@@ -1,4 +1,5 @@
-"""``/v1/datasets``: upload as JSON, as a CSV file or from a built-in sample; list, get, delete."""
+"""``/v1/datasets``: upload as JSON, as a CSV, Parquet or .npz file, or from a built-in sample;
+list, get, delete."""
 
 from collections.abc import Callable
 
@@ -11,23 +12,16 @@ from service.context import db, services
 from service.db import records
 from service.db.models import Dataset, Task
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
-from service.ingest import (
-    CsvColumns,
-    DataLimits,
-    dataset_from_csv,
-    dataset_from_json,
-    dataset_from_sample,
-)
+from service.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
 from service.quotas import check_room_for
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
     DATASET_BODY_FORMS,
-    CsvFileSchema,
-    CsvUploadFormSchema,
-    CsvUploadSchema,
     DatasetCreateSchema,
     DatasetSchema,
+    FileUploadSchema,
 )
+from service.uploads import Upload, dataset_from_file, format_of
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
 
@@ -58,14 +52,19 @@ def dataset_from_json_body() -> Dataset:
     )
 
 
-def dataset_from_csv_upload() -> Dataset:
-    form = load_or_fail(CsvUploadSchema(), request.form)
-    upload = load_or_fail(CsvFileSchema(), request.files)["file"]
-    columns = CsvColumns(form["target"], form.get("features"), form.get("drop", ()))
-    name = form.get("name") or upload.filename or "dataset"
-    return dataset_from_csv(
-        name, Task(form["task"]), upload.read(), columns, form["header"], data_limits()
+def dataset_from_file_upload() -> Dataset:
+    """The uploaded file parsed from its own stream: werkzeug spools a large one to disk."""
+    form = load_or_fail(FileUploadSchema(), {**request.form.to_dict(), **request.files.to_dict()})
+    file = form["file"]
+    upload = Upload(
+        name=form.get("name") or file.filename or "dataset",
+        task=Task(form["task"]),
+        stream=file.stream,
+        columns=ColumnChoice(form.get("target", ()), form.get("features"), form.get("drop", ())),
+        header=form["header"],
     )
+    file_format = form.get("format") or format_of(file.filename)
+    return dataset_from_file(file_format, upload, data_limits())
 
 
 def store_dataset(dataset: Dataset) -> Dataset:
@@ -77,14 +76,14 @@ def store_dataset(dataset: Dataset) -> Dataset:
 
 BODY_READERS: dict[str, Callable[[], Dataset]] = {
     "application/json": dataset_from_json_body,
-    "multipart/form-data": dataset_from_csv_upload,
+    "multipart/form-data": dataset_from_file_upload,
 }
 
 UPLOAD_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": {"oneOf": DATASET_BODY_FORMS}},
-        "multipart/form-data": {"schema": CsvUploadFormSchema},
+        "multipart/form-data": {"schema": FileUploadSchema},
     },
 }
 
@@ -106,7 +105,8 @@ class Datasets(MethodView):
         description="Data the service cannot train on, or more than QUOTA_STORED_BYTES allows",
     )
     def post(self):
-        """Upload a data set: JSON arrays, a CSV file (multipart) or a built-in sample"""
+        """Upload a data set: JSON arrays, a CSV, Parquet or .npz file (multipart) or a built-in
+        sample"""
         reader = BODY_READERS.get(request.mimetype)
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")

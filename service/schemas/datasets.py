@@ -1,10 +1,13 @@
-"""Data set uploads (JSON, multipart CSV, built-in sample) and the data set as shown."""
+"""Data set uploads (JSON, a multipart CSV, Parquet or .npz file, built-in sample) and the data set
+as shown."""
 
 import marshmallow as ma
 from marshmallow import validate
+from werkzeug.datastructures import FileStorage
 
 from service.db.models import Task
 from service.samples import SAMPLE_NAMES
+from service.uploads import FILE_READERS
 
 TASKS = [task.value for task in Task]
 
@@ -96,31 +99,51 @@ class ColumnList(ma.fields.String):
         return names
 
 
-class CsvUploadSchema(ma.Schema):
-    """The form fields sent with a CSV file (``file``) as multipart/form-data."""
+class UploadedFile(ma.fields.Field):
+    """The multipart part holding a file (not a plain form field)."""
 
+    def _deserialize(self, value, attr, data, **kwargs) -> FileStorage:
+        if not isinstance(value, FileStorage):
+            raise ma.ValidationError("must be a file")
+        return value
+
+
+class FileUploadSchema(ma.Schema):
+    """The fields of a data set file upload (multipart/form-data)."""
+
+    file = UploadedFile(required=True, metadata={"type": "string", "format": "binary"})
+    format = ma.fields.String(
+        validate=validate.OneOf(list(FILE_READERS)),
+        metadata={
+            "description": "csv, parquet or npz; by default from the file name: .parquet or .pq "
+            "is parquet, .npz is npz, any other csv"
+        },
+    )
     name = ma.fields.String(validate=validate.Length(1, 200))
     task = ma.fields.String(required=True, validate=validate.OneOf(TASKS))
     target = ColumnList(
-        required=True,
-        metadata={"description": "the target column(s), comma-separated"},
+        metadata={
+            "description": "csv and parquet (required): the target column(s), comma-separated; "
+            "npz: the name of the targets array, by default y"
+        },
     )
     features = ColumnList(
         metadata={
-            "description": "the feature columns, comma-separated, in the order the network "
-            "takes them; by default every column but the targets and drop. Not with drop"
+            "description": "csv and parquet: the feature columns, comma-separated, in the order "
+            "the network takes them; by default every column but the targets and drop. Not "
+            "with drop. npz: the name of the features array, by default X"
         }
     )
     drop = ColumnList(
         metadata={
-            "description": "columns to leave out, comma-separated (an id, a text column); "
-            "the features are the other columns but the targets. Not with features"
+            "description": "csv and parquet: columns to leave out, comma-separated (an id, a "
+            "text column); the features are the other columns but the targets. Not with features"
         }
     )
     header = ma.fields.Boolean(
         load_default=True,
         metadata={
-            "description": "whether the first line names the columns; without a header, "
+            "description": "csv: whether the first line names the columns; without a header, "
             "columns are named by their 0-based number"
         },
     )
@@ -132,19 +155,11 @@ class CsvUploadSchema(ma.Schema):
             raise ma.ValidationError({"features": [message], "drop": [message]})
 
 
-class CsvFileSchema(ma.Schema):
-    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-
-
-class CsvUploadFormSchema(CsvUploadSchema, CsvFileSchema):
-    """The whole multipart body, file and fields, for the OpenAPI document."""
-
-
 class DatasetSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     task = ma.fields.Enum(Task, by_value=True)
-    source = ma.fields.String(metadata={"description": "json, csv or builtin"})
+    source = ma.fields.String(metadata={"description": "json, csv, parquet, npz or builtin"})
     rows = ma.fields.Integer(attribute="n_samples")
     features = ma.fields.Integer(attribute="n_features")
     outputs = ma.fields.Integer(

@@ -1,0 +1,281 @@
+"""Data set files as uploaded: CSV, Parquet and ``.npz``, into arrays without a copy of the
+table on the way (service/tables.py reads CSV and Parquet; see its notes on memory).
+
+The format is the form's ``format``, else the file name's extension (``FORMAT_EXTENSIONS``),
+else CSV. CSV and Parquet choose their columns alike (``ColumnChoice``); an ``.npz`` file names
+its arrays with the same form fields, ``features`` (default ``X``) and ``target`` (``y``). An
+``.npz`` array is sized from its header before it is read, so a small compressed file cannot
+unpack into more than the limits allow, and one that would need pickle is refused.
+"""
+
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import PurePath
+from typing import BinaryIO
+
+import numpy as np
+
+from service.db.models import Dataset, Task
+from service.db.npz import read_npy_header
+from service.ingest import (
+    ColumnChoice,
+    DataError,
+    DataLimits,
+    Header,
+    build_dataset,
+    chosen_columns,
+    class_labels,
+    column_names,
+    first_non_finite,
+)
+from service.tables import (
+    MAX_LABEL_CHARS,
+    CellError,
+    NumberColumns,
+    checked_numbers,
+    csv_cell_errors,
+    open_csv,
+    open_parquet,
+    parquet_cell_errors,
+    parquet_labels,
+    read_csv_numbers,
+    read_parquet_numbers,
+    require_number_types,
+    text_labels,
+)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A data set file and what the form says about it; ``stream`` is seekable, at its start."""
+
+    name: str
+    task: Task
+    stream: BinaryIO
+    columns: ColumnChoice
+    header: bool = True
+
+
+@dataclass(frozen=True)
+class FileArrays:
+    """What a file holds: features (n, n_features), raw targets, and, for a table, the names of
+    the columns they come from."""
+
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
+
+
+# --- CSV and Parquet ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChosenColumns:
+    """Positions of the columns a table's data set takes: ``numbers`` are read as numbers (the
+    features, then regression targets), ``labels`` as class labels."""
+
+    targets: list[int]
+    features: list[int]
+    numbers: list[int]
+    labels: list[int]
+
+
+def choose_columns(header: Header, upload: Upload) -> ChosenColumns:
+    targets, features = chosen_columns(header, upload.columns)
+    if upload.task is Task.REGRESSION:
+        return ChosenColumns(targets, features, features + targets, [])
+    if len(targets) != 1:
+        raise DataError("target", "classification takes exactly one target column")
+    return ChosenColumns(targets, features, features, targets)
+
+
+def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
+    """The file's bytes are read once, and freed on return, before the data set is packed."""
+    csv_file = open_csv(upload.stream.read(), upload.header)
+    chosen = choose_columns(csv_file.header, upload)
+    read = read_csv_numbers(csv_file, chosen.numbers, chosen.labels, limits)
+    x, y = split_columns(read, chosen, partial(csv_cell_errors, csv_file, chosen.numbers))
+    if y is None:
+        label = csv_file.header.label(chosen.targets[0])
+        y = class_labels(text_labels(read.labels, label, "target"))
+    return named_arrays(x, y, csv_file.header, chosen)
+
+
+def parquet_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
+    parquet, header = open_parquet(upload.stream)
+    chosen = choose_columns(header, upload)
+    n_features = len(chosen.features)
+    require_number_types(parquet.schema_arrow, header, chosen.features, "file")
+    require_number_types(parquet.schema_arrow, header, chosen.numbers[n_features:], "target")
+    limits.check("file", parquet.metadata.num_rows, len(chosen.numbers))
+    read = read_parquet_numbers(parquet, header, chosen.numbers, chosen.labels)
+    x, y = split_columns(read, chosen, partial(parquet_cell_errors, read, header, chosen.numbers))
+    if y is None:
+        y = parquet_labels(read.labels, header.label(chosen.targets[0]))
+    return named_arrays(x, y, header, chosen)
+
+
+def split_columns(
+    read: NumberColumns, chosen: ChosenColumns, cell_errors: Callable[[str], CellError]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (n, n_features), a view of ``read.values``, and regression targets (n,) or
+    (n, n_targets), else None; the features' bad cells are named first, as they come first in
+    a row. ``cell_errors(field)`` names a bad cell on ``field``."""
+    n_features = len(chosen.features)
+    x = checked_numbers(read, range(n_features), cell_errors("file"))
+    if chosen.labels:
+        return x, None
+    targets = range(n_features, len(chosen.numbers))
+    y = checked_numbers(read, targets, cell_errors("target")).copy()
+    return x, y[:, 0] if y.shape[1] == 1 else y
+
+
+def named_arrays(x: np.ndarray, y: np.ndarray, header: Header, chosen: ChosenColumns):
+    return FileArrays(
+        x, y, column_names(header, chosen.features), column_names(header, chosen.targets)
+    )
+
+
+# --- npz --------------------------------------------------------------------------------------
+
+NUMBER_KINDS = "biuf"  # booleans, integers, floats
+
+
+@dataclass(frozen=True)
+class NpyMember:
+    """An array of an ``.npz`` file as its header describes it, before it is read."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def npz_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
+    features, target = npz_array_names(upload.columns)
+    archive = open_npz(upload.stream)
+    with archive:
+        x_member = npy_member(archive, features, "features")
+        y_member = npy_member(archive, target, "target")
+        check_npz_sizes(x_member, y_member, limits)
+        x = npz_features(read_member(archive, x_member), x_member.name)
+        y = read_member(archive, y_member)
+    if upload.task is Task.REGRESSION:
+        y = npz_numbers(y, y_member.name, "target")
+    return FileArrays(x, y)
+
+
+def npz_array_names(choice: ColumnChoice) -> tuple[str, str]:
+    """The names of the features and targets arrays: ``features`` and ``target``, each one
+    name, by default ``X`` and ``y``."""
+    if choice.drop:
+        raise DataError("drop", "is for csv and parquet columns; name the .npz arrays instead")
+    names = []
+    for field, given, default in (
+        ("features", choice.features, "X"),
+        ("target", choice.targets, "y"),
+    ):
+        if given and len(given) != 1:
+            raise DataError(field, "names one array of the .npz file")
+        names.append(given[0] if given else default)
+    return names[0], names[1]
+
+
+def open_npz(stream: BinaryIO) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise DataError("file", "is not an .npz file (a zip archive of .npy arrays)") from None
+
+
+def npy_member(archive: zipfile.ZipFile, name: str, field: str) -> NpyMember:
+    """The header of array ``name``, which ``field`` names; only numbers (and labels) are read:
+    an object array would need pickle."""
+    if f"{name}.npy" not in archive.namelist():
+        arrays = ", ".join(sorted(member.removesuffix(".npy") for member in archive.namelist()))
+        raise DataError(field, f"the file has no array {name!r}; its arrays are: {arrays}")
+    try:
+        with archive.open(f"{name}.npy") as file:
+            shape, _fortran_order, dtype = read_npy_header(file, name)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as error:
+        raise DataError("file", f"array {name!r} cannot be read: {error}") from None
+    if dtype.hasobject:
+        raise DataError("file", f"array {name!r} holds Python objects (pickle); refused")
+    if dtype.kind not in NUMBER_KINDS and dtype.kind != "U":
+        raise DataError(field, f"array {name!r} holds {dtype}, not numbers or text")
+    return NpyMember(name, tuple(shape), dtype)
+
+
+def check_npz_sizes(x: NpyMember, y: NpyMember, limits: DataLimits) -> None:
+    """The limits checked on the headers, before anything is unpacked."""
+    if len(x.shape) != 2 or x.dtype.kind not in NUMBER_KINDS:
+        raise DataError("features", f"array {x.name!r} must be numbers of shape (rows, features)")
+    limits.check("file", *x.shape)
+    if len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0]:
+        message = f"array {y.name!r} has shape {y.shape}; it needs one row per row of {x.name!r}"
+        raise DataError("target", message)
+    limits.check("target", *(y.shape if len(y.shape) == 2 else (*y.shape, 1)))
+    if y.dtype.kind == "U" and y.dtype.itemsize // 4 > MAX_LABEL_CHARS:
+        message = f"array {y.name!r} holds labels of up to {y.dtype.itemsize // 4} characters"
+        raise DataError("target", f"{message}; the limit is {MAX_LABEL_CHARS}")
+
+
+def read_member(archive: zipfile.ZipFile, member: NpyMember) -> np.ndarray:
+    try:
+        with archive.open(f"{member.name}.npy") as file:
+            return np.lib.format.read_array(file, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as error:
+        raise DataError("file", f"array {member.name!r} cannot be read: {error}") from None
+
+
+def npz_features(x: np.ndarray, name: str) -> np.ndarray:
+    """Features as float32 when they are, else float64, all finite."""
+    return x if x.dtype == np.float32 and first_non_finite(x) is None else npz_numbers(x, name)
+
+
+def npz_numbers(array: np.ndarray, name: str, field: str = "file") -> np.ndarray:
+    """``array`` as finite float64; the first NaN or infinity is named by its row (and
+    column)."""
+    if array.dtype.kind not in NUMBER_KINDS:
+        raise DataError(field, f"array {name!r} holds {array.dtype}, not numbers")
+    numbers = array.astype(np.float64, copy=False)
+    index = first_non_finite(numbers)
+    if index is not None:
+        place = ", ".join(f"{axis} {i}" for axis, i in zip(("row", "column"), index, strict=False))
+        value = numbers[index]
+        raise DataError(field, f"array {name!r}, {place}: {value} is not a finite number")
+    return numbers
+
+
+# --- Formats ----------------------------------------------------------------------------------
+
+FILE_READERS: dict[str, Callable[[Upload, DataLimits], FileArrays]] = {
+    "csv": csv_arrays,
+    "parquet": parquet_arrays,
+    "npz": npz_arrays,
+}
+FORMAT_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
+
+
+def format_of(filename: str | None) -> str:
+    """The format a file name's extension says, CSV when it says none of ours."""
+    return FORMAT_EXTENSIONS.get(PurePath(filename or "").suffix.lower(), "csv")
+
+
+def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> Dataset:
+    """A data set from an uploaded file in ``file_format`` (a key of ``FILE_READERS``); what
+    the reader held besides the arrays is freed before they are packed."""
+    arrays = FILE_READERS[file_format](upload, limits)
+    return build_dataset(
+        name=upload.name,
+        task=upload.task,
+        source=file_format,
+        x=arrays.x,
+        y=arrays.y,
+        target_field="target",
+        feature_names=arrays.feature_names,
+        target_names=arrays.target_names,
+    )

@@ -1,0 +1,121 @@
+"""Parquet and .npz uploads through POST /v1/datasets, on SQLite and on PostgreSQL: the format
+from the file name or the form, the stored arrays exactly the file's, and a job trains on them."""
+
+import dataclasses
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from service.db.models import Dataset
+from service.db.npz import npz_to_arrays
+from tests.factories import job_body
+from worker.training import run_training
+
+FEATURES = np.array([[5.1, 3.5], [7.0, 3.2], [6.3, 3.3], [4.9, 3.0]])
+SPECIES = ["setosa", "versicolor", "virginica", "setosa"]
+THREE_CLASSES = {
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
+}
+
+
+@pytest.fixture
+def sessions(backend_sessions):
+    return backend_sessions
+
+
+@pytest.fixture
+def settings(settings, sessions):
+    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+    return dataclasses.replace(settings, database_url=url)
+
+
+def parquet_bytes(**columns) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def post_file(client, data: bytes, filename: str, **form):
+    body = {"task": "classification", **form, "file": (io.BytesIO(data), filename)}
+    return client.post("/v1/datasets", data=body, content_type="multipart/form-data")
+
+
+def created(response) -> dict:
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def stored_arrays(sessions, dataset_id: int) -> dict[str, np.ndarray]:
+    with sessions() as session:
+        return npz_to_arrays(session.get(Dataset, dataset_id).arrays)
+
+
+IRIS_PARQUET = parquet_bytes(
+    sepal_length=FEATURES[:, 0], sepal_width=FEATURES[:, 1], species=SPECIES
+)
+
+
+def test_a_parquet_file_is_a_data_set_with_its_column_names(client, sessions):
+    dataset = created(post_file(client, IRIS_PARQUET, "iris.parquet", target="species"))
+    assert dataset["source"] == "parquet"
+    assert dataset["feature_names"] == ["sepal_length", "sepal_width"]
+    assert dataset["classes"] == ["setosa", "versicolor", "virginica"]
+    arrays = stored_arrays(sessions, dataset["id"])
+    assert np.array_equal(arrays["X"], FEATURES) and arrays["y"].tolist() == SPECIES
+
+
+def test_parquet_columns_are_chosen_as_in_a_csv_file(client):
+    data = parquet_bytes(
+        id=[1, 2, 3, 4],
+        a=[1.0, 2.0, 3.0, 4.0],
+        b=[2, 1, 3, 2],
+        y1=[3.5, 4, 6.5, 7],
+        y2=[1, 2, 3, 4],
+    )
+    dataset = created(
+        post_file(client, data, "points.pq", task="regression", target="y1,y2", drop="id")
+    )
+    assert (dataset["feature_names"], dataset["target_names"]) == (["a", "b"], ["y1", "y2"])
+    assert dataset["target_stats"]["mean"] == [5.25, 2.5]
+    only_b = created(post_file(client, data, "points.pq", target="id", features="b"))
+    assert only_b["feature_names"] == ["b"] and only_b["classes"] == [1, 2, 3, 4]
+
+
+def test_an_npz_file_gives_x_and_y_as_they_are(client, sessions):
+    x = FEATURES.astype(np.float32)
+    dataset = created(post_file(client, npz_bytes(X=x, y=np.array([0, 1, 2, 0])), "iris.npz"))
+    assert (dataset["source"], dataset["rows"], dataset["features"]) == ("npz", 4, 2)
+    arrays = stored_arrays(sessions, dataset["id"])
+    assert arrays["X"].dtype == np.float32 and np.array_equal(arrays["X"], x)
+    assert arrays["y"].tolist() == [0, 1, 2, 0]
+
+
+def test_npz_arrays_are_named_by_the_form(client):
+    data = npz_bytes(inputs=FEATURES, outputs=FEATURES.sum(axis=1), other=np.zeros(3))
+    form = {"task": "regression", "features": "inputs", "target": "outputs"}
+    dataset = created(post_file(client, data, "sums.npz", **form))
+    assert dataset["target_stats"]["max"] == [10.2]
+
+
+def test_the_format_field_wins_over_the_file_name(client):
+    dataset = created(
+        post_file(client, IRIS_PARQUET, "export.bin", format="parquet", target="species")
+    )
+    assert dataset["source"] == "parquet"
+
+
+def test_a_job_trains_on_an_uploaded_parquet_file(client, sessions):
+    dataset_id = created(post_file(client, IRIS_PARQUET, "iris.parquet", target="species"))["id"]
+    body = job_body(dataset_id, epochs=3, network=THREE_CLASSES)
+    job_id = client.post("/v1/jobs", json=body).get_json()["id"]
+    run_training(sessions, job_id)
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
