@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench bench-serving clean
+.PHONY: run test lint fuzz bench bench-serving bench-uploads clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed-bench
 # Needs wrk (apt-get install wrk); creates MLflow's own venv under var/ on first use.
 bench-serving: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.serving $(BENCH_ARGS)
+
+# Time and the API process's peak memory per upload, CSV, Parquet and .npz (docs/benchmarks.md).
+bench-uploads: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.uploads $(BENCH_ARGS)
 
 # schemathesis with every check against a live stack (API, worker, dispatcher), SQLite and then
 # PostgreSQL + Redis, with AUTH=required; FUZZ_ARGS e.g. --backend sqlite --max-examples 500.

@@ -1,0 +1,203 @@
+"""Upload benchmark (issue 10, "Big uploads in bounded memory"): time and peak memory per upload.
+
+    python -m bench.uploads                        # the embedded default (SQLite), as `make run`
+    python -m bench.uploads --database postgres    # PostgreSQL 127.0.0.1:5432 + Redis :6379
+    python -m bench.uploads --rows 10000 50000     # other sizes (default 10k, 50k, 200k rows)
+
+It writes one data set per size in three formats (50 columns: 49 features with six decimals,
+as exported data usually has them, and a class label): CSV, Parquet (pyarrow's defaults) and
+``.npz`` (float64 ``X``, int64 ``y``). It starts the API as bench/serving.py does, with one
+gunicorn process (``WEB_CONCURRENCY=1``), so that every upload lands in the process measured,
+and POSTs each file to ``/v1/datasets`` (multipart, as curl ``-F file=@...`` sends it), after
+one small upload per format that warms the process up. The body is built before the clock
+starts.
+
+Per upload: the client's POST -> 201 time (loopback transfer, parse, store) and MB/s of file,
+and the API process's peak RSS increase: Linux's high-water mark (VmHWM in /proc/PID/status),
+reset to the current RSS by writing 5 to /proc/PID/clear_refs just before, minus the RSS then.
+Targets: an increase of at most 3x the file's size, and for CSV at least 50 MB/s.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from urllib3 import encode_multipart_formdata
+
+from bench.service import Client
+from bench.serving import DATABASES, machine, met, running_service, say
+
+DEFAULT_ROWS = (10_000, 50_000, 200_000)
+COLUMNS = 50
+WARMUP_ROWS = 1_000
+MAX_MEMORY_RATIO = 3.0
+MIN_CSV_MB_PER_SECOND = 50.0
+MB = 1e6
+
+
+def data_set(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n_rows, COLUMNS - 1), float64 rounded to six decimals, and labels 0..2."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_rows, COLUMNS - 1)).round(6)
+    return x, rng.integers(0, 3, n_rows)
+
+
+def as_table(x: np.ndarray, y: np.ndarray) -> pa.Table:
+    columns = {f"x{index}": x[:, index] for index in range(x.shape[1])}
+    return pa.table({**columns, "label": y})
+
+
+def write_files(n_rows: int, folder: Path) -> dict[str, Path]:
+    """The data set of ``n_rows`` as ``{format: path}``."""
+    x, y = data_set(n_rows)
+    stem = folder / f"rows-{n_rows}"
+    paths = {fmt: stem.with_suffix(f".{fmt}") for fmt in ("csv", "parquet", "npz")}
+    table = as_table(x, y)
+    pa_csv.write_csv(table, paths["csv"])
+    pq.write_table(table, paths["parquet"])
+    np.savez(paths["npz"], X=x, y=y)
+    return paths
+
+
+# --- The API process's memory -----------------------------------------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def api_worker_pid() -> int:
+    """The gunicorn worker of the `backprop api` this process started."""
+    for pid in child_pids(os.getpid()):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"api" in command:
+            return child_pids(pid)[0]
+    raise RuntimeError("no `backprop api` process among this process's children")
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak(pid: int) -> int:
+    """Set the process's high-water mark to its current RSS; that RSS, in bytes."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return status_kib(pid, "VmRSS") * 1024
+
+
+# --- Uploads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadRun:
+    file_format: str
+    rows: int
+    file_bytes: int
+    seconds: float
+    rss_before: int
+    peak_increase: int
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.file_bytes / MB / self.seconds
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.peak_increase / self.file_bytes
+
+
+def upload(client: Client, path: Path, file_format: str) -> float:
+    """POST the file as a data set; seconds to the 201. The multipart body is built first, so
+    that only its sending is timed (as curl sends a file)."""
+    form = {"task": "classification", "file": (path.name, path.read_bytes())}
+    if file_format != "npz":
+        form["target"] = "label"
+    body, content_type = encode_multipart_formdata(form)
+    start = time.perf_counter()
+    response = client.http.post(
+        f"{client.base_url}/v1/datasets",
+        data=body,
+        headers={"Content-Type": content_type},
+        timeout=600,
+    )
+    seconds = time.perf_counter() - start
+    if response.status_code != 201:
+        raise RuntimeError(f"{path.name}: {response.status_code} {response.text[:300]}")
+    return seconds
+
+
+def measured_upload(client: Client, pid: int, path: Path, file_format: str, rows: int):
+    rss_before = reset_peak(pid)
+    seconds = upload(client, path, file_format)
+    peak = status_kib(pid, "VmHWM") * 1024
+    return UploadRun(file_format, rows, path.stat().st_size, seconds, rss_before, peak - rss_before)
+
+
+def run_uploads(client: Client, sizes: list[int], folder: Path) -> list[UploadRun]:
+    pid = api_worker_pid()
+    for file_format, path in write_files(WARMUP_ROWS, folder).items():
+        upload(client, path, file_format)
+    runs = []
+    for rows in sizes:
+        say(f"{rows} rows: writing the files")
+        for file_format, path in write_files(rows, folder).items():
+            say(f"{rows} rows: uploading {path.name}")
+            runs.append(measured_upload(client, pid, path, file_format, rows))
+            path.unlink()
+    return runs
+
+
+# --- The report -------------------------------------------------------------------------------
+
+
+def report(runs: list[UploadRun], database: str, load_average: float) -> str:
+    lines = [
+        f"{database}, {machine()} (load average {load_average:.2f} at the start), "
+        f"{COLUMNS} columns, pyarrow {pa.__version__}; one gunicorn process",
+        "",
+        "| format | rows | file | POST -> 201 | MB/s | RSS before | peak increase "
+        "| increase / file | memory <= 3x | CSV >= 50 MB/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for run in runs:
+        speed = met(run.mb_per_second >= MIN_CSV_MB_PER_SECOND) if run.file_format == "csv" else ""
+        lines.append(
+            f"| {run.file_format} | {run.rows:,} | {run.file_bytes / MB:.1f} MB "
+            f"| {run.seconds:.2f} s | {run.mb_per_second:.0f} | {run.rss_before / MB:.0f} MB "
+            f"| {run.peak_increase / MB:.0f} MB | {run.memory_ratio:.2f}x "
+            f"| {met(run.memory_ratio <= MAX_MEMORY_RATIO)} | {speed} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=sorted(DATABASES), default="embedded")
+    parser.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    load_average = os.getloadavg()[0]
+    os.environ["WEB_CONCURRENCY"] = "1"  # every upload in the one process measured
+    with tempfile.TemporaryDirectory(prefix="bench-uploads-") as name:
+        folder = Path(name)
+        with running_service(args.database, folder) as (client, _settings):
+            runs = run_uploads(client, args.rows, folder)
+    print(report(runs, args.database, load_average))
+
+
+if __name__ == "__main__":
+    main()
