@@ -28,3 +28,18 @@ def test_features_exact_in_float32_are_stored_as_float32():
 def test_features_that_need_float64_keep_it():
     stored = stored_features(np.array([[0.1, 1.0], [2.0, 3.0]]))
     assert stored.dtype == np.float64 and stored[0, 0] == 0.1
+
+
+def test_features_that_need_float64_only_after_the_sampled_rows_keep_it():
+    x = np.zeros((1500, 2))
+    x[1200, 1] = 0.1
+    dataset = build_dataset(
+        name="d",
+        task=Task.REGRESSION,
+        source="json",
+        x=x,
+        y=np.zeros(1500),
+        target_field="targets",
+    )
+    stored = npz_to_arrays(dataset.arrays)["X"]
+    assert stored.dtype == np.float64 and stored[1200, 1] == 0.1
