@@ -309,11 +309,18 @@ def open_parquet(stream: BinaryIO) -> tuple[pq.ParquetFile, Header]:
         parquet = pq.ParquetFile(stream)
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DataError("file", f"is not a Parquet file: {error}") from None
-    names = parquet.schema_arrow.names
+    names = [name for name in parquet.schema_arrow.names if name not in pandas_index(parquet)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise DataError("file", f"has more than one column named {repeated[0]!r}")
     return parquet, Header(names, len(names))
+
+
+def pandas_index(parquet: pq.ParquetFile) -> set[str]:
+    """The columns that hold a pandas DataFrame's index (``to_parquet`` writes one unless it is
+    a plain range): row labels, not features."""
+    metadata = parquet.schema_arrow.pandas_metadata or {}
+    return {name for name in metadata.get("index_columns", []) if isinstance(name, str)}
 
 
 def read_parquet_numbers(
@@ -359,7 +366,7 @@ NUMBER_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, 
 def require_number_types(schema: pa.Schema, header: Header, columns: list[int], field: str):
     """Refuse, before reading them, ``columns`` whose type is not numbers."""
     for column in columns:
-        kind = schema.field(column).type
+        kind = schema.field(header.names[column]).type
         if not any(is_kind(kind) for is_kind in NUMBER_TYPES):
             raise DataError(field, f"column {header.label(column)} holds {kind}, not numbers")
 

@@ -119,3 +119,12 @@ def test_a_job_trains_on_an_uploaded_parquet_file(client, sessions):
     job_id = client.post("/v1/jobs", json=body).get_json()["id"]
     run_training(sessions, job_id)
     assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
+
+
+def test_a_pandas_index_column_is_not_a_feature(client):
+    table = pa.table({"x": [1.0, 2.0], "__index_level_0__": [7, 9], "species": ["s", "v"]})
+    pandas = b'{"index_columns": ["__index_level_0__"], "columns": []}'
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({b"pandas": pandas}), buffer)
+    dataset = created(post_file(client, buffer.getvalue(), "frame.parquet", target="species"))
+    assert dataset["feature_names"] == ["x"]
