@@ -46,7 +46,10 @@ def test_upgrade_matches_the_models_and_downgrade_removes_everything(
     assert tables(database_url) <= {"alembic_version"}
 
 
-def test_checkpoints_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request):
+@pytest.mark.parametrize(
+    ("table", "column"), [("job_checkpoints", "blob"), ("datasets", "arrays"), ("models", "blob")]
+)
+def test_blobs_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request, table, column):
     url = request.getfixturevalue("postgres_url")
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
@@ -56,7 +59,7 @@ def test_checkpoints_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path
         with engine.connect() as connection:
             storage = connection.exec_driver_sql(
                 "SELECT attstorage FROM pg_attribute "
-                "WHERE attrelid = 'job_checkpoints'::regclass AND attname = 'blob'"
+                f"WHERE attrelid = '{table}'::regclass AND attname = '{column}'"
             ).scalar()
     finally:
         engine.dispose()
