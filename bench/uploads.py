@@ -6,11 +6,12 @@
 
 It writes one data set per size in three formats (50 columns: 49 features with six decimals,
 as exported data usually has them, and a class label): CSV, Parquet (pyarrow's defaults) and
-``.npz`` (float64 ``X``, int64 ``y``). It starts the API as bench/serving.py does, with one
-gunicorn process (``WEB_CONCURRENCY=1``), so that every upload lands in the process measured,
-and POSTs each file to ``/v1/datasets`` (multipart, as curl ``-F file=@...`` sends it), after
-one small upload per format that warms the process up. The body is built before the clock
-starts.
+``.npz`` (float64 ``X``, int64 ``y``). For each file it starts an API of its own, as
+bench/serving.py does, with one gunicorn process (``WEB_CONCURRENCY=1``) so that the upload
+lands in the process measured, makes one small upload (1,000 rows) of the same format, then
+POSTs the file to ``/v1/datasets`` (multipart, as curl ``-F file=@...`` sends it; the body is
+built before the clock starts). A fresh process per upload: what one upload leaves behind
+(memory the allocator keeps for the next) does not flatter the next one.
 
 Per upload: the client's POST -> 201 time (loopback transfer, parse, store) and MB/s of file,
 and the API process's peak RSS increase: Linux's high-water mark (VmHWM in /proc/PID/status),
@@ -137,23 +138,28 @@ def upload(client: Client, path: Path, file_format: str) -> float:
     return seconds
 
 
-def measured_upload(client: Client, pid: int, path: Path, file_format: str, rows: int):
-    rss_before = reset_peak(pid)
-    seconds = upload(client, path, file_format)
-    peak = status_kib(pid, "VmHWM") * 1024
+def measured_upload(database: str, folder: Path, warmup: Path, path: Path, rows: int):
+    """One upload to an API of its own, after one small upload of the same format."""
+    file_format = path.suffix.removeprefix(".")
+    service_folder = folder / f"{path.stem}-{file_format}"
+    service_folder.mkdir()
+    with running_service(database, service_folder) as (client, _settings):
+        pid = api_worker_pid()
+        upload(client, warmup, file_format)
+        rss_before = reset_peak(pid)
+        seconds = upload(client, path, file_format)
+        peak = status_kib(pid, "VmHWM") * 1024
     return UploadRun(file_format, rows, path.stat().st_size, seconds, rss_before, peak - rss_before)
 
 
-def run_uploads(client: Client, sizes: list[int], folder: Path) -> list[UploadRun]:
-    pid = api_worker_pid()
-    for file_format, path in write_files(WARMUP_ROWS, folder).items():
-        upload(client, path, file_format)
+def run_uploads(database: str, sizes: list[int], folder: Path) -> list[UploadRun]:
+    warmups = write_files(WARMUP_ROWS, folder)
     runs = []
     for rows in sizes:
         say(f"{rows} rows: writing the files")
         for file_format, path in write_files(rows, folder).items():
             say(f"{rows} rows: uploading {path.name}")
-            runs.append(measured_upload(client, pid, path, file_format, rows))
+            runs.append(measured_upload(database, folder, warmups[file_format], path, rows))
             path.unlink()
     return runs
 
@@ -164,7 +170,7 @@ def run_uploads(client: Client, sizes: list[int], folder: Path) -> list[UploadRu
 def report(runs: list[UploadRun], database: str, load_average: float) -> str:
     lines = [
         f"{database}, {machine()} (load average {load_average:.2f} at the start), "
-        f"{COLUMNS} columns, pyarrow {pa.__version__}; one gunicorn process",
+        f"{COLUMNS} columns, pyarrow {pa.__version__}; a new API (one gunicorn process) per upload",
         "",
         "| format | rows | file | POST -> 201 | MB/s | RSS before | peak increase "
         "| increase / file | memory <= 3x | CSV >= 50 MB/s |",
@@ -193,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     load_average = os.getloadavg()[0]
     os.environ["WEB_CONCURRENCY"] = "1"  # every upload in the one process measured
     with tempfile.TemporaryDirectory(prefix="bench-uploads-") as name:
-        folder = Path(name)
-        with running_service(args.database, folder) as (client, _settings):
-            runs = run_uploads(client, args.rows, folder)
+        runs = run_uploads(args.database, args.rows, Path(name))
     print(report(runs, args.database, load_average))
 
 
