@@ -31,8 +31,9 @@ from service.ingest import DataError, DataLimits, Header, first_non_finite
 # malloc, as numpy's arrays: memory one frees serves the other.
 MEMORY_POOL = pa.system_memory_pool()
 PARSE_OPTIONS = pa_csv.ParseOptions(newlines_in_values=True)
-# pyarrow parses a block at a time on each core; blocks in flight take memory (about 18 MB at
-# 256 kB, 57 MB at its default of 1 MB) and smaller ones are no slower. A row must fit in one.
+# pyarrow's streaming reader parses a block at a time (on one core); the blocks in flight take
+# memory (about 18 MB at 256 kB, 57 MB at its default of 1 MB), and 256 kB is as fast (64 kB is
+# not). A row must fit in a block: a longer one makes the whole file one block.
 BLOCK_BYTES = 256 * 1024
 CONVERSION_ERROR = "CSV conversion error"
 LONG_ROW_ERROR = "straddling object"
