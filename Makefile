@@ -43,7 +43,7 @@ bench-uploads: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.uploads $(BENCH_ARGS)
 
 # schemathesis with every check against a live stack (API, worker, dispatcher), SQLite and then
-# PostgreSQL + Redis, with AUTH=required; FUZZ_ARGS e.g. --backend sqlite --max-examples 500.
+# PostgreSQL + Redis, with AUTH=required; FUZZ_ARGS e.g. --backend embedded --max-examples 500.
 fuzz: $(VENV)/.installed-test
 	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 

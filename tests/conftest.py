@@ -26,17 +26,17 @@ def unavailable(what: str, error: Exception):
     pytest.skip(message)
 
 
+# For a module or test that runs on both databases:
+#     pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+BACKENDS = ["sqlite", "postgresql"]
+
+
 @pytest.fixture
-def sessions(tmp_path):
-    """Sessions on ``tmp_path / "db.sqlite"``, a new SQLite file with every table created."""
-    return sqlite_sessions(tmp_path / "db.sqlite")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend_sessions(request, tmp_path):
-    """Sessions with every table created: on a new SQLite file, then on the throwaway PostgreSQL
-    database (left empty afterwards)."""
-    if request.param == "sqlite":
+def sessions(request, tmp_path):
+    """Sessions with every table created: on a new SQLite file ``tmp_path / "db.sqlite"``, or,
+    for a test parametrized with "postgresql" (``BACKENDS``), on the throwaway PostgreSQL
+    database, left empty afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
         yield sqlite_sessions(tmp_path / "db.sqlite")
         return
     sessions = make_session_factory(request.getfixturevalue("postgres_url"))
@@ -46,6 +46,11 @@ def backend_sessions(request, tmp_path):
     yield sessions
     Base.metadata.drop_all(engine)
     engine.dispose()
+
+
+def database_url(sessions) -> str:
+    """The URL of the database ``sessions`` are on, password included."""
+    return sessions.kw["bind"].url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,70 +1,33 @@
 """``make fuzz``: schemathesis with every check against a live stack (API, a real worker, the
 dispatcher), on the embedded SQLite backend and on PostgreSQL + Redis.
 
-    python -m tests.fuzz.run [--backend sqlite|postgres|both] [--max-examples N] [--seed S]
+    python -m tests.fuzz.run [--backend embedded|postgres|both] [--max-examples N] [--seed S]
                              [-- extra schemathesis arguments]
 
 What a schema-valid request may still be refused for (rules OpenAPI cannot express) is listed
-per operation in ``schemathesis.toml``. Each backend gets a fresh database (a temporary SQLite
-folder, or a PostgreSQL database created here and dropped afterwards, and Redis db 9 flushed),
-and every process started here is stopped, whatever happens.
+per operation in ``schemathesis.toml``. Each backend gets a fresh database (bench.serving's
+throwaway ones: a temporary SQLite folder, or a PostgreSQL database dropped afterwards and a
+flushed Redis db), and every process started here is stopped, whatever happens.
 """
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-import redis
 import requests
 
+from bench.serving import DATABASES
 from service.supervisor import LocalStack, stop_on_signals
-from tests.conftest import POSTGRES_ADMIN
 from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-REDIS_URL = "redis://127.0.0.1:6379/9"
 SEED_TIMEOUT_SECONDS = 60
 FINISHED = {"succeeded", "failed", "cancelled"}
-
-
-@contextmanager
-def sqlite_backend(folder: Path) -> Iterator[dict[str, str]]:
-    yield {
-        "DATABASE_URL": f"sqlite:///{folder / 'backprop.sqlite'}",
-        "BROKER_URL": f"sqla+sqlite:///{folder / 'broker.sqlite'}",
-    }
-
-
-@contextmanager
-def postgres_backend(_folder: Path) -> Iterator[dict[str, str]]:
-    """A PostgreSQL database of its own and a flushed Redis db, both emptied afterwards."""
-    name = f"backprop_fuzz_{secrets.token_hex(4)}"
-    broker = redis.Redis.from_url(REDIS_URL)
-    broker.flushdb()
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {
-            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
-            "BROKER_URL": REDIS_URL,
-        }
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        broker.flushdb()
-        broker.close()
-
-
-BACKENDS = {"sqlite": sqlite_backend, "postgres": postgres_backend}
 
 
 def stack_environment(backend: dict[str, str], port: int) -> dict[str, str]:
@@ -92,8 +55,8 @@ def backprop(env: dict[str, str], *args: str) -> str:
 
 def auth_headers(env: dict[str, str]) -> list[str]:
     """``-H`` arguments carrying the admin key (id 1) of tenant fuzz, with AUTH=required set in
-    ``env``. Key 2 is made for ``DELETE /v1/keys/{key_id}`` to revoke (schemathesis.toml): the
-    fuzzer revoking its own key would leave it nothing but 401s."""
+    ``env``. Key 2 is made for ``POST /v1/keys/{key_id}/revoke`` to revoke (schemathesis.toml):
+    the fuzzer revoking its own key would leave it nothing but 401s."""
     env["AUTH"] = "required"
     key = backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "admin")
     backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "read")
@@ -147,7 +110,7 @@ def fuzz_backend(name: str, args: argparse.Namespace) -> int:
     print(f"== schemathesis ({name}) ==", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as folder:
         logs = Path(folder)
-        with BACKENDS[name](logs) as backend:
+        with DATABASES[name](logs) as backend:
             port = free_port()
             env = stack_environment(backend, port)
             backprop(env, "db", "upgrade")
@@ -170,7 +133,7 @@ def print_logs(logs: Path) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz.run", description=__doc__)
-    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    parser.add_argument("--backend", choices=[*DATABASES, "both"], default="both")
     parser.add_argument("--max-examples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("schemathesis_args", nargs="*", help="after --: for schemathesis run")
@@ -180,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_signals()
-    names = list(BACKENDS) if args.backend == "both" else [args.backend]
+    names = list(DATABASES) if args.backend == "both" else [args.backend]
     failed = [name for name in names if fuzz_backend(name, args) != 0]
     if failed:
         print(f"schemathesis found failures on: {', '.join(failed)}", file=sys.stderr)

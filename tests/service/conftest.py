@@ -6,14 +6,16 @@ from sqlalchemy import func, select
 from service.app import create_app
 from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.settings import Settings
+from tests.conftest import database_url
 
 MAX_REQUEST_BYTES = 200_000
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path, sessions) -> Settings:
+    """Settings on the database of ``sessions`` (SQLite, or PostgreSQL where parametrized)."""
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        database_url=database_url(sessions),
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
         max_request_bytes=MAX_REQUEST_BYTES,
         max_predict_rows=50,

@@ -12,6 +12,7 @@ from service.db.models import Dataset, EpochMetric, JobStatus, TrainingJob, utcn
 from service.db.session import make_session_factory
 from service.metrics import DatabaseCollector
 from service.settings import Settings
+from tests.conftest import BACKENDS
 from tests.factories import XOR_NETWORK, api_key, assert_envelope, bearer, job_body, xor_training
 from worker.training import run_training
 
@@ -134,9 +135,10 @@ def collected(sessions) -> dict[str, float]:
     }
 
 
-def test_job_figures_are_read_from_the_rows(backend_sessions):
-    store_jobs_of_every_kind(backend_sessions)
-    figures = collected(backend_sessions)
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+def test_job_figures_are_read_from_the_rows(sessions):
+    store_jobs_of_every_kind(sessions)
+    figures = collected(sessions)
     assert figures["backprop_database_up"] == 1
     assert {status: figures[f"backprop_jobs[{status}]"] for status in JobStatus} == {
         "queued": 4,

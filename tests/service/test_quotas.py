@@ -2,28 +2,19 @@
 and stored bytes (422), each naming its quota, nothing written on refusal; an idempotent retry
 is never refused; another tenant's holdings do not count."""
 
-import dataclasses
-
 import pytest
 
 from service.db.models import JobStatus, TrainingJob
 from service.ingest import dataset_from_sample
 from service.quotas import JOBS_RETRY_AFTER_SECONDS
+from tests.conftest import BACKENDS
 from tests.factories import api_key, assert_envelope, bearer, job_body
 from worker.training import run_training
 
 XOR_BYTES = dataset_from_sample("xor", None).stored_bytes
 
 
-@pytest.fixture
-def sessions(backend_sessions):
-    return backend_sessions
-
-
-@pytest.fixture
-def settings(settings, sessions):
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    return dataclasses.replace(settings, database_url=url)
+pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
 
 def upload_xor(client, **kwargs) -> int:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from service.db import keys
+from tests.conftest import BACKENDS
 from tests.factories import api_key, bearer, job_body
 from worker.training import run_training
 
@@ -16,18 +17,12 @@ XOR_ROW = [0.0, 1.0]
 INFER_BODY = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": XOR_ROW}]}
 
 
-@pytest.fixture
-def sessions(backend_sessions):
-    return backend_sessions
+pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
 
 @pytest.fixture
-def settings(settings, sessions):
-    return dataclasses.replace(
-        settings,
-        auth="required",
-        database_url=str(sessions.kw["bind"].url.render_as_string(hide_password=False)),
-    )
+def settings(settings):
+    return dataclasses.replace(settings, auth="required")
 
 
 @dataclasses.dataclass

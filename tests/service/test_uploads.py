@@ -1,7 +1,6 @@
 """Parquet and .npz uploads through POST /v1/datasets, on SQLite and on PostgreSQL: the format
 from the file name or the form, the stored arrays exactly the file's, and a job trains on them."""
 
-import dataclasses
 import io
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from service.db.models import Dataset
 from service.db.npz import npz_to_arrays
+from tests.conftest import BACKENDS
 from tests.factories import job_body
 from worker.training import run_training
 
@@ -21,15 +21,7 @@ THREE_CLASSES = {
 }
 
 
-@pytest.fixture
-def sessions(backend_sessions):
-    return backend_sessions
-
-
-@pytest.fixture
-def settings(settings, sessions):
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    return dataclasses.replace(settings, database_url=url)
+pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
 
 def parquet_bytes(**columns) -> bytes:

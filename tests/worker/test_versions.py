@@ -7,13 +7,12 @@ import pytest
 from sqlalchemy import text
 
 from service.db import registry
+from tests.conftest import BACKENDS
 
 WRITERS = 6
 
 
-@pytest.fixture
-def sessions(backend_sessions):
-    return backend_sessions
+pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
 
 def take_versions_at_once(sessions, name: str) -> list[int]:
