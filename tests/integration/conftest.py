@@ -104,7 +104,17 @@ def postgres_url():
 def run_stack(environment: dict[str, str], logs: Path):
     """Migrate, start the API and the workers, yield the Stack, stop everything."""
     port = free_port()
-    env = {**os.environ, **environment, "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        # The tests poll and fire requests as fast as they can, all from 127.0.0.1: limits
+        # that still run but that none of them reach (tests/service/test_rate_limits.py tests
+        # the limits themselves).
+        "RATE_LIMIT": "100000/second",
+        "PREDICT_RATE_LIMIT": "100000/second",
+        **environment,
+    }
     subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logs)
     stack = Stack(f"http://127.0.0.1:{port}", logs)
     with LocalStack(env, workers=N_WORKERS, logs=logs) as processes:
