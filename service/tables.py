@@ -319,9 +319,13 @@ def open_parquet(stream: BinaryIO) -> tuple[pq.ParquetFile, Header]:
 
 def pandas_index(parquet: pq.ParquetFile) -> set[str]:
     """The columns that hold a pandas DataFrame's index (``to_parquet`` writes one unless it is
-    a plain range): row labels, not features."""
-    metadata = parquet.schema_arrow.pandas_metadata or {}
-    return {name for name in metadata.get("index_columns", []) if isinstance(name, str)}
+    a plain range): row labels, not features. Metadata not as pandas writes it names none."""
+    try:
+        metadata = parquet.schema_arrow.pandas_metadata
+    except ValueError:  # not JSON
+        return set()
+    index = metadata.get("index_columns") if isinstance(metadata, dict) else None
+    return {name for name in index if isinstance(name, str)} if isinstance(index, list) else set()
 
 
 def read_parquet_numbers(
@@ -338,7 +342,8 @@ def read_parquet_numbers(
         if cells.null_count:
             not_numbers[position] = pc.index(pc.is_null(cells), True).as_py()
             continue
-        fill_column(values[:, position], pc.cast(cells, pa.float64()))
+        # An integer beyond 2**53 is rounded to the nearest float64, as a CSV cell is.
+        fill_column(values[:, position], pc.cast(cells, pa.float64(), safe=False))
     text = read_parquet_column(parquet, header.names[labels[0]]) if labels else None
     return NumberColumns(values, not_numbers, text)
 

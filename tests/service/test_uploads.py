@@ -113,10 +113,38 @@ def test_a_job_trains_on_an_uploaded_parquet_file(client, sessions):
     assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
 
 
-def test_a_pandas_index_column_is_not_a_feature(client):
-    table = pa.table({"x": [1.0, 2.0], "__index_level_0__": [7, 9], "species": ["s", "v"]})
-    pandas = b'{"index_columns": ["__index_level_0__"], "columns": []}'
+def with_pandas_metadata(table: pa.Table, pandas: bytes) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table.replace_schema_metadata({b"pandas": pandas}), buffer)
-    dataset = created(post_file(client, buffer.getvalue(), "frame.parquet", target="species"))
+    return buffer.getvalue()
+
+
+INDEXED_TABLE = pa.table({"x": [1.0, 2.0], "__index_level_0__": [7, 9], "species": ["s", "v"]})
+
+
+def test_a_pandas_index_column_is_not_a_feature(client):
+    pandas = b'{"index_columns": ["__index_level_0__"], "columns": []}'
+    data = with_pandas_metadata(INDEXED_TABLE, pandas)
+    dataset = created(post_file(client, data, "frame.parquet", target="species"))
     assert dataset["feature_names"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "pandas", [b"{not json", b'["__index_level_0__"]', b'{"index_columns": 5}', b"null"]
+)
+def test_pandas_metadata_not_as_pandas_writes_it_names_no_index(client, pandas):
+    data = with_pandas_metadata(INDEXED_TABLE, pandas)
+    dataset = created(post_file(client, data, "frame.parquet", target="species"))
+    assert dataset["feature_names"] == ["x", "__index_level_0__"]
+
+
+def test_parquet_integers_beyond_float64s_precision_are_rounded_as_in_csv(client, sessions):
+    big = [2**53 + 1, 2**63 - 1]
+    data = parquet_bytes(
+        signed=pa.array(big, pa.int64()),
+        unsigned=pa.array([2**64 - 1, 2**53 + 1], pa.uint64()),
+        y=[0.0, 1.0],
+    )
+    dataset = created(post_file(client, data, "big.parquet", task="regression", target="y"))
+    features = stored_arrays(sessions, dataset["id"])["X"]
+    assert features.tolist() == [[float(2**53 + 1), float(2**64 - 1)], [float(2**63 - 1), 2.0**53]]
