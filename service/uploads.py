@@ -213,6 +213,10 @@ def check_npz_sizes(x: NpyMember, y: NpyMember, limits: DataLimits) -> None:
     """The limits checked on the headers, before anything is unpacked."""
     if len(x.shape) != 2 or x.dtype.kind not in NUMBER_KINDS:
         raise DataError("features", f"array {x.name!r} must be numbers of shape (rows, features)")
+    if x.shape[0] == 0:
+        raise DataError("file", "has no data rows")
+    if x.shape[1] == 0:
+        raise DataError("features", f"array {x.name!r} has no feature columns")
     limits.check("file", *x.shape)
     if len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0]:
         message = f"array {y.name!r} has shape {y.shape}; it needs one row per row of {x.name!r}"

@@ -194,6 +194,13 @@ BAD_NPZ = {
         "file",
         "MAX_DATASET_CELLS",
     ),
+    "no rows": (npz_bytes(X=np.ones((0, 2)), y=np.ones(0)), {}, "file", "has no data rows"),
+    "no feature columns": (
+        npz_bytes(X=np.ones((3, 0)), y=np.array([0, 1, 0])),
+        {},
+        "features",
+        "array 'X' has no feature columns",
+    ),
     "labels too long": (
         compressed_npz(X=GOOD_X, y=np.array(["a" * 300, "b", "a", "b"])),
         {},
