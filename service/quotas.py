@@ -2,7 +2,8 @@
 stored (``QUOTA_STORED_BYTES``); 0 turns a quota off.
 
 Checked in the transaction that would add to them, before anything is written: a refused
-request leaves nothing behind. Two requests of one tenant at the same moment may both pass, so
+request leaves nothing behind. An upload is also refused before its file is parsed when the
+tenant's storage is already full. Two requests of one tenant at the same moment may both pass, so
 a tenant can go over by what its requests in flight add, and by the models of the jobs it
 already has (a job accepted is trained and stored whatever the quota says by then).
 """
@@ -42,11 +43,19 @@ def check_room_for(session: Session, settings: Settings, n_bytes: int) -> None:
         )
 
 
+def check_upload_admission(session: Session, settings: Settings) -> None:
+    """Refuse (422) a data set when the tenant's storage is already full, before its file is
+    parsed (seconds of CPU for a large one); ``check_room_for`` then checks its exact size."""
+    check_storage_not_full(session, settings.quota_stored_bytes, "no data set can be added")
+
+
 def check_job_admission(session: Session, settings: Settings) -> None:
     """Refuse a new job when the tenant has ``QUOTA_JOBS`` queued or running (429: retry when
     one ends), or when its storage is full (422: the job's model could not be stored)."""
     check_active_jobs(session, settings.quota_jobs)
-    check_storage_not_full(session, settings.quota_stored_bytes)
+    check_storage_not_full(
+        session, settings.quota_stored_bytes, "the job's model could not be stored"
+    )
 
 
 def check_active_jobs(session: Session, quota: int) -> None:
@@ -63,7 +72,9 @@ def check_active_jobs(session: Session, quota: int) -> None:
         )
 
 
-def check_storage_not_full(session: Session, quota: int) -> None:
+def check_storage_not_full(session: Session, quota: int, refused: str) -> None:
+    """Refuse (422) when the tenant stores ``quota`` bytes or more; ``refused`` says what that
+    prevents."""
     if not quota:
         return
     held = quotas.stored_bytes(session)
@@ -71,6 +82,6 @@ def check_storage_not_full(session: Session, quota: int) -> None:
         raise QuotaExceeded(
             "quota.stored_bytes",
             f"This tenant stores {held} bytes, at its quota of {quota} (QUOTA_STORED_BYTES), so"
-            " the job's model could not be stored: delete data sets or models first.",
+            f" {refused}: delete data sets or models first.",
             422,
         )

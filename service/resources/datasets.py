@@ -13,7 +13,7 @@ from service.db import records
 from service.db.models import Dataset, Task
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
 from service.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
-from service.quotas import check_room_for
+from service.quotas import check_room_for, check_upload_admission
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
     DATASET_BODY_FORMS,
@@ -67,6 +67,14 @@ def dataset_from_file_upload() -> Dataset:
     return dataset_from_file(file_format, upload, data_limits())
 
 
+def refuse_when_storage_is_full() -> None:
+    """The cheap check before parsing; its transaction ends before the parse, so that no
+    connection is held through it (the exact check is made with the insert)."""
+    session = db()
+    check_upload_admission(session, services().settings)
+    session.rollback()
+
+
 def store_dataset(dataset: Dataset) -> Dataset:
     """Insert ``dataset``, unless it would take the tenant over its storage quota."""
     session = db()
@@ -110,6 +118,7 @@ class Datasets(MethodView):
         reader = BODY_READERS.get(request.mimetype)
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")
+        refuse_when_storage_is_full()
         return store_dataset(reader())
 
 

@@ -9,6 +9,7 @@ from service.ingest import dataset_from_sample
 from service.quotas import JOBS_RETRY_AFTER_SECONDS
 from tests.conftest import BACKENDS
 from tests.factories import api_key, assert_envelope, bearer, job_body
+from tests.service.test_uploads import post_file
 from worker.training import run_training
 
 XOR_BYTES = dataset_from_sample("xor", None).stored_bytes
@@ -34,6 +35,22 @@ def test_an_upload_over_the_storage_quota_is_a_422_and_stores_nothing(client_wit
     response = client.post("/v1/datasets", json={"builtin": "xor"})
     error = assert_envelope(response, 422, "quota.stored_bytes")
     assert "QUOTA_STORED_BYTES" in error["message"] and str(XOR_BYTES) in error["message"]
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    "data", [b"a,y\n1,0\n2,1\n", b"\xff\xfe not CSV"], ids=["valid", "not parsed"]
+)
+def test_an_upload_while_storage_is_full_is_refused_before_its_file_is_read(
+    client_with, row_counts, data
+):
+    client = client_with(quota_stored_bytes=XOR_BYTES)
+    upload_xor(client)
+    before = row_counts()
+    # A file that is not CSV is refused by the quota too: the file was never parsed.
+    response = post_file(client, data, "data.csv", target="y")
+    error = assert_envelope(response, 422, "quota.stored_bytes")
+    assert "no data set can be added" in error["message"]
     assert row_counts() == before
 
 
