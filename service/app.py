@@ -4,7 +4,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32
-from service.auth import identify_caller
+from service.auth import identify_caller, signing_secret
 from service.bodies import BodyLimitedRequest
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         generation=generation_for(settings),
         refs=GenerationalCache(),
         keys=GenerationalCache(),
+        signing_secret=signing_secret(settings) if settings.auth == "required" else b"",
     )
     app.extensions["event_streams"] = StreamSlots()
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)

@@ -11,9 +11,12 @@ process until the registry generation moves, which a revocation moves: it is see
 next request of every process.
 """
 
+import dataclasses
 import hashlib
 import hmac
+import os
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,12 +27,13 @@ from service.context import current_generation, services
 from service.db import keys
 from service.db.models import DEFAULT_TENANT, Scope
 from service.errors import fail
+from service.settings import Settings
 
 OPEN_PREFIXES = ("/v2/health/",)
 GUARDED_PREFIXES = ("/v1/", "/v2/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# POSTs that only read: a read key may make them.
-READING_ACTIONS = frozenset({"predict", "infer", "evaluate", "validate", "tokens"})
+# The routes whose POSTs only read: a read key may make them.
+READING_POSTS = ("/predict", "/infer", "/evaluate", "/v1/jobs/validate", "/v1/tokens")
 ADMIN_PREFIX = "/v1/keys"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}
 
@@ -74,10 +78,18 @@ def identify_caller() -> None:
 
 
 def scope_needed() -> Scope:
-    """Keys need admin; GETs and reading POSTs need read; every other change needs write."""
-    if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
+    """Keys need admin; GETs and reading POSTs need read; every other change needs write.
+
+    Decided by the route that matched, never by the path's text: an alias may be called
+    ``predict``."""
+    if request.url_rule is None:
+        return Scope.READ  # no route: the router's 404 or 405 answers, whoever asks
+    rule = request.url_rule.rule
+    if rule == ADMIN_PREFIX or rule.startswith(ADMIN_PREFIX + "/"):
         return Scope.ADMIN
-    if request.method in SAFE_METHODS or request.path.rsplit("/", 1)[-1] in READING_ACTIONS:
+    if request.method in SAFE_METHODS:
+        return Scope.READ
+    if request.method == "POST" and rule.endswith(READING_POSTS):
         return Scope.READ
     return Scope.WRITE
 
@@ -127,31 +139,51 @@ def key_record(key_id: int) -> keys.KeyRecord | None:
 
 
 def access_token(record: keys.KeyRecord, seconds: int) -> tuple[str, int]:
-    """A token standing for the key on GETs for ``seconds``, and when it expires (Unix time).
+    """A token standing for the key, with read scope, on GETs for ``seconds``, and when it
+    expires (Unix time).
 
-    Signed with the stored hash of the key's secret: only the service (and the key's holder)
-    can make one, and revoking the key voids every token made from it."""
+    Signed with the service's secret (``SECRET_KEY``, never in the database: a copy of the
+    database cannot mint tokens) and the key's stored hash (revoking the key voids every token
+    made from it)."""
     expires = int(time.time()) + seconds
     return f"{ACCESS_TOKEN_PREFIX}_{record.key_id}_{expires}_{_signature(record, expires)}", expires
 
 
 def _signature(record: keys.KeyRecord, expires: int) -> str:
+    secret = services().signing_secret + bytes.fromhex(record.secret_sha256)
     message = f"{record.key_id}.{expires}".encode()
-    return hmac.new(bytes.fromhex(record.secret_sha256), message, hashlib.sha256).hexdigest()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def principal_for_access_token(token: str) -> Principal:
     match = _ACCESS_TOKEN_PATTERN.fullmatch(token)
-    record = None if match is None else key_record(int(match.group(1)))
+    key_id = None if match is None else keys.row_id(match.group(1))
+    record = None if key_id is None else key_record(key_id)
     if record is None:
         unauthorized("The access token is not valid.")
     expires = int(match.group(2))
     if not hmac.compare_digest(_signature(record, expires), match.group(3)):
         unauthorized("The access token is not valid.")
-    if expires <= time.time():
+    if not 0 < expires - time.time() <= MAX_ACCESS_TOKEN_SECONDS:
         unauthorized("The access token has expired; ask POST /v1/tokens for another.")
-    return usable_principal(record)
+    return dataclasses.replace(usable_principal(record), scope=Scope.READ)
 
 
 def unauthorized(message: str):
     fail(401, message, headers=CHALLENGE)
+
+
+def signing_secret(settings: Settings) -> bytes:
+    """``SECRET_KEY``, else the random secret in ``settings.secret_key_path()``, made on first
+    use (readable by this user only; the first process to make it wins a race)."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.secret_key_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(secrets.token_hex(32).encode())
+    return path.read_bytes()

@@ -23,6 +23,7 @@ class Services:
     generation: Generation
     refs: GenerationalCache
     keys: GenerationalCache
+    signing_secret: bytes
 
 
 def services() -> Services:

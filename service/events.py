@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from flask import Response
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from service.db import records
 from service.db.models import ACTIVE_STATUSES
@@ -60,7 +60,7 @@ class Progress:
         return self.job["status"] not in ACTIVE_STATUSES
 
 
-def read_progress(sessions: sessionmaker[Session], job_id: int, after: int) -> Progress:
+def read_progress(sessions: Callable[[], Session], job_id: int, after: int) -> Progress:
     """The job's progress after epoch ``after`` (jobs are never deleted: it is there).
 
     The status is read before the epochs: a job's last records are committed with its final
@@ -80,7 +80,7 @@ def read_progress(sessions: sessionmaker[Session], job_id: int, after: int) -> P
 class JobEventStream:
     """The events of job ``job_id`` after epoch ``last_epoch``, as chunks of SSE text."""
 
-    sessions: sessionmaker[Session]
+    sessions: Callable[[], Session]  # of the caller's tenant
     job_id: int
     last_epoch: int = 0
     poll_seconds: float = POLL_SECONDS

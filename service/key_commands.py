@@ -23,7 +23,7 @@ def add_key_commands(commands: argparse._SubParsersAction, handler_for) -> None:
     )
     create = actions.add_parser("create", help="make a key; it is printed once, on the last line")
     create.add_argument("--tenant", required=True, type=tenant_name)
-    create.add_argument("--scope", choices=[scope.value for scope in Scope], default="write")
+    create.add_argument("--scope", choices=[scope.value for scope in Scope], default="read")
     create.add_argument("--expires", type=positive_days, metavar="DAYS", help="days until expiry")
     create.add_argument("--description", default=None, help="what the key is for")
     create.set_defaults(handler=handler_for("create_key"))

@@ -65,6 +65,7 @@ def log_request(route: str, status: int, seconds: float) -> None:
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
             "tenant": None if principal is None else principal.tenant,
+            "key_id": None if principal is None else principal.key_id,
             "remote_addr": request.remote_addr,
         },
     )

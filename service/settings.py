@@ -55,6 +55,10 @@ class Settings:
     # "off": every request acts for the "default" tenant; "required": every /v1 and /v2 call
     # needs an API key (``backprop keys create``).
     auth: str = "off"
+    # Signs the short-lived ?access_token= of event streams (never stored in the database).
+    # Empty: a random secret kept in a file beside the SQLite database (else under ./var/),
+    # which serves every API process of one host; set it when API processes run on several.
+    secret_key: str = ""
     web_concurrency: int = 2
     worker_concurrency: int = 1
     max_request_bytes: int = 256 * 1024 * 1024
@@ -146,6 +150,10 @@ class Settings:
             database = Path(self.database_url.removeprefix("sqlite:///"))
             return database.with_name(database.name + ".generation")
         return DEFAULT_VAR_DIR / "registry.generation"
+
+    def secret_key_path(self) -> Path:
+        """The file of the random secret used while ``SECRET_KEY`` is empty."""
+        return self.registry_generation_path().with_name("secret.key")
 
     def metrics_directory(self) -> Path:
         """Where the API's processes keep their request figures (one file per process)."""

@@ -105,7 +105,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema: every tenant's rows stay, as if they were one tenant's."""
+    """Downgrade schema: every row stays, as if every tenant's were one tenant's; this fails
+    (and changes nothing on PostgreSQL) where two tenants use the same model name, or the same
+    Idempotency-Key, which one tenant could not."""
     op.drop_index(op.f("ix_api_keys_tenant"), table_name="api_keys")
     op.drop_table("api_keys")
     with op.batch_alter_table("training_jobs", table_kwargs=KEEP_IDS) as batch:

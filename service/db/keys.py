@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from model_core import MAX_INT32
 from service.db.models import ApiKey, Scope, utcnow
 
 KEY_PREFIX = "bpk"
@@ -53,10 +54,17 @@ class KeyRecord:
         return hmac.compare_digest(sha256_hex(secret), self.secret_sha256)
 
 
+def row_id(digits: str) -> int | None:
+    """The id ``digits`` spell, or None when no row can have it (above MAX_INT32)."""
+    value = int(digits)
+    return value if value <= MAX_INT32 else None
+
+
 def parse_key(text: str) -> tuple[int, str] | None:
     """``(key id, secret)`` of a key's text, or None when it is not shaped like one."""
     match = _KEY_PATTERN.fullmatch(text)
-    return None if match is None else (int(match.group(1)), match.group(2))
+    key_id = None if match is None else row_id(match.group(1))
+    return None if key_id is None else (key_id, match.group(2))
 
 
 def create_key(

@@ -20,6 +20,7 @@ from service.db.models import (
     TrainingJob,
 )
 from service.db.npz import npz_to_arrays
+from service.db.tenancy import tenant_of
 
 # No table holds this many rows; a larger offset would overflow the driver's integer.
 MAX_OFFSET = 2**62
@@ -94,29 +95,39 @@ def row_exists(
     return bool(session.scalar(select(exists().where(entity.id == row_id))))
 
 
-def select_blob(session: Session, column: Column, row_id: int) -> bytes | None:
-    return session.scalar(select(column).where(column.table.c.id == row_id))
+def select_blob(session: Session, column: Column, row_id: int, tenant: str | None) -> bytes | None:
+    statement = select(column).where(column.table.c.id == row_id)
+    if tenant is not None:
+        statement = statement.where(column.table.c.tenant == tenant)
+    return session.scalar(statement)
 
 
-def select_blob_binary(session: Session, column: Column, row_id: int) -> bytes | None:
+def select_blob_binary(
+    session: Session, column: Column, row_id: int, tenant: str | None
+) -> bytes | None:
     """PostgreSQL: psycopg sends bytea as hex text unless asked for binary results, which
     makes a 200 MB data set take seconds longer to load."""
+    query = f"SELECT {column.name} FROM {column.table.name} WHERE id = %s"
+    parameters: tuple = (row_id,)
+    if tenant is not None:
+        query, parameters = query + " AND tenant = %s", (row_id, tenant)
     driver_connection = session.connection().connection.driver_connection
     with driver_connection.cursor(binary=True) as cursor:
-        cursor.execute(f"SELECT {column.name} FROM {column.table.name} WHERE id = %s", (row_id,))
+        cursor.execute(query, parameters)
         row = cursor.fetchone()
     return None if row is None else row[0]
 
 
-BLOB_READERS: dict[str, Callable[[Session, Column, int], bytes | None]] = {
+BLOB_READERS: dict[str, Callable[[Session, Column, int, str | None], bytes | None]] = {
     "postgresql": select_blob_binary,
 }
 
 
 def read_blob(session: Session, column: Column, row_id: int) -> bytes | None:
-    """The bytes in ``column`` of row ``row_id``, read the fastest way the database allows."""
+    """The bytes in ``column`` of row ``row_id``, read the fastest way the database allows:
+    not through the ORM, so the session's tenant (service/db/tenancy.py) is applied here."""
     reader = BLOB_READERS.get(session.get_bind().dialect.name, select_blob)
-    return reader(session, column, row_id)
+    return reader(session, column, row_id, tenant_of(session))
 
 
 def get_model_blob(session: Session, model_id: int) -> bytes | None:

@@ -4,8 +4,9 @@ that tenant's rows, whatever the query.
 Every ORM statement such a session runs gets a ``with_loader_criteria`` on ``TenantOwned``
 (SQLAlchemy's own recipe for global filters), and every row it adds is stamped with the tenant.
 A query that forgets the tenant therefore still sees only the tenant's rows: another tenant's
-row is simply not found, which the API answers with a 404. Sessions opened without a tenant (the
-worker, the dispatcher, the key commands) see everything.
+row is simply not found, which the API answers with a 404. Statements that bypass the ORM (the
+blob reads of service/db/records.py) add the tenant themselves, from ``tenant_of``. Sessions
+opened without a tenant (the worker, the dispatcher, the key commands) see everything.
 """
 
 from sqlalchemy import event

@@ -1,12 +1,15 @@
 """``/v1/jobs``: submit (202), dry-run, list, show, cancel, epoch history and live events."""
 
-from flask import current_app, url_for
+from functools import partial
+
+from flask import current_app, g, url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from service.context import db, services
 from service.db import records
 from service.db.models import TrainingJob
+from service.db.tenancy import session_for
 from service.errors import ErrorSchema, fail
 from service.events import JobEventStream, event_stream_response
 from service.jobs.cancellation import cancel_job
@@ -166,5 +169,6 @@ class JobEvents(MethodView):
     def get(self, headers: dict, job_id: int):
         """Live progress as Server-Sent Events until the job is finished (see Last-Event-ID)"""
         require_job(job_id)
-        stream = JobEventStream(services().sessions, job_id, headers["last_event_id"])
+        tenant_sessions = partial(session_for, services().sessions, g.principal.tenant)
+        stream = JobEventStream(tenant_sessions, job_id, headers["last_event_id"])
         return event_stream_response(stream, current_app.extensions["event_streams"])

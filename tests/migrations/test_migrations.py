@@ -6,8 +6,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from service.cli import main
-from service.db.models import Base
-from service.db.session import make_engine
+from service.db import registry
+from service.db.models import Base, ModelAlias, Task, TrainedModel, TrainingJob
+from service.db.session import make_engine, make_session_factory
+from tests.factories import add_epochs, queued_xor_job
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -90,3 +92,70 @@ def test_ids_are_never_reused_on_sqlite_after_every_migration(monkeypatch, tmp_p
     finally:
         engine.dispose()
     assert {name for name in keeping if "AUTOINCREMENT" not in created[name]} == set()
+
+
+def count_rows(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                table: connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+                for table in (
+                    "datasets",
+                    "training_jobs",
+                    "epoch_metrics",
+                    "models",
+                    "model_aliases",
+                )
+            } | {
+                "jobs with a data set": connection.exec_driver_sql(
+                    "SELECT count(*) FROM training_jobs WHERE dataset_id IS NOT NULL"
+                ).scalar()
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_downgrade_and_an_upgrade_keep_every_row(database_url, monkeypatch, tmp_path):
+    """Batch mode rebuilds tables on SQLite: with foreign keys on, dropping the old jobs table
+    would cascade to every model and epoch record (migrations/env.py turns them off)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    job_id = queued_xor_job(sessions)
+    add_epochs(sessions, job_id, range(1, 4))
+    with sessions() as session:
+        job = session.get(TrainingJob, job_id)
+        session.add(
+            TrainedModel(
+                job_id=job_id,
+                dataset_id=job.dataset_id,
+                task=Task.CLASSIFICATION,
+                n_features=2,
+                network={},
+                training={},
+                metrics={},
+                blob=b"x",
+                name="xor",
+                version=registry.next_version(session, "default", "xor"),
+            )
+        )
+        session.flush()
+        session.add(ModelAlias(name="xor", alias="production", version=1))
+        session.commit()
+    sessions.kw["bind"].dispose()
+    before = count_rows(database_url)
+    assert before == {
+        "datasets": 1,
+        "training_jobs": 1,
+        "epoch_metrics": 3,
+        "models": 1,
+        "model_aliases": 1,
+        "jobs with a data set": 1,
+    }
+    assert main(["db", "downgrade", "0004"]) == 0
+    assert count_rows(database_url) == before
+    assert main(["db", "upgrade"]) == 0
+    assert count_rows(database_url) == before
+    assert main(["db", "downgrade", "base"]) == 0

@@ -2,6 +2,8 @@
 seen at once by every API process, and the keys API of an admin key."""
 
 import dataclasses
+import hashlib
+import hmac
 import re
 import time
 from datetime import timedelta
@@ -9,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from service.app import create_app
+from service.auth import signing_secret
 from service.cli import main
 from service.db import keys
 from service.db.models import ApiKey, utcnow
@@ -204,3 +207,63 @@ def test_the_api_refuses_to_start_open_to_a_network_without_auth(monkeypatch, ca
     assert main(["api"]) == 2
     assert "AUTH=off" in capsys.readouterr().err
     assert main(["run"]) == 2
+
+
+@pytest.mark.parametrize("method", ["put", "delete"])
+@pytest.mark.parametrize("alias", ["predict", "evaluate", "infer", "validate", "tokens"])
+def test_a_read_key_cannot_touch_an_alias_named_like_a_reading_action(
+    client, sessions, method, alias
+):
+    reader = api_key(sessions, "alice", "read")
+    response = client.open(
+        f"/v1/models/m/aliases/{alias}",
+        method=method.upper(),
+        json={"version": 1},
+        headers=bearer(reader),
+    )
+    assert_envelope(response, 403)
+
+
+def test_a_key_id_no_row_can_have_is_a_401(client):
+    key = "bpk_9999999999_" + "A" * 43
+    assert_envelope(client.get("/v1/datasets", headers={"X-API-Key": key}), 401)
+    token = "bpt_9999999999_1_" + "0" * 64
+    assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)
+
+
+def forged_token(sessions, key: str, expires: int, secret: bytes) -> str:
+    with sessions() as session:
+        stored = session.get(ApiKey, key_id(key)).secret_sha256
+    message = f"{key_id(key)}.{expires}".encode()
+    signature = hmac.new(secret + bytes.fromhex(stored), message, hashlib.sha256).hexdigest()
+    return f"bpt_{key_id(key)}_{expires}_{signature}"
+
+
+def test_a_copy_of_the_database_cannot_mint_a_token(client, sessions):
+    key = api_key(sessions, "alice", "read")
+    token = forged_token(sessions, key, int(time.time()) + 60, secret=b"")
+    assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)
+
+
+def test_a_token_that_outlives_the_longest_lifetime_is_refused(client, sessions, app):
+    key = api_key(sessions, "alice", "read")
+    secret = app.extensions["backprop"].signing_secret
+    good = forged_token(sessions, key, int(time.time()) + 60, secret)
+    assert client.get(f"/v1/datasets?access_token={good}").status_code == 200
+    lasting = forged_token(sessions, key, int(time.time()) + 10 * 3600, secret)
+    assert_envelope(client.get(f"/v1/datasets?access_token={lasting}"), 401)
+
+
+def test_an_admin_keys_token_only_reads(client, sessions):
+    admin = api_key(sessions, "alice", "admin")
+    token = access_token(client, admin)
+    assert client.get(f"/v1/datasets?access_token={token}").status_code == 200
+    assert_envelope(client.get(f"/v1/keys?access_token={token}"), 403)
+
+
+def test_the_signing_secret_is_made_once_and_shared(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", auth="required")
+    first, second = signing_secret(settings), signing_secret(settings)
+    assert first == second and len(first) == 64
+    assert settings.secret_key_path().stat().st_mode & 0o777 == 0o600
+    assert signing_secret(dataclasses.replace(settings, secret_key="s3cret")) == b"s3cret"

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from service.db import keys
+from service.db import keys, records
+from service.db.models import Dataset
+from service.db.tenancy import session_for
 from tests.conftest import BACKENDS
 from tests.factories import api_key, bearer, job_body
 from worker.training import run_training
@@ -196,3 +198,12 @@ def test_two_tenants_may_send_the_same_idempotency_key(client, sessions):
     )
     assert again.get_json()["id"] == alices_job
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_blobs_read_outside_the_orm_are_the_tenants_too(sessions, alice, bob):
+    with session_for(sessions, "bob") as session:
+        assert records.get_model_blob(session, alice.model_id) is None
+        assert records.get_model_blob(session, bob.model_id)
+        arrays = Dataset.__table__.c.arrays
+        assert records.read_blob(session, arrays, alice.dataset_id) is None
+        assert records.read_blob(session, arrays, bob.dataset_id)
