@@ -155,13 +155,22 @@ DATABASES = {"embedded": embedded_database, "postgres": postgres_database}
 
 
 @contextmanager
-def running_service(database: str, folder: Path) -> Iterator[tuple[Client, Settings]]:
+def running_service(
+    database: str, folder: Path, changes: dict[str, str] | None = None
+) -> Iterator[tuple[Client, Settings]]:
     """Our API (gunicorn, 2 processes), a worker and the dispatcher, as `make run` starts them,
-    on a migrated throwaway database; children's logs in ``folder``."""
+    on a migrated throwaway database; children's logs in ``folder``. Without keys and rate
+    limits (issue 9's targets are stated so) unless ``changes`` to the environment say so."""
     with DATABASES[database](folder) as urls:
         port = free_port()
-        # The issue's targets are stated without keys and rate limits.
-        env = {**os.environ, **urls, "PORT": str(port), "AUTH": "off", **UNLIMITED}
+        env = {
+            **os.environ,
+            **urls,
+            "PORT": str(port),
+            "AUTH": "off",
+            **UNLIMITED,
+            **(changes or {}),
+        }
         settings = create_sqlite_folders(Settings.from_env(env))
         upgrade(settings)
         base_url = f"http://127.0.0.1:{port}"
@@ -382,6 +391,7 @@ class Request:
     url: str
     body: bytes
     content_type: str = "application/json"
+    header: str = ""  # one more request header, "Name: value" (an API key)
 
 
 @dataclass(frozen=True)
@@ -443,6 +453,7 @@ def run_wrk(request: Request, connections: int, seconds: int, folder: Path) -> W
         "--",
         str(body_file),
         request.content_type,
+        *([request.header] if request.header else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -452,13 +463,12 @@ def run_wrk(request: Request, connections: int, seconds: int, folder: Path) -> W
 
 def probe(request: Request) -> str:
     """ "" when one request answers 200; otherwise why not, for the table's n/a."""
+    headers = {"Content-Type": request.content_type}
+    if request.header:
+        name, _, value = request.header.partition(": ")
+        headers[name] = value
     try:
-        response = requests.post(
-            request.url,
-            data=request.body,
-            timeout=30,
-            headers={"Content-Type": request.content_type},
-        )
+        response = requests.post(request.url, data=request.body, timeout=30, headers=headers)
     except requests.ConnectionError as error:
         return f"{request.label}: {error}"
     if response.status_code == 200:

@@ -1,56 +1,59 @@
-"""Request rates per API key (per client address with ``AUTH=off``), counted by flask-limiter.
+"""Request rates per API key (per client address with ``AUTH=off``), counted by ``limits``.
 
 Two budgets: predictions (``POST .../predict`` and ``POST /v2/.../infer``) count against
 ``PREDICT_RATE_LIMIT``, every other /v1 and /v2 request against ``RATE_LIMIT``, so that a
 client busy listing or uploading does not starve the apps that depend on its models. Health
 probes, /metrics and the API's documents are not counted.
 
+The counting is the ``limits`` library's (the engine of flask-limiter, with its notation:
+``20/second``, ``20/second;1000/minute``), called from one ``before_request`` hook: a fixed
+window per budget and caller costs a few microseconds in memory. flask-limiter itself, which
+resolves decorated, blueprint, default and meta limits on every request, took a quarter of a
+small prediction's throughput (docs/benchmarks.md, "What the request hooks cost").
+
 The counts live in Redis when Redis is the broker (every API process then shares them), else in
-each API process's memory. When Redis cannot be reached the counting goes on in memory until it
-is back: an outage of Redis does not fail requests.
+each API process's memory. While Redis cannot be reached the counting goes on in memory, and
+Redis is tried again after ``REDIS_RETRY_SECONDS``: an outage of Redis does not fail requests.
 
 A request over its budget is a 429 with ``Retry-After`` (seconds) and the error envelope naming
 the limit and its setting.
 """
 
+import logging
 import math
+import threading
 import time
-from functools import partial
+from dataclasses import dataclass, field
 
-from flask import Flask, g, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
-from limits import parse_many
+from flask import Flask, Request, g, request
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from service.auth import guarded
-from service.errors import envelope
+from service.errors import fail
 from service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 OFF = ("", "off")
 PREDICTION_RULE_ENDINGS = ("/predict", "/infer")
 REDIS_SCHEMES = ("redis://", "rediss://")
-KEY_PREFIX = "backprop"
+REDIS_RETRY_SECONDS = 5.0
 
 
-def is_prediction() -> bool:
-    rule = request.url_rule
-    return (
-        request.method == "POST"
-        and rule is not None
-        and rule.rule.endswith(PREDICTION_RULE_ENDINGS)
-    )
+@dataclass(frozen=True)
+class Budget:
+    """The limits of one setting, kept under their own scope."""
+
+    setting: str
+    scope: str
+    limits: tuple[RateLimitItem, ...]
 
 
-def is_not_prediction() -> bool:
-    return not is_prediction()
-
-
-# Each budget: its setting, the scope its counters are kept under, and the requests it skips
-# (those the other budget counts).
-BUDGETS = (
-    ("RATE_LIMIT", "requests", is_prediction),
-    ("PREDICT_RATE_LIMIT", "predictions", is_not_prediction),
-)
-SETTING_OF_SCOPE = {scope: setting for setting, scope, _ in BUDGETS}
+def is_prediction(req: Request) -> bool:
+    rule = req.url_rule
+    return req.method == "POST" and rule is not None and rule.rule.endswith(PREDICTION_RULE_ENDINGS)
 
 
 def caller_key() -> str:
@@ -62,70 +65,88 @@ def caller_key() -> str:
     return f"addr:{request.remote_addr}"
 
 
-def limit_setting(settings: Settings, name: str) -> str | None:
-    """The limits of setting ``name`` (None when off); raises ``ValueError`` naming the setting
-    when flask-limiter's notation does not parse."""
-    text = getattr(settings, name.lower()).strip()
+def budget(settings: Settings, setting: str, scope: str) -> Budget | None:
+    """The budget of ``setting`` (None when off); raises ``ValueError`` naming the setting when
+    the notation does not parse."""
+    text = getattr(settings, setting.lower()).strip()
     if text.lower() in OFF:
         return None
     try:
-        parse_many(text)
+        return Budget(setting, scope, tuple(parse_many(text)))
     except ValueError as error:
-        raise ValueError(f"{name}={text!r}: {error}") from None
-    return text
+        raise ValueError(f"{setting}={text!r}: {error}") from None
 
 
-def budgets(settings: Settings) -> list[ApplicationLimit]:
-    """The budgets that are on, each one counter shared by every route it covers."""
-    limits = []
-    for setting, scope, skipped in BUDGETS:
-        text = limit_setting(settings, setting)
-        if text is not None:
-            limits.append(ApplicationLimit(text, scope=scope, exempt_when=skipped))
-    return limits
+@dataclass
+class RateLimits:
+    """The two budgets, counted in Redis or in memory, with memory standing in while Redis is
+    down."""
+
+    general: Budget | None
+    predictions: Budget | None
+    storage: Storage
+    fallback: FixedWindowRateLimiter = field(
+        default_factory=lambda: FixedWindowRateLimiter(MemoryStorage())
+    )
+    redis_retry_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.counter = FixedWindowRateLimiter(self.storage)
+
+    def check(self) -> None:
+        """``before_request``: count the request against its budget, or answer 429."""
+        if not guarded(request.path):
+            return
+        spent = self.predictions if is_prediction(request) else self.general
+        if spent is None:
+            return
+        key = caller_key()
+        for limit in spent.limits:
+            counter = self.available_counter()
+            try:
+                allowed = counter.hit(limit, key, spent.scope)
+            except self.storage.base_exceptions as error:
+                self.redis_unreachable(error)
+                counter, allowed = self.fallback, self.fallback.hit(limit, key, spent.scope)
+            if not allowed:
+                reset = counter.get_window_stats(limit, key, spent.scope).reset_time
+                fail(
+                    429,
+                    f"Rate limit {limit} ({spent.setting}) exceeded.",
+                    headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+                )
+
+    def available_counter(self) -> FixedWindowRateLimiter:
+        return self.counter if time.monotonic() >= self.redis_retry_at else self.fallback
+
+    def redis_unreachable(self, error: Exception) -> None:
+        with self._lock:
+            if time.monotonic() >= self.redis_retry_at:
+                logger.warning(
+                    "rate limits counted in memory for %s s: Redis unreachable: %s",
+                    REDIS_RETRY_SECONDS,
+                    error,
+                )
+            self.redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
 
 
-def storage_uri(settings: Settings) -> str:
+def counting_storage(settings: Settings) -> Storage:
     if settings.broker_url.startswith(REDIS_SCHEMES):
-        return settings.broker_url
-    return "memory://"
-
-
-def storage_options(settings: Settings) -> dict[str, float]:
-    if not settings.broker_url.startswith(REDIS_SCHEMES):
-        return {}
-    timeout = settings.broker_timeout_seconds
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        timeout = settings.broker_timeout_seconds
+        return storage_from_string(
+            settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    return MemoryStorage()
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> None:
     """Count /v1 and /v2 requests against their budget. Call after registering
-    ``identify_caller``: flask-limiter's ``before_request`` hook must run after it, when the
-    caller's key is known."""
-    limits = budgets(settings)
-    if not limits:
+    ``identify_caller``: the count is per caller's key."""
+    general = budget(settings, "RATE_LIMIT", "requests")
+    predictions = budget(settings, "PREDICT_RATE_LIMIT", "predictions")
+    if general is None and predictions is None:
         return
-    limiter = Limiter(
-        caller_key,
-        application_limits=limits,
-        storage_uri=storage_uri(settings),
-        storage_options=storage_options(settings),
-        in_memory_fallback_enabled=True,
-        key_prefix=KEY_PREFIX,
-        headers_enabled=False,
-    )
-    limiter.request_filter(lambda: not guarded(request.path))
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, partial(too_many_requests, limiter))
-
-
-def too_many_requests(limiter: Limiter, error: RateLimitExceeded):
-    setting = SETTING_OF_SCOPE[error.limit.scope]
-    message = f"Rate limit {error.limit.limit} ({setting}) exceeded."
-    retry_after = seconds_until(limiter.current_limit.window.reset_time)
-    return envelope("too_many_requests", message, {}), 429, {"Retry-After": str(retry_after)}
-
-
-def seconds_until(moment: float) -> int:
-    """Whole seconds from now until ``moment`` (Unix time), at least 1."""
-    return max(1, math.ceil(moment - time.time()))
+    limits = RateLimits(general, predictions, counting_storage(settings))
+    app.extensions["rate_limits"] = limits
+    app.before_request(limits.check)

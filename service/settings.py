@@ -81,11 +81,12 @@ class Settings:
     checkpoint_every_seconds: float = 30.0
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
-    # Request rates per API key (per client address with AUTH=off), in flask-limiter's notation
-    # ("100/second", "20/second;1000/minute"), or "off". Predictions (/predict, /v2 infer) count
-    # against PREDICT_RATE_LIMIT, every other /v1 and /v2 request against RATE_LIMIT.
+    # Request rates per API key (per client address with AUTH=off), in the notation of
+    # flask-limiter and `limits` ("100/second", "20/second;1000/minute"), or "off".
+    # Predictions (/predict, /v2 infer) count against PREDICT_RATE_LIMIT, every other /v1 and
+    # /v2 request against RATE_LIMIT.
     rate_limit: str = "100/second"
-    predict_rate_limit: str = "1000/second"
+    predict_rate_limit: str = "5000/second"
     # Per tenant: queued + running jobs, and bytes of data sets + models stored; 0: no quota.
     quota_jobs: int = 100
     quota_stored_bytes: int = 10 * 1024**3

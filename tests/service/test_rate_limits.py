@@ -127,7 +127,7 @@ def test_off_turns_a_budget_off(client_with):
 
 def test_both_budgets_off_install_no_limiter(settings, sessions):
     app = create_app(dataclasses.replace(settings, rate_limit="off", predict_rate_limit="off"))
-    assert "limiter" not in app.extensions
+    assert "rate_limits" not in app.extensions
 
 
 @pytest.mark.parametrize("setting", ["rate_limit", "predict_rate_limit"])
