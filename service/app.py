@@ -19,6 +19,7 @@ from service.metrics import install_metrics
 from service.request_hooks import track_requests
 from service.resources import BLUEPRINTS
 from service.settings import Settings
+from service.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
 
 API_CONFIG = {
     "API_TITLE": "Backprop Service",
@@ -27,7 +28,9 @@ API_CONFIG = {
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
-    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_URL,
+    # No badge from validator.swagger.io: the page asks nothing of another host.
+    "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": None},
 }
 
 
@@ -67,4 +70,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_domain_errors(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    install_swagger_ui_files(app)
     return app

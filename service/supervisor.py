@@ -28,6 +28,7 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 20
+READY_POLL_MAX_SECONDS = 2.0
 
 
 @dataclass
@@ -66,12 +67,22 @@ class LocalStack:
         """Poll ``/health/ready`` until it answers 200; raise ``TimeoutError`` otherwise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base_url}/health/ready", timeout=5):
-                    return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
+            if answers_ready(base_url):
+                return
+            time.sleep(0.2)
         raise TimeoutError(f"{base_url} was not ready within {timeout} s")
+
+    def wait_until_ready_or_exit(self, base_url: str) -> int | None:
+        """Poll ``/health/ready`` until it answers 200 (``None``) or a child exits (its exit
+        code), less often the longer it takes: every poll is a request log line."""
+        pause = 0.2
+        while not answers_ready(base_url):
+            for process in self.processes.values():
+                if process.poll() is not None:
+                    return process.returncode
+            time.sleep(pause)
+            pause = min(pause * 2, READY_POLL_MAX_SECONDS)
+        return None
 
     def wait_for_first_exit(self) -> int:
         """Block until one child exits and return its exit code."""
@@ -108,6 +119,14 @@ class LocalStack:
         self.stop()
 
 
+def answers_ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/health/ready", timeout=5):
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def stop_on_signals() -> None:
     """Ctrl-C (SIGINT) raises KeyboardInterrupt and SIGTERM SystemExit, whatever this process
     inherited: a shell that starts a job in the background makes it ignore SIGINT. Either way
@@ -127,8 +146,32 @@ def run_all(settings: Settings, _args: argparse.Namespace) -> int:
     upgrade(settings)
     configure_logging(settings)  # after Alembic, which configures logging its own way
     stop_on_signals()
+    base_url = local_url(settings)
     with LocalStack(os.environ, workers=1) as stack:
         try:
+            exit_code = stack.wait_until_ready_or_exit(base_url)
+            if exit_code is not None:
+                return exit_code
+            print(ready_message(base_url), flush=True)
             return stack.wait_for_first_exit()
         except KeyboardInterrupt:
             return 0
+
+
+def local_url(settings: Settings) -> str:
+    """The API's address as this host reaches it: a wildcard host is reached on loopback."""
+    host = settings.host.strip("[]")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def ready_message(base_url: str) -> str:
+    """What `backprop run` prints once the API answers ready."""
+    return (
+        "backprop: ready\n"
+        f"  API:     {base_url}  (/v1, /v2)\n"
+        f"  Docs:    {base_url}/docs\n"
+        f"  OpenAPI: {base_url}/openapi.json"
+    )

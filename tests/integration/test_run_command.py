@@ -71,6 +71,12 @@ def wait_until_answering(url: str) -> None:
     )
 
 
+START_UP_LINES = """backprop: ready
+  API:     {base}  (/v1, /v2)
+  Docs:    {base}/docs
+  OpenAPI: {base}/openapi.json
+"""
+
 # Before the worker class of service/server.py, about one Ctrl-C in ten left a worker running.
 CTRL_C_ROUNDS = 12
 
@@ -106,6 +112,8 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(
     run = start_in_new_session(["run"], tmp_path, embedded_env(port), log, ignoring_sigint)
     try:
         wait_until_answering(f"{base}/health/ready")
+        wait_until(lambda: "backprop: ready" in log.read_text(), 10, "the start-up message")
+        assert START_UP_LINES.format(base=base) in log.read_text()
         dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
         job = requests.post(f"{base}/v1/jobs", json=job_body(dataset["id"], 50), timeout=10).json()
         done = wait_until(
