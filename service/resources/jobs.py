@@ -2,10 +2,11 @@
 
 from functools import partial
 
-from flask import current_app, g, url_for
+from flask import Response, current_app, g, url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
+from model_core import MAX_INT32
 from service.context import db, services
 from service.db import records
 from service.db.models import TrainingJob
@@ -16,6 +17,7 @@ from service.jobs.cancellation import cancel_job
 from service.jobs.idempotency import Submission, idempotency_key
 from service.jobs.specs import check_job
 from service.jobs.submission import submit_job
+from service.plots import MEDIA_TYPES, ImageFormat, LossCurve, loss_chart
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.jobs import (
     JOB_EVENT,
@@ -24,6 +26,8 @@ from service.schemas.jobs import (
     EventHeadersSchema,
     JobCreateSchema,
     JobSchema,
+    LossChartQuerySchema,
+    LossComparisonQuerySchema,
     SubmitHeadersSchema,
     ValidationReportSchema,
 )
@@ -50,6 +54,11 @@ EVENT_STREAM_DOC = {
     " record (`id:` its epoch number, `data:` an Epoch as JSON) and a `status` event per change"
     " of status (`data:` id, status, attempt, epoch, epochs, cancel_requested, error and"
     " model_id as JSON), the final status last; `: keep-alive` comment lines in between",
+}
+
+NO_STORE_DOC = {
+    "description": "`no-store`: a running job's curves grow",
+    "schema": {"type": "string", "enum": ["no-store"]},
 }
 
 
@@ -172,3 +181,57 @@ class JobEvents(MethodView):
         tenant_sessions = partial(session_for, services().sessions, g.principal.tenant)
         stream = JobEventStream(tenant_sessions, job_id, headers["last_event_id"])
         return event_stream_response(stream, current_app.extensions["event_streams"])
+
+
+def loss_image_doc(image_format: ImageFormat) -> dict:
+    return {
+        "content": {MEDIA_TYPES[image_format]: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "Train (solid) and validation (dashed) loss by epoch; a chart whose title"
+        " says `no epochs yet` before the first epoch",
+        "headers": {"Cache-Control": NO_STORE_DOC},
+    }
+
+
+def loss_curve(job_id: int) -> LossCurve:
+    """Job ``job_id``'s losses; 404 naming it unless it is one of the caller's jobs."""
+    if job_id > MAX_INT32 or not records.row_exists(db(), TrainingJob, job_id):
+        fail(404, no_job(job_id))
+    columns = list(zip(*records.loss_history(db(), job_id), strict=True)) or [(), (), ()]
+    return LossCurve(f"job {job_id}", *columns)
+
+
+def loss_image(curves: list[LossCurve], title: str, image_format: ImageFormat, log: bool):
+    image = loss_chart(curves, title, image_format, log)
+    return Response(
+        image, mimetype=MEDIA_TYPES[image_format], headers={"Cache-Control": "no-store"}
+    )
+
+
+def register_loss_charts(image_format: ImageFormat) -> None:
+    """``loss.svg`` or ``loss.png``: of one job, and of several jobs on one chart."""
+    name = image_format.upper()
+    images = {200: loss_image_doc(image_format)}
+
+    @blp.route(f"/<int:job_id>/loss.{image_format}", endpoint=f"JobLoss{name}")
+    class JobLossChart(MethodView):
+        @blp.arguments(LossChartQuerySchema, location="query")
+        @blp.doc(summary=f"The job's loss curves as {name}", responses=images)
+        @blp.alt_response(404, schema=ErrorSchema)
+        def get(self, query: dict, job_id: int):
+            return loss_image(
+                [loss_curve(job_id)], f"Job {job_id} loss", image_format, query["log"]
+            )
+
+    @blp.route(f"/loss.{image_format}", endpoint=f"JobsLoss{name}")
+    class JobsLossChart(MethodView):
+        @blp.arguments(LossComparisonQuerySchema, location="query")
+        @blp.doc(summary=f"Several jobs' loss curves on one {name} chart", responses=images)
+        @blp.alt_response(404, schema=ErrorSchema, description="One of the ids names no job")
+        def get(self, query: dict):
+            curves = [loss_curve(job_id) for job_id in query["ids"]]
+            title = "Loss of jobs " + ", ".join(str(job_id) for job_id in query["ids"])
+            return loss_image(curves, title, image_format, query["log"])
+
+
+for image_format in MEDIA_TYPES:
+    register_loss_charts(image_format)

@@ -12,6 +12,9 @@ from service.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_COMPARED_JOBS = 20
+JOB_ID = "[1-9][0-9]{0,9}"
+JOB_IDS_PATTERN = f"^{JOB_ID}(,{JOB_ID}){{0,{MAX_COMPARED_JOBS - 1}}}$"
 
 
 class JobCreateSchema(ma.Schema):
@@ -88,6 +91,28 @@ class EpochSchema(ma.Schema):
     train_accuracy = ma.fields.Float(allow_none=True)
     val_accuracy = ma.fields.Float(allow_none=True)
     seconds = ma.fields.Float()
+
+
+class LossChartQuerySchema(ma.Schema):
+    log = ma.fields.Boolean(load_default=False, metadata={"description": "a log-scale y axis"})
+
+
+class LossComparisonQuerySchema(LossChartQuerySchema):
+    ids = ma.fields.String(
+        required=True,
+        validate=validate.Regexp(
+            JOB_IDS_PATTERN, error=f"comma-separated job ids, at most {MAX_COMPARED_JOBS}"
+        ),
+        metadata={"description": f"the jobs to compare, at most {MAX_COMPARED_JOBS}: `3,4,5`"},
+    )
+
+    @ma.post_load
+    def job_ids(self, data: dict, **_kwargs) -> dict:
+        """``ids`` as integers, each once, in the order given."""
+        return {
+            **data,
+            "ids": list(dict.fromkeys(int(job_id) for job_id in data["ids"].split(","))),
+        }
 
 
 class EventHeadersSchema(ma.Schema):
