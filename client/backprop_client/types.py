@@ -1,0 +1,87 @@
+"""What the service answers, as the JSON it sends (``TypedDict``s: plain dicts at run time).
+
+``total=False``: the service may add fields, and a model's detail view carries more than a
+listing's row.
+"""
+
+from typing import Any, Literal, TypedDict
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Dataset(TypedDict, total=False):
+    id: int
+    name: str
+    task: Literal["classification", "regression"]
+    source: str
+    rows: int
+    features: int
+    outputs: int
+    feature_names: list[str] | None
+    target_names: list[str] | None
+    classes: list[Any] | None
+    target_stats: dict[str, list[float]] | None
+    created_at: str
+
+
+class Job(TypedDict, total=False):
+    id: int
+    dataset_id: int | None
+    status: JobStatus
+    attempt: int
+    epoch: int
+    epochs: int
+    train_loss: float | None
+    val_loss: float | None
+    train_accuracy: float | None
+    val_accuracy: float | None
+    error: str | None
+    cancel_requested: bool
+    model_id: int | None
+    model_name: str | None
+    network: dict[str, Any]
+    training: dict[str, Any]
+    warnings: list[str]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class Epoch(TypedDict, total=False):
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    train_accuracy: float | None
+    val_accuracy: float | None
+    seconds: float
+
+
+class Model(TypedDict, total=False):
+    id: int
+    name: str | None
+    version: int | None
+    aliases: list[str]
+    job_id: int
+    dataset_id: int | None
+    task: Literal["classification", "regression"]
+    n_features: int
+    classes: list[Any] | None
+    network: dict[str, Any]
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: str
+
+
+class Prediction(TypedDict, total=False):
+    model_id: int
+    name: str | None
+    version: int | None
+    predictions: list[Any]
+    probabilities: list[list[float]]
+
+
+class Alias(TypedDict, total=False):
+    name: str
+    alias: str
+    version: int
