@@ -11,6 +11,8 @@
     backprop keys create --tenant NAME [--scope read|write|admin] [--expires DAYS]
     backprop keys list [--tenant NAME]
     backprop keys revoke ID
+    backprop datasets|train|jobs|models|predict|plot ...   talk to a running service
+                                 ($BACKPROP_URL, $BACKPROP_API_KEY): see docs/client.md
 
 Settings are read from the environment here, once per process (see service/settings.py). Each
 command's module is imported only when that command runs: the worker, the dispatcher and the
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from service.db.session import create_sqlite_folders
 from service.key_commands import add_key_commands
 from service.metrics_files import prepare_metrics_files
+from service.people_commands import add_people_commands
 from service.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=imported_on_call("service.flower", "run_flower"), passes_options=True
     )
     add_key_commands(commands, lambda name: imported_on_call("service.key_commands", name))
+    add_people_commands(commands, lambda name: imported_on_call("service.people_cli", name))
     return parser
 
 

@@ -1,0 +1,313 @@
+"""The commands for people: a running service through backprop_client, tables drawn by rich.
+
+Every command prints a table for people or, with ``--json``, one JSON document for scripts. An
+error answer is one line on stderr (``ApiError``'s text: status, code, field paths) and exit
+code 1; so is a service that cannot be reached.
+"""
+
+import argparse
+import csv
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+from backprop_client import ApiError, Client
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from service.settings import Settings
+
+Command = Callable[[Client, argparse.Namespace], int]
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+DATASET_COLUMNS = ("id", "name", "task", "rows", "features", "classes", "created_at")
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "epoch",
+    "epochs",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "model_id",
+    "model_name",
+)
+UNBROKEN_COLUMNS = {"id", "status", "task"}
+MODEL_COLUMNS = ("id", "name", "version", "aliases", "task", "job_id", "created_at")
+
+
+class UsageError(Exception):
+    """A mistake in the command line that the service never sees; its text names the option."""
+
+
+def talks_to_service(command: Command) -> Callable[[Settings, argparse.Namespace], int]:
+    """``command(client, args)`` as a ``backprop`` handler: API errors and an unreachable
+    service become one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def handler(settings: Settings, args: argparse.Namespace) -> int:
+        client = Client()
+        try:
+            return command(client, args)
+        except (ApiError, UsageError) as error:
+            return fail(str(error))
+        except requests.ConnectionError:
+            return fail(f"cannot reach the service at {client.base_url} (set BACKPROP_URL)")
+        except ConnectionError as error:  # follow(): the event stream kept dropping
+            return fail(str(error))
+
+    return handler
+
+
+def fail(line: str) -> int:
+    print(f"backprop: {line}", file=sys.stderr)
+    return 1
+
+
+# Data sets
+
+
+@talks_to_service
+def upload_dataset(client: Client, args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():
+        raise UsageError(f"FILE: no file {args.file}")
+    dataset = client.upload_dataset(
+        path=args.file,
+        target=args.target,
+        task=args.task,
+        name=args.name,
+        features=args.features,
+        drop=args.drop,
+    )
+    return show_record(args, dataset)
+
+
+@talks_to_service
+def list_datasets(client: Client, args: argparse.Namespace) -> int:
+    return show_rows(args, "Data sets", DATASET_COLUMNS, client.datasets())
+
+
+# Jobs
+
+
+@talks_to_service
+def train(client: Client, args: argparse.Namespace) -> int:
+    body = job_body(args)
+    job = client.submit_job(
+        body["dataset_id"], body["network"], body.get("training"), body.get("model_name")
+    )
+    if not args.follow:
+        return show_record(args, job)
+    try:
+        if not args.json:
+            follow_with_progress_bar(client, job)
+        job = client.wait(job["id"])
+    except KeyboardInterrupt:
+        return interrupted(client, job["id"])
+    show_record(args, job)
+    return 0 if job["status"] == "succeeded" else fail(f"job {job['id']} {job['status']}")
+
+
+def job_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs`` and
+    ``--name`` put over it."""
+    body = read_spec(args.spec) if args.spec else {}
+    if args.dataset is not None:
+        body["dataset_id"] = args.dataset
+    if args.layers is not None:
+        body.setdefault("network", {})["layers"] = parse_layers(args.layers)
+    if args.epochs is not None:
+        body.setdefault("training", {})["epochs"] = args.epochs
+    if args.name is not None:
+        body["model_name"] = args.name
+    for option, field in (("--dataset", "dataset_id"), ("--layers", "network")):
+        if field not in body:
+            raise UsageError(f"{option}: required (or give {field} in --spec)")
+    return body
+
+
+def read_spec(path: str) -> dict[str, Any]:
+    try:
+        body = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--spec: {error}") from None
+    if not isinstance(body, dict):
+        raise UsageError(f"--spec: {path} holds no JSON object (a job body)")
+    return body
+
+
+def parse_layers(text: str) -> list[dict[str, Any]]:
+    """``64:relu,10:softmax`` -> ``[{"units": 64, "activation": "relu"}, ...]``; the service
+    checks the names and sizes."""
+    layers = []
+    for index, layer in enumerate(text.split(",")):
+        units, colon, activation = layer.strip().partition(":")
+        if not (colon and units.strip().isdigit() and activation.strip()):
+            raise UsageError(f"--layers[{index}]: {layer!r} is not UNITS:ACTIVATION")
+        layers.append({"units": int(units), "activation": activation.strip()})
+    return layers
+
+
+def follow_with_progress_bar(client: Client, job: dict[str, Any]) -> None:
+    """A live bar on stderr: epoch/epochs, the losses and accuracy of the last epoch, ETA."""
+    columns = (
+        TextColumn("job {task.fields[job]} {task.fields[status]} epoch"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        bar = progress.add_task(
+            "train", total=job["epochs"], job=job["id"], status=job["status"], metrics=""
+        )
+        for event in client.follow(job["id"]):
+            if event.type == "epoch":
+                progress.update(bar, completed=event.data["epoch"], metrics=epoch_text(event.data))
+            else:
+                progress.update(bar, status=event.data["status"])
+
+
+def epoch_text(epoch: dict[str, Any]) -> str:
+    parts = [
+        (label, epoch.get(field))
+        for label, field in (
+            ("loss", "train_loss"),
+            ("val_loss", "val_loss"),
+            ("acc", "train_accuracy"),
+            ("val_acc", "val_accuracy"),
+        )
+    ]
+    return "  ".join(f"{label} {value:.4f}" for label, value in parts if value is not None)
+
+
+def interrupted(client: Client, job_id: int) -> int:
+    """Ctrl-C while following: cancel the job, or only stop following it."""
+    try:
+        answer = input(f"\ncancel job {job_id}? [y/N] ")
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer.strip().lower() in {"y", "yes"}:
+        job = client.cancel(job_id)
+        print(f"job {job_id}: cancel requested ({job['status']})", file=sys.stderr)
+    else:
+        print(f"job {job_id} goes on: backprop jobs show {job_id}", file=sys.stderr)
+    return INTERRUPTED
+
+
+@talks_to_service
+def list_jobs(client: Client, args: argparse.Namespace) -> int:
+    return show_rows(args, "Jobs", JOB_COLUMNS, client.jobs())
+
+
+@talks_to_service
+def show_job(client: Client, args: argparse.Namespace) -> int:
+    return show_record(args, client.job(args.job_id))
+
+
+@talks_to_service
+def cancel_job(client: Client, args: argparse.Namespace) -> int:
+    return show_record(args, client.cancel(args.job_id))
+
+
+@talks_to_service
+def plot(client: Client, args: argparse.Namespace) -> int:
+    image_format = "svg" if args.output.lower().endswith(".svg") else "png"
+    image = client.loss_plot(args.job_id, image_format, log=args.log)
+    Path(args.output).write_bytes(image)
+    if args.json:
+        return print_json({"job_id": args.job_id, "path": args.output, "bytes": len(image)})
+    print(f"job {args.job_id}: loss curves in {args.output} ({len(image)} bytes)")
+    return 0
+
+
+# Models
+
+
+@talks_to_service
+def list_models(client: Client, args: argparse.Namespace) -> int:
+    return show_rows(args, "Models", MODEL_COLUMNS, client.models())
+
+
+@talks_to_service
+def show_model(client: Client, args: argparse.Namespace) -> int:
+    return show_record(args, client.model(model_ref(args.ref)))
+
+
+@talks_to_service
+def predict(client: Client, args: argparse.Namespace) -> int:
+    answer = client.predict(model_ref(args.ref), read_rows(sys.stdin))
+    if args.json:
+        return print_json(answer)
+    for prediction in answer["predictions"]:
+        print(prediction if not isinstance(prediction, list) else ",".join(map(str, prediction)))
+    return 0
+
+
+def model_ref(ref: str) -> int | str:
+    return int(ref) if ref.isdigit() else ref
+
+
+def read_rows(lines: Iterable[str]) -> list[list[float]]:
+    """The numbers of CSV rows; a first row that is not all numbers is a header, skipped."""
+    rows = [row for row in csv.reader(lines) if row]
+    if rows and not all(is_number(cell) for cell in rows[0]):
+        rows = rows[1:]
+    try:
+        return [[float(cell) for cell in row] for row in rows]
+    except ValueError as error:
+        raise UsageError(f"stdin: every row after the header must be numbers ({error})") from None
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Output
+
+
+def print_json(document: Any) -> int:
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+def show_rows(args: argparse.Namespace, title: str, columns: Sequence[str], rows: list[Any]) -> int:
+    if args.json:
+        return print_json(rows)
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in UNBROKEN_COLUMNS)
+    for row in rows:
+        table.add_row(*(cell_text(row.get(column)) for column in columns))
+    Console().print(table)
+    return 0
+
+
+def show_record(args: argparse.Namespace, record: dict[str, Any]) -> int:
+    if args.json:
+        return print_json(record)
+    table = Table(show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for field, value in record.items():
+        table.add_row(field, cell_text(value))
+    Console().print(table)
+    return 0
+
+
+def cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
