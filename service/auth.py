@@ -104,12 +104,16 @@ def principal_from_request() -> Principal:
     unauthorized("An API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`.")
 
 
-def presented_key() -> str | None:
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
+def bearer_token() -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` header, if the request has one."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get("X-API-Key") or None
+    return None
+
+
+def presented_key() -> str | None:
+    return bearer_token() or request.headers.get("X-API-Key") or None
 
 
 def principal_for_key(text: str) -> Principal:

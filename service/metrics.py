@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from flask_smorest import abort
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.auth import bearer_token
 from service.db.figures import JobFigures, job_figures
 from service.db.models import JobStatus, utcnow
 from service.settings import Settings
@@ -191,8 +192,8 @@ def install_metrics(app: Flask, settings: Settings, sessions: sessionmaker[Sessi
 
 def check_bearer(token: str) -> None:
     """Answer 401 unless the request's ``Authorization`` is ``Bearer <token>``."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    given = bearer_token()
+    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
         abort(
             401,
             message="/metrics needs the METRICS_TOKEN as a bearer token.",

@@ -11,9 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
-AUTH_MODES = ("off", "required")
 # The settings that take one of a few words, and those words.
-CHOICES = {"metrics": ("on", "off"), "log_format": ("json", "text")}
+CHOICES = {"auth": ("off", "required"), "metrics": ("on", "off"), "log_format": ("json", "text")}
 
 # A bare postgres:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
 _URL_PREFIX_ALIASES = {
@@ -105,8 +104,6 @@ class Settings:
     prometheus_multiproc_dir: str = ""
 
     def __post_init__(self) -> None:
-        if self.auth not in AUTH_MODES:
-            raise ValueError(f"AUTH={self.auth!r}: must be one of {', '.join(AUTH_MODES)}")
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
