@@ -3,7 +3,7 @@
 from backprop_client.client import Client
 from backprop_client.errors import ApiError
 from backprop_client.events import Event
-from backprop_client.types import Alias, Dataset, Epoch, Job, Model, Prediction
+from backprop_client.types import Alias, Dataset, Epoch, Job, Model, Prediction, Weights
 
 __all__ = [
     "Alias",
@@ -15,4 +15,5 @@ __all__ = [
     "Job",
     "Model",
     "Prediction",
+    "Weights",
 ]

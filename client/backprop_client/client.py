@@ -12,7 +12,16 @@ import requests
 
 from backprop_client.errors import ApiError
 from backprop_client.events import Event, parse_events
-from backprop_client.types import FINISHED, Alias, Dataset, Epoch, Job, Model, Prediction
+from backprop_client.types import (
+    FINISHED,
+    Alias,
+    Dataset,
+    Epoch,
+    Job,
+    Model,
+    Prediction,
+    Weights,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PAGE_SIZE = 100  # flask-smorest's largest page
@@ -173,6 +182,11 @@ class Client:
     def model(self, ref: int | str) -> Model:
         """``ref``: an id, a name (its latest version), ``name:version`` or ``name@alias``."""
         return self._request("GET", f"/v1/models/{_ref(ref)}").json()
+
+    def weights(self, ref: int | str) -> Weights:
+        """All a forward pass needs: per layer ``W`` (inputs, units), ``b`` (units,) and the
+        activation, the standardisation and the classes."""
+        return self._request("GET", f"/v1/models/{_ref(ref)}/weights").json()
 
     def predict(self, ref: int | str, rows: Sequence[Sequence[float]]) -> Prediction:
         body = {"instances": [list(row) for row in rows]}

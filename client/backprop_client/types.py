@@ -73,6 +73,20 @@ class Model(TypedDict, total=False):
     created_at: str
 
 
+class Layer(TypedDict):
+    W: list[list[float]]
+    b: list[float]
+    activation: str
+
+
+class Weights(TypedDict, total=False):
+    task: Literal["classification", "regression"]
+    dtype: str
+    layers: list[Layer]
+    standardization: dict[str, list[float]] | None
+    classes: list[Any] | None
+
+
 class Prediction(TypedDict, total=False):
     model_id: int
     name: str | None
