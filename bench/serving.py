@@ -134,17 +134,18 @@ def embedded_database(folder: Path) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def postgres_database(_folder: Path) -> Iterator[dict[str, str]]:
-    """A new PostgreSQL database (dropped afterwards) and Redis db 14 (flushed before and after)."""
+def postgres_database(_folder: Path, redis_url: str = REDIS_URL) -> Iterator[dict[str, str]]:
+    """A new PostgreSQL database (dropped afterwards) and a Redis db, by default 14 (flushed
+    before and after)."""
     name = f"backprop_bench_serving_{os.getpid()}"
-    broker = redis.Redis.from_url(REDIS_URL)
+    broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
             yield {
                 "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-                "BROKER_URL": REDIS_URL,
+                "BROKER_URL": redis_url,
             }
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -156,12 +157,17 @@ DATABASES = {"embedded": embedded_database, "postgres": postgres_database}
 
 @contextmanager
 def running_service(
-    database: str, folder: Path, changes: dict[str, str] | None = None
+    database: str,
+    folder: Path,
+    changes: dict[str, str] | None = None,
+    workers: int = 1,
+    **database_options: str,
 ) -> Iterator[tuple[Client, Settings]]:
-    """Our API (gunicorn, 2 processes), a worker and the dispatcher, as `make run` starts them,
-    on a migrated throwaway database; children's logs in ``folder``. Without keys and rate
-    limits (issue 9's targets are stated so) unless ``changes`` to the environment say so."""
-    with DATABASES[database](folder) as urls:
+    """Our API (gunicorn, 2 processes), ``workers`` workers and the dispatcher, as `make run`
+    starts them, on a migrated throwaway database; children's logs in ``folder``. Without keys
+    and rate limits (issue 9's targets are stated so) unless ``changes`` to the environment say
+    so."""
+    with DATABASES[database](folder, **database_options) as urls:
         port = free_port()
         env = {
             **os.environ,
@@ -174,7 +180,7 @@ def running_service(
         settings = create_sqlite_folders(Settings.from_env(env))
         upgrade(settings)
         base_url = f"http://127.0.0.1:{port}"
-        with LocalStack(env, workers=1, logs=folder) as stack:
+        with LocalStack(env, workers=workers, logs=folder) as stack:
             stack.wait_until_ready(base_url)
             yield Client(base_url), settings
 

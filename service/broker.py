@@ -37,6 +37,14 @@ class BrokerProfile:
     transport_options: Callable[[Settings], dict[str, Any]]
     supports_broadcast: bool
     declare_before_consuming: bool = False
+    # A transport class of ours (an import path), given with the URL's scheme prefix removed.
+    transport: str | None = None
+
+    def connection(self, broker_url: str) -> tuple[str, str | None]:
+        """The URL and transport to hand Celery for ``broker_url``."""
+        if self.transport is None:
+            return broker_url, None
+        return broker_url.split("+", 1)[1], self.transport
 
 
 # kombu scans for messages past their visibility timeout every interval x throttle seconds
@@ -80,7 +88,12 @@ def _sqla_options(_settings: Settings) -> dict[str, Any]:
 BROKER_PROFILES = {
     "redis": BrokerProfile(_redis_options, supports_broadcast=True),
     "rediss": BrokerProfile(_redis_options, supports_broadcast=True),
-    "sqla": BrokerProfile(_sqla_options, supports_broadcast=False, declare_before_consuming=True),
+    "sqla": BrokerProfile(
+        _sqla_options,
+        supports_broadcast=False,
+        declare_before_consuming=True,
+        transport="service.embedded_broker:Transport",
+    ),
 }
 
 
@@ -98,8 +111,10 @@ def create_celery_app(settings: Settings) -> Celery:
     """A Celery app for ``settings.broker_url`` with the service's delivery guarantees."""
     profile = broker_profile(settings.broker_url)
     options = profile.transport_options(settings)
-    app = Celery("backprop", broker=settings.broker_url, set_as_current=False)
+    broker_url, transport = profile.connection(settings.broker_url)
+    app = Celery("backprop", broker=broker_url, set_as_current=False)
     app.conf.update(
+        broker_transport=transport,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -50,7 +50,18 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     if broker_profile(settings.broker_url).declare_before_consuming:
         # The consumer would die on the race; this declaration retries it.
         declare_task_queue(app, settings.broker_timeout_seconds)
-    app.worker_main(
-        ["worker", f"--loglevel={settings.log_level}", *worker_flags(app), *args.celery_args]
-    )
+    app.worker_main(celery_argv(app, settings, args.celery_args))
     return 0
+
+
+def celery_argv(app: Celery, settings: Settings, celery_args: list[str]) -> list[str]:
+    """``celery worker``'s command line. Its ``--broker`` is the app's own URL: left out, Celery
+    would read $BROKER_URL, whose ``sqla+`` prefix overrides the embedded broker's transport
+    class (service/embedded_broker.py)."""
+    return [
+        f"--broker={app.conf.broker_url}",
+        "worker",
+        f"--loglevel={settings.log_level}",
+        *worker_flags(app),
+        *celery_args,
+    ]

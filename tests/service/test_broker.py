@@ -10,8 +10,9 @@ from service.broker import (
     declare_task_queue,
     visibility_timeout_problem,
 )
+from service.embedded_broker import POLLING_SECONDS
 from service.settings import Settings
-from worker.main import worker_flags
+from worker.main import celery_argv, worker_flags
 
 
 def test_json_only_late_acks_one_prefetched_and_requeued_on_worker_loss():
@@ -76,3 +77,27 @@ def test_processes_declaring_a_new_sqlite_queue_at_once_all_succeed(tmp_path):
     url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         assert pool.map(declare, [url] * 4) == [0, 0, 0, 0]
+
+
+def test_the_embedded_broker_polls_its_sqlite_file_twenty_times_a_second(tmp_path):
+    app = create_celery_app(Settings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"))
+    declare_task_queue(app, 5.0)
+    app.send_task("backprop.example", args=[7])
+    with app.connection_for_read() as connection:
+        assert connection.transport.polling_interval == POLLING_SECONDS == 0.05
+        # The URL without its sqla+ prefix reaches SQLAlchemy: the message sent is there.
+        with connection.SimpleQueue(app.conf.task_default_queue) as queue:
+            message = queue.get(timeout=5)
+            assert message.headers["task"] == "backprop.example"
+            message.ack()
+
+
+def test_the_worker_consumes_the_embedded_broker_through_its_own_transport(tmp_path):
+    """Celery reads $BROKER_URL unless told --broker: its sqla+ prefix would pick kombu's
+    transport, polled once a second."""
+    settings = Settings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    app = create_celery_app(settings)
+    argv = celery_argv(app, settings, ["--concurrency=1"])
+    assert argv[:2] == [f"--broker=sqlite:///{tmp_path / 'broker.sqlite'}", "worker"]
+    assert app.conf.broker_transport == "service.embedded_broker:Transport"
+    assert argv[-1] == "--concurrency=1"
