@@ -1,27 +1,33 @@
-"""The engine benchmark of issue 2 ("Speed and memory"): ``python -m bench.engine [--quick]``.
+"""The engine benchmark of issues 2 and 13: ``python -m bench.engine [--quick] [--json PATH]``.
 
 Trains the same network from the same weights on the same data with model_core, scikit-learn's
-MLPClassifier (float64 and float32), PyTorch on the CPU and a textbook NumPy loop, in one process;
-prints samples/s, GFLOP/s (training costs about 6 x weights FLOPs per sample), the share of the
-measured float32 matmul throughput, the ratios of model_core to each of them and the issue's
-targets; then measures model_core's peak RSS on workload (b) in a fresh subprocess.
+MLPClassifier (float64 and float32), PyTorch on the CPU and a textbook NumPy loop, in one process,
+beside the workload's matrix products alone (the ceiling on any NumPy loop); at batch 1 (workload
+(d)) against the tutorial's per-sample NumPy loop instead. Prints samples/s, GFLOP/s (training
+costs about 6 x weights FLOPs per sample), the share of the measured float32 matmul throughput,
+the ratios of model_core to each of them and both issues' targets, met or not; then measures
+model_core's peak RSS on workload (b) in a fresh subprocess. ``--json`` also writes all of it to
+a file, so that runs can be compared over time.
 """
 
 import argparse
+import datetime
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import threadpoolctl
 import torch
 
-from bench.frameworks import FRAMEWORKS
-from bench.workloads import Workload, digits_workload, synthetic_workloads
+from bench.frameworks import FRAMEWORKS, PER_SAMPLE_FRAMEWORKS, Train
+from bench.workloads import Workload, digits_workload, synthetic_workloads, tutorial_workload
 
 WARM_UP_ROWS = 2048
 
@@ -35,6 +41,34 @@ class Measurement:
     last_loss: float
 
 
+@dataclass(frozen=True)
+class Target:
+    """One speed or memory target of an issue, with the figure of this run."""
+
+    issue: int
+    workload: str
+    label: str
+    value: float
+    target: float
+    unit: str  # "x" for a ratio, "%" for a share
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.target
+
+    def __str__(self) -> str:
+        shown = (
+            f"{self.value:.2f}x >= {self.target}x"
+            if self.unit == "x"
+            else f"{100 * self.value:.1f}% >= {100 * self.target:.0f}%"
+        )
+        return f"  ({self.workload}) model_core {self.label}: {shown}  {self.verdict}"
+
+    @property
+    def verdict(self) -> str:
+        return "met" if self.met else "NOT met"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -43,12 +77,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help="rows of the synthetic data (default 60000)")
     parser.add_argument("--epochs", type=int, help="epochs on the synthetic data (default 2)")
     parser.add_argument("--digits-epochs", type=int, help="epochs on digits (default 20)")
+    parser.add_argument("--tutorial-epochs", type=int, help="epochs of (d), batch 1 (default 3)")
     parser.add_argument("--repeats", type=int, help="timed runs per framework, best kept (5)")
-    parser.add_argument("--workloads", default="abc", help="which of a, b, c to run")
+    parser.add_argument("--workloads", default="abcd", help="which of a, b, c, d to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocess")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
     args = parser.parse_args(argv)
-    quick = {"rows": 8_000, "epochs": 1, "digits_epochs": 5, "repeats": 2}
-    full = {"rows": 60_000, "epochs": 2, "digits_epochs": 20, "repeats": 5}
+    quick = {"rows": 8_000, "epochs": 1, "digits_epochs": 5, "tutorial_epochs": 1, "repeats": 2}
+    full = {"rows": 60_000, "epochs": 2, "digits_epochs": 20, "tutorial_epochs": 3, "repeats": 5}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -71,16 +107,22 @@ def _seconds(function) -> float:
     return time.perf_counter() - start
 
 
+def frameworks_for(w: Workload) -> dict[str, Callable[[Workload], Train]]:
+    """Batch 1 compares with the tutorial's per-sample loop; every other batch size with all."""
+    return PER_SAMPLE_FRAMEWORKS if w.batch_size == 1 else FRAMEWORKS
+
+
 def measure(w: Workload, repeats: int) -> list[Measurement]:
     """Warm every framework up on a few rows, then keep each one's fastest of ``repeats`` runs.
 
     The repeats go round-robin over the frameworks, so a burst of load from another process on
     the machine slows one run of each rather than all runs of one framework.
     """
+    frameworks = frameworks_for(w)
     warm_up = replace(w, X=w.X[:WARM_UP_ROWS], y=w.y[:WARM_UP_ROWS], epochs=1)
-    for prepare in FRAMEWORKS.values():
+    for prepare in frameworks.values():
         prepare(warm_up)()
-    runs = {name: prepare(w) for name, prepare in FRAMEWORKS.items()}
+    runs = {name: prepare(w) for name, prepare in frameworks.items()}
     best = dict.fromkeys(runs, float("inf"))
     last_loss = {}
     for _ in range(repeats):
@@ -97,20 +139,45 @@ def _measurement(framework: str, w: Workload, seconds: float, last_loss: float) 
     return Measurement(framework, seconds, samples_per_second, gflops, last_loss)
 
 
-def print_machine(peak: float) -> None:
+def machine() -> dict:
+    """What the figures depend on: CPU, versions, the BLAS libraries and their threads."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "blas": [
+            {key: pool.get(key) for key in ("internal_api", "version", "architecture")}
+            | {"threads": pool["num_threads"], "library": os.path.basename(pool["filepath"])}
+            for pool in threadpoolctl.threadpool_info()
+            if pool["user_api"] == "blas"
+        ],
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo where there is one ("AMD EPYC")."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def print_machine(info: dict, peak: float) -> None:
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}"
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+        f"NumPy {info['numpy']}, torch {info['torch']}"
     )
-    for pool in threadpoolctl.threadpool_info():
-        if pool["user_api"] == "blas":
-            print(
-                f"  BLAS: {pool['internal_api']} {pool['version']} kernel "
-                f"{pool.get('architecture')}, {pool['num_threads']} threads "
-                f"({os.path.basename(pool['filepath'])})"
-            )
+    for pool in info["blas"]:
+        print(
+            f"  BLAS: {pool['internal_api']} {pool['version']} kernel {pool['architecture']}, "
+            f"{pool['threads']} threads ({pool['library']})"
+        )
     print(
-        f"  torch: {torch.get_num_threads()} threads, MKL {torch.backends.mkl.is_available()}, "
+        f"  torch: {info['torch_threads']} threads, MKL {torch.backends.mkl.is_available()}, "
         f"oneDNN {torch.backends.mkldnn.is_available()}"
     )
     print(f"  float32 matmul peak (2048^3, best of 5): {peak:.1f} GFLOP/s")
@@ -120,7 +187,8 @@ def print_workload(w: Workload, results: list[Measurement], peak: float) -> None
     ours = results[0]
     print(
         f"\n({w.name}) {w.title}, {w.epochs} epoch(s), SGD lr {w.learning_rate} "
-        f"momentum {w.momentum}, {w.n_weights} weights"
+        f"momentum {w.momentum}, {w.n_weights} weights; 'products alone' is the same matrix "
+        "products at the same batch size, and nothing else"
     )
     print(
         f"  {'framework':<16}{'seconds':>9}{'samples/s':>12}{'GFLOP/s':>9}{'% peak':>8}"
@@ -134,8 +202,8 @@ def print_workload(w: Workload, results: list[Measurement], peak: float) -> None
         )
 
 
-def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> list[str]:
-    """The issue's speed targets, each as 'met' / 'NOT met' with the measured figure."""
+def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> list[Target]:
+    """Both issues' speed targets that this run's workloads can judge."""
 
     def ratio(workload: str, other: str) -> float:
         runs = results[workload]
@@ -144,38 +212,43 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
     def share(workload: str) -> float:
         return results[workload]["model_core"].gflops / peak
 
-    targets = {
+    checks = {
         "b": [
-            ("vs pytorch", lambda: ratio("b", "pytorch"), 1.8, "x"),
-            ("vs sklearn float64", lambda: ratio("b", "sklearn float64"), 4.0, "x"),
-            ("of matmul peak", lambda: share("b"), 0.70, "%"),
+            (2, "vs pytorch", lambda: ratio("b", "pytorch"), 1.8, "x"),
+            (2, "vs sklearn float64", lambda: ratio("b", "sklearn float64"), 4.0, "x"),
+            (2, "of matmul peak", lambda: share("b"), 0.70, "%"),
+            (13, "vs pytorch", lambda: ratio("b", "pytorch"), 1.8, "x"),
+            (13, "of the products-alone rate", lambda: ratio("b", "products alone"), 0.55, "%"),
         ],
-        "c": [("of matmul peak", lambda: share("c"), 0.85, "%")],
+        "c": [
+            (2, "of matmul peak", lambda: share("c"), 0.85, "%"),
+            (13, "of the products-alone rate", lambda: ratio("c", "products alone"), 0.90, "%"),
+        ],
         "a": [
-            ("vs pytorch", lambda: ratio("a", "pytorch"), 5.0, "x"),
-            ("vs textbook numpy", lambda: ratio("a", "textbook numpy"), 0.9, "x"),
+            (2, "vs pytorch", lambda: ratio("a", "pytorch"), 5.0, "x"),
+            (2, "vs textbook numpy", lambda: ratio("a", "textbook numpy"), 0.9, "x"),
+            (13, "vs textbook numpy", lambda: ratio("a", "textbook numpy"), 1.1, "x"),
+            (13, "vs pytorch", lambda: ratio("a", "pytorch"), 6.0, "x"),
         ],
+        "d": [(13, "vs per-sample numpy", lambda: ratio("d", "per-sample numpy"), 1.0, "x")],
     }
-    lines = []
-    for workload, checks in targets.items():
-        if workload not in results:
-            continue
-        for label, value, target, unit in checks:
-            got = value()
-            shown = (
-                f"{got:.2f}x >= {target}x"
-                if unit == "x"
-                else f"{100 * got:.1f}% >= {100 * target:.0f}%"
-            )
-            lines.append(
-                f"  ({workload}) model_core {label}: {shown}  "
-                f"{'met' if got >= target else 'NOT met'}"
-            )
-    return lines
+    return [
+        Target(issue, workload, label, value(), target, unit)
+        for workload, targets in checks.items()
+        if workload in results
+        for issue, label, value, target, unit in targets
+    ]
 
 
-def print_memory(rows: int) -> None:
-    """Run bench.memory in a fresh interpreter and compare its peak RSS with the target."""
+def print_targets(targets: list[Target]) -> None:
+    for issue in sorted({t.issue for t in targets}):
+        print(f"\ntargets (issue {issue}):")
+        print("\n".join(str(t) for t in targets if t.issue == issue))
+
+
+def print_memory(rows: int) -> dict[str, int]:
+    """Run bench.memory in a fresh interpreter, compare its peak RSS with the target and return
+    its figures (bytes)."""
     output = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--rows", str(rows)],
         check=True,
@@ -200,6 +273,24 @@ def print_memory(rows: int) -> None:
         f"({'met' if used <= limit else 'NOT met'}); training added "
         f"{(rss['peak'] - rss['before_training']) / mib:.1f} MiB over the data"
     )
+    return rss | {"limit": limit, "met": used <= limit}
+
+
+def write_json(path: str, document: dict) -> None:
+    """The run as JSON (NaN, e.g. the products' loss, as null)."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+
+    with open(path, "w") as file:
+        json.dump(clean(document), file, indent=2)
+        file.write("\n")
 
 
 def warn_if_busy(peaks: list[float]) -> None:
@@ -219,10 +310,16 @@ def warn_if_busy(peaks: list[float]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    started = datetime.datetime.now(datetime.UTC)
     peaks = [matmul_peak_gflops()]
-    print_machine(peaks[0])
-    workloads = [digits_workload(args.digits_epochs), *synthetic_workloads(args.rows, args.epochs)]
-    results = {}
+    info = machine()
+    print_machine(info, peaks[0])
+    workloads = [
+        digits_workload(args.digits_epochs),
+        *synthetic_workloads(args.rows, args.epochs),
+        tutorial_workload(args.tutorial_epochs),
+    ]
+    results, described = {}, {}
     for w in workloads:
         if w.name not in args.workloads:
             continue
@@ -230,13 +327,35 @@ def main(argv: list[str] | None = None) -> None:
             peaks.append(matmul_peak_gflops())
         measured = measure(w, args.repeats)
         results[w.name] = {m.framework: m for m in measured}
+        described[w.name] = describe(w, measured)
         print_workload(w, measured, peaks[0])
-    print("\ntargets (issue 2):")
-    print("\n".join(check_targets(results, peaks[0])))
-    if not args.no_memory:
-        print_memory(args.rows)
+    targets = check_targets(results, peaks[0])
+    print_targets(targets)
+    rss = None if args.no_memory else print_memory(args.rows)
     peaks.append(matmul_peak_gflops())
     warn_if_busy(peaks)
+    if args.json:
+        document = {
+            "started": started.isoformat(timespec="seconds"),
+            "arguments": vars(args),
+            "machine": info,
+            "matmul_peaks_gflops": peaks,
+            "workloads": described,
+            "targets": [asdict(t) | {"met": t.met} for t in targets],
+            "memory": rss,
+        }
+        write_json(args.json, document)
+
+
+def describe(w: Workload, measured: list[Measurement]) -> dict:
+    """A workload and its measurements, for the JSON output."""
+    return {
+        "title": w.title,
+        "epochs": w.epochs,
+        "batch_size": w.batch_size,
+        "weights": w.n_weights,
+        "frameworks": {m.framework: asdict(m) for m in measured},
+    }
 
 
 if __name__ == "__main__":

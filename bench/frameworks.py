@@ -14,7 +14,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from bench.textbook import train_textbook
+from bench.products import prepare_products
+from bench.textbook import train_per_sample, train_textbook
 from bench.workloads import Workload, model_core_specs
 from model_core import train
 
@@ -131,10 +132,27 @@ def prepare_textbook(w: Workload) -> Train:
     return run
 
 
+def prepare_per_sample(w: Workload) -> Train:
+    """The tutorial's per-sample NumPy loop in float32 (workload (d))."""
+
+    def run() -> float:
+        weights = [(W.astype(np.float32), b.astype(np.float32)) for W, b in w.initial_weights]
+        return train_per_sample(w.X, w.y, weights, w.epochs, w.learning_rate)
+
+    return run
+
+
 FRAMEWORKS: dict[str, Callable[[Workload], Train]] = {
     "model_core": prepare_model_core,
     "sklearn float64": sklearn_runner(np.float64),
     "sklearn float32": sklearn_runner(np.float32),
     "pytorch": prepare_torch,
     "textbook numpy": prepare_textbook,
+    "products alone": prepare_products,
+}
+# Batch 1 (workload (d)): the tutorial's loop is the yardstick; the others add nothing there.
+PER_SAMPLE_FRAMEWORKS: dict[str, Callable[[Workload], Train]] = {
+    "model_core": prepare_model_core,
+    "per-sample numpy": prepare_per_sample,
+    "products alone": prepare_products,
 }

@@ -9,37 +9,26 @@ import argparse
 import cProfile
 import pstats
 import time
+from dataclasses import replace
 
-import numpy as np
-
-from bench.workloads import Workload, digits_workload, model_core_specs, synthetic_workloads
+from bench.products import prepare_products
+from bench.workloads import (
+    Workload,
+    digits_workload,
+    model_core_specs,
+    synthetic_workloads,
+    tutorial_workload,
+)
 from model_core import train
 
 
 def matmul_seconds(w: Workload, repeats: int = 5) -> float:
-    """Best time of the products of one epoch: per batch 3 forward, 3 weight-gradient and 2
-    error products (the input layer's error is never needed), in float32, preallocated."""
-    sizes = [w.X.shape[1], *w.hidden, w.initial_weights[-1][0].shape[1]]
-    weights = [W.astype(np.float32) for W, _ in w.initial_weights]
-    n = w.batch_size
-    outputs = [w.X[:n]] + [np.empty((n, units), np.float32) for units in sizes[1:]]
-    deltas = [np.empty((n, units), np.float32) for units in sizes[1:]]
-    grads = [np.empty_like(W) for W in weights]
-
-    def products() -> None:
-        for i, W in enumerate(weights):
-            np.matmul(outputs[i], W, out=outputs[i + 1])
-        for i in range(len(weights) - 1, -1, -1):
-            np.matmul(outputs[i].T, deltas[i], out=grads[i])
-            if i:
-                np.matmul(deltas[i], weights[i].T, out=deltas[i - 1])
-
-    n_batches = -(-len(w.X) // n)
+    """Best time of the matrix products of one epoch alone (see bench.products)."""
+    run = prepare_products(replace(w, epochs=1))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(n_batches):
-            products()
+        run()
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -56,13 +45,14 @@ def model_core_seconds(w: Workload, repeats: int = 5) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices="abc", default="b")
+    parser.add_argument("--workload", choices="abcd", default="b")
     parser.add_argument("--rows", type=int, default=60_000, help="rows of the synthetic data")
     parser.add_argument("--top", type=int, default=15, help="functions of the profile to show")
     args = parser.parse_args(argv)
     workloads = {
         "a": digits_workload(epochs=1),
         **{w.name: w for w in synthetic_workloads(args.rows, epochs=1)},
+        "d": tutorial_workload(epochs=1),
     }
     w = workloads[args.workload]
     train(w.X, w.y, *model_core_specs(w))

@@ -58,3 +58,37 @@ def _loss_and_gradients(x, y, weights):
         if layer:
             delta = (delta @ weights[layer][0].T) * (activations[layer] > 0)
     return float(loss), grads
+
+
+def train_per_sample(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: list[tuple[np.ndarray, np.ndarray]],
+    epochs: int,
+    learning_rate: float,
+    seed: int = 0,
+) -> float:
+    """The tutorial's stochastic gradient descent, one row at a time, in place: sigmoid layers,
+    squared error 1/2 * sum (a - t)^2, plain SGD. Returns the last epoch's mean loss.
+
+    X : (n_samples, n_features); y : (n_samples,) int labels; weights : [(W, b), ...], updated.
+    """
+    rng = np.random.default_rng(seed)
+    targets = np.eye(weights[-1][0].shape[1], dtype=X.dtype)[y]
+    for _ in range(epochs):
+        epoch_loss = 0.0
+        for row in rng.permutation(len(X)):
+            activations = [X[row]]
+            for W, b in weights:
+                activations.append(1.0 / (1.0 + np.exp(-(activations[-1] @ W + b))))
+            error = activations[-1] - targets[row]
+            epoch_loss += 0.5 * float(error @ error)
+            delta = error * activations[-1] * (1.0 - activations[-1])
+            for layer in range(len(weights) - 1, -1, -1):
+                W, b = weights[layer]
+                a = activations[layer]
+                next_delta = (delta @ W.T) * a * (1.0 - a) if layer else None
+                W -= learning_rate * np.outer(a, delta)
+                b -= learning_rate * delta
+                delta = next_delta
+    return epoch_loss / len(X)
