@@ -1,6 +1,7 @@
 """The Flask app factory of the HTTP API: validate, store, enqueue and predict. It never trains."""
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32
@@ -9,6 +10,7 @@ from service.bodies import BodyLimitedRequest
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
 from service.context import Services, close_db
+from service.dashboard import install_dashboard
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
 from service.errors import EnvelopeApi, register_domain_errors
@@ -42,6 +44,13 @@ class RowId(IntegerConverter):
         super().__init__(url_map, *args, **{"max": MAX_INT32, **kwargs})
 
 
+def behind_proxies(wsgi_app, hops: int) -> ProxyFix:
+    """Trust the ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Prefix`` headers of ``hops``
+    reverse proxies: links, ``Location`` headers and the dashboard then carry the proxy's sub-path
+    and address, and log lines the client's address."""
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
@@ -71,4 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     install_swagger_ui_files(app)
+    install_dashboard(app)
+    if settings.trusted_proxies:
+        app.wsgi_app = behind_proxies(app.wsgi_app, settings.trusted_proxies)
     return app

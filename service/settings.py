@@ -58,6 +58,10 @@ class Settings:
     # Empty: a random secret kept in a file beside the SQLite database (else under ./var/),
     # which serves every API process of one host; set it when API processes run on several.
     secret_key: str = ""
+    # How many reverse proxies stand in front of the API and set X-Forwarded-For, -Proto, -Host
+    # and -Prefix (a sub-path such as /backprop). 0: those headers are ignored, since without a
+    # proxy any client could send them.
+    trusted_proxies: int = 0
     web_concurrency: int = 2
     worker_concurrency: int = 1
     max_request_bytes: int = 256 * 1024 * 1024
@@ -108,6 +112,8 @@ class Settings:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name.upper()}={value!r}: must be one of {', '.join(allowed)}")
+        if self.trusted_proxies < 0:
+            raise ValueError(f"TRUSTED_PROXIES={self.trusted_proxies}: must be 0 or more")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""

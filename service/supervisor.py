@@ -171,7 +171,8 @@ def ready_message(base_url: str) -> str:
     """What `backprop run` prints once the API answers ready."""
     return (
         "backprop: ready\n"
-        f"  API:     {base_url}  (/v1, /v2)\n"
-        f"  Docs:    {base_url}/docs\n"
-        f"  OpenAPI: {base_url}/openapi.json"
+        f"  Dashboard: {base_url}/\n"
+        f"  API:       {base_url}  (/v1, /v2)\n"
+        f"  Docs:      {base_url}/docs\n"
+        f"  OpenAPI:   {base_url}/openapi.json"
     )

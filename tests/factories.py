@@ -3,6 +3,7 @@
 import copy
 import socket
 import time
+from html.parser import HTMLParser
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,3 +111,20 @@ def wait_until(predicate, timeout: float, what: str, ignoring: tuple[type[Except
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class References(HTMLParser):
+    """The ``src`` and ``href`` of every tag of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def page_references(html: str) -> list[str]:
+    parser = References()
+    parser.feed(html)
+    return parser.found

@@ -18,12 +18,30 @@ from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
     DATASET_BODY_FORMS,
     DatasetCreateSchema,
+    DatasetRowsQuerySchema,
+    DatasetRowsSchema,
     DatasetSchema,
     FileUploadSchema,
 )
 from service.uploads import Upload, dataset_from_file, format_of
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
+
+
+def numbered(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def first_rows(dataset: Dataset, limit: int) -> dict:
+    """The first ``limit`` rows of ``dataset``, with the names of its columns."""
+    x, y = records.get_dataset_arrays(db(), dataset.id)
+    n_targets = 1 if y.ndim == 1 else y.shape[1]
+    return {
+        "feature_names": dataset.feature_names or numbered("x", dataset.n_features),
+        "target_names": dataset.target_names or numbered("y", n_targets),
+        "features": x[:limit].tolist(),
+        "targets": y[:limit].tolist(),
+    }
 
 
 def data_limits() -> DataLimits:
@@ -142,3 +160,14 @@ class DatasetById(MethodView):
         if records.dataset_in_use(session, dataset_id):
             fail(409, f"Data set {dataset_id} is used by a queued or running job.")
         records.delete_row(session, dataset)
+
+
+@blp.route("/<int:dataset_id>/rows")
+class DatasetRows(MethodView):
+    @blp.arguments(DatasetRowsQuerySchema, location="query")
+    @blp.response(200, DatasetRowsSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, query: dict, dataset_id: int):
+        """The first rows of a data set, as stored (a preview)"""
+        dataset = records.get_dataset(db(), dataset_id) or fail(404, f"No data set {dataset_id}.")
+        return first_rows(dataset, query["limit"])

@@ -172,3 +172,26 @@ class DatasetSchema(ma.Schema):
         allow_none=True, metadata={"description": "mean, std, min, max per target column"}
     )
     created_at = ma.fields.DateTime()
+
+
+class DatasetRowsQuerySchema(ma.Schema):
+    limit = ma.fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "how many rows, from the first (at most 100)"},
+    )
+
+
+class DatasetRowsSchema(ma.Schema):
+    """The first rows of a data set as it is stored: its features and targets side by side."""
+
+    feature_names = ma.fields.List(
+        ma.fields.String(), metadata={"description": "x0, x1, ... when the upload named none"}
+    )
+    target_names = ma.fields.List(
+        ma.fields.String(), metadata={"description": "y0, y1, ... when the upload named none"}
+    )
+    features = ma.fields.List(ma.fields.List(ma.fields.Float()))
+    targets = ma.fields.List(
+        ma.fields.Raw(), metadata={"description": "a label or value per row, or a list of values"}
+    )

@@ -72,9 +72,10 @@ def wait_until_answering(url: str) -> None:
 
 
 START_UP_LINES = """backprop: ready
-  API:     {base}  (/v1, /v2)
-  Docs:    {base}/docs
-  OpenAPI: {base}/openapi.json
+  Dashboard: {base}/
+  API:       {base}  (/v1, /v2)
+  Docs:      {base}/docs
+  OpenAPI:   {base}/openapi.json
 """
 
 # Before the worker class of service/server.py, about one Ctrl-C in ten left a worker running.

@@ -298,3 +298,34 @@ def test_delete_unused_dataset(client):
     dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
     assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     assert_envelope(client.get(f"/v1/datasets/{dataset_id}"), 404)
+
+
+def test_rows_preview_shows_the_first_rows_with_their_column_names(client):
+    dataset = post_csv(client, IRIS_CSV).get_json()
+    preview = client.get(f"/v1/datasets/{dataset['id']}/rows?limit=2").get_json()
+    assert preview == {
+        "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "target_names": ["species"],
+        "features": [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4]],
+        "targets": ["setosa", "versicolor"],
+    }
+
+
+def test_rows_preview_names_unnamed_columns_by_number(client):
+    body = {"task": "regression", "features": [[1, 2], [3, 4]], "targets": [[0.5, 1], [2, 3]]}
+    dataset = client.post("/v1/datasets", json=body).get_json()
+    preview = client.get(f"/v1/datasets/{dataset['id']}/rows").get_json()
+    assert (preview["feature_names"], preview["target_names"]) == (["x0", "x1"], ["y0", "y1"])
+    assert preview["features"] == [[1, 2], [3, 4]]
+    assert preview["targets"] == [[0.5, 1], [2, 3]]
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "ten"])
+def test_rows_preview_refuses_a_bad_limit_naming_it(client, limit):
+    dataset = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()
+    response = client.get(f"/v1/datasets/{dataset['id']}/rows?limit={limit}")
+    assert_envelope(response, 422, "limit")
+
+
+def test_rows_preview_of_an_unknown_data_set_is_404(client):
+    assert_envelope(client.get("/v1/datasets/999/rows"), 404)

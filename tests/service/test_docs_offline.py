@@ -3,33 +3,16 @@ from the swagger-ui-bundle package; none of them is in the OpenAPI document, beh
 counted by the rate limits."""
 
 import secrets
-from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from service.settings import Settings
 from service.supervisor import local_url
+from tests.factories import page_references
 
 DOCS_URL = "http://localhost/docs"
 CONTENT_TYPES = {".css": "text/css", ".js": "javascript"}
-
-
-class References(HTMLParser):
-    """The ``src`` and ``href`` of every tag of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.found += [value for name, value in attrs if name in ("src", "href") and value]
-
-
-def page_references(html: str) -> list[str]:
-    parser = References()
-    parser.feed(html)
-    return parser.found
 
 
 def docs_assets(client) -> list[str]:

@@ -1,0 +1,727 @@
+// The dashboard: a client of the public /v1 API, like any other app. Every URL is relative to
+// the page's <base>, so that the page works behind a reverse proxy at a sub-path.
+"use strict";
+
+const KEY_STORAGE = "backprop.apiKey";
+const POLL_MS = 2000;
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const SERIES_COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706"];
+const main = document.getElementById("main");
+const live = { timer: null, stream: null, charts: [] };
+let token = null; // {value, expiresAt} from POST /v1/tokens, for event streams and images
+
+// ---------------------------------------------------------------- DOM and formatting helpers
+
+function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(element.dataset, value);
+    else element.setAttribute(name, value === true ? "" : value);
+  }
+  element.append(...children.flat().filter((c) => c !== null && c !== undefined));
+  return element;
+}
+
+function fmt(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  if (Number.isInteger(value)) return value.toLocaleString("en");
+  return Math.abs(value) >= 1e-3 ? value.toFixed(digits) : value.toExponential(2);
+}
+
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+function seconds(from, to) {
+  if (!from) return "–";
+  const s = ((to ? Date.parse(to) : Date.now()) - Date.parse(from)) / 1000;
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function table(headings, rows, attrs = {}) {
+  return h(
+    "table",
+    attrs,
+    h("thead", {}, h("tr", {}, headings.map((text) => h("th", {}, text)))),
+    h("tbody", {}, rows),
+  );
+}
+
+function status(value) {
+  return h("span", { class: `status ${value}`, dataset: { status: value } }, value);
+}
+
+function progress(job) {
+  return h(
+    "span",
+    { class: "progress" },
+    h("progress", { max: job.epochs || 1, value: job.epoch }),
+    h("span", { class: "muted" }, `${job.epoch} / ${job.epochs}`),
+  );
+}
+
+function definitions(pairs) {
+  return h("dl", { class: "facts" }, pairs.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+function failure(error) {
+  return h("p", { class: "error", role: "alert" }, error.message || String(error));
+}
+
+// ---------------------------------------------------------------- the API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    const details = Object.entries(error.details || {})
+      .map(([field, messages]) => `${field}: ${[].concat(messages).join("; ")}`)
+      .join(" · ");
+    const message = error.message || `HTTP ${status}`;
+    super(details && !message.includes(details) ? `${message} (${details})` : message);
+    this.status = status;
+  }
+}
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+async function request(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  const key = apiKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.ok) return response;
+  const error = new ApiError(response.status, await response.json().catch(() => null));
+  if (response.status === 401) askForKey(error.message);
+  throw error;
+}
+
+async function api(path, options) {
+  const response = await request(path, options);
+  return response.status === 204 ? null : response.json();
+}
+
+/** Every row of a listing, newest first (listings come oldest first, a page at a time). */
+async function newest(path, pageSize = 100) {
+  const first = await request(`${path}?page=1&page_size=${pageSize}`);
+  const paging = JSON.parse(first.headers.get("X-Pagination") || "{}");
+  let rows = await first.json();
+  if ((paging.last_page || 1) > 1) {
+    rows = await api(`${path}?page=${paging.last_page}&page_size=${pageSize}`);
+  }
+  return rows.reverse();
+}
+
+/** ``path`` with the ?access_token= that event streams and images need when auth is on. */
+async function withToken(path) {
+  if (!apiKey()) return path;
+  if (!token || token.expiresAt - Date.now() < 60_000) {
+    try {
+      const answer = await api("v1/tokens", { method: "POST", body: { expires_in: 3600 } });
+      token = { value: answer.access_token, expiresAt: Date.parse(answer.expires_at) };
+    } catch (error) {
+      if (error.status === 409) return path; // AUTH=off: no token needed
+      throw error;
+    }
+  }
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token.value)}`;
+}
+
+// ---------------------------------------------------------------- the key, when auth is on
+
+function askForKey(message) {
+  stopLiveViews();
+  const input = h("input", {
+    type: "password",
+    name: "key",
+    id: "api-key",
+    autocomplete: "off",
+    placeholder: "bpk_…",
+    required: true,
+  });
+  const form = h(
+    "form",
+    {
+      id: "key-form",
+      class: "card",
+      onsubmit: (event) => {
+        event.preventDefault();
+        sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+        token = null;
+        route();
+      },
+    },
+    h("h2", {}, "API key"),
+    h("p", {}, message),
+    h(
+      "p",
+      { class: "muted" },
+      "Make one with `backprop keys create --tenant NAME --scope write`. It is kept in this " +
+        "tab's session storage only, and sent to this server only.",
+    ),
+    h("label", { for: "api-key" }, "Key "),
+    input,
+    h("button", { type: "submit" }, "Use this key"),
+  );
+  main.replaceChildren(form);
+  input.focus();
+}
+
+function showWho() {
+  const who = document.getElementById("who");
+  who.replaceChildren();
+  if (!apiKey()) return;
+  const forget = h(
+    "button",
+    {
+      class: "link",
+      onclick: () => {
+        sessionStorage.removeItem(KEY_STORAGE);
+        token = null;
+        route();
+      },
+    },
+    "forget key",
+  );
+  who.append(`key ${apiKey().split("_").slice(0, 2).join("_")}… `, forget);
+}
+
+// ---------------------------------------------------------------- charts
+
+function lineChart(container, title, labels, yLabel) {
+  const width = Math.max(320, container.clientWidth || 600);
+  const series = [{ label: "epoch" }].concat(
+    labels.map((label, i) => ({ label, stroke: SERIES_COLORS[i], width: 2, spanGaps: true })),
+  );
+  const chart = new uPlot(
+    {
+      title,
+      width,
+      height: 260,
+      series,
+      scales: { x: { time: false } },
+      axes: [{ label: "epoch" }, { label: yLabel, size: 70 }],
+    },
+    [[], ...labels.map(() => [])],
+    container,
+  );
+  live.charts.push(chart);
+  return chart;
+}
+
+// ---------------------------------------------------------------- pages
+
+async function jobsPage() {
+  const body = h("tbody");
+  const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
+    "data set", "model", "created"];
+  main.replaceChildren(
+    h("h1", {}, "Jobs"),
+    h("p", { class: "muted" }, "Live: the list refreshes every two seconds."),
+    h("table", { id: "jobs" }, h("thead", {}, h("tr", {}, heading.map((t) => h("th", {}, t)))), body),
+  );
+  const refresh = async () => {
+    const jobs = await newest("v1/jobs");
+    body.replaceChildren(
+      ...jobs.map((job) =>
+        h(
+          "tr",
+          { dataset: { job: job.id } },
+          h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `#${job.id}`)),
+          h("td", {}, status(job.status)),
+          h("td", {}, progress(job)),
+          h("td", { class: "num" }, fmt(job.train_loss)),
+          h("td", { class: "num" }, fmt(job.val_loss)),
+          h("td", { class: "num" }, percent(job.val_accuracy)),
+          h("td", {}, job.dataset_id ? h("a", { href: `#/datasets/${job.dataset_id}` }, `#${job.dataset_id}`) : "–"),
+          h("td", {}, job.model_id ? h("a", { href: `#/models/${job.model_id}` }, job.model_name || `#${job.model_id}`) : "–"),
+          h("td", {}, when(job.created_at)),
+        ),
+      ),
+    );
+    if (!jobs.length) body.append(h("tr", {}, h("td", { colspan: heading.length }, "No jobs yet.")));
+  };
+  await refresh();
+  live.timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
+}
+
+function jobHeader(job, onCancel) {
+  const active = !FINAL.has(job.status);
+  return h(
+    "div",
+    { class: "title" },
+    h("h1", {}, `Job #${job.id} `, status(job.status)),
+    active && !job.cancel_requested
+      ? h("button", { id: "cancel", class: "danger", onclick: onCancel }, "Cancel job")
+      : null,
+    job.cancel_requested && active ? h("span", { class: "muted" }, "cancelling…") : null,
+  );
+}
+
+function jobFacts(job) {
+  return definitions([
+    ["progress", progress(job)],
+    ["attempt", String(job.attempt)],
+    ["data set", job.dataset_id ? h("a", { href: `#/datasets/${job.dataset_id}` }, `#${job.dataset_id}`) : "–"],
+    ["model", job.model_id ? h("a", { href: `#/models/${job.model_id}` }, `#${job.model_id}`) : job.model_name || "–"],
+    ["created", when(job.created_at)],
+    ["started", when(job.started_at)],
+    ["finished", when(job.finished_at)],
+    ["training time", seconds(job.started_at, job.finished_at)],
+  ]);
+}
+
+async function jobPage(id) {
+  let job = await api(`v1/jobs/${id}`);
+  const top = h("div");
+  const facts = h("div");
+  const errorBox = h("div");
+  const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
+  const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
+  const images = h("p", { class: "muted" });
+  main.replaceChildren(
+    top,
+    errorBox,
+    h("section", { class: "charts" }, lossBox, accuracyBox),
+    facts,
+    images,
+    h("h2", {}, "Spec"),
+    h("pre", { id: "spec" }, JSON.stringify({ network: job.network, training: job.training }, null, 2)),
+  );
+  const cancel = async () => {
+    try {
+      job = await api(`v1/jobs/${id}/cancel`, { method: "POST" });
+      show();
+    } catch (error) {
+      errorBox.replaceChildren(failure(error));
+    }
+  };
+  const show = () => {
+    top.replaceChildren(jobHeader(job, cancel));
+    facts.replaceChildren(jobFacts(job));
+    errorBox.replaceChildren(...(job.error ? [failure({ message: job.error })] : []));
+    for (const warning of job.warnings || []) errorBox.append(h("p", { class: "warning" }, warning));
+  };
+  show();
+  const lossChart = lineChart(lossBox, "Loss", ["train", "validation"], "loss");
+  const accuracyChart = lineChart(accuracyBox, "Accuracy", ["train", "validation"], "accuracy");
+  const points = { epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [] };
+  const redraw = () => {
+    lossChart.setData([points.epoch, points.train_loss, points.val_loss]);
+    accuracyChart.setData([points.epoch, points.train_accuracy, points.val_accuracy]);
+    lossBox.dataset.points = points.epoch.length;
+  };
+  const onEpoch = (event) => {
+    const epoch = JSON.parse(event.data);
+    const last = points.epoch[points.epoch.length - 1] || 0;
+    if (epoch.epoch <= last) return; // a replay after we opened the stream again
+    for (const name of Object.keys(points)) points[name].push(epoch[name]);
+    job = { ...job, ...epoch };
+    redraw();
+    facts.replaceChildren(jobFacts(job));
+  };
+  const onStatus = async (event) => {
+    const change = JSON.parse(event.data);
+    job = { ...job, ...change };
+    if (FINAL.has(change.status)) job = await api(`v1/jobs/${id}`);
+    show();
+  };
+  const open = async () => {
+    const stream = new EventSource(await withToken(`v1/jobs/${id}/events`));
+    live.stream = stream;
+    stream.addEventListener("epoch", onEpoch);
+    stream.addEventListener("status", onStatus);
+    // A finished job's stream ends after its final status (it also starts with it): then the
+    // browser must not reconnect. While the job runs the browser reconnects by itself, sending
+    // Last-Event-ID; only a stream it gave up on (its token expired, say) is opened again
+    // here, and the epochs it replays are skipped.
+    stream.onerror = () => {
+      if (FINAL.has(job.status)) stream.close();
+      else if (stream.readyState === EventSource.CLOSED && live.stream === stream) {
+        setTimeout(() => live.stream === stream && open(), POLL_MS);
+      }
+    };
+  };
+  await open();
+  images.replaceChildren(
+    "As images: ",
+    h("a", { href: await withToken(`v1/jobs/${id}/loss.svg`), target: "_blank" }, "loss.svg"),
+    " · ",
+    h("a", { href: await withToken(`v1/jobs/${id}/loss.png?log=true`), target: "_blank" }, "loss.png (log)"),
+  );
+}
+
+async function datasetsPage() {
+  const datasets = await newest("v1/datasets");
+  main.replaceChildren(
+    h("h1", {}, "Data sets"),
+    table(
+      ["data set", "name", "rows", "features", "task", "classes / targets", "source", "created"],
+      datasets.map((d) =>
+        h(
+          "tr",
+          { dataset: { datasetId: d.id } },
+          h("td", {}, h("a", { href: `#/datasets/${d.id}` }, `#${d.id}`)),
+          h("td", {}, d.name),
+          h("td", { class: "num" }, fmt(d.rows)),
+          h("td", { class: "num" }, fmt(d.features)),
+          h("td", {}, d.task),
+          h("td", {}, targetsOf(d)),
+          h("td", {}, d.source),
+          h("td", {}, when(d.created_at)),
+        ),
+      ),
+      { id: "datasets" },
+    ),
+    datasets.length ? null : h("p", {}, "No data sets yet: upload one with POST /v1/datasets or `backprop datasets upload`."),
+  );
+}
+
+function targetsOf(dataset) {
+  if (dataset.classes) {
+    const shown = dataset.classes.slice(0, 10).join(", ");
+    return `${dataset.classes.length}: ${shown}${dataset.classes.length > 10 ? ", …" : ""}`;
+  }
+  return (dataset.target_names || []).join(", ") || `${dataset.outputs} value(s)`;
+}
+
+async function datasetPage(id) {
+  const [dataset, preview] = await Promise.all([
+    api(`v1/datasets/${id}`),
+    api(`v1/datasets/${id}/rows?limit=20`),
+  ]);
+  main.replaceChildren(
+    h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
+    definitions([
+        ["task", dataset.task],
+        ["rows", fmt(dataset.rows)],
+        ["features", fmt(dataset.features)],
+        ["classes / targets", targetsOf(dataset)],
+        ["source", dataset.source],
+        ["created", when(dataset.created_at)],
+    ]),
+    h("h2", {}, `The first ${preview.features.length} rows`),
+    h(
+      "div",
+      { class: "scroll" },
+      table(
+        [...preview.feature_names, ...preview.target_names.map((name) => `→ ${name}`)],
+        preview.features.map((row, i) =>
+          h(
+            "tr",
+            {},
+            row.map((value) => h("td", { class: "num" }, fmt(value, 3))),
+            [].concat(preview.targets[i]).map((value) => h("td", { class: "target" }, fmt(value, 3))),
+          ),
+        ),
+        { id: "preview" },
+      ),
+    ),
+  );
+}
+
+function modelLabel(model) {
+  return model.name ? `${model.name}:${model.version}` : `#${model.id}`;
+}
+
+async function modelsPage() {
+  const models = await newest("v1/models");
+  main.replaceChildren(
+    h("h1", {}, "Models"),
+    table(
+      ["model", "name", "aliases", "task", "architecture", "val accuracy", "val loss", "created"],
+      models.map((m) =>
+        h(
+          "tr",
+          { dataset: { model: m.id } },
+          h("td", {}, h("a", { href: `#/models/${m.id}` }, `#${m.id}`)),
+          h("td", {}, modelLabel(m)),
+          h("td", {}, (m.aliases || []).join(", ") || "–"),
+          h("td", {}, m.task),
+          h("td", {}, [m.n_features, ...m.network.layers.map((l) => `${l.units} ${l.activation}`)].join(" → ")),
+          h("td", { class: "num" }, percent(m.metrics.val_accuracy ?? m.metrics.train_accuracy)),
+          h("td", { class: "num" }, fmt(m.metrics.val_loss ?? m.metrics.train_loss)),
+          h("td", {}, when(m.created_at)),
+        ),
+      ),
+      { id: "models" },
+    ),
+    models.length ? null : h("p", {}, "No models yet: a job that succeeds stores one."),
+  );
+}
+
+function architecture(model) {
+  let inputs = model.n_features;
+  let total = 0;
+  const input = h(
+    "div",
+    { class: "layer input" },
+    h("strong", {}, `${inputs}`),
+    h("span", {}, "inputs"),
+    h("span", { class: "muted" }, model.standardization ? "standardized" : "raw"),
+  );
+  const layers = model.network.layers.map((layer, i) => {
+    const weights = inputs * layer.units + layer.units;
+    total += weights;
+    inputs = layer.units;
+    const block = h(
+      "div",
+      { class: "layer", dataset: { units: layer.units } },
+      h("strong", {}, `${layer.units}`),
+      h("span", {}, layer.activation),
+      h("span", { class: "muted" }, `${fmt(weights)} weights`),
+      h("span", { class: "muted" }, i === model.network.layers.length - 1 ? "output" : `hidden ${i + 1}`),
+    );
+    // Taller for wider layers (a style property, which the page's CSP allows; a style attribute it would not).
+    block.style.minHeight = `${Math.round(Math.min(160, 28 + 14 * Math.log2(layer.units + 1)))}px`;
+    return block;
+  });
+  const row = h("div", { class: "architecture", id: "architecture" });
+  for (const block of [input, ...layers]) {
+    if (row.childElementCount) row.append(h("span", { class: "arrow" }, "→"));
+    row.append(block);
+  }
+  return h("section", {}, h("h2", {}, `Architecture: ${fmt(total)} weights`), row);
+}
+
+function parseRows(text) {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("[")) {
+    const parsed = JSON.parse(trimmed);
+    return Array.isArray(parsed[0]) ? parsed : [parsed];
+  }
+  return trimmed
+    .split(/\n+/)
+    .filter((line) => line.trim())
+    .map((line) => line.trim().split(/[\s,;]+/).map(Number));
+}
+
+function predictionTable(answer, rows) {
+  return table(
+    ["row", "prediction", "probability"],
+    answer.predictions.map((prediction, i) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, String(i + 1)),
+        h("td", { class: "prediction" }, Array.isArray(prediction) ? prediction.map((v) => fmt(v)).join(", ") : fmt(prediction)),
+        h("td", { class: "num" }, answer.probabilities ? percent(Math.max(...answer.probabilities[i])) : "–"),
+      ),
+    ),
+    { id: "predictions", dataset: { rows: rows.length } },
+  );
+}
+
+function predictForm(model, ref, exampleRows) {
+  const text = h("textarea", { id: "rows", rows: 6, spellcheck: "false" });
+  text.value = exampleRows.map((row) => row.join(", ")).join("\n");
+  const answer = h("div", { id: "answer" });
+  const form = h(
+    "form",
+    {
+      id: "predict-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const rows = parseRows(text.value);
+          const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, {
+            method: "POST",
+            body: { instances: rows },
+          });
+          answer.replaceChildren(predictionTable(result, rows));
+        } catch (error) {
+          answer.replaceChildren(failure(error));
+        }
+      },
+    },
+    h("label", { for: "rows" }, `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`),
+    text,
+    h("button", { type: "submit" }, "Predict"),
+  );
+  return h("section", {}, h("h2", {}, "Predict"), form, answer);
+}
+
+// The 8x8 digits of scikit-learn: 32x32 bitmaps of a digit scaled to fill the box, then the
+// count of inked pixels in each 4x4 block (0 to 16). A drawing goes through the same steps.
+function digitFeatures(canvas) {
+  const { width, height } = canvas;
+  const ink = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  let [left, top, right, bottom] = [width, height, -1, -1];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (ink[4 * (y * width + x) + 3] > 64) {
+        left = Math.min(left, x); right = Math.max(right, x);
+        top = Math.min(top, y); bottom = Math.max(bottom, y);
+      }
+    }
+  }
+  if (right < 0) return null;
+  const side = Math.max(right - left, bottom - top) + 1;
+  const small = h("canvas", { width: 32, height: 32 }).getContext("2d");
+  const x0 = left - (side - (right - left + 1)) / 2;
+  const y0 = top - (side - (bottom - top + 1)) / 2;
+  small.drawImage(canvas, x0, y0, side, side, 2, 2, 28, 28);
+  const bits = small.getImageData(0, 0, 32, 32).data;
+  const features = new Array(64).fill(0);
+  for (let i = 0; i < 32 * 32; i++) {
+    if (bits[4 * i + 3] > 96) features[8 * Math.floor(i / 32 / 4) + Math.floor((i % 32) / 4)] += 1;
+  }
+  return features;
+}
+
+function digitPad(ref) {
+  const canvas = h("canvas", { id: "digit-canvas", width: 192, height: 192 });
+  const grid = h("canvas", { id: "digit-grid", width: 64, height: 64 });
+  const answer = h("div", { id: "digit-answer", class: "digit-answer" }, "Draw a digit.");
+  const pen = canvas.getContext("2d");
+  pen.lineWidth = 16;
+  pen.lineCap = "round";
+  pen.lineJoin = "round";
+  pen.strokeStyle = "#111";
+  let drawing = false;
+  const at = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [(event.clientX - box.left) * (canvas.width / box.width), (event.clientY - box.top) * (canvas.height / box.height)];
+  };
+  const showGrid = (features) => {
+    const g = grid.getContext("2d");
+    features.forEach((value, i) => {
+      const shade = 255 - Math.round((255 * value) / 16);
+      g.fillStyle = `rgb(${shade},${shade},${shade})`;
+      g.fillRect(8 * (i % 8), 8 * Math.floor(i / 8), 8, 8);
+    });
+  };
+  const predict = async () => {
+    const features = digitFeatures(canvas);
+    if (!features) return;
+    showGrid(features);
+    try {
+      const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, {
+        method: "POST",
+        body: { instances: [features] },
+      });
+      const p = result.probabilities ? Math.max(...result.probabilities[0]) : null;
+      answer.replaceChildren(h("strong", { id: "digit-prediction" }, String(result.predictions[0])), p === null ? "" : ` (${percent(p)})`);
+    } catch (error) {
+      answer.replaceChildren(failure(error));
+    }
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    drawing = true;
+    canvas.setPointerCapture(event.pointerId);
+    pen.beginPath();
+    pen.moveTo(...at(event));
+    pen.lineTo(...at(event));
+    pen.stroke();
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    pen.lineTo(...at(event));
+    pen.stroke();
+  });
+  const end = () => {
+    if (!drawing) return;
+    drawing = false;
+    predict();
+  };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  const clear = h("button", {
+    type: "button",
+    id: "digit-clear",
+    onclick: () => {
+      pen.clearRect(0, 0, canvas.width, canvas.height);
+      grid.getContext("2d").clearRect(0, 0, grid.width, grid.height);
+      answer.replaceChildren("Draw a digit.");
+    },
+  }, "Clear");
+  return h(
+    "section",
+    {},
+    h("h2", {}, "Draw a digit"),
+    h("div", { class: "digit-pad" }, canvas, h("div", {}, h("p", { class: "muted" }, "What the model sees (8 × 8):"), grid, answer, clear)),
+  );
+}
+
+function isDigitsModel(model) {
+  return model.task === "classification" && model.n_features === 64 && (model.classes || []).length === 10;
+}
+
+async function modelPage(ref) {
+  const model = await api(`v1/models/${encodeURIComponent(ref)}`);
+  const preview = model.dataset_id
+    ? await api(`v1/datasets/${model.dataset_id}/rows?limit=3`).catch(() => null)
+    : null;
+  const metrics = Object.entries(model.metrics || {}).filter(([, value]) => value !== null);
+  main.replaceChildren(
+    h("h1", {}, `Model #${model.id}`, model.name ? ` · ${modelLabel(model)}` : ""),
+    definitions([
+        ["name", model.name || "–"],
+        ["version", model.version ?? "–"],
+        ["aliases", (model.aliases || []).map((a) => `@${a}`).join(", ") || "–"],
+        ["task", model.task],
+        ["classes", model.classes ? model.classes.join(", ") : "–"],
+        ["job", h("a", { href: `#/jobs/${model.job_id}` }, `#${model.job_id}`)],
+        ["data set", model.dataset_id ? h("a", { href: `#/datasets/${model.dataset_id}` }, `#${model.dataset_id}`) : "–"],
+        ["created", when(model.created_at)],
+        ...metrics.map(([name, value]) => [name.replaceAll("_", " "), name.includes("accuracy") ? percent(value) : fmt(value)]),
+    ]),
+    architecture(model),
+    isDigitsModel(model) ? digitPad(ref) : null,
+    predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
+  );
+}
+
+// ---------------------------------------------------------------- routing
+
+const ROUTES = [
+  [/^#\/jobs\/(\d+)$/, jobPage, "jobs"],
+  [/^#\/jobs$/, jobsPage, "jobs"],
+  [/^#\/datasets\/(\d+)$/, datasetPage, "datasets"],
+  [/^#\/datasets$/, datasetsPage, "datasets"],
+  [/^#\/models\/(.+)$/, modelPage, "models"],
+  [/^#\/models$/, modelsPage, "models"],
+];
+
+function stopLiveViews() {
+  clearInterval(live.timer);
+  if (live.stream) live.stream.close();
+  for (const chart of live.charts) chart.destroy();
+  Object.assign(live, { timer: null, stream: null, charts: [] });
+}
+
+async function route() {
+  stopLiveViews();
+  showWho();
+  const hash = location.hash || "#/jobs";
+  for (const [pattern, page, section] of ROUTES) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    for (const link of document.querySelectorAll("nav a[data-nav]")) {
+      link.classList.toggle("active", link.dataset.nav === section);
+    }
+    try {
+      await page(...match.slice(1).map(decodeURIComponent));
+    } catch (error) {
+      if (error.status !== 401) main.replaceChildren(failure(error));
+    }
+    return;
+  }
+  main.replaceChildren(failure({ message: `No page ${hash}.` }));
+}
+
+window.addEventListener("hashchange", route);
+route();
