@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -58,10 +60,9 @@ def backprop(env: dict[str, str], *args: str) -> str:
 
 
 def auth_headers(env: dict[str, str]) -> list[str]:
-    """``-H`` arguments carrying the admin key (id 1) of tenant fuzz, with AUTH=required set in
+    """``-H`` arguments carrying the admin key (id 1) of tenant fuzz, made in the database of
     ``env``. Key 2 is made for ``POST /v1/keys/{key_id}/revoke`` to revoke (schemathesis.toml):
     the fuzzer revoking its own key would leave it nothing but 401s."""
-    env["AUTH"] = "required"
     key = backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "admin")
     backprop(env, "keys", "create", "--tenant", "fuzz", "--scope", "read")
     return ["-H", f"Authorization: Bearer {key.strip().splitlines()[-1]}"]
@@ -110,23 +111,32 @@ def schemathesis(base_url: str, headers: list[str], args: argparse.Namespace) ->
     return subprocess.run(command, cwd=ROOT).returncode
 
 
+@contextmanager
+def live_stack(name: str, logs: Path, auth: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The API, one worker and the dispatcher on a migrated throwaway ``name`` database (of
+    DATABASES) with ``AUTH=auth``, their logs in ``logs``; yields the API's URL and the stack's
+    environment (for ``backprop keys``, which writes to the same database)."""
+    with DATABASES[name](logs) as backend:
+        port = free_port()
+        env = {**stack_environment(backend, port), "AUTH": auth}
+        backprop(env, "db", "upgrade")
+        base_url = f"http://127.0.0.1:{port}"
+        with LocalStack(env, workers=1, logs=logs) as stack:
+            stack.wait_until_ready(base_url)
+            yield base_url, env
+
+
 def fuzz_backend(name: str, args: argparse.Namespace) -> int:
     print(f"== schemathesis ({name}) ==", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as folder:
         logs = Path(folder)
-        with DATABASES[name](logs) as backend:
-            port = free_port()
-            env = stack_environment(backend, port)
-            backprop(env, "db", "upgrade")
+        with live_stack(name, logs, auth="required") as (base_url, env):
             headers = auth_headers(env)
-            base_url = f"http://127.0.0.1:{port}"
-            with LocalStack(env, workers=1, logs=logs) as stack:
-                stack.wait_until_ready(base_url)
-                seed(base_url, headers)
-                status = schemathesis(base_url, headers, args)
-            if status != 0:
-                print_logs(logs)
-            return status
+            seed(base_url, headers)
+            status = schemathesis(base_url, headers, args)
+        if status != 0:
+            print_logs(logs)
+        return status
 
 
 def print_logs(logs: Path) -> None:
