@@ -47,5 +47,11 @@ bench-uploads: $(VENV)/.installed-bench
 fuzz: $(VENV)/.installed-test
 	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
+# The Postman collection (docs/postman/) under newman, npm-installed under var/newman, against a
+# live stack on SQLite with AUTH=required, then AUTH=off; POSTMAN_ARGS e.g. --auth off -- --verbose.
+.PHONY: postman
+postman: $(VENV)/.installed-test
+	$(BIN)/python -m tests.postman.run $(POSTMAN_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache
