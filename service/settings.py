@@ -69,6 +69,8 @@ class Settings:
     max_dataset_rows: int = 1_000_000
     max_dataset_cells: int = 64_000_000
     max_parameters: int = 50_000_000
+    # Trials of one sweep (a grid's combinations, a random search's draws).
+    max_sweep_trials: int = 1000
     model_cache_size: int = 32
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
