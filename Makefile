@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench bench-serving bench-uploads clean
+.PHONY: run test lint fuzz bench bench-serving bench-uploads compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ fuzz: $(VENV)/.installed-test
 .PHONY: postman
 postman: $(VENV)/.installed-test
 	$(BIN)/python -m tests.postman.run $(POSTMAN_ARGS)
+
+# docker-compose.yml built and run for real: health checks, a key, train, predict, two workers,
+# a killed worker, a Redis restart (tests/compose/run.sh, docs/deploy.md). As root on Debian:
+# installs Docker from Debian if missing and starts dockerd; not part of `make test`.
+compose-test: $(VENV)/.installed-runtime
+	PYTHON=$(BIN)/python bash tests/compose/run.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
