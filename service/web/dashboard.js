@@ -597,6 +597,7 @@ function digitPad(ref) {
     return [(event.clientX - box.left) * (canvas.width / box.width), (event.clientY - box.top) * (canvas.height / box.height)];
   };
   const showGrid = (features) => {
+    grid.dataset.features = features.join(","); // what was sent, for a test to send it too
     const g = grid.getContext("2d");
     features.forEach((value, i) => {
       const shade = 255 - Math.round((255 * value) / 16);

@@ -1,0 +1,252 @@
+"""The dashboard and /docs in a real headless Chromium against a live stack: the jobs list, a job's
+curves growing as epochs arrive, cancel from the page, data sets, the predict form and the digit
+canvas; with a key and behind nginx at a sub-path; and never a request to another host."""
+
+import os
+import subprocess
+import textwrap
+
+import pytest
+import requests
+from selenium.webdriver.common.action_chains import ActionChains
+
+from tests.factories import free_port, job_body, wait_until
+from tests.integration.browser import chromium
+from tests.integration.conftest import Stack, run_stack
+from tests.integration.test_auth_stack import make_key
+
+# On one backend: what the page does is the same on both.
+EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+
+NGINX = "/usr/sbin/nginx"
+SUB_PATH = "/backprop"
+EPOCHS = 60
+DIGITS_JOB = {
+    "network": {
+        "layers": [{"units": 32, "activation": "relu"}, {"units": 10, "activation": "softmax"}]
+    },
+    "training": {
+        "epochs": EPOCHS,
+        "batch_size": 4,  # a few seconds in all: long enough to watch the curve grow
+        "validation_split": 0.2,
+        "seed": 7,
+        "optimizer": {"name": "adam", "learning_rate": 0.002},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser, stack):
+    """The browser, checked after each test: no request left the server, no script error."""
+    yield browser
+    assert browser.outside_requests(stack.base_url) == []
+    assert browser.errors() == []
+
+
+@pytest.fixture(scope="module")
+def digits_job(stack) -> dict:
+    """A digits job of a few seconds, submitted and not waited for."""
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "digits"})
+    return stack.create("/v1/jobs", 202, json={"dataset_id": dataset["id"], **DIGITS_JOB})
+
+
+def points(browser) -> int:
+    return int(browser.attribute("#loss-chart", "data-points"))
+
+
+def badge(browser) -> str:
+    return browser.text("h1 .status")
+
+
+@EMBEDDED
+def test_a_job_page_draws_its_curves_as_the_epochs_arrive(page, stack, digits_job):
+    page.open(f"{stack.base_url}/#/jobs")
+    progress_bar = f'#jobs tr[data-job="{digits_job["id"]}"] progress'
+    assert page.attribute(progress_bar, "max") == str(EPOCHS)
+    page.open(f"{stack.base_url}/#/jobs/{digits_job['id']}")
+    first = page.wait_for(lambda _: points(page), what="the first epochs on the chart")
+    page.wait_for(lambda _: points(page) > first, what="more epochs on the chart")
+    page.screenshot("job-running")
+    page.wait_for(lambda _: badge(page) == "succeeded", 120, "the job to succeed")
+    page.wait_for(lambda _: points(page) == EPOCHS, what="every epoch on the chart")
+    assert first < EPOCHS  # the page saw the curve grow, not a finished job's replay
+    page.screenshot("job")
+    job = stack.get(f"/v1/jobs/{digits_job['id']}").json()
+    assert job["status"] == "succeeded"
+    assert page.text("dl.facts").count(f"{EPOCHS} / {EPOCHS}") == 1
+
+
+@EMBEDDED
+def test_cancel_from_the_job_page(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"})
+    job = stack.create("/v1/jobs", 202, json=job_body(dataset["id"], epochs=1_000_000))
+    page.open(f"{stack.base_url}/#/jobs/{job['id']}")
+    page.wait_for(lambda _: badge(page) == "running", what="the job to run")
+    page.element("#cancel").click()
+    page.wait_for(lambda _: badge(page) == "cancelled", 60, "the job to show cancelled")
+    assert stack.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+@EMBEDDED
+def test_data_sets_and_a_preview_of_their_first_rows(page, stack, digits_job):
+    page.open(f"{stack.base_url}/#/datasets")
+    row = page.element(f'#datasets tr[data-dataset-id="{digits_job["dataset_id"]}"]')
+    assert "1,797" in row.text and "64" in row.text and "classification" in row.text
+    row.find_element("css selector", "a").click()
+    page.wait_for(
+        lambda _: len(page.driver.find_elements("css selector", "#preview tbody tr")) == 20,
+        what="20 preview rows",
+    )
+    expected = stack.get(f"/v1/datasets/{digits_job['dataset_id']}/rows?limit=1").json()
+    first_row = page.element("#preview tbody tr").text.split()
+    assert first_row == [f"{value:g}" for value in expected["features"][0]] + [
+        str(expected["targets"][0])
+    ]
+
+
+@EMBEDDED
+def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stack, digits_job):
+    job = stack.wait_for_job(digits_job["id"])
+    model_id = job["model_id"]
+    page.open(f"{stack.base_url}/#/models/{model_id}")
+    layers = page.element("#architecture").find_elements("css selector", ".layer")
+    assert [layer.text.split("\n")[0] for layer in layers] == ["64", "32", "10"]
+    assert "2,080 weights" in layers[1].text
+    rows = stack.get(f"/v1/datasets/{digits_job['dataset_id']}/rows?limit=3").json()["features"]
+    page.wait_for(lambda _: page.element("#rows").get_attribute("value").strip(), what="rows")
+    page.element("#predict-form button").click()
+    cells = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#predictions td.prediction"),
+        what="predictions",
+    )
+    answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": rows}).json()
+    assert [cell.text for cell in cells] == [str(label) for label in answer["predictions"]]
+
+    canvas = page.element("#digit-canvas")
+    draw = ActionChains(page.driver).move_to_element_with_offset(canvas, -40, -60).click_and_hold()
+    for dx, dy in [(60, 0), (0, 50), (-60, 0), (0, 60), (60, 0)]:  # a 5, more or less
+        draw.move_by_offset(dx, dy)
+    draw.release().perform()
+    shown = page.text("#digit-prediction")
+    features = [int(value) for value in page.attribute("#digit-grid", "data-features").split(",")]
+    assert len(features) == 64 and max(features) <= 16 and sum(features) > 0
+    drawn = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [features]}).json()
+    assert shown == str(drawn["predictions"][0])
+    page.screenshot("model")
+
+
+@EMBEDDED
+def test_docs_render_every_operation_offline(page, stack):
+    spec = stack.get("/openapi.json").json()
+    operations = sum(
+        method in ("get", "post", "put", "delete", "patch")
+        for item in spec["paths"].values()
+        for method in item
+    )
+    page.open(f"{stack.base_url}/docs")
+    page.wait_for(
+        lambda driver: len(driver.find_elements("css selector", ".opblock")) == operations,
+        what=f"{operations} operations",
+    )
+    page.screenshot("docs")
+
+
+# ---------------------------------------------------------------- with a key, behind nginx
+
+
+def nginx_config(directory, port: int, upstream: str) -> str:
+    user = "user root;" if os.geteuid() == 0 else ""
+    return textwrap.dedent(
+        f"""
+        {user}
+        daemon off;
+        pid {directory}/nginx.pid;
+        error_log {directory}/nginx-error.log;
+        events {{}}
+        http {{
+            access_log {directory}/nginx-access.log;
+            client_body_temp_path {directory}/body;
+            proxy_temp_path {directory}/proxy;
+            fastcgi_temp_path {directory}/fastcgi;
+            uwsgi_temp_path {directory}/uwsgi;
+            scgi_temp_path {directory}/scgi;
+            server {{
+                listen 127.0.0.1:{port};
+                location {SUB_PATH}/ {{
+                    proxy_pass {upstream}/;
+                    proxy_http_version 1.1;
+                    proxy_set_header Connection "";
+                    proxy_set_header Host $http_host;
+                    proxy_set_header X-Forwarded-For $remote_addr;
+                    proxy_set_header X-Forwarded-Proto $scheme;
+                    proxy_set_header X-Forwarded-Host $http_host;
+                    proxy_set_header X-Forwarded-Prefix {SUB_PATH};
+                }}
+            }}
+        }}
+        """
+    )
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """A stack with AUTH=required that trusts one proxy, behind nginx at ``SUB_PATH``; yields
+    the proxy's URL of the service and a write key."""
+    if not os.path.exists(NGINX):
+        message = f"{NGINX} missing: apt-get install nginx-light"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    logs = tmp_path_factory.mktemp("proxied")
+    environment = {
+        "DATABASE_URL": f"sqlite:///{logs / 'backprop.sqlite'}",
+        "BROKER_URL": f"sqla+sqlite:///{logs / 'broker.sqlite'}",
+        "AUTH": "required",
+        "TRUSTED_PROXIES": "1",
+    }
+    for stack in run_stack(environment, logs):
+        key = make_key({**os.environ, **environment}, "browser")
+        port = free_port()
+        (logs / "nginx.conf").write_text(nginx_config(logs, port, stack.base_url))
+        nginx = subprocess.Popen([NGINX, "-c", str(logs / "nginx.conf"), "-p", str(logs)])
+        base = f"http://127.0.0.1:{port}{SUB_PATH}"
+        live = f"{base}/health/live"
+        try:
+            wait_until(
+                lambda url=live: requests.get(url, timeout=5).ok,
+                30,
+                "nginx",
+                ignoring=(requests.ConnectionError,),
+            )
+            yield Stack(base, logs), key
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=30)
+
+
+def test_with_a_key_behind_a_proxy_at_a_sub_path(browser, proxied):
+    proxy, key = proxied
+    proxy.http.headers["Authorization"] = f"Bearer {key}"
+    dataset = proxy.create("/v1/datasets", 201, json={"builtin": "xor"})
+    job = proxy.create("/v1/jobs", 202, json=job_body(dataset["id"], epochs=300))
+    browser.forget()
+    browser.open(f"{proxy.base_url}/")
+    browser.element("#key-form")
+    browser.element("#api-key").send_keys(key)
+    browser.element("#key-form button").click()
+    browser.element(f'#jobs tr[data-job="{job["id"]}"]')
+    browser.open(f"{proxy.base_url}/#/jobs/{job['id']}")  # the key is kept for the tab
+    browser.wait_for(lambda _: badge(browser) == "succeeded", 120, "the job to succeed")
+    browser.wait_for(lambda _: points(browser) == 300, what="every epoch through the proxy")
+    browser.screenshot("behind-a-proxy")
+    browser.collect_logs()
+    streams = [url for url in browser.requested if "/events?access_token=bpt_" in url]
+    assert streams and all(url.startswith(f"{proxy.base_url}/v1/") for url in streams)
+    assert browser.outside_requests(f"{proxy.base_url}/") == []
+    assert browser.errors() == []
