@@ -39,6 +39,15 @@ def train(
     return done
 
 
+def check_held_out_accuracy(job: Job, floor: float) -> None:
+    """Print the job's accuracy on the rows its ``training.validation_split`` held out;
+    ``CheckFailed`` when it is below ``floor`` (a fraction)."""
+    accuracy, held_out = job["val_accuracy"], job["training"]["validation_split"]
+    print(f"accuracy on the {held_out:.0%} held-out rows: {accuracy:.1%}")
+    if accuracy < floor:
+        raise CheckFailed(f"held-out accuracy {accuracy:.1%} is below {floor:.0%}")
+
+
 def run(main: Callable[[Client], None]) -> None:
     """Call ``main`` with a Client; exit 1 with one line on stderr when the service cannot be
     reached, answers an error, a job does not finish in time or a check fails."""

@@ -1,6 +1,7 @@
 """A real stack with AUTH=required (PostgreSQL + Redis, gunicorn with two processes): keys made
 by `backprop keys create`, a job trained and served for its tenant only, the event stream read
-with an access token, and a revocation by `backprop keys revoke` refused by every process at once.
+with an access token, and a revocation by `backprop keys revoke` refused by every process at once;
+examples/ with and without a key (here, so that they need no stack of their own).
 """
 
 import os
@@ -12,6 +13,7 @@ import requests
 
 from tests.factories import job_body
 from tests.integration.conftest import BACKPROP, Stack, run_stack, throwaway_database
+from tests.integration.test_examples import run_example, succeeded
 from tests.integration.test_jobs_api import read_events
 
 REDIS_DB_URL = "redis://127.0.0.1:6379/11"
@@ -90,3 +92,16 @@ def test_a_tenant_trains_and_serves_its_own_model_and_a_revoked_key_stops_at_onc
     subprocess.run([BACKPROP, "keys", "revoke", key_id], env=env, check=True, capture_output=True)
     assert statuses(stack, "/v1/models", alice) == {401}
     assert statuses(stack, "/v1/models", bob) == {200}
+
+
+def test_the_examples_send_the_key_and_say_when_it_is_missing(secured):
+    stack, env = secured
+    key = make_key(env, "examples")
+    assert succeeded("xor.py", stack.base_url, api_key=key).endswith("ok: XOR learned\n")
+    assert succeeded("curl.sh", stack.base_url, api_key=key).endswith("ok\n")
+    for name in ("xor.py", "curl.sh"):
+        refused = run_example(name, stack.base_url)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("error: "), refused.stderr
+        assert "401" in refused.stderr
+        assert refused.stderr.endswith(" (set BACKPROP_API_KEY to a key)\n")

@@ -1,6 +1,6 @@
 """examples/ run as a person runs them, as subprocesses against a live stack (the embedded
-backend, as `make run` starts it, and one with AUTH=required): each exits 0 and prints what it
-checked; what goes wrong is one line on stderr and exit code 1."""
+backend, as `make run` starts it; test_auth_stack runs two with AUTH=required): each exits 0 and
+prints what it checked; what goes wrong is one line on stderr and exit code 1."""
 
 import importlib
 import os
@@ -12,13 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.factories import free_port
-from tests.integration import test_auth_stack
-from tests.integration.test_auth_stack import make_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MIN_DIGITS_ACCURACY = 0.85
 
-secured = test_auth_stack.secured
 # What `make run` starts; the examples exercise the HTTP API, which both backends serve alike.
 EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 
@@ -114,16 +111,3 @@ def test_a_figure_off_by_more_than_the_tolerance_exits_1_naming_it(stack, monkey
     assert exited.value.code == (
         "error: off by more than 1e-08: w5 = 0.358916480, published 0.35891658"
     )
-
-
-def test_with_auth_required_the_key_is_sent_and_its_absence_explained(secured):
-    stack, env = secured
-    key = make_key(env, "examples")
-    assert succeeded("xor.py", stack.base_url, api_key=key).endswith("ok: XOR learned\n")
-    assert succeeded("curl.sh", stack.base_url, api_key=key).endswith("ok\n")
-    for name in ("xor.py", "curl.sh"):
-        refused = run_example(name, stack.base_url)
-        assert refused.returncode == 1
-        assert refused.stderr.startswith("error: "), refused.stderr
-        assert "401" in refused.stderr
-        assert refused.stderr.endswith(" (set BACKPROP_API_KEY to a key)\n")
