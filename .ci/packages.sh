@@ -8,6 +8,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# The curl tours: README.md and docs/api.md (test_docs), examples/curl.sh (test_examples).
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
