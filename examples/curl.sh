@@ -13,7 +13,7 @@ AUTH=()
 if [[ -n ${BACKPROP_API_KEY:-} ]]; then
     AUTH=(-H "Authorization: Bearer $BACKPROP_API_KEY")
 fi
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 fail() {
     echo "error: $*" >&2
@@ -23,10 +23,13 @@ fail() {
 # api METHOD PATH [curl options...]: the answer's body on stdout; exit 1 with the status and the
 # body on stderr when the service answers an error or cannot be reached.
 api() {
-    local method=$1 path=$2 answer status
+    local method=$1 path=$2 answer status code=0
     shift 2
-    answer=$(curl -sS -X "$method" "${AUTH[@]}" -w '\n%{http_code}' "$URL$path" "$@") ||
+    answer=$(curl -sS -X "$method" "${AUTH[@]}" -w '\n%{http_code}' "$URL$path" "$@") || code=$?
+    # curl's exit code 7: nothing listens there.
+    [[ $code != 7 ]] ||
         fail "cannot reach $URL: start the service with 'make run' (or set BACKPROP_URL)"
+    [[ $code == 0 ]] || fail "$method $path: curl exited with $code"
     status=${answer##*$'\n'}
     answer=${answer%$'\n'*}
     [[ $status != 401 ]] || answer+=" (set BACKPROP_API_KEY to a key)"
