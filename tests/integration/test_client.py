@@ -47,6 +47,11 @@ def test_xor_is_trained_followed_and_served(client):
         300,
     ]
     assert client.predict(name, XOR_ROWS)["predictions"] == [0, 1, 1, 0]
+    layers = client.weights(name)["layers"]
+    assert [(len(layer["W"]), len(layer["b"]), layer["activation"]) for layer in layers] == [
+        (2, 4, "tanh"),
+        (4, 2, "softmax"),
+    ]
 
     client.set_alias(name, "production", 1)
     assert client.model(f"{name}@production")["id"] == finished["model_id"]
