@@ -50,7 +50,8 @@ def check_held_out_accuracy(job: Job, floor: float) -> None:
 
 def run(main: Callable[[Client], None]) -> None:
     """Call ``main`` with a Client; exit 1 with one line on stderr when the service cannot be
-    reached, answers an error, a job does not finish in time or a check fails."""
+    reached, answers an error, a job does not finish in time, an event stream keeps dropping
+    or a check fails."""
     client = Client()
     try:
         main(client)
@@ -62,5 +63,5 @@ def run(main: Callable[[Client], None]) -> None:
     except ApiError as error:
         hint = " (set BACKPROP_API_KEY to a key)" if error.status == 401 else ""
         sys.exit(f"error: {error}{hint}")
-    except (CheckFailed, TimeoutError) as error:
+    except (CheckFailed, TimeoutError, ConnectionError) as error:  # follow() gave up
         sys.exit(f"error: {error}")
