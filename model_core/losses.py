@@ -1,10 +1,12 @@
 """Loss functions: the mean per-sample loss of a batch and its output error dL/dz.
 
-``value(a, t)`` is the mean over the batch's rows of the per-sample loss. ``delta(a, t, out,
-activation)`` writes into ``out`` the per-sample gradient dL_i/dz with respect to the output
-layer's pre-activation z; the caller divides by the batch size, which makes the batch gradient the
-mean of its samples' gradients. Cross-entropy is paired with softmax and binary cross-entropy with
-sigmoid, whose fused gradient is simply ``a - t`` (scaled): the activation's derivative cancels.
+``value(a, t)`` is the mean over the batch's rows of the per-sample loss. ``value_and_delta(a, t,
+out, activation)`` returns the same value and writes into ``out`` the per-sample gradient dL_i/dz
+with respect to the output layer's pre-activation z, sharing the work both need (the training
+loop calls it once per batch); the caller divides by the batch size, which makes the batch
+gradient the mean of its samples' gradients. Cross-entropy is paired with softmax and binary
+cross-entropy with sigmoid, whose fused gradient is simply ``a - t`` (scaled): the activation's
+derivative cancels.
 """
 
 from dataclasses import dataclass
@@ -14,10 +16,15 @@ import numpy as np
 
 from model_core.activations import Activation
 
+EPSILON = {np.dtype(dtype): np.finfo(dtype).eps for dtype in (np.float32, np.float64)}
 
-def _log_clipped(a: np.ndarray) -> np.ndarray:
-    """log(a) with a clipped to [eps, 1] so a confident wrong prediction costs a finite loss."""
-    return np.log(np.clip(a, np.finfo(a.dtype).eps, 1.0))
+
+def _log_clipped(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """log(a) with a clipped to [eps, 1] so a confident wrong prediction costs a finite loss;
+    into ``out`` (a's shape) when given. The same values as ``np.clip``, without its wrapper."""
+    clipped = np.maximum(a, EPSILON[a.dtype], out=out)
+    np.minimum(clipped, 1.0, out=clipped)
+    return np.log(clipped, out=clipped)
 
 
 class Loss(Protocol):
@@ -26,9 +33,9 @@ class Loss(Protocol):
 
     def value(self, a: np.ndarray, t: np.ndarray) -> float: ...
 
-    def delta(
+    def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
-    ) -> None: ...
+    ) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,13 @@ class SumSquaredError:
         diff = a - t
         return 0.5 * float(np.vdot(diff, diff)) / len(a)
 
-    def delta(self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation) -> None:
+    def value_and_delta(
+        self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
+    ) -> float:
         np.subtract(a, t, out=out)
+        value = 0.5 * float(np.vdot(out, out)) / len(a)
         activation.backward(out, a)
+        return value
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,14 @@ class MeanSquaredError:
         diff = a - t
         return float(np.vdot(diff, diff)) / diff.size
 
-    def delta(self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation) -> None:
+    def value_and_delta(
+        self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
+    ) -> float:
         np.subtract(a, t, out=out)
+        value = float(np.vdot(out, out)) / out.size
         out *= 2.0 / a.shape[1]
         activation.backward(out, a)
+        return value
 
 
 @dataclass(frozen=True)
@@ -74,8 +89,12 @@ class CrossEntropy:
     def value(self, a: np.ndarray, t: np.ndarray) -> float:
         return -float(np.vdot(t, _log_clipped(a))) / len(a)
 
-    def delta(self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation) -> None:
+    def value_and_delta(
+        self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
+    ) -> float:
+        value = -float(np.vdot(t, _log_clipped(a, out))) / len(a)  # out as scratch first
         np.subtract(a, t, out=out)
+        return value
 
 
 @dataclass(frozen=True)
@@ -89,9 +108,12 @@ class BinaryCrossEntropy:
         total = np.vdot(t, _log_clipped(a)) + np.vdot(1.0 - t, _log_clipped(1.0 - a))
         return -float(total) / a.size
 
-    def delta(self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation) -> None:
+    def value_and_delta(
+        self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
+    ) -> float:
         np.subtract(a, t, out=out)
         out *= 1.0 / a.shape[1]
+        return self.value(a, t)
 
 
 LOSSES: dict[str, Loss] = {

@@ -34,6 +34,7 @@ from model_core.network import (
     forward_in_chunks,
     l2_penalty,
     layer_shapes,
+    write_class_indices,
 )
 from model_core.optimizers import make_optimizer
 from model_core.preprocessing import (
@@ -223,33 +224,33 @@ class Trainer:
 
     def _train_one_epoch(self, epoch: int) -> tuple[float, float | None]:
         """One pass over the training rows; the mean batch loss (each measured just before its
-        batch's update) and the accuracy of those same predictions."""
+        batch's update) and the accuracy of those same predictions.
+
+        Per batch only what must be: forward, backward, update, the loss; the predicted classes
+        are written into one array and compared with the labels once per epoch.
+        """
         rows = self.train_rows
         if self.training["shuffle"]:
             rows = rows[self.rng.permutation(len(rows))]
         lr = self._learning_rate(epoch)
+        scale = self.optimizer.gradient_scale(lr)
+        step, params, grads = self.optimizer.step, self.params, self.grads
         labels = self.targets.labels
+        predicted = None if labels is None else np.empty(len(rows), np.intp)
         size = self._batch_size()
-        loss_sum, correct = 0.0, 0
+        loss_sum = 0.0
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
-            loss, output = self._step(batch, lr)
+            loss, outputs = self.compute_gradients(batch, scale)
+            step(params, grads, lr)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
             loss_sum += loss * len(batch)
-            if labels is not None:
-                correct += count_correct(output, labels[batch])
-        accuracy = None if labels is None else correct / len(rows)
-        return loss_sum / len(rows), accuracy
-
-    def _step(self, batch: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
-        """Forward, backward and update for one batch of row indices.
-
-        Returns the batch's loss and output, both computed with the weights before the update.
-        """
-        loss, outputs = self.compute_gradients(batch, self.optimizer.gradient_scale(lr))
-        self.optimizer.step(self.params, self.grads, lr)
-        return loss, outputs[-1]
+            if predicted is not None:
+                write_class_indices(outputs[-1], predicted[start : start + size])
+        if predicted is None:
+            return loss_sum / len(rows), None
+        return loss_sum / len(rows), np.count_nonzero(predicted == labels[rows]) / len(rows)
 
     def compute_gradients(
         self, batch: np.ndarray, scale: float = 1.0
@@ -263,13 +264,13 @@ class Trainer:
         n = len(batch)
         buffers = self._buffers(n)
         x, targets, outputs, deltas = buffers.x, buffers.targets, buffers.outputs, buffers.deltas
-        np.take(self.x, batch, axis=0, out=x, mode="clip")
+        self.x.take(batch, axis=0, out=x, mode="clip")
         standardize_into(x, self.mean, self.scale)
-        np.take(self.targets.matrix, batch, axis=0, out=targets, mode="clip")
+        self.targets.matrix.take(batch, axis=0, out=targets, mode="clip")
         output = forward(x, self.weights, self.activations, outputs)
         l2 = self.training["l2"]
-        loss = self.loss.value(output, targets) + l2_penalty(self.weights, l2)
-        self.loss.delta(output, targets, deltas[-1], self.activations[-1])
+        loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
+        loss += l2_penalty(self.weights, l2)
         deltas[-1] *= scale / n
         backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale)
         return loss, outputs
