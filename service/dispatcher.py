@@ -9,6 +9,9 @@ Each round, every ``dispatch_interval_seconds``:
   end failed once they used ``max_attempts`` (a poison job), or cancelled if asked to stop;
 * dispatch (the outbox): queued jobs never sent (``dispatched_at`` NULL: the API's publish
   failed, or the reaper re-queued them) are published, and marked after the publish succeeds;
+* sweeps: a running sweep whose trials ended without a worker to queue the next ones (the
+  reaper ended them, or a cancel through /v1/jobs) gets them queued here, or is ended (its best
+  model registered: API processes see that version once their cached references age out);
 * re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
   when the broker's queue is empty. A message that is not in the queue is held by a worker, and
   a worker that holds a message claims its job at once unless it is busy with another; so an
@@ -33,7 +36,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.broker import JobQueue
-from service.db import dispatch
+from service.db import dispatch, sweeps
 from service.db.models import utcnow
 from service.db.session import make_session_factory
 from service.logs import configure_logging
@@ -91,8 +94,10 @@ class Dispatcher:
         self.stopped.set()
 
     def run_once(self) -> int:
-        """Reap expired leases, then publish the jobs that need it; return how many were sent."""
+        """Reap expired leases, advance stalled sweeps, then publish the jobs that need it;
+        return how many were sent."""
         self.reap()
+        self.advance_sweeps()
         with self.sessions() as session:
             job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
         for job_id in job_ids:
@@ -109,6 +114,15 @@ class Dispatcher:
         for status, job_ids in moved.items():
             if job_ids:
                 logger.warning("lease expired: jobs %s are now %s", job_ids, status)
+
+    def advance_sweeps(self) -> None:
+        with self.sessions() as session:
+            stalled = sweeps.stalled_sweeps(session)
+        for sweep_id in stalled:
+            with self.sessions() as session:
+                advanced = sweeps.advance(session, sweep_id)
+                session.commit()
+            logger.info("sweep %s: queued trial jobs %s", sweep_id, list(advanced.job_ids))
 
     def _lost_before(self):
         """The dispatch time before which a still-queued job's message counts as lost: only

@@ -72,6 +72,26 @@ def check_active_jobs(session: Session, quota: int) -> None:
         )
 
 
+def check_sweep_admission(session: Session, settings: Settings, first_trials: int) -> None:
+    """Refuse a sweep whose first ``first_trials`` jobs would take the tenant over
+    ``QUOTA_JOBS`` (429), or when its storage is full (422). Only the trials queued or running
+    count: a sweep holds at most ``max_parallel`` of them, and the rest wait outside the quota."""
+    quota = settings.quota_jobs
+    active = quotas.active_jobs(session) if quota else 0
+    if quota and active + first_trials > quota:
+        raise QuotaExceeded(
+            "quota.jobs",
+            f"This tenant has {active} jobs queued or running and the sweep would queue"
+            f" {first_trials} more, over its quota of {quota} (QUOTA_JOBS): lower max_parallel,"
+            " or submit again when jobs have ended.",
+            429,
+            JOBS_RETRY_AFTER_SECONDS,
+        )
+    check_storage_not_full(
+        session, settings.quota_stored_bytes, "the sweep's best model could not be stored"
+    )
+
+
 def check_storage_not_full(session: Session, quota: int, refused: str) -> None:
     """Refuse (422) when the tenant stores ``quota`` bytes or more; ``refused`` says what that
     prevents."""

@@ -35,6 +35,24 @@ def job_body(dataset_id: int, epochs: int = 300, network: dict | None = None) ->
     }
 
 
+def sweep_body(dataset_id: int, epochs: int = 20, **changes) -> dict:
+    """A grid sweep of 4 XOR trials (2 learning rates x 2 widths), 2 at a time; ``changes``
+    replace its top-level fields."""
+    return {
+        **job_body(dataset_id, epochs),
+        "search": {
+            "method": "grid",
+            "parameters": {
+                "training.optimizer.learning_rate": [0.1, 0.5],
+                "network.layers[0].units": [4, 8],
+            },
+        },
+        "metric": "train_loss",
+        "max_parallel": 2,
+        **changes,
+    }
+
+
 def sqlite_sessions(path) -> sessionmaker[Session]:
     """Sessions on a new SQLite file with every table created."""
     sessions = make_session_factory(f"sqlite:///{path}")

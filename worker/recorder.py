@@ -5,6 +5,10 @@ so a 5,000-epoch job is not dominated by database round trips. A flush carries a
 one is due (every ``checkpoint_every_epochs`` epochs or ``checkpoint_every_seconds`` seconds,
 whichever comes first, and at most one per flush: on tiny epochs a checkpoint every few epochs
 would cost more than the training), and brings back the job's cancel flag in the same round trip.
+
+A sweep's trial with early termination (ASHA) flushes at each rung epoch and then asks the
+database how its value there ranks among the trials that reached it (service/db/sweeps.py):
+the decision is stored on the trial, and a trial that falls below the cutoff stops, pruned.
 """
 
 import enum
@@ -19,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Trainer
-from service.db import attempts
+from service.db import attempts, sweeps
 from service.db.models import EPOCH_FIGURES
 from worker.retries import is_transient
 
@@ -40,6 +44,17 @@ class Stop(enum.Enum):
     CANCELLED = "cancelled"
     TIME_LIMIT = "time limit"
     LEASE_LOST = "lease lost"
+    PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class EarlyTermination:
+    """A trial's ASHA settings, its last epoch, and the rung decisions stored so far (those of
+    an earlier attempt, when resuming)."""
+
+    asha: sweeps.Asha
+    epochs: int
+    rungs: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class EpochRecorder:
         policy: RecordingPolicy,
         lease_lost: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        early_termination: EarlyTermination | None = None,
     ):
         self.sessions = sessions
         self.job_id = job_id
@@ -75,6 +91,8 @@ class EpochRecorder:
         self.policy = policy
         self.lease_lost = lease_lost
         self.clock = clock
+        self.early_termination = early_termination
+        self.rungs = list(early_termination.rungs) if early_termination else []
         self.pending: list[dict[str, Any]] = []
         self.stop: Stop | None = None
         self.snapshot: Callable[[], bytes] | None = None
@@ -96,9 +114,40 @@ class EpochRecorder:
             self.stop = Stop.LEASE_LOST
         elif self.trained_seconds > self.policy.max_seconds:
             self.stop = Stop.TIME_LIMIT
+        elif self._at_rung(self.epoch):
+            self.flush()
+            self._decide_rung(self.epoch)
         elif self.clock() - self.flushed_at >= self.policy.flush_seconds:
             self.flush()
         return self.stop is not None
+
+    def _at_rung(self, epoch: int) -> bool:
+        rules = self.early_termination
+        return rules is not None and rules.asha.is_rung(epoch, rules.epochs)
+
+    def _decide_rung(self, epoch: int) -> None:
+        """Continue or prune, from the stored epochs of the sweep's trials. Not when the flush
+        kept its records (the database is away: the trial continues undecided)."""
+        if self.stop is not None or self.pending:
+            return
+        asha = self.early_termination.asha
+        try:
+            with self.sessions() as session:
+                decision = sweeps.rung_decision(session, asha, self.job_id, epoch)
+                if decision is None:
+                    return
+                self.rungs = [rung for rung in self.rungs if rung["epoch"] != epoch] + [decision]
+                attempts.record_rung(session, self.job_id, self.attempt, self.rungs)
+        except attempts.StaleAttempt:
+            self.stop = Stop.LEASE_LOST
+            return
+        except DBAPIError as error:
+            if not is_transient(error):
+                raise
+            logger.warning("job %s: rung %s undecided: %s", self.job_id, epoch, error.orig)
+            return
+        if decision["pruned"]:
+            self.stop = Stop.PRUNED
 
     def flush(self) -> None:
         checkpoint = self._due_checkpoint()

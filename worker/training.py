@@ -3,7 +3,8 @@
 Every write is fenced by the attempt number the claim returned; a heartbeat thread renews the
 lease (worker/lease.py) and the epoch recorder writes history and checkpoints
 (worker/recorder.py). An attempt that resumes a job continues from its checkpoint and writes
-each later epoch once.
+each later epoch once. Ending a sweep's trial queues the sweep's next trials in the same
+transaction; they are published right after (or by the dispatcher, when that fails).
 """
 
 import logging
@@ -17,15 +18,22 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import ModelCoreError, Trainer, TrainResult
+from service.broker import JobQueue
 from service.caching import LruCache
-from service.db import attempts, records
+from service.db import attempts, dispatch, records, sweeps
 from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, TrainingJob
 from service.generation import generation_for
 from service.logs import request_id_set
 from service.settings import Settings
 from worker import faults
 from worker.lease import Heartbeat
-from worker.recorder import EpochRecorder, RecordingPolicy, Stop, plain_record
+from worker.recorder import (
+    EarlyTermination,
+    EpochRecorder,
+    RecordingPolicy,
+    Stop,
+    plain_record,
+)
 from worker.retries import retry_transient
 
 logger = logging.getLogger(__name__)
@@ -80,6 +88,7 @@ class TrainingInput:
     x: np.ndarray
     y: np.ndarray
     checkpoint: bytes | None
+    early_termination: EarlyTermination | None = None
 
 
 class DatasetDeleted(Exception):
@@ -99,7 +108,9 @@ def load_job(
         x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
         network, training = job.engine_network(), job.engine_training()
-        return TrainingInput(job, dataset, network, training, x, y, checkpoint)
+        asha = sweeps.asha_for(session, job)
+        early = asha and EarlyTermination(asha, training["epochs"], job.rungs or [])
+        return TrainingInput(job, dataset, network, training, x, y, checkpoint, early)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -126,10 +137,12 @@ def run_training(
     job_id: int,
     settings: Settings = DEFAULT_SETTINGS,
     cache: ArraysCache | None = None,
+    queue: JobQueue | None = None,
 ) -> JobStatus | None:
     """Train job ``job_id`` for one attempt and return how the attempt ended.
 
-    ``cache`` keeps data set arrays between jobs of one process (none by default).
+    ``cache`` keeps data set arrays between jobs of one process (none by default); ``queue``
+    publishes the sweep trials this one's end queues (without it, the dispatcher does).
     Returns None without training when the job is not claimable (another delivery holds it, or
     it finished), and None when the attempt lost its lease (another attempt owns the job now).
     A ``ModelCoreError`` (bad spec or data, divergence) or a deleted data set fails the job with
@@ -142,8 +155,9 @@ def run_training(
     heartbeat = Heartbeat(
         sessions, job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds
     )
+    ending = Ending(sessions, settings, queue)
     with request_id_set(claim.request_id), heartbeat:
-        return train_attempt(sessions, job_id, claim, settings, cache, heartbeat.lost)
+        return train_attempt(ending, job_id, claim, cache, heartbeat.lost)
 
 
 def claim_job(
@@ -156,13 +170,13 @@ def claim_job(
 
 
 def train_attempt(
-    sessions: sessionmaker[Session],
+    ending: "Ending",
     job_id: int,
     claim: attempts.Claim,
-    settings: Settings,
     cache: ArraysCache | None,
     lease_lost: threading.Event,
 ) -> JobStatus | None:
+    sessions, settings = ending.sessions, ending.settings
     recorder: EpochRecorder | None = None
     try:
         given = retry_transient(
@@ -171,7 +185,14 @@ def train_attempt(
         )
         faults.die_if_poisoned(given.dataset.name)
         policy = recording_policy(settings, given.job.training)
-        recorder = EpochRecorder(sessions, job_id, claim.attempt, policy, lease_lost)
+        recorder = EpochRecorder(
+            sessions,
+            job_id,
+            claim.attempt,
+            policy,
+            lease_lost,
+            early_termination=given.early_termination,
+        )
         trainer = Trainer(
             given.x,
             given.y,
@@ -183,38 +204,42 @@ def train_attempt(
         recorder.follow(trainer)
         result = trainer.fit(recorder)
     except (ModelCoreError, DatasetDeleted) as error:
-        return end_attempt(sessions, job_id, claim.attempt, recorder, JobStatus.FAILED, str(error))
+        return ending.end(job_id, claim.attempt, recorder, JobStatus.FAILED, str(error))
     except Exception as error:
         message = f"internal error: {type(error).__name__}: {error}"
-        end_attempt(sessions, job_id, claim.attempt, recorder, JobStatus.FAILED, message)
+        ending.end(job_id, claim.attempt, recorder, JobStatus.FAILED, message)
         raise
-    return conclude(sessions, given, recorder, result, settings)
+    return conclude(ending, given, recorder, result)
+
+
+# How an attempt ends for each reason its recorder stopped it (the lease lost: not at all).
+STOP_STATUSES = {
+    Stop.CANCELLED: JobStatus.CANCELLED,
+    Stop.TIME_LIMIT: JobStatus.FAILED,
+    Stop.PRUNED: JobStatus.PRUNED,
+}
 
 
 def conclude(
-    sessions: sessionmaker[Session],
-    given: TrainingInput,
-    recorder: EpochRecorder,
-    result: TrainResult,
-    settings: Settings,
+    ending: "Ending", given: TrainingInput, recorder: EpochRecorder, result: TrainResult
 ) -> JobStatus | None:
-    """End the attempt as its recorder says: succeeded with the model, cancelled, failed on
-    the time limit, or (the lease lost) not at all."""
+    """End the attempt as its recorder says: succeeded with the model, cancelled, pruned,
+    failed on the time limit, or (the lease lost) not at all."""
     job_id, attempt = given.job.id, recorder.attempt
     if recorder.stop is Stop.LEASE_LOST:
         logger.warning("job %s: attempt %s stopped, its lease lost; wrote nothing", job_id, attempt)
         return None
-    if recorder.stop is Stop.CANCELLED:
-        return end_attempt(sessions, job_id, attempt, recorder, JobStatus.CANCELLED)
-    if recorder.stop is Stop.TIME_LIMIT:
-        message = recorder.time_limit_message(given.training["epochs"])
-        return end_attempt(sessions, job_id, attempt, recorder, JobStatus.FAILED, message)
+    if recorder.stop is not None:
+        message = None
+        if recorder.stop is Stop.TIME_LIMIT:
+            message = recorder.time_limit_message(given.training["epochs"])
+        return ending.end(job_id, attempt, recorder, STOP_STATUSES[recorder.stop], message)
     model = model_row(given.job, given.dataset, result)
-    status = end_attempt(sessions, job_id, attempt, recorder, JobStatus.SUCCEEDED, model=model)
+    status = ending.end(job_id, attempt, recorder, JobStatus.SUCCEEDED, model=model)
     if status is JobStatus.SUCCEEDED:
         logger.info("job %s succeeded after %d epochs", job_id, len(result.history))
         if model.name is not None:
-            announce_version(settings, model)
+            announce_version(ending.settings, model)
     return status
 
 
@@ -229,28 +254,49 @@ def announce_version(settings: Settings, model: TrainedModel) -> None:
         logger.info("model %s is version %s of %s", model.id, model.version, model.name)
 
 
-def end_attempt(
-    sessions: sessionmaker[Session],
-    job_id: int,
-    attempt: int,
-    recorder: EpochRecorder | None,
-    status: JobStatus,
-    error: str | None = None,
-    model: TrainedModel | None = None,
-) -> JobStatus | None:
-    """Write the attempt's last records and its final ``status`` (retrying a database that is
-    away); None when the attempt turns out to be stale."""
-    records = recorder.pending if recorder else []
+@dataclass(frozen=True)
+class Ending:
+    """Where an attempt's ending goes: the database, then (for a sweep's trial) the broker for
+    the trials it queued, and the API processes when it ended a sweep with a registered model."""
 
-    def write() -> None:
-        with sessions() as session:
-            attempts.end_attempt(session, job_id, attempt, records, status, error, model)
+    sessions: sessionmaker[Session]
+    settings: Settings
+    queue: JobQueue | None = None
 
-    try:
-        retry_transient(write, f"job {job_id}: end as {status}")
-    except attempts.StaleAttempt:
-        logger.warning("job %s: attempt %s is stale; its ending is not written", job_id, attempt)
-        return None
-    if status is not JobStatus.SUCCEEDED:
-        logger.warning("job %s %s: %s", job_id, status, error or "")
-    return status
+    def end(
+        self,
+        job_id: int,
+        attempt: int,
+        recorder: EpochRecorder | None,
+        status: JobStatus,
+        error: str | None = None,
+        model: TrainedModel | None = None,
+    ) -> JobStatus | None:
+        """Write the attempt's last records and its final ``status`` (retrying a database that
+        is away); None when the attempt turns out to be stale."""
+        records = recorder.pending if recorder else []
+
+        def write() -> sweeps.Advance:
+            with self.sessions() as session:
+                return attempts.end_attempt(session, job_id, attempt, records, status, error, model)
+
+        try:
+            advanced = retry_transient(write, f"job {job_id}: end as {status}")
+        except attempts.StaleAttempt:
+            logger.warning(
+                "job %s: attempt %s is stale; its ending is not written", job_id, attempt
+            )
+            return None
+        if status is not JobStatus.SUCCEEDED:
+            logger.warning("job %s %s: %s", job_id, status, error or "")
+        self.follow_up(advanced)
+        return status
+
+    def follow_up(self, advanced: sweeps.Advance) -> None:
+        """Publish the trials queued, and announce the sweep's registered model."""
+        if self.queue is not None:
+            for job_id in advanced.job_ids:
+                with self.sessions() as session:
+                    dispatch.publish(session, self.queue, job_id)
+        if advanced.registered is not None:
+            announce_version(self.settings, advanced.registered)

@@ -6,8 +6,8 @@ listing's row.
 
 from typing import Any, Literal, TypedDict
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 
 
 class Dataset(TypedDict, total=False):

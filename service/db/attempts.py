@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db import registry
+from service.db import registry, sweeps
 from service.db.models import (
     EPOCH_FIGURES,
     EpochMetric,
@@ -186,9 +186,10 @@ def end_attempt(
     status: JobStatus,
     error: str | None = None,
     model: TrainedModel | None = None,
-) -> None:
+) -> sweeps.Advance:
     """Write the last epoch records, the model if any (the next version of its name, when it
-    has one) and the final ``status`` together.
+    has one) and the final ``status`` together; for a sweep's trial, queue its next trials (or
+    end the sweep) in the same transaction, and return what that did.
 
     The history is kept whatever the status; the checkpoint, no longer needed, is deleted.
     """
@@ -209,6 +210,15 @@ def end_attempt(
         if model.name is not None:
             model.version = registry.next_version(session, model.tenant, model.name)
         session.add(model)
+    sweep_id = session.scalar(select(TrainingJob.sweep_id).where(TrainingJob.id == job_id))
+    advanced = sweeps.Advance() if sweep_id is None else sweeps.advance(session, sweep_id)
+    session.commit()
+    return advanced
+
+
+def record_rung(session: Session, job_id: int, attempt: int, rungs: list[dict]) -> None:
+    """Store the trial's rung decisions (early termination), fenced by ``attempt``; commit."""
+    _update_running_job(session, job_id, attempt, rungs=rungs)
     session.commit()
 
 

@@ -3,13 +3,34 @@ and the reaping of expired leases). Every write is one conditional UPDATE, so se
 dispatchers may run at once.
 """
 
+import logging
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import JobStatus, TrainingJob, utcnow
 from service.db.records import update_job_in
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What sends a job to the workers (service.broker.JobQueue)."""
+
+    def enqueue_training(self, job_id: int) -> None: ...
+
+
+def publish(session: Session, queue: Publisher, job_id: int) -> None:
+    """Publish a stored job once and mark it dispatched. When that fails (the broker is down),
+    the job stays queued with ``dispatched_at`` NULL, for the dispatcher to send later."""
+    try:
+        queue.enqueue_training(job_id)
+        mark_dispatched(session, job_id)
+    except Exception as error:  # kombu, redis and SQLAlchemy each raise their own types
+        session.rollback()
+        logger.warning("job %s stays queued for the dispatcher: %s", job_id, error)
 
 
 def mark_dispatched(session: Session, job_id: int) -> None:

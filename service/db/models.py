@@ -1,8 +1,8 @@
 """Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, the registry's
-model_names and model_aliases, and api_keys.
+model_names and model_aliases, api_keys, and sweeps.
 
-Data sets, jobs, models, names and aliases belong to a tenant (``TenantOwned``); epoch records
-and checkpoints belong to their job.
+Data sets, jobs, models, names, aliases and sweeps belong to a tenant (``TenantOwned``); epoch
+records and checkpoints belong to their job.
 
 Arrays are stored as ``.npz`` blobs (``service.db.npz``: no pickle, read in place);
 a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids are never reused
@@ -72,6 +72,17 @@ class Task(enum.StrEnum):
 
 class JobStatus(enum.StrEnum):
     QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # A sweep's trial ended by early termination (ASHA): history kept, no model.
+    PRUNED = "pruned"
+
+
+class SweepStatus(enum.StrEnum):
+    """A sweep runs until every trial has ended; it then succeeded when one trial has a model."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -199,6 +210,14 @@ class TrainingJob(TenantOwned, Base):
     model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     # The X-Request-ID of the request that submitted the job: the worker's log lines carry it.
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # A sweep's trial: its sweep, number (from 1) and parameters ({path: value}), and the rung
+    # decisions of early termination ({epoch, value, cutoff, reached}: the cutoff it was held to).
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), index=True
+    )
+    trial: Mapped[int | None]
+    params: Mapped[dict | None]
+    rungs: Mapped[list | None]
 
     dataset: Mapped[Dataset | None] = relationship()
     # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
@@ -352,3 +371,39 @@ class ApiKey(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Sweep(TenantOwned, Base):
+    """A hyperparameter sweep: trials of one job body with parameters changed, run as jobs.
+
+    ``trials`` holds every trial's checked specs ({params, network, training, warnings}), made
+    and checked when the sweep was accepted; ``next_trial`` trials have become jobs so far, at
+    most ``max_parallel`` queued or running at once. ``early_termination`` is ASHA's settings
+    ({method, min_epochs, reduction_factor}) or None. When every trial has ended, ``best_job_id``
+    is the trial whose model is best on ``metric``; with a ``model_name``, that model becomes
+    the name's next version.
+    """
+
+    __tablename__ = "sweeps"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[SweepStatus] = mapped_column(
+        _enum_column(SweepStatus, "sweep_status"), default=SweepStatus.RUNNING, index=True
+    )
+    search: Mapped[dict]
+    metric: Mapped[str] = mapped_column(String(20))
+    goal: Mapped[str] = mapped_column(String(10))
+    early_termination: Mapped[dict | None]
+    max_parallel: Mapped[int]
+    n_trials: Mapped[int]
+    next_trial: Mapped[int] = mapped_column(default=0)
+    trials: Mapped[list] = mapped_column(deferred=True)
+    model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    best_job_id: Mapped[int | None]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -6,7 +6,6 @@ queued and the dispatcher (service/dispatcher.py) sends it when the broker is ba
 never fails a submission.
 """
 
-import logging
 import secrets
 
 from sqlalchemy.exc import IntegrityError
@@ -20,8 +19,6 @@ from service.jobs.specs import ResolvedJob, resolve_job
 from service.logs import REQUEST_ID
 from service.quotas import check_job_admission
 from service.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 
 def with_seed(training: dict) -> dict:
@@ -69,17 +66,6 @@ def store_or_replay(session: Session, job: TrainingJob, key: IdempotencyKey | No
     return Submission(job)
 
 
-def publish(session: Session, queue: JobQueue, job_id: int) -> None:
-    """Publish a stored job once and mark it dispatched. When that fails (the broker is down),
-    the job stays queued with ``dispatched_at`` NULL, for the dispatcher to send later."""
-    try:
-        queue.enqueue_training(job_id)
-        dispatch.mark_dispatched(session, job_id)
-    except Exception as error:  # kombu, redis and SQLAlchemy each raise their own types
-        session.rollback()
-        logger.warning("job %s stays queued for the dispatcher: %s", job_id, error)
-
-
 def submit_job(
     session: Session,
     queue: JobQueue,
@@ -97,5 +83,5 @@ def submit_job(
     job = new_job(resolve_job(session, settings, **body))
     submission = store_or_replay(session, job, key)
     if not submission.replayed:
-        publish(session, queue, submission.job.id)
+        dispatch.publish(session, queue, submission.job.id)
     return submission

@@ -23,7 +23,7 @@ from tests.factories import free_port
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 N_WORKERS = 2
-FINISHED = {"succeeded", "failed", "cancelled"}
+FINISHED = {"succeeded", "failed", "cancelled", "pruned"}
 
 
 @dataclass

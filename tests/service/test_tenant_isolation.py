@@ -11,7 +11,7 @@ from service.db import keys, records
 from service.db.models import Dataset
 from service.db.tenancy import session_for
 from tests.conftest import BACKENDS
-from tests.factories import api_key, bearer, job_body
+from tests.factories import api_key, bearer, job_body, sweep_body
 from worker.training import run_training
 
 OPEN_PATHS = re.compile(r"^/(health|v2/health)/")
@@ -29,7 +29,8 @@ def settings(settings):
 
 @dataclasses.dataclass
 class Holdings:
-    """What one tenant has made: a key, a data set, a job, its model (named) and an alias."""
+    """What one tenant has made: a key, a data set, a job, its model (named), an alias and a
+    sweep."""
 
     key: str
     key_id: int
@@ -37,6 +38,7 @@ class Holdings:
     job_id: int
     model_id: int
     name: str
+    sweep_id: int
 
 
 def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
@@ -51,7 +53,10 @@ def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
     model_id = client.get(f"/v1/jobs/{job_id}", headers=headers).get_json()["model_id"]
     alias = client.put(f"/v1/models/{name}/aliases/prod", json={"version": 1}, headers=headers)
     assert alias.status_code == 200, alias.get_json()
-    return Holdings(key, keys.parse_key(key)[0], dataset_id, job_id, model_id, name)
+    sweep = client.post("/v1/sweeps", json=sweep_body(dataset_id), headers=headers)
+    assert sweep.status_code == 202, sweep.get_json()
+    key_id = keys.parse_key(key)[0]
+    return Holdings(key, key_id, dataset_id, job_id, model_id, name, sweep.get_json()["id"])
 
 
 @pytest.fixture
@@ -74,6 +79,7 @@ def path_values(owner: Holdings) -> dict[str, str]:
         "alias": "prod",
         "version": "1",
         "key_id": str(owner.key_id),
+        "sweep_id": str(owner.sweep_id),
     }
 
 
@@ -129,6 +135,7 @@ def assert_all_still_there(client, owner: Holdings) -> None:
         f"/v1/jobs/{owner.job_id}",
         f"/v1/models/{owner.name}@prod",
         f"/v1/keys/{owner.key_id}",
+        f"/v1/sweeps/{owner.sweep_id}",
     ):
         response = client.get(url, headers=headers)
         assert response.status_code == 200, url
@@ -136,11 +143,15 @@ def assert_all_still_there(client, owner: Holdings) -> None:
 
 
 def test_lists_show_only_the_callers_own(client, alice, bob):
+    sweep = client.get(f"/v1/sweeps/{bob.sweep_id}", headers=bearer(bob.key)).get_json()
+    trials = {entry["job_id"] for entry in sweep["leaderboard"]}
+    assert len(trials) == 2  # max_parallel: the sweep's first trials are jobs
     for path, owned in (
         ("/v1/datasets", {bob.dataset_id}),
-        ("/v1/jobs", {bob.job_id}),
+        ("/v1/jobs", {bob.job_id} | trials),
         ("/v1/models", {bob.model_id}),
         ("/v1/keys", {bob.key_id}),
+        ("/v1/sweeps", {bob.sweep_id}),
     ):
         listed = client.get(path, headers=bearer(bob.key)).get_json()
         assert {row["id"] for row in listed} == owned, path
@@ -154,6 +165,7 @@ def test_lists_show_only_the_callers_own(client, alice, bob):
         ("/v1/jobs", lambda dataset_id: job_body(dataset_id)),
         ("/v1/jobs/validate", lambda dataset_id: job_body(dataset_id)),
         ("/v1/models/{bob}/evaluate", lambda dataset_id: {"dataset_id": dataset_id}),
+        ("/v1/sweeps", lambda dataset_id: sweep_body(dataset_id)),
     ],
 )
 def test_another_tenants_data_set_in_a_body_is_as_if_it_did_not_exist(

@@ -73,7 +73,7 @@ def test_progress_is_visible_while_the_job_runs(sessions, monkeypatch):
 
     def look_then_end(session, job_id, attempt, records, *args):
         seen.append((job_row(sessions, job_id).epoch, len(epochs_of(sessions, job_id))))
-        real_end(session, job_id, attempt, records, *args)
+        return real_end(session, job_id, attempt, records, *args)
 
     monkeypatch.setattr(attempts, "end_attempt", look_then_end)
     job_id = queued_xor_job(sessions, epochs=50)

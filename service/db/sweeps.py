@@ -1,0 +1,317 @@
+"""Sweeps in the database: trials becoming jobs (at most ``max_parallel`` queued or running at
+once), the end of a sweep (its best trial's model registered under its name), early termination's
+rung decisions (ASHA), cancelling, and the figures the API shows.
+
+``advance`` runs in the transaction that ends a trial, so the worker that ends one queues the
+next before anyone else can see the sweep with room to spare; the dispatcher calls it too, for
+trials that ended without a worker (the reaper's, a cancel through /v1/jobs).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from service.db import registry
+from service.db.models import (
+    ACTIVE_STATUSES,
+    EPOCH_FIGURES,
+    EpochMetric,
+    JobStatus,
+    Sweep,
+    SweepStatus,
+    TrainedModel,
+    TrainingJob,
+    utcnow,
+)
+from service.db.records import page
+
+# The figures a sweep can rank trials by, and which way is better by default.
+METRIC_GOALS = {
+    "train_loss": "minimize",
+    "val_loss": "minimize",
+    "train_accuracy": "maximize",
+    "val_accuracy": "maximize",
+}
+assert set(METRIC_GOALS) == set(EPOCH_FIGURES)
+GOALS = ("minimize", "maximize")
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What ending a trial did to its sweep: trials queued (to publish once committed), and the
+    model registered as the next version of the sweep's name when it ended."""
+
+    job_ids: tuple[int, ...] = ()
+    registered: TrainedModel | None = None
+
+
+def advance(session: Session, sweep_id: int) -> Advance:
+    """Queue the sweep's next trials while fewer than ``max_parallel`` are queued or running,
+    and end it when none is left; without committing. The sweep's row is locked first
+    (PostgreSQL), so two workers ending trials at once take turns."""
+    sweep = session.scalars(
+        select(Sweep).where(Sweep.id == sweep_id).with_for_update()
+    ).one_or_none()
+    if sweep is None or sweep.status is not SweepStatus.RUNNING:
+        return Advance()
+    active = count_active(session, sweep_id)
+    new_jobs = []
+    while sweep.next_trial < sweep.n_trials and active < sweep.max_parallel:
+        new_jobs.append(trial_job(sweep, sweep.next_trial))
+        sweep.next_trial += 1
+        active += 1
+    session.add_all(new_jobs)
+    registered = None
+    if active == 0 and sweep.next_trial == sweep.n_trials:
+        registered = finish(session, sweep)
+    session.flush()
+    return Advance(tuple(job.id for job in new_jobs), registered)
+
+
+def count_active(session: Session, sweep_id: int) -> int:
+    active = (TrainingJob.sweep_id == sweep_id) & TrainingJob.status.in_(ACTIVE_STATUSES)
+    return session.scalar(select(func.count(TrainingJob.id)).where(active))
+
+
+def trial_job(sweep: Sweep, index: int) -> TrainingJob:
+    """Trial ``index + 1`` of ``sweep`` as a queued job, from its specs checked at creation."""
+    spec = sweep.trials[index]
+    return TrainingJob(
+        tenant=sweep.tenant,
+        dataset_id=sweep.dataset_id,
+        network=spec["network"],
+        training=spec["training"],
+        warnings=spec["warnings"],
+        epochs=spec["training"]["epochs"],
+        sweep_id=sweep.id,
+        trial=index + 1,
+        params=spec["params"],
+        request_id=sweep.request_id,
+    )
+
+
+def finish(session: Session, sweep: Sweep) -> TrainedModel | None:
+    """End ``sweep``: succeeded with its best trial's model (registered as the next version of
+    ``model_name``, if given, and returned), or failed when no trial has a model."""
+    best = next((score for score in leaderboard(session, sweep) if score.job.model), None)
+    sweep.finished_at = utcnow()
+    if best is None:
+        sweep.status = SweepStatus.FAILED
+        return None
+    sweep.status = SweepStatus.SUCCEEDED
+    sweep.best_job_id = best.job.id
+    if sweep.model_name is None:
+        return None
+    # The name's row first: the model's foreign key points at it.
+    version = registry.next_version(session, sweep.tenant, sweep.model_name)
+    model = best.job.model
+    model.name, model.version = sweep.model_name, version
+    return model
+
+
+@dataclass(frozen=True)
+class Score:
+    """A trial on the leaderboard: the sweep's metric at ``epoch``, the epoch whose weights its
+    model holds (the best one when early stopping restored it, else the last one)."""
+
+    job: TrainingJob
+    epoch: int
+    metric: float | None
+    seconds: float
+
+
+def model_epoch(job: TrainingJob) -> int:
+    """The epoch whose weights the trial's model holds (its last epoch without a model)."""
+    stopping = job.training.get("early_stopping")
+    restored = isinstance(stopping, dict) and stopping.get("restore_best")
+    if job.model is not None and restored:
+        return job.model.metrics.get("best_epoch") or job.epoch
+    return job.epoch
+
+
+def leaderboard(session: Session, sweep: Sweep) -> list[Score]:
+    """The sweep's trials that became jobs, best first on its metric (trials without a value
+    last, then by trial number)."""
+    jobs = list(
+        session.scalars(
+            select(TrainingJob).where(TrainingJob.sweep_id == sweep.id).order_by(TrainingJob.trial)
+        )
+    )
+    epochs = {job.id: model_epoch(job) for job in jobs}
+    values = metric_values(session, sweep.metric, list(epochs.items()))
+    seconds = training_seconds(session, sweep.id)
+    scores = [
+        Score(job, epochs[job.id], values.get(job.id), seconds.get(job.id, 0.0)) for job in jobs
+    ]
+    sign = 1 if sweep.goal == "minimize" else -1
+    return sorted(
+        scores,
+        key=lambda s: (s.metric is None, 0 if s.metric is None else sign * s.metric, s.job.trial),
+    )
+
+
+def metric_values(
+    session: Session, metric: str, job_epochs: Sequence[tuple[int, int]]
+) -> dict[int, float]:
+    """``metric`` of each (job id, epoch) pair that has an epoch record, by job id."""
+    pairs = [(job_id, epoch) for job_id, epoch in job_epochs if epoch]
+    if not pairs:
+        return {}
+    column = getattr(EpochMetric, metric)
+    rows = session.execute(
+        select(EpochMetric.job_id, column).where(
+            tuple_(EpochMetric.job_id, EpochMetric.epoch).in_(pairs)
+        )
+    )
+    return {job_id: value for job_id, value in rows if value is not None}
+
+
+def training_seconds(session: Session, sweep_id: int) -> dict[int, float]:
+    """Seconds of training of each trial of the sweep (its epochs' own seconds), by job id."""
+    rows = session.execute(
+        select(EpochMetric.job_id, func.sum(EpochMetric.seconds))
+        .join(TrainingJob, TrainingJob.id == EpochMetric.job_id)
+        .where(TrainingJob.sweep_id == sweep_id)
+        .group_by(EpochMetric.job_id)
+    )
+    return {job_id: float(total) for job_id, total in rows}
+
+
+def status_counts(session: Session, sweep: Sweep) -> dict[str, int]:
+    """How many trials are in each job status, and ``waiting`` (not yet a job)."""
+    rows = session.execute(
+        select(TrainingJob.status, func.count())
+        .where(TrainingJob.sweep_id == sweep.id)
+        .group_by(TrainingJob.status)
+    )
+    counts = {status.value: 0 for status in JobStatus}
+    counts.update({status.value: count for status, count in rows})
+    return {"waiting": sweep.n_trials - sweep.next_trial, **counts}
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> bool:
+    """End a running sweep as cancelled, its queued trials at once and its running ones at
+    their next epoch; commit. False when the sweep is not running (any more)."""
+    now = utcnow()
+    cancelled = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.RUNNING)
+        .values(status=SweepStatus.CANCELLED, finished_at=now)
+    ).rowcount
+    if not cancelled:
+        session.rollback()
+        return False
+    trials = TrainingJob.sweep_id == sweep_id
+    session.execute(
+        update(TrainingJob)
+        .where(trials, TrainingJob.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=now)
+    )
+    session.execute(
+        update(TrainingJob)
+        .where(trials, TrainingJob.status == JobStatus.RUNNING)
+        .values(cancel_requested=True)
+    )
+    session.commit()
+    return True
+
+
+def stalled_sweeps(session: Session) -> list[int]:
+    """Running sweeps with room for a trial and trials left, or with none left and none
+    active: those whose trials ended without a worker to advance them."""
+    active = (
+        select(func.count(TrainingJob.id))
+        .where(TrainingJob.sweep_id == Sweep.id, TrainingJob.status.in_(ACTIVE_STATUSES))
+        .scalar_subquery()
+    )
+    room = (active < Sweep.max_parallel) & or_(Sweep.next_trial < Sweep.n_trials, active == 0)
+    return list(session.scalars(select(Sweep.id).where(Sweep.status == SweepStatus.RUNNING, room)))
+
+
+def list_sweeps(session: Session, offset: int, limit: int) -> tuple[list[Sweep], int]:
+    return page(session, select(Sweep).order_by(Sweep.id), offset, limit)
+
+
+# --- Early termination: asynchronous successive halving (ASHA) ------------------------------
+
+
+@dataclass(frozen=True)
+class Asha:
+    """ASHA's settings for one trial: rungs at ``min_epochs * reduction_factor**k`` epochs,
+    below the trial's last epoch (a trial that gets there has nothing left to save)."""
+
+    sweep_id: int
+    metric: str
+    goal: str
+    min_epochs: int
+    reduction_factor: int
+
+    def is_rung(self, epoch: int, epochs: int) -> bool:
+        rung = self.min_epochs
+        while rung < epoch:
+            rung *= self.reduction_factor
+        return rung == epoch < epochs
+
+
+def asha_for(session: Session, job: TrainingJob) -> Asha | None:
+    """The ASHA settings of the job's sweep, or None (not a trial, or no early termination)."""
+    if job.sweep_id is None:
+        return None
+    sweep = session.get(Sweep, job.sweep_id)
+    settings = sweep.early_termination if sweep else None
+    if not settings:
+        return None
+    return Asha(
+        sweep.id, sweep.metric, sweep.goal, settings["min_epochs"], settings["reduction_factor"]
+    )
+
+
+def rung_values(session: Session, asha: Asha, epoch: int) -> list[float]:
+    """The metric at ``epoch`` of every trial of the sweep that has recorded that epoch."""
+    column = getattr(EpochMetric, asha.metric)
+    return list(
+        session.scalars(
+            select(column)
+            .join(TrainingJob, TrainingJob.id == EpochMetric.job_id)
+            .where(
+                TrainingJob.sweep_id == asha.sweep_id,
+                EpochMetric.epoch == epoch,
+                column.is_not(None),
+            )
+        )
+    )
+
+
+def asha_rule(value: float, reached: list[float], goal: str, reduction_factor: int):
+    """(continue, cutoff): a trial continues while fewer than ``reduction_factor`` trials have
+    reached the rung (``reached`` includes its own value; no cutoff yet), or when its value is
+    within the best ``len(reached) // reduction_factor`` of them: no worse than the cutoff, the
+    last of those."""
+    if len(reached) < reduction_factor:
+        return True, None
+    kept = len(reached) // reduction_factor
+    cutoff = sorted(reached, reverse=goal == "maximize")[kept - 1]
+    return (value <= cutoff if goal == "minimize" else value >= cutoff), cutoff
+
+
+def rung_decision(session: Session, asha: Asha, job_id: int, epoch: int) -> dict | None:
+    """The decision for the trial at rung ``epoch``, from the stored epochs of its sweep:
+    ``{epoch, value, cutoff, reached, pruned}``; None when its own value is not stored."""
+    value = session.scalar(
+        select(getattr(EpochMetric, asha.metric)).where(
+            EpochMetric.job_id == job_id, EpochMetric.epoch == epoch
+        )
+    )
+    if value is None:
+        return None
+    reached = rung_values(session, asha, epoch)
+    keep, cutoff = asha_rule(value, reached, asha.goal, asha.reduction_factor)
+    return {
+        "epoch": epoch,
+        "value": value,
+        "cutoff": cutoff,
+        "reached": len(reached),
+        "pruned": not keep,
+    }
