@@ -1,5 +1,10 @@
 """Gradient-descent optimizers: objects that own their state and update parameters in place.
 
+An optimizer is built from the list of parameter arrays, views of one flat buffer made by
+:func:`model_core.network.flat_buffer`; ``step`` receives that flat buffer and the gradients'
+(the same layout), so that each pass of an update is one NumPy call whatever the number of
+layers. Its own state lives in a buffer of the same layout; ``state()`` gives it per parameter.
+
 ``gradient_scale(lr)`` tells the backward pass what to multiply the gradients by while it
 computes them: SGD asks for ``lr``, which folds the learning rate into the output error for free
 and saves a pass over every parameter per batch; Adam needs the raw gradient. ``step`` may
@@ -13,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+
+from model_core.network import flat_buffer
 
 
 class SGD:
@@ -35,7 +42,7 @@ class SGD:
     def __init__(self, params: Sequence[np.ndarray], momentum: float = 0.0, nesterov: bool = False):
         self.momentum = momentum
         self.nesterov = nesterov
-        self.velocities = [np.zeros_like(p) for p in params] if momentum else []
+        self.velocity, self.velocities = _state_like(params) if momentum else (None, [])
         self.lr = 0.0
 
     @classmethod
@@ -46,24 +53,22 @@ class SGD:
     def gradient_scale(lr: float) -> float:
         return lr
 
-    def step(
-        self, params: Sequence[np.ndarray], scaled_grads: Sequence[np.ndarray], lr: float
-    ) -> None:
+    def step(self, params: np.ndarray, scaled_grads: np.ndarray, lr: float) -> None:
+        """``params`` and ``scaled_grads`` are the flat buffers (see the module docstring)."""
         if not self.momentum:
-            for p, g in zip(params, scaled_grads, strict=True):
-                p -= g
+            params -= scaled_grads
             return
         decay = self.momentum * (lr / self.lr if self.lr else 1.0)
         self.lr = lr
-        for p, g, u in zip(params, scaled_grads, self.velocities, strict=True):
-            u *= decay
-            u += g
-            if self.nesterov:
-                p -= g
-                np.multiply(u, self.momentum, out=g)
-                p -= g
-            else:
-                p -= u
+        u, g = self.velocity, scaled_grads
+        u *= decay
+        u += g
+        if self.nesterov:
+            params -= g
+            np.multiply(u, self.momentum, out=g)
+            params -= g
+        else:
+            params -= u
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = {"lr": np.array(self.lr, dtype=np.float64)}
@@ -99,8 +104,8 @@ class Adam:
         self.beta2 = beta2
         self.epsilon = epsilon
         self.t = 0
-        self.moments1 = [np.zeros_like(p) for p in params]
-        self.moments2 = [np.zeros_like(p) for p in params]
+        self.moment1, self.moments1 = _state_like(params)
+        self.moment2, self.moments2 = _state_like(params)
 
     @classmethod
     def from_spec(cls, spec: dict, params: Sequence[np.ndarray]) -> "Adam":
@@ -110,24 +115,25 @@ class Adam:
     def gradient_scale(lr: float) -> float:
         return 1.0
 
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """``params`` and ``grads`` are the flat buffers (see the module docstring)."""
         self.t += 1
         correction1 = 1.0 - self.beta1**self.t
         sqrt_correction2 = np.sqrt(1.0 - self.beta2**self.t)
         step_size = lr / correction1
-        for p, g, m, v in zip(params, grads, self.moments1, self.moments2, strict=True):
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            g *= g
-            g *= 1.0 - self.beta2
-            v += g
-            np.sqrt(v, out=g)
-            g /= sqrt_correction2
-            g += self.epsilon
-            np.divide(m, g, out=g)
-            g *= step_size
-            p -= g
+        m, v, g = self.moment1, self.moment2, grads
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        g *= g
+        g *= 1.0 - self.beta2
+        v += g
+        np.sqrt(v, out=g)
+        g /= sqrt_correction2
+        g += self.epsilon
+        np.divide(m, g, out=g)
+        g *= step_size
+        params -= g
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = {"t": np.array(self.t, dtype=np.int64)}
@@ -140,6 +146,11 @@ class Adam:
         for i, (m, v) in enumerate(zip(self.moments1, self.moments2, strict=True)):
             m[...] = arrays[f"moment1_{i}"]
             v[...] = arrays[f"moment2_{i}"]
+
+
+def _state_like(params: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A zeroed flat buffer in the parameters' layout, and its view per parameter."""
+    return flat_buffer([p.shape for p in params], params[0].dtype)
 
 
 Optimizer = SGD | Adam

@@ -30,6 +30,7 @@ from model_core.network import (
     backward,
     copy_weights,
     count_correct,
+    flat_buffer,
     forward,
     forward_in_chunks,
     l2_penalty,
@@ -123,8 +124,12 @@ class Trainer:
         )
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
-        self.weights = self._initial_weights(np.random.default_rng(init_seed), given_weights)
-        self.params = [p for pair in self.weights for p in pair]
+        initial = self._initial_weights(np.random.default_rng(init_seed), given_weights)
+        shapes = [p.shape for pair in initial for p in pair]
+        self.flat_params, self.params = flat_buffer(shapes, self.dtype)
+        for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
+            param[...] = value
+        self.weights = list(zip(self.params[::2], self.params[1::2], strict=True))
         self.optimizer = make_optimizer(self.training["optimizer"], self.params)
         self.rng = np.random.default_rng(shuffle_seed)
         self.epoch = 0
@@ -160,7 +165,7 @@ class Trainer:
             activation_buffers(size, self.weights, dtype),
         )
         self._views = {size: full}
-        self.grads = [np.empty_like(p) for p in self.params]
+        self.flat_grads, self.grads = flat_buffer([p.shape for p in self.params], dtype)
 
     def _buffers(self, n: int) -> "BatchBuffers":
         """Views of the first n rows of every buffer; made once per batch size (at most two)."""
@@ -234,7 +239,7 @@ class Trainer:
             rows = rows[self.rng.permutation(len(rows))]
         lr = self._learning_rate(epoch)
         scale = self.optimizer.gradient_scale(lr)
-        step, params, grads = self.optimizer.step, self.params, self.grads
+        step, params, grads = self.optimizer.step, self.flat_params, self.flat_grads
         labels = self.targets.labels
         predicted = None if labels is None else np.empty(len(rows), np.intp)
         size = self._batch_size()
