@@ -279,3 +279,39 @@ def test_a_job_finishes_when_postgresql_restarts_under_it(stack, digits, databas
     job = stack.wait_for_job(job_id)
     assert_succeeded(job)
     assert_each_epoch_once(stack, job_id, 150)
+
+
+def test_a_sweep_whose_trial_loses_its_worker_still_finishes(stack, digits, database_url):
+    """The trial's training process is killed after its first checkpoint: the reaper queues it
+    again, another attempt resumes it, and the sweep ends with every trial trained."""
+    training = digits_training(150, checkpoint_every_epochs=25)
+    body = {
+        "dataset_id": digits,
+        "network": DIGITS_NETWORK,
+        "training": training,
+        "search": {"method": "grid", "parameters": {"training.l2": [0.0, 0.001, 0.01]}},
+        "metric": "train_loss",
+        "max_parallel": 2,
+        "model_name": "sweep-survivor",
+    }
+    sweep = stack.create("/v1/sweeps", 202, json=body)
+    first = sweep["leaderboard"][0]["job_id"]
+    wait_until(
+        lambda: job_columns(database_url, first, "checkpoint_epoch")[0],
+        60,
+        "a checkpoint",
+        ignoring=(psycopg.OperationalError,),
+    )
+    owner = job_columns(database_url, first, "lease_owner")[0]
+    os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    deadline = time.monotonic() + 180
+    while (shown := stack.get(f"/v1/sweeps/{sweep['id']}").json())["status"] == "running":
+        assert time.monotonic() < deadline, stack.log_tail()
+        time.sleep(0.2)
+    assert shown["status"] == "succeeded", shown
+    assert shown["counts"]["succeeded"] == 3
+    assert stack.get(f"/v1/jobs/{first}").json()["attempt"] == 2
+    for entry in shown["leaderboard"]:
+        assert_each_epoch_once(stack, entry["job_id"], 150)
+    assert stack.get("/v1/models/sweep-survivor").json()["id"] == shown["model_id"]
