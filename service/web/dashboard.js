@@ -4,7 +4,7 @@
 
 const KEY_STORAGE = "backprop.apiKey";
 const POLL_MS = 2000;
-const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
 const SERIES_COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706"];
 const main = document.getElementById("main");
 const live = { timer: null, stream: null, charts: [] };
@@ -686,6 +686,144 @@ async function modelPage(ref) {
   );
 }
 
+function params(values) {
+  return Object.entries(values || {}).map(([path, value]) => `${path.split(".").slice(-1)[0]}=${fmt(value)}`).join(" ");
+}
+
+async function sweepsPage() {
+  const sweeps = await newest("v1/sweeps");
+  main.replaceChildren(
+    h("h1", {}, "Sweeps"),
+    table(
+      ["sweep", "status", "data set", "search", "trials", "metric", "model name", "created"],
+      sweeps.map((sweep) =>
+        h(
+          "tr",
+          { dataset: { sweep: sweep.id } },
+          h("td", {}, h("a", { href: `#/sweeps/${sweep.id}` }, `#${sweep.id}`)),
+          h("td", {}, status(sweep.status)),
+          h("td", {}, sweep.dataset_id ? h("a", { href: `#/datasets/${sweep.dataset_id}` }, `#${sweep.dataset_id}`) : "–"),
+          h("td", {}, sweep.search.method),
+          h("td", { class: "num" }, fmt(sweep.n_trials)),
+          h("td", {}, `${sweep.metric} (${sweep.goal})`),
+          h("td", {}, sweep.model_name || "–"),
+          h("td", {}, when(sweep.created_at)),
+        ),
+      ),
+      { id: "sweeps" },
+    ),
+    sweeps.length ? null : h("p", {}, "No sweeps yet: POST /v1/sweeps starts one."),
+  );
+}
+
+function leaderboard(sweep) {
+  return table(
+    ["rank", "trial", "job", "status", "parameters", sweep.metric, "epoch", "seconds", "rungs"],
+    sweep.leaderboard.map((entry, i) =>
+      h(
+        "tr",
+        { dataset: { trial: entry.trial }, class: entry.job_id === sweep.best_job_id ? "best" : null },
+        h("td", { class: "num" }, entry.metric === null ? "–" : String(i + 1)),
+        h("td", { class: "num" }, String(entry.trial)),
+        h("td", {}, h("a", { href: `#/jobs/${entry.job_id}` }, `#${entry.job_id}`)),
+        h("td", {}, status(entry.status)),
+        h("td", {}, params(entry.params)),
+        h("td", { class: "num" }, fmt(entry.metric)),
+        h("td", { class: "num" }, fmt(entry.epoch)),
+        h("td", { class: "num" }, fmt(entry.seconds, 2)),
+        h("td", {}, (entry.rungs || []).map((rung) => `${rung.epoch}${rung.pruned ? " ✗" : " ✓"}`).join(" ")),
+      ),
+    ),
+    { id: "leaderboard" },
+  );
+}
+
+/** Every trial's ``metric`` per epoch on one chart, read from each job's stored epochs. */
+async function sweepPage(id) {
+  let sweep = await api(`v1/sweeps/${id}`);
+  const top = h("div");
+  const board = h("div");
+  const chartBox = h("div", { id: "sweep-chart", class: "chart", dataset: { points: 0 } });
+  main.replaceChildren(top, chartBox, h("h2", {}, "Leaderboard"), board);
+  const histories = new Map(); // job id -> values of the metric, by epoch (index epoch - 1)
+  const complete = new Set(); // trials that ended, read after they did
+  let chart = null;
+  let series = [];
+  const cancel = async () => {
+    try {
+      await api(`v1/sweeps/${id}/cancel`, { method: "POST" });
+      await refresh();
+    } catch (error) {
+      top.append(failure(error));
+    }
+  };
+  const draw = () => {
+    const jobs = [...histories.keys()].sort((a, b) => a - b);
+    const longest = Math.max(0, ...[...histories.values()].map((values) => values.length));
+    const x = Array.from({ length: longest }, (_, i) => i + 1);
+    const data = [x, ...jobs.map((job) => x.map((_, i) => histories.get(job)[i] ?? null))];
+    if (!chart || series.join() !== jobs.join()) {
+      if (chart) chart.destroy();
+      live.charts = live.charts.filter((c) => c !== chart);
+      chartBox.replaceChildren();
+      chart = new uPlot(
+        {
+          title: `${sweep.metric} of every trial`,
+          width: Math.max(320, chartBox.clientWidth || 900),
+          height: 320,
+          scales: { x: { time: false } },
+          axes: [{ label: "epoch" }, { label: sweep.metric, size: 70 }],
+          series: [{ label: "epoch" }].concat(
+            jobs.map((job, i) => ({ label: `job ${job}`, stroke: `hsl(${(i * 137) % 360} 70% 45%)`, width: 1.5, spanGaps: true })),
+          ),
+        },
+        data,
+        chartBox,
+      );
+      live.charts.push(chart);
+      series = jobs;
+    } else chart.setData(data);
+    chartBox.dataset.points = [...histories.values()].reduce((n, values) => n + values.length, 0);
+  };
+  const readEpochs = async (entry) => {
+    const values = histories.get(entry.job_id) || [];
+    histories.set(entry.job_id, values);
+    const epochs = await api(`v1/jobs/${entry.job_id}/epochs?after=${values.length}&limit=10000`);
+    for (const epoch of epochs) values[epoch.epoch - 1] = epoch[sweep.metric];
+  };
+  const refresh = async () => {
+    sweep = await api(`v1/sweeps/${id}`);
+    const active = !FINAL.has(sweep.status);
+    top.replaceChildren(
+      h(
+        "div",
+        { class: "title" },
+        h("h1", {}, `Sweep #${sweep.id} `, status(sweep.status)),
+        active ? h("button", { id: "cancel-sweep", class: "danger", onclick: cancel }, "Cancel sweep") : null,
+      ),
+      definitions([
+        ["search", `${sweep.search.method}, ${sweep.n_trials} trials, ${sweep.max_parallel} at a time`],
+        ["trials", Object.entries(sweep.counts).filter(([, n]) => n).map(([state, n]) => `${n} ${state}`).join(", ")],
+        ["metric", `${sweep.metric} (${sweep.goal})`],
+        ["early termination", sweep.early_termination ? `ASHA from epoch ${sweep.early_termination.min_epochs}, factor ${sweep.early_termination.reduction_factor}` : "none"],
+        ["best", sweep.best_job_id ? h("a", { href: `#/jobs/${sweep.best_job_id}` }, `job #${sweep.best_job_id}`) : "–"],
+        ["model", sweep.model_id ? h("a", { href: `#/models/${sweep.model_id}` }, sweep.model_name || `#${sweep.model_id}`) : sweep.model_name || "–"],
+        ["created", when(sweep.created_at)],
+        ["finished", when(sweep.finished_at)],
+      ]),
+    );
+    board.replaceChildren(leaderboard(sweep));
+    // Every trial until it has been read once since it ended (its epochs are stored by then).
+    const unread = sweep.leaderboard.filter((entry) => !complete.has(entry.job_id));
+    await Promise.all(unread.map(readEpochs));
+    for (const entry of unread) if (FINAL.has(entry.status)) complete.add(entry.job_id);
+    draw();
+    if (!active) clearInterval(live.timer);
+  };
+  await refresh();
+  if (!FINAL.has(sweep.status)) live.timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
+}
+
 // ---------------------------------------------------------------- routing
 
 const ROUTES = [
@@ -695,6 +833,8 @@ const ROUTES = [
   [/^#\/datasets$/, datasetsPage, "datasets"],
   [/^#\/models\/(.+)$/, modelPage, "models"],
   [/^#\/models$/, modelsPage, "models"],
+  [/^#\/sweeps\/(\d+)$/, sweepPage, "sweeps"],
+  [/^#\/sweeps$/, sweepsPage, "sweeps"],
 ];
 
 function stopLiveViews() {

@@ -250,3 +250,24 @@ def test_with_a_key_behind_a_proxy_at_a_sub_path(browser, proxied):
     assert streams and all(url.startswith(f"{proxy.base_url}/v1/") for url in streams)
     assert browser.outside_requests(f"{proxy.base_url}/") == []
     assert browser.errors() == []
+
+
+@EMBEDDED
+def test_a_sweep_page_draws_every_trial_and_its_leaderboard(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"})
+    search = {"method": "grid", "parameters": {"training.optimizer.learning_rate": [0.01, 0.1]}}
+    sweep = stack.create(
+        "/v1/sweeps",
+        202,
+        json={**job_body(dataset["id"], epochs=30), "search": search, "metric": "train_loss"},
+    )
+    page.open(f"{stack.base_url}/#/sweeps/{sweep['id']}")
+    page.wait_for(lambda _: badge(page) == "succeeded", 120, "the sweep to succeed")
+    page.wait_for(
+        lambda _: page.attribute("#sweep-chart", "data-points") == "60",
+        what="both trials' 30 epochs on the chart",
+    )
+    board = stack.get(f"/v1/sweeps/{sweep['id']}").json()["leaderboard"]
+    rows = page.driver.find_elements("css selector", "#leaderboard tbody tr")
+    assert [row.get_attribute("data-trial") for row in rows] == [str(e["trial"]) for e in board]
+    page.screenshot("sweep")
