@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench bench-serving bench-uploads compose-test clean
+.PHONY: run test lint fuzz bench bench-serving bench-uploads bench-dashboard compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-serving: $(VENV)/.installed-bench
 # Time and the API process's peak memory per upload, CSV, Parquet and .npz (docs/benchmarks.md).
 bench-uploads: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.uploads $(BENCH_ARGS)
+
+# What the dashboard downloads and how fast each page shows its data, in Debian's chromium.
+bench-dashboard: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
 
 # schemathesis with every check against a live stack (API, worker, dispatcher), SQLite and then
 # PostgreSQL + Redis, with AUTH=required; FUZZ_ARGS e.g. --backend embedded --max-examples 500.
