@@ -70,7 +70,9 @@ def forward(
     """
     a = x
     for (w, b), activation, out in zip(weights, activations, outputs, strict=True):
-        np.matmul(a, w, out=out)
+        # np.dot: for 2-D arrays the same BLAS call (same bits) as np.matmul, in half the
+        # overhead per call (0.5 against 1 us), which counts at batch 1.
+        np.dot(a, w, out=out)
         out += b[np.newaxis]  # a (1, units) view: NumPy broadcasts it faster than b itself
         activation.forward(out)
         a = out
@@ -130,12 +132,12 @@ def backward(
             np.multiply(a_prev.T, deltas[i], out=grad_w)
             grad_b[...] = deltas[i][0]
         else:
-            np.matmul(a_prev.T, deltas[i], out=grad_w)
+            np.dot(a_prev.T, deltas[i], out=grad_w)
             np.add.reduce(deltas[i], axis=0, out=grad_b)  # np.sum, without its Python wrapper
         if l2:
             grad_w += (scale * l2) * w
         if i:
-            np.matmul(deltas[i], w.T, out=deltas[i - 1])
+            np.dot(deltas[i], w.T, out=deltas[i - 1])
             activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
 
 
