@@ -6,6 +6,7 @@ trials stored in one transaction, and those trials published.
 import json
 import secrets
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from model_core import SpecError
@@ -67,16 +68,29 @@ def check_trial(session: Session, settings: Settings, body: dict, number: int, t
     }
 
 
+def run_order(params: list[dict], body: dict, seed: int) -> list[dict]:
+    """The trials in the order they run. With early termination, a grid runs in an order
+    shuffled with ``seed``: the first trials to reach a rung set its cutoffs, and a grid's first
+    corner (every trial with the first learning rate, say) would set them all from one region
+    of the space. Random search is in a random order already."""
+    if body.get("early_termination") is None or body["search"]["method"] != "grid":
+        return params
+    order = np.random.default_rng(seed).permutation(len(params))
+    return [params[index] for index in order]
+
+
 def check_trials(session: Session, settings: Settings, body: dict) -> list[dict]:
-    """Every trial's checked specs, numbered from 1. The trials share one training seed (drawn
-    now when the body has none), so that they differ only by their parameters."""
+    """Every trial's checked specs, numbered from 1 in the order they run. The trials share
+    one training seed (drawn now when the body has none), so that they differ only by their
+    parameters."""
     if body["network"].get("initial_weights") is not None:
         raise DataError(
             "network.initial_weights", "a sweep's trials start from random weights: leave it out"
         )
     base = {"network": body["network"], "training": with_seed(body["training"])}
+    expanded = expand(body["search"], settings.max_sweep_trials)
     trials = []
-    for number, params in enumerate(expand(body["search"], settings.max_sweep_trials), 1):
+    for number, params in enumerate(run_order(expanded, body, base["training"]["seed"]), 1):
         trial = {**trial_body(base, params), "params": params}
         trials.append(check_trial(session, settings, body, number, trial))
     return trials

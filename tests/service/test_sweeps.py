@@ -284,3 +284,28 @@ def test_sweeps_are_listed_without_their_leaderboards(client, dataset_id):
     assert [sweep["id"] for sweep in listed] == [first["id"], second["id"]]
     assert "leaderboard" not in listed[0]
     assert client.get("/v1/sweeps/999").status_code == 404
+
+
+def test_with_early_termination_a_grid_runs_in_a_seeded_shuffled_order(client, dataset_id):
+    def trial_params(body: dict) -> list[dict]:
+        sweep = create(client, body)
+        client.post(f"/v1/sweeps/{sweep['id']}/cancel")
+        shown = client.get(f"/v1/sweeps/{sweep['id']}").get_json()
+        return [entry["params"] for entry in sorted(shown["leaderboard"], key=lambda e: e["trial"])]
+
+    body = {**asha_body(dataset_id), "max_parallel": 9}
+    shuffled = trial_params(body)
+    assert trial_params(body) == shuffled
+    # Flask's test client sends keys sorted: network.layers[0].units is the first parameter.
+    grid = [
+        {"training.optimizer.learning_rate": rate, "network.layers[0].units": units}
+        for units in (2, 4, 8)
+        for rate in (0.001, 0.05, 0.5)
+    ]
+
+    def key(params: dict) -> tuple:
+        return tuple(sorted(params.items()))
+
+    assert shuffled != grid and sorted(map(key, shuffled)) == sorted(map(key, grid))
+    in_order = trial_params({**body, "early_termination": None})
+    assert in_order == grid
