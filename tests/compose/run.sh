@@ -88,6 +88,9 @@ build_wheelhouse() {
     step "building the wheelhouse $WHEELHOUSE on the host (containers cannot reach PyPI)"
     rm -rf "$WHEELHOUSE"
     "$PYTHON" -m pip wheel -q --wheel-dir "$WHEELHOUSE" "${WHEELS[@]}"
+    # The image installs our code from its source; wheels of it, new bytes at every build,
+    # would only invalidate the image's cached dependency layer.
+    rm -f "$WHEELHOUSE"/backprop_service-*.whl "$WHEELHOUSE"/backprop_client-*.whl
     echo "$want" >"$stamp"
 }
 

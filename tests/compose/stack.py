@@ -131,8 +131,22 @@ def wait_for_health(services: list[str]) -> None:
 
 def psql(sql: str) -> list[list[str]]:
     """Rows of a query run by psql in the postgres container, as lists of strings."""
-    out = compose("exec", "-T", "postgres", "psql", "-U", "backprop", "-d", "backprop",
-                  "-tA", "-F", ",", "-c", sql)
+    (container,) = containers("postgres")
+    out = run(
+        "docker",
+        "exec",
+        container,
+        "psql",
+        "-U",
+        "backprop",
+        "-d",
+        "backprop",
+        "-tA",
+        "-F",
+        ",",
+        "-c",
+        sql,
+    )
     return [line.split(",") for line in out.splitlines() if line]
 
 
@@ -164,8 +178,22 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def make_key() -> str:
     step("a key: docker-compose run --rm api backprop keys create")
-    out = compose("run", "--rm", "--no-deps", "-T", "api", "backprop", "keys", "create",
-                  "--tenant", TENANT, "--scope", "admin", "--description", "compose test")
+    out = compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "api",
+        "backprop",
+        "keys",
+        "create",
+        "--tenant",
+        TENANT,
+        "--scope",
+        "admin",
+        "--description",
+        "compose test",
+    )
     return out.strip().splitlines()[-1]
 
 
@@ -174,7 +202,9 @@ def train_and_predict(client: Client) -> int:
     x_train, y_train, x_test, y_test = digits_split()
     step(f"uploading {len(y_train)} rows of digits")
     dataset = client.upload_dataset(
-        features=x_train.tolist(), targets=y_train.tolist(), task="classification",
+        features=x_train.tolist(),
+        targets=y_train.tolist(),
+        task="classification",
         name="digits-train",
     )
     job = client.submit_job(dataset["id"], DIGITS_NETWORK, DIGITS_TRAINING)
@@ -222,27 +252,30 @@ def two_workers_share_four_jobs(client: Client, dataset_id: int) -> None:
 
 
 def killed_worker_resumes_elsewhere(client: Client, dataset_id: int) -> None:
-    job_id = submit_long(client, dataset_id, epochs=400)
-    step(f"job {job_id}: waiting for its checkpoint at epoch 40")
-    wait_until(
-        lambda: int(psql(f"SELECT coalesce(checkpoint_epoch, 0) FROM training_jobs "
-                         f"WHERE id = {job_id}")[0][0]) >= 40,
-        JOB_TIMEOUT, f"job {job_id}'s checkpoint",
-    )
+    job_id = submit_long(client, dataset_id, epochs=800)
+    step(f"job {job_id}: waiting for epoch 60 (checkpoints every 20)")
+    wait_until(lambda: client.job(job_id)["epoch"] >= 60, JOB_TIMEOUT, f"job {job_id} training")
     victim = worker_of(job_id)
-    kept = psql(f"SELECT epoch, id FROM epoch_metrics WHERE job_id = {job_id} AND epoch <= "
-                f"(SELECT checkpoint_epoch FROM training_jobs WHERE id = {job_id}) ORDER BY epoch")
+    kept = psql(
+        f"SELECT epoch, id FROM epoch_metrics WHERE job_id = {job_id} AND epoch <= "
+        f"(SELECT checkpoint_epoch FROM training_jobs WHERE id = {job_id}) ORDER BY epoch"
+    )
     step(f"docker kill {victim[:12]} (job {job_id} checkpointed at epoch {len(kept)})")
     run("docker", "kill", victim)
-    job = assert_succeeded(client, job_id, 400)
+    job = assert_succeeded(client, job_id, 800)
     check(job["attempt"] == 2, f"job {job_id} took {job['attempt']} attempts, not 2")
     (survivor,) = [c for c in containers("worker") if c != victim]
     check(trained_by(survivor, [job_id]) == [job_id], f"job {job_id} did not end on the other")
-    after = psql(f"SELECT epoch, id FROM epoch_metrics WHERE job_id = {job_id} "
-                 f"AND epoch <= {len(kept)} ORDER BY epoch")
+    after = psql(
+        f"SELECT epoch, id FROM epoch_metrics WHERE job_id = {job_id} "
+        f"AND epoch <= {len(kept)} ORDER BY epoch"
+    )
     check(after == kept, f"epochs 1..{len(kept)} were written again: not resumed")
-    print(f"   finished on {survivor[:12]} (attempt 2), epochs 1-{len(kept)} kept from the "
-          "first attempt", flush=True)
+    print(
+        f"   finished on {survivor[:12]} (attempt 2), epochs 1-{len(kept)} kept from the "
+        "first attempt",
+        flush=True,
+    )
 
 
 def redis_restart_under_a_job(client: Client, dataset_id: int) -> None:
