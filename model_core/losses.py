@@ -92,7 +92,10 @@ class CrossEntropy:
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
     ) -> float:
-        value = -float(np.vdot(t, _log_clipped(a, out))) / len(a)  # out as scratch first
+        # out is scratch first. A softmax never exceeds 1, so clipping at eps alone is all that
+        # _log_clipped's two clips would do here.
+        np.maximum(a, EPSILON[a.dtype], out=out)
+        value = -float(np.vdot(t, np.log(out, out=out))) / len(a)
         np.subtract(a, t, out=out)
         return value
 
