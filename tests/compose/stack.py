@@ -7,6 +7,7 @@ and exit status 1.
 
 Against the API published on 127.0.0.1:8000 with AUTH=required:
 - every health check passes, after the migration has exited 0;
+- no key is a 401, /metrics takes METRICS_TOKEN, Flower wants FLOWER_BASIC_AUTH;
 - a key from `backprop keys create` in a container; the digits uploaded, trained, followed over
   the event stream, and predicted with accuracy >= 0.95 on rows the network never saw;
 - two workers: four jobs, both workers train;
@@ -16,6 +17,7 @@ Against the API published on 127.0.0.1:8000 with AUTH=required:
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,9 +25,11 @@ from collections.abc import Callable
 from importlib.resources import files
 
 import numpy as np
-from backprop_client import Client
+import requests
+from backprop_client import ApiError, Client
 
 API_URL = "http://127.0.0.1:8000"
+FLOWER_URL = "http://127.0.0.1:5555"
 TENANT = "compose-ci"
 # 98% on held-out digits in tests/integration/test_end_to_end.py; 0.95 asked here.
 DIGITS_NETWORK = {
@@ -176,6 +180,26 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[kept], y[kept], x[held_out], y[held_out]
 
 
+def status_of(url: str, **kwargs) -> int:
+    return requests.get(url, timeout=30, **kwargs).status_code
+
+
+def settings_reach_the_containers() -> None:
+    """AUTH=required, METRICS_TOKEN and FLOWER_BASIC_AUTH, from the compose file and the
+    environment, are what the containers run with."""
+    step("no key: 401; /metrics with METRICS_TOKEN; Flower behind FLOWER_BASIC_AUTH")
+    try:
+        Client(API_URL).datasets()
+        raise StackError("GET /v1/datasets without a key answered 200")
+    except ApiError as error:
+        check(error.status == 401, f"GET /v1/datasets without a key: {error}")
+    token = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
+    check(status_of(f"{API_URL}/metrics", headers=token) == 200, "/metrics refused its token")
+    login = tuple(os.environ["FLOWER_BASIC_AUTH"].split(":", 1))
+    check(status_of(f"{FLOWER_URL}/workers") == 401, "Flower answered without a login")
+    check(status_of(f"{FLOWER_URL}/workers", auth=login) == 200, "Flower refused its login")
+
+
 def make_key() -> str:
     step("a key: docker-compose run --rm api backprop keys create")
     out = compose(
@@ -293,6 +317,7 @@ def main() -> int:
         compose("down", "-v", "--remove-orphans")
         compose("up", "-d", "--no-build")
         wait_for_health(["postgres", "redis", "api", "worker", "dispatcher", "flower"])
+        settings_reach_the_containers()
         client = Client(API_URL, api_key=make_key(), timeout=30)
         dataset_id = train_and_predict(client)
         two_workers_share_four_jobs(client, dataset_id)
