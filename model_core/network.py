@@ -4,7 +4,6 @@
 hold one sample per row.
 """
 
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -28,30 +27,6 @@ def layer_shapes(n_features: int, layers: Sequence[dict]) -> list[tuple[int, int
 def activation_buffers(n_samples: int, weights: Weights, dtype) -> list[np.ndarray]:
     """One uninitialised (n_samples, units) array per layer."""
     return [np.empty((n_samples, w.shape[1]), dtype) for w, _ in weights]
-
-
-def flat_buffer(shapes: Sequence[tuple[int, ...]], dtype) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One zeroed 1-D array and a C-contiguous view of it for each shape, in order.
-
-    Parameters, gradients and optimizer state live in buffers like this so that an elementwise
-    update is a few passes over one array instead of a few per parameter array: at batch 32 on a
-    small network the per-call overhead was the optimizer's whole cost. Every view starts on a
-    64-byte boundary; the padding between them stays zero through every update.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    align = max(1, 64 // itemsize)
-    offsets, total = [], 0
-    for shape in shapes:
-        offsets.append(total)
-        total += -(-math.prod(shape) // align) * align
-    flat = np.zeros(total + align, dtype)
-    start = (-flat.ctypes.data % 64) // itemsize  # NumPy aligns to 16 bytes only
-    flat = flat[start : start + total]
-    views = [
-        flat[offset : offset + math.prod(shape)].reshape(shape)
-        for offset, shape in zip(offsets, shapes, strict=True)
-    ]
-    return flat, views
 
 
 def copy_weights(weights: Weights) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,7 +1,7 @@
 """Gradient-descent optimizers: objects that own their state and update parameters in place.
 
 An optimizer is built from the list of parameter arrays, views of one flat buffer made by
-:func:`model_core.network.flat_buffer`; ``step`` receives that flat buffer and the gradients'
+:func:`model_core.buffers.flat_buffer`; ``step`` receives that flat buffer and the gradients'
 (the same layout), so that each pass of an update is one NumPy call whatever the number of
 layers. Its own state lives in a buffer of the same layout; ``state()`` gives it per parameter.
 
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from model_core.network import flat_buffer
+from model_core.buffers import flat_buffer
 
 
 class SGD:

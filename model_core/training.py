@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model_core.activations import ACTIVATIONS
+from model_core.buffers import flat_buffer
 from model_core.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint
 from model_core.early_stopping import EarlyStopping
 from model_core.errors import TrainingDiverged
@@ -30,7 +31,6 @@ from model_core.network import (
     backward,
     copy_weights,
     count_correct,
-    flat_buffer,
     forward,
     forward_in_chunks,
     l2_penalty,
