@@ -146,6 +146,7 @@ def test_job_figures_are_read_from_the_rows(sessions):
         "succeeded": 1,
         "failed": 1,
         "cancelled": 0,
+        "pruned": 0,
     }
     assert figures["backprop_queue_depth"] == 4
     assert figures["backprop_job_retries_total"] == 1 + 2
