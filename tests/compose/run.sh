@@ -94,15 +94,29 @@ build_wheelhouse() {
     echo "$want" >"$stamp"
 }
 
+# Builds image TAG (the rest: docker build's arguments), then removes the image TAG named before
+# if it is another one: each run would otherwise leave the previous build behind, untagged.
+build_replacing() {
+    local tag=$1 old
+    shift
+    old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    docker build --force-rm -t "$tag" "$@"
+    if [[ -n $old && $old != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+        docker rmi "$old" >/dev/null 2>&1 || true
+    fi
+}
+
 build_images() {
     step "building the stand-in images (cached layers are reused)"
-    docker build --force-rm -q -t backprop-ci/postgres:15 --build-arg BASE="$BASE_IMAGE" \
+    build_replacing backprop-ci/postgres:15 -q --build-arg BASE="$BASE_IMAGE" \
         tests/compose/images/postgres
-    docker build --force-rm -q -t backprop-ci/redis:7 --build-arg BASE="$BASE_IMAGE" \
+    build_replacing backprop-ci/redis:7 -q --build-arg BASE="$BASE_IMAGE" \
         tests/compose/images/redis
     step "building backprop-service:latest from the Dockerfile on $BASE_IMAGE"
-    docker build --force-rm -t backprop-service:latest --build-arg BASE="$BASE_IMAGE" \
-        --build-arg WHEELHOUSE="$WHEELHOUSE" .
+    local args=(--build-arg BASE="$BASE_IMAGE" --build-arg WHEELHOUSE="$WHEELHOUSE" .)
+    # The dependency stage tagged too, so that it is kept (the next run's cache) and replaced.
+    build_replacing backprop-service:dependencies --target dependencies "${args[@]}"
+    build_replacing backprop-service:latest "${args[@]}"
 }
 
 take_down() {
