@@ -10,12 +10,14 @@ import csv
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
-from backprop_client import ApiError, Client
+from backprop_client import ApiError, Client, Sweep
+from backprop_client.types import FINISHED, SWEEP_FINISHED
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -37,6 +39,8 @@ JOB_COLUMNS = (
     "model_name",
 )
 UNBROKEN_COLUMNS = {"id", "status", "task"}
+SWEEP_COLUMNS = ("id", "status", "dataset_id", "metric", "goal", "n_trials", "model_name")
+TRIAL_COLUMNS = ("trial", "job_id", "status", "params", "metric", "epoch", "seconds")
 MODEL_COLUMNS = ("id", "name", "version", "aliases", "task", "job_id", "created_at")
 
 
@@ -107,7 +111,9 @@ def train(client: Client, args: argparse.Namespace) -> int:
             follow_with_progress_bar(client, job)
         job = client.wait(job["id"])
     except KeyboardInterrupt:
-        return interrupted(client, job["id"])
+        return interrupted(
+            f"job {job['id']}", lambda: client.cancel(job["id"]), f"backprop jobs show {job['id']}"
+        )
     show_record(args, job)
     return 0 if job["status"] == "succeeded" else fail(f"job {job['id']} {job['status']}")
 
@@ -185,17 +191,17 @@ def epoch_text(epoch: dict[str, Any]) -> str:
     return "  ".join(f"{label} {value:.4f}" for label, value in parts if value is not None)
 
 
-def interrupted(client: Client, job_id: int) -> int:
-    """Ctrl-C while following: cancel the job, or only stop following it."""
+def interrupted(what: str, cancel: Callable[[], dict[str, Any]], show_command: str) -> int:
+    """Ctrl-C while following ``what`` (a job, a sweep): cancel it, or only stop following."""
     try:
-        answer = input(f"\ncancel job {job_id}? [y/N] ")
+        answer = input(f"\ncancel {what}? [y/N] ")
     except (EOFError, KeyboardInterrupt):
         answer = ""
     if answer.strip().lower() in {"y", "yes"}:
-        job = client.cancel(job_id)
-        print(f"job {job_id}: cancel requested ({job['status']})", file=sys.stderr)
+        record = cancel()
+        print(f"{what}: cancel requested ({record['status']})", file=sys.stderr)
     else:
-        print(f"job {job_id} goes on: backprop jobs show {job_id}", file=sys.stderr)
+        print(f"{what} goes on: {show_command}", file=sys.stderr)
     return INTERRUPTED
 
 
@@ -223,6 +229,92 @@ def plot(client: Client, args: argparse.Namespace) -> int:
         return print_json({"job_id": args.job_id, "path": args.output, "bytes": len(image)})
     print(f"job {args.job_id}: loss curves in {args.output} ({len(image)} bytes)")
     return 0
+
+
+# Sweeps
+
+
+@talks_to_service
+def create_sweep(client: Client, args: argparse.Namespace) -> int:
+    body = read_spec(args.spec)
+    if args.dataset is not None:
+        body["dataset_id"] = args.dataset
+    if args.name is not None:
+        body["model_name"] = args.name
+    sweep = client.create_sweep(body)
+    if not args.follow:
+        return show_sweep_record(args, sweep)
+    sweep_id = sweep["id"]
+    try:
+        sweep = follow_sweep(client, sweep, progress=not args.json)
+    except KeyboardInterrupt:
+        return interrupted(
+            f"sweep {sweep_id}",
+            lambda: client.cancel_sweep(sweep_id),
+            f"backprop sweep show {sweep_id}",
+        )
+    show_sweep_record(args, sweep)
+    return 0 if sweep["status"] == "succeeded" else fail(f"sweep {sweep_id} {sweep['status']}")
+
+
+def follow_sweep(client: Client, sweep: Sweep, progress: bool, poll: float = 0.5) -> Sweep:
+    """Poll the sweep until it ends; with ``progress``, a bar on stderr: trials ended of all,
+    how many run, the best metric so far."""
+    columns = (
+        TextColumn("sweep {task.fields[sweep]} {task.fields[status]}: trials"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("sweep", total=sweep["n_trials"], sweep=sweep["id"], status="", best="")
+        while True:
+            sweep = client.sweep(sweep["id"])
+            bar.update(
+                task,
+                completed=sum(sweep["counts"].get(state, 0) for state in FINISHED),
+                status=f"{sweep['status']}, {sweep['counts'].get('running', 0)} running",
+                best=best_so_far(sweep),
+            )
+            if sweep["status"] in SWEEP_FINISHED:
+                return sweep
+            time.sleep(poll)
+
+
+def best_so_far(sweep: Sweep) -> str:
+    scored = [entry for entry in sweep["leaderboard"] if entry.get("metric") is not None]
+    if not scored:
+        return ""
+    best = scored[0]  # the leaderboard is sorted by the metric, best first
+    return f"best {sweep['metric']} {best['metric']:.4g} (trial {best['trial']})"
+
+
+@talks_to_service
+def list_sweeps(client: Client, args: argparse.Namespace) -> int:
+    return show_rows(args, "Sweeps", SWEEP_COLUMNS, client.sweeps())
+
+
+@talks_to_service
+def show_sweep(client: Client, args: argparse.Namespace) -> int:
+    return show_sweep_record(args, client.sweep(args.sweep_id))
+
+
+@talks_to_service
+def cancel_sweep(client: Client, args: argparse.Namespace) -> int:
+    return show_sweep_record(args, client.cancel_sweep(args.sweep_id))
+
+
+def show_sweep_record(args: argparse.Namespace, sweep: Sweep) -> int:
+    """The sweep's fields, then its leaderboard as a table of its own."""
+    if args.json:
+        return print_json(sweep)
+    show_record(args, {field: value for field, value in sweep.items() if field != "leaderboard"})
+    rows = [
+        {**entry, "params": " ".join(f"{path}={value}" for path, value in entry["params"].items())}
+        for entry in sweep.get("leaderboard", [])
+    ]
+    return show_rows(args, f"Leaderboard ({sweep['metric']}, best first)", TRIAL_COLUMNS, rows)
 
 
 # Models

@@ -1,4 +1,5 @@
-"""The arguments of the commands for people (``backprop datasets|train|jobs|models|predict|plot``).
+"""The arguments of the commands for people (``backprop datasets|train|jobs|sweep|models|predict|
+plot``).
 
 Only argparse here: ``service.cli`` builds its parser from this module for every command, the
 server's too; the commands themselves (``service.people_cli``, on backprop_client and rich) are
@@ -20,6 +21,7 @@ def add_people_commands(commands: argparse._SubParsersAction, handler_for: Handl
     add_dataset_commands(commands, handler_for, output)
     add_train_command(commands, handler_for, output)
     add_job_commands(commands, handler_for, output)
+    add_sweep_commands(commands, handler_for, output)
     add_model_commands(commands, handler_for, output)
     predict = commands.add_parser(
         "predict", parents=[output], help="predict the CSV rows on stdin (header optional)"
@@ -74,6 +76,32 @@ def add_job_commands(commands, handler_for: HandlerFor, output) -> None:
     ):
         command = actions.add_parser(action, parents=[output], help=what)
         command.add_argument("job_id", type=int, metavar="ID")
+        command.set_defaults(handler=handler_for(function))
+
+
+def add_sweep_commands(commands, handler_for: HandlerFor, output) -> None:
+    actions = commands.add_parser(
+        "sweep", help="hyperparameter sweeps: create, list, show, cancel"
+    ).add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[output], help="start a sweep")
+    create.add_argument(
+        "--spec", required=True, metavar="SWEEP.JSON", help="the body of POST /v1/sweeps"
+    )
+    create.add_argument("--dataset", type=int, metavar="ID", help="the data set's id")
+    create.add_argument("--name", help="register the best trial's model under this name")
+    create.add_argument(
+        "--follow", action="store_true", help="a live progress bar, then the leaderboard"
+    )
+    create.set_defaults(handler=handler_for("create_sweep"))
+    actions.add_parser("list", parents=[output], help="every sweep").set_defaults(
+        handler=handler_for("list_sweeps")
+    )
+    for action, function, what in (
+        ("show", "show_sweep", "one sweep and its leaderboard"),
+        ("cancel", "cancel_sweep", "cancel its queued and running trials"),
+    ):
+        command = actions.add_parser(action, parents=[output], help=what)
+        command.add_argument("sweep_id", type=int, metavar="ID")
         command.set_defaults(handler=handler_for(function))
 
 

@@ -3,7 +3,17 @@
 from backprop_client.client import Client
 from backprop_client.errors import ApiError
 from backprop_client.events import Event
-from backprop_client.types import Alias, Dataset, Epoch, Job, Model, Prediction, Weights
+from backprop_client.types import (
+    Alias,
+    Dataset,
+    Epoch,
+    Job,
+    LeaderboardEntry,
+    Model,
+    Prediction,
+    Sweep,
+    Weights,
+)
 
 __all__ = [
     "Alias",
@@ -13,7 +23,9 @@ __all__ = [
     "Epoch",
     "Event",
     "Job",
+    "LeaderboardEntry",
     "Model",
     "Prediction",
+    "Sweep",
     "Weights",
 ]

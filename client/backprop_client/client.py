@@ -20,6 +20,7 @@ from backprop_client.types import (
     Job,
     Model,
     Prediction,
+    Sweep,
     Weights,
 )
 
@@ -197,6 +198,22 @@ class Client:
         return self._request("PUT", path, json={"version": version}).json()
 
     # HTTP
+
+    # Sweeps
+
+    def create_sweep(self, body: dict[str, Any]) -> Sweep:
+        """``body`` is a job body with ``search`` (and ``metric``, ``goal``,
+        ``early_termination``, ``max_parallel``, ``model_name``): docs/api.md, "Sweeps"."""
+        return self._request("POST", "/v1/sweeps", json=body).json()
+
+    def sweep(self, sweep_id: int) -> Sweep:
+        return self._request("GET", f"/v1/sweeps/{sweep_id}").json()
+
+    def sweeps(self) -> list[Sweep]:
+        return self._all_pages("/v1/sweeps")
+
+    def cancel_sweep(self, sweep_id: int) -> Sweep:
+        return self._request("POST", f"/v1/sweeps/{sweep_id}/cancel").json()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path

@@ -99,3 +99,38 @@ class Alias(TypedDict, total=False):
     name: str
     alias: str
     version: int
+
+
+SweepStatus = Literal["running", "succeeded", "failed", "cancelled"]
+SWEEP_FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class LeaderboardEntry(TypedDict, total=False):
+    trial: int
+    job_id: int
+    status: JobStatus
+    params: dict[str, Any]
+    metric: float | None
+    epoch: int
+    seconds: float
+    model_id: int | None
+    rungs: list[dict[str, Any]]
+
+
+class Sweep(TypedDict, total=False):
+    id: int
+    status: SweepStatus
+    dataset_id: int | None
+    search: dict[str, Any]
+    metric: str
+    goal: Literal["minimize", "maximize"]
+    early_termination: dict[str, Any] | None
+    max_parallel: int
+    n_trials: int
+    model_name: str | None
+    best_job_id: int | None
+    model_id: int | None
+    counts: dict[str, int]
+    leaderboard: list[LeaderboardEntry]
+    created_at: str
+    finished_at: str | None

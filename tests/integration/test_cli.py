@@ -1,4 +1,4 @@
-"""The commands for people (`backprop datasets|train|jobs|models|predict|plot`) against a live
+"""The commands for people (`backprop datasets|train|jobs|sweep|models|predict|plot`) against a live
 stack, as a person runs them: subprocesses, the progress bar drawn into a pseudo-terminal."""
 
 import json
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.factories import free_port
+from tests.factories import XOR_NETWORK, free_port
 from tests.integration.conftest import BACKPROP
 from tests.test_layers import modules_loaded
 
@@ -137,6 +137,30 @@ def test_following_a_job_draws_a_progress_bar_in_a_terminal(stack, xor_dataset):
     assert code == 0, written
     assert "epoch" in written and "40/40" in written and "loss" in written
     assert "\x1b[" in written  # drawn live (escape codes), not printed as plain lines
+
+
+def test_a_sweep_followed_in_a_terminal_ends_with_its_leaderboard(stack, xor_dataset, tmp_path):
+    rates = {"training.optimizer.learning_rate": [0.01, 0.1]}
+    spec = {
+        "network": XOR_NETWORK,
+        "training": {"epochs": 30, "optimizer": {"name": "adam"}},
+        "search": {"method": "grid", "parameters": rates},
+        "metric": "train_loss",
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps(spec))
+    code, written = in_terminal(
+        stack.base_url, "sweep", "create", "--spec", str(tmp_path / "sweep.json"),
+        "--dataset", str(xor_dataset), "--follow",
+    )  # fmt: skip
+    assert code == 0, written
+    assert "2/2" in written and "best train_loss" in written and "\x1b[" in written
+    assert "Leaderboard (train_loss, best first)" in written
+    sweep = max(backprop_json(stack.base_url, "sweep", "list"), key=lambda row: row["id"])
+    shown = backprop_json(stack.base_url, "sweep", "show", str(sweep["id"]))
+    assert shown["status"] == "succeeded"
+    assert sorted(
+        entry["params"]["training.optimizer.learning_rate"] for entry in shown["leaderboard"]
+    ) == [0.01, 0.1]
 
 
 def test_ctrl_c_while_following_asks_and_y_cancels_the_job(stack, xor_dataset):
