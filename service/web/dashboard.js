@@ -9,6 +9,17 @@ const SERIES_COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706"];
 const main = document.getElementById("main");
 const live = { timer: null, stream: null, charts: [] };
 let token = null; // {value, expiresAt} from POST /v1/tokens, for event streams and images
+let generation = 0; // one more each time the person moves to another page
+const GONE = new Error("the person moved to another page");
+
+/** A check for a page to call after each wait: it stops the page (throwing GONE) once the
+ * person has moved on, before it draws over the new page or opens a stream or timer for it. */
+function visit() {
+  const mine = generation;
+  return () => {
+    if (mine !== generation) throw GONE;
+  };
+}
 
 // ---------------------------------------------------------------- DOM and formatting helpers
 
@@ -114,15 +125,19 @@ async function api(path, options) {
   return response.status === 204 ? null : response.json();
 }
 
-/** Every row of a listing, newest first (listings come oldest first, a page at a time). */
-async function newest(path, pageSize = 100) {
-  const first = await request(`${path}?page=1&page_size=${pageSize}`);
-  const paging = JSON.parse(first.headers.get("X-Pagination") || "{}");
+/** The newest ``count`` rows of a listing, newest first (listings come oldest first, a page
+ * at a time: the last page may hold a single row, so the one before it is read too). */
+async function newest(path, count = 100) {
+  const first = await request(`${path}?page=1&page_size=${count}`);
+  const last = JSON.parse(first.headers.get("X-Pagination") || "{}").last_page || 1;
   let rows = await first.json();
-  if ((paging.last_page || 1) > 1) {
-    rows = await api(`${path}?page=${paging.last_page}&page_size=${pageSize}`);
+  if (last > 1) {
+    const pages = await Promise.all(
+      [last - 1, last].map((page) => api(`${path}?page=${page}&page_size=${count}`)),
+    );
+    rows = pages.flat();
   }
-  return rows.reverse();
+  return rows.slice(-count).reverse();
 }
 
 /** ``path`` with the ?access_token= that event streams and images need when auth is on. */
@@ -225,6 +240,7 @@ function lineChart(container, title, labels, yLabel) {
 // ---------------------------------------------------------------- pages
 
 async function jobsPage() {
+  const here = visit();
   const body = h("tbody");
   const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
     "data set", "model", "created"];
@@ -255,6 +271,7 @@ async function jobsPage() {
     if (!jobs.length) body.append(h("tr", {}, h("td", { colspan: heading.length }, "No jobs yet.")));
   };
   await refresh();
+  here();
   live.timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
 }
 
@@ -285,7 +302,9 @@ function jobFacts(job) {
 }
 
 async function jobPage(id) {
+  const here = visit();
   let job = await api(`v1/jobs/${id}`);
+  here();
   const top = h("div");
   const facts = h("div");
   const errorBox = h("div");
@@ -340,7 +359,9 @@ async function jobPage(id) {
     show();
   };
   const open = async () => {
-    const stream = new EventSource(await withToken(`v1/jobs/${id}/events`));
+    const url = await withToken(`v1/jobs/${id}/events`);
+    here();
+    const stream = new EventSource(url);
     live.stream = stream;
     stream.addEventListener("epoch", onEpoch);
     stream.addEventListener("status", onStatus);
@@ -351,7 +372,7 @@ async function jobPage(id) {
     stream.onerror = () => {
       if (FINAL.has(job.status)) stream.close();
       else if (stream.readyState === EventSource.CLOSED && live.stream === stream) {
-        setTimeout(() => live.stream === stream && open(), POLL_MS);
+        setTimeout(() => live.stream === stream && open().catch(() => {}), POLL_MS);
       }
     };
   };
@@ -365,7 +386,9 @@ async function jobPage(id) {
 }
 
 async function datasetsPage() {
+  const here = visit();
   const datasets = await newest("v1/datasets");
+  here();
   main.replaceChildren(
     h("h1", {}, "Data sets"),
     table(
@@ -399,10 +422,12 @@ function targetsOf(dataset) {
 }
 
 async function datasetPage(id) {
+  const here = visit();
   const [dataset, preview] = await Promise.all([
     api(`v1/datasets/${id}`),
     api(`v1/datasets/${id}/rows?limit=20`),
   ]);
+  here();
   main.replaceChildren(
     h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
     definitions([
@@ -438,7 +463,9 @@ function modelLabel(model) {
 }
 
 async function modelsPage() {
+  const here = visit();
   const models = await newest("v1/models");
+  here();
   main.replaceChildren(
     h("h1", {}, "Models"),
     table(
@@ -662,10 +689,12 @@ function isDigitsModel(model) {
 }
 
 async function modelPage(ref) {
+  const here = visit();
   const model = await api(`v1/models/${encodeURIComponent(ref)}`);
   const preview = model.dataset_id
     ? await api(`v1/datasets/${model.dataset_id}/rows?limit=3`).catch(() => null)
     : null;
+  here();
   const metrics = Object.entries(model.metrics || {}).filter(([, value]) => value !== null);
   main.replaceChildren(
     h("h1", {}, `Model #${model.id}`, model.name ? ` · ${modelLabel(model)}` : ""),
@@ -687,11 +716,14 @@ async function modelPage(ref) {
 }
 
 function params(values) {
-  return Object.entries(values || {}).map(([path, value]) => `${path.split(".").slice(-1)[0]}=${fmt(value)}`).join(" ");
+  const text = (value) => (value !== null && typeof value === "object" ? JSON.stringify(value) : fmt(value));
+  return Object.entries(values || {}).map(([path, value]) => `${path}=${text(value)}`).join(" ");
 }
 
 async function sweepsPage() {
+  const here = visit();
   const sweeps = await newest("v1/sweeps");
+  here();
   main.replaceChildren(
     h("h1", {}, "Sweeps"),
     table(
@@ -740,7 +772,9 @@ function leaderboard(sweep) {
 
 /** Every trial's ``metric`` per epoch on one chart, read from each job's stored epochs. */
 async function sweepPage(id) {
+  const here = visit();
   let sweep = await api(`v1/sweeps/${id}`);
+  here();
   const top = h("div");
   const board = h("div");
   const chartBox = h("div", { id: "sweep-chart", class: "chart", dataset: { points: 0 } });
@@ -818,10 +852,15 @@ async function sweepPage(id) {
     await Promise.all(unread.map(readEpochs));
     for (const entry of unread) if (FINAL.has(entry.status)) complete.add(entry.job_id);
     draw();
-    if (!active) clearInterval(live.timer);
+    if (!active) clearInterval(timer);
   };
+  let timer = null;
   await refresh();
-  if (!FINAL.has(sweep.status)) live.timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
+  here();
+  if (!FINAL.has(sweep.status)) {
+    timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
+    live.timer = timer;
+  }
 }
 
 // ---------------------------------------------------------------- routing
@@ -845,6 +884,7 @@ function stopLiveViews() {
 }
 
 async function route() {
+  generation += 1;
   stopLiveViews();
   showWho();
   const hash = location.hash || "#/jobs";
@@ -857,7 +897,7 @@ async function route() {
     try {
       await page(...match.slice(1).map(decodeURIComponent));
     } catch (error) {
-      if (error.status !== 401) main.replaceChildren(failure(error));
+      if (error !== GONE && error.status !== 401) main.replaceChildren(failure(error));
     }
     return;
   }
