@@ -18,12 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from model_core import MAX_INT32
 from service.ingest import DataError
 
 ROOTS = ("network", "training")
 # A path's steps: names, and [index] into lists.
 STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 PARAMETERS = "search.parameters"
+# The largest bound a distribution takes (by "is it int"): a float holds every integer up to
+# 2**53, and an integer parameter lands in a spec field of at most MAX_INT32. Larger ones would
+# overflow (math, NumPy's integers) rather than make a trial.
+BOUND_LIMITS = {False: (2**53, "2**53"), True: (MAX_INT32, f"{MAX_INT32} (2**31 - 1)")}
 
 
 def parse_path(path: str) -> list[str | int]:
@@ -38,6 +43,10 @@ def parse_path(path: str) -> list[str | int]:
     if steps[0] not in ROOTS or len(steps) < 2:
         raise DataError(
             f"{PARAMETERS}.{path}", "must point inside network or training, e.g. training.l2"
+        )
+    if steps[:2] == ["network", "initial_weights"]:
+        raise DataError(
+            f"{PARAMETERS}.{path}", "a sweep's trials start from random weights: leave it out"
         )
     return steps
 
@@ -90,7 +99,13 @@ def _bounds(path: str, kind: str, bounds: Any, positive: bool = False) -> tuple[
         and len(bounds) == 2
         and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
     )
-    if not numbers or not all(math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
+    if not numbers:
+        raise DataError(where, "must be [low, high], two finite numbers with low <= high")
+    # Before isfinite, which cannot take an integer beyond a float's range.
+    limit, limit_name = BOUND_LIMITS[kind == "int"]
+    if any(abs(b) > limit for b in bounds):
+        raise DataError(where, f"must be within -{limit_name} and {limit_name}")
+    if not all(math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
         raise DataError(where, "must be [low, high], two finite numbers with low <= high")
     if positive and bounds[0] <= 0:
         raise DataError(where, "must be above 0 (a log scale)")

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from model_core import MAX_INT32
 from service.ingest import DataError
 from service.sweeps.search import grid, parse_path, random_trials, trial_body
 
@@ -25,7 +26,17 @@ def test_a_path_reads_names_and_list_indexes():
 
 
 @pytest.mark.parametrize(
-    "path", ["dataset_id", "network", "training..l2", "network.layers[x].units", "[0].units"]
+    "path",
+    [
+        "dataset_id",
+        "network",
+        "training..l2",
+        "network.layers[x].units",
+        "[0].units",
+        # A sweep's trials start from random weights: a job's own are kept apart, not searched.
+        "network.initial_weights",
+        "network.initial_weights[0].W",
+    ],
 )
 def test_a_path_outside_network_and_training_or_malformed_is_refused(path):
     with pytest.raises(DataError) as error:
@@ -111,9 +122,26 @@ def test_the_same_seed_draws_the_same_trials_and_another_seed_others():
         ({"normal": [0, 1]}, "search.parameters.training.l2"),
         ({"choice": []}, "search.parameters.training.l2.choice"),
         ("0.1", "search.parameters.training.l2"),
+        # Bounds beyond a float's exact integers, or an int parameter beyond MAX_INT32.
+        ({"int": [0, 2**70]}, "search.parameters.training.l2.int"),
+        ({"int": [-(2**31), 0]}, "search.parameters.training.l2.int"),
+        ({"uniform": [0, 10**400]}, "search.parameters.training.l2.uniform"),
+        ({"uniform": [-1e300, 0.0]}, "search.parameters.training.l2.uniform"),
+        ({"loguniform": [1, 2**54]}, "search.parameters.training.l2.loguniform"),
     ],
 )
 def test_a_bad_distribution_names_its_field(spec, field):
     with pytest.raises(DataError) as error:
         random_trials({"training.l2": spec}, 3, seed=1)
     assert error.value.path == field
+
+
+def test_bounds_at_their_limits_are_drawn():
+    drawn = random_trials(
+        {"training.seed": {"int": [-MAX_INT32, MAX_INT32]}, "training.l2": {"uniform": [0, 2**53]}},
+        5,
+        seed=1,
+    )
+    for trial in drawn:
+        assert -MAX_INT32 <= trial["training.seed"] <= MAX_INT32
+        assert 0 <= trial["training.l2"] <= 2**53
