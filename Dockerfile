@@ -39,8 +39,13 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 backprop
 COPY --from=dependencies /opt/venv /opt/venv
 
-# Editable, so `backprop db upgrade` finds migrations/ next to the code.
-COPY . .
+# Editable, so `backprop db upgrade` finds migrations/ next to the code. The code only: the
+# build context also holds the wheelhouse, which must not reach the image.
+COPY pyproject.toml README.md ./
+COPY model_core model_core
+COPY service service
+COPY worker worker
+COPY migrations migrations
 RUN pip install --no-deps --no-build-isolation --no-index -e . && chown -R backprop /app
 USER backprop
 
