@@ -75,8 +75,16 @@ def check_active_jobs(session: Session, quota: int) -> None:
 def check_sweep_admission(session: Session, settings: Settings, first_trials: int) -> None:
     """Refuse a sweep whose first ``first_trials`` jobs would take the tenant over
     ``QUOTA_JOBS`` (429), or when its storage is full (422). Only the trials queued or running
-    count: a sweep holds at most ``max_parallel`` of them, and the rest wait outside the quota."""
+    count: a sweep holds at most ``max_parallel`` of them, and the rest wait outside the quota.
+    First trials over the quota on their own are a 422 naming ``max_parallel``: no wait helps."""
     quota = settings.quota_jobs
+    if quota and first_trials > quota:
+        raise QuotaExceeded(
+            "max_parallel",
+            f"The sweep would queue {first_trials} trials at once, over this tenant's quota of"
+            f" {quota} jobs queued or running (QUOTA_JOBS): make max_parallel {quota} or less.",
+            422,
+        )
     active = quotas.active_jobs(session) if quota else 0
     if quota and active + first_trials > quota:
         raise QuotaExceeded(

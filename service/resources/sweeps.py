@@ -1,5 +1,6 @@
 """``/v1/sweeps``: create (202), list, show with the leaderboard, cancel."""
 
+from flask import url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
@@ -35,16 +36,20 @@ class Sweeps(MethodView):
         422,
         schema=ErrorSchema,
         description="A bad search, a trial whose spec cannot train (`trials[N].<field>`), more"
-        " trials than MAX_SWEEP_TRIALS, or the tenant's storage at QUOTA_STORED_BYTES",
+        " trials than MAX_SWEEP_TRIALS, first trials (`max_parallel`) more than QUOTA_JOBS on"
+        " their own, or the tenant's storage at QUOTA_STORED_BYTES",
     )
     @blp.alt_response(
-        429, schema=ErrorSchema, description="The first trials would exceed QUOTA_JOBS"
+        429,
+        schema=ErrorSchema,
+        description="The tenant's active jobs and the first trials would exceed QUOTA_JOBS",
     )
     def post(self, body: dict):
         """Start a sweep: every trial checked, stored, the first max_parallel queued"""
         session = db()
         sweep = create_sweep(session, services().queue, services().settings, body)
-        return sweep_detail(session, sweep), 202, {"Location": f"/v1/sweeps/{sweep.id}"}
+        location = url_for("sweeps.SweepById", sweep_id=sweep.id)
+        return sweep_detail(session, sweep), 202, {"Location": location}
 
 
 @blp.route("/<int:sweep_id>")

@@ -81,6 +81,30 @@ def run_sweep(client, sessions, settings, sweep_id: int) -> dict:
             "early_termination.method",
         ),
         ({"model_name": "Not A Name"}, "model_name"),
+        (
+            {"search": {"method": "grid", "parameters": {"network.initial_weights": [[]]}}},
+            "search.parameters.network.initial_weights",
+        ),
+        (
+            {
+                "search": {
+                    "method": "random",
+                    "parameters": {"training.epochs": {"int": [1, 2**70]}},
+                    "trials": 2,
+                }
+            },
+            "search.parameters.training.epochs.int",
+        ),
+        (
+            {
+                "search": {
+                    "method": "random",
+                    "parameters": {"training.l2": {"uniform": [0, 10**400]}},
+                    "trials": 2,
+                }
+            },
+            "search.parameters.training.l2.uniform",
+        ),
         ({"dataset_id": 424242}, "dataset_id"),
     ],
 )
@@ -110,6 +134,15 @@ def test_initial_weights_are_refused(client, dataset_id):
     assert_envelope(client.post("/v1/sweeps", json=body), 422, "network.initial_weights")
 
 
+def test_the_location_carries_a_trusted_proxys_sub_path(client_with, dataset_id):
+    client = client_with(trusted_proxies=1)
+    response = client.post(
+        "/v1/sweeps", json=sweep_body(dataset_id), headers={"X-Forwarded-Prefix": "/backprop"}
+    )
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/backprop/v1/sweeps/{response.get_json()['id']}"
+
+
 def test_more_trials_than_max_sweep_trials_is_a_422(client_with, dataset_id):
     client = client_with(max_sweep_trials=3)
     assert_envelope(
@@ -122,7 +155,11 @@ def test_more_trials_than_max_sweep_trials_is_a_422(client_with, dataset_id):
 
 def test_only_the_first_trials_count_against_the_jobs_quota(client_with, dataset_id):
     client = client_with(quota_jobs=2)
-    assert client.post("/v1/sweeps", json=sweep_body(dataset_id, max_parallel=3)).status_code == 429
+    # 3 first trials alone exceed the quota: no wait would help, lower max_parallel.
+    response = client.post("/v1/sweeps", json=sweep_body(dataset_id, max_parallel=3))
+    assert "Retry-After" not in response.headers
+    error = assert_envelope(response, 422, "max_parallel")
+    assert "max_parallel 2 or less" in error["message"]
     sweep = create(client, sweep_body(dataset_id, max_parallel=2))
     assert sweep["counts"] == {
         "waiting": 2,
