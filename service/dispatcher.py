@@ -119,10 +119,20 @@ class Dispatcher:
         with self.sessions() as session:
             stalled = sweeps.stalled_sweeps(session)
         for sweep_id in stalled:
-            with self.sessions() as session:
+            self.advance_sweep(sweep_id)
+
+    def advance_sweep(self, sweep_id: int) -> None:
+        """Advance one sweep; one that fails is logged and left for the next round, so that it
+        does not hold up the other sweeps nor the publishing of every tenant's jobs."""
+        with self.sessions() as session:
+            try:
                 advanced = sweeps.advance(session, sweep_id)
                 session.commit()
-            logger.info("sweep %s: queued trial jobs %s", sweep_id, list(advanced.job_ids))
+            except Exception:
+                session.rollback()
+                logger.exception("sweep %s: advancing it failed; retried next round", sweep_id)
+                return
+        logger.info("sweep %s: queued trial jobs %s", sweep_id, list(advanced.job_ids))
 
     def _lost_before(self):
         """The dispatch time before which a still-queued job's message counts as lost: only
