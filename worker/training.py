@@ -235,10 +235,12 @@ def conclude(
             message = recorder.time_limit_message(given.training["epochs"])
         return ending.end(job_id, attempt, recorder, STOP_STATUSES[recorder.stop], message)
     model = model_row(given.job, given.dataset, result)
+    # Named by the job, not by its sweep on ending (``Ending`` announces that one).
+    named = model.name is not None
     status = ending.end(job_id, attempt, recorder, JobStatus.SUCCEEDED, model=model)
     if status is JobStatus.SUCCEEDED:
         logger.info("job %s succeeded after %d epochs", job_id, len(result.history))
-        if model.name is not None:
+        if named:
             announce_version(ending.settings, model)
     return status
 
