@@ -76,6 +76,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("params", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("rungs", sa.JSON(), nullable=True))
         batch.create_index(batch.f("ix_training_jobs_sweep_id"), ["sweep_id"])
+        batch.create_unique_constraint(batch.f("uq_training_jobs_sweep_id"), ["sweep_id", "trial"])
         batch.create_foreign_key(
             batch.f("fk_training_jobs_sweep_id_sweeps"),
             "sweeps",
@@ -94,6 +95,7 @@ def downgrade() -> None:
         batch.drop_constraint(batch.f(f"ck_training_jobs_{STATUS_CHECK}"), type_="check")
         batch.create_check_constraint(STATUS_CHECK, status_condition(JOB_STATUSES))
         batch.drop_constraint(batch.f("fk_training_jobs_sweep_id_sweeps"), type_="foreignkey")
+        batch.drop_constraint(batch.f("uq_training_jobs_sweep_id"), type_="unique")
         batch.drop_index(batch.f("ix_training_jobs_sweep_id"))
         batch.drop_column("rungs")
         batch.drop_column("params")

@@ -192,7 +192,12 @@ def end_attempt(
     end the sweep) in the same transaction, and return what that did.
 
     The history is kept whatever the status; the checkpoint, no longer needed, is deleted.
+    A trial locks its sweep's row before its own, in the order ``cancel_sweep`` takes them, so
+    that the two cannot deadlock on PostgreSQL.
     """
+    sweep_id = session.scalar(select(TrainingJob.sweep_id).where(TrainingJob.id == job_id))
+    if sweep_id is not None:
+        sweeps.lock_running(session, sweep_id)
     _write_attempt(
         session,
         job_id,
@@ -210,7 +215,6 @@ def end_attempt(
         if model.name is not None:
             model.version = registry.next_version(session, model.tenant, model.name)
         session.add(model)
-    sweep_id = session.scalar(select(TrainingJob.sweep_id).where(TrainingJob.id == job_id))
     advanced = sweeps.Advance() if sweep_id is None else sweeps.advance(session, sweep_id)
     session.commit()
     return advanced

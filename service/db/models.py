@@ -173,6 +173,8 @@ class TrainingJob(TenantOwned, Base):
     # An Idempotency-Key names one job per tenant: two tenants may happen to send the same one.
     __table_args__ = (
         Index("ix_training_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
+        # A sweep's trial becomes one job: a backstop to ``sweeps.advance``'s lock.
+        UniqueConstraint("sweep_id", "trial"),
         KEEP_IDS,
     )
 

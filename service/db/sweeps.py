@@ -49,13 +49,13 @@ class Advance:
 
 def advance(session: Session, sweep_id: int) -> Advance:
     """Queue the sweep's next trials while fewer than ``max_parallel`` are queued or running,
-    and end it when none is left; without committing. The sweep's row is locked first
-    (PostgreSQL), so two workers ending trials at once take turns."""
-    sweep = session.scalars(
-        select(Sweep).where(Sweep.id == sweep_id).with_for_update()
-    ).one_or_none()
-    if sweep is None or sweep.status is not SweepStatus.RUNNING:
+    and end it when none is left; without committing. Two callers at once (workers ending
+    trials, the dispatcher, a cancel) take turns: see ``lock_running``."""
+    if not lock_running(session, sweep_id):
         return Advance()
+    sweep = session.scalars(
+        select(Sweep).where(Sweep.id == sweep_id).execution_options(populate_existing=True)
+    ).one()
     active = count_active(session, sweep_id)
     new_jobs = []
     while sweep.next_trial < sweep.n_trials and active < sweep.max_parallel:
@@ -68,6 +68,20 @@ def advance(session: Session, sweep_id: int) -> Advance:
         registered = finish(session, sweep)
     session.flush()
     return Advance(tuple(job.id for job in new_jobs), registered)
+
+
+def lock_running(session: Session, sweep_id: int) -> bool:
+    """Lock the sweep's row when it is running, until the transaction ends; False when it is
+    not running (any more). A write, not ``SELECT ... FOR UPDATE``: SQLite ignores FOR UPDATE
+    and pysqlite opens its transaction only at the first write, so reading first would count
+    trials outside any transaction and could queue one twice, or after a cancel committed."""
+    locked = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.RUNNING)
+        .values(next_trial=Sweep.next_trial)
+        .execution_options(synchronize_session=False)
+    )
+    return locked.rowcount == 1
 
 
 def count_active(session: Session, sweep_id: int) -> int:

@@ -3,15 +3,19 @@ process: bad bodies, the quota, trials queued ``max_parallel`` at a time by the 
 one, the leaderboard, the best model registered, cancel, ASHA's decisions, and the dispatcher
 advancing a sweep whose trial ended without a worker."""
 
-import pytest
-from sqlalchemy import select
+from contextlib import contextmanager
 
-from service.db import sweeps
-from service.db.models import EpochMetric, JobStatus, TrainingJob
+import pytest
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.db import attempts, sweeps
+from service.db.models import EpochMetric, JobStatus, Sweep, TrainingJob
 from service.dispatcher import Dispatcher
 from tests.conftest import BACKENDS
 from tests.factories import assert_envelope, sweep_body
 from tests.service.test_dispatcher import FakeQueue
+from worker import training
 from worker.training import run_training
 
 
@@ -238,6 +242,102 @@ def test_a_trial_cancelled_through_the_jobs_api_is_replaced_by_the_dispatcher(
     third = active_trials(sessions, sweep["id"])[-1]
     assert third not in (first, second) and third in queue.sent
     assert client.get(f"/v1/jobs/{third}").get_json()["status"] == "queued"
+
+
+@contextmanager
+def statements(sessions):
+    """The SQL statements run on ``sessions``' engine inside the block, in order."""
+    seen: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+def test_advance_first_locks_the_running_sweep_with_a_write(client, sessions, dataset_id):
+    """A read first would run outside SQLite's transaction (pysqlite opens it at the first
+    write, and SQLite ignores FOR UPDATE): two advances could both count room for a trial."""
+    sweep = create(client, sweep_body(dataset_id))
+    first, _second = active_trials(sessions, sweep["id"])
+    assert client.post(f"/v1/jobs/{first}/cancel").status_code == 202
+    with sessions() as session, statements(sessions) as seen:
+        advanced = sweeps.advance(session, sweep["id"])
+        session.commit()
+    assert len(advanced.job_ids) == 1
+    assert seen[0].startswith("UPDATE sweeps SET next_trial=sweeps.next_trial WHERE")
+    with sessions() as session:
+        session.add(TrainingJob(**trial_fields(session, sweep["id"], trial=3)))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def trial_fields(session, sweep_id: int, trial: int) -> dict:
+    job = session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep_id)).first()
+    fields = ("tenant", "dataset_id", "network", "training", "epochs", "sweep_id", "params")
+    return {**{name: getattr(job, name) for name in fields}, "trial": trial}
+
+
+def test_advance_leaves_a_cancelled_sweep_alone(client, sessions, dataset_id):
+    sweep = create(client, sweep_body(dataset_id))
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+    with sessions() as session, statements(sessions) as seen:
+        assert sweeps.advance(session, sweep["id"]) == sweeps.Advance()
+        session.commit()
+    assert [statement.split()[0] for statement in seen] == ["UPDATE"]
+    assert active_trials(sessions, sweep["id"]) == []
+
+
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+def test_ending_a_trial_locks_its_sweep_before_its_job(client, sessions, dataset_id):
+    """The order cancel_sweep takes them in: the other order deadlocks on PostgreSQL."""
+    sweep = create(client, sweep_body(dataset_id))
+    first, _second = active_trials(sessions, sweep["id"])
+    with sessions() as session:
+        claim = attempts.claim_job(session, first, "test", 15, 3)
+    with sessions() as session, statements(sessions) as seen:
+        attempts.end_attempt(session, first, claim.attempt, [], JobStatus.FAILED, "stopped")
+    writes = [statement for statement in seen if statement.startswith("UPDATE")]
+    assert writes[0].startswith("UPDATE sweeps ")
+    assert writes[1].startswith("UPDATE training_jobs ")
+    assert len(active_trials(sessions, sweep["id"])) == 2
+
+
+def test_a_sweep_that_fails_to_advance_holds_up_no_other(client, sessions, dataset_id, caplog):
+    broken, working = (create(client, sweep_body(dataset_id)) for _ in range(2))
+    for sweep in (broken, working):
+        first = active_trials(sessions, sweep["id"])[0]
+        assert client.post(f"/v1/jobs/{first}/cancel").status_code == 202
+    with sessions() as session:
+        # Trial specs that cannot make a job: advancing this sweep raises (KeyError).
+        session.execute(update(Sweep).where(Sweep.id == broken["id"]).values(trials=[{}] * 4))
+        session.commit()
+    queue = FakeQueue()
+    Dispatcher(sessions, queue, max_attempts=3, interval=0.01).run_once()
+    assert len(active_trials(sessions, broken["id"])) == 1
+    third = active_trials(sessions, working["id"])[-1]
+    assert third in queue.sent
+    assert f"sweep {broken['id']}: advancing it failed" in caplog.text
+    assert client.get(f"/v1/sweeps/{working['id']}").get_json()["counts"]["queued"] == 2
+
+
+def test_a_sweeps_model_is_announced_once(client, sessions, settings, dataset_id, monkeypatch):
+    """The last trial's own model, registered under the sweep's name as it ends."""
+    announced = []
+    monkeypatch.setattr(
+        training, "announce_version", lambda _settings, model: announced.append(model.id)
+    )
+    search = {"method": "grid", "parameters": {"training.l2": [0.0]}}
+    sweep = create(client, sweep_body(dataset_id, search=search, model_name="xor-best"))
+    shown = run_sweep(client, sessions, settings, sweep["id"])
+    assert shown["status"] == "succeeded"
+    assert announced == [shown["model_id"]]
 
 
 def asha_body(dataset_id: int) -> dict:
