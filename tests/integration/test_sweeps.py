@@ -51,7 +51,9 @@ def test_a_sweep_runs_on_both_workers_and_registers_its_best_model(stack):
     dataset_id = stack.create("/v1/datasets", 201, json={"builtin": "digits"})["id"]
     body = digits_sweep(dataset_id, 60, model_name="digits-sweep")
     sweep = stack.create("/v1/sweeps", 202, json=body)
-    assert sweep["counts"]["queued"] == 2 and sweep["counts"]["waiting"] == 2
+    counts = sweep["counts"]
+    # Workers may claim the first trials before the answer is written: queued or running.
+    assert counts["queued"] + counts["running"] <= 2 and sum(counts.values()) == 4
     shown = wait_for_sweep(stack, sweep["id"])
     assert shown["status"] == "succeeded", shown
     assert shown["counts"]["succeeded"] == 4
