@@ -37,8 +37,8 @@ from service.ingest import build_dataset
 from service.settings import Settings
 from service.supervisor import LocalStack
 
-# Benchmarks measure the service, not its rate limits (RATE_LIMIT, PREDICT_RATE_LIMIT).
-UNLIMITED = {"RATE_LIMIT": "off", "PREDICT_RATE_LIMIT": "off"}
+# Benchmarks measure the service, not its guards: no rate limits, no job quota.
+UNLIMITED = {"RATE_LIMIT": "off", "PREDICT_RATE_LIMIT": "off", "QUOTA_JOBS": "0"}
 
 XOR_JOB = {
     "network": {
