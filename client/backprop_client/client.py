@@ -150,7 +150,7 @@ class Client:
         reconnects = 0
         while True:
             try:
-                for event in self._events(job_id, last_epoch):
+                for position, event in enumerate(self._events(job_id, last_epoch)):
                     reconnects = 0
                     if event.type == "epoch":
                         last_epoch = event.id
@@ -159,8 +159,12 @@ class Client:
                     else:
                         last_status = event.data
                     yield event
-                    if event.type == "status" and event.data.get("status") in FINISHED:
+                    # A stream opens with the current status: a job that has already ended
+                    # sends its epochs after it, and the final status again, last.
+                    if position and event.type == "status" and event.data["status"] in FINISHED:
                         return
+                if last_status is not None and last_status["status"] in FINISHED:
+                    return  # the stream of a job that had ended, read to its end
             except DROPPED:
                 pass
             reconnects += 1

@@ -126,6 +126,22 @@ def test_follow_resumes_after_the_last_epoch_without_repeating_the_status(monkey
     assert resumed_after == [None, 1]
 
 
+def test_follow_reads_the_epochs_of_a_job_that_ended_before_the_stream_opened(monkeypatch):
+    done = {"status": "succeeded"}
+    connections = [
+        [Event("status", done), Event("epoch", {"epoch": 1}, 1), Event("epoch", {"epoch": 2}, 2),
+         Event("status", done)],
+    ]  # fmt: skip
+    client = Client("http://unused")
+    monkeypatch.setattr(client, "_events", lambda job_id, last_epoch: iter(connections.pop(0)))
+    assert [(e.type, e.data) for e in client.follow(7)] == [
+        ("status", done),
+        ("epoch", {"epoch": 1}),
+        ("epoch", {"epoch": 2}),
+    ]
+    assert connections == []  # read once, not opened again
+
+
 def test_follow_gives_up_on_a_stream_that_keeps_dropping(monkeypatch):
     def events(job_id, last_epoch):
         raise requests.ConnectionError()
