@@ -21,9 +21,10 @@ import psycopg
 
 from service.db import attempts
 from service.db.migrate import upgrade
-from service.db.models import JobStatus, TrainingJob
+from service.db.models import TrainingJob
 from service.db.session import make_session_factory
 from service.settings import Settings
+from service.vocabulary import JobStatus
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 NAME = "backprop_bench_epoch_rows"

@@ -31,11 +31,11 @@ from bench.workloads import Workload, digits_workload, model_core_specs, synthet
 from model_core import train
 from service.db import records
 from service.db.migrate import upgrade
-from service.db.models import Task
 from service.db.session import create_sqlite_folders, make_session_factory
 from service.ingest import build_dataset
 from service.settings import Settings
 from service.supervisor import LocalStack
+from service.vocabulary import Task
 
 # Benchmarks measure the service, not its guards: no rate limits, no job quota.
 UNLIMITED = {"RATE_LIMIT": "off", "PREDICT_RATE_LIMIT": "off", "QUOTA_JOBS": "0"}

@@ -25,9 +25,9 @@ from flask import g, request
 
 from service.context import current_generation, services
 from service.db import keys
-from service.db.models import DEFAULT_TENANT, Scope
 from service.errors import fail
 from service.settings import Settings
+from service.vocabulary import DEFAULT_TENANT, Scope
 
 OPEN_PREFIXES = ("/v2/health/",)
 GUARDED_PREFIXES = ("/v1/", "/v2/")

@@ -14,10 +14,10 @@ from flask_smorest import Api, abort
 from werkzeug.exceptions import HTTPException
 
 from model_core import SpecError
-from service.ingest import DataError
 from service.jobs.cancellation import NotCancellable
 from service.model_refs import ModelNotFound
 from service.quotas import QuotaExceeded
+from service.vocabulary import DataError
 
 INVALID_REQUEST = "The request is not valid; see details."
 

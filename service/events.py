@@ -18,9 +18,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service.db import records
-from service.db.models import ACTIVE_STATUSES
 from service.errors import fail
 from service.schemas.jobs import EpochSchema, JobSchema
+from service.vocabulary import ACTIVE_STATUSES
 
 logger = logging.getLogger(__name__)
 

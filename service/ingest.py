@@ -12,23 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.db.models import Dataset, Task
+from service.db.models import Dataset
 from service.db.npz import arrays_to_npz
 from service.samples import load_sample
-
-
-class DataError(ValueError):
-    """Data the service cannot train on; ``field`` is the request field to fix."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    @property
-    def path(self) -> str:
-        """Where the error is, as ``SpecError.path`` says it: the request field."""
-        return self.field
+from service.vocabulary import DataError, Task
 
 
 @dataclass(frozen=True)

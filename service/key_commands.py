@@ -10,10 +10,11 @@ import re
 import sys
 
 from service.db import keys
-from service.db.models import TENANT_PATTERN, ApiKey, Scope
+from service.db.models import ApiKey
 from service.db.session import make_session_factory
 from service.generation import generation_for
 from service.settings import Settings
+from service.vocabulary import TENANT_PATTERN, Scope
 
 
 def add_key_commands(commands: argparse._SubParsersAction, handler_for) -> None:

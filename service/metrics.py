@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth import bearer_token
 from service.db.figures import JobFigures, job_figures
-from service.db.models import JobStatus, utcnow
+from service.db.models import utcnow
 from service.settings import Settings
+from service.vocabulary import JobStatus
 
 logger = logging.getLogger(__name__)
 

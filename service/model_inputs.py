@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from model_core import Model
 from service.db import records
-from service.db.models import Dataset, Task
-from service.ingest import DataError, json_targets
+from service.db.models import Dataset
+from service.ingest import json_targets
+from service.vocabulary import DataError, Task
 
 
 def model_feature_names(session: Session, model_id: int) -> list[str] | None:

@@ -4,7 +4,7 @@
 import re
 from dataclasses import dataclass
 
-from service.db.models import NAME_PATTERN
+from service.vocabulary import NAME_PATTERN
 
 REF_FORMS = "an id (42), a name (digits), name:version (digits:3) or name@alias (digits@production)"
 NAME_RULE = (

@@ -18,11 +18,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from service.db.models import Dataset, Task
+from service.db.models import Dataset
 from service.db.npz import read_npy_header
 from service.ingest import (
     ColumnChoice,
-    DataError,
     DataLimits,
     Header,
     build_dataset,
@@ -46,6 +45,7 @@ from service.tables import (
     require_number_types,
     text_labels,
 )
+from service.vocabulary import DataError, Task
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from html.parser import HTMLParser
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import keys
-from service.db.models import Base, EpochMetric, Scope, TrainingJob
+from service.db.models import Base, EpochMetric, TrainingJob
 from service.db.session import make_session_factory
 from service.ingest import dataset_from_sample
+from service.vocabulary import Scope
 
 XOR_NETWORK = {
     "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],

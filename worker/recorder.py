@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Trainer
 from service.db import attempts, sweeps
-from service.db.models import EPOCH_FIGURES
+from service.vocabulary import EPOCH_FIGURES
 from worker.retries import is_transient
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,11 @@ from model_core import ModelCoreError, Trainer, TrainResult
 from service.broker import JobQueue
 from service.caching import LruCache
 from service.db import attempts, dispatch, records, sweeps
-from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, TrainingJob
+from service.db.models import Dataset, TrainedModel, TrainingJob
 from service.generation import generation_for
 from service.logs import request_id_set
 from service.settings import Settings
+from service.vocabulary import EPOCH_FIGURES, JobStatus
 from worker import faults
 from worker.lease import Heartbeat
 from worker.recorder import (

@@ -13,15 +13,8 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, u
 from sqlalchemy.orm import Session
 
 from service.db import registry, sweeps
-from service.db.models import (
-    EPOCH_FIGURES,
-    EpochMetric,
-    JobCheckpoint,
-    JobStatus,
-    TrainedModel,
-    TrainingJob,
-    utcnow,
-)
+from service.db.models import EpochMetric, JobCheckpoint, TrainedModel, TrainingJob, utcnow
+from service.vocabulary import EPOCH_FIGURES, JobStatus
 
 
 class StaleAttempt(Exception):

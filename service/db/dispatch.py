@@ -10,8 +10,9 @@ from typing import Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import JobStatus, TrainingJob, utcnow
+from service.db.models import TrainingJob, utcnow
 from service.db.records import update_job_in
+from service.vocabulary import JobStatus
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Dataset, EpochMetric, JobStatus, TrainingJob
+from service.db.models import Dataset, EpochMetric, TrainingJob
+from service.vocabulary import JobStatus
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import JobStatus, TrainingJob, utcnow
+from service.db.models import TrainingJob, utcnow
 from service.db.records import update_job_in
+from service.vocabulary import JobStatus
 
 
 def cancel_queued_job(session: Session, job_id: int) -> bool:

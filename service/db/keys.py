@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model_core import MAX_INT32
-from service.db.models import ApiKey, Scope, utcnow
+from service.db.models import ApiKey, utcnow
+from service.vocabulary import Scope
 
 KEY_PREFIX = "bpk"
 _KEY_PATTERN = re.compile(rf"{KEY_PREFIX}_([0-9]{{1,10}})_([A-Za-z0-9_-]{{20,100}})")

@@ -31,6 +31,17 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from service.vocabulary import (
+    DEFAULT_TENANT,
+    MAX_NAME_LENGTH,
+    MAX_TENANT_LENGTH,
+    SERVICE_TRAINING_FIELDS,
+    JobStatus,
+    Scope,
+    SweepStatus,
+    Task,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -63,55 +74,6 @@ class UtcDateTime(TypeDecorator):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UtcDateTime, dict: JSON, list: JSON}
-
-
-class Task(enum.StrEnum):
-    CLASSIFICATION = "classification"
-    REGRESSION = "regression"
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    # A sweep's trial ended by early termination (ASHA): history kept, no model.
-    PRUNED = "pruned"
-
-
-class SweepStatus(enum.StrEnum):
-    """A sweep runs until every trial has ended; it then succeeded when one trial has a model."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-# Registered model names and aliases: lowercase, starting with a letter (never taken for an id).
-MAX_NAME_LENGTH = 64
-NAME_PATTERN = rf"[a-z][a-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}"
-
-
-class Scope(enum.StrEnum):
-    """What an API key may do, each including the one before: read, then write within its
-    tenant, then also manage the tenant's keys."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"
-
-
-# The tenant of everything made while AUTH=off, and of rows from before tenants existed.
-DEFAULT_TENANT = "default"
-MAX_TENANT_LENGTH = 64
-TENANT_PATTERN = rf"[a-z0-9][a-z0-9._-]{{0,{MAX_TENANT_LENGTH - 1}}}"
-
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
-# Fields of a job's training spec that belong to the service, not to model_core (which refuses
-# keys it does not know): the API checks them (service/jobs/specs.py), the worker applies them.
-SERVICE_TRAINING_FIELDS = ("max_seconds", "checkpoint_every_epochs", "checkpoint_every_seconds")
 
 
 def _enum_column(enum_type: type[enum.StrEnum], name: str) -> Enum:
@@ -240,10 +202,6 @@ class TrainingJob(TenantOwned, Base):
         return {
             key: value for key, value in self.training.items() if key not in SERVICE_TRAINING_FIELDS
         }
-
-
-# The figures of an epoch record, mirrored on its job as the latest ones.
-EPOCH_FIGURES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
 class EpochMetric(Base):

@@ -7,7 +7,8 @@ Counted in the caller's session: a request's session sees only its tenant's rows
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import ACTIVE_STATUSES, Dataset, TrainedModel, TrainingJob
+from service.db.models import Dataset, TrainedModel, TrainingJob
+from service.vocabulary import ACTIVE_STATUSES
 
 
 def active_jobs(session: Session) -> int:

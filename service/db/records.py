@@ -11,16 +11,10 @@ import numpy as np
 from sqlalchemy import Column, Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import (
-    ACTIVE_STATUSES,
-    Dataset,
-    EpochMetric,
-    JobStatus,
-    TrainedModel,
-    TrainingJob,
-)
+from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.db.npz import npz_to_arrays
 from service.db.tenancy import tenant_of
+from service.vocabulary import ACTIVE_STATUSES, JobStatus
 
 # No table holds this many rows; a larger offset would overflow the driver's integer.
 MAX_OFFSET = 2**62

@@ -14,28 +14,9 @@ from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service.db import registry
-from service.db.models import (
-    ACTIVE_STATUSES,
-    EPOCH_FIGURES,
-    EpochMetric,
-    JobStatus,
-    Sweep,
-    SweepStatus,
-    TrainedModel,
-    TrainingJob,
-    utcnow,
-)
+from service.db.models import EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
 from service.db.records import page
-
-# The figures a sweep can rank trials by, and which way is better by default.
-METRIC_GOALS = {
-    "train_loss": "minimize",
-    "val_loss": "minimize",
-    "train_accuracy": "maximize",
-    "val_accuracy": "maximize",
-}
-assert set(METRIC_GOALS) == set(EPOCH_FIGURES)
-GOALS = ("minimize", "maximize")
+from service.vocabulary import ACTIVE_STATUSES, JobStatus, SweepStatus
 
 
 @dataclass(frozen=True)

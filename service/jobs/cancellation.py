@@ -3,7 +3,8 @@
 from sqlalchemy.orm import Session
 
 from service.db import job_requests
-from service.db.models import JobStatus, TrainingJob
+from service.db.models import TrainingJob
+from service.vocabulary import JobStatus
 
 # A cancel that loses a race (a worker claimed the queued job meanwhile) reads the job again.
 CANCEL_TRIES = 3

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.db.models import TrainingJob, utcnow
-from service.ingest import DataError
+from service.vocabulary import DataError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

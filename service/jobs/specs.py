@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from model_core import ResolvedSpec, SpecError, layer_shapes, resolve_spec
 from service.db import records
-from service.db.models import SERVICE_TRAINING_FIELDS, Dataset
-from service.ingest import DataError
+from service.db.models import Dataset
 from service.settings import Settings
+from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError
 
 
 @dataclass(frozen=True)

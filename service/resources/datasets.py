@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from service.context import db, services
 from service.db import records
-from service.db.models import Dataset, Task
+from service.db.models import Dataset
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
 from service.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
 from service.quotas import check_room_for, check_upload_admission
@@ -24,6 +24,7 @@ from service.schemas.datasets import (
     FileUploadSchema,
 )
 from service.uploads import Upload, dataset_from_file, format_of
+from service.vocabulary import Task
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
 

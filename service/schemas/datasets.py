@@ -5,9 +5,9 @@ import marshmallow as ma
 from marshmallow import validate
 from werkzeug.datastructures import FileStorage
 
-from service.db.models import Task
 from service.samples import SAMPLE_NAMES
 from service.uploads import FILE_READERS
+from service.vocabulary import Task
 
 TASKS = [task.value for task in Task]
 

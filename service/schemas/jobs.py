@@ -5,10 +5,10 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
-from service.db.models import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus
 from service.jobs.idempotency import IDEMPOTENCY_HEADER
 from service.schemas.models import check_name
 from service.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
+from service.vocabulary import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200

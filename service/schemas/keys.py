@@ -4,7 +4,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from service.auth import MAX_ACCESS_TOKEN_SECONDS
-from service.db.models import Scope
+from service.vocabulary import Scope
 
 
 class KeySchema(ma.Schema):

@@ -6,9 +6,9 @@ from marshmallow import validate
 from model_core import MAX_INT32
 from model_core.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from model_core.specs import DTYPES
-from service.db.models import NAME_PATTERN, Task
 from service.model_refs import NAME_RULE, is_name
 from service.schemas.datasets import LABELS, VALUES, number_rows
+from service.vocabulary import NAME_PATTERN, Task
 
 
 def check_name(text: str) -> None:

@@ -12,7 +12,7 @@ from model_core.initializers import INITIALIZERS
 from model_core.losses import LOSSES
 from model_core.optimizers import OPTIMIZERS
 from model_core.specs import DTYPES, EARLY_STOPPING_DEFAULTS, TRAINING_DEFAULTS
-from service.db.models import SERVICE_TRAINING_FIELDS
+from service.vocabulary import SERVICE_TRAINING_FIELDS
 
 MAX_SEED = 2**32 - 1
 

@@ -4,11 +4,17 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
-from service.db.models import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus, SweepStatus
-from service.db.sweeps import GOALS, METRIC_GOALS
 from service.schemas.jobs import JobCreateSchema
 from service.schemas.models import check_name
 from service.schemas.specs import MAX_SEED
+from service.vocabulary import (
+    GOALS,
+    MAX_NAME_LENGTH,
+    METRIC_GOALS,
+    NAME_PATTERN,
+    JobStatus,
+    SweepStatus,
+)
 
 MAX_PARALLEL = 1000
 

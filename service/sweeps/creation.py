@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 from model_core import SpecError
 from service.broker import JobQueue
 from service.db import dispatch, sweeps
-from service.db.models import Dataset, Sweep, Task
-from service.ingest import DataError
+from service.db.models import Dataset, Sweep
 from service.jobs.specs import find_dataset, resolve_job
 from service.jobs.submission import with_seed
 from service.logs import REQUEST_ID
 from service.quotas import check_sweep_admission
 from service.settings import Settings
 from service.sweeps.search import grid, random_trials, trial_body
+from service.vocabulary import METRIC_GOALS, DataError, Task
 
 
 def expand(search: dict, max_trials: int) -> list[dict]:
@@ -101,7 +101,7 @@ def with_defaults(body: dict) -> dict:
     search = body["search"]
     if search["method"] == "random" and search.get("seed") is None:
         search = {**search, "seed": secrets.randbelow(2**31)}
-    goal = body.get("goal") or sweeps.METRIC_GOALS[body["metric"]]
+    goal = body.get("goal") or METRIC_GOALS[body["metric"]]
     return {**body, "search": search, "goal": goal}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from model_core import MAX_INT32
-from service.ingest import DataError
+from service.vocabulary import DataError
 
 ROOTS = ("network", "training")
 # A path's steps: names, and [index] into lists.

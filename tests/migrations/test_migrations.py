@@ -7,8 +7,9 @@ from sqlalchemy import inspect
 
 from service.cli import main
 from service.db import registry
-from service.db.models import Base, ModelAlias, Task, TrainedModel, TrainingJob
+from service.db.models import Base, ModelAlias, TrainedModel, TrainingJob
 from service.db.session import make_engine, make_session_factory
+from service.vocabulary import Task
 from tests.factories import add_epochs, queued_xor_job
 
 

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import update
 
 from service.db import attempts
-from service.db.models import JobStatus, TrainingJob, utcnow
+from service.db.models import TrainingJob, utcnow
 from service.dispatcher import Dispatcher
+from service.vocabulary import JobStatus
 from tests.factories import queued_xor_job
 
 

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from service import events
-from service.db.models import JobStatus, TrainingJob
+from service.db.models import TrainingJob
 from service.events import HEARTBEAT, JobEventStream
+from service.vocabulary import JobStatus
 from tests.factories import add_epochs, assert_envelope, queued_xor_job
 
 

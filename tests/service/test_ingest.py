@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from service.db.models import Task
 from service.db.npz import npz_to_arrays
 from service.ingest import build_dataset
+from service.vocabulary import Task
 
 
 def stored_features(x: np.ndarray) -> np.ndarray:

@@ -9,9 +9,10 @@ import pytest
 
 from service.app import create_app
 from service.db import job_requests
-from service.db.models import SERVICE_TRAINING_FIELDS, JobStatus, TrainingJob
+from service.db.models import TrainingJob
 from service.jobs.cancellation import cancel_job
 from service.jobs.specs import SERVICE_FIELD_CHECKS
+from service.vocabulary import SERVICE_TRAINING_FIELDS, JobStatus
 from tests.factories import XOR_NETWORK, assert_envelope, job_body
 
 

@@ -8,10 +8,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.db.models import Dataset, EpochMetric, JobStatus, TrainingJob, utcnow
+from service.db.models import Dataset, EpochMetric, TrainingJob, utcnow
 from service.db.session import make_session_factory
 from service.metrics import DatabaseCollector
 from service.settings import Settings
+from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import XOR_NETWORK, api_key, assert_envelope, bearer, job_body, xor_training
 from worker.training import run_training

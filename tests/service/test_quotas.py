@@ -4,9 +4,10 @@ is never refused; another tenant's holdings do not count."""
 
 import pytest
 
-from service.db.models import JobStatus, TrainingJob
+from service.db.models import TrainingJob
 from service.ingest import dataset_from_sample
 from service.quotas import JOBS_RETRY_AFTER_SECONDS
+from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import api_key, assert_envelope, bearer, job_body
 from tests.service.test_uploads import post_file

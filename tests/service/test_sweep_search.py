@@ -5,8 +5,8 @@ import math
 import pytest
 
 from model_core import MAX_INT32
-from service.ingest import DataError
 from service.sweeps.search import grid, parse_path, random_trials, trial_body
+from service.vocabulary import DataError
 
 BASE = {
     "network": {

@@ -10,8 +10,9 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.db import attempts, sweeps
-from service.db.models import EpochMetric, JobStatus, Sweep, TrainingJob
+from service.db.models import EpochMetric, Sweep, TrainingJob
 from service.dispatcher import Dispatcher
+from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import assert_envelope, sweep_body
 from tests.service.test_dispatcher import FakeQueue

@@ -10,15 +10,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from model_core import Model, train
 from service.db import attempts, dispatch
-from service.db.models import (
-    EpochMetric,
-    JobCheckpoint,
-    JobStatus,
-    TrainedModel,
-    TrainingJob,
-    utcnow,
-)
+from service.db.models import EpochMetric, JobCheckpoint, TrainedModel, TrainingJob, utcnow
 from service.settings import Settings
+from service.vocabulary import JobStatus
 from tests.factories import XOR_NETWORK, queued_xor_job, xor_training
 from worker import faults
 from worker.lease import Heartbeat

@@ -6,9 +6,10 @@ from sqlalchemy import select
 
 from model_core import Model
 from service.db import attempts, records
-from service.db.models import Dataset, EpochMetric, JobStatus, Task, TrainedModel, TrainingJob
+from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.ingest import build_dataset
 from service.settings import Settings
+from service.vocabulary import JobStatus, Task
 from tests.factories import queued_xor_job
 from worker import training
 from worker.training import run_training
