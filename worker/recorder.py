@@ -23,7 +23,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Trainer
-from service.db import attempts, sweeps
+from service.db import attempts
+from service.sweeps.asha import Asha, rung_decision
 from service.vocabulary import EPOCH_FIGURES
 from worker.retries import is_transient
 
@@ -52,7 +53,7 @@ class EarlyTermination:
     """A trial's ASHA settings, its last epoch, and the rung decisions stored so far (those of
     an earlier attempt, when resuming)."""
 
-    asha: sweeps.Asha
+    asha: Asha
     epochs: int
     rungs: list[dict[str, Any]]
 
@@ -133,7 +134,7 @@ class EpochRecorder:
         asha = self.early_termination.asha
         try:
             with self.sessions() as session:
-                decision = sweeps.rung_decision(session, asha, self.job_id, epoch)
+                decision = rung_decision(session, asha, self.job_id, epoch)
                 if decision is None:
                     return
                 self.rungs = [rung for rung in self.rungs if rung["epoch"] != epoch] + [decision]

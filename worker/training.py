@@ -25,6 +25,7 @@ from service.db.models import Dataset, TrainedModel, TrainingJob
 from service.generation import generation_for
 from service.logs import request_id_set
 from service.settings import Settings
+from service.sweeps.asha import asha_for
 from service.vocabulary import EPOCH_FIGURES, JobStatus
 from worker import faults
 from worker.lease import Heartbeat
@@ -109,7 +110,7 @@ def load_job(
         x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
         network, training = job.engine_network(), job.engine_training()
-        asha = sweeps.asha_for(session, job)
+        asha = asha_for(session, job)
         early = asha and EarlyTermination(asha, training["epochs"], job.rungs or [])
         return TrainingInput(job, dataset, network, training, x, y, checkpoint, early)
 

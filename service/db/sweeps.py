@@ -1,6 +1,7 @@
 """Sweeps in the database: trials becoming jobs (at most ``max_parallel`` queued or running at
-once), the end of a sweep (its best trial's model registered under its name), early termination's
-rung decisions (ASHA), cancelling, and the figures the API shows.
+once), the end of a sweep (its best trial's model registered under its name), the figures early
+termination compares (its rule is service/sweeps/asha.py), cancelling, and the figures the API
+shows.
 
 ``advance`` runs in the transaction that ends a trial, so the worker that ends one queues the
 next before anyone else can see the sweep with room to spare; the dispatcher calls it too, for
@@ -229,49 +230,18 @@ def list_sweeps(session: Session, offset: int, limit: int) -> tuple[list[Sweep],
     return page(session, select(Sweep).order_by(Sweep.id), offset, limit)
 
 
-# --- Early termination: asynchronous successive halving (ASHA) ------------------------------
+# --- Early termination (the rule itself is service/sweeps/asha.py) ----------------------------
 
 
-@dataclass(frozen=True)
-class Asha:
-    """ASHA's settings for one trial: rungs at ``min_epochs * reduction_factor**k`` epochs,
-    below the trial's last epoch (a trial that gets there has nothing left to save)."""
-
-    sweep_id: int
-    metric: str
-    goal: str
-    min_epochs: int
-    reduction_factor: int
-
-    def is_rung(self, epoch: int, epochs: int) -> bool:
-        rung = self.min_epochs
-        while rung < epoch:
-            rung *= self.reduction_factor
-        return rung == epoch < epochs
-
-
-def asha_for(session: Session, job: TrainingJob) -> Asha | None:
-    """The ASHA settings of the job's sweep, or None (not a trial, or no early termination)."""
-    if job.sweep_id is None:
-        return None
-    sweep = session.get(Sweep, job.sweep_id)
-    settings = sweep.early_termination if sweep else None
-    if not settings:
-        return None
-    return Asha(
-        sweep.id, sweep.metric, sweep.goal, settings["min_epochs"], settings["reduction_factor"]
-    )
-
-
-def rung_values(session: Session, asha: Asha, epoch: int) -> list[float]:
-    """The metric at ``epoch`` of every trial of the sweep that has recorded that epoch."""
-    column = getattr(EpochMetric, asha.metric)
+def rung_values(session: Session, sweep_id: int, metric: str, epoch: int) -> list[float]:
+    """The ``metric`` at ``epoch`` of every trial of the sweep that has recorded that epoch."""
+    column = getattr(EpochMetric, metric)
     return list(
         session.scalars(
             select(column)
             .join(TrainingJob, TrainingJob.id == EpochMetric.job_id)
             .where(
-                TrainingJob.sweep_id == asha.sweep_id,
+                TrainingJob.sweep_id == sweep_id,
                 EpochMetric.epoch == epoch,
                 column.is_not(None),
             )
@@ -279,34 +249,10 @@ def rung_values(session: Session, asha: Asha, epoch: int) -> list[float]:
     )
 
 
-def asha_rule(value: float, reached: list[float], goal: str, reduction_factor: int):
-    """(continue, cutoff): a trial continues while fewer than ``reduction_factor`` trials have
-    reached the rung (``reached`` includes its own value; no cutoff yet), or when its value is
-    within the best ``len(reached) // reduction_factor`` of them: no worse than the cutoff, the
-    last of those."""
-    if len(reached) < reduction_factor:
-        return True, None
-    kept = len(reached) // reduction_factor
-    cutoff = sorted(reached, reverse=goal == "maximize")[kept - 1]
-    return (value <= cutoff if goal == "minimize" else value >= cutoff), cutoff
-
-
-def rung_decision(session: Session, asha: Asha, job_id: int, epoch: int) -> dict | None:
-    """The decision for the trial at rung ``epoch``, from the stored epochs of its sweep:
-    ``{epoch, value, cutoff, reached, pruned}``; None when its own value is not stored."""
-    value = session.scalar(
-        select(getattr(EpochMetric, asha.metric)).where(
+def epoch_value(session: Session, job_id: int, metric: str, epoch: int) -> float | None:
+    """The job's stored ``metric`` at ``epoch``; None when not stored."""
+    return session.scalar(
+        select(getattr(EpochMetric, metric)).where(
             EpochMetric.job_id == job_id, EpochMetric.epoch == epoch
         )
     )
-    if value is None:
-        return None
-    reached = rung_values(session, asha, epoch)
-    keep, cutoff = asha_rule(value, reached, asha.goal, asha.reduction_factor)
-    return {
-        "epoch": epoch,
-        "value": value,
-        "cutoff": cutoff,
-        "reached": len(reached),
-        "pruned": not keep,
-    }

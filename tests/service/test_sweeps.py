@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from service.db import attempts, sweeps
 from service.db.models import EpochMetric, Sweep, TrainingJob
 from service.dispatcher import Dispatcher
+from service.sweeps.asha import Asha, asha_rule
 from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import assert_envelope, sweep_body
@@ -379,7 +380,7 @@ def test_asha_prunes_a_trial_exactly_when_the_rule_says(client, sessions, settin
         # One trial at a time: those that reached a rung before this one are the earlier trials.
         for rung in entry["rungs"]:
             reached = stored_values(sessions, sweep["id"], rung["epoch"], entry["trial"])
-            keep, cutoff = sweeps.asha_rule(rung["value"], reached, "minimize", 3)
+            keep, cutoff = asha_rule(rung["value"], reached, "minimize", 3)
             assert (rung["cutoff"], rung["reached"], rung["pruned"]) == (
                 cutoff,
                 len(reached),
@@ -400,19 +401,19 @@ def test_asha_prunes_a_trial_exactly_when_the_rule_says(client, sessions, settin
 
 def test_the_asha_rule():
     # Fewer than reduction_factor trials at the rung: continue, no cutoff yet.
-    assert sweeps.asha_rule(9.0, [1.0, 9.0], "minimize", 3) == (True, None)
+    assert asha_rule(9.0, [1.0, 9.0], "minimize", 3) == (True, None)
     # 6 reached, the best 2 continue: the cutoff is the second best.
     values = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2]
-    assert sweeps.asha_rule(0.2, values, "minimize", 3) == (True, 0.2)
-    assert sweeps.asha_rule(0.3, values, "minimize", 3) == (False, 0.2)
-    assert sweeps.asha_rule(0.7, values, "maximize", 3) == (True, 0.7)
-    assert sweeps.asha_rule(0.5, values, "maximize", 3) == (False, 0.7)
+    assert asha_rule(0.2, values, "minimize", 3) == (True, 0.2)
+    assert asha_rule(0.3, values, "minimize", 3) == (False, 0.2)
+    assert asha_rule(0.7, values, "maximize", 3) == (True, 0.7)
+    assert asha_rule(0.5, values, "maximize", 3) == (False, 0.7)
 
 
 def test_rungs_are_below_the_last_epoch():
-    asha = sweeps.Asha(1, "val_loss", "minimize", min_epochs=1, reduction_factor=3)
+    asha = Asha(1, "val_loss", "minimize", min_epochs=1, reduction_factor=3)
     assert [epoch for epoch in range(1, 28) if asha.is_rung(epoch, 27)] == [1, 3, 9]
-    later = sweeps.Asha(1, "val_loss", "minimize", min_epochs=5, reduction_factor=2)
+    later = Asha(1, "val_loss", "minimize", min_epochs=5, reduction_factor=2)
     assert [epoch for epoch in range(1, 50) if later.is_rung(epoch, 50)] == [5, 10, 20, 40]
 
 
