@@ -29,10 +29,10 @@ import requests
 
 from bench.workloads import Workload, digits_workload, model_core_specs, synthetic_workloads
 from model_core import train
+from service.datasets.ingest import build_dataset
 from service.db import records
 from service.db.migrate import upgrade
 from service.db.session import create_sqlite_folders, make_session_factory
-from service.ingest import build_dataset
 from service.settings import Settings
 from service.supervisor import LocalStack
 from service.vocabulary import Task

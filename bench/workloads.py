@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.samples import load_sample
+from service.datasets.samples import load_sample
 
 N_CLASSES = 10
 

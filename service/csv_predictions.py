@@ -1,5 +1,6 @@
-"""Predictions as CSV both ways: rows of features read from a ``text/csv`` body, with a header
-row as data set uploads take it (service/ingest.py parses it), and the answer written as CSV.
+"""Predictions as CSV both ways: rows of features read from a ``text/csv`` body, with a
+header row as data set uploads take it (service/datasets/ingest.py parses it), and the answer
+written as CSV.
 
 A problem with the body raises ``DataError`` on the field ``body``, naming the line and column
 as data set uploads do: ``body: line 3, column 'petal_width': 'n/a' is not a number``.
@@ -12,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from model_core import Model
-from service.ingest import column_indices
-from service.tables import checked_numbers, csv_cell_errors, open_csv, read_csv_numbers
+from service.datasets.ingest import column_indices
+from service.datasets.tables import checked_numbers, csv_cell_errors, open_csv, read_csv_numbers
 
 CSV_FIELD = "body"
 

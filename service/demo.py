@@ -9,7 +9,7 @@ import argparse
 import numpy as np
 
 from model_core import train
-from service.samples import load_sample, split_train_test
+from service.datasets.samples import load_sample, split_train_test
 from service.settings import Settings
 
 NETWORK = {

@@ -11,9 +11,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from model_core import Model
+from service.datasets.ingest import json_targets
 from service.db import records
 from service.db.models import Dataset
-from service.ingest import json_targets
 from service.vocabulary import DataError, Task
 
 

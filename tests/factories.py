@@ -7,10 +7,10 @@ from html.parser import HTMLParser
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.datasets.ingest import dataset_from_sample
 from service.db import keys
 from service.db.models import Base, EpochMetric, TrainingJob
 from service.db.session import make_session_factory
-from service.ingest import dataset_from_sample
 from service.vocabulary import Scope
 
 XOR_NETWORK = {

@@ -9,10 +9,11 @@ from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 
 from service.context import db, services
+from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
+from service.datasets.uploads import Upload, dataset_from_file, format_of
 from service.db import records
 from service.db.models import Dataset
 from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
-from service.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
 from service.quotas import check_room_for, check_upload_admission
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.datasets import (
@@ -23,7 +24,6 @@ from service.schemas.datasets import (
     DatasetSchema,
     FileUploadSchema,
 )
-from service.uploads import Upload, dataset_from_file, format_of
 from service.vocabulary import Task
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")

@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from model_core import Model, SpecError
 from service.context import db, services
 from service.csv_predictions import csv_features, predictions_csv
+from service.datasets.ingest import numeric_matrix
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.errors import INVALID_REQUEST, ErrorSchema, fail
 from service.evaluation import Report, evaluate
-from service.ingest import numeric_matrix
 from service.model_inputs import check_dataset_fits, inline_targets, model_feature_names
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
 from service.onnx_export import NotExportable, onnx_model_bytes

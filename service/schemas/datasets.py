@@ -5,8 +5,8 @@ import marshmallow as ma
 from marshmallow import validate
 from werkzeug.datastructures import FileStorage
 
-from service.samples import SAMPLE_NAMES
-from service.uploads import FILE_READERS
+from service.datasets.samples import SAMPLE_NAMES
+from service.datasets.uploads import FILE_READERS
 from service.vocabulary import Task
 
 TASKS = [task.value for task in Task]

@@ -170,7 +170,7 @@ def trained_by(container: str, job_ids: list[int]) -> list[int]:
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The service's own digits sample, 3/4 to train on and 1/4 held out."""
-    with gzip.open(files("service.samples") / "digits.csv.gz", "rt") as text:
+    with gzip.open(files("service.datasets.samples") / "digits.csv.gz", "rt") as text:
         table = np.loadtxt(text, delimiter=",", skiprows=1)
     x, y = table[:, :-1], table[:, -1].astype(int)
     order = np.random.default_rng(0).permutation(len(y))

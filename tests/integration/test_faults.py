@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from model_core import train
+from service.datasets.ingest import dataset_from_sample
 from service.db.npz import npz_to_arrays
-from service.ingest import dataset_from_sample
 from tests.factories import job_body, wait_until
 from tests.integration.conftest import run_stack, throwaway_database
 from worker.faults import KILL_WORKER_ON_DATASET

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from service.datasets.ingest import build_dataset
 from service.db.npz import npz_to_arrays
-from service.ingest import build_dataset
 from service.vocabulary import Task
 
 

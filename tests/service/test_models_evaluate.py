@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from service.samples import load_sample
+from service.datasets.samples import load_sample
 from tests.factories import assert_envelope, job_body
 from worker.training import run_training
 

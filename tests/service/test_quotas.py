@@ -4,8 +4,8 @@ is never refused; another tenant's holdings do not count."""
 
 import pytest
 
+from service.datasets.ingest import dataset_from_sample
 from service.db.models import TrainingJob
-from service.ingest import dataset_from_sample
 from service.quotas import JOBS_RETRY_AFTER_SECONDS
 from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS

@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 
-from service.samples import SAMPLE_NAMES, Sample, load_sample, split_train_test
+from service.datasets.samples import SAMPLE_NAMES, Sample, load_sample, split_train_test
 
 
 @pytest.mark.parametrize(

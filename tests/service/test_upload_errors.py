@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from service.uploads import format_of
+from service.datasets.uploads import format_of
 from tests.factories import assert_envelope
 from tests.service.conftest import MAX_REQUEST_BYTES
 from tests.service.test_uploads import IRIS_PARQUET, npz_bytes, parquet_bytes, post_file

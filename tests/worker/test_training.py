@@ -5,9 +5,9 @@ import pytest
 from sqlalchemy import select
 
 from model_core import Model
+from service.datasets.ingest import build_dataset
 from service.db import attempts, records
 from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
-from service.ingest import build_dataset
 from service.settings import Settings
 from service.vocabulary import JobStatus, Task
 from tests.factories import queued_xor_job

@@ -1,5 +1,5 @@
 """Turning uploads into stored data sets: JSON arrays, the built-in samples, and what every file
-format shares (limits, column choices, targets); service/uploads.py reads the files.
+format shares (limits, column choices, targets); service/datasets/uploads.py reads the files.
 
 Everything here works on plain values and ndarrays; a problem with the data raises ``DataError``
 naming the field, which the API answers with a 422.
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.datasets.samples import load_sample
 from service.db.models import Dataset
 from service.db.npz import arrays_to_npz
-from service.samples import load_sample
 from service.vocabulary import DataError, Task
 
 
@@ -124,7 +124,7 @@ def classification_labels(y: np.ndarray, field: str) -> np.ndarray:
 
 def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     """Float64 targets of shape (n,) or (n, n_targets), from finite numbers (``numeric_array``,
-    or a file's reader in service/uploads.py)."""
+    or a file's reader in service/datasets/uploads.py)."""
     if y.ndim not in (1, 2):
         raise DataError(field, "regression targets must be numbers, one or a list per row")
     if y.ndim == 2 and y.shape[1] == 0:
@@ -225,7 +225,7 @@ def json_targets(task: Task, targets: object) -> np.ndarray:
 
 
 def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
-    """A data set from one of the built-in samples (``service.samples.SAMPLE_NAMES``)."""
+    """A data set from one of the built-in samples (``service.datasets.samples.SAMPLE_NAMES``)."""
     sample = load_sample(sample_name)
     return build_dataset(
         name=name or sample.name,

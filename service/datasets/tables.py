@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from service.ingest import DataLimits, Header, first_non_finite
+from service.datasets.ingest import DataLimits, Header, first_non_finite
 from service.vocabulary import DataError
 
 # malloc, as numpy's arrays: memory one frees serves the other.

@@ -1,5 +1,5 @@
 """Data set files as uploaded: CSV, Parquet and ``.npz``, into arrays without a copy of the
-table on the way (service/tables.py reads CSV and Parquet; see its notes on memory).
+table on the way (service/datasets/tables.py reads CSV and Parquet; see its notes on memory).
 
 The format is the form's ``format``, else the file name's extension (``FORMAT_EXTENSIONS``),
 else CSV. CSV and Parquet choose their columns alike (``ColumnChoice``); an ``.npz`` file names
@@ -18,9 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from service.db.models import Dataset
-from service.db.npz import read_npy_header
-from service.ingest import (
+from service.datasets.ingest import (
     ColumnChoice,
     DataLimits,
     Header,
@@ -30,7 +28,7 @@ from service.ingest import (
     column_names,
     first_non_finite,
 )
-from service.tables import (
+from service.datasets.tables import (
     MAX_LABEL_CHARS,
     CellError,
     NumberColumns,
@@ -45,6 +43,8 @@ from service.tables import (
     require_number_types,
     text_labels,
 )
+from service.db.models import Dataset
+from service.db.npz import read_npy_header
 from service.vocabulary import DataError, Task
 
 
