@@ -119,7 +119,8 @@ def speaks_inference_protocol() -> bool:
 
 
 def unprocessable_response(error: DataError | SpecError):
-    return envelope("unprocessable_entity", str(error), {error.path: [error.message]}), 422
+    message = error.summary if isinstance(error, DataError) else str(error)
+    return envelope("unprocessable_entity", message, {error.path: [error.message]}), 422
 
 
 def not_found_response(error: ModelNotFound):

@@ -72,12 +72,14 @@ GOALS = ("minimize", "maximize")
 
 
 class DataError(ValueError):
-    """Data the service cannot train on; ``field`` is the request field to fix."""
+    """Data the service cannot train on or serve; ``field`` is the request field to fix, and
+    ``summary`` the answer's one-line message when it is not ``field: message``."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, summary: str | None = None):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.summary = summary or str(self)
 
     @property
     def path(self) -> str:

@@ -16,18 +16,13 @@ from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from model_core import Model, SpecError
+from model_core import Model
 from service.context import db, services
-from service.csv_predictions import csv_features, predictions_csv
-from service.datasets.ingest import numeric_matrix
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.errors import INVALID_REQUEST, ErrorSchema, fail
-from service.evaluation import Report, evaluate
-from service.model_inputs import check_dataset_fits, inline_targets, model_feature_names
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
-from service.onnx_export import NotExportable, onnx_model_bytes
 from service.registry import (
     ModelIdentity,
     ServedModel,
@@ -58,7 +53,10 @@ from service.schemas.models import (
     WeightsSchema,
     check_name,
 )
-from service.serving import (
+from service.serving import rows
+from service.serving.csv_predictions import predictions_csv
+from service.serving.onnx_export import NotExportable, onnx_model_bytes
+from service.serving.predictions import (
     predict,
     prediction_arrays,
     standardization,
@@ -92,23 +90,6 @@ def model_details(row: TrainedModel, model: Model) -> dict:
     """The row's fields that ModelSchema shows, plus the standardisation only the blob holds."""
     shown = {name: getattr(row, name) for name in ModelSchema().fields}
     return {**shown, "standardization": standardization(model)}
-
-
-def instances_for(model: Model, instances: object) -> np.ndarray:
-    """The rows of JSON ``instances``, checked against the model's width and the row limit."""
-    return checked_rows(model, numeric_matrix(instances, "instances"), "instances")
-
-
-def checked_rows(model: Model, x: np.ndarray, field: str) -> np.ndarray:
-    """Rows ``x`` from the request's ``field``, checked against the model's width and the row
-    limit."""
-    limit = services().settings.max_predict_rows
-    if len(x) > limit:
-        fail(422, "Too many rows.", {field: [f"at most {limit} rows per call"]})
-    if x.shape[1] != model.n_features:
-        message = f"each row needs {model.n_features} values; got {x.shape[1]}"
-        fail(422, "Wrong number of features.", {field: [message]})
-    return x
 
 
 PREDICT_REQUEST = PredictRequestSchema()
@@ -146,10 +127,10 @@ def predict_body() -> dict | bytes:
 
 def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
     """The rows of ``predict_body``: JSON ``instances``, or CSV with a header row."""
+    limit = services().settings.max_predict_rows
     if isinstance(body, bytes):
-        names = model_feature_names(db(), served.model_id)
-        return checked_rows(served.model, csv_features(body, names), "body")
-    return instances_for(served.model, body["instances"])
+        return rows.csv_rows(db(), served.model_id, served.model, body, limit)
+    return rows.instances_for(served.model, body["instances"], limit)
 
 
 def json_response(body: dict, headers: dict[str, str]) -> Response:
@@ -174,21 +155,10 @@ def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.nda
     """Rows, their targets and the request field they came from: a stored data set checked
     against the model's inputs, or inline ``instances`` and ``targets``."""
     if "dataset_id" not in body:
-        x = instances_for(served.model, body["instances"])
-        return x, inline_targets(served.model, body["targets"], len(x)), "targets"
+        return rows.inline_evaluation_data(served.model, body, services().settings.max_predict_rows)
     session, dataset_id = db(), body["dataset_id"]
     dataset = records.get_dataset(session, dataset_id) or fail(404, f"No data set {dataset_id}.")
-    check_dataset_fits(dataset, served.model, model_feature_names(session, served.model_id))
-    x, y = records.get_dataset_arrays(session, dataset_id)
-    return x, y, "dataset_id"
-
-
-def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str) -> Report:
-    """``evaluate``, its data errors a 422 on the request ``field`` the targets came from."""
-    try:
-        return evaluate(model, x, y)
-    except SpecError as error:
-        fail(422, "The targets do not fit the model.", {field: [error.message]})
+    return rows.dataset_evaluation_data(session, served.model_id, served.model, dataset)
 
 
 def deletable_row(ref_text: str) -> TrainedModel:
@@ -330,7 +300,7 @@ class ModelEvaluation(MethodView):
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
         x, y, field = evaluation_data(served, body)
-        report = asdict(evaluated(served.model, x, y, field))
+        report = asdict(rows.evaluated(served.model, x, y, field))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 

@@ -14,7 +14,6 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service import inference_protocol as protocol
 from service.context import services
 from service.errors import fail
 from service.model_refs import ModelNotFound
@@ -30,7 +29,8 @@ from service.schemas.v2 import (
     ReadySchema,
     ServerMetadataSchema,
 )
-from service.serving import prediction_arrays
+from service.serving import inference_protocol as protocol
+from service.serving.predictions import prediction_arrays
 
 blp = Blueprint(
     "v2", __name__, url_prefix="/v2", description="The Open Inference Protocol (KServe v2)"

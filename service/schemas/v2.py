@@ -1,5 +1,5 @@
 """The Open Inference Protocol's (KServe v2) bodies, for the OpenAPI document: the views build
-and parse them with service.inference_protocol, not with these schemas."""
+and parse them with service.serving.inference_protocol, not with these schemas."""
 
 import marshmallow as ma
 

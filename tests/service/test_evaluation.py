@@ -1,5 +1,5 @@
-"""service.evaluation: every figure checked against sklearn.metrics on the same predictions, and
-the loss against the val_loss model_core measured while training on the same rows."""
+"""service.serving.evaluation: every figure checked against sklearn.metrics on the same predictions,
+and the loss against the val_loss model_core measured while training on the same rows."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from sklearn import metrics
 
 import model_core
 from model_core import SpecError
-from service.evaluation import evaluate
+from service.serving.evaluation import evaluate
 
 TRAINING = {"epochs": 15, "batch_size": 16, "seed": 3, "validation_split": 0.0}
 

@@ -9,10 +9,10 @@ import tritonclient.http as triton
 from tritonclient.utils import np_to_triton_dtype
 
 from model_core import Model
-from service import inference_protocol as protocol
 from service.app import create_app
-from service.inference_protocol import ProtocolError
-from service.serving import prediction_arrays
+from service.serving import inference_protocol as protocol
+from service.serving.inference_protocol import ProtocolError
+from service.serving.predictions import prediction_arrays
 from service.settings import Settings
 from tests.factories import job_body
 from worker.training import run_training

@@ -112,3 +112,17 @@ def test_unknown_model_is_404(client):
     assert_envelope(client.get("/v1/models/999"), 404)
     assert_envelope(client.post("/v1/models/999/predict", json={"instances": XOR_ROWS}), 404)
     assert_envelope(client.get("/v1/models/999/weights"), 404)
+
+
+@pytest.mark.parametrize(
+    "instances, message, detail",
+    [
+        ([[0, 1]] * 51, "Too many rows.", "at most 50 rows per call"),
+        ([[0, 1, 2]], "Wrong number of features.", "each row needs 2 values; got 3"),
+    ],
+    ids=["rows", "width"],
+)
+def test_rows_that_do_not_fit_say_what_is_wrong(client, model_id, instances, message, detail):
+    response = client.post(f"/v1/models/{model_id}/predict", json={"instances": instances})
+    error = assert_envelope(response, 422, "instances")
+    assert (error["message"], error["details"]["instances"]) == (message, [detail])

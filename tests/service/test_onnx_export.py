@@ -1,5 +1,5 @@
-"""The ONNX export, run in onnxruntime, gives what service.serving.predict gives: labels exactly,
-probabilities and regression values within 1e-5 (float32) and 1e-9 (float64), for every
+"""The ONNX export, run in onnxruntime, gives what service.serving.predictions.predict gives: labels
+exactly, probabilities and regression values within 1e-5 (float32) and 1e-9 (float64), for every
 activation in every position and every loss the engine accepts."""
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 from model_core import Model, train
 from model_core.activations import ACTIVATIONS
 from model_core.losses import LOSSES
-from service.onnx_export import (
+from service.serving.onnx_export import (
     INPUT,
     ONNX_ACTIVATIONS,
     OPSET,
@@ -19,7 +19,7 @@ from service.onnx_export import (
     NotExportable,
     onnx_model_bytes,
 )
-from service.serving import predict
+from service.serving.predictions import predict
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-9}
 DTYPES = list(TOLERANCE)

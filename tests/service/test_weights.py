@@ -12,7 +12,7 @@ import pytest
 
 from model_core import Model
 from model_core.activations import ACTIVATIONS
-from service.serving import weights_as_arrays
+from service.serving.predictions import weights_as_arrays
 from tests.factories import job_body
 from worker.training import run_training
 

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from model_core import Model
 from model_core.activations import LEAKY_RELU_SLOPE
-from service.serving import classes_array
+from service.serving.predictions import classes_array
 
 # Opset 21 (IR version 10) is old enough for every onnxruntime of the last two years and has
 # every op used here in its current form (ReduceSum and Squeeze take their axes as inputs).
@@ -112,10 +112,10 @@ def onnx_model_bytes(model: Model) -> bytes:
     for float64); ``Sub`` mean and ``Div`` scale when the model standardises; per layer a ``Gemm``
     (W (inputs, units), b (units,)) and its activation. Classifiers have two outputs:
     ``probabilities`` (N, n_classes), columns in the order of ``model.classes``, the same
-    post-processing as ``service.serving.predict`` (softmax as is, one sigmoid unit as (1 - p, p),
-    other outputs clipped at 0 and normalised per row), and ``predictions`` (N,), the labels
-    (INT64, STRING, BOOL or DOUBLE as the classes are) by ``ArgMax`` (or p > 0.5 for one unit) and
-    ``Gather``. Regression has one output, ``predictions`` (N, n_outputs).
+    post-processing as ``service.serving.predictions.predict`` (softmax as is, one sigmoid unit
+    as (1 - p, p), other outputs clipped at 0 and normalised per row), and ``predictions`` (N,),
+    the labels (INT64, STRING, BOOL or DOUBLE as the classes are) by ``ArgMax`` (or p > 0.5 for
+    one unit) and ``Gather``. Regression has one output, ``predictions`` (N, n_outputs).
 
     Raises :class:`NotExportable` for an activation with no ONNX counterpart or classes that no
     ONNX tensor holds.

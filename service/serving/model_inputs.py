@@ -65,7 +65,7 @@ def check_targets_fit(dataset: Dataset, model: Model) -> None:
 
 def inline_targets(model: Model, targets: object, n_rows: int) -> np.ndarray:
     """JSON ``targets`` for ``n_rows`` rows: labels as given, regression values as finite
-    float64 (whether they fit the model is ``service.evaluation``'s check)."""
+    float64 (whether they fit the model is ``service.serving.evaluation``'s check)."""
     y = json_targets(Task(model.task), targets)
     if len(y) != n_rows:
         raise DataError("targets", f"has {len(y)} entries; instances has {n_rows} rows")

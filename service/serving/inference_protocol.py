@@ -320,8 +320,8 @@ def flag(parameters: object, key: str, where: str, default: bool = False) -> boo
 
 
 def infer_outputs(model: Model, predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``service.serving.prediction_arrays``'s arrays in the shapes of :func:`output_specs`:
-    a regression's single target becomes one column."""
+    """``service.serving.predictions.prediction_arrays``'s arrays in the shapes of
+    :func:`output_specs`: a regression's single target becomes one column."""
     outputs = dict(predictions)
     if model.task != "classification" and outputs[PREDICTIONS].ndim == 1:
         outputs[PREDICTIONS] = outputs[PREDICTIONS].reshape(-1, 1)
