@@ -15,9 +15,9 @@ from service.errors import ErrorSchema, fail
 from service.events import JobEventStream, event_stream_response
 from service.jobs.cancellation import cancel_job
 from service.jobs.idempotency import Submission, idempotency_key
+from service.jobs.plots import MEDIA_TYPES, ImageFormat, LossCurve, loss_chart
 from service.jobs.specs import check_job
 from service.jobs.submission import submit_job
-from service.plots import MEDIA_TYPES, ImageFormat, LossCurve, loss_chart
 from service.resources.paging import PagedBlueprint, page_of
 from service.schemas.jobs import (
     JOB_EVENT,

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from service.db.models import EpochMetric, TrainingJob
-from service.plots import LossCurve, loss_chart
+from service.jobs.plots import LossCurve, loss_chart
 from tests.conftest import BACKENDS
 from tests.factories import api_key, assert_envelope, bearer, queued_xor_job
 
