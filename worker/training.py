@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from celery.utils.dispatch import Signal
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import ModelCoreError, Trainer, TrainResult
@@ -25,7 +26,6 @@ from service.db.models import EPOCH_FIGURES, Dataset, JobStatus, TrainedModel, T
 from service.generation import generation_for
 from service.logs import request_id_set
 from service.settings import Settings
-from worker import faults
 from worker.lease import Heartbeat
 from worker.recorder import (
     EarlyTermination,
@@ -115,6 +115,11 @@ def load_job(
 
 DEFAULT_SETTINGS = Settings()
 
+# Sent in the training process once an attempt has claimed its job and loaded it, before its
+# first epoch, with ``attempt`` (the claim's number) and ``given`` (its ``TrainingInput``): a
+# place to watch attempts from outside the training path (a receiver's error is only logged).
+attempt_started = Signal(name="attempt_started")
+
 
 def lease_owner() -> str:
     """Who holds a lease: this host and process (the process a test SIGKILLs)."""
@@ -183,7 +188,7 @@ def train_attempt(
             lambda: load_job(sessions, job_id, cache or arrays_cache(0), claim.resume_epoch),
             f"job {job_id}: load",
         )
-        faults.die_if_poisoned(given.dataset.name)
+        attempt_started.send(sender=run_training, attempt=claim.attempt, given=given)
         policy = recording_policy(settings, given.job.training)
         recorder = EpochRecorder(
             sessions,
