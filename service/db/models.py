@@ -231,16 +231,6 @@ class TrainingJob(TenantOwned, Base):
     def model_id(self) -> int | None:
         return self.model.id if self.model else None
 
-    def engine_network(self) -> dict:
-        """The network spec for model_core, with the initial weights put back (loads them)."""
-        return {**self.network, "initial_weights": self.initial_weights}
-
-    def engine_training(self) -> dict:
-        """The training spec for model_core: without the service's own fields."""
-        return {
-            key: value for key, value in self.training.items() if key not in SERVICE_TRAINING_FIELDS
-        }
-
 
 # The figures of an epoch record, mirrored on its job as the latest ones.
 EPOCH_FIGURES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
