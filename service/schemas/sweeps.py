@@ -4,10 +4,10 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
-from service.db.models import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus, SweepStatus
+from service.db.models import JobStatus, SweepStatus
 from service.db.sweeps import GOALS, METRIC_GOALS
 from service.schemas.jobs import JobCreateSchema
-from service.schemas.models import check_name
+from service.schemas.models import model_name_field
 from service.schemas.specs import MAX_SEED
 
 MAX_PARALLEL = 1000
@@ -77,13 +77,7 @@ class SweepCreateSchema(JobCreateSchema):
         validate=validate.Range(min=1, max=MAX_PARALLEL),
         metadata={"description": "trials queued or running at once"},
     )
-    model_name = ma.fields.String(
-        validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
-        metadata={
-            "description": "the best trial's model becomes the next version of this name",
-            "pattern": f"^{NAME_PATTERN}$",
-        },
-    )
+    model_name = model_name_field("the best trial's model becomes the next version of this name")
 
 
 class LeaderboardEntrySchema(ma.Schema):
