@@ -92,45 +92,17 @@ class Trainer:
     ):
         self.dtype = np.dtype(network_dtype(network))
         self.x = as_features(X, self.dtype)
-        spec = resolve_spec(
-            network,
-            training,
-            task=task,
-            n_features=self.x.shape[1],
-            n_outputs=count_outputs(y, task),
-            n_samples=len(self.x),
-        )
-        self.network, self.training, self.warnings = spec.network, spec.training, spec.warnings
-        # Given weights only seed this run: the specs a model or checkpoint records stay small.
-        given_weights = self.network["initial_weights"]
-        self.network["initial_weights"] = None
         self.task = task
+        given_weights = self._resolve_specs(network, training, y)
         saved = None if resume_from is None else read_checkpoint(resume_from)
-        if self.training["seed"] is None:
-            self.training["seed"] = saved[0]["training"]["seed"] if saved else secrets.randbits(32)
+        self._choose_seed(saved)
         layers = self.network["layers"]
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
         split_seed, init_seed, shuffle_seed = np.random.SeedSequence(self.training["seed"]).spawn(3)
-        self.train_rows, self.validation = split_rows(
-            np.random.default_rng(split_seed),
-            self.x,
-            self.targets,
-            task,
-            self.training["validation_split"],
-            validation_data,
-        )
-        self.mean, self.scale = (
-            standardizer(self.x, self.train_rows) if self.training["standardize"] else (None, None)
-        )
+        self._split_and_standardize(np.random.default_rng(split_seed), validation_data)
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
-        initial = self._initial_weights(np.random.default_rng(init_seed), given_weights)
-        shapes = [p.shape for pair in initial for p in pair]
-        self.flat_params, self.params = flat_buffer(shapes, self.dtype)
-        for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
-            param[...] = value
-        self.weights = list(zip(self.params[::2], self.params[1::2], strict=True))
-        self.optimizer = make_optimizer(self.training["optimizer"], self.params)
+        self._set_up_weights(np.random.default_rng(init_seed), given_weights)
         self.rng = np.random.default_rng(shuffle_seed)
         self.epoch = 0
         self.history: list[dict] = []
@@ -140,6 +112,52 @@ class Trainer:
             restore_checkpoint(self, *saved)
 
     # -- set-up -------------------------------------------------------------------------------
+
+    def _resolve_specs(self, network: dict, training: dict | None, y) -> list[dict] | None:
+        """Check both specs against the data and fill in their defaults; returns the given
+        initial weights, which only seed this run: the specs a model or checkpoint records
+        stay small."""
+        spec = resolve_spec(
+            network,
+            training,
+            task=self.task,
+            n_features=self.x.shape[1],
+            n_outputs=count_outputs(y, self.task),
+            n_samples=len(self.x),
+        )
+        self.network, self.training, self.warnings = spec.network, spec.training, spec.warnings
+        given_weights = self.network["initial_weights"]
+        self.network["initial_weights"] = None
+        return given_weights
+
+    def _choose_seed(self, saved: tuple[dict, dict] | None) -> None:
+        """A run without a seed takes its checkpoint's, else a fresh one, recorded in the spec."""
+        if self.training["seed"] is None:
+            self.training["seed"] = saved[0]["training"]["seed"] if saved else secrets.randbits(32)
+
+    def _split_and_standardize(self, rng: np.random.Generator, validation_data) -> None:
+        """Which rows train and which evaluate, and the training rows' mean and scale."""
+        self.train_rows, self.validation = split_rows(
+            rng,
+            self.x,
+            self.targets,
+            self.task,
+            self.training["validation_split"],
+            validation_data,
+        )
+        self.mean, self.scale = (
+            standardizer(self.x, self.train_rows) if self.training["standardize"] else (None, None)
+        )
+
+    def _set_up_weights(self, rng: np.random.Generator, given: list[dict] | None) -> None:
+        """Weights and biases as views of one flat buffer, and the optimizer that updates it."""
+        initial = self._initial_weights(rng, given)
+        shapes = [p.shape for pair in initial for p in pair]
+        self.flat_params, self.params = flat_buffer(shapes, self.dtype)
+        for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
+            param[...] = value
+        self.weights = list(zip(self.params[::2], self.params[1::2], strict=True))
+        self.optimizer = make_optimizer(self.training["optimizer"], self.params)
 
     def _initial_weights(
         self, rng: np.random.Generator, given: list[dict] | None

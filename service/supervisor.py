@@ -37,19 +37,22 @@ class LocalStack:
     together.
 
     ``env`` is the children's whole environment (settings come from it); with ``logs`` set each
-    child writes to ``logs/<name>.log``, otherwise to this process's output.
+    child writes to ``logs/<name>.log``, otherwise to this process's output. ``worker_args`` go
+    to every `backprop worker` (and so to celery worker).
     """
 
     env: Mapping[str, str]
     workers: int = 1
     logs: Path | None = None
+    worker_args: tuple[str, ...] = ()
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> "LocalStack":
         self._spawn("api", ["api"])
         self._spawn("dispatcher", ["dispatcher"])
         for number in range(self.workers):
-            self._spawn(f"worker-{number}", ["worker", f"--hostname=worker{number}@%h"])
+            hostname = f"--hostname=worker{number}@%h"
+            self._spawn(f"worker-{number}", ["worker", hostname, *self.worker_args])
         return self
 
     def _spawn(self, name: str, args: list[str]) -> None:

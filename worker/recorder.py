@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +31,7 @@ from worker.retries import is_transient
 logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = (*EPOCH_FIGURES, "seconds")
+T = TypeVar("T")
 
 
 def plain_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -132,51 +133,52 @@ class EpochRecorder:
         if self.stop is not None or self.pending:
             return
         asha = self.early_termination.asha
-        try:
-            with self.sessions() as session:
-                decision = rung_decision(session, asha, self.job_id, epoch)
-                if decision is None:
-                    return
+
+        def decide(session: Session) -> dict[str, Any] | None:
+            decision = rung_decision(session, asha, self.job_id, epoch)
+            if decision is not None:
                 self.rungs = [rung for rung in self.rungs if rung["epoch"] != epoch] + [decision]
                 attempts.record_rung(session, self.job_id, self.attempt, self.rungs)
-        except attempts.StaleAttempt:
-            self.stop = Stop.LEASE_LOST
-            return
-        except DBAPIError as error:
-            if not is_transient(error):
-                raise
-            logger.warning("job %s: rung %s undecided: %s", self.job_id, epoch, error.orig)
-            return
-        if decision["pruned"]:
+            return decision
+
+        decision = self._write(decide, f"rung {epoch} undecided")
+        if decision is not None and decision["pruned"]:
             self.stop = Stop.PRUNED
 
     def flush(self) -> None:
         checkpoint = self._due_checkpoint()
-        try:
-            with self.sessions() as session:
-                cancel_requested = attempts.record_progress(
-                    session, self.job_id, self.attempt, self.pending, checkpoint
-                )
-        except attempts.StaleAttempt:
-            self.stop = Stop.LEASE_LOST
-            return
-        except DBAPIError as error:
-            if not is_transient(error):
-                raise
-            logger.warning(
-                "job %s: cannot write yet (%s); keeping %d epoch records",
-                self.job_id,
-                error.orig,
-                len(self.pending),
+
+        def record(session: Session) -> bool:
+            return attempts.record_progress(
+                session, self.job_id, self.attempt, self.pending, checkpoint
             )
-            self.flushed_at = self.clock()
+
+        unwritten = f"cannot write yet; keeping {len(self.pending)} epoch records"
+        cancel_requested = self._write(record, unwritten)
+        self.flushed_at = self.clock()
+        if cancel_requested is None:
             return
         self.pending = []
-        self.flushed_at = self.clock()
         if checkpoint is not None:
             self.checkpointed_epoch, self.checkpointed_at = checkpoint.epoch, self.flushed_at
         if cancel_requested:
             self.stop = Stop.CANCELLED
+
+    def _write(self, write: Callable[[Session], T], unwritten: str) -> T | None:
+        """``write(session)``'s result in a transaction of its own, or None when it wrote
+        nothing: a stale attempt stops this one (its lease is lost), a transient database error
+        is logged with what stays ``unwritten`` and training goes on; any other error is
+        raised."""
+        try:
+            with self.sessions() as session:
+                return write(session)
+        except attempts.StaleAttempt:
+            self.stop = Stop.LEASE_LOST
+        except DBAPIError as error:
+            if not is_transient(error):
+                raise
+            logger.warning("job %s: %s (%s)", self.job_id, unwritten, error.orig)
+        return None
 
     def _due_checkpoint(self) -> attempts.Checkpoint | None:
         due = (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from celery.utils.dispatch import Signal
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import ModelCoreError, Trainer, TrainResult
@@ -23,11 +24,11 @@ from service.caching import LruCache
 from service.db import attempts, dispatch, records, sweeps
 from service.db.models import Dataset, TrainedModel, TrainingJob
 from service.generation import generation_for
+from service.jobs.specs import StoredSpecs, stored_specs
 from service.logs import request_id_set
 from service.settings import Settings
 from service.sweeps.asha import asha_for
 from service.vocabulary import EPOCH_FIGURES, JobStatus
-from worker import faults
 from worker.lease import Heartbeat
 from worker.recorder import (
     EarlyTermination,
@@ -85,8 +86,7 @@ def arrays_cache(max_bytes: int) -> ArraysCache:
 class TrainingInput:
     job: TrainingJob
     dataset: Dataset
-    network: dict
-    training: dict
+    specs: StoredSpecs
     x: np.ndarray
     y: np.ndarray
     checkpoint: bytes | None
@@ -109,13 +109,18 @@ def load_job(
             raise DatasetDeleted("the job's data set was deleted before it could train")
         x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
-        network, training = job.engine_network(), job.engine_training()
+        specs = stored_specs(job)
         asha = asha_for(session, job)
-        early = asha and EarlyTermination(asha, training["epochs"], job.rungs or [])
-        return TrainingInput(job, dataset, network, training, x, y, checkpoint, early)
+        early = asha and EarlyTermination(asha, specs.training["epochs"], job.rungs or [])
+        return TrainingInput(job, dataset, specs, x, y, checkpoint, early)
 
 
 DEFAULT_SETTINGS = Settings()
+
+# Sent in the training process once an attempt has claimed its job and loaded it, before its
+# first epoch, with ``attempt`` (the claim's number) and ``given`` (its ``TrainingInput``): a
+# place to watch attempts from outside the training path (a receiver's error is only logged).
+attempt_started = Signal(name="attempt_started")
 
 
 def lease_owner() -> str:
@@ -123,14 +128,14 @@ def lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def recording_policy(settings: Settings, training: dict) -> RecordingPolicy:
+def recording_policy(settings: Settings, service_fields: dict) -> RecordingPolicy:
     """The job's own checkpoint intervals and time limit where it sets them, else the settings'."""
     defaults = {
         "checkpoint_every_epochs": settings.checkpoint_every_epochs,
         "checkpoint_every_seconds": settings.checkpoint_every_seconds,
         "max_seconds": settings.max_job_seconds,
     }
-    chosen = {key: training.get(key) or default for key, default in defaults.items()}
+    chosen = {key: service_fields.get(key) or default for key, default in defaults.items()}
     return RecordingPolicy(flush_seconds=settings.metrics_flush_seconds, **chosen)
 
 
@@ -185,8 +190,8 @@ def train_attempt(
             lambda: load_job(sessions, job_id, cache or arrays_cache(0), claim.resume_epoch),
             f"job {job_id}: load",
         )
-        faults.die_if_poisoned(given.dataset.name)
-        policy = recording_policy(settings, given.job.training)
+        attempt_started.send(sender=run_training, attempt=claim.attempt, given=given)
+        policy = recording_policy(settings, given.specs.service_fields)
         recorder = EpochRecorder(
             sessions,
             job_id,
@@ -198,8 +203,8 @@ def train_attempt(
         trainer = Trainer(
             given.x,
             given.y,
-            given.network,
-            given.training,
+            given.specs.network,
+            given.specs.training,
             task=given.dataset.task.value,
             resume_from=given.checkpoint,
         )
@@ -234,7 +239,7 @@ def conclude(
     if recorder.stop is not None:
         message = None
         if recorder.stop is Stop.TIME_LIMIT:
-            message = recorder.time_limit_message(given.training["epochs"])
+            message = recorder.time_limit_message(given.specs.training["epochs"])
         return ending.end(job_id, attempt, recorder, STOP_STATUSES[recorder.stop], message)
     model = model_row(given.job, given.dataset, result)
     # Named by the job, not by its sweep on ending (``Ending`` announces that one).

@@ -35,7 +35,6 @@ from service.vocabulary import (
     DEFAULT_TENANT,
     MAX_NAME_LENGTH,
     MAX_TENANT_LENGTH,
-    SERVICE_TRAINING_FIELDS,
     JobStatus,
     Scope,
     SweepStatus,
@@ -192,16 +191,6 @@ class TrainingJob(TenantOwned, Base):
     @property
     def model_id(self) -> int | None:
         return self.model.id if self.model else None
-
-    def engine_network(self) -> dict:
-        """The network spec for model_core, with the initial weights put back (loads them)."""
-        return {**self.network, "initial_weights": self.initial_weights}
-
-    def engine_training(self) -> dict:
-        """The training spec for model_core: without the service's own fields."""
-        return {
-            key: value for key, value in self.training.items() if key not in SERVICE_TRAINING_FIELDS
-        }
 
 
 class EpochMetric(Base):

@@ -1,5 +1,9 @@
 """Checking a submission against its data set: the service's own training fields, model_core's
 specs, the size of the network; and the dry run (``POST /v1/jobs/validate``).
+
+A job stores its training spec as one dict (model_core's fields and the service's own) and its
+initial weights apart from its network; ``stored_specs`` turns a stored job back into the specs
+model_core and the worker use.
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from model_core import ResolvedSpec, SpecError, layer_shapes, resolve_spec
 from service.db import records
-from service.db.models import Dataset
+from service.db.models import Dataset, TrainingJob
 from service.settings import Settings
 from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError
 
@@ -80,13 +84,35 @@ SERVICE_FIELD_CHECKS = {
 }
 
 
-def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
-    """model_core's training spec, and the checked service fields; raises ``DataError``."""
+def service_fields_apart(training: dict) -> tuple[dict, dict]:
+    """model_core's training spec, and the service's own fields (``SERVICE_TRAINING_FIELDS``)."""
     own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
-    for key, value in own.items():
-        SERVICE_FIELD_CHECKS[key](value, settings)
     engine = {key: value for key, value in training.items() if key not in own}
     return engine, own
+
+
+def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
+    """model_core's training spec, and the checked service fields; raises ``DataError``."""
+    engine, own = service_fields_apart(training)
+    for key, value in own.items():
+        SERVICE_FIELD_CHECKS[key](value, settings)
+    return engine, own
+
+
+@dataclass(frozen=True)
+class StoredSpecs:
+    """A stored job's specs: model_core's network (with its initial weights) and training spec,
+    and the service's own training fields (checkpoint intervals, time limit)."""
+
+    network: dict
+    training: dict
+    service_fields: dict
+
+
+def stored_specs(job: TrainingJob) -> StoredSpecs:
+    """``job``'s specs as stored at submission; reads its initial weights (a deferred column)."""
+    training, own = service_fields_apart(job.training)
+    return StoredSpecs({**job.network, "initial_weights": job.initial_weights}, training, own)
 
 
 def count_parameters(network: dict, n_features: int) -> int:

@@ -6,9 +6,9 @@ from marshmallow import validate
 
 from model_core import MAX_INT32
 from service.jobs.idempotency import IDEMPOTENCY_HEADER
-from service.schemas.models import check_name
+from service.schemas.models import model_name_field
 from service.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
-from service.vocabulary import MAX_NAME_LENGTH, NAME_PATTERN, JobStatus
+from service.vocabulary import JobStatus
 
 MAX_EPOCHS_PER_PAGE = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -25,12 +25,8 @@ class JobCreateSchema(ma.Schema):
     )
     network = ma.fields.Dict(required=True, metadata=NETWORK_SPEC)
     training = ma.fields.Dict(load_default=dict, metadata=TRAINING_SPEC)
-    model_name = ma.fields.String(
-        validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
-        metadata={
-            "description": "the job's model becomes the next version of this name (1, 2, ...)",
-            "pattern": f"^{NAME_PATTERN}$",
-        },
+    model_name = model_name_field(
+        "the job's model becomes the next version of this name (1, 2, ...)"
     )
 
 

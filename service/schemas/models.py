@@ -8,13 +8,22 @@ from model_core.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from model_core.specs import DTYPES
 from service.model_refs import NAME_RULE, is_name
 from service.schemas.datasets import LABELS, VALUES, number_rows
-from service.vocabulary import NAME_PATTERN, Task
+from service.vocabulary import MAX_NAME_LENGTH, NAME_PATTERN, Task
 
 
 def check_name(text: str) -> None:
     """The marshmallow validator of model names and aliases."""
     if not is_name(text):
         raise ma.ValidationError(f"must be {NAME_RULE}")
+
+
+def model_name_field(description: str) -> ma.fields.String:
+    """The optional ``model_name`` of a job or sweep body: ``description`` says which model
+    becomes the name's next version."""
+    return ma.fields.String(
+        validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
+        metadata={"description": description, "pattern": f"^{NAME_PATTERN}$"},
+    )
 
 
 REF_DESCRIPTION = (

@@ -5,13 +5,11 @@ from marshmallow import validate
 
 from model_core import MAX_INT32
 from service.schemas.jobs import JobCreateSchema
-from service.schemas.models import check_name
+from service.schemas.models import model_name_field
 from service.schemas.specs import MAX_SEED
 from service.vocabulary import (
     GOALS,
-    MAX_NAME_LENGTH,
     METRIC_GOALS,
-    NAME_PATTERN,
     JobStatus,
     SweepStatus,
 )
@@ -83,13 +81,7 @@ class SweepCreateSchema(JobCreateSchema):
         validate=validate.Range(min=1, max=MAX_PARALLEL),
         metadata={"description": "trials queued or running at once"},
     )
-    model_name = ma.fields.String(
-        validate=[validate.Length(max=MAX_NAME_LENGTH), check_name],
-        metadata={
-            "description": "the best trial's model becomes the next version of this name",
-            "pattern": f"^{NAME_PATTERN}$",
-        },
-    )
+    model_name = model_name_field("the best trial's model becomes the next version of this name")
 
 
 class LeaderboardEntrySchema(ma.Schema):

@@ -27,22 +27,11 @@ import numpy as np
 import requests
 from backprop_client import ApiError, Client
 
-from tests.factories import wait_until
+from tests.factories import DIGITS_NETWORK, DIGITS_TRAINING, wait_until
 
 API_URL = "http://127.0.0.1:8000"
 FLOWER_URL = "http://127.0.0.1:5555"
 TENANT = "compose-ci"
-# 98% on held-out digits in tests/integration/test_end_to_end.py; 0.95 asked here.
-DIGITS_NETWORK = {
-    "layers": [{"units": 128, "activation": "relu"}, {"units": 10, "activation": "softmax"}],
-    "init": "he",
-}
-DIGITS_TRAINING = {
-    "epochs": 30,
-    "batch_size": 32,
-    "seed": 42,
-    "optimizer": {"name": "adam", "learning_rate": 0.003},
-}
 # Long jobs for the faults, checkpointed often: batches of 8 take ~25 ms an epoch on 2 cores.
 LONG_TRAINING = {
     "batch_size": 8,

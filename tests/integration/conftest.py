@@ -101,8 +101,9 @@ def postgres_url():
     yield from throwaway_database()
 
 
-def run_stack(environment: dict[str, str], logs: Path):
-    """Migrate, start the API and the workers, yield the Stack, stop everything."""
+def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, ...] = ()):
+    """Migrate, start the API and the workers (``worker_args`` on their command line), yield the
+    Stack, stop everything."""
     port = free_port()
     env = {
         **os.environ,
@@ -117,7 +118,7 @@ def run_stack(environment: dict[str, str], logs: Path):
     }
     subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logs)
     stack = Stack(f"http://127.0.0.1:{port}", logs)
-    with LocalStack(env, workers=N_WORKERS, logs=logs) as processes:
+    with LocalStack(env, workers=N_WORKERS, logs=logs, worker_args=worker_args) as processes:
         try:
             processes.wait_until_ready(stack.base_url)
         except TimeoutError as error:

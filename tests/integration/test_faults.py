@@ -3,8 +3,8 @@ PostgreSQL restarted under a running job, a poison job, many jobs at once, faili
 
 The stack here is this module's own (a PostgreSQL database, Redis db 11) with short leases, a
 Redis visibility timeout shorter than a long job, and the poison-job hook of worker/faults.py
-switched on for data sets named "poison". The restarts touch the shared servers: they are kept
-short and the servers are started again in every outcome.
+loaded into its workers and switched on for data sets named "poison". The restarts touch the
+shared servers: they are kept short and the servers are started again in every outcome.
 """
 
 import concurrent.futures
@@ -23,7 +23,7 @@ from service.datasets.ingest import dataset_from_sample
 from service.db.npz import npz_to_arrays
 from tests.factories import job_body, wait_until
 from tests.integration.conftest import run_stack, throwaway_database
-from worker.faults import KILL_WORKER_ON_DATASET
+from worker.faults import INCLUDE_OPTION, KILL_WORKER_ON_DATASET
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 LEASE_SECONDS = 3
@@ -65,7 +65,7 @@ def stack(database_url, tmp_path_factory):
         "JOB_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT_SECONDS),
         KILL_WORKER_ON_DATASET: "poison",
     }
-    yield from run_stack(environment, tmp_path_factory.mktemp("faults"))
+    yield from run_stack(environment, tmp_path_factory.mktemp("faults"), (INCLUDE_OPTION,))
     client.flushdb()
 
 

@@ -11,7 +11,7 @@ from service.app import create_app
 from service.db import job_requests
 from service.db.models import TrainingJob
 from service.jobs.cancellation import cancel_job
-from service.jobs.specs import SERVICE_FIELD_CHECKS
+from service.jobs.specs import SERVICE_FIELD_CHECKS, stored_specs
 from service.vocabulary import SERVICE_TRAINING_FIELDS, JobStatus
 from tests.factories import XOR_NETWORK, assert_envelope, job_body
 
@@ -180,7 +180,7 @@ def test_initial_weights_are_stored_apart_and_not_echoed(client, xor_id, session
     job = client.post("/v1/jobs", json=body).get_json()
     assert "initial_weights" not in job["network"]
     with sessions() as session:
-        stored = session.get(TrainingJob, job["id"]).engine_network()["initial_weights"]
+        stored = stored_specs(session.get(TrainingJob, job["id"])).network["initial_weights"]
     assert stored[1]["W"][0] == [0.3, 0.3]
 
 

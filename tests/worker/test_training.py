@@ -213,3 +213,18 @@ def test_given_initial_weights_reach_the_engine(sessions):
         blob = session.scalars(select(TrainedModel.blob).where(TrainedModel.job_id == job_id)).one()
     first_w, _ = Model.from_bytes(blob).weights[0]
     assert np.allclose(first_w, weights[0]["W"], atol=1e-6)
+
+
+def test_a_receiver_of_attempt_started_sees_the_claimed_attempt_and_its_data_set(sessions):
+    seen = []
+
+    def observe(sender, attempt, given, **_details):
+        seen.append((attempt, given.job.id, given.dataset.name))
+
+    job_id = queued_xor_job(sessions, epochs=2)
+    training.attempt_started.connect(observe)
+    try:
+        assert run_training(sessions, job_id) is JobStatus.SUCCEEDED
+    finally:
+        training.attempt_started.disconnect(observe)
+    assert seen == [(1, job_id, "xor")]
