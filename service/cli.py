@@ -46,7 +46,7 @@ def serve_api(settings: Settings, args: argparse.Namespace) -> int:
     """``backprop api``: the metrics folder is set up before the server's modules import
     prometheus_client, which picks its multiprocess mode then (service/metrics_files.py)."""
     prepare_metrics_files(settings)
-    return imported_on_call("service.server", "serve_api")(settings, args)
+    return imported_on_call("service.api.server", "serve_api")(settings, args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,7 +97,7 @@ class Settings:
     quota_stored_bytes: int = 10 * 1024**3
     log_level: str = "INFO"
     # Log lines: "json" (one object a line) or "text". Every request gets one line of ours
-    # (service/request_hooks.py), so gunicorn's access log is off unless asked for: "-"
+    # (service/api/request_hooks.py), so gunicorn's access log is off unless asked for: "-"
     # (stderr) or a file path (a tenth of a small prediction's CPU goes to writing its line).
     log_format: str = "json"
     access_log: str = "off"

@@ -5,7 +5,7 @@ Children are started with ``python -m service.cli``, so they run the same code a
 Each child leads its own process group, so a Ctrl-C in the terminal reaches only the parent,
 which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
 hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn
-worker: see ``service.server.ThreadWorkerLeavingInterruptsToTheArbiter``).
+worker: see ``service.api.server.ThreadWorkerLeavingInterruptsToTheArbiter``).
 """
 
 import argparse

@@ -39,7 +39,7 @@ ENTRY_POINTS = {
     "backprop dispatcher": ("import service.cli, service.dispatcher", HTTP),
     "storage and broker": ("import service.db.records, service.db.attempts, service.broker", HTTP),
     "backprop api": (
-        f"import service.cli, service.server; from service.app import create_app; "
+        f"import service.cli, service.api.server; from service.api.app import create_app; "
         f"{EMBEDDED_SETTINGS}; create_app(settings)",
         {"worker"},
     ),
@@ -79,5 +79,5 @@ def test_the_migration_entry_point_really_migrated(tmp_path):
 
 def test_the_probe_sees_what_an_entry_point_loads(tmp_path):
     """The check can fail: the API's factory does load Flask, and the worker our training code."""
-    assert {"flask", "service"} <= modules_loaded("import service.app", tmp_path)
+    assert {"flask", "service"} <= modules_loaded("import service.api.app", tmp_path)
     assert "model_core" in modules_loaded("import worker.tasks", tmp_path)

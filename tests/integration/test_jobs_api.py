@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from service.events import MAX_OPEN_STREAMS
+from service.api.events import MAX_OPEN_STREAMS
 from tests.factories import free_port, job_body
 from tests.integration.conftest import FINISHED, Stack
 

@@ -78,7 +78,7 @@ START_UP_LINES = """backprop: ready
   OpenAPI:   {base}/openapi.json
 """
 
-# Before the worker class of service/server.py, about one Ctrl-C in ten left a worker running.
+# Before the worker class of service/api/server.py, about one Ctrl-C in ten left a worker running.
 CTRL_C_ROUNDS = 12
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 from sqlalchemy import func, select
 
-from service.app import create_app
+from service.api.app import create_app
 from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.settings import Settings
 from tests.conftest import database_url

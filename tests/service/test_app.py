@@ -1,6 +1,6 @@
 """The app as a whole: OpenAPI, docs, the error envelope for framework errors, health."""
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import Settings
 from tests.factories import assert_envelope
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from service.app import create_app
-from service.auth import signing_secret
+from service.api.app import create_app
+from service.api.auth import signing_secret
 from service.cli import main
 from service.db import keys
 from service.db.models import ApiKey, utcnow
@@ -152,7 +152,7 @@ def test_a_tampered_expired_or_revoked_token_is_a_401(client, sessions, settings
     tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
     assert_envelope(client.get(f"/v1/datasets?access_token={tampered}"), 401)
     later = time.time() + 6
-    monkeypatch.setattr("service.auth.time.time", lambda: later)
+    monkeypatch.setattr("service.api.auth.time.time", lambda: later)
     assert (
         "expired"
         in assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)["message"]

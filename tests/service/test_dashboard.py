@@ -6,7 +6,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from service.dashboard import CONTENT_SECURITY_POLICY
+from service.api.dashboard import CONTENT_SECURITY_POLICY
 from service.settings import Settings
 from tests.factories import page_references
 

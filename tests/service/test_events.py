@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from service import events
+from service.api import events
+from service.api.events import HEARTBEAT, JobEventStream
 from service.db.models import TrainingJob
-from service.events import HEARTBEAT, JobEventStream
 from service.vocabulary import JobStatus
 from tests.factories import add_epochs, assert_envelope, queued_xor_job
 

@@ -9,7 +9,7 @@ import tritonclient.http as triton
 from tritonclient.utils import np_to_triton_dtype
 
 from model_core import Model
-from service.app import create_app
+from service.api.app import create_app
 from service.serving import inference_protocol as protocol
 from service.serving.inference_protocol import ProtocolError
 from service.serving.predictions import prediction_arrays

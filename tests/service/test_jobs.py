@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from service.app import create_app
+from service.api.app import create_app
 from service.db import job_requests
 from service.db.models import TrainingJob
 from service.jobs.cancellation import cancel_job

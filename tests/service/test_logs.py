@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from service.app import create_app
+from service.api.app import create_app
 from service.db.models import TrainingJob
 from service.logs import RequestIdFilter, formatter, log_handler, request_id_set
 from tests.factories import api_key, bearer, job_body

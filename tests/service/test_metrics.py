@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from service.api.app import create_app
+from service.api.metrics import DatabaseCollector
 from service.db.models import Dataset, EpochMetric, TrainingJob, utcnow
 from service.db.session import make_session_factory
-from service.metrics import DatabaseCollector
 from service.settings import Settings
 from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from model_core.optimizers import OPTIMIZERS
-from service.schemas.specs import OPTIMIZER_SETTINGS
+from service.api.schemas.specs import OPTIMIZER_SETTINGS
 from tests.factories import assert_envelope
 
 LISTINGS = ["/v1/datasets", "/v1/jobs", "/v1/models"]

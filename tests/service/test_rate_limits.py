@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.factories import api_key, assert_envelope, bearer, free_port
 
 XOR_ROWS = {"instances": [[0, 1]]}

@@ -7,13 +7,13 @@ import importlib
 import pytest
 from sqlalchemy import event
 
-from service.app import create_app
+from service.api.app import create_app
 from service.db.models import ModelAlias
 from tests.factories import assert_envelope, job_body
 from worker.training import run_training
 
-# service.resources binds the name ``models`` to the blueprint, so the module is imported so.
-models_resource = importlib.import_module("service.resources.models")
+# service.api.resources binds the name ``models`` to the blueprint, so the module is imported so.
+models_resource = importlib.import_module("service.api.resources.models")
 XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 
 

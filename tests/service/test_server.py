@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.server import GunicornApp
+from service.api.server import GunicornApp
 from service.settings import Settings
 
 

@@ -6,8 +6,8 @@ from marshmallow import validate
 from model_core import MAX_INT32
 from model_core.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from model_core.specs import DTYPES
+from service.api.schemas.datasets import LABELS, VALUES, number_rows
 from service.model_refs import NAME_RULE, is_name
-from service.schemas.datasets import LABELS, VALUES, number_rows
 from service.vocabulary import MAX_NAME_LENGTH, NAME_PATTERN, Task
 
 

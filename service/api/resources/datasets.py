@@ -8,15 +8,10 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import ValidationError
 
-from service.context import db, services
-from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
-from service.datasets.uploads import Upload, dataset_from_file, format_of
-from service.db import records
-from service.db.models import Dataset
-from service.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
-from service.quotas import check_room_for, check_upload_admission
-from service.resources.paging import PagedBlueprint, page_of
-from service.schemas.datasets import (
+from service.api.context import db, services
+from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
+from service.api.resources.paging import PagedBlueprint, page_of
+from service.api.schemas.datasets import (
     DATASET_BODY_FORMS,
     DatasetCreateSchema,
     DatasetRowsQuerySchema,
@@ -24,6 +19,11 @@ from service.schemas.datasets import (
     DatasetSchema,
     FileUploadSchema,
 )
+from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
+from service.datasets.uploads import Upload, dataset_from_file, format_of
+from service.db import records
+from service.db.models import Dataset
+from service.quotas import check_room_for, check_upload_admission
 from service.vocabulary import Task
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")

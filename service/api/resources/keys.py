@@ -7,18 +7,18 @@ from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.auth import access_token, key_record
-from service.context import db
-from service.db import keys
-from service.errors import ErrorSchema, fail
-from service.registry import registry_changed
-from service.schemas.keys import (
+from service.api.auth import access_token, key_record
+from service.api.context import db
+from service.api.errors import ErrorSchema, fail
+from service.api.registry import registry_changed
+from service.api.schemas.keys import (
     KeyCreatedSchema,
     KeyCreateSchema,
     KeySchema,
     TokenRequestSchema,
     TokenSchema,
 )
+from service.db import keys
 
 blp = Blueprint("keys", __name__, url_prefix="/v1", description="API keys and access tokens")
 

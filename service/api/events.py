@@ -17,9 +17,9 @@ from flask import Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from service.api.errors import fail
+from service.api.schemas.jobs import EpochSchema, JobSchema
 from service.db import records
-from service.errors import fail
-from service.schemas.jobs import EpochSchema, JobSchema
 from service.vocabulary import ACTIVE_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,9 @@ POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
 EPOCHS_PER_POLL = 1000
 HEARTBEAT = ": keep-alive\n\n"
-# Each open stream holds one thread of an API process (gunicorn's gthread worker, service.server);
-# capping streams below the thread count leaves threads for every other request.
+# Each open stream holds one thread of an API process (gunicorn's gthread worker,
+# service.api.server); capping streams below the thread count leaves threads for every other
+# request.
 THREADS_PER_PROCESS = 32
 MAX_OPEN_STREAMS = 24
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

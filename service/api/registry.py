@@ -13,7 +13,7 @@ from flask import g
 from sqlalchemy.orm import Session
 
 from model_core import Model
-from service.context import current_generation, db, services
+from service.api.context import current_generation, db, services
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.model_refs import ModelNotFound, ModelRef, parse_ref

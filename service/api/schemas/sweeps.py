@@ -4,9 +4,9 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
-from service.schemas.jobs import JobCreateSchema
-from service.schemas.models import model_name_field
-from service.schemas.specs import MAX_SEED
+from service.api.schemas.jobs import JobCreateSchema
+from service.api.schemas.models import model_name_field
+from service.api.schemas.specs import MAX_SEED
 from service.vocabulary import (
     GOALS,
     METRIC_GOALS,

@@ -1,10 +1,10 @@
 """The dashboard at ``/``: one page, its script, stylesheet and the vendored uPlot (1.6.32, MIT,
-service/web/vendor/), all served from the package, so that it works on a host with no internet.
+service/api/web/vendor/), all served from the package, so that it works on a host with no internet.
 
-The page is a client of the public API like any other: it reads and writes through ``/v1``
-with the key a person enters (kept in the tab's session storage), and opens event streams and
-images with the short-lived access tokens of ``POST /v1/tokens``. Its routes are not in the
-OpenAPI document, and neither auth nor the rate limits apply to them (they guard /v1 and /v2).
+The page is a client of the public API like any other: it reads and writes through ``/v1`` with the
+key a person enters (kept in the tab's session storage), and opens event streams and images with the
+short-lived access tokens of ``POST /v1/tokens``. Its routes are not in the OpenAPI document, and
+neither auth nor the rate limits apply to them (they guard /v1 and /v2).
 
 Every URL in the page is relative to a ``<base>`` that carries the request's script root, so
 that behind a reverse proxy at a sub-path (``X-Forwarded-Prefix``, trusted when

@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import validate
 
-from service.auth import MAX_ACCESS_TOKEN_SECONDS
+from service.api.auth import MAX_ACCESS_TOKEN_SECONDS
 from service.vocabulary import Scope
 
 

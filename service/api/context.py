@@ -32,7 +32,7 @@ def services() -> Services:
 
 def db() -> Session:
     """The request's database session, opened on first use and closed at teardown: under /v1
-    and /v2 it sees only the caller's tenant's rows (``g.principal``, service/auth.py)."""
+    and /v2 it sees only the caller's tenant's rows (``g.principal``, service/api/auth.py)."""
     if "db" not in g:
         principal = g.get("principal")
         sessions = services().sessions

@@ -17,13 +17,9 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from model_core import Model
-from service.context import db, services
-from service.db import records, registry
-from service.db.models import TrainedModel
-from service.db.npz import arrays_to_npz
-from service.errors import INVALID_REQUEST, ErrorSchema, fail
-from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
-from service.registry import (
+from service.api.context import db, services
+from service.api.errors import INVALID_REQUEST, ErrorSchema, fail
+from service.api.registry import (
     ModelIdentity,
     ServedModel,
     cached_model,
@@ -32,9 +28,9 @@ from service.registry import (
     row_for,
     serve,
 )
-from service.resources.datasets import load_or_fail
-from service.resources.paging import PagedBlueprint, page_of
-from service.schemas.models import (
+from service.api.resources.datasets import load_or_fail
+from service.api.resources.paging import PagedBlueprint, page_of
+from service.api.schemas.models import (
     DELETABLE_REF_SCHEMA,
     EVALUATE_BODY,
     NAME_SCHEMA,
@@ -53,6 +49,10 @@ from service.schemas.models import (
     WeightsSchema,
     check_name,
 )
+from service.db import records, registry
+from service.db.models import TrainedModel
+from service.db.npz import arrays_to_npz
+from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
 from service.serving import rows
 from service.serving.csv_predictions import predictions_csv
 from service.serving.onnx_export import NotExportable, onnx_model_bytes

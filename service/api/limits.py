@@ -30,8 +30,8 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from service.auth import guarded
-from service.errors import fail
+from service.api.auth import guarded
+from service.api.errors import fail
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import flask_smorest
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy.orm import Session
 
-from service.context import db
+from service.api.context import db
 
 ListQuery = Callable[[Session, int, int], tuple[list, int]]
 

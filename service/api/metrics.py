@@ -32,7 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth import bearer_token
+from service.api.auth import bearer_token
 from service.db.figures import JobFigures, job_figures
 from service.db.models import utcnow
 from service.settings import Settings

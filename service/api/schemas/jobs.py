@@ -5,9 +5,9 @@ import marshmallow as ma
 from marshmallow import validate
 
 from model_core import MAX_INT32
+from service.api.schemas.models import model_name_field
+from service.api.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
 from service.jobs.idempotency import IDEMPOTENCY_HEADER
-from service.schemas.models import model_name_field
-from service.schemas.specs import NETWORK_SPEC, TRAINING_SPEC
 from service.vocabulary import JobStatus
 
 MAX_EPOCHS_PER_PAGE = 10_000

@@ -10,8 +10,8 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 from prometheus_client import multiprocess
 
-from service.app import create_app
-from service.events import THREADS_PER_PROCESS
+from service.api.app import create_app
+from service.api.events import THREADS_PER_PROCESS
 from service.logs import configure_logging
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.metrics_files import remove_metrics_folder

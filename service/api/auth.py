@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 
 from flask import g, request
 
-from service.context import current_generation, services
+from service.api.context import current_generation, services
+from service.api.errors import fail
 from service.db import keys
-from service.errors import fail
 from service.settings import Settings
 from service.vocabulary import DEFAULT_TENANT, Scope
 

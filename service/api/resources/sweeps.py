@@ -4,12 +4,12 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
-from service.context import db, services
+from service.api.context import db, services
+from service.api.errors import ErrorSchema, fail
+from service.api.resources.paging import PagedBlueprint, page_of
+from service.api.schemas.sweeps import SweepCreateSchema, SweepDetailSchema, SweepSchema
 from service.db import sweeps
 from service.db.models import Sweep
-from service.errors import ErrorSchema, fail
-from service.resources.paging import PagedBlueprint, page_of
-from service.schemas.sweeps import SweepCreateSchema, SweepDetailSchema, SweepSchema
 from service.sweeps.creation import create_sweep
 from service.sweeps.views import sweep_detail
 

@@ -7,19 +7,11 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from model_core import MAX_INT32
-from service.context import db, services
-from service.db import records
-from service.db.models import TrainingJob
-from service.db.tenancy import session_for
-from service.errors import ErrorSchema, fail
-from service.events import JobEventStream, event_stream_response
-from service.jobs.cancellation import cancel_job
-from service.jobs.idempotency import Submission, idempotency_key
-from service.jobs.plots import MEDIA_TYPES, ImageFormat, LossCurve, loss_chart
-from service.jobs.specs import check_job
-from service.jobs.submission import submit_job
-from service.resources.paging import PagedBlueprint, page_of
-from service.schemas.jobs import (
+from service.api.context import db, services
+from service.api.errors import ErrorSchema, fail
+from service.api.events import JobEventStream, event_stream_response
+from service.api.resources.paging import PagedBlueprint, page_of
+from service.api.schemas.jobs import (
     JOB_EVENT,
     EpochQuerySchema,
     EpochSchema,
@@ -31,6 +23,14 @@ from service.schemas.jobs import (
     SubmitHeadersSchema,
     ValidationReportSchema,
 )
+from service.db import records
+from service.db.models import TrainingJob
+from service.db.tenancy import session_for
+from service.jobs.cancellation import cancel_job
+from service.jobs.idempotency import Submission, idempotency_key
+from service.jobs.plots import MEDIA_TYPES, ImageFormat, LossCurve, loss_chart
+from service.jobs.specs import check_job
+from service.jobs.submission import submit_job
 
 blp = PagedBlueprint("jobs", __name__, url_prefix="/v1/jobs", description="Training jobs")
 

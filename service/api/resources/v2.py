@@ -4,8 +4,8 @@ readiness and inference, JSON or with the binary tensor extension.
 
 ``{name}`` is a registered name (its latest version), ``name@alias`` or the id of a model;
 ``/versions/{version}`` makes it ``name:version``. Every error answers the protocol's
-``{"error": "..."}`` (service.errors renders /v2 that way), and every answer from a model carries
-its X-Model-Id, X-Model-Name and X-Model-Version headers.
+``{"error": "..."}`` (service.api.errors renders /v2 that way), and every answer from a model
+carries its X-Model-Id, X-Model-Name and X-Model-Version headers.
 """
 
 from importlib.metadata import version as installed_version
@@ -14,12 +14,11 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.context import services
-from service.errors import fail
-from service.model_refs import ModelNotFound
-from service.registry import ServedModel, serve
-from service.resources.health import check_database
-from service.schemas.v2 import (
+from service.api.context import services
+from service.api.errors import fail
+from service.api.registry import ServedModel, serve
+from service.api.resources.health import check_database
+from service.api.schemas.v2 import (
     InferRequestSchema,
     InferResponseSchema,
     LiveSchema,
@@ -29,6 +28,7 @@ from service.schemas.v2 import (
     ReadySchema,
     ServerMetadataSchema,
 )
+from service.model_refs import ModelNotFound
 from service.serving import inference_protocol as protocol
 from service.serving.predictions import prediction_arrays
 

@@ -5,23 +5,23 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32
-from service.auth import identify_caller, signing_secret
-from service.bodies import BodyLimitedRequest
+from service.api.auth import identify_caller, signing_secret
+from service.api.bodies import BodyLimitedRequest
+from service.api.context import Services, close_db
+from service.api.dashboard import install_dashboard
+from service.api.errors import EnvelopeApi, register_domain_errors
+from service.api.events import StreamSlots
+from service.api.limits import install_rate_limits
+from service.api.metrics import install_metrics
+from service.api.request_hooks import track_requests
+from service.api.resources import BLUEPRINTS
+from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
-from service.context import Services, close_db
-from service.dashboard import install_dashboard
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
-from service.errors import EnvelopeApi, register_domain_errors
-from service.events import StreamSlots
 from service.generation import generation_for
-from service.limits import install_rate_limits
-from service.metrics import install_metrics
-from service.request_hooks import track_requests
-from service.resources import BLUEPRINTS
 from service.settings import Settings
-from service.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
 
 API_CONFIG = {
     "API_TITLE": "Backprop Service",

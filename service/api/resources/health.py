@@ -4,9 +4,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
-from service.context import db, services
-from service.errors import ErrorSchema, fail
-from service.schemas.health import HealthSchema
+from service.api.context import db, services
+from service.api.errors import ErrorSchema, fail
+from service.api.schemas.health import HealthSchema
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Probes")
 
