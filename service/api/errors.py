@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import marshmallow as ma
 from flask import Flask, current_app, has_request_context, request
 from flask_smorest import Api, abort
+from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from model_core import SpecError
@@ -41,6 +42,14 @@ def fail(
     """Stop the request with ``status`` and the envelope built from ``message`` and ``details``
     (and the response ``headers`` given)."""
     abort(status, message=message, errors=dict(details or {}), headers=dict(headers or {}))
+
+
+def load_or_fail(schema, data) -> dict:
+    """``schema.load(data)``, answering a 422 with the field errors when it does not validate."""
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        fail(422, INVALID_REQUEST, flatten_messages(error.messages))
 
 
 def field_path(prefix: str, key: object) -> str:

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from flask import request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
-from marshmallow import ValidationError
 
 from service.api.context import db, services
-from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, flatten_messages
+from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, load_or_fail
 from service.api.resources.paging import PagedBlueprint, page_of
 from service.api.schemas.datasets import (
     DATASET_BODY_FORMS,
@@ -48,14 +47,6 @@ def first_rows(dataset: Dataset, limit: int) -> dict:
 def data_limits() -> DataLimits:
     settings = services().settings
     return DataLimits(settings.max_dataset_rows, settings.max_dataset_cells)
-
-
-def load_or_fail(schema, data) -> dict:
-    """``schema.load(data)``, answering a 422 with the field errors when it does not validate."""
-    try:
-        return schema.load(data)
-    except ValidationError as error:
-        fail(422, INVALID_REQUEST, flatten_messages(error.messages))
 
 
 def dataset_from_json_body() -> Dataset:

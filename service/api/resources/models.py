@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from model_core import Model
 from service.api.context import db, services
-from service.api.errors import INVALID_REQUEST, ErrorSchema, fail
+from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, load_or_fail
 from service.api.registry import (
     ModelIdentity,
     ServedModel,
@@ -28,7 +28,6 @@ from service.api.registry import (
     row_for,
     serve,
 )
-from service.api.resources.datasets import load_or_fail
 from service.api.resources.paging import PagedBlueprint, page_of
 from service.api.schemas.models import (
     DELETABLE_REF_SCHEMA,
