@@ -29,12 +29,12 @@ import requests
 
 from bench.workloads import Workload, digits_workload, model_core_specs, synthetic_workloads
 from model_core import train
+from service.commands.supervisor import LocalStack
 from service.datasets.ingest import build_dataset
 from service.db import records
 from service.db.migrate import upgrade
 from service.db.session import create_sqlite_folders, make_session_factory
 from service.settings import Settings
-from service.supervisor import LocalStack
 from service.vocabulary import Task
 
 # Benchmarks measure the service, not its guards: no rate limits, no job quota.

@@ -68,12 +68,12 @@ import requests
 from bench.service import UNLIMITED, Client, store_dataset
 from bench.workloads import synthetic_workloads
 from model_core import Model
+from service.commands.supervisor import LocalStack
 from service.datasets.samples import load_sample
 from service.db import records
 from service.db.migrate import upgrade
 from service.db.session import create_sqlite_folders, make_session_factory
 from service.settings import Settings
-from service.supervisor import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 POST_LUA = Path(__file__).with_name("wrk") / "post.lua"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.cli import build_parser
+from service.commands.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -74,7 +74,7 @@ def test_the_app_image_builds_from_this_repository():
     assert 'CMD ["backprop", "api"]' in dockerfile
     assert '".[flower]"' in dockerfile
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["backprop"] == "service.cli:main"
+    assert project["scripts"]["backprop"] == "service.commands.cli:main"
     flower_extra = project["optional-dependencies"]["flower"]
     assert any(requirement.startswith("flower") for requirement in flower_extra)
 

@@ -35,16 +35,16 @@ ENTRY_POINTS = {
         {"sqlalchemy", "flask", "celery", "service", "worker"},
     ),
     "worker tasks": ("import worker.tasks", HTTP),
-    "backprop worker": ("import service.cli, worker.main", HTTP),
-    "backprop dispatcher": ("import service.cli, service.dispatcher", HTTP),
+    "backprop worker": ("import service.commands.cli, worker.main", HTTP),
+    "backprop dispatcher": ("import service.commands.cli, service.dispatcher", HTTP),
     "storage and broker": ("import service.db.records, service.db.attempts, service.broker", HTTP),
     "backprop api": (
-        f"import service.cli, service.api.server; from service.api.app import create_app; "
+        f"import service.commands.cli, service.api.server; from service.api.app import create_app; "
         f"{EMBEDDED_SETTINGS}; create_app(settings)",
         {"worker"},
     ),
     "backprop db upgrade": (
-        "from service.cli import main; raise SystemExit(main(['db', 'upgrade']))",
+        "from service.commands.cli import main; raise SystemExit(main(['db', 'upgrade']))",
         HTTP,
     ),
 }

@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.serving import DATABASES
-from service.supervisor import LocalStack, stop_on_signals
+from service.commands.supervisor import LocalStack, stop_on_signals
 from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

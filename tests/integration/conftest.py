@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import requests
 
-from service.supervisor import LocalStack
+from service.commands.supervisor import LocalStack
 from tests.conftest import POSTGRES_ADMIN, unavailable
 from tests.factories import free_port
 

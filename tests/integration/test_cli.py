@@ -194,10 +194,10 @@ def test_an_unreachable_service_is_one_line_naming_its_url():
 
 
 def test_the_commands_for_people_load_no_server_layer_and_the_server_not_them(tmp_path):
-    assert not modules_loaded("import service.people_cli", tmp_path) & {
+    assert not modules_loaded("import service.commands.people_cli", tmp_path) & {
         "flask",
         "sqlalchemy",
         "celery",
         "worker",
     }
-    assert not modules_loaded("import service.cli", tmp_path) & {"backprop_client", "rich"}
+    assert not modules_loaded("import service.commands.cli", tmp_path) & {"backprop_client", "rich"}

@@ -224,7 +224,7 @@ def api_with_a_dead_broker(request, stack) -> Iterator[Stack]:
     }
     log = (stack.logs / "api-dead-broker.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "service.commands.cli", "api"], env=env, stdout=log, stderr=log
     )
     api = Stack(f"http://127.0.0.1:{port}", stack.logs)
     try:

@@ -49,7 +49,7 @@ def start_in_new_session(
     args: list[str], cwd, env: dict, log, ignoring_sigint: bool = False
 ) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "service.commands.cli", *args],
         cwd=cwd,
         env=env,
         stdout=log.open("w"),

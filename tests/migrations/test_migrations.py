@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from service.cli import main
+from service.commands.cli import main
 from service.db import registry
 from service.db.models import Base, ModelAlias, TrainedModel, TrainingJob
 from service.db.session import make_engine, make_session_factory

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.supervisor import stop_on_signals
+from service.commands.supervisor import stop_on_signals
 from tests.fuzz.run import backprop, live_stack, print_logs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 
 from service.api.app import create_app
 from service.api.auth import signing_secret
-from service.cli import main
+from service.commands.cli import main
 from service.db import keys
 from service.db.models import ApiKey, utcnow
 from service.settings import Settings

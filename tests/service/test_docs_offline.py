@@ -7,8 +7,8 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from service.commands.supervisor import local_url
 from service.settings import Settings
-from service.supervisor import local_url
 from tests.factories import page_references
 
 DOCS_URL = "http://localhost/docs"

@@ -24,10 +24,10 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from service.commands.key_commands import add_key_commands
+from service.commands.people_commands import add_people_commands
 from service.db.session import create_sqlite_folders
-from service.key_commands import add_key_commands
 from service.metrics_files import prepare_metrics_files
-from service.people_commands import add_people_commands
 from service.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -71,16 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade.set_defaults(handler=imported_on_call("service.db.migrate", "downgrade_database"))
     commands.add_parser(
         "run", help="migrate, then the API, a worker and the dispatcher"
-    ).set_defaults(handler=imported_on_call("service.supervisor", "run_all"), serves_http=True)
+    ).set_defaults(
+        handler=imported_on_call("service.commands.supervisor", "run_all"), serves_http=True
+    )
     commands.add_parser("demo", help="train the digits demo locally").set_defaults(
-        handler=imported_on_call("service.demo", "demo")
+        handler=imported_on_call("service.commands.demo", "demo")
     )
     flower = commands.add_parser("flower", help="Celery's Flower monitor (FLOWER_BASIC_AUTH)")
     flower.set_defaults(
-        handler=imported_on_call("service.flower", "run_flower"), passes_options=True
+        handler=imported_on_call("service.commands.flower", "run_flower"), passes_options=True
     )
-    add_key_commands(commands, lambda name: imported_on_call("service.key_commands", name))
-    add_people_commands(commands, lambda name: imported_on_call("service.people_cli", name))
+    add_key_commands(commands, lambda name: imported_on_call("service.commands.key_commands", name))
+    add_people_commands(
+        commands, lambda name: imported_on_call("service.commands.people_cli", name)
+    )
     return parser
 
 

@@ -1,9 +1,9 @@
 """The arguments of the commands for people (``backprop datasets|train|jobs|sweep|models|predict|
 plot``).
 
-Only argparse here: ``service.cli`` builds its parser from this module for every command, the
-server's too; the commands themselves (``service.people_cli``, on backprop_client and rich) are
-imported only when one of them runs.
+Only argparse here: ``service.commands.cli`` builds its parser from this module for every command,
+the server's too; the commands themselves (``service.commands.people_cli``, on backprop_client and
+rich) are imported only when one of them runs.
 """
 
 import argparse

@@ -1,11 +1,11 @@
 """The process supervisor: the API, workers and the dispatcher as child processes, for
 `backprop run`, the integration tests and the benchmark.
 
-Children are started with ``python -m service.cli``, so they run the same code as `backprop`.
-Each child leads its own process group, so a Ctrl-C in the terminal reaches only the parent,
-which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
-hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn
-worker: see ``service.api.server.ThreadWorkerLeavingInterruptsToTheArbiter``).
+Children are started with ``python -m service.commands.cli``, so they run the same code as
+`backprop`. Each child leads its own process group, so a Ctrl-C in the terminal reaches only the
+parent, which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
+hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn worker:
+see ``service.api.server.ThreadWorkerLeavingInterruptsToTheArbiter``).
 """
 
 import argparse
@@ -57,7 +57,7 @@ class LocalStack:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         output = None if self.logs is None else (self.logs / f"{name}.log").open("w")
-        command = [sys.executable, "-m", "service.cli", *args]
+        command = [sys.executable, "-m", "service.commands.cli", *args]
         self.processes[name] = subprocess.Popen(
             command,
             env=dict(self.env),
