@@ -31,8 +31,19 @@ function h(tag, attrs = {}, ...children) {
     else if (name === "dataset") Object.assign(element.dataset, value);
     else element.setAttribute(name, value === true ? "" : value);
   }
-  element.append(...children.flat().filter((c) => c !== null && c !== undefined));
+  element.append(...present(children));
   return element;
+}
+
+/** ``children`` without null and undefined, which stand for "nothing here": ``append`` and
+ * ``replaceChildren`` would show them as the words "null" and "undefined". */
+function present(children) {
+  return children.flat().filter((c) => c !== null && c !== undefined);
+}
+
+/** Show ``children`` as the page (those null or undefined left out, as in ``h``). */
+function render(...children) {
+  main.replaceChildren(...present(children));
 }
 
 function fmt(value, digits = 4) {
@@ -191,7 +202,7 @@ function askForKey(message) {
     input,
     h("button", { type: "submit" }, "Use this key"),
   );
-  main.replaceChildren(form);
+  render(form);
   input.focus();
 }
 
@@ -244,7 +255,7 @@ async function jobsPage() {
   const body = h("tbody");
   const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
     "data set", "model", "created"];
-  main.replaceChildren(
+  render(
     h("h1", {}, "Jobs"),
     h("p", { class: "muted" }, "Live: the list refreshes every two seconds."),
     h("table", { id: "jobs" }, h("thead", {}, h("tr", {}, heading.map((t) => h("th", {}, t)))), body),
@@ -311,7 +322,7 @@ async function jobPage(id) {
   const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
   const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
   const images = h("p", { class: "muted" });
-  main.replaceChildren(
+  render(
     top,
     errorBox,
     h("section", { class: "charts" }, lossBox, accuracyBox),
@@ -389,7 +400,7 @@ async function datasetsPage() {
   const here = visit();
   const datasets = await newest("v1/datasets");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Data sets"),
     table(
       ["data set", "name", "rows", "features", "task", "classes / targets", "source", "created"],
@@ -428,7 +439,7 @@ async function datasetPage(id) {
     api(`v1/datasets/${id}/rows?limit=20`),
   ]);
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
     definitions([
         ["task", dataset.task],
@@ -466,7 +477,7 @@ async function modelsPage() {
   const here = visit();
   const models = await newest("v1/models");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Models"),
     table(
       ["model", "name", "aliases", "task", "architecture", "val accuracy", "val loss", "created"],
@@ -696,7 +707,7 @@ async function modelPage(ref) {
     : null;
   here();
   const metrics = Object.entries(model.metrics || {}).filter(([, value]) => value !== null);
-  main.replaceChildren(
+  render(
     h("h1", {}, `Model #${model.id}`, model.name ? ` · ${modelLabel(model)}` : ""),
     definitions([
         ["name", model.name || "–"],
@@ -724,7 +735,7 @@ async function sweepsPage() {
   const here = visit();
   const sweeps = await newest("v1/sweeps");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Sweeps"),
     table(
       ["sweep", "status", "data set", "search", "trials", "metric", "model name", "created"],
@@ -778,7 +789,7 @@ async function sweepPage(id) {
   const top = h("div");
   const board = h("div");
   const chartBox = h("div", { id: "sweep-chart", class: "chart", dataset: { points: 0 } });
-  main.replaceChildren(top, chartBox, h("h2", {}, "Leaderboard"), board);
+  render(top, chartBox, h("h2", {}, "Leaderboard"), board);
   const histories = new Map(); // job id -> values of the metric, by epoch (index epoch - 1)
   const complete = new Set(); // trials that ended, read after they did
   let chart = null;
@@ -897,11 +908,11 @@ async function route() {
     try {
       await page(...match.slice(1).map(decodeURIComponent));
     } catch (error) {
-      if (error !== GONE && error.status !== 401) main.replaceChildren(failure(error));
+      if (error !== GONE && error.status !== 401) render(failure(error));
     }
     return;
   }
-  main.replaceChildren(failure({ message: `No page ${hash}.` }));
+  render(failure({ message: `No page ${hash}.` }));
 }
 
 window.addEventListener("hashchange", route);
