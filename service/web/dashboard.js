@@ -450,23 +450,44 @@ async function datasetPage(id) {
         ["created", when(dataset.created_at)],
     ]),
     h("h2", {}, `The first ${preview.features.length} rows`),
-    h(
-      "div",
-      { class: "scroll" },
-      table(
-        [...preview.feature_names, ...preview.target_names.map((name) => `→ ${name}`)],
-        preview.features.map((row, i) =>
-          h(
-            "tr",
-            {},
-            row.map((value) => h("td", { class: "num" }, fmt(value, 3))),
-            [].concat(preview.targets[i]).map((value) => h("td", { class: "target" }, fmt(value, 3))),
-          ),
-        ),
-        { id: "preview" },
-      ),
-    ),
+    h("div", { class: "scroll" }, previewTable(preview)),
   );
+}
+
+/** The rows of ``preview`` (GET /v1/datasets/{id}/rows), features then targets, each column in
+ * one format of its own. */
+function previewTable(preview) {
+  const rows = preview.features.map((row, i) => [...row, ...[].concat(preview.targets[i])]);
+  const columns = (rows[0] || []).map((_, j) => rows.map((row) => row[j]));
+  const formats = columns.map((column) => columnFormat(column));
+  const nFeatures = preview.feature_names.length;
+  return table(
+    [...preview.feature_names, ...preview.target_names.map((name) => `→ ${name}`)],
+    rows.map((row) =>
+      h("tr", {}, row.map((value, j) => h("td", { class: j < nFeatures ? "num" : "target" }, formats[j](value)))),
+    ),
+    { id: "preview" },
+  );
+}
+
+/** How to show every value of a column alike: numbers with as many decimals as the column
+ * needs (at most ``digits``), so that 5.1, 3 and 5 read 5.1, 3.0 and 5.0; in exponent form
+ * when a value would round to zero; labels as they are. */
+function columnFormat(values, digits = 3) {
+  if (!values.every((value) => typeof value === "number")) return (value) => String(value);
+  if (values.some((value) => value !== 0 && Math.abs(value) < 10 ** -digits)) {
+    return (value) => value.toExponential(2);
+  }
+  const decimals = Math.max(0, ...values.map((value) => decimalsOf(value, digits)));
+  return (value) =>
+    value.toLocaleString("en", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+}
+
+/** The fewest decimals (at most ``most``) that show ``value`` exactly. */
+function decimalsOf(value, most) {
+  let decimals = 0;
+  while (decimals < most && Number(value.toFixed(decimals)) !== value) decimals += 1;
+  return decimals;
 }
 
 function modelLabel(model) {

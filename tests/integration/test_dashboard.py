@@ -107,6 +107,29 @@ def test_data_sets_and_a_preview_of_their_first_rows(page, stack, digits_job):
 
 
 @EMBEDDED
+def test_a_preview_shows_each_column_in_one_format(page, stack):
+    """As many decimals as the column needs, in every row: never 5.100 above 3 and 5; in exponent
+    form when a value would show as 0.000."""
+    body = {
+        "task": "regression",
+        "features": [[5.1, 3, 0.0001], [3, 0.25, 0.5], [5, 1, 2]],
+        "targets": [1.5, 2, 10],
+    }
+    dataset = stack.create("/v1/datasets", 201, json=body)
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}")
+    page.wait_for(
+        lambda _: len(page.driver.find_elements("css selector", "#preview tbody tr")) == 3,
+        what="3 preview rows",
+    )
+    rows = page.driver.find_elements("css selector", "#preview tbody tr")
+    assert [row.text.split() for row in rows] == [
+        ["5.1", "3.00", "1.00e-4", "1.5"],
+        ["3.0", "0.25", "5.00e-1", "2.0"],
+        ["5.0", "1.00", "2.00e+0", "10.0"],
+    ]
+
+
+@EMBEDDED
 def test_a_list_longer_than_a_page_shows_the_newest_hundred(page, stack):
     paging = stack.get("/v1/datasets?page_size=1").headers["X-Pagination"]
     for _ in range(max(0, 101 - json.loads(paging)["total"])):  # two pages of 100, and one
