@@ -65,7 +65,11 @@ def add_train_command(commands, handler_for: HandlerFor, output) -> None:
     train.add_argument("--epochs", type=int)
     train.add_argument("--spec", metavar="JOB.JSON", help="a job body; the options above win")
     train.add_argument("--name", help="register the model under this name")
-    train.add_argument("--follow", action="store_true", help="a live progress bar until it ends")
+    train.add_argument(
+        "--follow",
+        action="store_true",
+        help="a live progress bar until it ends, then a summary (--json: the job record)",
+    )
     train.set_defaults(handler=handler_for("train"))
 
 

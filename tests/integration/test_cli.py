@@ -153,6 +153,10 @@ def test_following_a_job_draws_a_progress_bar_in_a_terminal(stack, xor_dataset):
     assert code == 0, written
     assert "epoch" in written and "40/40" in written and "loss" in written
     assert "\x1b[" in written  # drawn live (escape codes), not printed as plain lines
+    summary = written[written.index("succeeded: 40/40 epochs") :]  # then a summary, not the record
+    model_id = int(summary.split("  model ")[1].split()[0])
+    assert f"next: backprop predict {model_id} < rows.csv" in summary
+    assert '"layers"' not in written
 
 
 def test_a_sweep_followed_in_a_terminal_ends_with_its_leaderboard(stack, xor_dataset, tmp_path):
