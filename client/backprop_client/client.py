@@ -64,7 +64,8 @@ class Client:
     ) -> Dataset:
         """One of: a ``builtin`` sample (xor, digits, iris); JSON ``features`` (rows of numbers)
         and ``targets`` with ``task``; or the CSV, Parquet or .npz file at ``path`` with
-        ``task``, ``target`` column(s) and optionally ``features`` or ``drop`` (column names)."""
+        ``target`` column(s), optionally ``task`` (else the targets choose it: the answer's
+        ``task_inferred``) and ``features`` or ``drop`` (column names)."""
         if path is not None:
             form = {
                 "task": task,

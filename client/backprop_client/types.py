@@ -23,6 +23,7 @@ class Dataset(TypedDict, total=False):
     classes: list[Any] | None
     target_stats: dict[str, list[float]] | None
     created_at: str
+    task_inferred: bool  # in an upload's answer only: the targets chose the task
 
 
 class Job(TypedDict, total=False):

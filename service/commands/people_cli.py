@@ -114,8 +114,27 @@ def train(client: Client, args: argparse.Namespace) -> int:
         return interrupted(
             f"job {job['id']}", lambda: client.cancel(job["id"]), f"backprop jobs show {job['id']}"
         )
-    show_record(args, job)
+    if args.json:
+        print_json(job)
+    else:
+        print(job_summary(job))
     return 0 if job["status"] == "succeeded" else fail(f"job {job['id']} {job['status']}")
+
+
+def job_summary(job: dict[str, Any]) -> str:
+    """A followed job as it ended, for a person: status and epochs, the last losses and
+    accuracies, its error, its model and the command to use it (``--json`` gives the record)."""
+    lines = [f"job {job['id']} {job['status']}: {job['epoch']}/{job['epochs']} epochs"]
+    metrics = epoch_text(job)
+    if metrics:
+        lines.append(f"  {metrics}")
+    if job.get("error"):
+        lines.append(f"  error: {job['error']}")
+    if job.get("model_id") is not None:
+        named = f" ({job['model_name']})" if job.get("model_name") else ""
+        lines.append(f"  model {job['model_id']}{named}")
+        lines.append(f"  next: backprop predict {job['model_id']} < rows.csv")
+    return "\n".join(lines)
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:

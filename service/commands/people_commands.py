@@ -42,7 +42,13 @@ def add_dataset_commands(commands, handler_for: HandlerFor, output) -> None:
     upload = actions.add_parser("upload", parents=[output], help="upload a CSV, Parquet or .npz")
     upload.add_argument("file", metavar="FILE")
     upload.add_argument("--target", required=True, help="the target column(s), comma-separated")
-    upload.add_argument("--task", choices=["classification", "regression"], default=None)
+    upload.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        default=None,
+        help="by default inferred from the target: text, booleans or at most 20 distinct whole "
+        "numbers are classification, other numbers regression",
+    )
     upload.add_argument("--name", default=None)
     columns = upload.add_mutually_exclusive_group()
     columns.add_argument("--features", default=None, help="the feature columns, A,B,...")
@@ -59,7 +65,11 @@ def add_train_command(commands, handler_for: HandlerFor, output) -> None:
     train.add_argument("--epochs", type=int)
     train.add_argument("--spec", metavar="JOB.JSON", help="a job body; the options above win")
     train.add_argument("--name", help="register the model under this name")
-    train.add_argument("--follow", action="store_true", help="a live progress bar until it ends")
+    train.add_argument(
+        "--follow",
+        action="store_true",
+        help="a live progress bar until it ends, then a summary (--json: the job record)",
+    )
     train.set_defaults(handler=handler_for("train"))
 
 

@@ -154,6 +154,28 @@ def exact_in_float32(x: np.ndarray) -> bool:
 
 TARGET_READERS = {Task.CLASSIFICATION: classification_labels, Task.REGRESSION: regression_targets}
 
+# The most distinct whole numbers a target column may hold to be taken for class labels when an
+# upload names no task: digits, ratings, 0/1; a count or an amount has more.
+MAX_INFERRED_CLASSES = 20
+
+
+def inferred_task(y: np.ndarray) -> Task:
+    """The task targets ``y`` (n,) or (n, n_targets) suggest, for an upload that names none.
+
+    Text and booleans are class labels, and so are whole numbers (of an integer or a float type,
+    as scikit-learn's ``type_of_target`` reads them) with at most ``MAX_INFERRED_CLASSES``
+    distinct values; other numbers, and several target columns, are regression.
+    """
+    if y.ndim != 1:
+        return Task.REGRESSION
+    if y.dtype.kind in "bU":
+        return Task.CLASSIFICATION
+    if y.dtype.kind not in "iuf":
+        return Task.REGRESSION  # which names what the column holds instead of numbers
+    whole = y.dtype.kind in "iu" or bool(np.isfinite(y).all() and (y == np.round(y)).all())
+    many = len(np.unique(y)) > MAX_INFERRED_CLASSES
+    return Task.REGRESSION if many or not whole else Task.CLASSIFICATION
+
 
 def target_summary(task: Task, y: np.ndarray) -> dict:
     """Dataset columns describing the targets: classes, or per-column statistics."""

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from service.datasets.ingest import DataLimits, Header, first_non_finite
-from service.vocabulary import DataError
+from service.datasets.ingest import DataLimits, Header, first_non_finite, inferred_task
+from service.vocabulary import DataError, Task
 
 # malloc, as numpy's arrays: memory one frees serves the other.
 MEMORY_POOL = pa.system_memory_pool()
@@ -290,6 +290,17 @@ def python_floats(out: np.ndarray, cells: list[str]) -> int | None:
     return None
 
 
+def csv_column_task(cells: pa.ChunkedArray) -> Task:
+    """The task a CSV target column (as text) suggests: classes when a cell is not a number
+    (a word, true or false), else as its numbers say (``inferred_task``). Blank cells are left
+    out: a missing value, which the read of the data set refuses by its line."""
+    present = cells.filter(pc.not_equal(pc.utf8_trim_whitespace(cells), ""))
+    numbers = np.empty(len(present))
+    if fill_from_text(numbers, present) is not None:
+        return Task.CLASSIFICATION
+    return inferred_task(numbers)
+
+
 def text_labels(values: pa.ChunkedArray, label: str, field: str) -> np.ndarray:
     """A text column as a fixed-width string array, each label at most ``MAX_LABEL_CHARS``;
     made from its few distinct labels, not from a Python string per row."""
@@ -390,15 +401,39 @@ def parquet_cell_errors(numbers: NumberColumns, header: Header, columns: list[in
     return cell_error
 
 
+def parquet_column_task(cells: pa.ChunkedArray) -> Task:
+    """The task a Parquet target column suggests: classes for text and booleans, numbers as
+    their values say (``inferred_task``; nulls left out, refused by the read proper), and
+    regression for another type, which that read refuses naming the type."""
+    cells = plain_values(cells)
+    if is_text(cells.type) or pa.types.is_boolean(cells.type):
+        return Task.CLASSIFICATION
+    if not any(is_kind(cells.type) for is_kind in NUMBER_TYPES):
+        return Task.REGRESSION
+    return inferred_task(pc.cast(pc.drop_null(cells), pa.float64(), safe=False).to_numpy())
+
+
+def plain_values(cells: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary-encoded column (pandas' categories) as its values."""
+    return cells.cast(cells.type.value_type) if pa.types.is_dictionary(cells.type) else cells
+
+
+def is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def parquet_labels(values: pa.ChunkedArray, label: str) -> np.ndarray:
-    """Class labels from a Parquet column of integers, whole floats or text."""
+    """Class labels from a Parquet column of integers, whole floats, text or booleans (the
+    labels "false" and "true")."""
     if values.null_count:
         row = pc.index(pc.is_null(values), True).as_py()
         raise DataError("target", f"row {row}, column {label}: null is not a class label")
-    if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    values = plain_values(values)
+    if pa.types.is_boolean(values.type):
+        values = values.cast(pa.string())
+    if is_text(values.type):
         return text_labels(values, label, "target")
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
         return values.to_numpy()
-    raise DataError("target", f"column {label} holds {values.type}; labels are integers or text")
+    message = f"column {label} holds {values.type}; labels are integers, text or booleans"
+    raise DataError("target", message)

@@ -6,6 +6,9 @@ else CSV. CSV and Parquet choose their columns alike (``ColumnChoice``); an ``.n
 its arrays with the same form fields, ``features`` (default ``X``) and ``target`` (``y``). An
 ``.npz`` array is sized from its header before it is read, so a small compressed file cannot
 unpack into more than the limits allow, and one that would need pickle is refused.
+
+Without the form's ``task``, the targets choose it (``ingest.inferred_task``): a table's target
+column is read alone for that first, then again with the features as the task says.
 """
 
 import zipfile
@@ -17,6 +20,7 @@ from pathlib import PurePath
 from typing import BinaryIO
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from service.datasets.ingest import (
     ColumnChoice,
@@ -27,18 +31,23 @@ from service.datasets.ingest import (
     class_labels,
     column_names,
     first_non_finite,
+    inferred_task,
 )
 from service.datasets.tables import (
     MAX_LABEL_CHARS,
     CellError,
+    CsvFile,
     NumberColumns,
     checked_numbers,
     csv_cell_errors,
+    csv_column_task,
     open_csv,
     open_parquet,
     parquet_cell_errors,
+    parquet_column_task,
     parquet_labels,
     read_csv_numbers,
+    read_parquet_column,
     read_parquet_numbers,
     require_number_types,
     text_labels,
@@ -50,10 +59,11 @@ from service.vocabulary import DataError, Task
 
 @dataclass(frozen=True)
 class Upload:
-    """A data set file and what the form says about it; ``stream`` is seekable, at its start."""
+    """A data set file and what the form says about it; ``stream`` is seekable, at its start;
+    ``task`` None when the form names none."""
 
     name: str
-    task: Task
+    task: Task | None
     stream: BinaryIO
     columns: ColumnChoice
     header: bool = True
@@ -61,9 +71,10 @@ class Upload:
 
 @dataclass(frozen=True)
 class FileArrays:
-    """What a file holds: features (n, n_features), raw targets, and, for a table, the names of
-    the columns they come from."""
+    """What a file holds: features (n, n_features), raw targets for ``task`` (the form's, else
+    inferred), and, for a table, the names of the columns they come from."""
 
+    task: Task
     x: np.ndarray
     y: np.ndarray
     feature_names: list[str] | None = None
@@ -84,9 +95,9 @@ class ChosenColumns:
     labels: list[int]
 
 
-def choose_columns(header: Header, upload: Upload) -> ChosenColumns:
-    targets, features = chosen_columns(header, upload.columns)
-    if upload.task is Task.REGRESSION:
+def choose_columns(header: Header, choice: ColumnChoice, task: Task) -> ChosenColumns:
+    targets, features = chosen_columns(header, choice)
+    if task is Task.REGRESSION:
         return ChosenColumns(targets, features, features + targets, [])
     if len(targets) != 1:
         raise DataError("target", "classification takes exactly one target column")
@@ -96,18 +107,28 @@ def choose_columns(header: Header, upload: Upload) -> ChosenColumns:
 def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     """The file's bytes are read once, and freed on return, before the data set is packed."""
     csv_file = open_csv(upload.stream.read(), upload.header)
-    chosen = choose_columns(csv_file.header, upload)
+    task = upload.task or csv_task(csv_file, upload.columns)
+    chosen = choose_columns(csv_file.header, upload.columns, task)
     read = read_csv_numbers(csv_file, chosen.numbers, chosen.labels, limits)
     x, y = split_columns(read, chosen, partial(csv_cell_errors, csv_file, chosen.numbers))
     if y is None:
         label = csv_file.header.label(chosen.targets[0])
         y = class_labels(text_labels(read.labels, label, "target"))
-    return named_arrays(x, y, csv_file.header, chosen)
+    return named_arrays(task, x, y, csv_file.header, chosen)
+
+
+def csv_task(csv_file: CsvFile, choice: ColumnChoice) -> Task:
+    """The task the target column's cells suggest; several target columns are regression."""
+    targets, _ = chosen_columns(csv_file.header, choice)
+    if len(targets) != 1:
+        return Task.REGRESSION
+    return csv_column_task(read_csv_numbers(csv_file, [], targets).labels)
 
 
 def parquet_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     parquet, header = open_parquet(upload.stream)
-    chosen = choose_columns(header, upload)
+    task = upload.task or parquet_task(parquet, header, upload.columns)
+    chosen = choose_columns(header, upload.columns, task)
     n_features = len(chosen.features)
     require_number_types(parquet.schema_arrow, header, chosen.features, "file")
     require_number_types(parquet.schema_arrow, header, chosen.numbers[n_features:], "target")
@@ -116,7 +137,16 @@ def parquet_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     x, y = split_columns(read, chosen, partial(parquet_cell_errors, read, header, chosen.numbers))
     if y is None:
         y = parquet_labels(read.labels, header.label(chosen.targets[0]))
-    return named_arrays(x, y, header, chosen)
+    return named_arrays(task, x, y, header, chosen)
+
+
+def parquet_task(parquet: pq.ParquetFile, header: Header, choice: ColumnChoice) -> Task:
+    """The task the target column's type and values suggest; several target columns are
+    regression."""
+    targets, _ = chosen_columns(header, choice)
+    if len(targets) != 1:
+        return Task.REGRESSION
+    return parquet_column_task(read_parquet_column(parquet, header.names[targets[0]]))
 
 
 def split_columns(
@@ -134,10 +164,9 @@ def split_columns(
     return x, y[:, 0] if y.shape[1] == 1 else y
 
 
-def named_arrays(x: np.ndarray, y: np.ndarray, header: Header, chosen: ChosenColumns):
-    return FileArrays(
-        x, y, column_names(header, chosen.features), column_names(header, chosen.targets)
-    )
+def named_arrays(task: Task, x: np.ndarray, y: np.ndarray, header: Header, chosen: ChosenColumns):
+    features, targets = column_names(header, chosen.features), column_names(header, chosen.targets)
+    return FileArrays(task, x, y, features, targets)
 
 
 # --- npz --------------------------------------------------------------------------------------
@@ -163,9 +192,12 @@ def npz_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
         check_npz_sizes(x_member, y_member, limits)
         x = npz_features(read_member(archive, x_member), x_member.name)
         y = read_member(archive, y_member)
-    if upload.task is Task.REGRESSION:
+    task = upload.task or inferred_task(y)
+    if task is Task.REGRESSION:
         y = npz_numbers(y, y_member.name, "target")
-    return FileArrays(x, y)
+    elif y.dtype.kind == "b":
+        y = np.where(y, "true", "false")  # the labels a Parquet file's booleans get
+    return FileArrays(task, x, y)
 
 
 def npz_array_names(choice: ColumnChoice) -> tuple[str, str]:
@@ -275,7 +307,7 @@ def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> D
     arrays = FILE_READERS[file_format](upload, limits)
     return build_dataset(
         name=upload.name,
-        task=upload.task,
+        task=arrays.task,
         source=file_format,
         x=arrays.x,
         y=arrays.y,

@@ -3,6 +3,7 @@ never a downloaded browser) that records every request the pages make and what t
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,19 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "var/test-artifacts")) / "screenshots"
 # Schemes a page may use without asking any host.
 LOCAL_SCHEMES = ("data:", "blob:", "about:", "chrome-error:")
+# What a script shows where it had no value: ``append(null)``, ``${undefined}``.
+MISSING_VALUES = re.compile(r"\b(?:null|undefined)\b")
+# The texts a page shows, one per text node (the words of two nodes do not run together), but
+# for JSON shown as such (a job's spec) and what a person types.
+SHOWN_TEXTS = """
+const texts = [];
+const root = document.querySelector(arguments[0]);
+const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  if (!node.parentElement.closest("pre, textarea")) texts.push(node.data);
+}
+return texts;
+"""
 
 
 class Browser:
@@ -65,6 +79,11 @@ class Browser:
             lambda driver: driver.find_element("css selector", css).get_attribute(name) or "",
             what=f"{css} [{name}]",
         )
+
+    def missing_values(self, css: str = "#main") -> list[str]:
+        """The words "null" and "undefined" in what ``css`` shows: a value the page lacked."""
+        texts = self.driver.execute_script(SHOWN_TEXTS, css)
+        return [word for text in texts for word in MISSING_VALUES.findall(text)]
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,22 @@ def xor_dataset(stack, tmp_path) -> int:
     return dataset["id"]
 
 
+def test_an_upload_that_names_no_task_takes_it_from_the_target(stack, tmp_path):
+    """The README's one-liner, without --task; the answer says the task was inferred, and
+    --task still chooses."""
+    (tmp_path / "xor.csv").write_text(XOR_CSV)
+    upload = ("datasets", "upload", str(tmp_path / "xor.csv"), "--target", "y")
+    dataset = backprop_json(stack.base_url, *upload)
+    assert (dataset["task"], dataset["task_inferred"]) == ("classification", True)
+    assert dataset["classes"] == [0, 1]
+    people_table = backprop(stack.base_url, *upload, "--task", "regression")
+    assert people_table.returncode == 0, people_table.stderr
+    assert [line.split()[1:4] for line in people_table.stdout.splitlines() if "task" in line] == [
+        ["task", "│", "regression"],
+        ["task_inferred", "│", "False"],
+    ]
+
+
 def test_a_person_trains_on_a_csv_and_predicts_from_the_command_line(stack, xor_dataset, tmp_path):
     url = stack.base_url
     assert xor_dataset in [row["id"] for row in backprop_json(url, "datasets", "list")]
@@ -137,6 +153,10 @@ def test_following_a_job_draws_a_progress_bar_in_a_terminal(stack, xor_dataset):
     assert code == 0, written
     assert "epoch" in written and "40/40" in written and "loss" in written
     assert "\x1b[" in written  # drawn live (escape codes), not printed as plain lines
+    summary = written[written.index("succeeded: 40/40 epochs") :]  # then a summary, not the record
+    model_id = int(summary.split("  model ")[1].split()[0])
+    assert f"next: backprop predict {model_id} < rows.csv" in summary
+    assert '"layers"' not in written
 
 
 def test_a_sweep_followed_in_a_terminal_ends_with_its_leaderboard(stack, xor_dataset, tmp_path):

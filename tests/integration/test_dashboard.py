@@ -92,15 +92,40 @@ def test_data_sets_and_a_preview_of_their_first_rows(page, stack, digits_job):
     page.open(f"{stack.base_url}/#/datasets")
     row = page.element(f'#datasets tr[data-dataset-id="{digits_job["dataset_id"]}"]')
     assert "1,797" in row.text and "64" in row.text and "classification" in row.text
+    assert page.missing_values() == []
     row.find_element("css selector", "a").click()
     page.wait_for(
         lambda _: len(page.driver.find_elements("css selector", "#preview tbody tr")) == 20,
         what="20 preview rows",
     )
+    assert page.missing_values() == []
     expected = stack.get(f"/v1/datasets/{digits_job['dataset_id']}/rows?limit=1").json()
     first_row = page.element("#preview tbody tr").text.split()
     assert first_row == [f"{value:g}" for value in expected["features"][0]] + [
         str(expected["targets"][0])
+    ]
+
+
+@EMBEDDED
+def test_a_preview_shows_each_column_in_one_format(page, stack):
+    """As many decimals as the column needs, in every row: never 5.100 above 3 and 5; in exponent
+    form when a value would show as 0.000."""
+    body = {
+        "task": "regression",
+        "features": [[5.1, 3, 0.0001], [3, 0.25, 0.5], [5, 1, 2]],
+        "targets": [1.5, 2, 10],
+    }
+    dataset = stack.create("/v1/datasets", 201, json=body)
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}")
+    page.wait_for(
+        lambda _: len(page.driver.find_elements("css selector", "#preview tbody tr")) == 3,
+        what="3 preview rows",
+    )
+    rows = page.driver.find_elements("css selector", "#preview tbody tr")
+    assert [row.text.split() for row in rows] == [
+        ["5.1", "3.00", "1.00e-4", "1.5"],
+        ["3.0", "0.25", "5.00e-1", "2.0"],
+        ["5.0", "1.00", "2.00e+0", "10.0"],
     ]
 
 
@@ -125,6 +150,7 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     layers = page.element("#architecture").find_elements("css selector", ".layer")
     assert [layer.text.split("\n")[0] for layer in layers] == ["64", "32", "10"]
     assert "2,080 weights" in layers[1].text
+    assert page.missing_values() == []
     rows = stack.get(f"/v1/datasets/{digits_job['dataset_id']}/rows?limit=3").json()["features"]
     page.wait_for(lambda _: page.element("#rows").get_attribute("value").strip(), what="rows")
     page.element("#predict-form button").click()
@@ -146,6 +172,29 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     drawn = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [features]}).json()
     assert shown == str(drawn["predictions"][0])
     page.screenshot("model")
+
+
+@EMBEDDED
+def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
+    """An XOR model's page has no digit pad, and no page writes "null" or "undefined" in its
+    place (nor in a list's, where an empty list's hint would be)."""
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"})
+    job = stack.create("/v1/jobs", 202, json=job_body(dataset["id"], epochs=20))
+    model_id = stack.wait_for_job(job["id"])["model_id"]
+    page.open(f"{stack.base_url}/#/models/{model_id}")
+    page.wait_for(lambda _: page.text("h1") == f"Model #{model_id}", what="the model's page")
+    layers = page.element("#architecture").find_elements("css selector", ".layer")
+    assert [layer.text.split("\n")[0] for layer in layers] == ["2", "4", "2"]
+    page.element("#predict-form")
+    assert page.driver.find_elements("css selector", "#digit-canvas") == []
+    assert page.missing_values() == []
+    for listing in ("jobs", "datasets", "models"):
+        page.open(f"{stack.base_url}/#/{listing}")
+        page.element(f"#{listing} tbody tr")
+        assert page.missing_values() == [], listing
+    page.open(f"{stack.base_url}/#/jobs/{job['id']}")
+    page.wait_for(lambda _: points(page) == 20, what="the job's 20 epochs")
+    assert page.missing_values() == []
 
 
 @EMBEDDED

@@ -17,6 +17,8 @@ from service.api.schemas.datasets import (
     DatasetRowsSchema,
     DatasetSchema,
     FileUploadSchema,
+    NewDataset,
+    NewDatasetSchema,
 )
 from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
 from service.datasets.uploads import Upload, dataset_from_file, format_of
@@ -49,32 +51,34 @@ def data_limits() -> DataLimits:
     return DataLimits(settings.max_dataset_rows, settings.max_dataset_cells)
 
 
-def dataset_from_json_body() -> Dataset:
+def dataset_from_json_body() -> NewDataset:
     payload = request.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
     body = load_or_fail(DatasetCreateSchema(), payload)
     if "builtin" in body:
-        return dataset_from_sample(body["builtin"], body.get("name"))
+        return NewDataset(dataset_from_sample(body["builtin"], body.get("name")))
     name = body.get("name") or "dataset"
-    return dataset_from_json(
-        name, Task(body["task"]), body["features"], body["targets"], data_limits()
+    task = Task(body["task"])
+    return NewDataset(
+        dataset_from_json(name, task, body["features"], body["targets"], data_limits())
     )
 
 
-def dataset_from_file_upload() -> Dataset:
+def dataset_from_file_upload() -> NewDataset:
     """The uploaded file parsed from its own stream: werkzeug spools a large one to disk."""
     form = load_or_fail(FileUploadSchema(), {**request.form.to_dict(), **request.files.to_dict()})
     file = form["file"]
     upload = Upload(
         name=form.get("name") or file.filename or "dataset",
-        task=Task(form["task"]),
+        task=Task(form["task"]) if "task" in form else None,
         stream=file.stream,
         columns=ColumnChoice(form.get("target", ()), form.get("features"), form.get("drop", ())),
         header=form["header"],
     )
     file_format = form.get("format") or format_of(file.filename)
-    return dataset_from_file(file_format, upload, data_limits())
+    dataset = dataset_from_file(file_format, upload, data_limits())
+    return NewDataset(dataset, task_inferred=upload.task is None)
 
 
 def refuse_when_storage_is_full() -> None:
@@ -92,7 +96,7 @@ def store_dataset(dataset: Dataset) -> Dataset:
     return records.add(session, dataset)
 
 
-BODY_READERS: dict[str, Callable[[], Dataset]] = {
+BODY_READERS: dict[str, Callable[[], NewDataset]] = {
     "application/json": dataset_from_json_body,
     "multipart/form-data": dataset_from_file_upload,
 }
@@ -115,7 +119,7 @@ class Datasets(MethodView):
         return page_of(records.list_datasets, pagination_parameters)
 
     @blp.doc(requestBody=UPLOAD_BODY)
-    @blp.response(201, DatasetSchema)
+    @blp.response(201, NewDatasetSchema)
     @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor multipart")
     @blp.alt_response(
         422,
@@ -129,7 +133,8 @@ class Datasets(MethodView):
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")
         refuse_when_storage_is_full()
-        return store_dataset(reader())
+        new = reader()
+        return NewDataset(store_dataset(new.dataset), new.task_inferred)
 
 
 @blp.route("/<int:dataset_id>")

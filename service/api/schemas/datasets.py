@@ -1,12 +1,16 @@
 """Data set uploads (JSON, a multipart CSV, Parquet or .npz file, built-in sample) and the data set
 as shown."""
 
+from dataclasses import dataclass
+
 import marshmallow as ma
 from marshmallow import validate
 from werkzeug.datastructures import FileStorage
 
+from service.datasets.ingest import MAX_INFERRED_CLASSES
 from service.datasets.samples import SAMPLE_NAMES
 from service.datasets.uploads import FILE_READERS
+from service.db.models import Dataset
 from service.vocabulary import Task
 
 TASKS = [task.value for task in Task]
@@ -120,7 +124,15 @@ class FileUploadSchema(ma.Schema):
         },
     )
     name = ma.fields.String(validate=validate.Length(1, 200))
-    task = ma.fields.String(required=True, validate=validate.OneOf(TASKS))
+    task = ma.fields.String(
+        validate=validate.OneOf(TASKS),
+        metadata={
+            "description": "by default inferred from the targets: text or booleans, or whole "
+            f"numbers with at most {MAX_INFERRED_CLASSES} distinct values, are classification; "
+            "other numbers, or several target columns, regression (the answer's task_inferred "
+            "says so)"
+        },
+    )
     target = ColumnList(
         metadata={
             "description": "csv and parquet (required): the target column(s), comma-separated; "
@@ -172,6 +184,26 @@ class DatasetSchema(ma.Schema):
         allow_none=True, metadata={"description": "mean, std, min, max per target column"}
     )
     created_at = ma.fields.DateTime()
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """A data set just uploaded, and whether the service chose its task."""
+
+    dataset: Dataset
+    task_inferred: bool = False
+
+
+class NewDatasetSchema(DatasetSchema):
+    """The answer to an upload: the data set, and ``task_inferred``."""
+
+    task_inferred = ma.fields.Boolean(
+        metadata={"description": "true when the upload named no task and the targets chose it"}
+    )
+
+    def get_attribute(self, obj: NewDataset, attr: str, default):
+        source = obj if attr == "task_inferred" else obj.dataset
+        return super().get_attribute(source, attr, default)
 
 
 class DatasetRowsQuerySchema(ma.Schema):

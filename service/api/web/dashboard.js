@@ -31,8 +31,19 @@ function h(tag, attrs = {}, ...children) {
     else if (name === "dataset") Object.assign(element.dataset, value);
     else element.setAttribute(name, value === true ? "" : value);
   }
-  element.append(...children.flat().filter((c) => c !== null && c !== undefined));
+  element.append(...present(children));
   return element;
+}
+
+/** ``children`` without null and undefined, which stand for "nothing here": ``append`` and
+ * ``replaceChildren`` would show them as the words "null" and "undefined". */
+function present(children) {
+  return children.flat().filter((c) => c !== null && c !== undefined);
+}
+
+/** Show ``children`` as the page (those null or undefined left out, as in ``h``). */
+function render(...children) {
+  main.replaceChildren(...present(children));
 }
 
 function fmt(value, digits = 4) {
@@ -191,7 +202,7 @@ function askForKey(message) {
     input,
     h("button", { type: "submit" }, "Use this key"),
   );
-  main.replaceChildren(form);
+  render(form);
   input.focus();
 }
 
@@ -244,7 +255,7 @@ async function jobsPage() {
   const body = h("tbody");
   const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
     "data set", "model", "created"];
-  main.replaceChildren(
+  render(
     h("h1", {}, "Jobs"),
     h("p", { class: "muted" }, "Live: the list refreshes every two seconds."),
     h("table", { id: "jobs" }, h("thead", {}, h("tr", {}, heading.map((t) => h("th", {}, t)))), body),
@@ -311,7 +322,7 @@ async function jobPage(id) {
   const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
   const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
   const images = h("p", { class: "muted" });
-  main.replaceChildren(
+  render(
     top,
     errorBox,
     h("section", { class: "charts" }, lossBox, accuracyBox),
@@ -389,7 +400,7 @@ async function datasetsPage() {
   const here = visit();
   const datasets = await newest("v1/datasets");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Data sets"),
     table(
       ["data set", "name", "rows", "features", "task", "classes / targets", "source", "created"],
@@ -428,7 +439,7 @@ async function datasetPage(id) {
     api(`v1/datasets/${id}/rows?limit=20`),
   ]);
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
     definitions([
         ["task", dataset.task],
@@ -439,23 +450,44 @@ async function datasetPage(id) {
         ["created", when(dataset.created_at)],
     ]),
     h("h2", {}, `The first ${preview.features.length} rows`),
-    h(
-      "div",
-      { class: "scroll" },
-      table(
-        [...preview.feature_names, ...preview.target_names.map((name) => `→ ${name}`)],
-        preview.features.map((row, i) =>
-          h(
-            "tr",
-            {},
-            row.map((value) => h("td", { class: "num" }, fmt(value, 3))),
-            [].concat(preview.targets[i]).map((value) => h("td", { class: "target" }, fmt(value, 3))),
-          ),
-        ),
-        { id: "preview" },
-      ),
-    ),
+    h("div", { class: "scroll" }, previewTable(preview)),
   );
+}
+
+/** The rows of ``preview`` (GET /v1/datasets/{id}/rows), features then targets, each column in
+ * one format of its own. */
+function previewTable(preview) {
+  const rows = preview.features.map((row, i) => [...row, ...[].concat(preview.targets[i])]);
+  const columns = (rows[0] || []).map((_, j) => rows.map((row) => row[j]));
+  const formats = columns.map((column) => columnFormat(column));
+  const nFeatures = preview.feature_names.length;
+  return table(
+    [...preview.feature_names, ...preview.target_names.map((name) => `→ ${name}`)],
+    rows.map((row) =>
+      h("tr", {}, row.map((value, j) => h("td", { class: j < nFeatures ? "num" : "target" }, formats[j](value)))),
+    ),
+    { id: "preview" },
+  );
+}
+
+/** How to show every value of a column alike: numbers with as many decimals as the column
+ * needs (at most ``digits``), so that 5.1, 3 and 5 read 5.1, 3.0 and 5.0; in exponent form
+ * when a value would round to zero; labels as they are. */
+function columnFormat(values, digits = 3) {
+  if (!values.every((value) => typeof value === "number")) return (value) => String(value);
+  if (values.some((value) => value !== 0 && Math.abs(value) < 10 ** -digits)) {
+    return (value) => value.toExponential(2);
+  }
+  const decimals = Math.max(0, ...values.map((value) => decimalsOf(value, digits)));
+  return (value) =>
+    value.toLocaleString("en", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+}
+
+/** The fewest decimals (at most ``most``) that show ``value`` exactly. */
+function decimalsOf(value, most) {
+  let decimals = 0;
+  while (decimals < most && Number(value.toFixed(decimals)) !== value) decimals += 1;
+  return decimals;
 }
 
 function modelLabel(model) {
@@ -466,7 +498,7 @@ async function modelsPage() {
   const here = visit();
   const models = await newest("v1/models");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Models"),
     table(
       ["model", "name", "aliases", "task", "architecture", "val accuracy", "val loss", "created"],
@@ -696,7 +728,7 @@ async function modelPage(ref) {
     : null;
   here();
   const metrics = Object.entries(model.metrics || {}).filter(([, value]) => value !== null);
-  main.replaceChildren(
+  render(
     h("h1", {}, `Model #${model.id}`, model.name ? ` · ${modelLabel(model)}` : ""),
     definitions([
         ["name", model.name || "–"],
@@ -724,7 +756,7 @@ async function sweepsPage() {
   const here = visit();
   const sweeps = await newest("v1/sweeps");
   here();
-  main.replaceChildren(
+  render(
     h("h1", {}, "Sweeps"),
     table(
       ["sweep", "status", "data set", "search", "trials", "metric", "model name", "created"],
@@ -778,7 +810,7 @@ async function sweepPage(id) {
   const top = h("div");
   const board = h("div");
   const chartBox = h("div", { id: "sweep-chart", class: "chart", dataset: { points: 0 } });
-  main.replaceChildren(top, chartBox, h("h2", {}, "Leaderboard"), board);
+  render(top, chartBox, h("h2", {}, "Leaderboard"), board);
   const histories = new Map(); // job id -> values of the metric, by epoch (index epoch - 1)
   const complete = new Set(); // trials that ended, read after they did
   let chart = null;
@@ -897,11 +929,11 @@ async function route() {
     try {
       await page(...match.slice(1).map(decodeURIComponent));
     } catch (error) {
-      if (error !== GONE && error.status !== 401) main.replaceChildren(failure(error));
+      if (error !== GONE && error.status !== 401) render(failure(error));
     }
     return;
   }
-  main.replaceChildren(failure({ message: `No page ${hash}.` }));
+  render(failure({ message: `No page ${hash}.` }));
 }
 
 window.addEventListener("hashchange", route);

@@ -1,0 +1,52 @@
+"""What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
+job record (which ``--json`` gives)."""
+
+from service.commands.people_cli import job_summary
+
+SUCCEEDED = {
+    "id": 12,
+    "status": "succeeded",
+    "epoch": 300,
+    "epochs": 300,
+    "train_loss": 0.01234,
+    "val_loss": 0.02,
+    "train_accuracy": 1.0,
+    "val_accuracy": 0.975,
+    "error": None,
+    "model_id": 7,
+    "model_name": "iris",
+    "network": {"layers": [{"units": 4, "activation": "tanh"}]},
+    "training": {"epochs": 300},
+}
+
+
+def test_a_succeeded_job_ends_with_its_losses_its_model_and_the_next_command():
+    assert job_summary(SUCCEEDED).splitlines() == [
+        "job 12 succeeded: 300/300 epochs",
+        "  loss 0.0123  val_loss 0.0200  acc 1.0000  val_acc 0.9750",
+        "  model 7 (iris)",
+        "  next: backprop predict 7 < rows.csv",
+    ]
+
+
+def test_without_validation_or_a_name_only_what_there_is_is_shown():
+    job = {**SUCCEEDED, "val_loss": None, "val_accuracy": None, "model_name": None}
+    assert job_summary(job).splitlines()[1:3] == ["  loss 0.0123  acc 1.0000", "  model 7"]
+
+
+def test_a_failed_job_shows_its_error_and_no_model():
+    job = {
+        **SUCCEEDED,
+        "status": "failed",
+        "epoch": 3,
+        "train_loss": None,
+        "val_loss": None,
+        "train_accuracy": None,
+        "val_accuracy": None,
+        "error": "the loss became NaN at epoch 3",
+        "model_id": None,
+    }
+    assert job_summary(job).splitlines() == [
+        "job 12 failed: 3/300 epochs",
+        "  error: the loss became NaN at epoch 3",
+    ]
