@@ -53,6 +53,7 @@ class LruCache(Generic[K, V]):
                 self._size -= entry[1]
 
     def clear(self) -> None:
+        """Drop every entry (tests that share one app start each on an empty cache)."""
         with self._lock:
             self._entries.clear()
             self._size = 0
@@ -92,5 +93,6 @@ class GenerationalCache(Generic[K, V]):
         return value
 
     def clear(self) -> None:
+        """Drop every entry and forget the token (as ``LruCache.clear``)."""
         with self._lock:
             self._token, self._entries, self._filled_at = object(), {}, self.clock()

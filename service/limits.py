@@ -118,7 +118,8 @@ class RateLimits:
                 )
 
     def reset(self) -> None:
-        """Forget every count, in Redis too, and try Redis again at once."""
+        """Forget every count, in Redis too (every API process's), and try Redis again at once:
+        for tests that share one app."""
         self.storage.reset()
         self.fallback.storage.reset()
         self.redis_retry_at = 0.0

@@ -75,7 +75,7 @@ class HttpMetrics:
         )
 
     def reset(self) -> None:
-        """Forget every figure counted so far."""
+        """Forget every figure counted so far (tests that share one app start each at zero)."""
         for metric in (self.requests, self.latency, self.predictions):
             metric.clear()
 
