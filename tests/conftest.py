@@ -13,6 +13,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 
 import psycopg
@@ -77,7 +78,7 @@ def sqlite_database(tmp_path_factory):
     path = tmp_path_factory.mktemp("sqlite") / "db.sqlite"
     sessions = sqlite_sessions(path)
     template = sqlite3.connect(":memory:")
-    with sqlite3.connect(path) as created:
+    with closing(sqlite3.connect(path)) as created:
         created.backup(template)
     yield SharedDatabase(sessions, lambda: restore_sqlite(template, path))
     sessions.kw["bind"].dispose()
