@@ -52,6 +52,12 @@ class LruCache(Generic[K, V]):
             if entry is not None:
                 self._size -= entry[1]
 
+    def clear(self) -> None:
+        """Drop every entry (tests that share one app start each on an empty cache)."""
+        with self._lock:
+            self._entries.clear()
+            self._size = 0
+
 
 class GenerationalCache(Generic[K, V]):
     """Values valid for one generation token: a token unlike the last one seen drops them all.
@@ -85,3 +91,8 @@ class GenerationalCache(Generic[K, V]):
                 if self._entries is entries:
                     entries[key] = value
         return value
+
+    def clear(self) -> None:
+        """Drop every entry and forget the token (as ``LruCache.clear``)."""
+        with self._lock:
+            self._token, self._entries, self._filled_at = object(), {}, self.clock()

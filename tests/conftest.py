@@ -1,15 +1,26 @@
 """Fixtures shared by every layer: a SQLite database with every table, and for the real services
 a throwaway PostgreSQL database and a flushed Redis db.
 
+Each database's schema is created once per test session; before each test its rows are
+reset (SQLite: an empty template restored through sqlite3's backup API; PostgreSQL:
+``TRUNCATE ... RESTART IDENTITY CASCADE``), so every test starts on empty tables whose ids
+start at 1, as on a new database.
+
 With CI=true a missing PostgreSQL or Redis fails the test; elsewhere it is skipped.
 """
 
 import os
 import secrets
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
 
 import psycopg
 import pytest
 import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Base
 from service.db.session import make_session_factory
@@ -17,6 +28,8 @@ from tests.factories import sqlite_sessions
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# A test that left a transaction open must fail the next reset, not hang it.
+TRUNCATE_LOCK_TIMEOUT = "10s"
 
 
 def unavailable(what: str, error: Exception):
@@ -29,23 +42,66 @@ def unavailable(what: str, error: Exception):
 # For a module or test that runs on both databases:
 #     pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 BACKENDS = ["sqlite", "postgresql"]
+DATABASE_FIXTURES = {"sqlite": "sqlite_database", "postgresql": "postgres_database"}
+
+
+@dataclass(frozen=True)
+class SharedDatabase:
+    """Sessions on a database whose schema outlives the tests, and how to empty it."""
+
+    sessions: sessionmaker[Session]
+    reset: Callable[[], None]
+
+
+def restore_sqlite(template: sqlite3.Connection, path) -> None:
+    """Copy ``template`` over the database file at ``path``, through a connection of its own
+    (the backup waits for the locks of other connections, which then read the new content)."""
+    target = sqlite3.connect(path, timeout=30)
+    try:
+        template.backup(target)
+    finally:
+        target.close()
+
+
+def truncate_all(sessions: sessionmaker[Session]) -> None:
+    """Empty every table of the schema and restart its ids."""
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with sessions() as session:
+        session.execute(text(f"SET LOCAL lock_timeout = '{TRUNCATE_LOCK_TIMEOUT}'"))
+        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        session.commit()
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory):
+    """One SQLite file for the session, and an empty copy of it kept in memory."""
+    path = tmp_path_factory.mktemp("sqlite") / "db.sqlite"
+    sessions = sqlite_sessions(path)
+    template = sqlite3.connect(":memory:")
+    with closing(sqlite3.connect(path)) as created:
+        created.backup(template)
+    yield SharedDatabase(sessions, lambda: restore_sqlite(template, path))
+    sessions.kw["bind"].dispose()
+    template.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_url):
+    """Every table created once on the throwaway PostgreSQL database."""
+    sessions = make_session_factory(postgres_url)
+    engine = sessions.kw["bind"]
+    Base.metadata.create_all(engine)
+    yield SharedDatabase(sessions, lambda: truncate_all(sessions))
+    engine.dispose()
 
 
 @pytest.fixture
-def sessions(request, tmp_path):
-    """Sessions with every table created: on a new SQLite file ``tmp_path / "db.sqlite"``, or,
-    for a test parametrized with "postgresql" (``BACKENDS``), on the throwaway PostgreSQL
-    database, left empty afterwards."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        yield sqlite_sessions(tmp_path / "db.sqlite")
-        return
-    sessions = make_session_factory(request.getfixturevalue("postgres_url"))
-    engine = sessions.kw["bind"]
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    yield sessions
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+def sessions(request):
+    """Sessions on a database with every table and no row: SQLite by default, or, for a test
+    parametrized with "postgresql" (``BACKENDS``), the throwaway PostgreSQL database."""
+    database = request.getfixturevalue(DATABASE_FIXTURES[getattr(request, "param", "sqlite")])
+    database.reset()
+    return database.sessions
 
 
 def database_url(sessions) -> str:

@@ -117,6 +117,13 @@ class RateLimits:
                     headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
                 )
 
+    def reset(self) -> None:
+        """Forget every count, in Redis too (every API process's), and try Redis again at once:
+        for tests that share one app."""
+        self.storage.reset()
+        self.fallback.storage.reset()
+        self.redis_retry_at = 0.0
+
     def available_counter(self) -> FixedWindowRateLimiter:
         return self.counter if time.monotonic() >= self.redis_retry_at else self.fallback
 

@@ -75,6 +75,11 @@ class HttpMetrics:
             registry=registry,
         )
 
+    def reset(self) -> None:
+        """Forget every figure counted so far (tests that share one app start each at zero)."""
+        for metric in (self.requests, self.latency, self.predictions):
+            metric.clear()
+
     def observe(
         self, route: str, method: str, status: int, seconds: float, model_id: str | None
     ) -> None:

@@ -1,9 +1,19 @@
+"""The API's fixtures. An app is built once per distinct ``Settings`` in the test session (its
+OpenAPI document, blueprints and engine are the costly part) and put back as new before each
+test that uses it: its caches emptied, its rate counts and request figures zeroed, and its
+extensions and config as ``create_app`` left them. The database and the embedded broker's queue
+are emptied before each test."""
+
 import dataclasses
 
 import pytest
+from celery import Celery
+from flask import Flask
 from sqlalchemy import func, select
 
 from service.api.app import create_app
+from service.api.events import StreamSlots
+from service.broker import create_celery_app
 from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
 from service.settings import Settings
 from tests.conftest import database_url
@@ -11,12 +21,68 @@ from tests.conftest import database_url
 MAX_REQUEST_BYTES = 200_000
 
 
+@dataclasses.dataclass(frozen=True)
+class SharedApp:
+    """An app and what a test may change in it, as ``create_app`` left them."""
+
+    app: Flask
+    extensions: dict
+    config: dict
+
+    @classmethod
+    def build(cls, settings: Settings) -> "SharedApp":
+        app = testing_app(settings)
+        return cls(app, dict(app.extensions), dict(app.config))
+
+    def reset(self) -> Flask:
+        """The app as new: what a test swapped in put back, and nothing counted or cached."""
+        app = self.app
+        app.extensions.clear()
+        app.extensions.update(self.extensions, event_streams=StreamSlots())
+        app.config.clear()
+        app.config.update(self.config)
+        services = app.extensions["backprop"]
+        for cache in (services.models, services.refs, services.keys):
+            cache.clear()
+        if "rate_limits" in app.extensions:
+            app.extensions["rate_limits"].reset()
+        if "http_metrics" in app.extensions:
+            app.extensions["http_metrics"].reset()
+        return app
+
+
+def testing_app(settings: Settings) -> Flask:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+def empty_task_queue(celery: Celery) -> None:
+    with celery.connection_for_write() as connection:
+        connection.default_channel.queue_purge(celery.conf.task_default_queue)
+
+
+@pytest.fixture(scope="session")
+def embedded_broker(tmp_path_factory) -> tuple[str, Celery]:
+    """The embedded broker of every test's settings (its URL), and a Celery app on it."""
+    url = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite'}"
+    return url, create_celery_app(Settings(broker_url=url))
+
+
 @pytest.fixture
-def settings(tmp_path, sessions) -> Settings:
+def broker_url(embedded_broker) -> str:
+    """The embedded broker's URL, its task queue emptied."""
+    url, celery = embedded_broker
+    empty_task_queue(celery)
+    return url
+
+
+@pytest.fixture
+def settings(sessions, broker_url) -> Settings:
     """Settings on the database of ``sessions`` (SQLite, or PostgreSQL where parametrized)."""
     return Settings(
         database_url=database_url(sessions),
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        broker_url=broker_url,
         max_request_bytes=MAX_REQUEST_BYTES,
         max_predict_rows=50,
         max_dataset_rows=1000,
@@ -28,12 +94,17 @@ def settings(tmp_path, sessions) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def shared_apps() -> dict[Settings, SharedApp]:
+    return {}
+
+
 @pytest.fixture
-def app(settings, sessions):
-    """The app on the database of ``sessions`` (tables created there)."""
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    return app
+def app(settings, sessions, shared_apps):
+    """The app of ``settings`` on the database of ``sessions``, as new."""
+    if settings not in shared_apps:
+        shared_apps[settings] = SharedApp.build(settings)
+    return shared_apps[settings].reset()
 
 
 @pytest.fixture
@@ -43,12 +114,11 @@ def client(app):
 
 @pytest.fixture
 def client_with(settings, sessions):
-    """A function: a test client of a new app with ``changes`` to ``settings``."""
+    """A function: a test client of a new app with ``changes`` to ``settings`` (two calls, two
+    apps: as two API processes)."""
 
     def make(**changes):
-        app = create_app(dataclasses.replace(settings, **changes))
-        app.config["TESTING"] = True
-        return app.test_client()
+        return testing_app(dataclasses.replace(settings, **changes)).test_client()
 
     return make
 

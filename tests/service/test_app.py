@@ -1,8 +1,12 @@
 """The app as a whole: OpenAPI, docs, the error envelope for framework errors, health."""
 
+import dataclasses
+
 from service.api.app import create_app
+from service.api.events import StreamSlots
 from service.settings import Settings
 from tests.factories import assert_envelope
+from tests.service.conftest import SharedApp
 
 ENDPOINTS = {
     "/v1/datasets": {"get", "post"},
@@ -96,3 +100,21 @@ def test_ready_recovers_by_itself_when_its_dependencies_come_back(tmp_path):
     assert "database, broker" in error["message"]
     missing.mkdir()
     assert client.get("/health/ready").get_json()["status"] == "ok"
+
+
+def test_a_shared_app_is_put_back_as_new(settings):
+    """What one test does to the app that the tests share is gone for the next (conftest.py)."""
+    shared = SharedApp.build(dataclasses.replace(settings, rate_limit="1/minute"))
+    client = shared.app.test_client()
+    assert client.get("/v1/datasets").status_code == 200
+    assert client.get("/v1/datasets").status_code == 429
+    shared.app.extensions["backprop"].models.get(1, lambda: "cached")
+    shared.app.extensions["event_streams"] = StreamSlots(limit=0)
+    shared.app.config["CHANGED_BY_A_TEST"] = True
+
+    app = shared.reset()
+    assert client.get("/v1/datasets").status_code == 200
+    assert app.extensions["backprop"].models.get(1, lambda: "loaded") == "loaded"
+    assert app.extensions["event_streams"].take()
+    assert "CHANGED_BY_A_TEST" not in app.config
+    assert 'status="429"' not in client.get("/metrics").get_data(as_text=True)

@@ -163,9 +163,9 @@ def test_a_tampered_expired_or_revoked_token_is_a_401(client, sessions, settings
     assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)
 
 
-def test_a_token_needs_a_key(sessions, tmp_path):
-    local = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    assert_envelope(local.test_client().post("/v1/tokens", json={}), 409)
+def test_a_token_needs_a_key(client_with):
+    local = client_with(auth="off")
+    assert_envelope(local.post("/v1/tokens", json={}), 409)
 
 
 def test_keys_create_prints_the_key_alone_on_the_last_line(sessions, settings, monkeypatch, capsys):

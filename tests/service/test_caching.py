@@ -63,3 +63,13 @@ def test_every_bump_of_a_file_generation_gives_a_token_never_seen(tmp_path):
         generation.bump()
         tokens.add(generation.current())
     assert len(tokens) == 300
+
+
+def test_clear_drops_every_entry():
+    lru, generational = LruCache(max_size=2), GenerationalCache()
+    lru.get(1, lambda: "one")
+    generational.get("t", 1, lambda: "one")
+    lru.clear()
+    generational.clear()
+    assert lru.get(1, lambda: "again") == "again"
+    assert generational.get("t", 1, lambda: "again") == "again"
