@@ -5,7 +5,7 @@ The loss is the model's own, as model_core measures ``val_loss`` during training
 function's ``value`` on the output layer against the encoded targets, without the l2 term (a
 penalty on the weights says nothing about these rows). The other figures follow
 ``sklearn.metrics`` on the same predictions, edge cases included, so that the two can be checked
-against each other (``tests/service/test_evaluation.py`` does).
+against each other (``tests/service/serving/test_evaluation.py`` does).
 
 Data problems raise model_core's ``SpecError`` with section ``"data"`` and field ``"X"`` (the
 rows) or ``"y"`` (the targets); the caller names the request field the user should fix.

@@ -88,7 +88,7 @@ def settings(sessions, broker_url) -> Settings:
         max_dataset_rows=1000,
         max_dataset_cells=5000,
         # Tests make many requests at once: limits that still run, but that none of them reach
-        # (tests/service/test_rate_limits.py sets its own).
+        # (tests/service/api/test_rate_limits.py sets its own).
         rate_limit="100000/second",
         predict_rate_limit="100000/second",
     )

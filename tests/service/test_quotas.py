@@ -10,7 +10,7 @@ from service.quotas import JOBS_RETRY_AFTER_SECONDS
 from service.vocabulary import JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import api_key, assert_envelope, bearer, job_body
-from tests.service.test_uploads import post_file
+from tests.service.datasets.test_uploads import post_file
 from worker.training import run_training
 
 XOR_BYTES = dataset_from_sample("xor", None).stored_bytes

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COLLECTION = json.loads((ROOT / "docs/postman/backprop.postman_collection.json").read_text())
 ENVIRONMENT = json.loads((ROOT / "docs/postman/backprop.postman_environment.json").read_text())
 VARIABLE = re.compile(r"\{\{(\w+)\}\}")

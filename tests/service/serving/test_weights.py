@@ -16,9 +16,9 @@ from service.serving.predictions import weights_as_arrays
 from tests.factories import job_body
 from worker.training import run_training
 
-API_DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+API_DOCS = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 FORWARD_PASS_BLOCK = re.compile(
-    r"^<!-- forward pass: tests/service/test_weights.py runs the next block as it is -->\n"
+    r"^<!-- forward pass: tests/service/serving/test_weights.py runs the next block as it is -->\n"
     r"```python\n(.*?)^```",
     re.MULTILINE | re.DOTALL,
 )

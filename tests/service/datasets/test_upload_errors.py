@@ -12,7 +12,7 @@ import pytest
 from service.datasets.uploads import format_of
 from tests.factories import assert_envelope
 from tests.service.conftest import MAX_REQUEST_BYTES
-from tests.service.test_uploads import IRIS_PARQUET, npz_bytes, parquet_bytes, post_file
+from tests.service.datasets.test_uploads import IRIS_PARQUET, npz_bytes, parquet_bytes, post_file
 
 UNPICKLED = []
 
