@@ -97,6 +97,20 @@ class Stack:
         )
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Until pytest-xdist knows pytest 9.2's node ids (pytest-dev/pytest-xdist#1386), the
+    ``@group`` it appends to ``item._nodeid`` is lost, and ``--dist loadgroup`` spreads a stack's
+    tests over every worker, each starting that stack. Append it where pytest 9.2 keeps the node
+    id; where xdist did it (pytest 8), nothing changes."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        suffix = "@" + "_".join(sorted({mark.args[0] for mark in item.iter_markers("xdist_group")}))
+        if suffix != "@" and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+
+
 def redis_db_url(role: int) -> str:
     """The URL of Redis db number ``role`` (0 or 1) of this xdist worker."""
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
