@@ -28,7 +28,7 @@ run: $(VENV)/.installed-runtime
 # Everything: the in-process tests, then the tests marked live (API, worker and browser
 # processes) in LIVE_WORKERS pytest-xdist workers, each stack's tests in one of them. Exit code 5
 # (PYTEST_ARGS selected none of a step's tests) is no failure.
-LIVE_WORKERS ?= 2
+LIVE_WORKERS ?= 3
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS) \
