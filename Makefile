@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench bench-serving bench-uploads bench-dashboard compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-uploads bench-dashboard compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,18 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-runtime
 	$(BIN)/backprop run
 
+# Everything: the in-process tests, then the tests marked live (API, worker and browser
+# processes) in LIVE_WORKERS pytest-xdist workers, each stack's tests in one of them. Exit code 5
+# (PYTEST_ARGS selected none of a step's tests) is no failure.
+LIVE_WORKERS ?= 3
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS) \
+		|| [ $$? -eq 5 ]
+
+# Everything but the live stacks: the edit-test loop.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

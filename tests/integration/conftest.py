@@ -2,7 +2,13 @@
 `backprop worker` processes and `backprop dispatcher`, driven over HTTP.
 
 Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, the defaults) and
-"postgres" (a throwaway PostgreSQL database + Redis).
+"postgres" (a throwaway PostgreSQL database + Redis); and one stack with AUTH=required for every
+test that needs keys (``secured``).
+
+Each stack starts once per session and test process. Under pytest-xdist (``make test``:
+``--dist loadgroup``) the tests of one stack are one ``xdist_group``, so that a single worker
+starts it, and stacks that share no state run side by side. Every test that starts or uses a live
+stack is marked ``live``: ``make test-fast`` leaves them out.
 """
 
 import os
@@ -15,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 import requests
 
 from service.commands.supervisor import LocalStack
@@ -24,6 +31,22 @@ from tests.factories import free_port
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 N_WORKERS = 2
 FINISHED = {"succeeded", "failed", "cancelled", "pruned"}
+# tests/conftest.py keeps Redis db 13 for the in-process tests; the stacks here take two each
+# per xdist worker (gw0: 1 and 2, gw1: 3 and 4...), so that no two stacks share a broker.
+REDIS_DBS_PER_WORKER = 2
+MAX_XDIST_WORKERS = 6
+
+
+def in_own_worker(group: str) -> list[pytest.MarkDecorator]:
+    """The marks of the tests of one stack: live, and run by one xdist worker."""
+    return [pytest.mark.live, pytest.mark.xdist_group(group)]
+
+
+# The backends of ``stack``. A module or test on one backend only: ``ON_EMBEDDED``.
+STACK_BACKENDS = [
+    pytest.param(name, marks=in_own_worker(f"{name}-stack")) for name in ("embedded", "postgres")
+]
+ON_EMBEDDED = pytest.mark.parametrize("stack", STACK_BACKENDS[:1], indirect=True)
 
 
 @dataclass
@@ -74,6 +97,40 @@ class Stack:
         )
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Until pytest-xdist knows pytest 9.2's node ids (pytest-dev/pytest-xdist#1386), the
+    ``@group`` it appends to ``item._nodeid`` is lost, and ``--dist loadgroup`` spreads a stack's
+    tests over every worker, each starting that stack. Append it where pytest 9.2 keeps the node
+    id; where xdist did it (pytest 8), nothing changes."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        suffix = "@" + "_".join(sorted({mark.args[0] for mark in item.iter_markers("xdist_group")}))
+        if suffix != "@" and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+
+
+def redis_db_url(role: int) -> str:
+    """The URL of Redis db number ``role`` (0 or 1) of this xdist worker."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    if worker >= MAX_XDIST_WORKERS:
+        pytest.fail(f"{worker + 1} xdist workers: there are Redis dbs for {MAX_XDIST_WORKERS}")
+    return f"redis://127.0.0.1:6379/{1 + REDIS_DBS_PER_WORKER * worker + role}"
+
+
+def flushed(url: str) -> str:
+    """``url`` once its Redis db is empty."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as error:
+        unavailable("Redis on 127.0.0.1:6379", error)
+    finally:
+        client.close()
+    return url
+
+
 def admin_connection() -> psycopg.Connection:
     try:
         return psycopg.connect(POSTGRES_ADMIN, autocommit=True)
@@ -82,10 +139,7 @@ def admin_connection() -> psycopg.Connection:
 
 
 def throwaway_database():
-    """Yield the URL of a new PostgreSQL database, dropped afterwards.
-
-    Each statement gets a connection of its own: test_faults restarts the server in between.
-    """
+    """Yield the URL of a new PostgreSQL database, dropped afterwards."""
     name = f"backprop_test_{secrets.token_hex(4)}"
     with admin_connection() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -96,9 +150,16 @@ def throwaway_database():
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """Overrides the root fixture for the integration tests: its connection would not survive
-    the PostgreSQL restart of test_faults."""
+    """Overrides the root fixture: in the same session, the in-process tests drop and create
+    every table of that one around each test."""
     yield from throwaway_database()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Overrides the root fixture (db 13, which the in-process tests flush): a db of this
+    xdist worker's own."""
+    yield flushed(redis_db_url(0))
 
 
 def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, ...] = ()):
@@ -110,7 +171,7 @@ def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, .
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
         # The tests poll and fire requests as fast as they can, all from 127.0.0.1: limits
-        # that still run but that none of them reach (tests/service/test_rate_limits.py tests
+        # that still run but that none of them reach (tests/service/api/test_rate_limits.py tests
         # the limits themselves).
         "RATE_LIMIT": "100000/second",
         "PREDICT_RATE_LIMIT": "100000/second",
@@ -126,7 +187,7 @@ def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, .
         yield stack
 
 
-@pytest.fixture(scope="session", params=["embedded", "postgres"])
+@pytest.fixture(scope="session", params=STACK_BACKENDS)
 def stack(request, tmp_path_factory):
     logs = tmp_path_factory.mktemp(request.param)
     if request.param == "embedded":
@@ -140,3 +201,21 @@ def stack(request, tmp_path_factory):
             "BROKER_URL": request.getfixturevalue("redis_url"),
         }
     yield from run_stack(environment, logs)
+
+
+# One parameter: its marks reach every test that uses the stack, in whichever module.
+@pytest.fixture(scope="session", params=[pytest.param("auth", marks=in_own_worker("secured"))])
+def secured(tmp_path_factory):
+    """The stack with AUTH=required (PostgreSQL + Redis), trusting one reverse proxy (the
+    dashboard's test puts nginx in front; without X-Forwarded headers nothing changes), and the
+    environment its `backprop keys` commands need."""
+    logs = tmp_path_factory.mktemp("secured")
+    for database_url in throwaway_database():
+        environment = {
+            "DATABASE_URL": database_url,
+            "BROKER_URL": flushed(redis_db_url(1)),
+            "AUTH": "required",
+            "TRUSTED_PROXIES": "1",
+        }
+        for stack in run_stack(environment, logs):
+            yield stack, {**os.environ, **environment}

@@ -1,34 +1,20 @@
-"""A real stack with AUTH=required (PostgreSQL + Redis, gunicorn with two processes): keys made
-by `backprop keys create`, a job trained and served for its tenant only, the event stream read
-with an access token, and a revocation by `backprop keys revoke` refused by every process at once;
-examples/ with and without a key (here, so that they need no stack of their own).
+"""The stack with AUTH=required (``secured``: PostgreSQL + Redis, gunicorn with two processes):
+keys made by `backprop keys create`, a job trained and served for its tenant only, the event
+stream read with an access token, and a revocation by `backprop keys revoke` refused by every
+process at once; examples/ with and without a key (here, so that they need no stack of their own).
 """
 
-import os
 import subprocess
 
-import pytest
-import redis
 import requests
 
 from tests.factories import job_body
-from tests.integration.conftest import BACKPROP, Stack, run_stack, throwaway_database
+from tests.integration.conftest import BACKPROP, Stack
 from tests.integration.test_examples import run_example, succeeded
 from tests.integration.test_jobs_api import read_events
 
-REDIS_DB_URL = "redis://127.0.0.1:6379/11"
 # Enough requests that both gunicorn processes answer some (connections are not kept alive).
 REQUESTS_PER_CHECK = 12
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory):
-    logs = tmp_path_factory.mktemp("secured")
-    redis.Redis.from_url(REDIS_DB_URL).flushdb()
-    for database_url in throwaway_database():
-        environment = {"DATABASE_URL": database_url, "BROKER_URL": REDIS_DB_URL, "AUTH": "required"}
-        for stack in run_stack(environment, logs):
-            yield stack, {**os.environ, **environment}
 
 
 def make_key(env: dict, tenant: str, scope: str = "write") -> str:

@@ -10,7 +10,9 @@ import pytest
 import requests
 
 from tests.factories import free_port, wait_until
-from tests.integration.conftest import BACKPROP
+from tests.integration.conftest import BACKPROP, in_own_worker
+
+pytestmark = in_own_worker("body-limit")
 
 MAX_REQUEST_BYTES = 200_000
 

@@ -1,5 +1,5 @@
-"""backprop_client against a real stack (both backends, and one with AUTH=required): the tour
-of README.md from Python."""
+"""backprop_client against a real stack (both backends, and the one with AUTH=required): the
+tour of README.md from Python."""
 
 import json
 import secrets
@@ -9,14 +9,11 @@ import pytest
 from backprop_client import ApiError, Client
 
 from tests.factories import XOR_NETWORK, xor_training
-from tests.integration import test_auth_stack
 from tests.integration.test_auth_stack import make_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-secured = test_auth_stack.secured
 
 
 @pytest.fixture

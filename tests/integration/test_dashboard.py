@@ -13,11 +13,10 @@ from selenium.webdriver.common.action_chains import ActionChains
 
 from tests.factories import free_port, job_body, wait_until
 from tests.integration.browser import chromium
-from tests.integration.conftest import Stack, run_stack
+from tests.integration.conftest import ON_EMBEDDED, Stack
 from tests.integration.test_auth_stack import make_key
 
-# On one backend: what the page does is the same on both.
-EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+# The pages run @ON_EMBEDDED: what a page does is the same on both backends.
 
 NGINX = "/usr/sbin/nginx"
 SUB_PATH = "/backprop"
@@ -65,7 +64,7 @@ def badge(browser) -> str:
     return browser.text("h1 .status")
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_job_page_draws_its_curves_as_the_epochs_arrive_and_cancels_the_job(page, stack):
     """A job without end (so that its page never opens on a finished job's replay), watched
     until its curve has grown, then cancelled from the page."""
@@ -87,7 +86,7 @@ def test_a_job_page_draws_its_curves_as_the_epochs_arrive_and_cancels_the_job(pa
     page.screenshot("job")
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_data_sets_and_a_preview_of_their_first_rows(page, stack, digits_job):
     page.open(f"{stack.base_url}/#/datasets")
     row = page.element(f'#datasets tr[data-dataset-id="{digits_job["dataset_id"]}"]')
@@ -106,7 +105,7 @@ def test_data_sets_and_a_preview_of_their_first_rows(page, stack, digits_job):
     ]
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_preview_shows_each_column_in_one_format(page, stack):
     """As many decimals as the column needs, in every row: never 5.100 above 3 and 5; in exponent
     form when a value would show as 0.000."""
@@ -129,7 +128,7 @@ def test_a_preview_shows_each_column_in_one_format(page, stack):
     ]
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_list_longer_than_a_page_shows_the_newest_hundred(page, stack):
     paging = stack.get("/v1/datasets?page_size=1").headers["X-Pagination"]
     for _ in range(max(0, 101 - json.loads(paging)["total"])):  # two pages of 100, and one
@@ -142,7 +141,7 @@ def test_a_list_longer_than_a_page_shows_the_newest_hundred(page, stack):
     assert len(ids) == 100 and ids[0] == newest["id"] and ids == sorted(ids, reverse=True)
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stack, digits_job):
     job = stack.wait_for_job(digits_job["id"])
     model_id = job["model_id"]
@@ -174,7 +173,7 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     page.screenshot("model")
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     """An XOR model's page has no digit pad, and no page writes "null" or "undefined" in its
     place (nor in a list's, where an empty list's hint would be)."""
@@ -197,7 +196,7 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     assert page.missing_values() == []
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_docs_render_every_operation_offline(page, stack):
     spec = stack.get("/openapi.json").json()
     operations = sum(
@@ -251,39 +250,32 @@ def nginx_config(directory, port: int, upstream: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
-    """A stack with AUTH=required that trusts one proxy, behind nginx at ``SUB_PATH``; yields
-    the proxy's URL of the service and a write key."""
+def proxied(secured, tmp_path_factory):
+    """The stack with AUTH=required, which trusts one proxy, behind nginx at ``SUB_PATH``;
+    yields the proxy's URL of the service and a write key."""
     if not os.path.exists(NGINX):
         message = f"{NGINX} missing: apt-get install nginx-light"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    stack, env = secured
     logs = tmp_path_factory.mktemp("proxied")
-    environment = {
-        "DATABASE_URL": f"sqlite:///{logs / 'backprop.sqlite'}",
-        "BROKER_URL": f"sqla+sqlite:///{logs / 'broker.sqlite'}",
-        "AUTH": "required",
-        "TRUSTED_PROXIES": "1",
-    }
-    for stack in run_stack(environment, logs):
-        key = make_key({**os.environ, **environment}, "browser")
-        port = free_port()
-        (logs / "nginx.conf").write_text(nginx_config(logs, port, stack.base_url))
-        nginx = subprocess.Popen([NGINX, "-c", str(logs / "nginx.conf"), "-p", str(logs)])
-        base = f"http://127.0.0.1:{port}{SUB_PATH}"
-        live = f"{base}/health/live"
-        try:
-            wait_until(
-                lambda url=live: requests.get(url, timeout=5).ok,
-                30,
-                "nginx",
-                ignoring=(requests.ConnectionError,),
-            )
-            yield Stack(base, logs), key
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=30)
+    key = make_key(env, "browser")
+    port = free_port()
+    (logs / "nginx.conf").write_text(nginx_config(logs, port, stack.base_url))
+    nginx = subprocess.Popen([NGINX, "-c", str(logs / "nginx.conf"), "-p", str(logs)])
+    base = f"http://127.0.0.1:{port}{SUB_PATH}"
+    try:
+        wait_until(
+            lambda: requests.get(f"{base}/health/live", timeout=5).ok,
+            30,
+            "nginx",
+            ignoring=(requests.ConnectionError,),
+        )
+        yield Stack(base, stack.logs), key
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
 
 
 def test_with_a_key_behind_a_proxy_at_a_sub_path(browser, proxied):
@@ -308,7 +300,7 @@ def test_with_a_key_behind_a_proxy_at_a_sub_path(browser, proxied):
     assert browser.errors() == []
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_sweep_page_draws_every_trial_and_its_leaderboard(page, stack):
     dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"})
     search = {"method": "grid", "parameters": {"training.optimizer.learning_rate": [0.01, 0.1]}}

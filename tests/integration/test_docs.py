@@ -92,6 +92,7 @@ def fresh_stack(tmp_path):
     )
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_the_curl_examples_run_in_document_order(document, fresh_stack, tmp_path):
     reader = tmp_path / "reader"  # where a reader of the docs stands: examples/ is at hand

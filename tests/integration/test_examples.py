@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.factories import free_port
+from tests.integration.conftest import ON_EMBEDDED
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MIN_DIGITS_ACCURACY = 0.85
 
-# What `make run` starts; the examples exercise the HTTP API, which both backends serve alike.
-EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+# The examples run @ON_EMBEDDED, what `make run` starts: they exercise the HTTP API, which both
+# backends serve alike.
 
 
 def run_example(name: str, base_url: str, api_key: str | None = None, cwd=None):
@@ -44,7 +45,7 @@ def succeeded(name: str, base_url: str, **kwargs) -> str:
     return done.stdout
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_xor_follows_its_job_and_predicts_by_name(stack, tmp_path):
     out = succeeded("xor.py", stack.base_url, cwd=tmp_path)
     assert "  epoch 300: train loss " in out
@@ -52,7 +53,7 @@ def test_xor_follows_its_job_and_predicts_by_name(stack, tmp_path):
     assert out.endswith("ok: XOR learned\n")
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_the_worked_example_reproduces_the_published_figures(stack):
     out = succeeded("worked_example.py", stack.base_url)
     assert "total error 0.298371109 (published 0.298371109)" in out
@@ -61,7 +62,7 @@ def test_the_worked_example_reproduces_the_published_figures(stack):
     assert "ok: the total error and w1..w8 match the published figures within 1e-08" in out
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_digits_with_hidden_layers_of_6_and_4_are_scored_on_held_out_rows(stack):
     out = succeeded("digits.py", stack.base_url)
     assert "digits, 1797 rows x 64" in out
@@ -70,7 +71,7 @@ def test_digits_with_hidden_layers_of_6_and_4_are_scored_on_held_out_rows(stack)
     assert float(accuracy.group(1)) / 100 >= MIN_DIGITS_ACCURACY
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_iris_is_uploaded_as_csv_and_predicts_species(stack, tmp_path):
     out = succeeded("iris.py", stack.base_url, cwd=tmp_path)
     assert "iris.csv, 150 rows, ['setosa', 'versicolor', 'virginica']" in out
@@ -79,7 +80,7 @@ def test_iris_is_uploaded_as_csv_and_predicts_species(stack, tmp_path):
     assert out.endswith("ok\n")
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_the_curl_tour_runs_to_the_end(stack, tmp_path):
     out = succeeded("curl.sh", stack.base_url, cwd=tmp_path)
     assert "epoch events" in out and ": 300 epoch events" in out
@@ -99,7 +100,7 @@ def test_a_service_that_cannot_be_reached_is_one_line_and_exit_1(name):
     )
 
 
-@EMBEDDED
+@ON_EMBEDDED
 def test_a_figure_off_by_more_than_the_tolerance_exits_1_naming_it(stack, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setenv("BACKPROP_URL", stack.base_url)

@@ -1,31 +1,31 @@
 """Jobs that survive: real `backprop worker` processes killed, a broker that redelivers, Redis and
 PostgreSQL restarted under a running job, a poison job, many jobs at once, failing jobs.
 
-The stack here is this module's own (a PostgreSQL database, Redis db 11) with short leases, a
-Redis visibility timeout shorter than a long job, and the poison-job hook of worker/faults.py
-loaded into its workers and switched on for data sets named "poison". The restarts touch the
-shared servers: they are kept short and the servers are started again in every outcome.
+The stack here is this module's own, on a PostgreSQL and a Redis server of its own
+(tests/integration/servers.py): their restarts never touch the servers the other tests share. It
+has short leases, a Redis visibility timeout shorter than a long job, and the poison-job hook of
+worker/faults.py loaded into its workers and switched on for data sets named "poison".
 """
 
 import concurrent.futures
 import os
 import signal
-import subprocess
 import time
 
 import numpy as np
 import psycopg
 import pytest
-import redis
 
 from model_core import train
 from service.datasets.ingest import dataset_from_sample
 from service.db.npz import npz_to_arrays
 from tests.factories import job_body, wait_until
-from tests.integration.conftest import run_stack, throwaway_database
+from tests.integration.conftest import in_own_worker, run_stack
+from tests.integration.servers import port_open, postgres_server, redis_server
 from worker.faults import INCLUDE_OPTION, KILL_WORKER_ON_DATASET
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+pytestmark = in_own_worker("faults")
+
 LEASE_SECONDS = 3
 VISIBILITY_TIMEOUT_SECONDS = 4
 DIGITS_NETWORK = {
@@ -45,17 +45,27 @@ def digits_training(epochs: int, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def database_url():
-    yield from throwaway_database()
+def postgres():
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def stack(database_url, tmp_path_factory):
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    client.flushdb()
+def redis_broker(tmp_path_factory):
+    with redis_server(tmp_path_factory.mktemp("faults-redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres) -> str:
+    return postgres.url
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, redis_broker, tmp_path_factory):
     environment = {
         "DATABASE_URL": database_url,
-        "BROKER_URL": REDIS_URL,
+        "BROKER_URL": redis_broker.url,
         "LEASE_SECONDS": str(LEASE_SECONDS),
         "HEARTBEAT_SECONDS": "0.5",
         "DISPATCH_INTERVAL_SECONDS": "0.3",
@@ -66,7 +76,6 @@ def stack(database_url, tmp_path_factory):
         KILL_WORKER_ON_DATASET: "poison",
     }
     yield from run_stack(environment, tmp_path_factory.mktemp("faults"), (INCLUDE_OPTION,))
-    client.flushdb()
 
 
 @pytest.fixture(scope="module")
@@ -232,50 +241,27 @@ def test_a_job_over_its_time_limit_fails_with_its_own_message(stack, digits):
     assert_each_epoch_once(stack, job["id"], job["epoch"])
 
 
-def port_open(port: int) -> bool:
-    return subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]).returncode == 0
-
-
-def start_redis() -> None:
-    if not port_open(6379):
-        subprocess.run(
-            ["redis-server", "--daemonize", "yes", "--port", "6379", "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            check=True,
-        )
-    wait_until(lambda: port_open(6379), 30, "Redis to start")
-
-
-def test_jobs_finish_when_redis_restarts_under_them(stack, digits, database_url):
+def test_jobs_finish_when_redis_restarts_under_them(stack, digits, database_url, redis_broker):
     # Two run, one waits in Redis, whose restart without persistence loses that message: the
     # dispatcher sends it again once the queue is empty.
     job_ids = [submit(stack, digits, epochs=150) for _ in range(3)]
     wait_for_epoch(database_url, job_ids[0], 20)
     try:
-        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
-        wait_until(lambda: not port_open(6379), 10, "Redis to stop")
+        redis_broker.stop()
+        assert not port_open(redis_broker.port)
         time.sleep(1)
     finally:
-        start_redis()
+        redis_broker.start()
     for job_id in job_ids:
         assert_succeeded(stack.wait_for_job(job_id))
         assert_each_epoch_once(stack, job_id, 150)
     assert_succeeded(stack.wait_for_job(submit(stack, digits, epochs=5)))
 
 
-def restart_postgres() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    try:
-        subprocess.run(["pg_ctlcluster", version, "main", "restart"], check=True, timeout=60)
-    finally:
-        if not port_open(5432):
-            subprocess.run(["pg_ctlcluster", version, "main", "start"], check=False, timeout=60)
-
-
-def test_a_job_finishes_when_postgresql_restarts_under_it(stack, digits, database_url):
+def test_a_job_finishes_when_postgresql_restarts_under_it(stack, digits, database_url, postgres):
     job_id = submit(stack, digits, epochs=150)
     wait_for_epoch(database_url, job_id, 20)
-    restart_postgres()
+    postgres.restart()
     job = stack.wait_for_job(job_id)
     assert_succeeded(job)
     assert_each_epoch_once(stack, job_id, 150)

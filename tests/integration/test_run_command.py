@@ -1,6 +1,7 @@
 """`backprop run` with nothing configured: files under ./var/, API and worker; Ctrl-C or a
 SIGTERM stops all. `backprop api` alone stops on Ctrl-C too."""
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -11,6 +12,8 @@ import pytest
 import requests
 
 from tests.factories import free_port, job_body, wait_until
+
+pytestmark = pytest.mark.live
 
 SETTINGS_VARIABLES = {"DATABASE_URL", "BROKER_URL", "PORT", "WEB_CONCURRENCY"}
 
@@ -80,11 +83,14 @@ START_UP_LINES = """backprop: ready
 
 # Before the worker class of service/api/server.py, about one Ctrl-C in ten left a worker running.
 CTRL_C_ROUNDS = 12
+# Rounds at once: each API in a folder of its own, so that their SQLite files are apart.
+CTRL_C_AT_ONCE = 4
 
 
-def serve_then_ctrl_c(tmp_path, log) -> None:
+def serve_then_ctrl_c(folder) -> None:
+    folder.mkdir()
     port = free_port()
-    api = start_in_new_session(["api"], tmp_path, embedded_env(port), log)
+    api = start_in_new_session(["api"], folder, embedded_env(port), folder / "api.log")
     try:
         wait_until_answering(f"http://127.0.0.1:{port}/health/live")
         ctrl_c(api.pid)
@@ -95,8 +101,10 @@ def serve_then_ctrl_c(tmp_path, log) -> None:
 
 
 def test_api_stops_on_ctrl_c_every_time(tmp_path):
-    for round_number in range(CTRL_C_ROUNDS):
-        serve_then_ctrl_c(tmp_path, tmp_path / f"api-{round_number}.log")
+    folders = [tmp_path / f"round-{number}" for number in range(CTRL_C_ROUNDS)]
+    with concurrent.futures.ThreadPoolExecutor(CTRL_C_AT_ONCE) as pool:
+        # list(): the first round that failed raises here
+        list(pool.map(serve_then_ctrl_c, folders))
 
 
 @pytest.mark.parametrize(
