@@ -1,5 +1,6 @@
-"""Per-tenant quotas: queued + running jobs (``QUOTA_JOBS``) and bytes of data sets and models
-stored (``QUOTA_STORED_BYTES``); 0 turns a quota off.
+"""Per-tenant quotas: queued + running jobs (``QUOTA_JOBS``) and bytes stored
+(``QUOTA_STORED_BYTES``: data sets, models, checkpoints, and the JSON of jobs and sweeps, as
+service/db/quotas.py counts them); 0 turns a quota off.
 
 Checked in the transaction that would add to them, before anything is written: a refused
 request leaves nothing behind. An upload is also refused before its file is parsed when the

@@ -164,7 +164,11 @@ def record_progress(
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
         session.add(
             JobCheckpoint(
-                job_id=job_id, attempt=attempt, epoch=checkpoint.epoch, blob=checkpoint.blob
+                job_id=job_id,
+                attempt=attempt,
+                epoch=checkpoint.epoch,
+                blob=checkpoint.blob,
+                stored_bytes=len(checkpoint.blob),
             )
         )
     session.commit()

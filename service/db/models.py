@@ -181,6 +181,9 @@ class TrainingJob(TenantOwned, Base):
     trial: Mapped[int | None]
     params: Mapped[dict | None]
     rungs: Mapped[list | None]
+    # The bytes of its JSON specs (network, initial weights, training), counted against the
+    # tenant's storage quota as blobs are.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     dataset: Mapped[Dataset | None] = relationship()
     # Loaded with the jobs in one extra query per list (``model_id`` is in every job view).
@@ -221,6 +224,8 @@ class JobCheckpoint(Base):
     attempt: Mapped[int]
     epoch: Mapped[int]
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The size of ``blob``, counted against its job's tenant's storage quota.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     saved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -354,5 +359,7 @@ class Sweep(TenantOwned, Base):
     model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     best_job_id: Mapped[int | None]
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # The bytes of its JSON (the search and the trials), counted against the storage quota.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.db import registry
 from service.db.models import EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
+from service.db.quotas import json_bytes
 from service.db.records import page
 from service.vocabulary import ACTIVE_STATUSES, JobStatus, SweepStatus
 
@@ -79,6 +80,7 @@ def trial_job(sweep: Sweep, index: int) -> TrainingJob:
         dataset_id=sweep.dataset_id,
         network=spec["network"],
         training=spec["training"],
+        stored_bytes=json_bytes(spec["network"], None, spec["training"]),
         warnings=spec["warnings"],
         epochs=spec["training"]["epochs"],
         sweep_id=sweep.id,

@@ -6,6 +6,7 @@ initial weights apart from its network; ``stored_specs`` turns a stored job back
 model_core and the worker use.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,12 @@ def check_checkpoint_every_epochs(value: Any, _settings: Settings) -> None:
 
 
 def check_checkpoint_every_seconds(value: Any, _settings: Settings) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise DataError("training.checkpoint_every_seconds", "must be a number of seconds > 0")
+    """Infinity is refused too: no JSON column can store it (PostgreSQL's refuses the row,
+    SQLite's stores a document no JSON parser reads back)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise DataError(
+            "training.checkpoint_every_seconds", "must be a finite number of seconds > 0"
+        )
 
 
 # The check of each of the service's own training fields (``SERVICE_TRAINING_FIELDS``).

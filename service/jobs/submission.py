@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from service.broker import JobQueue
 from service.db import dispatch, job_requests, records
 from service.db.models import TrainingJob
+from service.db.quotas import json_bytes
 from service.jobs.idempotency import IdempotencyKey, Submission, replay
 from service.jobs.specs import ResolvedJob, resolve_job
 from service.logs import REQUEST_ID
-from service.quotas import check_job_admission
+from service.quotas import check_job_admission, check_room_for
 from service.settings import Settings
 
 
@@ -30,11 +31,13 @@ def with_seed(training: dict) -> dict:
 
 
 def new_job(resolved: ResolvedJob) -> TrainingJob:
+    training = with_seed(resolved.training)
     return TrainingJob(
         dataset_id=resolved.dataset.id,
         network=resolved.network,
         initial_weights=resolved.initial_weights,
-        training=with_seed(resolved.training),
+        training=training,
+        stored_bytes=json_bytes(resolved.network, resolved.initial_weights, training),
         warnings=resolved.warnings,
         epochs=resolved.training["epochs"],
         model_name=resolved.model_name,
@@ -81,6 +84,7 @@ def submit_job(
         return replay(earlier, key)
     check_job_admission(session, settings)
     job = new_job(resolve_job(session, settings, **body))
+    check_room_for(session, settings, job.stored_bytes)
     submission = store_or_replay(session, job, key)
     if not submission.replayed:
         dispatch.publish(session, queue, submission.job.id)

@@ -13,10 +13,11 @@ from model_core import SpecError
 from service.broker import JobQueue
 from service.db import dispatch, sweeps
 from service.db.models import Dataset, Sweep
+from service.db.quotas import json_bytes
 from service.jobs.specs import find_dataset, resolve_job
 from service.jobs.submission import with_seed
 from service.logs import REQUEST_ID
-from service.quotas import check_sweep_admission
+from service.quotas import check_room_for, check_sweep_admission
 from service.settings import Settings
 from service.sweeps.search import grid, random_trials, trial_body
 from service.vocabulary import METRIC_GOALS, DataError, Task
@@ -96,6 +97,12 @@ def check_trials(session: Session, settings: Settings, body: dict) -> list[dict]
     return trials
 
 
+def trial_jobs_bytes(trials: list[dict]) -> int:
+    """The bytes the trials' jobs will store (their JSON specs), counted when the sweep is
+    accepted: its trials become jobs later, past any quota check."""
+    return sum(json_bytes(trial["network"], None, trial["training"]) for trial in trials)
+
+
 def with_defaults(body: dict) -> dict:
     """The body with the goal its metric implies and a random search's seed, when not given."""
     search = body["search"]
@@ -112,6 +119,8 @@ def create_sweep(session: Session, queue: JobQueue, settings: Settings, body: di
     find_dataset(session, body["dataset_id"])
     trials = check_trials(session, settings, body)
     check_sweep_admission(session, settings, min(body["max_parallel"], len(trials)))
+    stored = json_bytes(body["search"], trials)
+    check_room_for(session, settings, stored + trial_jobs_bytes(trials))
     sweep = Sweep(
         dataset_id=body["dataset_id"],
         search=body["search"],
@@ -123,6 +132,7 @@ def create_sweep(session: Session, queue: JobQueue, settings: Settings, body: di
         trials=trials,
         model_name=body.get("model_name"),
         request_id=REQUEST_ID.get(),
+        stored_bytes=stored,
     )
     session.add(sweep)
     session.flush()

@@ -3,11 +3,18 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Text, cast, func, inspect, select
 
 from service.commands.cli import main
 from service.db import registry
-from service.db.models import Base, ModelAlias, TrainedModel, TrainingJob
+from service.db.models import (
+    Base,
+    JobCheckpoint,
+    ModelAlias,
+    Sweep,
+    TrainedModel,
+    TrainingJob,
+)
 from service.db.session import make_engine, make_session_factory
 from service.vocabulary import Task
 from tests.factories import add_epochs, queued_xor_job
@@ -159,4 +166,54 @@ def test_a_downgrade_and_an_upgrade_keep_every_row(database_url, monkeypatch, tm
     assert count_rows(database_url) == before
     assert main(["db", "upgrade"]) == 0
     assert count_rows(database_url) == before
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def database_lengths(sessions, columns: dict) -> dict[str, tuple[int, int]]:
+    """(stored_bytes, the bytes the database holds in the row's ``columns``) of each table's one
+    row."""
+    found = {}
+    with sessions() as session:
+        for model, counted in columns.items():
+            held = sum(
+                session.scalar(select(func.coalesce(func.length(cast(c, Text)), 0)))
+                for c in counted
+            )
+            found[model.__tablename__] = (session.scalar(select(model.stored_bytes)), held)
+    return found
+
+
+def test_0008_counts_the_bytes_of_the_rows_already_stored(database_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        session.add(JobCheckpoint(job_id=job_id, attempt=1, epoch=1, blob=b"x" * 3000))
+        trials = [{"params": {"training.l2": 0.1}, "network": {"layers": []}, "training": {}}]
+        session.add(
+            Sweep(
+                search={"method": "grid"},
+                metric="train_loss",
+                goal="minimize",
+                max_parallel=1,
+                n_trials=1,
+                trials=trials,
+            )
+        )
+        session.commit()
+    assert main(["db", "downgrade", "0007"]) == 0
+    assert main(["db", "upgrade"]) == 0
+    lengths = database_lengths(
+        sessions,
+        {
+            TrainingJob: (TrainingJob.network, TrainingJob.initial_weights, TrainingJob.training),
+            Sweep: (Sweep.search, Sweep.trials),
+        },
+    )
+    assert all(stored == held > 0 for stored, held in lengths.values()), lengths
+    with sessions() as session:
+        assert session.scalar(select(JobCheckpoint.stored_bytes)) == 3000
+    sessions.kw["bind"].dispose()
     assert main(["db", "downgrade", "base"]) == 0

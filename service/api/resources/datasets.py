@@ -70,7 +70,7 @@ def dataset_from_file_upload() -> NewDataset:
     form = load_or_fail(FileUploadSchema(), {**request.form.to_dict(), **request.files.to_dict()})
     file = form["file"]
     upload = Upload(
-        name=form.get("name") or file.filename or "dataset",
+        name=form.get("name", "dataset"),
         task=Task(form["task"]) if "task" in form else None,
         stream=file.stream,
         columns=ColumnChoice(form.get("target", ()), form.get("features"), form.get("drop", ())),

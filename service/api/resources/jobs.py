@@ -110,7 +110,8 @@ class Jobs(MethodView):
         422,
         schema=ErrorSchema,
         description="A spec that cannot train on the data, an Idempotency-Key used before"
-        " with another body, or the tenant's storage at QUOTA_STORED_BYTES",
+        " with another body, or the tenant's storage at QUOTA_STORED_BYTES or the job's JSON"
+        " (initial_weights) over it",
     )
     @blp.alt_response(
         429,

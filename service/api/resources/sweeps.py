@@ -37,7 +37,7 @@ class Sweeps(MethodView):
         schema=ErrorSchema,
         description="A bad search, a trial whose spec cannot train (`trials[N].<field>`), more"
         " trials than MAX_SWEEP_TRIALS, first trials (`max_parallel`) more than QUOTA_JOBS on"
-        " their own, or the tenant's storage at QUOTA_STORED_BYTES",
+        " their own, or the tenant's storage at QUOTA_STORED_BYTES or the sweep's JSON over it",
     )
     @blp.alt_response(
         429,

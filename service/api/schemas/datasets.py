@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import validate
 from werkzeug.datastructures import FileStorage
 
+from service.api.schemas.text import dataset_name_field
 from service.datasets.ingest import MAX_INFERRED_CLASSES
 from service.datasets.samples import SAMPLE_NAMES
 from service.datasets.uploads import FILE_READERS
@@ -19,7 +20,7 @@ TASKS = [task.value for task in Task]
 class DatasetCreateSchema(ma.Schema):
     """Either ``builtin``, or ``task`` with ``features`` and ``targets``."""
 
-    name = ma.fields.String(validate=validate.Length(1, 200))
+    name = dataset_name_field()
     builtin = ma.fields.String(validate=validate.OneOf(SAMPLE_NAMES))
     task = ma.fields.String(validate=validate.OneOf(TASKS))
     features = ma.fields.Raw(metadata={"description": "rows of numbers, (n_samples, n_features)"})
@@ -69,14 +70,14 @@ VALUES = {
 class BuiltinDatasetSchema(ma.Schema):
     """A built-in sample (documentation of the JSON body's first form)."""
 
-    name = ma.fields.String(validate=validate.Length(1, 200))
+    name = dataset_name_field()
     builtin = ma.fields.String(required=True, validate=validate.OneOf(SAMPLE_NAMES))
 
 
 def inline_dataset_schema(task: Task, targets: dict) -> type[ma.Schema]:
     """Rows of ``task`` sent inline (documentation of the JSON body's other forms)."""
     fields = {
-        "name": ma.fields.String(validate=validate.Length(1, 200)),
+        "name": dataset_name_field(),
         "task": ma.fields.String(required=True, validate=validate.OneOf([task.value])),
         "features": ma.fields.Raw(required=True, metadata=FEATURES),
         "targets": ma.fields.Raw(required=True, metadata=targets),
@@ -123,7 +124,7 @@ class FileUploadSchema(ma.Schema):
             "is parquet, .npz is npz, any other csv"
         },
     )
-    name = ma.fields.String(validate=validate.Length(1, 200))
+    name = dataset_name_field()
     task = ma.fields.String(
         validate=validate.OneOf(TASKS),
         metadata={
@@ -165,6 +166,21 @@ class FileUploadSchema(ma.Schema):
         if "features" in data and "drop" in data:
             message = "give features (the columns to use) or drop (those to leave out), not both"
             raise ma.ValidationError({"features": [message], "drop": [message]})
+
+    @ma.post_load
+    def name_from_file(self, data: dict, **_kwargs) -> dict:
+        """Without a name, the file's own name is the data set's, held to the same rules."""
+        file_name = data["file"].filename
+        if "name" not in data and file_name:
+            try:
+                self.fields["name"].deserialize(file_name)
+            except ma.ValidationError as error:
+                reasons = "; ".join(error.messages)
+                raise ma.ValidationError(
+                    {"name": [f"none was sent, and the file's name is not one: {reasons}"]}
+                ) from error
+            data["name"] = file_name
+        return data
 
 
 class DatasetSchema(ma.Schema):

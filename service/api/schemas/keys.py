@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from service.api.auth import MAX_ACCESS_TOKEN_SECONDS
+from service.api.schemas.text import text_rules
 from service.vocabulary import Scope
 
 
@@ -31,7 +32,7 @@ class KeyCreateSchema(ma.Schema):
         metadata={"description": "null: the key never expires", "exclusiveMinimum": True},
     )
     description = ma.fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=200)
+        load_default=None, allow_none=True, validate=text_rules(min_length=0)
     )
 
 
