@@ -16,6 +16,7 @@ from service.api.metrics import install_metrics
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
 from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
+from service.api.web_pages import install_web_page_guard
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
 from service.db.session import make_session_factory
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     track_requests(app)  # first: a request refused by a later hook still gets its id and line
     install_metrics(app, settings, app.extensions["backprop"].sessions)
+    install_web_page_guard(app, settings)
     app.before_request(identify_caller)
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
     app.teardown_appcontext(close_db)
