@@ -63,6 +63,9 @@ class Settings:
     # proxy any client could send them.
     trusted_proxies: int = 0
     web_concurrency: int = 2
+    # Event streams one tenant may hold open on one API process (of its 24): the rest stay
+    # for the other tenants.
+    streams_per_tenant: int = 12
     worker_concurrency: int = 1
     max_request_bytes: int = 256 * 1024 * 1024
     max_predict_rows: int = 10_000
@@ -116,6 +119,8 @@ class Settings:
                 raise ValueError(f"{name.upper()}={value!r}: must be one of {', '.join(allowed)}")
         if self.trusted_proxies < 0:
             raise ValueError(f"TRUSTED_PROXIES={self.trusted_proxies}: must be 0 or more")
+        if self.streams_per_tenant < 1:
+            raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""

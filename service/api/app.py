@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         keys=GenerationalCache(),
         signing_secret=signing_secret(settings) if settings.auth == "required" else b"",
     )
-    app.extensions["event_streams"] = StreamSlots()
+    app.extensions["event_streams"] = StreamSlots(per_tenant=settings.streams_per_tenant)
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     track_requests(app)  # first: a request refused by a later hook still gets its id and line
     install_metrics(app, settings, app.extensions["backprop"].sessions)
