@@ -95,6 +95,9 @@ class Settings:
     # /v2 request against RATE_LIMIT.
     rate_limit: str = "100/second"
     predict_rate_limit: str = "5000/second"
+    # Keys a tenant may hold that are neither revoked nor expired, when its admin key makes
+    # them over /v1/keys (the CLI is not limited).
+    max_keys_per_tenant: int = 100
     # Per tenant: queued + running jobs, and bytes of data sets + models stored; 0: no quota.
     quota_jobs: int = 100
     quota_stored_bytes: int = 10 * 1024**3

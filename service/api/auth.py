@@ -51,11 +51,13 @@ _ACCESS_TOKEN_PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class Principal:
-    """The tenant a request acts for, and what it may do there (``key_id`` None: AUTH=off)."""
+    """The tenant a request acts for, and what it may do there (``key_id`` None: AUTH=off), and
+    the key whose rate budget it spends (its own, or the key that minted it)."""
 
     tenant: str
     scope: Scope
     key_id: int | None
+    budget_key_id: int | None = None
 
 
 LOCAL_PRINCIPAL = Principal(DEFAULT_TENANT, Scope.ADMIN, None)
@@ -132,7 +134,7 @@ def principal_for_key(text: str) -> Principal:
 def usable_principal(record: keys.KeyRecord) -> Principal:
     if not record.usable(datetime.now(UTC)):
         unauthorized(f"API key {record.key_id} has expired or been revoked.")
-    return Principal(record.tenant, record.scope, record.key_id)
+    return Principal(record.tenant, record.scope, record.key_id, record.budget_key_id)
 
 
 def key_record(key_id: int) -> keys.KeyRecord | None:
