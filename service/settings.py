@@ -74,7 +74,12 @@ class Settings:
     max_parameters: int = 50_000_000
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000
+    # What one request may allocate (uploads excepted: 3 x MAX_REQUEST_BYTES).
+    max_request_memory: int = 256 * 1024 * 1024
+    # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
+    # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
+    model_cache_bytes: int = 1024 * 1024 * 1024
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0

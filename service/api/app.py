@@ -4,7 +4,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from model_core import MAX_INT32
+from model_core import MAX_INT32, Model
 from service.api.auth import identify_caller, signing_secret
 from service.api.bodies import BodyLimitedRequest
 from service.api.context import Services, close_db
@@ -22,6 +22,7 @@ from service.caching import GenerationalCache, LruCache
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
 from service.generation import generation_for
+from service.serving.predictions import model_bytes
 from service.settings import Settings
 
 API_CONFIG = {
@@ -52,6 +53,13 @@ def behind_proxies(wsgi_app, hops: int) -> ProxyFix:
     return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 
 
+def model_cache(settings: Settings) -> LruCache[int, Model]:
+    """Models bounded by bytes (``MODEL_CACHE_BYTES``) and by count (``MODEL_CACHE_SIZE``):
+    each counts at least a ``MODEL_CACHE_SIZE``-th of the bytes, so no more fit than that."""
+    least = settings.model_cache_bytes // settings.model_cache_size
+    return LruCache(settings.model_cache_bytes, lambda model: max(model_bytes(model), least))
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
@@ -63,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         sessions=make_session_factory(settings.database_url),
         queue=JobQueue.from_settings(settings),
-        models=LruCache(settings.model_cache_size),
+        models=model_cache(settings),
         generation=generation_for(settings),
         refs=GenerationalCache(),
         keys=GenerationalCache(),
