@@ -63,6 +63,9 @@ class Settings:
     # proxy any client could send them.
     trusted_proxies: int = 0
     web_concurrency: int = 2
+    # Event streams one tenant may hold open on one API process (of its 24): the rest stay
+    # for the other tenants.
+    streams_per_tenant: int = 12
     worker_concurrency: int = 1
     max_request_bytes: int = 256 * 1024 * 1024
     max_predict_rows: int = 10_000
@@ -71,7 +74,12 @@ class Settings:
     max_parameters: int = 50_000_000
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000
+    # What one request may allocate (uploads excepted: 3 x MAX_REQUEST_BYTES).
+    max_request_memory: int = 256 * 1024 * 1024
+    # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
+    # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
+    model_cache_bytes: int = 1024 * 1024 * 1024
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0
@@ -92,6 +100,9 @@ class Settings:
     # /v2 request against RATE_LIMIT.
     rate_limit: str = "100/second"
     predict_rate_limit: str = "5000/second"
+    # Keys a tenant may hold that are neither revoked nor expired, when its admin key makes
+    # them over /v1/keys (the CLI is not limited).
+    max_keys_per_tenant: int = 100
     # Per tenant: queued + running jobs, and bytes of data sets + models stored; 0: no quota.
     quota_jobs: int = 100
     quota_stored_bytes: int = 10 * 1024**3
@@ -116,6 +127,8 @@ class Settings:
                 raise ValueError(f"{name.upper()}={value!r}: must be one of {', '.join(allowed)}")
         if self.trusted_proxies < 0:
             raise ValueError(f"TRUSTED_PROXIES={self.trusted_proxies}: must be 0 or more")
+        if self.streams_per_tenant < 1:
+            raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""

@@ -4,7 +4,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from model_core import MAX_INT32
+from model_core import MAX_INT32, Model
 from service.api.auth import identify_caller, signing_secret
 from service.api.bodies import BodyLimitedRequest
 from service.api.context import Services, close_db
@@ -16,11 +16,13 @@ from service.api.metrics import install_metrics
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
 from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
+from service.api.web_pages import install_web_page_guard
 from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
 from service.generation import generation_for
+from service.serving.predictions import model_bytes
 from service.settings import Settings
 
 API_CONFIG = {
@@ -51,6 +53,13 @@ def behind_proxies(wsgi_app, hops: int) -> ProxyFix:
     return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 
 
+def model_cache(settings: Settings) -> LruCache[int, Model]:
+    """Models bounded by bytes (``MODEL_CACHE_BYTES``) and by count (``MODEL_CACHE_SIZE``):
+    each counts at least a ``MODEL_CACHE_SIZE``-th of the bytes, so no more fit than that."""
+    least = settings.model_cache_bytes // settings.model_cache_size
+    return LruCache(settings.model_cache_bytes, lambda model: max(model_bytes(model), least))
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
@@ -62,16 +71,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         sessions=make_session_factory(settings.database_url),
         queue=JobQueue.from_settings(settings),
-        models=LruCache(settings.model_cache_size),
+        models=model_cache(settings),
         generation=generation_for(settings),
         refs=GenerationalCache(),
         keys=GenerationalCache(),
         signing_secret=signing_secret(settings) if settings.auth == "required" else b"",
     )
-    app.extensions["event_streams"] = StreamSlots()
+    app.extensions["event_streams"] = StreamSlots(per_tenant=settings.streams_per_tenant)
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     track_requests(app)  # first: a request refused by a later hook still gets its id and line
     install_metrics(app, settings, app.extensions["backprop"].sessions)
+    install_web_page_guard(app, settings)
     app.before_request(identify_caller)
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
     app.teardown_appcontext(close_db)

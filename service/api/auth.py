@@ -11,7 +11,9 @@ process until the registry generation moves, which a revocation moves: it is see
 next request of every process.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import hmac
 import os
@@ -20,6 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import g, request
 
@@ -36,6 +39,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READING_POSTS = ("/predict", "/infer", "/evaluate", "/v1/jobs/validate", "/v1/tokens")
 ADMIN_PREFIX = "/v1/keys"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}
+# The made secret: 32 random bytes as hex text.
+SECRET_FILE_BYTES = 64
 
 ACCESS_TOKEN_PREFIX = "bpt"
 MAX_ACCESS_TOKEN_SECONDS = 3600
@@ -46,11 +51,13 @@ _ACCESS_TOKEN_PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class Principal:
-    """The tenant a request acts for, and what it may do there (``key_id`` None: AUTH=off)."""
+    """The tenant a request acts for, and what it may do there (``key_id`` None: AUTH=off), and
+    the key whose rate budget it spends (its own, or the key that minted it)."""
 
     tenant: str
     scope: Scope
     key_id: int | None
+    budget_key_id: int | None = None
 
 
 LOCAL_PRINCIPAL = Principal(DEFAULT_TENANT, Scope.ADMIN, None)
@@ -127,7 +134,7 @@ def principal_for_key(text: str) -> Principal:
 def usable_principal(record: keys.KeyRecord) -> Principal:
     if not record.usable(datetime.now(UTC)):
         unauthorized(f"API key {record.key_id} has expired or been revoked.")
-    return Principal(record.tenant, record.scope, record.key_id)
+    return Principal(record.tenant, record.scope, record.key_id, record.budget_key_id)
 
 
 def key_record(key_id: int) -> keys.KeyRecord | None:
@@ -179,15 +186,48 @@ def unauthorized(message: str):
 
 def signing_secret(settings: Settings) -> bytes:
     """``SECRET_KEY``, else the random secret in ``settings.secret_key_path()``, made on first
-    use (readable by this user only; the first process to make it wins a race)."""
+    use (readable by this user only; the first process to make it wins a race).
+
+    A file shorter than a made secret (left empty by a creator of an older version that
+    crashed between creating and writing it) is never used: it is replaced."""
     if settings.secret_key:
         return settings.secret_key.encode()
     path = settings.secret_key_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(secrets.token_hex(32).encode())
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = create_secret(path)
+    return secret if len(secret) >= SECRET_FILE_BYTES else replace_short_secret(path)
+
+
+def replace_short_secret(path: Path) -> bytes:
+    """Replace a short secret file, holding a lock beside it: two processes that both found it
+    short must not each remove the other's new secret."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            secret = path.read_bytes()
+            if len(secret) >= SECRET_FILE_BYTES:
+                return secret  # another process replaced it while this one waited
+            path.unlink()
+        return create_secret(path)
+
+
+def create_secret(path: Path) -> bytes:
+    """Write a new secret to a temporary file, ``fsync`` it, then ``os.link`` it into place.
+
+    The file appears whole or not at all, and a link (unlike a rename) never replaces: when
+    another process linked first, its secret is the one every process reads and uses."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_hex(SECRET_FILE_BYTES // 2).encode())
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink()
     return path.read_bytes()

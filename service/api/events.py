@@ -10,8 +10,10 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Response
 from sqlalchemy.exc import OperationalError
@@ -129,22 +131,43 @@ class JobEventStream:
 
 
 class StreamSlots:
-    """At most ``limit`` streams open at once in this process."""
+    """At most ``limit`` streams open at once in this process, and at most ``per_tenant`` of
+    them for one tenant: a tenant holding all it may leaves the others slots of their own."""
 
-    def __init__(self, limit: int = MAX_OPEN_STREAMS):
-        self._free = threading.BoundedSemaphore(limit)
+    def __init__(self, limit: int = MAX_OPEN_STREAMS, per_tenant: int = MAX_OPEN_STREAMS):
+        self.limit = limit
+        self.per_tenant = per_tenant
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def take(self) -> bool:
-        return self._free.acquire(blocking=False)
+    def take(self, tenant: str) -> None:
+        """Hold a slot for ``tenant``, or answer 429 (the tenant's share) or 503 (all taken)."""
+        with self._lock:
+            if self._open[tenant] >= self.per_tenant:
+                fail(
+                    429,
+                    f"This tenant has {self._open[tenant]} event streams open on this API "
+                    f"process, its share (STREAMS_PER_TENANT); close one, or poll "
+                    "GET /v1/jobs/{id}/epochs.",
+                )
+            if self._open.total() >= self.limit:
+                fail(
+                    503,
+                    "Too many open event streams; poll GET /v1/jobs/{id}/epochs or retry later.",
+                )
+            self._open[tenant] += 1
 
-    def give_back(self) -> None:
-        self._free.release()
+    def give_back(self, tenant: str) -> None:
+        with self._lock:
+            self._open[tenant] -= 1
+            if not self._open[tenant]:
+                del self._open[tenant]
 
 
-def event_stream_response(chunks: Iterable[str], slots: StreamSlots) -> Response:
-    """A streamed ``text/event-stream`` response holding one of ``slots`` until it is closed."""
-    if not slots.take():
-        fail(503, "Too many open event streams; poll GET /v1/jobs/{id}/epochs or retry later.")
+def event_stream_response(chunks: Iterable[str], slots: StreamSlots, tenant: str) -> Response:
+    """A streamed ``text/event-stream`` response holding one of ``tenant``'s ``slots`` until it
+    is closed."""
+    slots.take(tenant)
     response = Response(chunks, mimetype="text/event-stream", headers=STREAM_HEADERS)
-    response.call_on_close(slots.give_back)
+    response.call_on_close(partial(slots.give_back, tenant))
     return response

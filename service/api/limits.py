@@ -57,11 +57,13 @@ def is_prediction(req: Request) -> bool:
 
 
 def caller_key() -> str:
-    """The key's id when the caller presented one (``g.principal``, set by ``identify_caller``,
-    which runs first), else the client's address."""
+    """The id of the key whose budget the caller's key spends (its own, or for a key minted over
+    /v1/keys its minter's: minting cannot multiply a budget) when the caller presented one
+    (``g.principal``, set by ``identify_caller``, which runs first), else the client's
+    address."""
     principal = g.get("principal")
-    if principal is not None and principal.key_id is not None:
-        return f"key:{principal.key_id}"
+    if principal is not None and principal.budget_key_id is not None:
+        return f"key:{principal.budget_key_id}"
     return f"addr:{request.remote_addr}"
 
 

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from model_core import MAX_INT32
@@ -36,6 +36,7 @@ class KeyRecord:
     secret_sha256: str
     expires_at: datetime | None
     revoked: bool
+    budget_key_id: int  # whose rate budget the key's requests spend (its own, or its minter's)
 
     @classmethod
     def of(cls, row: ApiKey) -> "KeyRecord":
@@ -46,6 +47,7 @@ class KeyRecord:
             row.secret_sha256,
             row.expires_at,
             row.revoked_at is not None,
+            row.budget_key_id or row.id,
         )
 
     def usable(self, now: datetime) -> bool:
@@ -74,8 +76,12 @@ def create_key(
     scope: Scope,
     expires_in_days: float | None = None,
     description: str | None = None,
+    budget_key_id: int | None = None,
 ) -> tuple[ApiKey, str]:
-    """Store a new key of ``tenant`` and commit; return its row and its text (shown only now)."""
+    """Store a new key of ``tenant`` and commit; return its row and its text (shown only now).
+
+    ``budget_key_id``: the key whose rate budget the new key spends (a minting key's budget
+    key); None: its own."""
     secret = secrets.token_urlsafe(32)
     expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
     row = ApiKey(
@@ -84,6 +90,7 @@ def create_key(
         secret_sha256=sha256_hex(secret),
         description=description,
         expires_at=expires_at,
+        budget_key_id=budget_key_id,
     )
     session.add(row)
     session.commit()
@@ -108,3 +115,13 @@ def revoke_key(session: Session, row: ApiKey) -> ApiKey:
         row.revoked_at = utcnow()
     session.commit()
     return row
+
+
+def count_live_keys(session: Session, tenant: str) -> int:
+    """The keys of ``tenant`` that are neither revoked nor expired."""
+    statement = select(func.count(ApiKey.id)).where(
+        ApiKey.tenant == tenant,
+        ApiKey.revoked_at.is_(None),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
+    )
+    return session.scalar(statement)

@@ -312,7 +312,10 @@ class ModelAlias(TenantOwned, Base):
 
 class ApiKey(TenantOwned, Base):
     """A tenant's API key: only the SHA-256 of its secret is kept (keys are long random tokens,
-    so a fast hash loses nothing). A key works until ``expires_at`` or ``revoked_at``."""
+    so a fast hash loses nothing). A key works until ``expires_at`` or ``revoked_at``.
+
+    ``budget_key_id``: for a key minted over /v1/keys, the key made by the CLI at the root of
+    its minting chain, whose rate budget it spends (None: a key of the CLI, its own budget)."""
 
     __tablename__ = "api_keys"
     __table_args__ = KEEP_IDS
@@ -325,6 +328,7 @@ class ApiKey(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    budget_key_id: Mapped[int | None]
 
 
 class Sweep(TenantOwned, Base):

@@ -175,13 +175,15 @@ class JobEvents(MethodView):
     @blp.arguments(EventHeadersSchema, location="headers")
     @blp.doc(responses={200: EVENT_STREAM_DOC})
     @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(429, schema=ErrorSchema, description="The tenant's streams are all open")
     @blp.alt_response(503, schema=ErrorSchema, description="Too many open streams")
     def get(self, headers: dict, job_id: int):
         """Live progress as Server-Sent Events until the job is finished (see Last-Event-ID)"""
         require_job(job_id)
         tenant_sessions = partial(session_for, services().sessions, g.principal.tenant)
         stream = JobEventStream(tenant_sessions, job_id, headers["last_event_id"])
-        return event_stream_response(stream, current_app.extensions["event_streams"])
+        slots = current_app.extensions["event_streams"]
+        return event_stream_response(stream, slots, g.principal.tenant)
 
 
 def loss_image_doc(image_format: ImageFormat) -> dict:

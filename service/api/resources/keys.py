@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service.api.auth import access_token, key_record
-from service.api.context import db
+from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
 from service.api.registry import registry_changed
 from service.api.schemas.keys import (
@@ -28,6 +28,17 @@ def own_key(key_id: int):
     return keys.get_key(db(), key_id) or fail(404, f"No key {key_id}.")
 
 
+def refuse_beyond_key_limit() -> None:
+    limit = services().settings.max_keys_per_tenant
+    live = keys.count_live_keys(db(), g.principal.tenant)
+    if live >= limit:
+        fail(
+            409,
+            f"This tenant has {live} live keys, the most it may have (MAX_KEYS_PER_TENANT="
+            f"{limit}): revoke one first.",
+        )
+
+
 @blp.route("/keys")
 class Keys(MethodView):
     @blp.response(200, KeySchema(many=True))
@@ -37,10 +48,18 @@ class Keys(MethodView):
 
     @blp.arguments(KeyCreateSchema, required=False)
     @blp.response(201, KeyCreatedSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="MAX_KEYS_PER_TENANT live keys")
     def post(self, body: dict):
-        """Make a key for this tenant: the key is in this response only"""
+        """Make a key for this tenant: the key is in this response only. It spends the rate
+        budget of the key that made it"""
+        refuse_beyond_key_limit()
         row, text = keys.create_key(
-            db(), g.principal.tenant, body["scope"], body["expires_in_days"], body["description"]
+            db(),
+            g.principal.tenant,
+            body["scope"],
+            body["expires_in_days"],
+            body["description"],
+            budget_key_id=g.principal.budget_key_id,
         )
         return {**{field: getattr(row, field) for field in KeySchema().fields}, "key": text}
 

@@ -61,6 +61,7 @@ from service.serving.predictions import (
     standardization,
     weights_as_arrays,
     weights_document,
+    weights_document_bytes,
 )
 
 blp = PagedBlueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
@@ -304,18 +305,31 @@ class ModelEvaluation(MethodView):
         return answer, 200, served.headers()
 
 
+def refuse_weights_beyond_request_memory(model: Model) -> None:
+    needed = weights_document_bytes(model)
+    limit = services().settings.max_request_memory
+    if needed > limit:
+        message = (
+            f"As JSON these weights would take about {needed} bytes of memory, over "
+            f"MAX_REQUEST_MEMORY ({limit}): ask ?format=npz, which is streamed."
+        )
+        fail(422, message, {"format": [message]})
+
+
 @blp.route("/<ref>/weights", parameters=[REF_PARAMETER])
 class ModelWeights(MethodView):
     @blp.arguments(WeightsQuerySchema, location="query")
     @blp.response(200, WeightsSchema)
     @blp.doc(responses={200: NPZ_DOC})
     @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="Too large for JSON: ?format=npz")
     def get(self, query: dict, ref: str):
         """All a forward pass needs: per layer W (inputs, units), b (units,) and the activation,
         the standardisation and the classes; ?format=npz for the same as a file"""
         served = serve(ref)
         if query["format"] == "npz":
             return npz_response(served)
+        refuse_weights_beyond_request_memory(served.model)
         return weights_document(served.model), 200, served.headers()
 
 

@@ -4,6 +4,7 @@ seen at once by every API process, and the keys API of an admin key."""
 import dataclasses
 import hashlib
 import hmac
+import multiprocessing
 import re
 import time
 from datetime import timedelta
@@ -267,3 +268,33 @@ def test_the_signing_secret_is_made_once_and_shared(tmp_path):
     assert first == second and len(first) == 64
     assert settings.secret_key_path().stat().st_mode & 0o777 == 0o600
     assert signing_secret(dataclasses.replace(settings, secret_key="s3cret")) == b"s3cret"
+
+
+@pytest.mark.parametrize("left", [b"", b"0123abcd"])
+def test_an_empty_or_short_secret_file_is_replaced_not_used(tmp_path, left):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", auth="required")
+    settings.secret_key_path().write_bytes(left)
+    secret = signing_secret(settings)
+    assert len(secret) == 64 and secret != left
+    assert settings.secret_key_path().read_bytes() == secret
+
+
+def test_a_truncated_secret_file_does_not_let_a_copy_of_the_database_mint_tokens(
+    settings, sessions
+):
+    settings.secret_key_path().parent.mkdir(parents=True, exist_ok=True)
+    settings.secret_key_path().write_bytes(b"")
+    client = create_app(settings).test_client()
+    key = api_key(sessions, "alice", "read")
+    token = forged_token(sessions, key, int(time.time()) + 60, secret=b"")
+    assert_envelope(client.get(f"/v1/datasets?access_token={token}"), 401)
+
+
+def test_processes_racing_to_make_the_secret_all_use_the_winners(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", auth="required")
+    settings.secret_key_path().parent.mkdir(parents=True, exist_ok=True)
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        secrets_made = pool.map(signing_secret, [settings] * 24)
+    assert set(secrets_made) == {settings.secret_key_path().read_bytes()}
+    assert len(secrets_made[0]) == 64
+    assert [path.name for path in tmp_path.iterdir()] == ["secret.key"]  # no temporary file left

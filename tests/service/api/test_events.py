@@ -11,7 +11,7 @@ from service.api import events
 from service.api.events import HEARTBEAT, JobEventStream
 from service.db.models import TrainingJob
 from service.vocabulary import JobStatus
-from tests.factories import add_epochs, assert_envelope, queued_xor_job
+from tests.factories import add_epochs, api_key, assert_envelope, bearer, queued_xor_job
 
 
 def set_status(sessions, job_id: int, status: JobStatus) -> None:
@@ -177,10 +177,42 @@ def test_a_database_blip_skips_a_poll_not_the_stream(sessions, finished_job):
 
 
 def test_streams_beyond_the_cap_are_503_and_a_closed_stream_frees_its_slot(app, finished_job):
-    app.extensions["event_streams"] = events.StreamSlots(limit=1)
+    app.extensions["event_streams"] = events.StreamSlots(limit=1, per_tenant=2)
     client = app.test_client()
     first = client.get(f"/v1/jobs/{finished_job}/events", buffered=False)
     assert_envelope(client.get(f"/v1/jobs/{finished_job}/events"), 503)
     first.close()
     for _ in range(2):  # buffered: read to its end, then closed as a WSGI server does
         assert client.get(f"/v1/jobs/{finished_job}/events", buffered=True).status_code == 200
+
+
+def tenants_finished_job(sessions, tenant: str) -> int:
+    job_id = queued_xor_job(sessions, epochs=10)
+    with sessions() as session:
+        job = session.get(TrainingJob, job_id)
+        job.status, job.tenant = JobStatus.FAILED, tenant
+        session.commit()
+    return job_id
+
+
+def test_one_tenant_holding_its_share_of_streams_leaves_the_others_theirs(client_with, sessions):
+    client = client_with(auth="required", streams_per_tenant=2)
+    client.application.extensions["event_streams"].limit = 3
+    alice, bob = (
+        (bearer(api_key(sessions, tenant, "read")), tenants_finished_job(sessions, tenant))
+        for tenant in ("alice", "bob")
+    )
+    held = [client.get(f"/v1/jobs/{alice[1]}/events", headers=alice[0], buffered=False)]
+    held.append(client.get(f"/v1/jobs/{alice[1]}/events", headers=alice[0], buffered=False))
+    assert (
+        "STREAMS_PER_TENANT"
+        in assert_envelope(client.get(f"/v1/jobs/{alice[1]}/events", headers=alice[0]), 429)[
+            "message"
+        ]
+    )
+    held.append(client.get(f"/v1/jobs/{bob[1]}/events", headers=bob[0], buffered=False))
+    assert [response.status_code for response in held] == [200, 200, 200]
+    assert_envelope(client.get(f"/v1/jobs/{bob[1]}/events", headers=bob[0]), 503)  # 3 of 3
+    for response in held:
+        response.close()
+    assert client.get(f"/v1/jobs/{alice[1]}/events", headers=alice[0]).status_code == 200

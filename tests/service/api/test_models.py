@@ -126,3 +126,22 @@ def test_rows_that_do_not_fit_say_what_is_wrong(client, model_id, instances, mes
     response = client.post(f"/v1/models/{model_id}/predict", json={"instances": instances})
     error = assert_envelope(response, 422, "instances")
     assert (error["message"], error["details"]["instances"]) == (message, [detail])
+
+
+def test_weights_too_large_for_json_are_a_422_pointing_to_npz(client_with, sessions, model_id):
+    client = client_with(max_request_memory=1000)  # XOR's 2-4-1 network: 17 x 80 bytes
+    error = assert_envelope(client.get(f"/v1/models/{model_id}/weights"), 422, "format")
+    assert "?format=npz" in error["message"]
+    assert client.get(f"/v1/models/{model_id}/weights?format=npz").status_code == 200
+
+
+def test_the_model_cache_is_bounded_in_bytes(client_with, model_id, monkeypatch):
+    client = client_with(model_cache_bytes=50)  # XOR: 17 parameters + mean and scale, > 50 B
+    loads = []
+    real_from_bytes = model_core.Model.from_bytes
+    monkeypatch.setattr(
+        model_core.Model, "from_bytes", lambda data: loads.append(1) or real_from_bytes(data)
+    )
+    for _ in range(3):
+        client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS[:1]})
+    assert len(loads) == 3  # larger than the whole cache: never kept

@@ -134,3 +134,39 @@ def test_both_budgets_off_install_no_limiter(settings, sessions):
 def test_a_limit_that_does_not_parse_stops_the_app_naming_its_setting(settings, setting):
     with pytest.raises(ValueError, match=f"{setting.upper()}='lots'"):
         create_app(dataclasses.replace(settings, **{setting: "lots"}))
+
+
+def mint(client, headers: dict) -> object:
+    return client.post("/v1/keys", json={"scope": "admin"}, headers=headers)
+
+
+def test_a_chain_of_minted_keys_spends_one_budget(client_with, sessions):
+    client = client_with(auth="required", rate_limit="5/minute")
+    headers = bearer(api_key(sessions, "acme", "admin"))
+    successes = 0
+    for _ in range(12):  # each new key mints the next, as the review did
+        response = mint(client, headers)
+        if response.status_code != 201:
+            assert_too_many(response, "RATE_LIMIT", "5 per 1 minute")
+            break
+        successes += 1
+        headers = bearer(response.get_json()["key"])
+    assert successes == 5
+    # The operator's own keys (the CLI's) keep budgets of their own.
+    assert (
+        client.get("/v1/keys", headers=bearer(api_key(sessions, "acme", "admin"))).status_code
+        == 200
+    )
+
+
+def test_a_tenant_holds_at_most_max_keys_per_tenant_live_keys(client_with, sessions):
+    client = client_with(auth="required", max_keys_per_tenant=3)
+    admin = bearer(api_key(sessions, "acme", "admin"))
+    minted = [mint(client, admin) for _ in range(3)]
+    assert [response.status_code for response in minted] == [201, 201, 409]
+    assert "MAX_KEYS_PER_TENANT" in assert_envelope(minted[-1], 409)["message"]
+    revoked = minted[0].get_json()["id"]
+    assert client.post(f"/v1/keys/{revoked}/revoke", headers=admin).status_code == 200
+    assert mint(client, admin).status_code == 201
+    # Another tenant's keys are its own count.
+    assert mint(client, bearer(api_key(sessions, "other", "admin"))).status_code == 201
