@@ -49,7 +49,7 @@ class DataLimits:
         size = n_rows * longest * LABEL_CHAR_BYTES
         if size > self.max_cells * CELL_BYTES:
             limit = f"the limit is {self.max_cells * CELL_BYTES} (MAX_DATASET_CELLS x {CELL_BYTES})"
-            stored = f"{n_rows} labels of {longest} characters take {size} bytes"
+            stored = f"holds {n_rows} labels of {longest} characters: {size} bytes"
             raise DataError(field, f"{where}{stored} (each as wide as the longest); {limit}")
 
 

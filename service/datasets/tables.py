@@ -361,35 +361,50 @@ def pandas_index(schema: pa.Schema) -> set[str]:
     return {name for name in index if isinstance(name, str)} if isinstance(index, list) else set()
 
 
+# Cells read from a Parquet file at once (8 MB as float64): columns are read together up to
+# this many, since each read also costs a pass over all of the file's columns.
+PARQUET_READ_CELLS = 1024 * 1024
+
+
 def read_parquet_numbers(
     parquet: pq.ParquetFile, header: Header, numbers: list[int]
 ) -> NumberColumns:
-    """The columns ``numbers`` (of numeric types) as float64, one column at a time (the format
-    is made for it) into one array: no whole table in memory. The labels are
-    ``parquet_labels``'s."""
-    if parquet.metadata.num_rows == 0:
+    """The columns ``numbers`` (of numeric types) as float64, a few columns at a time (the
+    format is made for it; ``PARQUET_READ_CELLS``) into one array: no whole table in memory.
+    The labels are ``parquet_labels``'s."""
+    n_rows = parquet.metadata.num_rows
+    if n_rows == 0:
         raise DataError("file", "has no data rows")
-    values = np.empty((parquet.metadata.num_rows, len(numbers)))
+    values = np.empty((n_rows, len(numbers)))
     not_numbers = {}
-    for position, column in enumerate(numbers):
-        cells = read_parquet_column(parquet, header.names[column])
-        if cells.null_count:
-            not_numbers[position] = pc.index(pc.is_null(cells), True).as_py()
-            continue
-        # An integer beyond 2**53 is rounded to the nearest float64, as a CSV cell is.
-        fill_column(values[:, position], pc.cast(cells, pa.float64(), safe=False))
+    per_read = max(1, PARQUET_READ_CELLS // n_rows)
+    for start in range(0, len(numbers), per_read):
+        names = [header.names[column] for column in numbers[start : start + per_read]]
+        for position, cells in enumerate(read_parquet_columns(parquet, names), start):
+            if cells.null_count:
+                not_numbers[position] = pc.index(pc.is_null(cells), True).as_py()
+                continue
+            # An integer beyond 2**53 is rounded to the nearest float64, as a CSV cell is.
+            fill_column(values[:, position], pc.cast(cells, pa.float64(), safe=False))
     return NumberColumns(values, not_numbers, None)
 
 
-def read_parquet_column(parquet: pq.ParquetFile, name: str) -> pa.ChunkedArray:
-    """A column whole: for numbers, 8 bytes a row at most once the rows are checked."""
+def read_parquet_columns(parquet: pq.ParquetFile, names: list[str]) -> list[pa.ChunkedArray]:
+    """Columns ``names`` whole: for numbers, 8 bytes a cell at most once the rows are
+    checked."""
     try:
-        cells = parquet.read(columns=[name]).column(0)
+        columns = parquet.read(columns=names).columns
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DataError("file", f"is not a valid Parquet file: {error}") from None
-    if len(cells) != parquet.metadata.num_rows:
-        raise DataError("file", f"column {name!r} has {len(cells)} rows, not as many as the file")
-    return cells
+    for name, cells in zip(names, columns, strict=True):
+        if len(cells) != parquet.metadata.num_rows:
+            message = f"column {name!r} has {len(cells)} rows, not as many as the file"
+            raise DataError("file", message)
+    return columns
+
+
+def read_parquet_column(parquet: pq.ParquetFile, name: str) -> pa.ChunkedArray:
+    return read_parquet_columns(parquet, [name])[0]
 
 
 def fill_column(out: np.ndarray, cells: pa.ChunkedArray) -> None:

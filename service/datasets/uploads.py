@@ -272,7 +272,7 @@ def check_npz_labels(y: NpyMember, limits: DataLimits) -> None:
     if width > limits.max_label_chars:
         message = f"array {y.name!r} holds labels of up to {width} characters"
         raise DataError("target", f"{message}; the limit is {limits.max_label_chars}")
-    limits.check_labels("target", int(np.prod(y.shape)), width, f"array {y.name!r}: ")
+    limits.check_labels("target", int(np.prod(y.shape)), width, f"array {y.name!r} ")
 
 
 def read_member(archive: zipfile.ZipFile, member: NpyMember) -> np.ndarray:
