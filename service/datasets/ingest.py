@@ -272,9 +272,9 @@ def json_targets(task: Task, targets: object, max_label_chars: int) -> np.ndarra
     if not isinstance(targets, list):
         raise DataError("targets", "must be a list with one entry per row")
     long_text = first_long_text(targets, max_label_chars)
-    if long_text is not None and task is Task.REGRESSION:
-        json_numbers(targets, "targets")  # raises, naming the first cell that is not a number
     if long_text is not None:
+        if task is Task.REGRESSION:
+            json_numbers(targets, "targets")  # raises, naming the first cell not a number
         path, length = long_text
         check_label_chars("targets" + path, length, max_label_chars)
     try:
@@ -285,16 +285,22 @@ def json_targets(task: Task, targets: object, max_label_chars: int) -> np.ndarra
 
 
 def first_long_text(value: list, max_chars: int) -> tuple[str, int] | None:
-    """The place (``[row]`` or ``[row][column]``...) and length of a string in nested lists
-    ``value`` longer than ``max_chars``, or None; iterative, however deep the nesting."""
+    """The place (``[row]``, ``[row][column]``...) and length of a string in nested lists
+    ``value`` longer than ``max_chars``, or None. Rows are scanned in place, a cell at a time
+    (2-D regression targets of a million rows cost about what numpy's own pass does); only
+    lists nested deeper wait on a stack, so no depth of nesting recurses."""
     pending = [("", value)]
     while pending:
         path, items = pending.pop()
         for index, item in enumerate(items):
-            if isinstance(item, str) and len(item) > max_chars:
-                return f"{path}[{index}]", len(item)
             if isinstance(item, list):
-                pending.append((f"{path}[{index}]", item))
+                for column, cell in enumerate(item):
+                    if isinstance(cell, str) and len(cell) > max_chars:
+                        return f"{path}[{index}][{column}]", len(cell)
+                    if isinstance(cell, list):
+                        pending.append((f"{path}[{index}][{column}]", cell))
+            elif isinstance(item, str) and len(item) > max_chars:
+                return f"{path}[{index}]", len(item)
     return None
 
 

@@ -283,3 +283,16 @@ def test_a_csv_prediction_body_of_20000_columns_is_matched_by_name():
 def test_a_repeated_csv_header_name_is_the_first_column():
     header = Header(["a", "b", "a"], 3)
     assert column_indices(header, ["a", "b"], "features") == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("targets", "path"),
+    [
+        (["a", "b" * 300], "targets[1]"),
+        ([["a"], ["b", "c" * 300]], "targets[1][1]"),
+        ([["a"], [["b", ["c" * 300]]]], "targets[1][0][1][0]"),
+    ],
+)
+def test_a_long_label_is_named_however_deep(client, targets, path):
+    body = {"task": "classification", "features": [[0.0], [1.0]], "targets": targets}
+    assert "the limit is 256" in refused(client.post("/v1/datasets", json=body), path)
