@@ -71,6 +71,9 @@ class Settings:
     max_predict_rows: int = 10_000
     max_dataset_rows: int = 1_000_000
     max_dataset_cells: int = 64_000_000
+    # The longest class label, in characters, on every path (files, JSON uploads, evaluate's
+    # targets): labels are stored as wide as the longest, 4 bytes a character, on every row.
+    max_label_chars: int = 256
     max_parameters: int = 50_000_000
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000

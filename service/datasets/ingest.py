@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -17,13 +18,21 @@ from service.db.models import Dataset
 from service.db.npz import arrays_to_npz
 from service.vocabulary import DataError, Task
 
+# numpy keeps text as fixed-width UTF-32: every label as wide as the longest, 4 bytes a character.
+LABEL_CHAR_BYTES = 4
+# A feature cell as float64: class labels may take as many bytes as the largest features may.
+CELL_BYTES = 8
+
 
 @dataclass(frozen=True)
 class DataLimits:
-    """The largest data set accepted: rows, and cells (rows x features)."""
+    """The largest data set accepted: rows, cells (rows x features), and class labels: each at
+    most ``max_label_chars`` characters, all of them at most ``max_cells`` x ``CELL_BYTES``
+    bytes as stored (``LABEL_CHAR_BYTES`` a character of the longest, on every row)."""
 
     max_rows: int
     max_cells: int
+    max_label_chars: int
 
     def check(self, field: str, n_rows: int, n_columns: int) -> None:
         if n_rows > self.max_rows:
@@ -32,6 +41,23 @@ class DataLimits:
         if n_rows * n_columns > self.max_cells:
             limit = f"the limit is {self.max_cells} (MAX_DATASET_CELLS)"
             raise DataError(field, f"has {n_rows * n_columns} cells; {limit}")
+
+    def check_labels(self, field: str, n_rows: int, longest: int, where: str = "") -> None:
+        """``n_rows`` class labels whose longest has ``longest`` characters; ``where`` names
+        their column or array in messages."""
+        check_label_chars(field, longest, self.max_label_chars, where)
+        size = n_rows * longest * LABEL_CHAR_BYTES
+        if size > self.max_cells * CELL_BYTES:
+            limit = f"the limit is {self.max_cells * CELL_BYTES} (MAX_DATASET_CELLS x {CELL_BYTES})"
+            stored = f"holds {n_rows} labels of {longest} characters: {size} bytes"
+            raise DataError(field, f"{where}{stored} (each as wide as the longest); {limit}")
+
+
+def check_label_chars(field: str, longest: int, max_chars: int, where: str = "") -> None:
+    """A class label is at most ``max_chars`` characters (MAX_LABEL_CHARS)."""
+    if longest > max_chars:
+        limit = f"the limit is {max_chars} (MAX_LABEL_CHARS)"
+        raise DataError(field, f"{where}has a label of {longest} characters; {limit}")
 
 
 def numeric_matrix(value: object, field: str) -> np.ndarray:
@@ -231,19 +257,51 @@ def dataset_from_json(
     """A data set from JSON ``features`` (rows of numbers) and ``targets`` (labels or values)."""
     x = numeric_matrix(features, "features")
     limits.check("features", *x.shape)
-    y = json_targets(task, targets)
+    y = json_targets(task, targets, limits.max_label_chars)
+    if y.dtype.kind == "U":
+        limits.check_labels("targets", len(y), y.dtype.itemsize // LABEL_CHAR_BYTES)
     return build_dataset(name=name, task=task, source="json", x=x, y=y, target_field="targets")
 
 
-def json_targets(task: Task, targets: object) -> np.ndarray:
-    """JSON ``targets`` as an array: labels as given, regression values as finite float64."""
+def json_targets(task: Task, targets: object, max_label_chars: int) -> np.ndarray:
+    """JSON ``targets`` as an array: labels as given, regression values as finite float64.
+
+    numpy pads every string to the longest, so a string over ``max_label_chars`` is refused
+    before the array is made: one long label among many rows would take gigabytes.
+    """
     if not isinstance(targets, list):
         raise DataError("targets", "must be a list with one entry per row")
+    long_text = first_long_text(targets, max_label_chars)
+    if long_text is not None:
+        if task is Task.REGRESSION:
+            json_numbers(targets, "targets")  # raises, naming the first cell not a number
+        path, length = long_text
+        check_label_chars("targets" + path, length, max_label_chars)
     try:
         y = np.array(targets)
     except ValueError:
         raise DataError("targets", "rows have different lengths") from None
     return numeric_array(y, targets, "targets") if task is Task.REGRESSION else y
+
+
+def first_long_text(value: list, max_chars: int) -> tuple[str, int] | None:
+    """The place (``[row]``, ``[row][column]``...) and length of a string in nested lists
+    ``value`` longer than ``max_chars``, or None. Rows are scanned in place, a cell at a time
+    (2-D regression targets of a million rows cost about what numpy's own pass does); only
+    lists nested deeper wait on a stack, so no depth of nesting recurses."""
+    pending = [("", value)]
+    while pending:
+        path, items = pending.pop()
+        for index, item in enumerate(items):
+            if isinstance(item, list):
+                for column, cell in enumerate(item):
+                    if isinstance(cell, str) and len(cell) > max_chars:
+                        return f"{path}[{index}][{column}]", len(cell)
+                    if isinstance(cell, list):
+                        pending.append((f"{path}[{index}][{column}]", cell))
+            elif isinstance(item, str) and len(item) > max_chars:
+                return f"{path}[{index}]", len(item)
+    return None
 
 
 def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
@@ -266,6 +324,15 @@ class Header:
 
     names: list[str] | None
     width: int
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each header name's position (its first, when a CSV header repeats it): a lookup
+        per name, so that matching thousands of columns stays linear."""
+        positions: dict[str, int] = {}
+        for index, name in enumerate(self.names or ()):
+            positions.setdefault(name, index)
+        return positions
 
     def label(self, index: int) -> str:
         """Column ``index`` as messages name it: its quoted name, or its number."""
@@ -310,7 +377,8 @@ def chosen_indices(
 ) -> list[int]:
     """Positions of the columns ``field`` lists, none of them a target."""
     indices = column_indices(header, names, field)
-    clash = [index for index in indices if index in targets]
+    target_set = set(targets)
+    clash = [index for index in indices if index in target_set]
     if clash:
         raise DataError(field, f"column {header.label(clash[0])} is a target")
     return indices
@@ -328,10 +396,10 @@ def column_indices(header: Header, names: Sequence[str], field: str) -> list[int
 def column_index(header: Header, name: str, field: str) -> int:
     """The position of column ``name``: a header name, or a 0-based number without a header."""
     if header.names is not None:
-        if name not in header.names:
+        if name not in header.positions:
             listed = ", ".join(header.names)
             raise DataError(field, f"no column {name!r}; the columns are: {listed}")
-        return header.names.index(name)
+        return header.positions[name]
     if not (name.isdigit() and int(name) < header.width):
         raise DataError(field, f"without a header, name columns by number 0..{header.width - 1}")
     return int(name)

@@ -16,6 +16,7 @@ type, a cell by its 0-based row.
 import csv
 import io
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
@@ -26,7 +27,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from service.datasets.ingest import DataLimits, Header, first_non_finite, inferred_task
+from service.datasets.ingest import (
+    LABEL_CHAR_BYTES,
+    DataLimits,
+    Header,
+    first_non_finite,
+    inferred_task,
+)
 from service.vocabulary import DataError, Task
 
 # malloc, as numpy's arrays: memory one frees serves the other.
@@ -38,8 +45,6 @@ PARSE_OPTIONS = pa_csv.ParseOptions(newlines_in_values=True)
 BLOCK_BYTES = 256 * 1024
 CONVERSION_ERROR = "CSV conversion error"
 LONG_ROW_ERROR = "straddling object"
-# A label is stored as a fixed-width string: one long label makes every row as long.
-MAX_LABEL_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -301,73 +306,105 @@ def csv_column_task(cells: pa.ChunkedArray) -> Task:
     return inferred_task(numbers)
 
 
-def text_labels(values: pa.ChunkedArray, label: str, field: str) -> np.ndarray:
-    """A text column as a fixed-width string array, each label at most ``MAX_LABEL_CHARS``;
-    made from its few distinct labels, not from a Python string per row."""
-    longest = pc.max(pc.utf8_length(values)).as_py() or 0
-    if longest > MAX_LABEL_CHARS:
-        message = f"column {label} has a label of {longest} characters; the limit is "
-        raise DataError(field, message + str(MAX_LABEL_CHARS))
-    encoded = pc.dictionary_encode(values.combine_chunks())
+def text_labels(
+    values: pa.ChunkedArray | pa.Array, label: str, field: str, limits: DataLimits
+) -> np.ndarray:
+    """A text column (plain or dictionary-encoded) as a fixed-width string array, its labels
+    within ``limits``; made from its few distinct labels, not from a Python string per row,
+    and sized from them before it is made."""
+    encoded = dictionary_of(values)
+    used = encoded.dictionary.take(pc.unique(encoded.indices))
+    longest = pc.max(pc.utf8_length(used)).as_py() or 0
+    limits.check_labels(field, len(encoded), longest, f"column {label} ")
     distinct = np.array(encoded.dictionary.to_pylist(), dtype=f"<U{max(longest, 1)}")
     return distinct[encoded.indices.to_numpy()]
+
+
+def dictionary_of(values: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """Text ``values`` as one dictionary array: the distinct labels, and each row's index."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.unify_dictionaries() if pa.types.is_dictionary(values.type) else values
+        values = values.combine_chunks()
+    return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
 
 
 # --- Parquet ----------------------------------------------------------------------------------
 
 
 def open_parquet(stream: BinaryIO) -> tuple[pq.ParquetFile, Header]:
-    """The Parquet file in ``stream`` and its columns; nothing but the footer is read yet."""
+    """The Parquet file in ``stream`` and its columns; nothing but the footer is read yet.
+
+    pyarrow builds ``schema_arrow`` anew on every access: it is read once, and every column
+    name is looked up in a set or counted by a ``Counter``, so that thousands of columns take
+    no longer than their footer takes to parse."""
     try:
         parquet = pq.ParquetFile(stream)
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DataError("file", f"is not a Parquet file: {error}") from None
-    names = [name for name in parquet.schema_arrow.names if name not in pandas_index(parquet)]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    schema = parquet.schema_arrow
+    index = pandas_index(schema)
+    names = [name for name in schema.names if name not in index]
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated:
         raise DataError("file", f"has more than one column named {repeated[0]!r}")
     return parquet, Header(names, len(names))
 
 
-def pandas_index(parquet: pq.ParquetFile) -> set[str]:
+def pandas_index(schema: pa.Schema) -> set[str]:
     """The columns that hold a pandas DataFrame's index (``to_parquet`` writes one unless it is
     a plain range): row labels, not features. Metadata not as pandas writes it names none."""
     try:
-        metadata = parquet.schema_arrow.pandas_metadata
+        metadata = schema.pandas_metadata
     except ValueError:  # not JSON
         return set()
     index = metadata.get("index_columns") if isinstance(metadata, dict) else None
     return {name for name in index if isinstance(name, str)} if isinstance(index, list) else set()
 
 
+# Cells read from a Parquet file at once (8 MB as float64): columns are read together up to
+# this many, since each read also costs a pass over all of the file's columns.
+PARQUET_READ_CELLS = 1024 * 1024
+
+
 def read_parquet_numbers(
-    parquet: pq.ParquetFile, header: Header, numbers: list[int], labels: list[int]
+    parquet: pq.ParquetFile, header: Header, numbers: list[int]
 ) -> NumberColumns:
-    """The columns ``numbers`` (of numeric types) as float64 and ``labels`` as they are, one
-    column at a time (the format is made for it) into one array: no whole table in memory."""
-    if parquet.metadata.num_rows == 0:
+    """The columns ``numbers`` (of numeric types) as float64, a few columns at a time (the
+    format is made for it; ``PARQUET_READ_CELLS``) into one array: no whole table in memory.
+    The labels are ``parquet_labels``'s."""
+    n_rows = parquet.metadata.num_rows
+    if n_rows == 0:
         raise DataError("file", "has no data rows")
-    values = np.empty((parquet.metadata.num_rows, len(numbers)))
+    values = np.empty((n_rows, len(numbers)))
     not_numbers = {}
-    for position, column in enumerate(numbers):
-        cells = read_parquet_column(parquet, header.names[column])
-        if cells.null_count:
-            not_numbers[position] = pc.index(pc.is_null(cells), True).as_py()
-            continue
-        # An integer beyond 2**53 is rounded to the nearest float64, as a CSV cell is.
-        fill_column(values[:, position], pc.cast(cells, pa.float64(), safe=False))
-    text = read_parquet_column(parquet, header.names[labels[0]]) if labels else None
-    return NumberColumns(values, not_numbers, text)
+    per_read = max(1, PARQUET_READ_CELLS // n_rows)
+    for start in range(0, len(numbers), per_read):
+        names = [header.names[column] for column in numbers[start : start + per_read]]
+        for position, cells in enumerate(read_parquet_columns(parquet, names), start):
+            if cells.null_count:
+                not_numbers[position] = pc.index(pc.is_null(cells), True).as_py()
+                continue
+            # An integer beyond 2**53 is rounded to the nearest float64, as a CSV cell is.
+            fill_column(values[:, position], pc.cast(cells, pa.float64(), safe=False))
+    return NumberColumns(values, not_numbers, None)
+
+
+def read_parquet_columns(parquet: pq.ParquetFile, names: list[str]) -> list[pa.ChunkedArray]:
+    """Columns ``names`` whole: for numbers, 8 bytes a cell at most once the rows are
+    checked."""
+    try:
+        columns = parquet.read(columns=names).columns
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise DataError("file", f"is not a valid Parquet file: {error}") from None
+    for name, cells in zip(names, columns, strict=True):
+        if len(cells) != parquet.metadata.num_rows:
+            message = f"column {name!r} has {len(cells)} rows, not as many as the file"
+            raise DataError("file", message)
+    return columns
 
 
 def read_parquet_column(parquet: pq.ParquetFile, name: str) -> pa.ChunkedArray:
-    try:
-        cells = parquet.read(columns=[name]).column(0)
-    except (pa.ArrowException, OSError, ValueError) as error:
-        raise DataError("file", f"is not a valid Parquet file: {error}") from None
-    if len(cells) != parquet.metadata.num_rows:
-        raise DataError("file", f"column {name!r} has {len(cells)} rows, not as many as the file")
-    return cells
+    return read_parquet_columns(parquet, [name])[0]
 
 
 def fill_column(out: np.ndarray, cells: pa.ChunkedArray) -> None:
@@ -401,16 +438,23 @@ def parquet_cell_errors(numbers: NumberColumns, header: Header, columns: list[in
     return cell_error
 
 
-def parquet_column_task(cells: pa.ChunkedArray) -> Task:
-    """The task a Parquet target column suggests: classes for text and booleans, numbers as
-    their values say (``inferred_task``; nulls left out, refused by the read proper), and
-    regression for another type, which that read refuses naming the type."""
-    cells = plain_values(cells)
-    if is_text(cells.type) or pa.types.is_boolean(cells.type):
+def parquet_column_task(parquet: pq.ParquetFile, name: str) -> Task:
+    """The task a Parquet target column suggests, from its type in the footer: classes for text
+    and booleans, regression for a type that is not numbers (which the read proper refuses
+    naming it), and for numbers as their values say (``inferred_task``; nulls left out,
+    refused by the read proper), the only case that reads the column."""
+    kind = value_type(parquet.schema_arrow.field(name).type)
+    if is_text(kind) or pa.types.is_boolean(kind):
         return Task.CLASSIFICATION
-    if not any(is_kind(cells.type) for is_kind in NUMBER_TYPES):
+    if not any(is_kind(kind) for is_kind in NUMBER_TYPES):
         return Task.REGRESSION
+    cells = plain_values(read_parquet_column(parquet, name))
     return inferred_task(pc.cast(pc.drop_null(cells), pa.float64(), safe=False).to_numpy())
+
+
+def value_type(kind: pa.DataType) -> pa.DataType:
+    """The type of a column's values: a dictionary-encoded column's (pandas' categories)."""
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 
 def plain_values(cells: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -422,18 +466,113 @@ def is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def parquet_labels(values: pa.ChunkedArray, label: str) -> np.ndarray:
+@dataclass(frozen=True)
+class LabelColumn:
+    """A Parquet file's target column of class labels: the file (from ``stream``, which it was
+    opened on), the column's ``name``, and its ``label`` in messages."""
+
+    stream: BinaryIO
+    parquet: pq.ParquetFile
+    name: str
+    label: str
+
+
+def parquet_labels(column: LabelColumn, limits: DataLimits) -> np.ndarray:
     """Class labels from a Parquet column of integers, whole floats, text or booleans (the
-    labels "false" and "true")."""
-    if values.null_count:
-        row = pc.index(pc.is_null(values), True).as_py()
-        raise DataError("target", f"row {row}, column {label}: null is not a class label")
-    values = plain_values(values)
-    if pa.types.is_boolean(values.type):
-        values = values.cast(pa.string())
-    if is_text(values.type):
-        return text_labels(values, label, "target")
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return values.to_numpy()
-    message = f"column {label} holds {values.type}; labels are integers, text or booleans"
+    labels "false" and "true"); its type is checked in the footer before anything is read."""
+    kind = value_type(column.parquet.schema_arrow.field(column.name).type)
+    for is_kind, read_labels in LABEL_READERS:
+        if is_kind(kind):
+            return read_labels(column, limits)
+    message = f"column {column.label} holds {kind}; labels are integers, text or booleans"
     raise DataError("target", message)
+
+
+def number_labels(column: LabelColumn, limits: DataLimits) -> np.ndarray:
+    """Integer or float labels, read whole: 8 bytes a row."""
+    cells = read_parquet_column(column.parquet, column.name)
+    refuse_nulls(cells, column.label)
+    return plain_values(cells).to_numpy()
+
+
+def boolean_labels(column: LabelColumn, limits: DataLimits) -> np.ndarray:
+    """Booleans as the labels "false" and "true", read whole: a bit a row."""
+    cells = read_parquet_column(column.parquet, column.name)
+    refuse_nulls(cells, column.label)
+    return text_labels(plain_values(cells).cast(pa.string()), column.label, "target", limits)
+
+
+# Beyond a label's UTF-8 bytes (at most LABEL_CHAR_BYTES a character), what a row may take in a
+# column chunk unpacked: its length, its dictionary index, its levels, its share of the page
+# headers and their statistics; and what a column chunk takes whatever its rows.
+LABEL_ROW_OVERHEAD_BYTES = 64
+LABEL_CHUNK_OVERHEAD_BYTES = 64 * 1024
+# Rows of a label column read at a time, each batch's labels checked before the next is read.
+LABEL_BATCH_ROWS = 64 * 1024
+
+
+def text_column_labels(column: LabelColumn, limits: DataLimits) -> np.ndarray:
+    """Text labels, read in batches as dictionaries (a label repeated on every row is held
+    once), each batch's longest label checked before the next is read; the column's size
+    unpacked is checked in the footer first."""
+    check_label_column_size(column, limits)
+    batches, rows = [], 0
+    for cells in label_batches(column):
+        refuse_nulls(cells, column.label, rows)
+        used = cells.dictionary.take(pc.unique(cells.indices))
+        longest = pc.max(pc.utf8_length(used)).as_py() or 0
+        limits.check_labels("target", rows + len(cells), longest, f"column {column.label} ")
+        batches.append(cells)
+        rows += len(cells)
+    if rows != column.parquet.metadata.num_rows:
+        message = f"column {column.name!r} has {rows} rows, not as many as the file"
+        raise DataError("file", message)
+    return text_labels(pa.chunked_array(batches), column.label, "target", limits)
+
+
+def label_batches(column: LabelColumn) -> Iterator[pa.DictionaryArray]:
+    """The column's rows, ``LABEL_BATCH_ROWS`` at a time, each batch a dictionary array."""
+    labelled = pq.ParquetFile(
+        column.stream, metadata=column.parquet.metadata, read_dictionary=[column.name]
+    )
+    batches = labelled.iter_batches(batch_size=LABEL_BATCH_ROWS, columns=[column.name])
+    try:
+        for batch in batches:
+            yield dictionary_of(batch.column(0))
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise DataError("file", f"is not a valid Parquet file: {error}") from None
+
+
+def check_label_column_size(column: LabelColumn, limits: DataLimits) -> None:
+    """Refuse, from the footer, a column too large unpacked for labels within ``limits``: a
+    few hundred bytes of a compressed file can unpack into gigabytes of one label."""
+    metadata = column.parquet.metadata
+    paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    index = paths.index(column.name)
+    size = sum(
+        metadata.row_group(group).column(index).total_uncompressed_size
+        for group in range(metadata.num_row_groups)
+    )
+    per_row = LABEL_CHAR_BYTES * limits.max_label_chars + LABEL_ROW_OVERHEAD_BYTES
+    bound = metadata.num_rows * per_row + metadata.num_row_groups * LABEL_CHUNK_OVERHEAD_BYTES
+    if size > bound:
+        message = f"column {column.label} unpacks into {size} bytes for {metadata.num_rows} rows"
+        limit = f"labels of at most {limits.max_label_chars} characters (MAX_LABEL_CHARS) take"
+        raise DataError("target", f"{message}; {limit} at most {bound}")
+
+
+def refuse_nulls(cells: pa.Array | pa.ChunkedArray, label: str, first_row: int = 0) -> None:
+    if cells.null_count:
+        row = first_row + pc.index(pc.is_null(cells), True).as_py()
+        raise DataError("target", f"row {row}, column {label}: null is not a class label")
+
+
+def is_number_label(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+LABEL_READERS = (
+    (is_text, text_column_labels),
+    (pa.types.is_boolean, boolean_labels),
+    (is_number_label, number_labels),
+)

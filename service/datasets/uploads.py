@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from service.datasets.ingest import (
+    LABEL_CHAR_BYTES,
     ColumnChoice,
     DataLimits,
     Header,
@@ -34,9 +35,9 @@ from service.datasets.ingest import (
     inferred_task,
 )
 from service.datasets.tables import (
-    MAX_LABEL_CHARS,
     CellError,
     CsvFile,
+    LabelColumn,
     NumberColumns,
     checked_numbers,
     csv_cell_errors,
@@ -47,7 +48,6 @@ from service.datasets.tables import (
     parquet_column_task,
     parquet_labels,
     read_csv_numbers,
-    read_parquet_column,
     read_parquet_numbers,
     require_number_types,
     text_labels,
@@ -113,7 +113,7 @@ def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     x, y = split_columns(read, chosen, partial(csv_cell_errors, csv_file, chosen.numbers))
     if y is None:
         label = csv_file.header.label(chosen.targets[0])
-        y = class_labels(text_labels(read.labels, label, "target"))
+        y = class_labels(text_labels(read.labels, label, "target", limits))
     return named_arrays(task, x, y, csv_file.header, chosen)
 
 
@@ -126,17 +126,23 @@ def csv_task(csv_file: CsvFile, choice: ColumnChoice) -> Task:
 
 
 def parquet_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
+    """Types and sizes come from the footer: the rows are checked before any column is read,
+    the types before their columns are."""
     parquet, header = open_parquet(upload.stream)
+    limits.check("file", parquet.metadata.num_rows, 1)
     task = upload.task or parquet_task(parquet, header, upload.columns)
     chosen = choose_columns(header, upload.columns, task)
     n_features = len(chosen.features)
-    require_number_types(parquet.schema_arrow, header, chosen.features, "file")
-    require_number_types(parquet.schema_arrow, header, chosen.numbers[n_features:], "target")
+    schema = parquet.schema_arrow
+    require_number_types(schema, header, chosen.features, "file")
+    require_number_types(schema, header, chosen.numbers[n_features:], "target")
     limits.check("file", parquet.metadata.num_rows, len(chosen.numbers))
-    read = read_parquet_numbers(parquet, header, chosen.numbers, chosen.labels)
+    read = read_parquet_numbers(parquet, header, chosen.numbers)
     x, y = split_columns(read, chosen, partial(parquet_cell_errors, read, header, chosen.numbers))
     if y is None:
-        y = parquet_labels(read.labels, header.label(chosen.targets[0]))
+        target = chosen.targets[0]
+        column = LabelColumn(upload.stream, parquet, header.names[target], header.label(target))
+        y = parquet_labels(column, limits)
     return named_arrays(task, x, y, header, chosen)
 
 
@@ -146,7 +152,7 @@ def parquet_task(parquet: pq.ParquetFile, header: Header, choice: ColumnChoice) 
     targets, _ = chosen_columns(header, choice)
     if len(targets) != 1:
         return Task.REGRESSION
-    return parquet_column_task(read_parquet_column(parquet, header.names[targets[0]]))
+    return parquet_column_task(parquet, header.names[targets[0]])
 
 
 def split_columns(
@@ -253,10 +259,20 @@ def check_npz_sizes(x: NpyMember, y: NpyMember, limits: DataLimits) -> None:
     if len(y.shape) not in (1, 2) or y.shape[0] != x.shape[0]:
         message = f"array {y.name!r} has shape {y.shape}; it needs one row per row of {x.name!r}"
         raise DataError("target", message)
-    limits.check("target", *(y.shape if len(y.shape) == 2 else (*y.shape, 1)))
-    if y.dtype.kind == "U" and y.dtype.itemsize // 4 > MAX_LABEL_CHARS:
-        message = f"array {y.name!r} holds labels of up to {y.dtype.itemsize // 4} characters"
-        raise DataError("target", f"{message}; the limit is {MAX_LABEL_CHARS}")
+    if y.dtype.kind == "U":
+        check_npz_labels(y, limits)
+    else:
+        limits.check("target", *(y.shape if len(y.shape) == 2 else (*y.shape, 1)))
+
+
+def check_npz_labels(y: NpyMember, limits: DataLimits) -> None:
+    """Text targets by their bytes, not their cells: as wide as the header says, on every
+    row (a 200 kB file can hold 200 MB of them)."""
+    width = y.dtype.itemsize // LABEL_CHAR_BYTES
+    if width > limits.max_label_chars:
+        message = f"array {y.name!r} holds labels of up to {width} characters"
+        raise DataError("target", f"{message}; the limit is {limits.max_label_chars}")
+    limits.check_labels("target", int(np.prod(y.shape)), width, f"array {y.name!r} ")
 
 
 def read_member(archive: zipfile.ZipFile, member: NpyMember) -> np.ndarray:

@@ -63,10 +63,10 @@ def check_targets_fit(dataset: Dataset, model: Model) -> None:
         )
 
 
-def inline_targets(model: Model, targets: object, n_rows: int) -> np.ndarray:
-    """JSON ``targets`` for ``n_rows`` rows: labels as given, regression values as finite
-    float64 (whether they fit the model is ``service.serving.evaluation``'s check)."""
-    y = json_targets(Task(model.task), targets)
-    if len(y) != n_rows:
-        raise DataError("targets", f"has {len(y)} entries; instances has {n_rows} rows")
-    return y
+def inline_targets(model: Model, targets: object, n_rows: int, max_label_chars: int) -> np.ndarray:
+    """JSON ``targets`` for ``n_rows`` rows: labels as given (none longer than
+    ``max_label_chars``), regression values as finite float64 (whether they fit the model is
+    ``service.serving.evaluation``'s check). Their number is checked before the array is made."""
+    if isinstance(targets, list) and len(targets) != n_rows:
+        raise DataError("targets", f"has {len(targets)} entries; instances has {n_rows} rows")
+    return json_targets(Task(model.task), targets, max_label_chars)

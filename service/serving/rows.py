@@ -41,10 +41,10 @@ def csv_rows(session: Session, model_id: int, model: Model, body: bytes, max_row
     return checked_rows(model, csv_features(body, names), "body", max_rows)
 
 
-def inline_evaluation_data(model: Model, body: dict, max_rows: int):
+def inline_evaluation_data(model: Model, body: dict, max_rows: int, max_label_chars: int):
     """Inline ``instances`` and their ``targets``, and the field the targets came from."""
     x = instances_for(model, body["instances"], max_rows)
-    return x, inline_targets(model, body["targets"], len(x)), "targets"
+    return x, inline_targets(model, body["targets"], len(x), max_label_chars), "targets"
 
 
 def dataset_evaluation_data(session: Session, model_id: int, model: Model, dataset: Dataset):

@@ -48,7 +48,9 @@ def first_rows(dataset: Dataset, limit: int) -> dict:
 
 def data_limits() -> DataLimits:
     settings = services().settings
-    return DataLimits(settings.max_dataset_rows, settings.max_dataset_cells)
+    return DataLimits(
+        settings.max_dataset_rows, settings.max_dataset_cells, settings.max_label_chars
+    )
 
 
 def dataset_from_json_body() -> NewDataset:

@@ -154,8 +154,11 @@ def csv_response(served: ServedModel, x: np.ndarray) -> Response:
 def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.ndarray, str]:
     """Rows, their targets and the request field they came from: a stored data set checked
     against the model's inputs, or inline ``instances`` and ``targets``."""
+    settings = services().settings
     if "dataset_id" not in body:
-        return rows.inline_evaluation_data(served.model, body, services().settings.max_predict_rows)
+        return rows.inline_evaluation_data(
+            served.model, body, settings.max_predict_rows, settings.max_label_chars
+        )
     session, dataset_id = db(), body["dataset_id"]
     dataset = records.get_dataset(session, dataset_id) or fail(404, f"No data set {dataset_id}.")
     return rows.dataset_evaluation_data(session, served.model_id, served.model, dataset)
