@@ -241,6 +241,13 @@ BAD_REQUESTS = {
     "header length not a number": (*binary_body()[:1], "12a", "must be a number of bytes"),
     "header length a unicode digit": (*binary_body()[:1], "\u00b2", "must be a number of bytes"),
     "header length past the body": (binary_body()[0], "100000", "the body has only"),
+    "header length of 5,000 digits": (binary_body()[0], "9" * 5000, "5000 characters"),
+    "nested 1,000 deep": (b"[" * 1000 + b"]" * 1000, None, "nests 1000 levels deep"),
+    "header nested 1,000 deep": (
+        b"[" * 1000 + b"]" * 1000 + FLOATS,
+        "2000",
+        "nests 1000 levels deep",
+    ),
     "binary size disagrees with the shape": (*binary_body(shape=(3, 3)), "needs 36 bytes"),
     "binary size disagrees with the bytes": (*binary_body(size=20), "follow the JSON header"),
     "bytes without binary_data_size": (
@@ -381,6 +388,10 @@ def test_bad_tensors_are_400_naming_the_problem(client, model_id):
         "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: header_length}
     )
     assert_protocol_error(response, 400, "binary_data_size is 20")
+    response = client.post(
+        "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: "9" * 5000}
+    )
+    assert_protocol_error(response, 400, protocol.HEADER_LENGTH, "at most 18 digits")
 
 
 BAD_REFS = {
