@@ -14,6 +14,7 @@ and what is wrong with it: the HTTP layer answers it as a 400.
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -307,7 +308,24 @@ def requested_outputs(header: dict, specs: Mapping[str, TensorSpec]) -> tuple[Re
         return tuple(RequestedOutput(name, binary_default) for name in specs)
     if not isinstance(outputs, list) or not outputs:
         raise ProtocolError('outputs must be a non-empty list of {"name": ...} objects')
-    return tuple(requested_output(each, specs, binary_default) for each in outputs)
+    if len(outputs) > len(specs):
+        raise ProtocolError(
+            f"outputs: {len(outputs)} requested; this model has {len(specs)} ({known(specs)})"
+        )
+    requested = tuple(requested_output(each, specs, binary_default) for each in outputs)
+    check_distinct(requested)
+    return requested
+
+
+def check_distinct(requested: tuple[RequestedOutput, ...]) -> None:
+    """Each output is named once: each name asked for again would be encoded again."""
+    for name, times in Counter(output.name for output in requested).items():
+        if times > 1:
+            raise ProtocolError(f"outputs: '{name}' is requested {times} times; name it once")
+
+
+def known(specs: Mapping[str, TensorSpec]) -> str:
+    return ", ".join(f"'{each}'" for each in specs)
 
 
 def requested_output(
@@ -315,8 +333,9 @@ def requested_output(
 ) -> RequestedOutput:
     name = output.get("name") if isinstance(output, dict) else None
     if not isinstance(name, str) or name not in specs:
-        known = ", ".join(f"'{each}'" for each in specs)
-        raise ProtocolError(f"outputs: unknown output {json.dumps(name)}; this model has {known}")
+        raise ProtocolError(
+            f"outputs: unknown output {json.dumps(name)}; this model has {known(specs)}"
+        )
     parameters = output.get("parameters")
     if isinstance(parameters, dict) and "classification" in parameters:
         raise ProtocolError(

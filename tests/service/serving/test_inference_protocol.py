@@ -222,6 +222,16 @@ BAD_REQUESTS = {
     "NaN": (json_request(shape=[1, 2], data=[1, float("nan")]), None, "NaN at row 0, column 1"),
     "unknown output": (with_outputs({"name": "labels"}), None, 'unknown output "labels"'),
     "output name a list": (with_outputs({"name": []}), None, "unknown output []"),
+    "an output named twice": (
+        with_outputs({"name": "predictions"}, {"name": "predictions"}),
+        None,
+        "'predictions' is requested 2 times",
+    ),
+    "more outputs than the model has": (
+        with_outputs(*[{"name": "probabilities"}] * 2000),
+        None,
+        "2000 requested; this model has 2",
+    ),
     "datatype a list": (json_request(datatype=["FP32"]), None, 'datatype ["FP32"] is not'),
     "classification parameter": (
         with_outputs({"name": "probabilities", "parameters": {"classification": 2}}),
@@ -392,6 +402,12 @@ def test_bad_tensors_are_400_naming_the_problem(client, model_id):
         "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: "9" * 5000}
     )
     assert_protocol_error(response, 400, protocol.HEADER_LENGTH, "at most 18 digits")
+    repeated = {
+        **json_request(shape=[1, 2], data=[0, 1]),
+        "outputs": [{"name": "probabilities"}] * 2000,
+    }
+    response = client.post("/v2/models/xor/infer", json=repeated)
+    assert_protocol_error(response, 400, "outputs", "2000 requested")
 
 
 BAD_REFS = {
