@@ -71,6 +71,9 @@ class Settings:
     max_parameters: int = 50_000_000
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000
+    # Classes up to which evaluate answers a dense confusion matrix (K x K counts); above, the
+    # pairs that occur ([i, j, count]), so that a many-class model costs rows, not K squared.
+    max_confusion_classes: int = 100
     model_cache_size: int = 32
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5

@@ -55,10 +55,12 @@ def dataset_evaluation_data(session: Session, model_id: int, model: Model, datas
     return x, y, "dataset_id"
 
 
-def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str) -> Report:
+def evaluated(
+    model: Model, x: np.ndarray, y: np.ndarray, field: str, max_dense_classes: int
+) -> Report:
     """``evaluate``, its data errors a ``DataError`` on the request ``field`` the targets came
     from."""
     try:
-        return evaluate(model, x, y)
+        return evaluate(model, x, y, max_dense_classes)
     except SpecError as error:
         raise DataError(field, error.message, "The targets do not fit the model.") from None

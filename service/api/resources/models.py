@@ -299,7 +299,8 @@ class ModelEvaluation(MethodView):
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
         x, y, field = evaluation_data(served, body)
-        report = asdict(rows.evaluated(served.model, x, y, field))
+        limit = services().settings.max_confusion_classes
+        report = asdict(rows.evaluated(served.model, x, y, field, limit))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 
