@@ -69,6 +69,13 @@ class Settings:
     max_dataset_rows: int = 1_000_000
     max_dataset_cells: int = 64_000_000
     max_parameters: int = 50_000_000
+    # What a job may hold at once (data set, parameters, gradients, optimizer slots,
+    # activations: service/jobs/costs.py), and what one request may allocate (predict,
+    # evaluate and infer work in chunks of rows that stay within it).
+    max_job_memory: int = 4 * 1024**3
+    max_request_memory: int = 256 * 1024**2
+    max_layers: int = 100
+    max_layer_width: int = 65_536
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000
     # Classes up to which evaluate answers a dense confusion matrix (K x K counts); above, the
