@@ -96,14 +96,21 @@ Report = ClassificationReport | RegressionReport
 MAX_DENSE_CLASSES = 100
 
 
-def evaluate(model: Model, x, y, max_dense_classes: int = MAX_DENSE_CLASSES) -> Report:
+def evaluate(
+    model: Model,
+    x,
+    y,
+    max_dense_classes: int = MAX_DENSE_CLASSES,
+    max_bytes: int | None = None,
+) -> Report:
     """The model's figures on rows ``x`` (n_samples, n_features) whose targets are ``y``: class
     labels (n_samples,) among ``model.classes``, or values (n_samples,) / (n_samples, n_outputs).
-    A classifier of more than ``max_dense_classes`` classes gets a sparse confusion matrix.
+    A classifier of more than ``max_dense_classes`` classes gets a sparse confusion matrix; the
+    forward pass works in chunks whose activations stay within ``max_bytes``.
 
     Raises SpecError (field ``X`` or ``y``) when the rows or targets do not fit the model.
     """
-    outputs = model.forward(x)
+    outputs = model.forward(x, max_bytes)
     targets = encoded_targets(model, y, outputs)
     loss = LOSSES[model.network["loss"]].value(outputs, targets.matrix)
     return REPORTS[model.task](model, outputs, targets, y, loss, max_dense_classes)
