@@ -54,6 +54,15 @@ def forward(
     return a
 
 
+def chunk_rows(weights: Weights, dtype, max_bytes: int | None) -> int:
+    """Rows per chunk of the forward pass: CHUNK_ROWS, fewer when one row's activations (the
+    units of every layer) times CHUNK_ROWS would exceed ``max_bytes``; at least one."""
+    if max_bytes is None:
+        return CHUNK_ROWS
+    row_bytes = sum(w.shape[1] for w, _ in weights) * np.dtype(dtype).itemsize
+    return max(1, min(CHUNK_ROWS, max_bytes // row_bytes))
+
+
 def forward_in_chunks(
     x: np.ndarray,
     weights: Weights,
@@ -61,22 +70,27 @@ def forward_in_chunks(
     mean: np.ndarray | None = None,
     scale: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    max_bytes: int | None = None,
 ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
-    """The forward pass CHUNK_ROWS rows at a time, so that no temporary is dataset-sized.
+    """The forward pass a chunk of rows at a time, so that no temporary is dataset-sized and
+    the activations of a chunk stay within ``max_bytes`` (see :func:`chunk_rows`).
 
     Yields ``(chunk, output)``: ``chunk`` picks rows of ``x`` (n_samples, n_features), a slice of
     them or, when ``rows`` (n,) is given, the next piece of ``rows``; ``output`` is the last
-    layer's activation (rows in the chunk, units). Standardises a copy: ``x`` is never modified.
+    layer's activation (rows in the chunk, units), overwritten by the next chunk: the buffers
+    are allocated once. Standardises a copy: ``x`` is never modified.
     """
     n_rows = len(x) if rows is None else len(rows)
-    for start in range(0, n_rows, CHUNK_ROWS):
-        end = start + CHUNK_ROWS
+    step = chunk_rows(weights, x.dtype, max_bytes)
+    buffers = activation_buffers(min(step, n_rows), weights, x.dtype)
+    for start in range(0, n_rows, step):
+        end = start + step
         chunk = slice(start, end) if rows is None else rows[start:end]
         x_chunk = x[chunk]  # indexing by rows gathers a copy; a slice is a view
         if mean is not None and rows is None:
             x_chunk = x_chunk.copy()
         standardize_into(x_chunk, mean, scale)
-        outputs = activation_buffers(len(x_chunk), weights, x_chunk.dtype)
+        outputs = [buffer[: len(x_chunk)] for buffer in buffers]
         yield chunk, forward(x_chunk, weights, activations, outputs)
 
 
@@ -178,29 +192,30 @@ class Model:
         """Units of the output layer: classes (one for a single sigmoid), or target columns."""
         return self.weights[-1][0].shape[1]
 
-    def forward(self, x) -> np.ndarray:
-        """Output-layer activations (n_samples, units) for raw rows, computed in chunks."""
+    def forward(self, x, max_bytes: int | None = None) -> np.ndarray:
+        """Output-layer activations (n_samples, units) for raw rows, computed in chunks whose
+        activations stay within ``max_bytes`` (None: CHUNK_ROWS rows)."""
         x = as_features(x, self.dtype, "X", self.n_features)
         result = np.empty((len(x), self.weights[-1][0].shape[1]), dtype=self.dtype)
         for chunk, output in forward_in_chunks(
-            x, self.weights, self.activations, self.mean, self.scale
+            x, self.weights, self.activations, self.mean, self.scale, max_bytes=max_bytes
         ):
             result[chunk] = output
         return result
 
-    def predict_proba(self, x) -> np.ndarray:
+    def predict_proba(self, x, max_bytes: int | None = None) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes``."""
         self._require_classification("predict_proba")
-        return output_probabilities(self.forward(x), self.activations[-1].name)
+        return output_probabilities(self.forward(x, max_bytes), self.activations[-1].name)
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x, max_bytes: int | None = None) -> np.ndarray:
         """Labels (n_samples,) for classification; values (n_samples,) or (n, k) for regression."""
-        return self._decode(self.forward(x))
+        return self._decode(self.forward(x, max_bytes))
 
-    def predict_with_proba(self, x) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_proba(self, x, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``predict(x)`` and ``predict_proba(x)`` from one forward pass (classification)."""
         self._require_classification("predict_with_proba")
-        outputs = self.forward(x)
+        outputs = self.forward(x, max_bytes)
         return self._decode(outputs), output_probabilities(outputs, self.activations[-1].name)
 
     def _require_classification(self, method: str) -> None:

@@ -75,10 +75,19 @@ class Settings:
     # targets): labels are stored as wide as the longest, 4 bytes a character, on every row.
     max_label_chars: int = 256
     max_parameters: int = 50_000_000
+    # What a job may hold at once (data set, parameters, gradients, optimizer slots,
+    # activations: service/jobs/costs.py), and what one request may allocate (predict,
+    # evaluate and infer work in chunks of rows that stay within it; JSON weights beyond it are
+    # refused; uploads excepted: 3 x MAX_REQUEST_BYTES).
+    max_job_memory: int = 4 * 1024**3
+    max_request_memory: int = 256 * 1024**2
+    max_layers: int = 100
+    max_layer_width: int = 65_536
     # Trials of one sweep (a grid's combinations, a random search's draws).
     max_sweep_trials: int = 1000
-    # What one request may allocate (uploads excepted: 3 x MAX_REQUEST_BYTES).
-    max_request_memory: int = 256 * 1024 * 1024
+    # Classes up to which evaluate answers a dense confusion matrix (K x K counts); above, the
+    # pairs that occur ([i, j, count]), so that a many-class model costs rows, not K squared.
+    max_confusion_classes: int = 100
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32

@@ -69,6 +69,7 @@ LAYERS = (
         "service.generation",
         "service.model_refs",
         "service.caching",
+        "service.json_depth",
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),

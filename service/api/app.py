@@ -6,7 +6,7 @@ from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32, Model
 from service.api.auth import identify_caller, signing_secret
-from service.api.bodies import BodyLimitedRequest
+from service.api.bodies import BodyLimitedRequest, JsonBodyErrorsDoc, install_json_depth_check
 from service.api.context import Services, close_db
 from service.api.dashboard import install_dashboard
 from service.api.errors import EnvelopeApi, register_domain_errors
@@ -84,8 +84,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_web_page_guard(app, settings)
     app.before_request(identify_caller)
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
+    install_json_depth_check(app)  # after the rate limits: a body scanned is a request counted
     app.teardown_appcontext(close_db)
-    api = EnvelopeApi(app)
+    api = EnvelopeApi(app, spec_kwargs={"extra_plugins": [JsonBodyErrorsDoc()]})
     register_domain_errors(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

@@ -1,13 +1,19 @@
 """Request bodies limited to ``MAX_REQUEST_BYTES`` whether they come with a Content-Length or
-chunked: a body over the limit is a 413, never a body cut at the limit.
+chunked: a body over the limit is a 413, never a body cut at the limit. A JSON body nested deeper
+than ``MAX_JSON_DEPTH`` is a 400 before anything parses it.
 """
 
 from typing import IO
 
-from flask import Request
+from apispec import BasePlugin
+from flask import Flask, Request, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
+
+from service.api.errors import fail
+from service.json_depth import MAX_JSON_DEPTH, json_depth
+from service.serving.inference_protocol import HEADER_LENGTH
 
 
 class UnsizedBodyStream(LimitedStream):
@@ -39,3 +45,42 @@ class BodyLimitedRequest(Request):
         if limit is None or not unsized:
             return super().stream
         return UnsizedBodyStream(self.environ["wsgi.input"], limit)
+
+
+def refuse_deep_json() -> None:
+    """``before_request``: a 400 for a JSON body nested deeper than ``MAX_JSON_DEPTH``.
+
+    Every parser of the API (Flask's, webargs', the /v2 protocol's) recurses once per level. A
+    /v2 body with ``Inference-Header-Content-Length`` is JSON only up to that length, binary
+    after it: the protocol's parser checks its header itself.
+    """
+    if not request.is_json or HEADER_LENGTH in request.headers:
+        return
+    depth = json_depth(request.get_data(cache=True))
+    if depth > MAX_JSON_DEPTH:
+        fail(400, too_deep(depth), {"json": [too_deep(depth)]})
+
+
+def too_deep(depth: int) -> str:
+    return f"The JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted."
+
+
+def install_json_depth_check(app: Flask) -> None:
+    app.before_request(refuse_deep_json)
+
+
+class JsonBodyErrorsDoc(BasePlugin):
+    """An apispec plugin: every operation that takes a JSON body documents the 400 of a body
+    that is not JSON or nests too deeply (one an operation declares itself is kept)."""
+
+    RESPONSE = {
+        "description": f"Not JSON, or JSON nested deeper than {MAX_JSON_DEPTH} levels",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        for operation in (operations or {}).values():
+            content = operation.get("requestBody", {}).get("content", {})
+            responses = operation.setdefault("responses", {})
+            if "application/json" in content and not {400, "400"} & responses.keys():
+                responses["400"] = self.RESPONSE

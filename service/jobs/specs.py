@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from model_core import ResolvedSpec, SpecError, layer_shapes, resolve_spec
 from service.db import records
 from service.db.models import Dataset, TrainingJob
+from service.jobs import costs
 from service.settings import Settings
 from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError
 
@@ -126,15 +127,27 @@ def count_parameters(network: dict, n_features: int) -> int:
     return sum((fan_in + 1) * units for fan_in, units in shapes)
 
 
-def check_size(network: dict, n_features: int, max_parameters: int) -> None:
+def check_size(network: dict, n_features: int, max_parameters: int) -> int:
     """A network too large to train here is refused before it can exhaust a worker's memory
-    (and be retried as a poison job)."""
+    (and be retried as a poison job); returns its number of parameters."""
     count = count_parameters(network, n_features)
     if count > max_parameters:
         raise DataError(
             "network.layers",
             f"has {count} parameters; the limit is {max_parameters} (MAX_PARAMETERS)",
         )
+    return count
+
+
+def check_cost(resolved: ResolvedSpec, dataset: Dataset, settings: Settings) -> None:
+    """The network's shape, its parameters and the job's working set, each against its limit."""
+    network = resolved.network
+    n_parameters = check_size(network, dataset.n_features, settings.max_parameters)
+    costs.check_network_shape(network, settings)
+    working_set = costs.working_set(
+        network, resolved.training, dataset.n_samples, dataset.n_features, n_parameters
+    )
+    costs.check_job_memory(working_set, settings.max_job_memory)
 
 
 def find_dataset(session: Session, dataset_id: int) -> Dataset:
@@ -181,7 +194,7 @@ def resolve_job(
     dataset = find_dataset(session, dataset_id)
     engine_spec, own = split_training(training, settings)
     resolved = resolve_for(dataset, network, engine_spec)
-    check_size(resolved.network, dataset.n_features, settings.max_parameters)
+    check_cost(resolved, dataset, settings)
     resolved_network, initial_weights = split_network(resolved.network)
     return ResolvedJob(
         dataset,

@@ -14,6 +14,7 @@ and what is wrong with it: the HTTP layer answers it as a 400.
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,11 @@ import numpy as np
 
 from model_core import Model, SpecError
 from model_core.preprocessing import check_finite
+from service.json_depth import MAX_JSON_DEPTH, json_depth
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# More than any body's length (MAX_REQUEST_BYTES) has digits.
+MAX_LENGTH_DIGITS = 18
 INPUT = "input"
 PREDICTIONS = "predictions"
 PROBABILITIES = "probabilities"
@@ -125,6 +129,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
     """The JSON header as a dict and the binary tensor data after it (a view, not a copy)."""
     size = len(body) if header_length is None else parse_header_length(header_length, len(body))
     view = memoryview(body)
+    check_depth(view[:size])
     try:
         header = json.loads(view[:size].tobytes())
     except (UnicodeDecodeError, ValueError) as error:
@@ -135,10 +140,28 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
     return header, view[size:]
 
 
+def check_depth(header: memoryview) -> None:
+    """The JSON header nests at most ``MAX_JSON_DEPTH`` levels: ``json.loads`` recurses."""
+    depth = json_depth(header)
+    if depth > MAX_JSON_DEPTH:
+        raise ProtocolError(
+            f"the inference request nests {depth} levels deep; at most {MAX_JSON_DEPTH} are"
+            " accepted"
+        )
+
+
 def parse_header_length(text: str, body_size: int) -> int:
-    if not (text.strip().isascii() and text.strip().isdigit()):  # int() refuses "²"
-        raise ProtocolError(f"{HEADER_LENGTH} must be a number of bytes; got {text!r}")
-    size = int(text)
+    """The header's value as a number of bytes: a decimal integer of at most
+    ``MAX_LENGTH_DIGITS`` digits (``int()`` refuses "²", and 5,000 digits with a ValueError of
+    its own)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_LENGTH_DIGITS):
+        shown = repr(text) if len(text) <= MAX_LENGTH_DIGITS else f"{len(text)} characters"
+        raise ProtocolError(
+            f"{HEADER_LENGTH} must be a number of bytes of at most {MAX_LENGTH_DIGITS} digits;"
+            f" got {shown}"
+        )
+    size = int(digits)
     if size > body_size:
         raise ProtocolError(f"{HEADER_LENGTH} is {size} but the body has only {body_size} bytes")
     return size
@@ -285,7 +308,24 @@ def requested_outputs(header: dict, specs: Mapping[str, TensorSpec]) -> tuple[Re
         return tuple(RequestedOutput(name, binary_default) for name in specs)
     if not isinstance(outputs, list) or not outputs:
         raise ProtocolError('outputs must be a non-empty list of {"name": ...} objects')
-    return tuple(requested_output(each, specs, binary_default) for each in outputs)
+    if len(outputs) > len(specs):
+        raise ProtocolError(
+            f"outputs: {len(outputs)} requested; this model has {len(specs)} ({known(specs)})"
+        )
+    requested = tuple(requested_output(each, specs, binary_default) for each in outputs)
+    check_distinct(requested)
+    return requested
+
+
+def check_distinct(requested: tuple[RequestedOutput, ...]) -> None:
+    """Each output is named once: each name asked for again would be encoded again."""
+    for name, times in Counter(output.name for output in requested).items():
+        if times > 1:
+            raise ProtocolError(f"outputs: '{name}' is requested {times} times; name it once")
+
+
+def known(specs: Mapping[str, TensorSpec]) -> str:
+    return ", ".join(f"'{each}'" for each in specs)
 
 
 def requested_output(
@@ -293,8 +333,9 @@ def requested_output(
 ) -> RequestedOutput:
     name = output.get("name") if isinstance(output, dict) else None
     if not isinstance(name, str) or name not in specs:
-        known = ", ".join(f"'{each}'" for each in specs)
-        raise ProtocolError(f"outputs: unknown output {json.dumps(name)}; this model has {known}")
+        raise ProtocolError(
+            f"outputs: unknown output {json.dumps(name)}; this model has {known(specs)}"
+        )
     parameters = output.get("parameters")
     if isinstance(parameters, dict) and "classification" in parameters:
         raise ProtocolError(

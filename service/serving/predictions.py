@@ -9,18 +9,19 @@ from model_core import Model
 from model_core.serialization import weight_arrays
 
 
-def predict(model: Model, x: np.ndarray) -> dict[str, Any]:
+def predict(model: Model, x: np.ndarray, max_bytes: int) -> dict[str, Any]:
     """Predictions for rows ``x`` (n_samples, n_features); probabilities for classification."""
-    return {name: array.tolist() for name, array in prediction_arrays(model, x).items()}
+    return {name: array.tolist() for name, array in prediction_arrays(model, x, max_bytes).items()}
 
 
-def prediction_arrays(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
+def prediction_arrays(model: Model, x: np.ndarray, max_bytes: int) -> dict[str, np.ndarray]:
     """What :func:`predict` answers, as arrays: ``predictions`` (n_samples,) labels or values
     ((n_samples, n_outputs) for several targets) and, for classification, ``probabilities``
-    (n_samples, n_classes), from one forward pass."""
+    (n_samples, n_classes), from one forward pass whose activations take at most ``max_bytes``
+    at a time (MAX_REQUEST_MEMORY: a wide model predicts fewer rows per chunk)."""
     if model.task != "classification":
-        return {"predictions": model.predict(x)}
-    labels, probabilities = model.predict_with_proba(x)
+        return {"predictions": model.predict(x, max_bytes)}
+    labels, probabilities = model.predict_with_proba(x, max_bytes)
     return {"predictions": labels, "probabilities": probabilities}
 
 

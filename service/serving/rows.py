@@ -15,6 +15,7 @@ from service.db.models import Dataset
 from service.serving.csv_predictions import csv_features
 from service.serving.evaluation import Report, evaluate
 from service.serving.model_inputs import check_dataset_fits, inline_targets, model_feature_names
+from service.settings import Settings
 from service.vocabulary import DataError
 
 
@@ -55,10 +56,10 @@ def dataset_evaluation_data(session: Session, model_id: int, model: Model, datas
     return x, y, "dataset_id"
 
 
-def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str) -> Report:
-    """``evaluate``, its data errors a ``DataError`` on the request ``field`` the targets came
-    from."""
+def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str, settings: Settings) -> Report:
+    """``evaluate`` within MAX_CONFUSION_CLASSES and MAX_REQUEST_MEMORY, its data errors a
+    ``DataError`` on the request ``field`` the targets came from."""
     try:
-        return evaluate(model, x, y)
+        return evaluate(model, x, y, settings.max_confusion_classes, settings.max_request_memory)
     except SpecError as error:
         raise DataError(field, error.message, "The targets do not fit the model.") from None

@@ -147,7 +147,9 @@ def wants_csv() -> bool:
 
 
 def csv_response(served: ServedModel, x: np.ndarray) -> Response:
-    text = predictions_csv(served.model, prediction_arrays(served.model, x))
+    text = predictions_csv(
+        served.model, prediction_arrays(served.model, x, services().settings.max_request_memory)
+    )
     return Response(text, mimetype="text/csv", headers=served.headers())
 
 
@@ -286,7 +288,13 @@ class ModelPrediction(MethodView):
         x = rows_to_predict(served, body)
         if wants_csv():
             return csv_response(served, x)
-        return json_response({**served.identity(), **predict(served.model, x)}, served.headers())
+        return json_response(
+            {
+                **served.identity(),
+                **predict(served.model, x, services().settings.max_request_memory),
+            },
+            served.headers(),
+        )
 
 
 @blp.route("/<ref>/evaluate", parameters=[REF_PARAMETER])
@@ -303,7 +311,7 @@ class ModelEvaluation(MethodView):
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
         x, y, field = evaluation_data(served, body)
-        report = asdict(rows.evaluated(served.model, x, y, field))
+        report = asdict(rows.evaluated(served.model, x, y, field, services().settings))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 

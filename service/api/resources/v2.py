@@ -92,7 +92,9 @@ def infer(body: bytes, served: ServedModel) -> Response:
         )
     except protocol.ProtocolError as error:
         fail(400, str(error))
-    outputs = protocol.infer_outputs(served.model, prediction_arrays(served.model, inference.x))
+    budget = services().settings.max_request_memory
+    arrays = prediction_arrays(served.model, inference.x, budget)
+    outputs = protocol.infer_outputs(served.model, arrays)
     body, header_length = protocol.encode_infer_response(
         inference,
         outputs,

@@ -239,7 +239,18 @@ class ConfusionMatrixSchema(ma.Schema):
     )
     counts = ma.fields.List(
         ma.fields.List(ma.fields.Integer()),
-        metadata={"description": "counts[i][j]: rows of class labels[i] predicted as labels[j]"},
+        metadata={
+            "description": "counts[i][j]: rows of class labels[i] predicted as labels[j]; only"
+            " when the model has at most MAX_CONFUSION_CLASSES classes"
+        },
+    )
+    entries = ma.fields.List(
+        ma.fields.List(ma.fields.Integer(), validate=validate.Length(equal=3)),
+        metadata={
+            "description": "instead of counts when the model has more than"
+            " MAX_CONFUSION_CLASSES classes: [i, j, count] for each pair that occurs, count rows"
+            " of class labels[i] predicted as labels[j], sorted by i then j"
+        },
     )
 
 

@@ -7,7 +7,7 @@ from sklearn import metrics
 
 import model_core
 from model_core import SpecError
-from service.serving.evaluation import evaluate
+from service.serving.evaluation import SparseConfusionMatrix, evaluate
 
 TRAINING = {"epochs": 15, "batch_size": 16, "seed": 3, "validation_split": 0.0}
 
@@ -120,6 +120,32 @@ def test_a_class_absent_from_the_targets_is_listed_with_recall_zero():
     assert [c.recall for c in report.per_class] == [0.0, 1.0, 0.0]
     assert [c.precision for c in report.per_class] == pytest.approx([0.0, 2 / 3, 0.0])
     assert report.confusion_matrix.counts == [[0, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_one_row_of_a_3000_class_model_costs_one_entry_not_k_squared():
+    """Row 7 of issue 21: the dense matrix was 9 million counts for one row."""
+    model = hand_made(3000, "softmax", "cross_entropy", [0.0] * 2999 + [5.0], "classification")
+    model.classes = list(range(3000))
+
+    report = evaluate(model, np.zeros((1, 2)), [7], max_dense_classes=100)
+
+    assert report.confusion_matrix == SparseConfusionMatrix(list(range(3000)), [[7, 2999, 1]])
+    assert [c.support for c in report.per_class[6:9]] == [0, 1, 0]
+    assert report.per_class[2999].precision == 0.0 and report.accuracy == 0.0
+
+
+def test_the_sparse_matrix_holds_the_nonzero_counts_of_the_dense_one():
+    (x, y), (x_test, y_test) = blobs(2, ["cat", "dog", "emu", "fox"], 200, 100)
+    model = trained(x, y, network("tanh", 4, "softmax"), "classification", None).model
+
+    dense = evaluate(model, x_test, y_test, max_dense_classes=4)
+    sparse = evaluate(model, x_test, y_test, max_dense_classes=3)
+
+    counts = dense.confusion_matrix.counts
+    assert sparse.confusion_matrix.entries == [
+        [i, j, count] for i, row in enumerate(counts) for j, count in enumerate(row) if count
+    ]
+    assert sparse.per_class == dense.per_class and sparse.accuracy == dense.accuracy
 
 
 def regression_rows(rng: np.random.Generator, n_samples: int) -> tuple[np.ndarray, np.ndarray]:

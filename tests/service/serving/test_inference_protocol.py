@@ -57,7 +57,7 @@ def round_trip(model: Model, inputs: list, outputs: list | None = None) -> trito
     request = protocol.parse_infer_request(body, header_length, model, MAX_ROWS)
     answer, length = protocol.encode_infer_response(
         request,
-        protocol.infer_outputs(model, prediction_arrays(model, request.x)),
+        protocol.infer_outputs(model, prediction_arrays(model, request.x, 2**20)),
         protocol.output_specs(model),
         "m",
         "1",
@@ -222,6 +222,16 @@ BAD_REQUESTS = {
     "NaN": (json_request(shape=[1, 2], data=[1, float("nan")]), None, "NaN at row 0, column 1"),
     "unknown output": (with_outputs({"name": "labels"}), None, 'unknown output "labels"'),
     "output name a list": (with_outputs({"name": []}), None, "unknown output []"),
+    "an output named twice": (
+        with_outputs({"name": "predictions"}, {"name": "predictions"}),
+        None,
+        "'predictions' is requested 2 times",
+    ),
+    "more outputs than the model has": (
+        with_outputs(*[{"name": "probabilities"}] * 2000),
+        None,
+        "2000 requested; this model has 2",
+    ),
     "datatype a list": (json_request(datatype=["FP32"]), None, 'datatype ["FP32"] is not'),
     "classification parameter": (
         with_outputs({"name": "probabilities", "parameters": {"classification": 2}}),
@@ -241,6 +251,13 @@ BAD_REQUESTS = {
     "header length not a number": (*binary_body()[:1], "12a", "must be a number of bytes"),
     "header length a unicode digit": (*binary_body()[:1], "\u00b2", "must be a number of bytes"),
     "header length past the body": (binary_body()[0], "100000", "the body has only"),
+    "header length of 5,000 digits": (binary_body()[0], "9" * 5000, "5000 characters"),
+    "nested 1,000 deep": (b"[" * 1000 + b"]" * 1000, None, "nests 1000 levels deep"),
+    "header nested 1,000 deep": (
+        b"[" * 1000 + b"]" * 1000 + FLOATS,
+        "2000",
+        "nests 1000 levels deep",
+    ),
     "binary size disagrees with the shape": (*binary_body(shape=(3, 3)), "needs 36 bytes"),
     "binary size disagrees with the bytes": (*binary_body(size=20), "follow the JSON header"),
     "bytes without binary_data_size": (
@@ -381,6 +398,16 @@ def test_bad_tensors_are_400_naming_the_problem(client, model_id):
         "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: header_length}
     )
     assert_protocol_error(response, 400, "binary_data_size is 20")
+    response = client.post(
+        "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: "9" * 5000}
+    )
+    assert_protocol_error(response, 400, protocol.HEADER_LENGTH, "at most 18 digits")
+    repeated = {
+        **json_request(shape=[1, 2], data=[0, 1]),
+        "outputs": [{"name": "probabilities"}] * 2000,
+    }
+    response = client.post("/v2/models/xor/infer", json=repeated)
+    assert_protocol_error(response, 400, "outputs", "2000 requested")
 
 
 BAD_REFS = {

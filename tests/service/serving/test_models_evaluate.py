@@ -63,6 +63,19 @@ def iris(client, sessions) -> dict:
     return {"dataset_id": dataset_id, "model_id": model_id}
 
 
+def test_above_max_confusion_classes_the_matrix_lists_the_pairs_that_occur(client_with, iris):
+    response = evaluate(client_with(max_confusion_classes=2), "iris", dataset_id=iris["dataset_id"])
+
+    assert response.status_code == 200, response.get_json()
+    matrix = response.get_json()["confusion_matrix"]
+    dense = evaluate(client_with(max_confusion_classes=3), "iris", dataset_id=iris["dataset_id"])
+    counts = dense.get_json()["confusion_matrix"]["counts"]
+    assert set(matrix) == {"labels", "entries"} and matrix["labels"] == IRIS_CLASSES
+    assert matrix["entries"] == [
+        [i, j, count] for i, row in enumerate(counts) for j, count in enumerate(row) if count
+    ]
+
+
 def regression_rows(n_rows: int = 60) -> tuple[list, list]:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(n_rows, 3))
