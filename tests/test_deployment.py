@@ -89,6 +89,13 @@ def test_flower_runs_on_the_broker_behind_a_login_it_cannot_start_without():
     assert "healthcheck" in flower
 
 
+def test_the_api_cannot_start_without_the_secret_every_replica_signs_with():
+    """Unset, each API container made a secret of its own, and an access token from one
+    replica was refused by the next."""
+    secret = SERVICES["api"]["environment"]["SECRET_KEY"]
+    assert secret.startswith("${SECRET_KEY:?")
+
+
 def test_the_api_takes_its_metrics_token_from_the_environment():
     assert SERVICES["api"]["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
 

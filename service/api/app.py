@@ -11,7 +11,7 @@ from service.api.context import Services, close_db
 from service.api.dashboard import install_dashboard
 from service.api.errors import EnvelopeApi, register_domain_errors
 from service.api.events import StreamSlots
-from service.api.limits import install_rate_limits
+from service.api.limits import RateLimitedResponsesDoc, install_rate_limits
 from service.api.metrics import install_metrics
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
@@ -86,7 +86,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key
     install_json_depth_check(app)  # after the rate limits: a body scanned is a request counted
     app.teardown_appcontext(close_db)
-    api = EnvelopeApi(app, spec_kwargs={"extra_plugins": [JsonBodyErrorsDoc()]})
+    api = EnvelopeApi(
+        app, spec_kwargs={"extra_plugins": [JsonBodyErrorsDoc(), RateLimitedResponsesDoc()]}
+    )
     register_domain_errors(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from apispec import BasePlugin
 from flask import Flask, Request, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -159,3 +160,29 @@ def install_rate_limits(app: Flask, settings: Settings) -> None:
     limits = RateLimits(general, predictions, counting_storage(settings))
     app.extensions["rate_limits"] = limits
     app.before_request(limits.check)
+
+
+class RateLimitedResponsesDoc(BasePlugin):
+    """An apispec plugin: every operation under /v1 and /v2 that a budget counts documents its
+    429 and ``Retry-After`` (one an operation declares itself is kept), so that a client and
+    schemathesis know a 429 is an answer, not a failure."""
+
+    RESPONSE = {
+        "description": "A rate limit (RATE_LIMIT, or PREDICT_RATE_LIMIT for predictions) was"
+        " exceeded",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before the next request",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        if path is None or not guarded(path):
+            return
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if not {429, "429"} & responses.keys():
+                responses["429"] = self.RESPONSE

@@ -319,3 +319,19 @@ def test_a_sweep_page_draws_every_trial_and_its_leaderboard(page, stack):
     rows = page.driver.find_elements("css selector", "#leaderboard tbody tr")
     assert [row.get_attribute("data-trial") for row in rows] == [str(e["trial"]) for e in board]
     page.screenshot("sweep")
+
+
+@ON_EMBEDDED
+def test_the_api_docs_page_works_under_its_content_security_policy(page, stack):
+    """Swagger UI draws every operation with the policy on: its own files, its one inline
+    script by hash, and no console error (a refused script or style is one)."""
+    policy = requests.get(f"{stack.base_url}/docs", timeout=10).headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "'sha256-" in policy
+    page.open(f"{stack.base_url}/docs")
+    operations = stack.get("/openapi.json").json()["paths"]
+    count = sum(len(set(item) & {"get", "post", "put", "delete"}) for item in operations.values())
+    page.wait_for(
+        lambda _: len(page.driver.find_elements("css selector", ".opblock")) == count,
+        what=f"{count} operations",
+    )
+    assert page.errors() == []

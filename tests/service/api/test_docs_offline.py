@@ -2,6 +2,9 @@
 from the swagger-ui-bundle package; none of them is in the OpenAPI document, behind a key or
 counted by the rate limits."""
 
+import base64
+import hashlib
+import re
 import secrets
 from urllib.parse import urljoin, urlsplit
 
@@ -78,3 +81,14 @@ def test_the_docs_need_no_key_and_are_not_rate_limited(client_with):
 )
 def test_run_announces_the_address_this_host_reaches_it_at(host, url):
     assert local_url(Settings(host=host, port=8123)) == url
+
+
+def test_the_docs_page_has_a_policy_that_allows_only_its_own_script(client):
+    response = client.get("/docs")
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy
+    scripts = re.findall(r"<script>(.*?)</script>", response.get_data(as_text=True), re.DOTALL)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}';" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]

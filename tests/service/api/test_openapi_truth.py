@@ -101,3 +101,31 @@ def test_the_event_stream_documents_its_events(spec):
 def test_every_optimizer_setting_has_its_schema():
     for optimizer in OPTIMIZERS.values():
         assert set(optimizer.DEFAULTS) <= set(OPTIMIZER_SETTINGS)
+
+
+def operations(spec: dict):
+    """(path, method, operation) of every operation of the document."""
+    methods = {"get", "post", "put", "patch", "delete"}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in methods:
+                yield path, method, operation
+
+
+def test_every_operation_a_budget_counts_declares_its_429(spec):
+    counted = [
+        (p, m, op) for p, m, op in operations(spec) if not p.startswith(("/health", "/v2/health"))
+    ]
+    assert len(counted) > 40
+    assert [f"{m} {p}" for p, m, op in counted if "429" not in op["responses"]] == []
+    uncounted = [f"{m} {p}" for p, m, op in operations(spec) if "429" in op["responses"]]
+    assert not [name for name in uncounted if "/health" in name]
+
+
+def test_a_429_answers_as_documented(client_with, spec):
+    limited = client_with(rate_limit="1/minute")
+    assert limited.get("/v1/datasets").status_code == 200
+    response = limited.get("/v1/datasets")
+    assert_envelope(response, 429)
+    documented = spec["paths"]["/v1/datasets"]["get"]["responses"]["429"]
+    assert set(documented["headers"]) <= set(response.headers.keys())
