@@ -2,6 +2,9 @@
 
 import dataclasses
 
+import numpy as np
+
+import model_core
 from service.api.app import create_app
 from service.api.events import StreamSlots
 from service.settings import Settings
@@ -102,19 +105,27 @@ def test_ready_recovers_by_itself_when_its_dependencies_come_back(tmp_path):
     assert client.get("/health/ready").get_json()["status"] == "ok"
 
 
+def tiny_model() -> model_core.Model:
+    """A 2 -> 2 classifier trained for one epoch: a model the cache can size."""
+    x, y = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([0, 1])
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    return model_core.train(x, y, network=network, training={"epochs": 1, "seed": 1}).model
+
+
 def test_a_shared_app_is_put_back_as_new(settings):
     """What one test does to the app that the tests share is gone for the next (conftest.py)."""
     shared = SharedApp.build(dataclasses.replace(settings, rate_limit="1/minute"))
     client = shared.app.test_client()
     assert client.get("/v1/datasets").status_code == 200
     assert client.get("/v1/datasets").status_code == 429
-    shared.app.extensions["backprop"].models.get(1, lambda: "cached")
+    cached, loaded = tiny_model(), tiny_model()
+    shared.app.extensions["backprop"].models.get(1, lambda: cached)
     shared.app.extensions["event_streams"] = StreamSlots(limit=0)
     shared.app.config["CHANGED_BY_A_TEST"] = True
 
     app = shared.reset()
     assert client.get("/v1/datasets").status_code == 200
-    assert app.extensions["backprop"].models.get(1, lambda: "loaded") == "loaded"
-    assert app.extensions["event_streams"].take()
+    assert app.extensions["backprop"].models.get(1, lambda: loaded) is loaded
+    app.extensions["event_streams"].take("default")  # a 503 while the limit of 0 stayed
     assert "CHANGED_BY_A_TEST" not in app.config
     assert 'status="429"' not in client.get("/metrics").get_data(as_text=True)
