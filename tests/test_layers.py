@@ -69,6 +69,7 @@ LAYERS = (
         "service.generation",
         "service.model_refs",
         "service.caching",
+        "service.specs_json",
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),
