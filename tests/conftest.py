@@ -112,6 +112,18 @@ def database_url(sessions) -> str:
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of a new, empty PostgreSQL database, dropped after the test session."""
+    yield from new_postgres_database()
+
+
+@pytest.fixture
+def empty_postgres_url():
+    """URL of a PostgreSQL database of the test's own, with no table: for the migration tests,
+    which build the schema themselves (the session's database has every table already)."""
+    yield from new_postgres_database()
+
+
+def new_postgres_database():
+    """Create a throwaway PostgreSQL database, yield its URL, drop it."""
     name = f"backprop_test_{secrets.token_hex(4)}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)

@@ -70,6 +70,7 @@ LAYERS = (
         "service.model_refs",
         "service.caching",
         "service.json_depth",
+        "service.specs_json",
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),

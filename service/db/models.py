@@ -334,8 +334,11 @@ class ApiKey(TenantOwned, Base):
 class Sweep(TenantOwned, Base):
     """A hyperparameter sweep: trials of one job body with parameters changed, run as jobs.
 
-    ``trials`` holds every trial's checked specs ({params, network, training, warnings}), made
-    and checked when the sweep was accepted; ``next_trial`` trials have become jobs so far, at
+    ``base`` is the job body ({network, training}, its seed drawn) and ``trials`` each trial's
+    parameters ({path: value}) in the order they run: every trial's body was checked when the
+    sweep was accepted, and is made and resolved again when it becomes a job. Sweeps stored
+    before migration 0010 have no ``base``: their ``trials`` hold every trial's resolved specs
+    ({params, network, training, warnings}). ``next_trial`` trials have become jobs so far, at
     most ``max_parallel`` queued or running at once. ``early_termination`` is ASHA's settings
     ({method, min_epochs, reduction_factor}) or None. When every trial has ended, ``best_job_id``
     is the trial whose model is best on ``metric``; with a ``model_name``, that model becomes
@@ -359,11 +362,13 @@ class Sweep(TenantOwned, Base):
     max_parallel: Mapped[int]
     n_trials: Mapped[int]
     next_trial: Mapped[int] = mapped_column(default=0)
+    base: Mapped[dict | None] = mapped_column(deferred=True)
     trials: Mapped[list] = mapped_column(deferred=True)
     model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     best_job_id: Mapped[int | None]
     request_id: Mapped[str | None] = mapped_column(String(64))
-    # The bytes of its JSON (the search and the trials), counted against the storage quota.
+    # The bytes of its JSON (the search, the base and the trials), counted against the storage
+    # quota.
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

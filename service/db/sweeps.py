@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from model_core.specs import resolve_training
 from service.db import registry
-from service.db.models import EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
+from service.db.models import Dataset, EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
 from service.db.quotas import json_bytes
 from service.db.records import page
+from service.specs_json import plain_json, resolve_json, service_fields_apart, trial_body
 from service.vocabulary import ACTIVE_STATUSES, JobStatus, SweepStatus
 
 
@@ -42,7 +44,7 @@ def advance(session: Session, sweep_id: int) -> Advance:
     active = count_active(session, sweep_id)
     new_jobs = []
     while sweep.next_trial < sweep.n_trials and active < sweep.max_parallel:
-        new_jobs.append(trial_job(sweep, sweep.next_trial))
+        new_jobs.append(trial_job(session, sweep, sweep.next_trial))
         sweep.next_trial += 1
         active += 1
     session.add_all(new_jobs)
@@ -72,9 +74,9 @@ def count_active(session: Session, sweep_id: int) -> int:
     return session.scalar(select(func.count(TrainingJob.id)).where(active))
 
 
-def trial_job(sweep: Sweep, index: int) -> TrainingJob:
-    """Trial ``index + 1`` of ``sweep`` as a queued job, from its specs checked at creation."""
-    spec = sweep.trials[index]
+def trial_job(session: Session, sweep: Sweep, index: int) -> TrainingJob:
+    """Trial ``index + 1`` of ``sweep`` as a queued job."""
+    spec = trial_specs(session, sweep, index)
     return TrainingJob(
         tenant=sweep.tenant,
         dataset_id=sweep.dataset_id,
@@ -88,6 +90,31 @@ def trial_job(sweep: Sweep, index: int) -> TrainingJob:
         params=spec["params"],
         request_id=sweep.request_id,
     )
+
+
+def trial_specs(session: Session, sweep: Sweep, index: int) -> dict:
+    """Trial ``index + 1``'s specs ({params, network, training, warnings}): its parameters set
+    into the sweep's base and resolved against the data set, as they were checked when the sweep
+    was accepted. A sweep stored without a base (before migration 0010) holds them as they are.
+
+    When the data set has been deleted since, only the training spec is resolved (it needs no
+    data): the worker fails the job for its missing data set, as it would any job."""
+    if sweep.base is None:
+        return sweep.trials[index]
+    params = sweep.trials[index]
+    body = trial_body(sweep.base, params)
+    dataset = session.get(Dataset, sweep.dataset_id) if sweep.dataset_id is not None else None
+    if dataset is None:
+        engine, own = service_fields_apart(body["training"])
+        training = {**plain_json(resolve_training(engine)), **own}
+        return {"params": params, "network": body["network"], "training": training, "warnings": []}
+    resolved = resolve_json(dataset, body["network"], body["training"])
+    return {
+        "params": params,
+        "network": resolved.network,
+        "training": resolved.training,
+        "warnings": resolved.warnings,
+    }
 
 
 def finish(session: Session, sweep: Sweep) -> TrainedModel | None:

@@ -10,15 +10,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
-from model_core import ResolvedSpec, SpecError, layer_shapes, resolve_spec
+from model_core import SpecError, layer_shapes
 from service.db import records
 from service.db.models import Dataset, TrainingJob
 from service.jobs import costs
 from service.settings import Settings
-from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError
+from service.specs_json import JsonSpecs, resolve_json, service_fields_apart
+from service.vocabulary import DataError
 
 
 @dataclass(frozen=True)
@@ -33,29 +33,6 @@ class SpecReport:
     @property
     def valid(self) -> bool:
         return not self.errors
-
-
-def plain_json(value: Any) -> Any:
-    """``value`` with numpy arrays and scalars turned into lists and numbers, for JSON columns.
-
-    model_core's resolved network holds ``initial_weights`` as arrays.
-    """
-    if isinstance(value, dict):
-        return {key: plain_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_json(item) for item in value]
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    return value
-
-
-def split_network(network: dict) -> tuple[dict, list | None]:
-    """The resolved network spec without its initial weights, and the weights as lists.
-
-    Weights can be megabytes: they are stored apart and not echoed back.
-    """
-    plain = plain_json(network)
-    return plain, plain.pop("initial_weights", None)
 
 
 def check_max_seconds(value: Any, settings: Settings) -> None:
@@ -90,19 +67,12 @@ SERVICE_FIELD_CHECKS = {
 }
 
 
-def service_fields_apart(training: dict) -> tuple[dict, dict]:
-    """model_core's training spec, and the service's own fields (``SERVICE_TRAINING_FIELDS``)."""
-    own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
-    engine = {key: value for key, value in training.items() if key not in own}
-    return engine, own
-
-
-def split_training(training: dict, settings: Settings) -> tuple[dict, dict]:
-    """model_core's training spec, and the checked service fields; raises ``DataError``."""
-    engine, own = service_fields_apart(training)
+def check_service_fields(training: dict, settings: Settings) -> None:
+    """Check the service's own training fields (``SERVICE_TRAINING_FIELDS``); raises
+    ``DataError``."""
+    _engine, own = service_fields_apart(training)
     for key, value in own.items():
         SERVICE_FIELD_CHECKS[key](value, settings)
-    return engine, own
 
 
 @dataclass(frozen=True)
@@ -139,7 +109,7 @@ def check_size(network: dict, n_features: int, max_parameters: int) -> int:
     return count
 
 
-def check_cost(resolved: ResolvedSpec, dataset: Dataset, settings: Settings) -> None:
+def check_cost(resolved: JsonSpecs, dataset: Dataset, settings: Settings) -> None:
     """The network's shape, its parameters and the job's working set, each against its limit."""
     network = resolved.network
     n_parameters = check_size(network, dataset.n_features, settings.max_parameters)
@@ -156,18 +126,6 @@ def find_dataset(session: Session, dataset_id: int) -> Dataset:
     if dataset is None:
         raise DataError("dataset_id", f"no data set with id {dataset_id}")
     return dataset
-
-
-def resolve_for(dataset: Dataset, network: dict, training: dict) -> ResolvedSpec:
-    """model_core's check of both specs against the data set's shape; raises ``SpecError``."""
-    return resolve_spec(
-        network,
-        training,
-        task=dataset.task.value,
-        n_features=dataset.n_features,
-        n_outputs=dataset.n_outputs,
-        n_samples=dataset.n_samples,
-    )
 
 
 @dataclass(frozen=True)
@@ -192,15 +150,14 @@ def resolve_job(
 ) -> ResolvedJob:
     """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
     dataset = find_dataset(session, dataset_id)
-    engine_spec, own = split_training(training, settings)
-    resolved = resolve_for(dataset, network, engine_spec)
+    check_service_fields(training, settings)
+    resolved = resolve_json(dataset, network, training)
     check_cost(resolved, dataset, settings)
-    resolved_network, initial_weights = split_network(resolved.network)
     return ResolvedJob(
         dataset,
-        resolved_network,
-        initial_weights,
-        {**plain_json(resolved.training), **own},
+        resolved.network,
+        resolved.initial_weights,
+        resolved.training,
         resolved.warnings,
         model_name,
     )

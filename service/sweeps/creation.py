@@ -1,10 +1,12 @@
 """Creating a sweep: the search expanded into trials and every trial checked as a job would be
-(``resolve_job``), all before anything is stored; then the sweep and its first ``max_parallel``
-trials stored in one transaction, and those trials published.
+(``resolve_job``), all before anything is stored; then the sweep (its base body once, each
+trial's parameters) and its first ``max_parallel`` trials stored in one transaction, and those
+trials published.
 """
 
 import json
 import secrets
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -19,7 +21,8 @@ from service.jobs.submission import with_seed
 from service.logs import REQUEST_ID
 from service.quotas import check_room_for, check_sweep_admission
 from service.settings import Settings
-from service.sweeps.search import grid, random_trials, trial_body
+from service.specs_json import trial_body
+from service.sweeps.search import grid, random_trials
 from service.vocabulary import METRIC_GOALS, DataError, Task
 
 
@@ -48,25 +51,25 @@ def check_metric(dataset: Dataset, training: dict, metric: str) -> None:
         raise DataError("metric", f"{metric} needs a classification data set")
 
 
-def check_trial(session: Session, settings: Settings, body: dict, number: int, trial: dict) -> dict:
-    """Trial ``number``'s resolved specs; a problem raises ``DataError`` at
-    ``trials[number].<field>``, its parameters in the message."""
+def check_trial(
+    session: Session, settings: Settings, body: dict, number: int, base: dict, params: dict
+) -> int:
+    """Check trial ``number`` (``params`` set into ``base``) as a job would be; the bytes its
+    job's JSON specs will take. A problem raises ``DataError`` at ``trials[number].<field>``,
+    its parameters in the message. The resolved specs are not kept: the trial is resolved again
+    when it becomes a job (``service.db.sweeps.trial_job``)."""
+    trial = trial_body(base, params)
     try:
         resolved = resolve_job(
             session, settings, body["dataset_id"], trial["network"], trial["training"]
         )
         check_metric(resolved.dataset, resolved.training, body["metric"])
     except (DataError, SpecError) as error:
-        params = json.dumps(trial["params"], sort_keys=True)
+        shown = json.dumps(params, sort_keys=True)
         raise DataError(
-            f"trials[{number}].{error.path}", f"{error.message} (trial {number}: {params})"
+            f"trials[{number}].{error.path}", f"{error.message} (trial {number}: {shown})"
         ) from None
-    return {
-        "params": trial["params"],
-        "network": resolved.network,
-        "training": resolved.training,
-        "warnings": resolved.warnings,
-    }
+    return json_bytes(resolved.network, None, resolved.training)
 
 
 def run_order(params: list[dict], body: dict, seed: int) -> list[dict]:
@@ -80,9 +83,20 @@ def run_order(params: list[dict], body: dict, seed: int) -> list[dict]:
     return [params[index] for index in order]
 
 
-def check_trials(session: Session, settings: Settings, body: dict) -> list[dict]:
-    """Every trial's checked specs, numbered from 1 in the order they run. The trials share
-    one training seed (drawn now when the body has none), so that they differ only by their
+@dataclass(frozen=True)
+class CheckedTrials:
+    """A sweep's base body ({network, training}, with the trials' shared seed), each trial's
+    parameters in the order they run, and the bytes their jobs will store (their JSON specs),
+    counted when the sweep is accepted: its trials become jobs later, past any quota check."""
+
+    base: dict
+    params: list[dict]
+    jobs_bytes: int
+
+
+def check_trials(session: Session, settings: Settings, body: dict) -> CheckedTrials:
+    """Every trial checked, numbered from 1 in the order they run. The trials share one
+    training seed (drawn now when the body has none), so that they differ only by their
     parameters."""
     if body["network"].get("initial_weights") is not None:
         raise DataError(
@@ -90,17 +104,12 @@ def check_trials(session: Session, settings: Settings, body: dict) -> list[dict]
         )
     base = {"network": body["network"], "training": with_seed(body["training"])}
     expanded = expand(body["search"], settings.max_sweep_trials)
-    trials = []
-    for number, params in enumerate(run_order(expanded, body, base["training"]["seed"]), 1):
-        trial = {**trial_body(base, params), "params": params}
-        trials.append(check_trial(session, settings, body, number, trial))
-    return trials
-
-
-def trial_jobs_bytes(trials: list[dict]) -> int:
-    """The bytes the trials' jobs will store (their JSON specs), counted when the sweep is
-    accepted: its trials become jobs later, past any quota check."""
-    return sum(json_bytes(trial["network"], None, trial["training"]) for trial in trials)
+    ordered = run_order(expanded, body, base["training"]["seed"])
+    jobs_bytes = sum(
+        check_trial(session, settings, body, number, base, params)
+        for number, params in enumerate(ordered, 1)
+    )
+    return CheckedTrials(base, ordered, jobs_bytes)
 
 
 def with_defaults(body: dict) -> dict:
@@ -118,9 +127,9 @@ def create_sweep(session: Session, queue: JobQueue, settings: Settings, body: di
     body = with_defaults(body)
     find_dataset(session, body["dataset_id"])
     trials = check_trials(session, settings, body)
-    check_sweep_admission(session, settings, min(body["max_parallel"], len(trials)))
-    stored = json_bytes(body["search"], trials)
-    check_room_for(session, settings, stored + trial_jobs_bytes(trials))
+    check_sweep_admission(session, settings, min(body["max_parallel"], len(trials.params)))
+    stored = json_bytes(body["search"], trials.base, trials.params)
+    check_room_for(session, settings, stored + trials.jobs_bytes)
     sweep = Sweep(
         dataset_id=body["dataset_id"],
         search=body["search"],
@@ -128,8 +137,9 @@ def create_sweep(session: Session, queue: JobQueue, settings: Settings, body: di
         goal=body["goal"],
         early_termination=body.get("early_termination"),
         max_parallel=body["max_parallel"],
-        n_trials=len(trials),
-        trials=trials,
+        n_trials=len(trials.params),
+        base=trials.base,
+        trials=trials.params,
         model_name=body.get("model_name"),
         request_id=REQUEST_ID.get(),
         stored_bytes=stored,

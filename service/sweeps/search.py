@@ -1,6 +1,6 @@
 """A sweep's search expanded into trials: each trial is a set of parameters, ``{path: value}``,
 where a path points into the job body (``training.optimizer.learning_rate``,
-``network.layers[0].units``).
+``network.layers[0].units``; service/specs_json.py reads paths and sets them).
 
 Grid search takes every combination of the lists given, in the order given (the last parameter
 changing fastest). Random search draws ``trials`` sets, each parameter from a list (a choice) or
@@ -12,84 +12,19 @@ same trials.
 import copy
 import itertools
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from model_core import MAX_INT32
+from service.specs_json import PARAMETERS, parse_path
 from service.vocabulary import DataError
 
-ROOTS = ("network", "training")
-# A path's steps: names, and [index] into lists.
-STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-PARAMETERS = "search.parameters"
 # The largest bound a distribution takes (by "is it int"): a float holds every integer up to
 # 2**53, and an integer parameter lands in a spec field of at most MAX_INT32. Larger ones would
 # overflow (math, NumPy's integers) rather than make a trial.
 BOUND_LIMITS = {False: (2**53, "2**53"), True: (MAX_INT32, f"{MAX_INT32} (2**31 - 1)")}
-
-
-def parse_path(path: str) -> list[str | int]:
-    """``network.layers[0].units`` -> ``["network", "layers", 0, "units"]``; raises
-    ``DataError`` for a path that is not one, or that leaves ``network`` and ``training``."""
-    steps: list[str | int] = []
-    for part in path.split("."):
-        matches = list(STEP.finditer(part))
-        if not part or "".join(match.group(0) for match in matches) != part or part[0] == "[":
-            raise DataError(f"{PARAMETERS}.{path}", "is not a path like network.layers[0].units")
-        steps += [match.group(1) or int(match.group(2)) for match in matches]
-    if steps[0] not in ROOTS or len(steps) < 2:
-        raise DataError(
-            f"{PARAMETERS}.{path}", "must point inside network or training, e.g. training.l2"
-        )
-    if steps[:2] == ["network", "initial_weights"]:
-        raise DataError(
-            f"{PARAMETERS}.{path}", "a sweep's trials start from random weights: leave it out"
-        )
-    return steps
-
-
-def set_path(body: dict, path: str, value: Any) -> None:
-    """Set ``value`` at ``path`` in ``body`` (in place), making missing objects on the way."""
-    steps = parse_path(path)
-    target: Any = body
-    for done, step in enumerate(steps[:-1]):
-        following = steps[done + 1]
-        target = _step_into(target, step, path, isinstance(following, int))
-    _assign(target, steps[-1], value, path)
-
-
-def _step_into(target: Any, step: str | int, path: str, wants_list: bool) -> Any:
-    if isinstance(step, int):
-        if not isinstance(target, list) or step >= len(target):
-            raise DataError(f"{PARAMETERS}.{path}", f"the body has no item [{step}] there")
-        return target[step]
-    if not isinstance(target, dict):
-        raise DataError(f"{PARAMETERS}.{path}", f"{step}: the body has no object there")
-    if step not in target or target[step] is None:
-        if wants_list:
-            raise DataError(f"{PARAMETERS}.{path}", f"the body has no list {step}")
-        target[step] = {}
-    return target[step]
-
-
-def _assign(target: Any, step: str | int, value: Any, path: str) -> None:
-    if isinstance(step, int):
-        if not isinstance(target, list) or step >= len(target):
-            raise DataError(f"{PARAMETERS}.{path}", f"the body has no item [{step}] there")
-    elif not isinstance(target, dict):
-        raise DataError(f"{PARAMETERS}.{path}", "the body has no object there")
-    target[step] = value
-
-
-def trial_body(base: dict, params: dict[str, Any]) -> dict:
-    """A copy of ``base`` ({network, training}) with ``params`` set."""
-    body = copy.deepcopy(base)
-    for path, value in params.items():
-        set_path(body, path, value)
-    return body
 
 
 def _bounds(path: str, kind: str, bounds: Any, positive: bool = False) -> tuple[float, float]:

@@ -1,5 +1,7 @@
 """Alembic: upgrade from empty to head and back down to base, on SQLite and PostgreSQL."""
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -24,7 +26,7 @@ from tests.factories import add_epochs, queued_xor_job
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("empty_postgres_url")
 
 
 def tables(url: str) -> set[str]:
@@ -60,7 +62,7 @@ def test_upgrade_matches_the_models_and_downgrade_removes_everything(
     ("table", "column"), [("job_checkpoints", "blob"), ("datasets", "arrays"), ("models", "blob")]
 )
 def test_blobs_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request, table, column):
-    url = request.getfixturevalue("postgres_url")
+    url = request.getfixturevalue("empty_postgres_url")
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
     assert main(["db", "upgrade"]) == 0
@@ -215,5 +217,30 @@ def test_0008_counts_the_bytes_of_the_rows_already_stored(database_url, monkeypa
     assert all(stored == held > 0 for stored, held in lengths.values()), lengths
     with sessions() as session:
         assert session.scalar(select(JobCheckpoint.stored_bytes)) == 3000
+    sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_0010_keeps_the_sweeps_stored_with_every_trials_specs(database_url, monkeypatch, tmp_path):
+    """A sweep stored before 0010 keeps its trials as they are, with no base: it is read as
+    every trial's resolved specs (service.db.sweeps.trial_specs)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0009"]) == 0
+    trials = [{"params": {"training.l2": 0.1}, "network": {"layers": []}, "training": {}}]
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO sweeps (tenant, status, search, metric, goal, max_parallel, n_trials,"
+            " next_trial, trials, stored_bytes, created_at) VALUES ('default', 'running',"
+            f" '{{}}', 'train_loss', 'minimize', 1, 1, 0, '{json.dumps(trials)}', 0,"
+            " CURRENT_TIMESTAMP)"
+        )
+    engine.dispose()
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        sweep = session.scalars(select(Sweep)).one()
+        assert (sweep.base, sweep.trials) == (None, trials)
     sessions.kw["bind"].dispose()
     assert main(["db", "downgrade", "base"]) == 0

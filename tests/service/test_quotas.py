@@ -226,7 +226,7 @@ def test_a_sweep_and_its_trial_jobs_count_as_the_database_holds_them(client_with
         jobs = session.scalars(select(TrainingJob)).all()
         trial_bytes = sum(job.stored_bytes for job in jobs)
     assert len(jobs) == 2 and trial_bytes > 0
-    sweep_bytes = json_length(sessions, Sweep.search, Sweep.trials)
+    sweep_bytes = json_length(sessions, Sweep.search, Sweep.base, Sweep.trials)
     assert held_bytes(sessions) == XOR_BYTES + sweep_bytes + trial_bytes
 
 

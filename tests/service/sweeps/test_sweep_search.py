@@ -5,7 +5,8 @@ import math
 import pytest
 
 from model_core import MAX_INT32
-from service.sweeps.search import grid, parse_path, random_trials, trial_body
+from service.specs_json import parse_path, trial_body
+from service.sweeps.search import grid, random_trials
 from service.vocabulary import DataError
 
 BASE = {

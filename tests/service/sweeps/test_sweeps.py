@@ -317,8 +317,9 @@ def test_a_sweep_that_fails_to_advance_holds_up_no_other(client, sessions, datas
         first = active_trials(sessions, sweep["id"])[0]
         assert client.post(f"/v1/jobs/{first}/cancel").status_code == 202
     with sessions() as session:
-        # Trial specs that cannot make a job: advancing this sweep raises (KeyError).
-        session.execute(update(Sweep).where(Sweep.id == broken["id"]).values(trials=[{}] * 4))
+        # Trial parameters that cannot make a job: advancing this sweep raises (DataError).
+        unset = [{"network.layers[9].units": 4}] * 4
+        session.execute(update(Sweep).where(Sweep.id == broken["id"]).values(trials=unset))
         session.commit()
     queue = FakeQueue()
     Dispatcher(sessions, queue, max_attempts=3, interval=0.01).run_once()
