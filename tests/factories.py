@@ -1,9 +1,14 @@
 """Plain functions that build what tests need: schemas, rows and request bodies."""
 
 import copy
+import json
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -121,6 +126,56 @@ def assert_envelope(response, status: int, field: str | None = None) -> dict:
     if field is not None:
         assert field in error["details"], error
     return error
+
+
+def proc_status_kib(key: str) -> int:
+    """A figure of this process's /proc/self/status, in KiB: ``"VmRSS:"``, ``"VmHWM:"``."""
+    with open("/proc/self/status") as lines:
+        return next(int(line.split()[1]) for line in lines if line.startswith(key))
+
+
+def forget_peak_rss() -> int:
+    """Forget this process's peak RSS so far (VmHWM becomes VmRSS); the RSS now, in KiB."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    return proc_status_kib("VmRSS:")
+
+
+def peak_rss_growth_mb(before_kib: int) -> float:
+    """How far the peak RSS rose above ``before_kib`` (``forget_peak_rss``'s answer), in MiB."""
+    return (proc_status_kib("VmHWM:") - before_kib) / 1024
+
+
+PEAK_RSS = textwrap.dedent(
+    """
+    import json
+    from tests.factories import forget_peak_rss, peak_rss_growth_mb
+    {setup}
+    before = forget_peak_rss()  # the setup's peak forgotten
+    try:
+        {call}
+        outcome = "accepted"
+    except DataError as error:
+        outcome = error.field
+    print(json.dumps({{"outcome": outcome, "growth_mb": peak_rss_growth_mb(before)}}))
+    """
+)
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_growth(setup: str, call: str) -> dict:
+    """Run ``setup``, then ``call`` in a fresh interpreter: the field ``call``'s DataError
+    names (or "accepted"), and how far the call raised the peak RSS above the RSS before it."""
+    code = PEAK_RSS.format(setup=setup, call=call)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=REPOSITORY,
+    )
+    return json.loads(done.stdout)
 
 
 def free_port() -> int:

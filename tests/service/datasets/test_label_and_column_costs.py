@@ -1,4 +1,5 @@
-"""Issue 21, rows 1, 3, 4, 15 and 16: what a data set's labels and columns may cost.
+"""Issue 21, rows 1, 3, 4, 15 and 16: what a data set's labels and columns may cost (and a
+long string among JSON features or instances, refused before numpy pads every cell to it).
 
 Labels are stored as wide as the longest (numpy's fixed-width text, 4 bytes a character), so
 one long label costs its width on every row: each path bounds the longest label
@@ -9,9 +10,6 @@ Memory is measured as the peak RSS of a subprocess, never as a time.
 
 import io
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +20,7 @@ from service.datasets.ingest import ColumnChoice, DataLimits, Header, column_ind
 from service.datasets.uploads import Upload, dataset_from_file
 from service.serving.csv_predictions import csv_features
 from service.vocabulary import DataError, Task
-from tests.factories import assert_envelope
+from tests.factories import assert_envelope, peak_rss_growth
 from tests.service.datasets.test_uploads import post_file
 from tests.service.serving.test_models_evaluate import iris  # noqa: F401 (a fixture)
 
@@ -32,35 +30,6 @@ LIMITS = DataLimits(max_rows=1_000_000, max_cells=64_000_000, max_label_chars=25
 # What the measured call may add to the peak RSS: the refused inputs below took from 400 MB
 # (2,000 JSON labels padded to 50,000 characters) to 800 MB (a Parquet label repeated).
 RSS_BOUND_MB = 60
-
-PEAK_RSS = textwrap.dedent(
-    """
-    import json, sys
-    def status(key):
-        with open("/proc/self/status") as lines:
-            return next(int(line.split()[1]) for line in lines if line.startswith(key))
-    {setup}
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # the peak so far (the setup's) forgotten: VmHWM is now VmRSS
-    before = status("VmRSS:")
-    try:
-        {call}
-        outcome = "accepted"
-    except DataError as error:
-        outcome = error.field
-    print(json.dumps({{"outcome": outcome, "growth_mb": (status("VmHWM:") - before) / 1024}}))
-    """
-)
-
-
-def peak_rss_growth(setup: str, call: str) -> dict:
-    """Run ``setup``, then ``call`` in a fresh interpreter: the field ``call``'s DataError
-    names (or "accepted"), and how far the call raised the peak RSS above the RSS before it."""
-    code = PEAK_RSS.format(setup=setup, call=call)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    return json.loads(done.stdout)
 
 
 def refused(response, field: str) -> str:
@@ -125,6 +94,41 @@ limits = DataLimits(1_000_000, 64_000_000, 256)
     call = "dataset_from_json('d', Task.CLASSIFICATION, features, targets, limits)"
     measured = peak_rss_growth(setup, call)
     assert measured["outcome"] == "targets[1998]"
+    assert measured["growth_mb"] < RSS_BOUND_MB, measured
+
+
+# --- JSON features and instances: a long string among numbers -------------------------------
+
+
+def test_a_long_string_among_json_features_is_422_naming_its_cell(client, row_counts):
+    body = {"task": "regression", "features": [[1.0], [LONG_LABEL], [2.0]], "targets": [1, 2, 3]}
+    message = refused(client.post("/v1/datasets", json=body), "features[1][0]")
+    assert message == f"'{LONG_LABEL[:39]}... is not a number"  # the cell shown cut short
+    assert row_counts()["datasets"] == 0
+
+
+def test_a_long_string_among_instances_is_422_naming_its_cell(client, iris):  # noqa: F811
+    body = {"instances": [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, LONG_LABEL, 0.2]]}
+    response = client.post(f"/v1/models/{iris['model_id']}/predict", json=body)
+    assert "is not a number" in refused(response, "instances[1][2]")
+
+
+def test_a_list_among_json_features_is_422(client):
+    body = {"task": "regression", "features": [[1.0, 2.0], [3.0, [4.0]]], "targets": [1, 2]}
+    message = refused(client.post("/v1/datasets", json=body), "features")
+    assert message == "each row must be a flat list of numbers"
+
+
+def test_a_long_string_among_many_instances_takes_no_memory():
+    # numpy would pad 2,000 x 2 cells to 50,000 characters: 800 MB.
+    setup = """
+from service.datasets.ingest import numeric_matrix
+from service.vocabulary import DataError
+instances = [[float(row), 1.0] for row in range(2000)]
+instances[1998][1] = "x" * 50_000
+"""
+    measured = peak_rss_growth(setup, "numeric_matrix(instances, 'instances')")
+    assert measured["outcome"] == "instances[1998][1]"
     assert measured["growth_mb"] < RSS_BOUND_MB, measured
 
 
