@@ -52,7 +52,8 @@ def working_set(
     targets are as wide as the output layer (one-hot for a classifier)."""
     itemsize = np.dtype(network["dtype"]).itemsize
     optimizer = training["optimizer"]
-    copies = 2 + OPTIMIZER_SLOTS[optimizer["name"]](optimizer)  # weights, gradients, slots
+    # weights, gradients, the optimizer's slots, and the trained model's own copy at the end
+    copies = 3 + OPTIMIZER_SLOTS[optimizer["name"]](optimizer)
     if training["early_stopping"]:
         copies += 1
     batch = training["batch_size"]

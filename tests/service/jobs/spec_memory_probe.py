@@ -22,7 +22,7 @@ from model_core.optimizers import OPTIMIZERS
 from model_core.specs import DTYPES
 from service.datasets.ingest import DataLimits, dataset_from_json
 from service.db import records
-from service.jobs.specs import SpecReport, check_job, count_parameters
+from service.jobs.specs import SpecReport, check_job
 from service.serving.predictions import prediction_arrays
 from service.settings import Settings
 from service.specs_json import service_fields_apart
@@ -36,8 +36,7 @@ PREDICT_ROWS = 1000
 # What each phase may add to the peak RSS beyond its limit (MAX_JOB_MEMORY to train,
 # MAX_REQUEST_MEMORY to predict): what the cost model leaves out (a batch's copy of its rows,
 # the loss's and the initializer's temporaries, the 1,000 rows and the answer), numpy's and the
-# allocator's own. Training may add the trained model's copy of the weights too
-# (``model_bytes``): service/jobs/costs.py does not count it.
+# allocator's own.
 SLACK_MB = 16
 LIMITS_MB = {
     "train": SETTINGS.max_job_memory / MIB,
@@ -124,31 +123,25 @@ class Probe:
             if not report.valid:
                 self.counts["refused"] += 1
                 return
-            model_mb = model_bytes(report.network, dataset.n_features) / MIB
-            model = self.measured("train", model_mb, train_one_epoch, session, dataset, report)
+            model = self.measured("train", train_one_epoch, session, dataset, report)
         if model is None:
             self.counts["diverged"] += 1
             return
         self.counts["trained"] += 1
-        self.measured("predict", 0.0, predict_rows, model, dataset.n_features)
+        self.measured("predict", predict_rows, model, dataset.n_features)
 
-    def measured(self, phase: str, extra_mb: float, function, *args):
-        """``function(*args)``, its growth of the peak RSS checked against ``phase``'s limit,
-        plus ``extra_mb`` and the slack."""
+    def measured(self, phase: str, function, *args):
+        """``function(*args)``, its growth of the peak RSS checked against ``phase``'s limit
+        plus the slack."""
         before = forget_peak_rss()
         result = function(*args)
         growth = peak_rss_growth_mb(before)
         self.largest_mb[phase] = max(self.largest_mb[phase], growth)
-        bound = LIMITS_MB[phase] + extra_mb + SLACK_MB
+        bound = LIMITS_MB[phase] + SLACK_MB
         assert growth < bound, (
             f"{phase}: the peak RSS rose {growth:.1f} MiB; the bound is {bound:.1f}"
         )
         return result
-
-
-def model_bytes(network: dict, n_features: int) -> int:
-    """The bytes of a trained model's weights and biases."""
-    return count_parameters(network, n_features) * np.dtype(network["dtype"]).itemsize
 
 
 def train_one_epoch(session, dataset, report: SpecReport) -> Model | None:

@@ -70,10 +70,10 @@ def test_the_working_set_counts_data_parameters_slots_and_activations():
     costs = working_set(network, adam, n_samples=100, n_features=5, n_parameters=93)
     assert costs == {
         "dataset_id": 100 * (5 + 3) * 8,
-        "network.layers": 93 * (1 + 1 + 2) * 8,
+        "network.layers": 93 * (1 + 1 + 2 + 1) * 8,  # weights, gradients, slots, the result
         "training.batch_size": 2 * 100 * 13 * 8,
     }
     sgd = {**adam, "optimizer": {"name": "sgd", "momentum": 0.0}, "batch_size": 10}
     costs = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=93)
-    assert costs["network.layers"] == 93 * 2 * 8
+    assert costs["network.layers"] == 93 * 3 * 8
     assert costs["training.batch_size"] == 2 * 10 * 13 * 8
