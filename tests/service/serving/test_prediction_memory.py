@@ -9,6 +9,7 @@ import numpy as np
 
 from model_core import Model
 from model_core.network import chunk_rows
+from tests.factories import REPOSITORY
 
 MIB = 1024 * 1024
 
@@ -20,11 +21,7 @@ PEAK_RSS = textwrap.dedent(
     import numpy as np
     from model_core import Model
     from service.serving.predictions import prediction_arrays
-
-    def peak_kib():
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+    from tests.factories import forget_peak_rss, peak_rss_growth_mb
 
     layers = [{"units": 20_000, "activation": "relu"}, {"units": 2, "activation": "softmax"}]
     rng = np.random.default_rng(0)
@@ -34,9 +31,9 @@ PEAK_RSS = textwrap.dedent(
                   "classification", classes=[0, 1])
     x = rng.normal(size=(2_000, 1))
     prediction_arrays(model, x[:1], 1)  # every import and first allocation done
-    before = peak_kib()
+    before = forget_peak_rss()
     prediction_arrays(model, x, int(sys.argv[1]))
-    print(peak_kib() - before)
+    print(peak_rss_growth_mb(before))
     """
 )
 
@@ -49,8 +46,9 @@ def peak_rise_mib(max_bytes: int) -> float:
         text=True,
         check=True,
         timeout=120,
+        cwd=REPOSITORY,
     )
-    return int(result.stdout) / 1024
+    return float(result.stdout)
 
 
 def test_a_wide_model_predicts_within_max_request_memory():
