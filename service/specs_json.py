@@ -54,10 +54,14 @@ def set_path(body: dict, path: str, value: Any) -> None:
     _assign(target, steps[-1], value, path)
 
 
+def _check_item(target: Any, step: int, path: str) -> None:
+    if not isinstance(target, list) or step >= len(target):
+        raise DataError(f"{PARAMETERS}.{path}", f"the body has no item [{step}] there")
+
+
 def _step_into(target: Any, step: str | int, path: str, wants_list: bool) -> Any:
     if isinstance(step, int):
-        if not isinstance(target, list) or step >= len(target):
-            raise DataError(f"{PARAMETERS}.{path}", f"the body has no item [{step}] there")
+        _check_item(target, step, path)
         return target[step]
     if not isinstance(target, dict):
         raise DataError(f"{PARAMETERS}.{path}", f"{step}: the body has no object there")
@@ -70,8 +74,7 @@ def _step_into(target: Any, step: str | int, path: str, wants_list: bool) -> Any
 
 def _assign(target: Any, step: str | int, value: Any, path: str) -> None:
     if isinstance(step, int):
-        if not isinstance(target, list) or step >= len(target):
-            raise DataError(f"{PARAMETERS}.{path}", f"the body has no item [{step}] there")
+        _check_item(target, step, path)
     elif not isinstance(target, dict):
         raise DataError(f"{PARAMETERS}.{path}", "the body has no object there")
     target[step] = value

@@ -6,12 +6,12 @@ from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32, Model
 from service.api.auth import identify_caller, signing_secret
-from service.api.bodies import BodyLimitedRequest, JsonBodyErrorsDoc, install_json_depth_check
+from service.api.bodies import BodyLimitedRequest, install_json_depth_check, json_body_errors_doc
 from service.api.context import Services, close_db
 from service.api.dashboard import install_dashboard
 from service.api.errors import EnvelopeApi, register_domain_errors
 from service.api.events import StreamSlots
-from service.api.limits import RateLimitedResponsesDoc, install_rate_limits
+from service.api.limits import install_rate_limits, rate_limited_doc
 from service.api.metrics import install_metrics
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_json_depth_check(app)  # after the rate limits: a body scanned is a request counted
     app.teardown_appcontext(close_db)
     api = EnvelopeApi(
-        app, spec_kwargs={"extra_plugins": [JsonBodyErrorsDoc(), RateLimitedResponsesDoc()]}
+        app, spec_kwargs={"extra_plugins": [json_body_errors_doc(), rate_limited_doc()]}
     )
     register_domain_errors(app)
     for blueprint in BLUEPRINTS:

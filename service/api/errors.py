@@ -5,10 +5,11 @@
 the Open Inference Protocol, the same failures answer its ``{"error": "..."}`` instead.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import Flask, current_app, has_request_context, request
 from flask_smorest import Api, abort
 from marshmallow import ValidationError
@@ -93,6 +94,30 @@ def error_message(error: HTTPException, data: Mapping[str, Any]) -> str:
     if "messages" in data:
         return INVALID_REQUEST
     return error.description or error.name
+
+
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+class DeclaredResponse(BasePlugin):
+    """An apispec plugin: ``status`` documented as ``response`` (the error envelope) on every
+    operation ``applies(path, operation)`` selects, unless the operation declares it itself: for
+    the answers of a hook that runs before every view (a body's 400, a rate limit's 429)."""
+
+    def __init__(
+        self, status: int, response: dict, applies: Callable[[str | None, dict], bool]
+    ) -> None:
+        super().__init__()
+        self.status = status
+        self.response = {**response, "content": ERROR_CONTENT}
+        self.applies = applies
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            declared = {self.status, str(self.status)} & responses.keys()
+            if self.applies(path, operation) and not declared:
+                responses[str(self.status)] = self.response
 
 
 class EnvelopeApi(Api):

@@ -25,14 +25,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from apispec import BasePlugin
 from flask import Flask, Request, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from service.api.auth import guarded
-from service.api.errors import fail
+from service.api.errors import DeclaredResponse, fail
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -162,27 +161,24 @@ def install_rate_limits(app: Flask, settings: Settings) -> None:
     app.before_request(limits.check)
 
 
-class RateLimitedResponsesDoc(BasePlugin):
-    """An apispec plugin: every operation under /v1 and /v2 that a budget counts documents its
-    429 and ``Retry-After`` (one an operation declares itself is kept), so that a client and
-    schemathesis know a 429 is an answer, not a failure."""
+def counted(path: str | None, _operation: dict) -> bool:
+    return path is not None and guarded(path)
 
-    RESPONSE = {
-        "description": "A rate limit (RATE_LIMIT, or PREDICT_RATE_LIMIT for predictions) was"
-        " exceeded",
-        "headers": {
-            "Retry-After": {
-                "description": "Seconds to wait before the next request",
-                "schema": {"type": "integer", "minimum": 1},
-            }
+
+def rate_limited_doc() -> DeclaredResponse:
+    """Every operation a budget counts documents its 429 and ``Retry-After``, so that a client
+    and schemathesis know a 429 is an answer, not a failure."""
+    return DeclaredResponse(
+        429,
+        {
+            "description": "A rate limit (RATE_LIMIT, or PREDICT_RATE_LIMIT for predictions) was"
+            " exceeded",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before the next request",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
         },
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
-        if path is None or not guarded(path):
-            return
-        for operation in (operations or {}).values():
-            responses = operation.setdefault("responses", {})
-            if not {429, "429"} & responses.keys():
-                responses["429"] = self.RESPONSE
+        counted,
+    )

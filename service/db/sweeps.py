@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from model_core.specs import resolve_training
 from service.db import registry
-from service.db.models import Dataset, EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
+from service.db.models import EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
 from service.db.quotas import json_bytes
-from service.db.records import page
+from service.db.records import get_dataset, page
 from service.specs_json import plain_json, resolve_json, service_fields_apart, trial_body
 from service.vocabulary import ACTIVE_STATUSES, JobStatus, SweepStatus
 
@@ -103,7 +103,7 @@ def trial_specs(session: Session, sweep: Sweep, index: int) -> dict:
         return sweep.trials[index]
     params = sweep.trials[index]
     body = trial_body(sweep.base, params)
-    dataset = session.get(Dataset, sweep.dataset_id) if sweep.dataset_id is not None else None
+    dataset = None if sweep.dataset_id is None else get_dataset(session, sweep.dataset_id)
     if dataset is None:
         engine, own = service_fields_apart(body["training"])
         training = {**plain_json(resolve_training(engine)), **own}

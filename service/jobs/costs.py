@@ -5,8 +5,8 @@ fits it and still allocates batch x 20,000 activations per layer, and full-batch
 width. A job's working set, in the network's dtype:
 
 - the data set: rows x (features + outputs);
-- the parameters, their gradients, the optimizer's slots (Adam 2, SGD with momentum 1) and the
-  best weights early stopping keeps;
+- the parameters, their gradients, the optimizer's slots (Adam 2, SGD with momentum 1), the
+  best weights early stopping keeps, and the trained model's own copy at the end;
 - the activations and their errors: 2 x batch rows x the units of every layer (``full``: every
   row).
 

@@ -41,7 +41,8 @@ def test_predict_gives_labels_and_probabilities(client, model_id):
     assert np.allclose(np.sum(body["probabilities"], axis=1), 1.0, atol=1e-5)
 
 
-def test_the_model_is_loaded_once_per_process(client, model_id, monkeypatch):
+def loads_for_three_predictions(client, model_id, monkeypatch) -> int:
+    """How often three predictions read the model from its stored bytes."""
     loads = []
     real_from_bytes = model_core.Model.from_bytes
     monkeypatch.setattr(
@@ -49,7 +50,11 @@ def test_the_model_is_loaded_once_per_process(client, model_id, monkeypatch):
     )
     for _ in range(3):
         client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS[:1]})
-    assert len(loads) == 1
+    return len(loads)
+
+
+def test_the_model_is_loaded_once_per_process(client, model_id, monkeypatch):
+    assert loads_for_three_predictions(client, model_id, monkeypatch) == 1
 
 
 BAD_INSTANCES = {
@@ -137,11 +142,5 @@ def test_weights_too_large_for_json_are_a_422_pointing_to_npz(client_with, sessi
 
 def test_the_model_cache_is_bounded_in_bytes(client_with, model_id, monkeypatch):
     client = client_with(model_cache_bytes=50)  # XOR: 17 parameters + mean and scale, > 50 B
-    loads = []
-    real_from_bytes = model_core.Model.from_bytes
-    monkeypatch.setattr(
-        model_core.Model, "from_bytes", lambda data: loads.append(1) or real_from_bytes(data)
-    )
-    for _ in range(3):
-        client.post(f"/v1/models/{model_id}/predict", json={"instances": XOR_ROWS[:1]})
-    assert len(loads) == 3  # larger than the whole cache: never kept
+    # larger than the whole cache: never kept
+    assert loads_for_three_predictions(client, model_id, monkeypatch) == 3
