@@ -146,6 +146,7 @@ def test_a_downgrade_and_an_upgrade_keep_every_row(database_url, monkeypatch, tm
                 network={},
                 training={},
                 metrics={},
+                signature={"named": False, "task": "classification", "inputs": [], "outputs": {}},
                 blob=b"x",
                 name="xor",
                 version=registry.next_version(session, "default", "xor"),

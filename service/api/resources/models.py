@@ -33,6 +33,7 @@ from service.api.schemas.models import (
     DELETABLE_REF_SCHEMA,
     EVALUATE_BODY,
     NAME_SCHEMA,
+    PREDICT_FORM_SCHEMAS,
     REF_DESCRIPTION,
     REF_SCHEMA,
     AliasRequestSchema,
@@ -87,20 +88,22 @@ ALIAS_PARAMETER = {
 
 
 def model_details(row: TrainedModel, model: Model) -> dict:
-    """The row's fields that ModelSchema shows, plus the standardisation only the blob holds."""
+    """The row's fields that ModelSchema shows and its signature, plus the standardisation
+    only the blob holds."""
     shown = {name: getattr(row, name) for name in ModelSchema().fields}
-    return {**shown, "standardization": standardization(model)}
+    return {**shown, "signature": row.signature, "standardization": standardization(model)}
 
 
 PREDICT_REQUEST = PredictRequestSchema()
 PREDICT_BODY = {
     "required": True,
-    "description": "JSON instances, or CSV (text/csv): a header row, then one row of features"
-    " per line. When the model's data set named its features, CSV columns are matched by those"
-    " names (others, such as an id or the target, are left out); else every column is a"
-    " feature, in order",
+    "description": "JSON rows in one of three forms: instances (positional), records or"
+    " columns + data (by the feature names of the model's signature, in any order); or CSV"
+    " (text/csv): a header row, then one row of features per line. When the model's signature"
+    " names its features, CSV columns are matched by those names (others, such as an id or the"
+    " target, are left out); else every column is a feature, in order",
     "content": {
-        "application/json": {"schema": PredictRequestSchema},
+        "application/json": {"schema": {"oneOf": PREDICT_FORM_SCHEMAS}},
         "text/csv": {"schema": {"type": "string"}},
     },
 }
@@ -126,11 +129,11 @@ def predict_body() -> dict | bytes:
 
 
 def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
-    """The rows of ``predict_body``: JSON ``instances``, or CSV with a header row."""
+    """The rows of ``predict_body``: JSON in one of its forms, or CSV with a header row."""
     limit = services().settings.max_predict_rows
     if isinstance(body, bytes):
-        return rows.csv_rows(db(), served.model_id, served.model, body, limit)
-    return rows.instances_for(served.model, body["instances"], limit)
+        return rows.csv_rows(served.model, served.signature, body, limit)
+    return rows.request_rows(served.model, served.signature, body, limit)
 
 
 def json_response(body: dict, headers: dict[str, str]) -> Response:
@@ -163,7 +166,7 @@ def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.nda
         )
     session, dataset_id = db(), body["dataset_id"]
     dataset = records.get_dataset(session, dataset_id) or fail(404, f"No data set {dataset_id}.")
-    return rows.dataset_evaluation_data(session, served.model_id, served.model, dataset)
+    return rows.dataset_evaluation_data(session, served.model, served.signature, dataset)
 
 
 def deletable_row(ref_text: str) -> TrainedModel:
