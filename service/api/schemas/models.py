@@ -253,10 +253,27 @@ class AliasRequestSchema(ma.Schema):
     )
 
 
+class AliasQuerySchema(ma.Schema):
+    force = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "move the alias even to a version whose signature would break its"
+            " callers (the answer's changes say what changed)"
+        },
+    )
+
+
 class AliasSchema(ma.Schema):
     name = ma.fields.String()
     alias = ma.fields.String(metadata={"pattern": f"^{NAME_PATTERN}$"})
     version = ma.fields.Integer()
+    changes = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "what a move changed of the signature callers rely on (only a"
+            " forced move changes anything), e.g. inputs[2]: petal_length -> petal_width"
+        },
+    )
 
 
 EVALUATION_TARGETS = {
