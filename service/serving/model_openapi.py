@@ -12,10 +12,6 @@ from typing import Any
 from model_core import Model
 from service.signatures import input_names
 
-# The largest finite JSON number a float64 holds: a larger literal is refused with a 422.
-FLOAT64_MAX = 1.7976931348623157e308
-NUMBER = {"type": "number", "minimum": -FLOAT64_MAX, "maximum": FLOAT64_MAX}
-
 ERROR = {
     "type": "object",
     "properties": {
@@ -49,13 +45,20 @@ def fixed_array(items: dict, count: int) -> dict:
     return {"type": "array", "items": items, "minItems": count, "maxItems": count}
 
 
-def request_forms(names: list[str], max_rows: int) -> list[dict]:
+def input_number(model: Model) -> dict:
+    """A value the model computes with finitely (``Model.input_bound``): a larger one is
+    refused with a 422."""
+    return {"type": "number", "minimum": -model.input_bound, "maximum": model.input_bound}
+
+
+def request_forms(model: Model, names: list[str], max_rows: int) -> list[dict]:
     """The three forms of the body, each with exactly the model's inputs: ``records``,
     ``columns`` + ``data``, and positional ``instances``."""
+    number = input_number(model)
     rows = {"type": "array", "minItems": 1, "maxItems": max_rows}
     record = {
         "type": "object",
-        "properties": dict.fromkeys(names, NUMBER),
+        "properties": dict.fromkeys(names, number),
         "required": names,
         "additionalProperties": False,
     }
@@ -63,11 +66,11 @@ def request_forms(names: list[str], max_rows: int) -> list[dict]:
     return [
         body_form({"records": {**rows, "items": record}}, "one object per row, by feature name"),
         body_form(
-            {"columns": columns, "data": {**rows, "items": fixed_array(NUMBER, len(names))}},
+            {"columns": columns, "data": {**rows, "items": fixed_array(number, len(names))}},
             "the names of data's columns (every input, in any order), then the rows",
         ),
         body_form(
-            {"instances": {**rows, "items": fixed_array(NUMBER, len(names))}},
+            {"instances": {**rows, "items": fixed_array(number, len(names))}},
             f"rows of numbers in input order: {', '.join(names)}",
         ),
     ]
@@ -131,7 +134,9 @@ def model_openapi(
         "summary": f"Predict with {title}",
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": request_forms(names, max_rows)}}},
+            "content": {
+                "application/json": {"schema": {"oneOf": request_forms(model, names, max_rows)}}
+            },
         },
         "responses": {
             "200": {

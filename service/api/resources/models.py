@@ -153,10 +153,17 @@ def wants_csv() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
-def csv_response(served: ServedModel, x: np.ndarray) -> Response:
-    text = predictions_csv(
-        served.model, prediction_arrays(served.model, x, services().settings.max_request_memory)
-    )
+def rows_field(body: dict | bytes) -> str:
+    """The request field the rows came in: ``body`` (CSV), ``instances``, ``records`` or
+    ``data``."""
+    if isinstance(body, bytes):
+        return "body"
+    return next(form for form in ("instances", "records", "data") if form in body)
+
+
+def csv_response(served: ServedModel, x: np.ndarray, field: str) -> Response:
+    budget = services().settings.max_request_memory
+    text = predictions_csv(served.model, prediction_arrays(served.model, x, budget, field))
     return Response(text, mimetype="text/csv", headers=served.headers())
 
 
@@ -294,14 +301,12 @@ class ModelPrediction(MethodView):
         body = predict_body()
         served = serve(ref)
         x = rows_to_predict(served, body)
+        field = rows_field(body)
         if wants_csv():
-            return csv_response(served, x)
+            return csv_response(served, x, field)
+        budget = services().settings.max_request_memory
         return json_response(
-            {
-                **served.identity(),
-                **predict(served.model, x, services().settings.max_request_memory),
-            },
-            served.headers(),
+            {**served.identity(), **predict(served.model, x, budget, field)}, served.headers()
         )
 
 

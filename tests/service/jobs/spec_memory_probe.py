@@ -161,7 +161,7 @@ def train_one_epoch(session, dataset, report: SpecReport) -> Model | None:
 def predict_rows(model: Model, n_features: int) -> None:
     """A prediction of ``PREDICT_ROWS`` rows in chunks within MAX_REQUEST_MEMORY."""
     rows = np.random.default_rng(1).normal(size=(PREDICT_ROWS, n_features))
-    prediction_arrays(model, rows, SETTINGS.max_request_memory)
+    prediction_arrays(model, rows, SETTINGS.max_request_memory, "instances")
 
 
 def main() -> None:

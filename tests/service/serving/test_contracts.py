@@ -313,3 +313,30 @@ def test_a_csv_body_for_a_positional_model_stays_positional(client, xor_id):
         response.get_json()["predictions"]
         == predict(client, str(xor_id), instances=[[1, 0]]).get_json()["predictions"]
     )
+
+
+def test_a_value_beyond_what_the_model_computes_finitely_is_422_naming_it(client, iris):
+    bound = client.get("/v1/models/iris/openapi.json").get_json()
+    number = operation(bound)["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    limit = number["properties"]["records"]["items"]["properties"]["sepal_width"]["maximum"]
+    assert 1e30 < limit < 3.4e38
+    at_limit = predict(client, "iris", records=[row_of(sepal_width=limit)])
+    assert at_limit.status_code == 200 and np.isfinite(at_limit.get_json()["probabilities"]).all()
+    beyond = predict(client, "iris", records=[row_of(sepal_width=3e38)])
+    error = assert_envelope(beyond, 422, "records[0].sepal_width")
+    assert "float32" in error["details"]["records[0].sepal_width"][0]
+    columns = predict(client, "iris", columns=IRIS_COLUMNS[::-1], data=[[0, 0, 3e38, 0]])
+    assert_envelope(columns, 422, "data[0][2]")
+    assert_envelope(predict(client, "iris", instances=[[0, -3e38, 0, 0]]), 422, "instances[0][1]")
+
+
+def test_an_infer_that_overflows_inside_the_network_has_no_answer_but_a_4xx(client, iris):
+    tensor = {
+        "name": "input",
+        "shape": [2, 4],
+        "datatype": "FP32",
+        "data": [1, 2, 3, 4, 3e38, 3e38, 3e38, 3e38],
+    }
+    response = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"].startswith("inputs.input[1]: the model's outputs")

@@ -57,7 +57,7 @@ def round_trip(model: Model, inputs: list, outputs: list | None = None) -> trito
     request = protocol.parse_infer_request(body, header_length, model, MAX_ROWS)
     answer, length = protocol.encode_infer_response(
         request,
-        protocol.infer_outputs(model, prediction_arrays(model, request.x, 2**20)),
+        protocol.infer_outputs(model, prediction_arrays(model, request.x, 2**20, "input")),
         protocol.output_specs(model),
         "m",
         "1",
