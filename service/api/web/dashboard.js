@@ -584,9 +584,46 @@ function predictionTable(answer, rows) {
   );
 }
 
+// A model whose signature names at most this many inputs gets one labelled field per input.
+const MAX_NAMED_FIELDS = 32;
+
 function predictForm(model, ref, exampleRows) {
+  const signature = model.signature;
+  if (signature && signature.named && signature.inputs.length <= MAX_NAMED_FIELDS) {
+    return namedPredictForm(ref, signature, exampleRows[0]);
+  }
   const text = h("textarea", { id: "rows", rows: 6, spellcheck: "false" });
   text.value = exampleRows.map((row) => row.join(", ")).join("\n");
+  const names = signature ? signature.inputs.map((input) => input.name) : [];
+  const label = signature && signature.named
+    ? `One row per line, ${model.n_features} numbers each, in input order (${names.join(", ")}), or a JSON list of rows:`
+    : `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`;
+  return predictSection(ref, h("label", { for: "rows" }, label), text, () => ({ instances: parseRows(text.value) }));
+}
+
+/** One number field per input of the signature, labelled by its name, sent as ``records``. */
+function namedPredictForm(ref, signature, example) {
+  const fields = signature.inputs.map((input, i) =>
+    h("input", {
+      id: `input-${i}`,
+      name: input.name,
+      type: "number",
+      step: "any",
+      required: true,
+      value: example ? example[i] : input.mean ?? 0,
+      title: input.min === null ? input.dtype : `${input.dtype}, trained on ${fmt(input.min)} to ${fmt(input.max)}`,
+    }),
+  );
+  const grid = h(
+    "div",
+    { class: "named-inputs" },
+    fields.map((field) => h("label", {}, h("span", {}, field.name), field)),
+  );
+  const record = () => ({ records: [Object.fromEntries(fields.map((field) => [field.name, Number(field.value)]))] });
+  return predictSection(ref, h("p", {}, "One row, each input by name:"), grid, record);
+}
+
+function predictSection(ref, label, inputs, body) {
   const answer = h("div", { id: "answer" });
   const form = h(
     "form",
@@ -595,22 +632,51 @@ function predictForm(model, ref, exampleRows) {
       onsubmit: async (event) => {
         event.preventDefault();
         try {
-          const rows = parseRows(text.value);
-          const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, {
-            method: "POST",
-            body: { instances: rows },
-          });
-          answer.replaceChildren(predictionTable(result, rows));
+          const sent = body();
+          const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, { method: "POST", body: sent });
+          answer.replaceChildren(predictionTable(result, sent.instances || sent.records));
         } catch (error) {
           answer.replaceChildren(failure(error));
         }
       },
     },
-    h("label", { for: "rows" }, `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`),
-    text,
+    label,
+    inputs,
     h("button", { type: "submit" }, "Predict"),
   );
   return h("section", {}, h("h2", {}, "Predict"), form, answer);
+}
+
+/** The model's contract: its inputs with the profile of the rows it trained on, its outputs, and
+ * a link to its own OpenAPI document. */
+async function contractSection(model, ref) {
+  const signature = model.signature;
+  if (!signature) return null;
+  const stat = (value) => h("td", { class: "num" }, value === null ? "–" : fmt(value));
+  const outputs = signature.outputs.classes
+    ? `classes (${signature.outputs.type}): ${signature.outputs.classes.join(", ")}`
+    : `targets: ${signature.outputs.targets.join(", ")}`;
+  return h(
+    "section",
+    { id: "contract" },
+    h("h2", {}, "Contract"),
+    h(
+      "p",
+      {},
+      h("a", { id: "model-openapi", href: await withToken(`v1/models/${encodeURIComponent(ref)}/openapi.json`), target: "_blank" }, "OpenAPI document"),
+      ` · ${outputs}`,
+      signature.named ? "" : " · positional inputs: the training data named none",
+    ),
+    signature.inputs.length <= MAX_NAMED_FIELDS
+      ? table(
+          ["input", "dtype", "min", "max", "mean", "std"],
+          signature.inputs.map((input) =>
+            h("tr", {}, h("td", {}, input.name), h("td", {}, input.dtype), stat(input.min), stat(input.max), stat(input.mean), stat(input.std)),
+          ),
+          { id: "inputs" },
+        )
+      : h("p", { class: "muted" }, `${signature.inputs.length} inputs: ${signature.inputs.slice(0, 8).map((input) => input.name).join(", ")}, ...`),
+  );
 }
 
 // The 8x8 digits of scikit-learn: 32x32 bitmaps of a digit scaled to fill the box, then the
@@ -742,6 +808,7 @@ async function modelPage(ref) {
         ...metrics.map(([name, value]) => [name.replaceAll("_", " "), name.includes("accuracy") ? percent(value) : fmt(value)]),
     ]),
     architecture(model),
+    await contractSection(model, ref),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
   );
