@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from model_core import resolve_spec
+from model_core.weighting import check_class_weight_labels
 from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError, Task
 
 ROOTS = ("network", "training")
@@ -125,6 +126,7 @@ class DataShape(Protocol):
     n_features: int
     n_outputs: int
     n_samples: int
+    classes: list | None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def resolve_json(data: DataShape, network: dict, training: dict) -> JsonSpecs:
         n_outputs=data.n_outputs,
         n_samples=data.n_samples,
     )
+    check_class_weight_labels(resolved.training["class_weight"], data.classes)
     resolved_network, initial_weights = split_network(resolved.network)
     return JsonSpecs(
         resolved_network,

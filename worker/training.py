@@ -73,13 +73,17 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Traine
     )
 
 
-ArraysCache = LruCache[int, tuple[np.ndarray, np.ndarray]]
+ArraysCache = LruCache[int, records.DatasetArrays]
+
+
+def arrays_nbytes(arrays: records.DatasetArrays) -> int:
+    return sum(array.nbytes for array in arrays if array is not None)
 
 
 def arrays_cache(max_bytes: int) -> ArraysCache:
     """Data set arrays kept by a worker process: data sets never change once uploaded and ids
     are never reused, so a sweep of jobs on one data set reads it from the database once."""
-    return LruCache(max_bytes, size_of=lambda arrays: arrays[0].nbytes + arrays[1].nbytes)
+    return LruCache(max_bytes, size_of=arrays_nbytes)
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,7 @@ class TrainingInput:
     job: TrainingJob
     dataset: Dataset
     specs: StoredSpecs
-    x: np.ndarray
-    y: np.ndarray
+    arrays: records.DatasetArrays
     checkpoint: bytes | None
     early_termination: EarlyTermination | None = None
 
@@ -107,12 +110,12 @@ def load_job(
         dataset = job.dataset
         if dataset is None:
             raise DatasetDeleted("the job's data set was deleted before it could train")
-        x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
+        arrays = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
         specs = stored_specs(job)
         asha = asha_for(session, job)
         early = asha and EarlyTermination(asha, specs.training["epochs"], job.rungs or [])
-        return TrainingInput(job, dataset, specs, x, y, checkpoint, early)
+        return TrainingInput(job, dataset, specs, arrays, checkpoint, early)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -201,12 +204,13 @@ def train_attempt(
             early_termination=given.early_termination,
         )
         trainer = Trainer(
-            given.x,
-            given.y,
+            given.arrays.x,
+            given.arrays.y,
             given.specs.network,
             given.specs.training,
             task=given.dataset.task.value,
             resume_from=given.checkpoint,
+            sample_weight=given.arrays.sample_weight,
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)

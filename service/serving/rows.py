@@ -52,7 +52,7 @@ def dataset_evaluation_data(session: Session, model_id: int, model: Model, datas
     """A stored data set's rows and targets, checked against the model's inputs and outputs, and
     the field they came from."""
     check_dataset_fits(dataset, model, model_feature_names(session, model_id))
-    x, y = records.get_dataset_arrays(session, dataset.id)
+    x, y, _weights = records.get_dataset_arrays(session, dataset.id)
     return x, y, "dataset_id"
 
 

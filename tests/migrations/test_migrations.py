@@ -11,6 +11,7 @@ from service.commands.cli import main
 from service.db import registry
 from service.db.models import (
     Base,
+    Dataset,
     JobCheckpoint,
     ModelAlias,
     Sweep,
@@ -243,4 +244,27 @@ def test_0010_keeps_the_sweeps_stored_with_every_trials_specs(database_url, monk
         sweep = session.scalars(select(Sweep)).one()
         assert (sweep.base, sweep.trials) == (None, trials)
     sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_0013_reads_the_rows_stored_before_as_unweighted_and_parentless(
+    database_url, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0010"]) == 0
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO datasets (tenant, name, task, source, n_samples, n_features, n_outputs,"
+            " arrays, stored_bytes, created_at) VALUES ('default', 'old', 'classification',"
+            " 'json', 4, 2, 2, '', 0, CURRENT_TIMESTAMP)"
+        )
+    engine.dispose()
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        assert session.scalars(select(Dataset.weighted)).one() is False
+    sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "0010"]) == 0
     assert main(["db", "downgrade", "base"]) == 0

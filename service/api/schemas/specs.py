@@ -151,6 +151,16 @@ TRAINING_SPEC = closed_object(
             "description": "null or false: off",
         },
         "standardize": BOOLEAN,
+        "class_weight": {
+            "anyOf": [
+                choice(["balanced"]),
+                {"type": "object", "additionalProperties": number(0.0)},
+            ],
+            "nullable": True,
+            "description": "classification: balanced (n_samples / (n_classes * count)), or"
+            " {label: weight} (labels as text; a label left out weighs 1); multiplies the data"
+            " set's row weights",
+        },
         **SERVICE_TRAINING,
     },
     description="model_core's training spec (docs/model_core.md), plus the service's"
