@@ -21,9 +21,7 @@ KEEP_IDS = {"sqlite_autoincrement": True}
 def upgrade() -> None:
     """Upgrade schema."""
     with op.batch_alter_table("datasets", table_kwargs=KEEP_IDS) as batch:
-        batch.add_column(
-            sa.Column("weighted", sa.Boolean(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("weighted", sa.Boolean(), nullable=False, server_default="0"))
     with op.batch_alter_table("models", table_kwargs=KEEP_IDS) as batch:
         batch.add_column(sa.Column("parent_model_id", sa.Integer(), nullable=True))
         batch.create_index("ix_models_parent_model_id", ["parent_model_id"])
