@@ -153,9 +153,12 @@ def csv_response(served: ServedModel, x: np.ndarray) -> Response:
     return Response(text, mimetype="text/csv", headers=served.headers())
 
 
-def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.ndarray, str]:
-    """Rows, their targets and the request field they came from: a stored data set checked
-    against the model's inputs, or inline ``instances`` and ``targets``."""
+def evaluation_data(
+    served: ServedModel, body: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """Rows, their targets, their weights (a weighted data set's, else None) and the request
+    field they came from: a stored data set checked against the model's inputs, or inline
+    ``instances`` and ``targets``."""
     settings = services().settings
     if "dataset_id" not in body:
         return rows.inline_evaluation_data(
@@ -310,8 +313,9 @@ class ModelEvaluation(MethodView):
         """Evaluate a model on a data set or inline rows: loss, accuracy, per-class precision
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
-        x, y, field = evaluation_data(served, body)
-        report = asdict(rows.evaluated(served.model, x, y, field, services().settings))
+        x, y, weights, field = evaluation_data(served, body)
+        settings = services().settings
+        report = asdict(rows.evaluated(served.model, x, y, field, settings, weights))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 

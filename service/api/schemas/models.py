@@ -267,6 +267,19 @@ R2 = (
 )
 
 
+class WeightedFiguresSchema(ma.Schema):
+    loss = ma.fields.Float(metadata={"description": "sum(w_i l_i) / sum(w_i), as training's"})
+    accuracy = ma.fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "classification: the weights of the rows"
+            " predicted right over all the weights"
+        },
+    )
+    mse = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+    mae = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+
+
 class EvaluationSchema(AnsweringModelSchema):
     dataset_id = ma.fields.Integer(
         allow_none=True, metadata={"description": "the data set evaluated; null for inline rows"}
@@ -292,4 +305,12 @@ class EvaluationSchema(AnsweringModelSchema):
     )
     per_output = ma.fields.List(
         ma.fields.Nested(OutputMetricsSchema), metadata={"description": "regression only"}
+    )
+    weighted = ma.fields.Nested(
+        WeightedFiguresSchema,
+        allow_none=True,
+        metadata={
+            "description": "a data set with row weights: the figures weighted by them (the"
+            " others are unweighted); null otherwise"
+        },
     )
