@@ -6,6 +6,8 @@ standardisation is kept as it is, not fitted again, since its first layer's weig
 on inputs standardised that way. The optimizer starts fresh: its moments are not part of a model.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from model_core.errors import SpecError
@@ -38,27 +40,53 @@ def check_same_layers(model_layers: list[dict], layers: list[dict], replace_outp
             )
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What a network that starts from a trained model must agree with: the model's task,
+    layers, classes (None for regression), whether it standardises, and its input width."""
+
+    task: str
+    layers: list[dict]
+    classes: list | None
+    standardized: bool
+    n_features: int
+
+    @classmethod
+    def of(cls, model: Model) -> "Parent":
+        standardized = model.mean is not None
+        layers = model.network["layers"]
+        return cls(model.task, layers, model.classes, standardized, model.n_features)
+
+
 def check_fine_tunable(
-    model: Model,
+    parent: Parent,
     network: dict,
     training: dict,
     task: str,
     classes: list | None,
+    n_features: int,
     replace_output: bool,
 ) -> None:
-    """The model can start this network on this data: same task, layers, classes (unless the
-    output layer is replaced) and standardisation."""
-    if model.task != task:
-        raise SpecError("network", "init_from", f"is a {model.task} model; the data is {task}")
-    check_same_layers(model.network["layers"], network["layers"], replace_output)
-    if task == "classification" and not replace_output and list(model.classes) != list(classes):
+    """The model can start this network on this data: same task, input width, layers, classes
+    (unless the output layer is replaced) and standardisation."""
+    if parent.task != task:
+        raise SpecError("network", "init_from", f"is a {parent.task} model; the data is {task}")
+    if parent.n_features != n_features:
         raise SpecError(
             "network",
             "init_from",
-            f"the model predicts the classes {model.classes}; the data has {classes}:"
+            f"the model takes {parent.n_features} features; the data has {n_features}",
+        )
+    check_same_layers(parent.layers, network["layers"], replace_output)
+    same_classes = parent.classes is not None and list(parent.classes) == list(classes)
+    if task == "classification" and not replace_output and not same_classes:
+        raise SpecError(
+            "network",
+            "init_from",
+            f"the model predicts the classes {parent.classes}; the data has {classes}:"
             " set replace_output to train a new output layer",
         )
-    standardized = model.mean is not None
+    standardized = parent.standardized
     if training["standardize"] != standardized:
         raise SpecError(
             "training",

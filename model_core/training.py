@@ -23,7 +23,12 @@ from model_core.buffers import flat_buffer
 from model_core.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint
 from model_core.early_stopping import EarlyStopping
 from model_core.errors import TrainingDiverged
-from model_core.fine_tuning import check_fine_tunable, model_standardization, starting_weights
+from model_core.fine_tuning import (
+    Parent,
+    check_fine_tunable,
+    model_standardization,
+    starting_weights,
+)
 from model_core.initializers import initial_weights
 from model_core.losses import LOSSES
 from model_core.network import (
@@ -108,7 +113,13 @@ class Trainer:
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
         if init_from is not None:
             check_fine_tunable(
-                init_from, self.network, self.training, task, self.targets.classes, replace_output
+                Parent.of(init_from),
+                self.network,
+                self.training,
+                task,
+                self.targets.classes,
+                self.x.shape[1],
+                replace_output,
             )
         self._weigh_rows(sample_weight)
         split_seed, init_seed, shuffle_seed = np.random.SeedSequence(self.training["seed"]).spawn(3)

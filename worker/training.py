@@ -18,7 +18,7 @@ import numpy as np
 from celery.utils.dispatch import Signal
 from sqlalchemy.orm import Session, sessionmaker
 
-from model_core import ModelCoreError, Trainer, TrainResult
+from model_core import Model, ModelCoreError, Trainer, TrainResult
 from service.broker import JobQueue
 from service.caching import LruCache
 from service.db import attempts, dispatch, records, sweeps
@@ -70,6 +70,7 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Traine
         blob=blob,
         stored_bytes=len(blob),
         name=job.model_name,
+        parent_model_id=job.network.get("init_from"),
     )
 
 
@@ -94,10 +95,27 @@ class TrainingInput:
     arrays: records.DatasetArrays
     checkpoint: bytes | None
     early_termination: EarlyTermination | None = None
+    init_from: Model | None = None
 
 
 class DatasetDeleted(Exception):
     """The job's data set was deleted after the job was accepted: nothing to train on."""
+
+
+class StartingModelDeleted(DatasetDeleted):
+    """The model a fine-tuning job starts from was deleted after the job was accepted."""
+
+
+def starting_model(session: Session, model_id: int | None) -> Model | None:
+    """The trained model a job starts from (None: it starts from fresh weights)."""
+    if model_id is None:
+        return None
+    blob = records.get_model_blob(session, model_id)
+    if blob is None:
+        raise StartingModelDeleted(
+            f"network.init_from: model {model_id} was deleted before the job could train"
+        )
+    return Model.from_bytes(blob)
 
 
 def load_job(
@@ -115,7 +133,8 @@ def load_job(
         specs = stored_specs(job)
         asha = asha_for(session, job)
         early = asha and EarlyTermination(asha, specs.training["epochs"], job.rungs or [])
-        return TrainingInput(job, dataset, specs, arrays, checkpoint, early)
+        start = starting_model(session, specs.init_from)
+        return TrainingInput(job, dataset, specs, arrays, checkpoint, early, start)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -211,6 +230,8 @@ def train_attempt(
             task=given.dataset.task.value,
             resume_from=given.checkpoint,
             sample_weight=given.arrays.sample_weight,
+            init_from=given.init_from,
+            replace_output=given.specs.replace_output,
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)

@@ -87,9 +87,11 @@ ALIAS_PARAMETER = {
 
 
 def model_details(row: TrainedModel, model: Model) -> dict:
-    """The row's fields that ModelSchema shows, plus the standardisation only the blob holds."""
+    """The row's fields that ModelSchema shows, plus the standardisation only the blob holds,
+    and the models it descends from."""
     shown = {name: getattr(row, name) for name in ModelSchema().fields}
-    return {**shown, "standardization": standardization(model)}
+    lineage = [asdict(ancestor) for ancestor in registry.lineage(db(), row)]
+    return {**shown, "standardization": standardization(model), "lineage": lineage}
 
 
 PREDICT_REQUEST = PredictRequestSchema()

@@ -60,6 +60,10 @@ class ModelSchema(ma.Schema):
     network = ma.fields.Dict()
     training = ma.fields.Dict()
     metrics = ma.fields.Dict(metadata={"description": "final losses and accuracies"})
+    parent_model_id = ma.fields.Integer(
+        allow_none=True,
+        metadata={"description": "the model it was fine-tuned from (network.init_from), if any"},
+    )
     created_at = ma.fields.DateTime()
 
 
@@ -71,9 +75,25 @@ class StandardizationSchema(ma.Schema):
     scale = ma.fields.List(ma.fields.Float(), metadata={"description": "(n_features,)"})
 
 
+class AncestorSchema(ma.Schema):
+    model_id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True)
+    version = ma.fields.Integer(allow_none=True)
+    deleted = ma.fields.Boolean(
+        metadata={"description": "the model is gone: its name and own parent are unknown"}
+    )
+
+
 class ModelDetailSchema(ModelSchema):
     standardization = ma.fields.Nested(
         StandardizationSchema, allow_none=True, metadata={"description": STANDARDIZATION}
+    )
+    lineage = ma.fields.List(
+        ma.fields.Nested(AncestorSchema),
+        metadata={
+            "description": "the models it descends from by fine-tuning: its parent, the"
+            " parent's parent... (empty: trained from fresh weights)"
+        },
     )
 
 
