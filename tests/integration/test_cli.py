@@ -145,6 +145,45 @@ def test_a_person_trains_on_a_csv_and_predicts_from_the_command_line(stack, xor_
     assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_weights_and_fine_tuning_from_the_command_line(stack, tmp_path):
+    """--weight on an upload, --class-weight and --name on a job, then --init-from NAME with 0
+    epochs: the child predicts as its parent and names it."""
+    url = stack.base_url
+    weighted = "x1,x2,w,y\n0,0,1,0\n0,1,2,1\n1,0,2,1\n1,1,1,0\n"
+    (tmp_path / "weighted.csv").write_text(weighted)
+    dataset = backprop_json(
+        url, "datasets", "upload", str(tmp_path / "weighted.csv"), "--target", "y", "--weight", "w"
+    )
+    assert (dataset["weighted"], dataset["features"]) == (True, 2)
+    common = ("train", "--dataset", str(dataset["id"]), "--follow")
+    parent = backprop_json(
+        url,
+        *common,
+        "--layers",
+        "8:tanh,2:softmax",
+        "--epochs",
+        "50",
+        "--class-weight",
+        "balanced",
+        "--name",
+        "xor-weighted",
+    )
+    assert (parent["status"], parent["training"]["class_weight"]) == ("succeeded", "balanced")
+    child = backprop_json(url, *common, "--init-from", "xor-weighted", "--epochs", "0")
+    assert child["status"] == "succeeded", child["error"]
+    assert child["network"]["init_from"] == parent["model_id"]
+    model = backprop_json(url, "models", "show", str(child["model_id"]))
+    assert model["lineage"][0]["name"] == "xor-weighted"
+    rows = XOR_ROWS.split("\n", 1)[1]
+    answers = [
+        backprop_json(url, "predict", ref, stdin=rows)
+        for ref in (str(child["model_id"]), "xor-weighted")
+    ]
+    assert answers[0]["probabilities"] == answers[1]["probabilities"]
+    bad = backprop(url, *common, "--init-from", "xor-weighted", "--class-weight", "3=1")
+    assert bad.returncode != 0 and "training.class_weight.3" in bad.stderr
+
+
 def test_following_a_job_draws_a_progress_bar_in_a_terminal(stack, xor_dataset):
     code, written = in_terminal(
         stack.base_url, "train", "--dataset", str(xor_dataset), "--layers", "4:tanh,2:softmax",
