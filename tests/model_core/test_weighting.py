@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.utils.class_weight import compute_class_weight
 
-from model_core import SpecError, train
+from model_core import SpecError, Trainer, train
 
 EPOCHS = 60
 FULL_BATCH = {
@@ -167,3 +167,27 @@ def test_sample_weights_weigh_a_regression(iris):
     rows = np.repeat(np.arange(len(target)), counts)
     repeated = train(x[rows, 1:], target[rows], spec, FULL_BATCH, task="regression")
     assert max_weight_difference(weighted, repeated) < 1e-10
+
+
+def test_a_resumed_weighted_run_matches_an_uninterrupted_one(iris):
+    x, y = iris
+    weights = np.linspace(0.0, 2.0, len(y))
+    training = {
+        "epochs": 6,
+        "batch_size": 16,
+        "seed": 4,
+        "validation_split": 0.2,
+        "class_weight": "balanced",
+        "optimizer": {"name": "adam"},
+    }
+    spec = network(*NETWORKS["softmax"])
+    whole = train(x, y, spec, training, sample_weight=weights)
+    first = Trainer(x, y, spec, {**training, "epochs": 3}, sample_weight=weights)
+    first.fit()
+    resumed = train(x, y, spec, training, sample_weight=weights, resume_from=first.checkpoint())
+    assert max_weight_difference(whole, resumed) == 0.0
+
+    def figures(result):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
+
+    assert figures(resumed) == figures(whole)
