@@ -342,8 +342,9 @@ class Trainer:
     def compute_gradients(
         self, batch: np.ndarray, scale: float = 1.0
     ) -> tuple[float, list[np.ndarray]]:
-        """Loss and every layer's activations for the given training rows; their mean gradient,
-        times ``scale``, into ``self.grads``.
+        """Loss and every layer's activations for the given training rows; their mean gradient
+        (weighted by the rows' weights, when there are any), times ``scale``, into
+        ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
         The weights are left as they are (gradient checks call this directly).
