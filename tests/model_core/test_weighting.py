@@ -191,3 +191,29 @@ def test_a_resumed_weighted_run_matches_an_uninterrupted_one(iris):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
 
     assert figures(resumed) == figures(whole)
+
+
+def test_class_weighted_cross_entropy_and_its_gradient_are_pytorchs(iris):
+    """torch's cross_entropy(weight=...) with mean reduction is sum(w_i l_i) / sum(w_i): the same
+    loss, and the same gradient on the same weights, within 1e-12."""
+    torch = pytest.importorskip("torch")
+    x, y = iris
+    class_weight = {"0": 0.5, "1": 2.0, "2": 3.0}
+    spec = network(*NETWORKS["softmax"])
+    trainer = Trainer(x, y, spec, {**FULL_BATCH, "class_weight": class_weight})
+    loss, _ = trainer.compute_gradients(np.arange(len(y)))
+
+    (w0, b0), (w1, b1) = [
+        (torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True))
+        for w, b in trainer.weights
+    ]
+    hidden = torch.tanh(torch.from_numpy(x) @ w0 + b0)
+    reference = torch.nn.functional.cross_entropy(
+        hidden @ w1 + b1,
+        torch.from_numpy(y),
+        weight=torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64),
+    )
+    reference.backward()
+    assert loss == pytest.approx(reference.item(), rel=1e-12)
+    for ours, theirs in zip(trainer.grads, (w0, b0, w1, b1), strict=True):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
