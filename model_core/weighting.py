@@ -111,9 +111,13 @@ def row_weights(
     )
     if per_class is not None:
         weights = weights * per_class[labels]
-    if not weights.sum() > 0:
-        where = ("data", field) if sample_weight is not None else ("training", "class_weight")
+    with np.errstate(over="ignore"):  # an overflow is refused below
+        total = weights.sum()
+    where = ("data", field) if sample_weight is not None else ("training", "class_weight")
+    if not total > 0:
         raise SpecError(*where, "gives every row weight 0: no row would count")
+    if not np.isfinite(total):
+        raise SpecError(*where, "the rows' weights sum to more than a float64 holds: scale them")
     return weights.astype(dtype)
 
 

@@ -236,8 +236,12 @@ def checked_weights(w: np.ndarray, n_samples: int, field: str) -> np.ndarray:
     if not good.all():
         row = int(np.argmin(good))
         raise DataError(field, f"row {row}: {w[row]} is not a weight (a finite number >= 0)")
-    if not w.sum() > 0:
+    with np.errstate(over="ignore"):  # an overflow is refused below
+        total = w.sum()
+    if not total > 0:
         raise DataError(field, "every weight is 0: no row would count")
+    if not np.isfinite(total):
+        raise DataError(field, "the weights sum to more than a 64-bit float holds: scale them down")
     return w.astype(np.float64, copy=False)
 
 

@@ -142,6 +142,7 @@ def test_mini_batches_and_a_split_train_with_weights(iris):
         ({}, [1.0] * 20 + [np.nan] * 130, "data.sample_weight", "at row 20 is nan"),
         ({}, [1.0] * 3, "data.sample_weight", "has shape (3,)"),
         ({}, [0.0] * 150, "data.sample_weight", "weight 0"),
+        ({}, [1e308] * 150, "data.sample_weight", "more than a float64 holds"),
     ],
 )
 def test_bad_weights_name_the_field(iris, training, sample_weight, path, message):

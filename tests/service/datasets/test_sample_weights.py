@@ -83,6 +83,11 @@ def test_a_parquet_weight_column_weighs_a_regression(client, sessions):
         (lambda c: post_json(c, sample_weights=[1, 1]), "sample_weights", "one weight per row"),
         (lambda c: post_json(c, sample_weights=[0] * 6), "sample_weights", "every weight is 0"),
         (
+            lambda c: post_json(c, sample_weights=[1e308] * 6),
+            "sample_weights",
+            "more than a 64-bit float holds",
+        ),
+        (
             lambda c: post_file(
                 c, CSV.replace(b",2,", b",-1,"), "i.csv", target="species", weight="w"
             ),
