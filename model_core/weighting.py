@@ -100,8 +100,8 @@ def row_weights(
     dtype,
     field: str = "sample_weight",
 ) -> np.ndarray | None:
-    """Each row's weight (n_samples,) in ``dtype``: its sample weight times its class's weight;
-    None when there are neither (the unweighted loss)."""
+    """Each row's weight (n_samples,) in ``dtype``, scaled to a mean of 1: its sample weight
+    times its class's weight; None when there are neither (the unweighted loss)."""
     if sample_weight is None and per_class is None:
         return None
     weights = (
@@ -118,7 +118,9 @@ def row_weights(
         raise SpecError(*where, "gives every row weight 0: no row would count")
     if not np.isfinite(total):
         raise SpecError(*where, "the rows' weights sum to more than a float64 holds: scale them")
-    return weights.astype(dtype)
+    # Scaled to a mean of 1, which changes no weighted mean, so that float32 holds them and their
+    # sums whatever their scale.
+    return (weights * (len(weights) / total)).astype(dtype)
 
 
 def check_rows_weigh(weights: np.ndarray | None, rows: np.ndarray, which: str) -> None:

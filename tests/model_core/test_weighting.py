@@ -218,3 +218,16 @@ def test_class_weighted_cross_entropy_and_its_gradient_are_pytorchs(iris):
     assert loss == pytest.approx(reference.item(), rel=1e-12)
     for ours, theirs in zip(trainer.grads, (w0, b0, w1, b1), strict=True):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_scale_of_the_weights_changes_nothing_even_beyond_float32(iris):
+    """The loss is a weighted mean: weights times any c train alike, in float32 too, where
+    weights of 1e37 would overflow a batch's sum if they were kept as given."""
+    x, y = iris
+    spec = {**network(*NETWORKS["softmax"]), "dtype": "float32"}
+    training = {"epochs": 5, "batch_size": 16, "seed": 2}
+    weights = np.linspace(0.5, 2.0, len(y))
+    small = train(x, y, spec, training, sample_weight=weights)
+    huge = train(x, y, spec, training, sample_weight=weights * 1e37)
+    assert max_weight_difference(small, huge) < 1e-5
+    assert all(np.isfinite(record["train_loss"]) for record in huge.history)
