@@ -73,6 +73,7 @@ def model_row(given: "TrainingInput", result: TrainResult, train_rows: np.ndarra
         blob=blob,
         stored_bytes=len(blob),
         name=job.model_name,
+        parent_model_id=job.network.get("init_from"),
     )
 
 
@@ -87,17 +88,21 @@ def trained_signature(given: "TrainingInput", model: Model, train_rows: np.ndarr
         model.n_features,
         model.dtype.name,
         outputs,
-        feature_statistics(given.x, train_rows),
+        feature_statistics(given.arrays.x, train_rows),
     )
 
 
-ArraysCache = LruCache[int, tuple[np.ndarray, np.ndarray]]
+ArraysCache = LruCache[int, records.DatasetArrays]
+
+
+def arrays_nbytes(arrays: records.DatasetArrays) -> int:
+    return sum(array.nbytes for array in arrays if array is not None)
 
 
 def arrays_cache(max_bytes: int) -> ArraysCache:
     """Data set arrays kept by a worker process: data sets never change once uploaded and ids
     are never reused, so a sweep of jobs on one data set reads it from the database once."""
-    return LruCache(max_bytes, size_of=lambda arrays: arrays[0].nbytes + arrays[1].nbytes)
+    return LruCache(max_bytes, size_of=arrays_nbytes)
 
 
 @dataclass(frozen=True)
@@ -105,14 +110,30 @@ class TrainingInput:
     job: TrainingJob
     dataset: Dataset
     specs: StoredSpecs
-    x: np.ndarray
-    y: np.ndarray
+    arrays: records.DatasetArrays
     checkpoint: bytes | None
     early_termination: EarlyTermination | None = None
+    init_from: Model | None = None
 
 
 class DatasetDeleted(Exception):
     """The job's data set was deleted after the job was accepted: nothing to train on."""
+
+
+class StartingModelDeleted(DatasetDeleted):
+    """The model a fine-tuning job starts from was deleted after the job was accepted."""
+
+
+def starting_model(session: Session, model_id: int | None) -> Model | None:
+    """The trained model a job starts from (None: it starts from fresh weights)."""
+    if model_id is None:
+        return None
+    blob = records.get_model_blob(session, model_id)
+    if blob is None:
+        raise StartingModelDeleted(
+            f"network.init_from: model {model_id} was deleted before the job could train"
+        )
+    return Model.from_bytes(blob)
 
 
 def load_job(
@@ -125,12 +146,13 @@ def load_job(
         dataset = job.dataset
         if dataset is None:
             raise DatasetDeleted("the job's data set was deleted before it could train")
-        x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
+        arrays = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
         specs = stored_specs(job)
         asha = asha_for(session, job)
         early = asha and EarlyTermination(asha, specs.training["epochs"], job.rungs or [])
-        return TrainingInput(job, dataset, specs, x, y, checkpoint, early)
+        start = starting_model(session, specs.init_from)
+        return TrainingInput(job, dataset, specs, arrays, checkpoint, early, start)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -219,12 +241,15 @@ def train_attempt(
             early_termination=given.early_termination,
         )
         trainer = Trainer(
-            given.x,
-            given.y,
+            given.arrays.x,
+            given.arrays.y,
             given.specs.network,
             given.specs.training,
             task=given.dataset.task.value,
             resume_from=given.checkpoint,
+            sample_weight=given.arrays.sample_weight,
+            init_from=given.init_from,
+            replace_output=given.specs.replace_output,
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)

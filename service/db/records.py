@@ -5,7 +5,7 @@ Blobs (data set arrays, model bytes) are read the fastest way the database allow
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Column, Select, exists, func, select, update
@@ -139,10 +139,19 @@ def get_model_blob(session: Session, model_id: int) -> bytes | None:
     return read_blob(session, TrainedModel.__table__.c.blob, model_id)
 
 
-def get_dataset_arrays(session: Session, dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The data set's ``X`` (n_samples, n_features) and ``y``, as stored."""
+class DatasetArrays(NamedTuple):
+    """A data set as stored: ``x`` (n_samples, n_features), ``y``, and each row's weight
+    ``sample_weight`` (n_samples,) or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+
+
+def get_dataset_arrays(session: Session, dataset_id: int) -> DatasetArrays:
+    """The data set's arrays, as stored."""
     arrays = npz_to_arrays(read_blob(session, Dataset.__table__.c.arrays, dataset_id))
-    return arrays["X"], arrays["y"]
+    return DatasetArrays(arrays["X"], arrays["y"], arrays.get("w"))
 
 
 def update_job_in(session: Session, job_id: int, current: JobStatus, **values: Any) -> bool:

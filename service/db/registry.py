@@ -5,6 +5,8 @@ stores the model: the row lock makes concurrent successes of one name take turns
 and SQLite has a single writer anyway, so two models never share a version.
 """
 
+from dataclasses import dataclass
+
 from sqlalchemy import Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -100,3 +102,33 @@ def set_alias(
 def delete_alias(session: Session, row: ModelAlias) -> None:
     session.delete(row)
     session.commit()
+
+
+# Ancestors shown at most: a chain of fine-tunings longer than this is cut (``truncated``).
+MAX_LINEAGE = 100
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    """A model another was fine-tuned from: its id, and its name and version while it is there
+    (``deleted``: it is not, and its own parent is unknown)."""
+
+    model_id: int
+    name: str | None = None
+    version: int | None = None
+    deleted: bool = False
+
+
+def lineage(session: Session, row: TrainedModel) -> list[Ancestor]:
+    """The models ``row`` descends from: its parent first, then the parent's parent..., up to
+    a model trained from fresh weights, a deleted one, or ``MAX_LINEAGE`` of them."""
+    ancestors: list[Ancestor] = []
+    parent_id = row.parent_model_id
+    while parent_id is not None and len(ancestors) < MAX_LINEAGE:
+        parent = session.get(TrainedModel, parent_id)
+        if parent is None:
+            ancestors.append(Ancestor(parent_id, deleted=True))
+            break
+        ancestors.append(Ancestor(parent.id, parent.name, parent.version))
+        parent_id = parent.parent_model_id
+    return ancestors

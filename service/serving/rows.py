@@ -180,24 +180,39 @@ def csv_rows(model: Model, signature: dict, body: bytes, max_rows: int) -> np.nd
 
 
 def inline_evaluation_data(model: Model, body: dict, max_rows: int, max_label_chars: int):
-    """Inline ``instances`` and their ``targets``, and the field the targets came from."""
+    """Inline ``instances``, their ``targets``, no weights, and the field the targets came
+    from."""
     x = instances_for(model, body["instances"], max_rows)
-    return x, inline_targets(model, body["targets"], len(x), max_label_chars), "targets"
+    return x, inline_targets(model, body["targets"], len(x), max_label_chars), None, "targets"
 
 
 def dataset_evaluation_data(session: Session, model: Model, signature: dict, dataset: Dataset):
     """A stored data set's rows, its columns matched to the model's inputs by the signature's
-    names when both have names, and its targets, checked against the model's outputs; and the
-    field they came from."""
+    names when both have names, its targets (checked against the model's outputs) and row
+    weights (or None); and the field they came from."""
     columns = dataset_columns(dataset, model, named_inputs(signature))
-    x, y = records.get_dataset_arrays(session, dataset.id)
-    return (x if columns is None else x[:, columns]), y, "dataset_id"
+    x, y, weights = records.get_dataset_arrays(session, dataset.id)
+    return (x if columns is None else x[:, columns]), y, weights, "dataset_id"
 
 
-def evaluated(model: Model, x: np.ndarray, y: np.ndarray, field: str, settings: Settings) -> Report:
+def evaluated(
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    field: str,
+    settings: Settings,
+    sample_weight: np.ndarray | None = None,
+) -> Report:
     """``evaluate`` within MAX_CONFUSION_CLASSES and MAX_REQUEST_MEMORY, its data errors a
     ``DataError`` on the request ``field`` the targets came from."""
     try:
-        return evaluate(model, x, y, settings.max_confusion_classes, settings.max_request_memory)
+        return evaluate(
+            model,
+            x,
+            y,
+            settings.max_confusion_classes,
+            settings.max_request_memory,
+            sample_weight,
+        )
     except SpecError as error:
         raise DataError(field, error.message, "The targets do not fit the model.") from None

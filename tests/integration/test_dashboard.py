@@ -189,6 +189,21 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     page.element("#predict-form")
     assert page.driver.find_elements("css selector", "#digit-canvas") == []
     assert page.missing_values() == []
+    assert page.text("#lineage") == "fresh weights"
+    tuned = stack.create(
+        "/v1/jobs",
+        202,
+        json={
+            "dataset_id": dataset["id"],
+            "network": {"init_from": model_id},
+            "training": {"epochs": 0},
+        },
+    )
+    tuned_id = stack.wait_for_job(tuned["id"])["model_id"]
+    page.open(f"{stack.base_url}/#/models/{tuned_id}")
+    page.wait_for(lambda _: page.text("h1") == f"Model #{tuned_id}", what="the tuned model's page")
+    assert page.text("#lineage") == f"fine-tuned from #{model_id}"
+    assert page.attribute("#lineage a", "href").endswith(f"#/models/{model_id}")
     for listing in ("jobs", "datasets", "models"):
         page.open(f"{stack.base_url}/#/{listing}")
         page.element(f"#{listing} tbody tr")

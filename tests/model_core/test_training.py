@@ -171,6 +171,27 @@ def test_checkpoint_from_another_spec_is_refused():
         )
 
 
+def test_a_checkpoint_from_before_a_new_spec_field_resumes_at_its_default():
+    """A checkpoint written before ``training.class_weight`` existed has no such key: the run,
+    at the default (None), resumes it."""
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    trainer = Trainer(XOR_X, XOR_Y, network, {"epochs": 2, "seed": 1})
+    trainer.fit()
+    trainer.training = {k: v for k, v in trainer.training.items() if k != "class_weight"}
+    resumed = train(
+        XOR_X, XOR_Y, network, {"epochs": 3, "seed": 1}, resume_from=trainer.checkpoint()
+    )
+    assert len(resumed.history) == 3
+    with pytest.raises(Exception, match="resume_from: the checkpoint was made with a different"):
+        train(
+            XOR_X,
+            XOR_Y,
+            network,
+            {"epochs": 3, "seed": 1, "class_weight": "balanced"},
+            resume_from=trainer.checkpoint(),
+        )
+
+
 def test_callback_stops_training_cleanly():
     result = train(
         XOR_X,

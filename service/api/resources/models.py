@@ -93,9 +93,15 @@ ALIAS_PARAMETER = {
 
 def model_details(row: TrainedModel, model: Model) -> dict:
     """The row's fields that ModelSchema shows and its signature, plus the standardisation
-    only the blob holds."""
+    only the blob holds, and the models it descends from."""
     shown = {name: getattr(row, name) for name in ModelSchema().fields}
-    return {**shown, "signature": row.signature, "standardization": standardization(model)}
+    lineage = [asdict(ancestor) for ancestor in registry.lineage(db(), row)]
+    return {
+        **shown,
+        "signature": row.signature,
+        "standardization": standardization(model),
+        "lineage": lineage,
+    }
 
 
 PREDICT_REQUEST = PredictRequestSchema()
@@ -167,9 +173,12 @@ def csv_response(served: ServedModel, x: np.ndarray, field: str) -> Response:
     return Response(text, mimetype="text/csv", headers=served.headers())
 
 
-def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.ndarray, str]:
-    """Rows, their targets and the request field they came from: a stored data set checked
-    against the model's inputs, or inline ``instances`` and ``targets``."""
+def evaluation_data(
+    served: ServedModel, body: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """Rows, their targets, their weights (a weighted data set's, else None) and the request
+    field they came from: a stored data set checked against the model's inputs, or inline
+    ``instances`` and ``targets``."""
     settings = services().settings
     if "dataset_id" not in body:
         return rows.inline_evaluation_data(
@@ -352,8 +361,9 @@ class ModelEvaluation(MethodView):
         """Evaluate a model on a data set or inline rows: loss, accuracy, per-class precision
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
-        x, y, field = evaluation_data(served, body)
-        report = asdict(rows.evaluated(served.model, x, y, field, services().settings))
+        x, y, weights, field = evaluation_data(served, body)
+        settings = services().settings
+        report = asdict(rows.evaluated(served.model, x, y, field, settings, weights))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 

@@ -60,6 +60,10 @@ class ModelSchema(ma.Schema):
     network = ma.fields.Dict()
     training = ma.fields.Dict()
     metrics = ma.fields.Dict(metadata={"description": "final losses and accuracies"})
+    parent_model_id = ma.fields.Integer(
+        allow_none=True,
+        metadata={"description": "the model it was fine-tuned from (network.init_from), if any"},
+    )
     created_at = ma.fields.DateTime()
 
 
@@ -110,6 +114,15 @@ class SignatureSchema(ma.Schema):
     outputs = ma.fields.Nested(SignatureOutputsSchema)
 
 
+class AncestorSchema(ma.Schema):
+    model_id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True)
+    version = ma.fields.Integer(allow_none=True)
+    deleted = ma.fields.Boolean(
+        metadata={"description": "the model is gone: its name and own parent are unknown"}
+    )
+
+
 class ModelDetailSchema(ModelSchema):
     standardization = ma.fields.Nested(
         StandardizationSchema, allow_none=True, metadata={"description": STANDARDIZATION}
@@ -117,6 +130,13 @@ class ModelDetailSchema(ModelSchema):
     signature = ma.fields.Nested(
         SignatureSchema,
         metadata={"description": "the model's contract: its named inputs and its outputs"},
+    )
+    lineage = ma.fields.List(
+        ma.fields.Nested(AncestorSchema),
+        metadata={
+            "description": "the models it descends from by fine-tuning: its parent, the"
+            " parent's parent... (empty: trained from fresh weights)"
+        },
     )
 
 
@@ -381,6 +401,19 @@ R2 = (
 )
 
 
+class WeightedFiguresSchema(ma.Schema):
+    loss = ma.fields.Float(metadata={"description": "sum(w_i l_i) / sum(w_i), as training's"})
+    accuracy = ma.fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "classification: the weights of the rows"
+            " predicted right over all the weights"
+        },
+    )
+    mse = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+    mae = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+
+
 class EvaluationSchema(AnsweringModelSchema):
     dataset_id = ma.fields.Integer(
         allow_none=True, metadata={"description": "the data set evaluated; null for inline rows"}
@@ -406,4 +439,12 @@ class EvaluationSchema(AnsweringModelSchema):
     )
     per_output = ma.fields.List(
         ma.fields.Nested(OutputMetricsSchema), metadata={"description": "regression only"}
+    )
+    weighted = ma.fields.Nested(
+        WeightedFiguresSchema,
+        allow_none=True,
+        metadata={
+            "description": "a data set with row weights: the figures weighted by them (the"
+            " others are unweighted); null otherwise"
+        },
     )

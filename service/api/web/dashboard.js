@@ -782,6 +782,20 @@ function digitPad(ref) {
   );
 }
 
+/** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
+ * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
+function lineage(model) {
+  const ancestors = model.lineage || [];
+  if (!ancestors.length) return h("span", { id: "lineage", class: "muted" }, "fresh weights");
+  const steps = ancestors.map((a) =>
+    a.deleted
+      ? h("span", { class: "muted", dataset: { ancestor: a.model_id } }, `#${a.model_id} (deleted)`)
+      : h("a", { href: `#/models/${a.model_id}`, dataset: { ancestor: a.model_id } },
+          a.name ? `#${a.model_id} ${a.name}:${a.version}` : `#${a.model_id}`),
+  );
+  return h("span", { id: "lineage" }, "fine-tuned from ", steps.flatMap((step, i) => (i ? [" ← ", step] : [step])));
+}
+
 function isDigitsModel(model) {
   return model.task === "classification" && model.n_features === 64 && (model.classes || []).length === 10;
 }
@@ -803,6 +817,7 @@ async function modelPage(ref) {
         ["task", model.task],
         ["classes", model.classes ? model.classes.join(", ") : "–"],
         ["job", h("a", { href: `#/jobs/${model.job_id}` }, `#${model.job_id}`)],
+        ["lineage", lineage(model)],
         ["data set", model.dataset_id ? h("a", { href: `#/datasets/${model.dataset_id}` }, `#${model.dataset_id}`) : "–"],
         ["created", when(model.created_at)],
         ...metrics.map(([name, value]) => [name.replaceAll("_", " "), name.includes("accuracy") ? percent(value) : fmt(value)]),

@@ -59,7 +59,7 @@ def test_regression_targets_need_a_value_per_row(client, spec):
 
 def test_a_network_without_layers_is_outside_the_schema_and_refused(client, spec):
     network = component(spec, json_body(spec, "/v1/jobs"))["properties"]["network"]
-    assert network["required"] == ["layers"]
+    assert network["anyOf"] == [{"required": ["layers"]}, {"required": ["init_from"]}]
     assert network["additionalProperties"] is False
     assert network["properties"]["layers"]["minItems"] == 1
     dataset = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()

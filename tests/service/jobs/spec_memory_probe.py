@@ -148,7 +148,7 @@ def train_one_epoch(session, dataset, report: SpecReport) -> Model | None:
     """What the worker does with an accepted job: its data set's stored arrays, the specs with
     every default filled in; the trained model, or None when training diverged (the job fails
     with its message)."""
-    x, y = records.get_dataset_arrays(session, dataset.id)
+    x, y, _weights = records.get_dataset_arrays(session, dataset.id)
     engine, _own = service_fields_apart(report.training)
     network = {**report.network, "initial_weights": None}
     trainer = Trainer(x, y, network, engine, task=dataset.task.value)

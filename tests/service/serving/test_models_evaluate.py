@@ -458,3 +458,52 @@ def test_a_csv_body_over_the_limit_is_413_and_an_unknown_model_404(client, iris)
     error = assert_envelope(post_csv(client, "iris", text), 413)
     assert "MAX_REQUEST_BYTES" in error["message"]
     assert_envelope(post_csv(client, "nothing", iris_csv(rows=slice(0, 2))), 404)
+
+
+def test_a_weighted_data_set_gets_weighted_figures_as_repeated_rows_would(client, iris):
+    """Integer weights: the weighted loss and accuracy are the unweighted ones of the data set
+    with each row repeated that many times, and the accuracy scikit-learn's with the weights."""
+    sample = load_sample("iris")
+    counts = np.random.default_rng(2).integers(0, 4, len(sample.y))
+    base = {"task": "classification", "features": sample.X.tolist()}
+    weighted = {**base, "targets": sample.y.tolist(), "sample_weights": counts.tolist()}
+    weighted_id = client.post("/v1/datasets", json=weighted).get_json()["id"]
+    rows = np.repeat(np.arange(len(counts)), counts)
+    repeated = {"task": "classification", "features": sample.X[rows].tolist()}
+    repeated_id = client.post(
+        "/v1/datasets", json={**repeated, "targets": sample.y[rows].tolist()}
+    ).get_json()["id"]
+
+    report = evaluate(client, "iris", dataset_id=weighted_id).get_json()
+    expected = evaluate(client, "iris", dataset_id=repeated_id).get_json()
+    assert report["weighted"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert report["weighted"]["accuracy"] == pytest.approx(expected["accuracy"], rel=1e-12)
+    y_pred = predicted(client, "iris", sample.X.tolist())["predictions"]
+    assert report["weighted"]["accuracy"] == pytest.approx(
+        metrics.accuracy_score(sample.y, y_pred, sample_weight=counts)
+    )
+    unweighted = evaluate(client, "iris", dataset_id=iris["dataset_id"]).get_json()
+    assert report["loss"] == unweighted["loss"] and report["accuracy"] == unweighted["accuracy"]
+    assert unweighted["weighted"] is None and expected["weighted"] is None
+
+
+def test_a_weighted_regression_agrees_with_sklearn(client, regression):
+    weights = np.linspace(0.1, 3.0, len(regression["x"]))
+    body = {
+        "task": "regression",
+        "features": regression["x"],
+        "targets": regression["y"],
+        "sample_weights": weights.tolist(),
+    }
+    dataset_id = client.post("/v1/datasets", json=body).get_json()["id"]
+    report = evaluate(client, regression["model_id"], dataset_id=dataset_id).get_json()
+    y_pred = predicted(client, regression["model_id"], regression["x"])["predictions"]
+    y_true = regression["y"]
+    assert report["weighted"]["mse"] == pytest.approx(
+        metrics.mean_squared_error(y_true, y_pred, sample_weight=weights), rel=1e-6
+    )
+    assert report["weighted"]["mae"] == pytest.approx(
+        metrics.mean_absolute_error(y_true, y_pred, sample_weight=weights), rel=1e-6
+    )
+    assert report["weighted"]["loss"] == pytest.approx(report["weighted"]["mse"], rel=1e-5)
+    assert report["weighted"]["accuracy"] is None
