@@ -14,6 +14,7 @@ from model_core.early_stopping import EarlyStopping
 from model_core.errors import SpecError
 from model_core.optimizers import Optimizer
 from model_core.serialization import pack, unpack, weight_arrays, weights_from_arrays
+from model_core.specs import TRAINING_DEFAULTS
 
 CHECKPOINT_FORMAT = "backprop-checkpoint"
 OPTIMIZER_PREFIX = "optimizer."
@@ -78,9 +79,15 @@ def restore_checkpoint(run: TrainingRun, header: dict, arrays: dict[str, np.ndar
 
 
 def check_same_specs(run: TrainingRun, header: dict) -> None:
-    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``."""
+    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``.
+
+    A training field the checkpoint lacks was added since it was made, and counts as its
+    default: that run trained without it (so a job resumes across an upgrade).
+    """
     for section in ("network", "training"):
         saved, current = dict(header.get(section) or {}), dict(getattr(run, section))
+        if section == "training":
+            saved = {**TRAINING_DEFAULTS, **saved}
         saved.pop("epochs", None)
         current.pop("epochs", None)
         if saved != current:

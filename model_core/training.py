@@ -21,7 +21,7 @@ import numpy as np
 from model_core.activations import ACTIVATIONS
 from model_core.buffers import flat_buffer
 from model_core.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint
-from model_core.early_stopping import EarlyStopping
+from model_core.early_stopping import EarlyStopping, monitored_loss
 from model_core.errors import TrainingDiverged
 from model_core.initializers import initial_weights
 from model_core.losses import LOSSES
@@ -157,7 +157,7 @@ class Trainer:
         for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
             param[...] = value
         self.weights = list(zip(self.params[::2], self.params[1::2], strict=True))
-        self.optimizer = make_optimizer(self.training["optimizer"], self.params)
+        self.optimizer = make_optimizer(self.training, self.params)
 
     def _initial_weights(
         self, rng: np.random.Generator, given: list[dict] | None
@@ -223,6 +223,7 @@ class Trainer:
     def _run_epoch(self) -> dict:
         started = time.perf_counter()
         epoch = self.epoch + 1
+        learning_rate = self.optimizer.start_epoch(epoch)
         train_loss, train_accuracy = self._train_one_epoch(epoch)
         self._check_weights(epoch)
         record = {
@@ -231,23 +232,20 @@ class Trainer:
             "val_loss": None,
             "train_accuracy": train_accuracy,
             "val_accuracy": None,
+            "learning_rate": learning_rate,
         }
         if self.validation is not None:
             record["val_loss"], record["val_accuracy"] = self._evaluate(self.validation)
+        self.optimizer.end_epoch(epoch, monitored_loss(record))
         self._track_best(record)
         record["seconds"] = time.perf_counter() - started
         self.history.append(record)
         self.epoch = epoch
         return record
 
-    def _learning_rate(self, epoch: int) -> float:
-        """Inverse-time decay: lr / (1 + decay * (epoch - 1))."""
-        optimizer = self.training["optimizer"]
-        return optimizer["learning_rate"] / (1.0 + optimizer["decay"] * (epoch - 1))
-
     def _train_one_epoch(self, epoch: int) -> tuple[float, float | None]:
-        """One pass over the training rows; the mean batch loss (each measured just before its
-        batch's update) and the accuracy of those same predictions.
+        """One pass over the training rows at the optimizer's rate; the mean batch loss (each
+        measured just before its batch's update) and the accuracy of those same predictions.
 
         Per batch only what must be: forward, backward, update, the loss; the predicted classes
         are written into one array and compared with the labels once per epoch.
@@ -255,8 +253,7 @@ class Trainer:
         rows = self.train_rows
         if self.training["shuffle"]:
             rows = rows[self.rng.permutation(len(rows))]
-        lr = self._learning_rate(epoch)
-        scale = self.optimizer.gradient_scale(lr)
+        scale = self.optimizer.gradient_scale()
         step, params, grads = self.optimizer.step, self.flat_params, self.flat_grads
         labels = self.targets.labels
         predicted = None if labels is None else np.empty(len(rows), np.intp)
@@ -265,7 +262,7 @@ class Trainer:
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
             loss, outputs = self.compute_gradients(batch, scale)
-            step(params, grads, lr)
+            step(params, grads)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
             loss_sum += loss * len(batch)

@@ -15,6 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bench.frameworks import MLPWithInitialWeights
 from model_core import train
+from model_core.buffers import flat_buffer
+from model_core.optimizers import clip_global_norm
 
 RTOL, ATOL = 1e-10, 1e-12
 N_SAMPLES, N_FEATURES = 48, 5
@@ -107,15 +109,35 @@ def torch_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, **options)
 
 
-def train_torch(X, targets, layers, loss, weights, *, epochs, batch_size, optimizer, l2=0.0):
+def train_torch(
+    X,
+    targets,
+    layers,
+    loss,
+    weights,
+    *,
+    epochs,
+    batch_size,
+    optimizer,
+    l2=0.0,
+    clip_norm=None,
+    scheduler=None,
+):
     """The same training in PyTorch: [(W, b), ...] and the mean loss of every epoch.
 
     ``targets`` is (n_samples, n_outputs): one-hot rows, 0/1 columns or regression values.
+    ``scheduler(optimizer)`` makes an lr_scheduler, stepped once per epoch (default: the
+    inverse-time ``decay``); ``clip_norm`` clips each step's gradient with clip_grad_norm_.
     """
     network = torch_network(layers, weights)
     step = torch_optimizer(network.parameters(), optimizer)
     decay = optimizer.get("decay", 0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(step, lambda epoch: 1.0 / (1.0 + decay * epoch))
+    if scheduler is None:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            step, lambda epoch: 1.0 / (1.0 + decay * epoch)
+        )
+    else:
+        schedule = scheduler(step)
     X_t, targets_t = torch.from_numpy(X), torch.from_numpy(targets)
     batch_size = len(X) if batch_size == "full" else batch_size
     history = []
@@ -127,6 +149,8 @@ def train_torch(X, targets, layers, loss, weights, *, epochs, batch_size, optimi
             value = value + 0.5 * l2 * sum((m.weight**2).sum() for m in linear_layers(network))
             step.zero_grad()
             value.backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(network.parameters(), clip_norm)
             step.step()
             total += value.item() * len(X_t[rows])
         schedule.step()
@@ -214,6 +238,77 @@ def test_softmax_classifier_matches_pytorch(case):
     ours = train_model_core(X, y, layers, "cross_entropy", weights, "classification", **training)
     reference = train_torch(X, one_hot(y, 3), layers, "cross_entropy", weights, **training)
     assert_same_training(ours, reference)
+
+
+# A clip_norm below most batches' gradient norm, so that most steps are clipped.
+SCHEDULED_CASES = {
+    "sgd nesterov, step schedule, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": True},
+        {"name": "step", "step_size": 2, "gamma": 0.5},
+        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5),
+    ),
+    "sgd momentum, cosine schedule, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9},
+        {"name": "cosine", "t_max": 4, "eta_min": 0.01},
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
+    ),
+    "adam, exponential schedule, clipped": (
+        {"name": "adam", "learning_rate": 0.02},
+        {"name": "exponential", "gamma": 0.7},
+        lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.7),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SCHEDULED_CASES)
+def test_schedules_and_clipping_match_pytorch(case):
+    """The optimizer's schedule and clip_norm, a whole run: the same weights and losses."""
+    optimizer, schedule, scheduler = SCHEDULED_CASES[case]
+    layers = [(8, "tanh"), (3, "softmax")]
+    X, y = make_rows(), make_labels(3)
+    weights = make_weights([8, 3])
+    common = {"epochs": 5, "batch_size": 8, "optimizer": optimizer, "l2": 0.01}
+    ours = train_model_core(
+        X,
+        y,
+        layers,
+        "cross_entropy",
+        weights,
+        "classification",
+        schedule=schedule,
+        clip_norm=0.3,
+        **common,
+    )
+    reference = train_torch(
+        X,
+        one_hot(y, 3),
+        layers,
+        "cross_entropy",
+        weights,
+        clip_norm=0.3,
+        scheduler=scheduler,
+        **common,
+    )
+    assert_same_training(ours, reference)
+
+
+def test_clipping_equals_clip_grad_norm():
+    """The flat gradient buffer clipped as clip_grad_norm_ clips the parameters' gradients,
+    raw (Adam) and with the learning rate folded in (SGD), above and below the limit."""
+    rng = np.random.default_rng(4)
+    shapes = [(5, 8), (8,), (8, 3), (3,)]
+    for clip_norm, scale in [(0.5, 1.0), (0.5, 0.07), (1e3, 1.0), (2.0, 0.3)]:
+        flat, grads = flat_buffer(shapes, np.float64)
+        for g in grads:
+            g[...] = rng.standard_normal(g.shape)
+        tensors = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+        for tensor, g in zip(tensors, grads, strict=True):
+            tensor.grad = torch.from_numpy(g.copy())
+        torch.nn.utils.clip_grad_norm_(tensors, clip_norm)
+        flat *= scale
+        clip_global_norm(flat, clip_norm, scale)
+        for tensor, g in zip(tensors, grads, strict=True):
+            np.testing.assert_allclose(g / scale, tensor.grad.numpy(), rtol=0, atol=1e-12)
 
 
 def test_binary_sigmoid_output_matches_pytorch():

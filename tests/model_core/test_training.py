@@ -10,6 +10,8 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 
 from model_core import Trainer, TrainingDiverged, train
+from model_core.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
+from model_core.serialization import pack
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -167,6 +169,20 @@ def test_checkpoint_from_another_spec_is_refused():
             {"epochs": 2, "seed": 2},
             resume_from=trainer.checkpoint(),
         )
+
+
+def test_checkpoint_made_before_a_training_field_existed_resumes():
+    """A checkpoint without the fields issue 26 added (schedule, warm-up, clipping) was made by
+    a run without them: a job resumes across the upgrade."""
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    trainer = Trainer(XOR_X, XOR_Y, network, {"epochs": 2, "seed": 1})
+    trainer.fit()
+    header, arrays = read_checkpoint(trainer.checkpoint())
+    for key in ("schedule", "warmup_epochs", "clip_norm"):
+        del header["training"][key]
+    older = pack(CHECKPOINT_FORMAT, header, arrays)
+    resumed = Trainer(XOR_X, XOR_Y, network, {"epochs": 3, "seed": 1}, resume_from=older)
+    assert resumed.epoch == 2 and len(resumed.fit().history) == 3
 
 
 def test_callback_stops_training_cleanly():
