@@ -41,6 +41,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 # The largest 32-bit signed integer: counts beyond it are mistakes, and would not fit a 32-bit
 # database column.
 MAX_INT32 = 2**31 - 1
+LAYER_KEYS = ("units", "activation", "dropout")
 NETWORK_KEYS = ("layers", "loss", "init", "dtype", "initial_weights")
 
 
@@ -114,7 +115,7 @@ def resolve_layers(layers: Any) -> list[dict]:
     resolved = []
     for i, layer in enumerate(layers):
         path = f"layers[{i}]"
-        _check_keys("network", path, layer, ("units", "activation"))
+        _check_keys("network", path, layer, LAYER_KEYS)
         for key in ("units", "activation"):
             if key not in layer:
                 raise SpecError("network", f"{path}.{key}", "is required")
@@ -130,8 +131,17 @@ def resolve_layers(layers: Any) -> list[dict]:
             raise SpecError(
                 "network", f"{path}.activation", "softmax is only allowed on the last layer"
             )
-        resolved.append({"units": units, "activation": activation})
+        dropout = resolve_dropout(layer.get("dropout", 0.0), path, i == len(layers) - 1)
+        resolved.append({"units": units, "activation": activation, "dropout": dropout})
     return resolved
+
+
+def resolve_dropout(rate: Any, path: str, is_output: bool) -> float:
+    """A hidden layer's dropout rate, 0 <= p < 1; the output layer has none."""
+    rate = _number("network", f"{path}.dropout", rate, 0.0, 1.0, high_open=True)
+    if rate and is_output:
+        raise SpecError("network", f"{path}.dropout", "is for hidden layers, not the output layer")
+    return rate
 
 
 def default_loss(output_activation: str, task: str) -> str:

@@ -26,11 +26,13 @@ from model_core.errors import TrainingDiverged
 from model_core.initializers import initial_weights
 from model_core.losses import LOSSES
 from model_core.network import (
+    Dropout,
     Model,
     activation_buffers,
     backward,
     copy_weights,
     count_correct,
+    dropout_buffers,
     forward,
     forward_in_chunks,
     l2_penalty,
@@ -63,12 +65,14 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class BatchBuffers:
-    """Scratch arrays of one batch size: inputs, targets, each layer's activations and deltas."""
+    """Scratch arrays of one batch size: inputs, targets, each layer's activations and deltas,
+    and the dropout masks (None without dropout)."""
 
     x: np.ndarray
     targets: np.ndarray
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
+    dropout: Dropout | None
 
 
 class Trainer:
@@ -98,12 +102,15 @@ class Trainer:
         self._choose_seed(saved)
         layers = self.network["layers"]
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
-        split_seed, init_seed, shuffle_seed = np.random.SeedSequence(self.training["seed"]).spawn(3)
+        seeds = np.random.SeedSequence(self.training["seed"]).spawn(4)
+        split_seed, init_seed, shuffle_seed, dropout_seed = seeds
         self._split_and_standardize(np.random.default_rng(split_seed), validation_data)
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
         self._set_up_weights(np.random.default_rng(init_seed), given_weights)
         self.rng = np.random.default_rng(shuffle_seed)
+        self.dropout_rates = [layer["dropout"] for layer in layers]
+        self.dropout_rng = np.random.default_rng(dropout_seed)
         self.epoch = 0
         self.history: list[dict] = []
         self.early_stopping = EarlyStopping.from_spec(self.training["early_stopping"])
@@ -176,17 +183,20 @@ class Trainer:
     def _allocate_buffers(self) -> None:
         """Every array the hot loop writes, allocated once at the largest batch size."""
         size, dtype = self._batch_size(), self.dtype
+        rates = self.dropout_rates
         full = BatchBuffers(
             np.empty((size, self.x.shape[1]), dtype),
             np.empty((size, self.targets.matrix.shape[1]), dtype),
             activation_buffers(size, self.weights, dtype),
             activation_buffers(size, self.weights, dtype),
+            dropout_buffers(size, self.weights, rates, dtype) if any(rates) else None,
         )
         self._views = {size: full}
         self.flat_grads, self.grads = flat_buffer([p.shape for p in self.params], dtype)
 
-    def _buffers(self, n: int) -> "BatchBuffers":
-        """Views of the first n rows of every buffer; made once per batch size (at most two)."""
+    def batch_buffers(self, n: int) -> "BatchBuffers":
+        """Views of the first n rows of every buffer; made once per batch size (at most two).
+        After :meth:`compute_gradients`, its ``dropout.masks`` are the masks that batch used."""
         views = self._views.get(n)
         if views is None:
             full = self._views[self._batch_size()]
@@ -195,6 +205,7 @@ class Trainer:
                 full.targets[:n],
                 [a[:n] for a in full.outputs],
                 [d[:n] for d in full.deltas],
+                None if full.dropout is None else full.dropout.first_rows(n),
             )
             self._views[n] = views
         return views
@@ -273,26 +284,30 @@ class Trainer:
         return loss_sum / len(rows), np.count_nonzero(predicted == labels[rows]) / len(rows)
 
     def compute_gradients(
-        self, batch: np.ndarray, scale: float = 1.0
+        self, batch: np.ndarray, scale: float = 1.0, draw_masks: bool = True
     ) -> tuple[float, list[np.ndarray]]:
         """Loss and every layer's activations for the given training rows; their mean gradient,
         times ``scale``, into ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
-        The weights are left as they are (gradient checks call this directly).
+        The weights are left as they are (gradient checks call this directly, with
+        ``draw_masks=False`` to keep the dropout masks of the call before).
         """
         n = len(batch)
-        buffers = self._buffers(n)
+        buffers = self.batch_buffers(n)
         x, targets, outputs, deltas = buffers.x, buffers.targets, buffers.outputs, buffers.deltas
+        dropout = buffers.dropout
+        if dropout is not None and draw_masks:
+            dropout.draw(self.dropout_rng, self.dropout_rates)
         self.x.take(batch, axis=0, out=x, mode="clip")
         standardize_into(x, self.mean, self.scale)
         self.targets.matrix.take(batch, axis=0, out=targets, mode="clip")
-        output = forward(x, self.weights, self.activations, outputs)
+        output = forward(x, self.weights, self.activations, outputs, dropout)
         l2 = self.training["l2"]
         loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
         loss += l2_penalty(self.weights, l2)
         deltas[-1] *= scale / n
-        backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale)
+        backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale, dropout)
         return loss, outputs
 
     def _check_weights(self, epoch: int) -> None:

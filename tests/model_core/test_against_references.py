@@ -14,7 +14,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from bench.frameworks import MLPWithInitialWeights
-from model_core import train
+from model_core import Trainer, train
 from model_core.buffers import flat_buffer
 from model_core.optimizers import clip_global_norm
 
@@ -290,6 +290,55 @@ def test_schedules_and_clipping_match_pytorch(case):
         **common,
     )
     assert_same_training(ours, reference)
+
+
+def test_dropout_steps_match_pytorch_given_the_same_masks():
+    """Three full-batch Adam steps with dropout on both hidden layers: PyTorch, handed each
+    step's masks, reaches the same weights and losses (1e-10)."""
+    layers = [(8, "tanh"), (6, "relu"), (3, "softmax")]
+    X, y = make_rows(), make_labels(3)
+    weights = make_weights([8, 6, 3])
+    network = {
+        "layers": [
+            {"units": 8, "activation": "tanh", "dropout": 0.3},
+            {"units": 6, "activation": "relu", "dropout": 0.5},
+            {"units": 3, "activation": "softmax"},
+        ],
+        "dtype": "float64",
+        "initial_weights": [{"W": W, "b": b} for W, b in weights],
+    }
+    training = {
+        "epochs": 3,
+        "batch_size": "full",
+        "shuffle": False,
+        "standardize": False,
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+    }
+    trainer = Trainer(X, y, network, training)
+    masks = []
+
+    def keep_masks(_record):
+        dropout = trainer.batch_buffers(N_SAMPLES).dropout
+        masks.append([torch.from_numpy(m.copy()) for m in dropout.masks[:2]])
+
+    result = trainer.fit(keep_masks)
+
+    modules = torch_network(layers, weights)
+    linear, activations = linear_layers(modules), [torch.tanh, torch.relu]
+    step = torch.optim.Adam(modules.parameters(), lr=0.05)
+    X_t, labels, losses = torch.from_numpy(X), torch.from_numpy(y), []
+    for epoch_masks in masks:
+        a = X_t
+        for layer, activation, mask in zip(linear[:2], activations, epoch_masks, strict=True):
+            a = activation(layer(a)) * mask
+        value = torch.nn.functional.cross_entropy(linear[-1](a), labels)
+        step.zero_grad()
+        value.backward()
+        step.step()
+        losses.append(value.item())
+    ours = (result.model.weights, [record["train_loss"] for record in result.history])
+    assert_same_training(ours, (torch_weights(modules), losses))
+    assert all(0 < int((m == 0).sum()) < m.numel() for step_masks in masks for m in step_masks)
 
 
 def test_clipping_equals_clip_grad_norm():

@@ -104,14 +104,36 @@ RESUME_SCRIPT = textwrap.dedent("""
 """)
 
 
+DROPOUT_NETWORK = {
+    "layers": [
+        {"units": 64, "activation": "relu", "dropout": 0.2},
+        {"units": 10, "activation": "softmax"},
+    ]
+}
+
+
 @pytest.mark.parametrize(
-    "optimizer",
+    ("network", "optimizer", "more"),
     [
-        {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
-        {"name": "adam", "learning_rate": 0.003},
+        (
+            DIGITS_NETWORK,
+            {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+            {},
+        ),
+        (DIGITS_NETWORK, {"name": "adam", "learning_rate": 0.003}, {}),
+        (
+            DROPOUT_NETWORK,
+            {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+            {
+                "schedule": {"name": "plateau", "patience": 0, "threshold": 0.5},
+                "warmup_epochs": 2,
+                "clip_norm": 1.0,
+            },
+        ),
     ],
+    ids=["sgd", "adam", "dropout, plateau, clipping"],
 )
-def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimizer):
+def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, network, optimizer, more):
     import json
 
     x, y = load_digits(return_X_y=True)
@@ -121,11 +143,12 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
         "optimizer": optimizer,
         "validation_split": 0.1,
         "early_stopping": {"patience": 50},
+        **more,
     }
-    uninterrupted = train(x, y, DIGITS_NETWORK, training)
+    uninterrupted = train(x, y, network, training)
 
     saved = {}
-    trainer = Trainer(x, y, DIGITS_NETWORK, training)
+    trainer = Trainer(x, y, network, training)
 
     def stop_after_three(record):
         if record["epoch"] == 3:
@@ -140,7 +163,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
             sys.executable,
             "-c",
             RESUME_SCRIPT,
-            json.dumps(DIGITS_NETWORK),
+            json.dumps(network),
             json.dumps(training),
             str(tmp_path / "checkpoint.npz"),
             str(tmp_path / "weights.npz"),
