@@ -65,7 +65,10 @@ def test_a_layer_wider_than_the_limit_is_422_naming_its_units(client_with, thous
 
 
 def test_the_working_set_counts_data_parameters_slots_and_activations():
-    network = {"dtype": "float64", "layers": [{"units": 10}, {"units": 3}]}
+    network = {
+        "dtype": "float64",
+        "layers": [{"units": 10, "dropout": 0.0}, {"units": 3, "dropout": 0.0}],
+    }
     adam = {"optimizer": {"name": "adam"}, "early_stopping": None, "batch_size": "full"}
     costs = working_set(network, adam, n_samples=100, n_features=5, n_parameters=93)
     assert costs == {
@@ -77,3 +80,18 @@ def test_the_working_set_counts_data_parameters_slots_and_activations():
     costs = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=93)
     assert costs["network.layers"] == 93 * 3 * 8
     assert costs["training.batch_size"] == 2 * 10 * 13 * 8
+
+
+def test_dropout_counts_its_masks_and_masked_activations():
+    """A layer with dropout keeps two more (batch, units) arrays: its mask and its product."""
+    network = {
+        "dtype": "float32",
+        "layers": [
+            {"units": 10, "dropout": 0.5},
+            {"units": 7, "dropout": 0.0},
+            {"units": 3, "dropout": 0.0},
+        ],
+    }
+    sgd = {"optimizer": {"name": "sgd", "momentum": 0.0}, "early_stopping": None, "batch_size": 10}
+    costs = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=107)
+    assert costs["training.batch_size"] == 2 * 10 * (20 + 10) * 4
