@@ -138,13 +138,15 @@ def job_summary(job: dict[str, Any]) -> str:
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs`` and
-    ``--name`` put over it."""
+    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--dropout``,
+    ``--epochs`` and ``--name`` put over it."""
     body = read_spec(args.spec) if args.spec else {}
     if args.dataset is not None:
         body["dataset_id"] = args.dataset
     if args.layers is not None:
         body.setdefault("network", {})["layers"] = parse_layers(args.layers)
+    if args.dropout is not None:
+        set_hidden_dropout(body, args.dropout)
     if args.epochs is not None:
         body.setdefault("training", {})["epochs"] = args.epochs
     if args.name is not None:
@@ -153,6 +155,15 @@ def job_body(args: argparse.Namespace) -> dict[str, Any]:
         if field not in body:
             raise UsageError(f"{option}: required (or give {field} in --spec)")
     return body
+
+
+def set_hidden_dropout(body: dict[str, Any], rate: float) -> None:
+    """``rate`` on every layer but the last (the service checks its range)."""
+    layers = body.get("network", {}).get("layers")
+    if not isinstance(layers, list) or len(layers) < 2:
+        raise UsageError("--dropout: needs hidden layers (--layers, or network.layers in --spec)")
+    for layer in layers[:-1]:
+        layer["dropout"] = rate
 
 
 def read_spec(path: str) -> dict[str, Any]:

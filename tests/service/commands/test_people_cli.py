@@ -1,7 +1,10 @@
 """What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
-job record (which ``--json`` gives)."""
+job record (which ``--json`` gives); the job body ``backprop train``'s options make."""
 
-from service.commands.people_cli import job_summary
+import pytest
+
+from service.commands.cli import build_parser
+from service.commands.people_cli import UsageError, job_body, job_summary
 
 SUCCEEDED = {
     "id": 12,
@@ -50,3 +53,19 @@ def test_a_failed_job_shows_its_error_and_no_model():
         "job 12 failed: 3/300 epochs",
         "  error: the loss became NaN at epoch 3",
     ]
+
+
+def train_body(*arguments: str) -> dict:
+    return job_body(build_parser().parse_args(["train", *arguments]))
+
+
+def test_dropout_goes_on_every_hidden_layer():
+    body = train_body(
+        "--dataset", "1", "--layers", "64:relu,32:tanh,10:softmax", "--dropout", "0.2"
+    )
+    assert [layer.get("dropout") for layer in body["network"]["layers"]] == [0.2, 0.2, None]
+
+
+def test_dropout_without_hidden_layers_is_a_usage_error():
+    with pytest.raises(UsageError, match="--dropout: needs hidden layers"):
+        train_body("--dataset", "1", "--layers", "2:softmax", "--dropout", "0.2")
