@@ -57,6 +57,22 @@ def explicit_validation_set(
     return EvaluationSet(x_val, np.arange(len(x_val)), encoded.matrix, encoded.labels)
 
 
+def run_seeds(seed: int) -> list[np.random.SeedSequence]:
+    """The four independent streams of a run with ``seed``: the split, the initial weights, the
+    shuffles and the dropout masks. (Spawned children do not depend on how many are spawned:
+    the first three are those of the runs made before dropout existed.)"""
+    return np.random.SeedSequence(seed).spawn(4)
+
+
+def training_rows(n_samples: int, seed: int, validation_split: float) -> np.ndarray:
+    """The rows a run with ``seed`` and ``validation_split`` trained on, as the Trainer chose
+    them: what a trained model's input profile is computed over, again after the fact."""
+    if not validation_split:
+        return np.arange(n_samples)
+    split_seed = run_seeds(seed)[0]
+    return random_split(np.random.default_rng(split_seed), n_samples, validation_split)[0]
+
+
 def random_split(
     rng: np.random.Generator, n_samples: int, validation_split: float
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ from model_core.preprocessing import (
     standardizer,
 )
 from model_core.specs import network_dtype, resolve_spec
-from model_core.splits import EvaluationSet, split_rows
+from model_core.splits import EvaluationSet, run_seeds, split_rows
 
 EpochCallback = Callable[[dict], object]
 
@@ -102,8 +102,7 @@ class Trainer:
         self._choose_seed(saved)
         layers = self.network["layers"]
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
-        seeds = np.random.SeedSequence(self.training["seed"]).spawn(4)
-        split_seed, init_seed, shuffle_seed, dropout_seed = seeds
+        split_seed, init_seed, shuffle_seed, dropout_seed = run_seeds(self.training["seed"])
         self._split_and_standardize(np.random.default_rng(split_seed), validation_data)
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]

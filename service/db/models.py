@@ -235,7 +235,8 @@ class TrainedModel(TenantOwned, Base):
     """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it.
 
     A model of a job that named one is version ``version`` of ``name`` (both None otherwise);
-    ``stored_bytes`` is the size of ``blob``.
+    ``stored_bytes`` is the size of ``blob``; ``signature`` is its contract with callers
+    (service/signatures.py), kept here so that it outlives the data set.
     """
 
     __tablename__ = "models"
@@ -258,6 +259,7 @@ class TrainedModel(TenantOwned, Base):
     training: Mapped[dict]
     classes: Mapped[list | None]
     metrics: Mapped[dict]
+    signature: Mapped[dict]
     blob: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

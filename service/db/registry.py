@@ -70,15 +70,31 @@ def get_alias(session: Session, name: str, alias: str) -> ModelAlias | None:
     return session.scalar(statement)
 
 
-def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:
-    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit."""
-    row = get_alias(session, name, alias)
-    if row is None:
+class AliasMoved(Exception):
+    """The alias no longer points where the caller saw it point: a concurrent move."""
+
+
+def set_alias(
+    session: Session, name: str, alias: str, version: int, seen: int | None
+) -> ModelAlias:
+    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit,
+    provided it still points at ``seen`` (None: it did not exist); ``AliasMoved`` otherwise, so
+    that what the caller checked against ``seen`` still holds when the move is written."""
+    if seen is None:
         row = ModelAlias(name=name, alias=alias, version=version)
         session.add(row)
-    row.version = version
+        session.commit()
+        return row
+    moved = session.execute(
+        update(ModelAlias)
+        .where(ModelAlias.name == name, ModelAlias.alias == alias, ModelAlias.version == seen)
+        .values(version=version)
+    )
+    if moved.rowcount != 1:
+        session.rollback()
+        raise AliasMoved(f"{name}@{alias} moved meanwhile")
     session.commit()
-    return row
+    return get_alias(session, name, alias)
 
 
 def delete_alias(session: Session, row: ModelAlias) -> None:

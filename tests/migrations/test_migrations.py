@@ -2,12 +2,16 @@
 
 import json
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Text, cast, func, inspect, select
+from sqlalchemy import Text, cast, func, inspect, select, text
 
+from model_core import Trainer
 from service.commands.cli import main
+from service.datasets.ingest import dataset_from_sample
+from service.datasets.samples import load_sample
 from service.db import registry
 from service.db.models import (
     Base,
@@ -21,6 +25,8 @@ from service.db.models import (
 from service.db.session import make_engine, make_session_factory
 from service.vocabulary import Task
 from tests.factories import add_epochs, queued_xor_job
+
+IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -147,6 +153,7 @@ def test_a_downgrade_and_an_upgrade_keep_every_row(database_url, monkeypatch, tm
                 network={},
                 training={},
                 metrics={},
+                signature={"named": False, "task": "classification", "inputs": [], "outputs": {}},
                 blob=b"x",
                 name="xor",
                 version=registry.next_version(session, "default", "xor"),
@@ -247,6 +254,67 @@ def test_0010_keeps_the_sweeps_stored_with_every_trials_specs(database_url, monk
     assert main(["db", "downgrade", "base"]) == 0
 
 
+def stored_before_0011(database_url: str, validation_split: float) -> tuple[int, np.ndarray]:
+    """The iris sample with named features, a job on it, and two models stored as 0010 stored
+    them: one trained on the data set (``validation_split`` of it held out), and one whose data
+    set is gone. Returns the data set's id and the rows the first model trained on."""
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        dataset = dataset_from_sample("iris", None)
+        dataset.feature_names = IRIS_NAMES
+        session.add(dataset)
+        session.flush()
+        jobs = [TrainingJob(dataset_id=dataset.id, network={}, training={}, epochs=1) for _ in "ab"]
+        session.add_all(jobs)
+        session.commit()
+        dataset_id, job_ids = dataset.id, [job.id for job in jobs]
+    sessions.kw["bind"].dispose()
+    sample = load_sample("iris")
+    network = {"layers": [{"units": 3, "activation": "softmax"}], "dtype": "float64"}
+    training = {"epochs": 1, "seed": 9, "validation_split": validation_split}
+    trainer = Trainer(sample.X, sample.y, network, training)
+    blob = trainer.fit().model.to_bytes()
+    engine = make_engine(database_url)
+    insert = text(
+        "INSERT INTO models (tenant, job_id, dataset_id, task, n_features, network, training,"
+        " classes, metrics, blob, stored_bytes, created_at) VALUES ('default', :job, :dataset,"
+        " 'classification', 4, :network, '{}', :classes, '{}', :blob, 0, CURRENT_TIMESTAMP)"
+    )
+    classes = json.dumps(["setosa", "versicolor", "virginica"])
+    with engine.begin() as connection:
+        for job_id, dataset in zip(job_ids, (dataset_id, None), strict=True):
+            values = {"job": job_id, "dataset": dataset, "classes": classes, "blob": blob}
+            connection.execute(insert, {**values, "network": json.dumps(network)})
+    engine.dispose()
+    return dataset_id, sample.X[trainer.train_rows]
+
+
+def test_0011_gives_stored_models_a_signature_from_their_data_set(
+    database_url, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0010"]) == 0
+    _, trained_rows = stored_before_0011(database_url, validation_split=0.2)
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        kept, orphan = session.scalars(select(TrainedModel).order_by(TrainedModel.id)).all()
+        kept, orphan = kept.signature, orphan.signature
+    sessions.kw["bind"].dispose()
+    assert kept["named"] is True and kept["task"] == "classification"
+    assert [feature["name"] for feature in kept["inputs"]] == IRIS_NAMES
+    assert kept["outputs"] == {"classes": ["setosa", "versicolor", "virginica"], "type": "string"}
+    np.testing.assert_allclose([f["mean"] for f in kept["inputs"]], trained_rows.mean(axis=0))
+    assert [f["max"] for f in kept["inputs"]] == trained_rows.max(axis=0).tolist()
+    assert {f["dtype"] for f in kept["inputs"]} == {"float64"}
+    assert orphan["named"] is False
+    assert [(f["name"], f["mean"]) for f in orphan["inputs"]] == [(f"x{i}", None) for i in range(4)]
+    assert orphan["outputs"] == kept["outputs"]
+    assert main(["db", "downgrade", "0010"]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+
+
 def test_0012_keeps_the_epoch_records_stored_without_a_learning_rate(
     database_url, monkeypatch, tmp_path
 ):
@@ -259,7 +327,7 @@ def test_0012_keeps_the_epoch_records_stored_without_a_learning_rate(
     job_id = queued_xor_job(sessions)
     add_epochs(sessions, job_id, range(1, 3))
     sessions.kw["bind"].dispose()
-    assert main(["db", "downgrade", "0010"]) == 0
+    assert main(["db", "downgrade", "0011"]) == 0
     assert count_rows(database_url)["epoch_metrics"] == 2
     assert main(["db", "upgrade"]) == 0
     sessions = make_session_factory(database_url)

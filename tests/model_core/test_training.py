@@ -11,7 +11,9 @@ from sklearn.model_selection import train_test_split
 
 from model_core import Trainer, TrainingDiverged, train
 from model_core.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
+from model_core.preprocessing import feature_statistics
 from model_core.serialization import pack
+from model_core.splits import training_rows
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -310,3 +312,19 @@ def test_training_does_not_modify_the_callers_data(digits):
     x_before, y_before = x_train.copy(), y_train.copy()
     train(x_train, y_train, DIGITS_NETWORK, {**DIGITS_TRAINING, "epochs": 1})
     assert np.array_equal(x_train, x_before) and np.array_equal(y_train, y_before)
+
+
+@pytest.mark.parametrize("validation_split", [0.0, 0.3])
+def test_training_rows_are_the_rows_the_trainer_trained_on(validation_split):
+    """A stored model's input profile is computed again over the same rows (migration 0011)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    training = {"epochs": 1, "seed": 21, "validation_split": validation_split}
+    trainer = Trainer(x, y, network, training)
+    np.testing.assert_array_equal(training_rows(50, 21, validation_split), trainer.train_rows)
+    statistics = feature_statistics(x, trainer.train_rows)
+    rows = x[trainer.train_rows]
+    for name, expected in [("min", rows.min(0)), ("max", rows.max(0)), ("std", rows.std(0))]:
+        np.testing.assert_allclose(statistics[name], expected, rtol=1e-12)
+    np.testing.assert_allclose(statistics["mean"], rows.mean(0), rtol=1e-12)

@@ -25,13 +25,10 @@ from service.datasets.uploads import Upload, dataset_from_file, format_of
 from service.db import records
 from service.db.models import Dataset
 from service.quotas import check_room_for, check_upload_admission
+from service.signatures import numbered
 from service.vocabulary import Task
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
-
-
-def numbered(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}{i}" for i in range(count)]
 
 
 def first_rows(dataset: Dataset, limit: int) -> dict:

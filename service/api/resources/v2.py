@@ -31,6 +31,7 @@ from service.api.schemas.v2 import (
 from service.model_refs import ModelNotFound
 from service.serving import inference_protocol as protocol
 from service.serving.predictions import prediction_arrays
+from service.signatures import input_names
 
 blp = Blueprint(
     "v2", __name__, url_prefix="/v2", description="The Open Inference Protocol (KServe v2)"
@@ -155,7 +156,10 @@ class ModelMetadata(MethodView):
         """The model's input (`input`, [-1, n_features]) and outputs"""
         served = served_model(name, version)
         metadata = protocol.model_metadata(
-            served.model, protocol_name(served), protocol_version(served)
+            served.model,
+            protocol_name(served),
+            protocol_version(served),
+            input_names(served.signature),
         )
         return metadata, served.headers()
 
