@@ -197,14 +197,20 @@ def test_checkpoint_from_another_spec_is_refused():
 
 
 def test_checkpoint_made_before_a_training_field_existed_resumes():
-    """A checkpoint without the fields issue 26 added (schedule, warm-up, clipping) was made by
-    a run without them: a job resumes across the upgrade."""
-    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    """A checkpoint without the fields issue 26 added (schedule, warm-up, clipping, a layer's
+    dropout, the dropout rng) was made by a run without them: a job resumes across the
+    upgrade."""
+    network = {
+        "layers": [{"units": 3, "activation": "tanh"}, {"units": 2, "activation": "softmax"}]
+    }
     trainer = Trainer(XOR_X, XOR_Y, network, {"epochs": 2, "seed": 1})
     trainer.fit()
     header, arrays = read_checkpoint(trainer.checkpoint())
     for key in ("schedule", "warmup_epochs", "clip_norm"):
         del header["training"][key]
+    for layer in header["network"]["layers"]:
+        del layer["dropout"]
+    del header["dropout_rng"]
     older = pack(CHECKPOINT_FORMAT, header, arrays)
     resumed = Trainer(XOR_X, XOR_Y, network, {"epochs": 3, "seed": 1}, resume_from=older)
     assert resumed.epoch == 2 and len(resumed.fit().history) == 3
