@@ -6,9 +6,9 @@ and cosine are closed forms of the epoch; the plateau schedule keeps counters, w
 gives as arrays for a checkpoint. :class:`WarmUp` ramps the rate up linearly over its first
 epochs and then runs another schedule from that schedule's own epoch 1.
 
-``SCHEDULES`` is the registry of the names a spec's ``training.schedule.name`` takes; each class's
-``REQUIRED`` fields and its ``DEFAULTS`` are the fields it takes. The
-optimizer owns its schedule (:mod:`model_core.optimizers`).
+``SCHEDULES`` is the registry of the names a spec's ``training.schedule.name`` takes; each
+class's ``REQUIRED`` fields and its ``DEFAULTS`` are the fields it takes, in the order a resolved
+spec lists them. The optimizer owns its schedule (:mod:`model_core.optimizers`).
 """
 
 import math
