@@ -227,7 +227,7 @@ function showWho() {
 
 // ---------------------------------------------------------------- charts
 
-function lineChart(container, title, labels, yLabel) {
+function lineChart(container, title, labels, yLabel, height = 260) {
   const width = Math.max(320, container.clientWidth || 600);
   const series = [{ label: "epoch" }].concat(
     labels.map((label, i) => ({ label, stroke: SERIES_COLORS[i], width: 2, spanGaps: true })),
@@ -236,7 +236,7 @@ function lineChart(container, title, labels, yLabel) {
     {
       title,
       width,
-      height: 260,
+      height,
       series,
       scales: { x: { time: false } },
       axes: [{ label: "epoch" }, { label: yLabel, size: 70 }],
@@ -321,7 +321,7 @@ async function jobPage(id) {
   const errorBox = h("div");
   const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
   const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
-  const rateBox = h("div", { id: "learning-rate-chart", class: "chart" });
+  const rateBox = h("div", { id: "learning-rate-chart", class: "chart small" });
   const images = h("p", { class: "muted" });
   render(
     top,
@@ -350,7 +350,7 @@ async function jobPage(id) {
   const lossChart = lineChart(lossBox, "Loss", ["train", "validation"], "loss");
   const accuracyChart = lineChart(accuracyBox, "Accuracy", ["train", "validation"], "accuracy");
   // The rate each epoch trained at: flat without a schedule, its shape with one.
-  const rateChart = lineChart(rateBox, "Learning rate", ["learning rate"], "rate");
+  const rateChart = lineChart(rateBox, "Learning rate", ["learning rate"], "rate", 150);
   const points = {
     epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [], learning_rate: [],
   };
