@@ -244,17 +244,24 @@ def test_softmax_classifier_matches_pytorch(case):
 SCHEDULED_CASES = {
     "sgd nesterov, step schedule, clipped": (
         {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": True},
-        {"name": "step", "step_size": 2, "gamma": 0.5},
+        {"schedule": {"name": "step", "step_size": 2, "gamma": 0.5}},
         lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5),
     ),
     "sgd momentum, cosine schedule, clipped": (
         {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9},
-        {"name": "cosine", "t_max": 4, "eta_min": 0.01},
+        {"schedule": {"name": "cosine", "t_max": 4, "eta_min": 0.01}},
         lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
+    ),
+    "sgd momentum, warm-up then exponential, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9},
+        {"schedule": {"name": "exponential", "gamma": 0.7}, "warmup_epochs": 2},
+        lambda o: torch.optim.lr_scheduler.LambdaLR(
+            o, lambda k: (k + 1) / 2 if k < 2 else 0.7 ** (k - 2)
+        ),
     ),
     "adam, exponential schedule, clipped": (
         {"name": "adam", "learning_rate": 0.02},
-        {"name": "exponential", "gamma": 0.7},
+        {"schedule": {"name": "exponential", "gamma": 0.7}},
         lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.7),
     ),
 }
@@ -262,8 +269,9 @@ SCHEDULED_CASES = {
 
 @pytest.mark.parametrize("case", SCHEDULED_CASES)
 def test_schedules_and_clipping_match_pytorch(case):
-    """The optimizer's schedule and clip_norm, a whole run: the same weights and losses."""
-    optimizer, schedule, scheduler = SCHEDULED_CASES[case]
+    """The optimizer's schedule (and warm-up) and clip_norm, a whole run: the same weights and
+    losses."""
+    optimizer, scheduling, scheduler = SCHEDULED_CASES[case]
     layers = [(8, "tanh"), (3, "softmax")]
     X, y = make_rows(), make_labels(3)
     weights = make_weights([8, 3])
@@ -275,8 +283,8 @@ def test_schedules_and_clipping_match_pytorch(case):
         "cross_entropy",
         weights,
         "classification",
-        schedule=schedule,
         clip_norm=0.3,
+        **scheduling,
         **common,
     )
     reference = train_torch(
