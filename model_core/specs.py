@@ -435,6 +435,11 @@ def _warnings(network: dict, training: dict, n_samples: int | None) -> list[str]
             "training.early_stopping watches the training loss: there is no "
             "validation data (set training.validation_split)"
         )
+    if training["warmup_epochs"] >= training["epochs"]:
+        warnings.append(
+            f"training.warmup_epochs {training['warmup_epochs']} is not below the"
+            f" {training['epochs']} epochs: the rate never reaches optimizer.learning_rate"
+        )
     if network["loss"] in ("sse", "mse") and network["layers"][-1]["activation"] == "softmax":
         warnings.append("network.loss: cross_entropy usually trains a softmax output faster")
     return warnings

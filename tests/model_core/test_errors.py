@@ -221,6 +221,16 @@ def test_resolve_spec_fills_defaults_and_warns():
     assert any("early_stopping" in warning for warning in resolved.warnings)
 
 
+def test_a_warm_up_as_long_as_the_run_is_warned_about():
+    resolved = resolve_spec(
+        GOOD, {"epochs": 5, "warmup_epochs": 5}, task="classification", n_features=4, n_outputs=3
+    )
+    assert resolved.warnings == [
+        "training.warmup_epochs 5 is not below the 5 epochs: the rate never reaches"
+        " optimizer.learning_rate"
+    ]
+
+
 @pytest.mark.parametrize(
     ("network", "training", "path"),
     [
