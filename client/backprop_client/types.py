@@ -56,6 +56,7 @@ class Epoch(TypedDict, total=False):
     val_loss: float | None
     train_accuracy: float | None
     val_accuracy: float | None
+    learning_rate: float | None
     seconds: float
 
 

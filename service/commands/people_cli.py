@@ -139,8 +139,9 @@ def job_summary(job: dict[str, Any]) -> str:
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs``,
-    ``--init-from``, ``--replace-output``, ``--class-weight`` and ``--name`` put over it."""
+    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--dropout``,
+    ``--epochs``, ``--init-from``, ``--replace-output``, ``--class-weight`` and ``--name`` put
+    over it."""
     body = read_spec(args.spec) if args.spec else {}
     if args.dataset is not None:
         body["dataset_id"] = args.dataset
@@ -150,6 +151,8 @@ def job_body(args: argparse.Namespace) -> dict[str, Any]:
         body.setdefault("network", {})["init_from"] = args.init_from
     if args.replace_output:
         body.setdefault("network", {})["replace_output"] = True
+    if args.dropout is not None:
+        set_hidden_dropout(body, args.dropout)
     if args.epochs is not None:
         body.setdefault("training", {})["epochs"] = args.epochs
     if args.class_weight is not None:
@@ -177,6 +180,15 @@ def parse_class_weight(text: str) -> str | dict[str, float]:
                 f"--class-weight[{index}]: {pair!r} is not LABEL=WEIGHT (or say balanced)"
             ) from None
     return weights
+
+
+def set_hidden_dropout(body: dict[str, Any], rate: float) -> None:
+    """``rate`` on every layer but the last (the service checks its range)."""
+    layers = body.get("network", {}).get("layers")
+    if not isinstance(layers, list) or len(layers) < 2:
+        raise UsageError("--dropout: needs hidden layers (--layers, or network.layers in --spec)")
+    for layer in layers[:-1]:
+        layer["dropout"] = rate
 
 
 def read_spec(path: str) -> dict[str, Any]:

@@ -69,6 +69,12 @@ def add_train_command(commands, handler_for: HandlerFor, output) -> None:
     train.add_argument("--dataset", type=int, metavar="ID", help="the data set's id")
     train.add_argument("--layers", help="UNITS:ACTIVATION,... e.g. 64:relu,10:softmax")
     train.add_argument("--epochs", type=int)
+    train.add_argument(
+        "--dropout",
+        type=float,
+        metavar="P",
+        help="dropout P (0 <= P < 1) on every hidden layer, while training only",
+    )
     train.add_argument("--spec", metavar="JOB.JSON", help="a job body; the options above win")
     train.add_argument("--name", help="register the model under this name")
     train.add_argument(

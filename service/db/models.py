@@ -199,7 +199,8 @@ class TrainingJob(TenantOwned, Base):
 
 
 class EpochMetric(Base):
-    """One epoch of one job: losses, accuracies (None for regression) and seconds taken."""
+    """One epoch of one job: losses, accuracies (None for regression), the learning rate it
+    trained at (None in records stored before migration 0012) and seconds taken."""
 
     __tablename__ = "epoch_metrics"
     __table_args__ = (UniqueConstraint("job_id", "epoch"),)
@@ -211,6 +212,7 @@ class EpochMetric(Base):
     val_loss: Mapped[float | None] = mapped_column(Float)
     train_accuracy: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
 
 

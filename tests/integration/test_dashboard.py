@@ -78,6 +78,7 @@ def test_a_job_page_draws_its_curves_as_the_epochs_arrive_and_cancels_the_job(pa
     page.open(f"{stack.base_url}/#/jobs/{job['id']}")
     first = page.wait_for(lambda _: points(page), what="the first epochs on the chart")
     page.wait_for(lambda _: points(page) > first, what="more epochs on the chart")
+    assert page.text("#learning-rate-chart .u-title") == "Learning rate"
     page.screenshot("job-running")
     assert badge(page) == "running"
     page.element("#cancel").click()

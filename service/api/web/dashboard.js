@@ -227,7 +227,7 @@ function showWho() {
 
 // ---------------------------------------------------------------- charts
 
-function lineChart(container, title, labels, yLabel) {
+function lineChart(container, title, labels, yLabel, height = 260) {
   const width = Math.max(320, container.clientWidth || 600);
   const series = [{ label: "epoch" }].concat(
     labels.map((label, i) => ({ label, stroke: SERIES_COLORS[i], width: 2, spanGaps: true })),
@@ -236,7 +236,7 @@ function lineChart(container, title, labels, yLabel) {
     {
       title,
       width,
-      height: 260,
+      height,
       series,
       scales: { x: { time: false } },
       axes: [{ label: "epoch" }, { label: yLabel, size: 70 }],
@@ -321,11 +321,12 @@ async function jobPage(id) {
   const errorBox = h("div");
   const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
   const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
+  const rateBox = h("div", { id: "learning-rate-chart", class: "chart small" });
   const images = h("p", { class: "muted" });
   render(
     top,
     errorBox,
-    h("section", { class: "charts" }, lossBox, accuracyBox),
+    h("section", { class: "charts" }, lossBox, accuracyBox, rateBox),
     facts,
     images,
     h("h2", {}, "Spec"),
@@ -348,10 +349,15 @@ async function jobPage(id) {
   show();
   const lossChart = lineChart(lossBox, "Loss", ["train", "validation"], "loss");
   const accuracyChart = lineChart(accuracyBox, "Accuracy", ["train", "validation"], "accuracy");
-  const points = { epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [] };
+  // The rate each epoch trained at: flat without a schedule, its shape with one.
+  const rateChart = lineChart(rateBox, "Learning rate", ["learning rate"], "rate", 150);
+  const points = {
+    epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [], learning_rate: [],
+  };
   const redraw = () => {
     lossChart.setData([points.epoch, points.train_loss, points.val_loss]);
     accuracyChart.setData([points.epoch, points.train_accuracy, points.val_accuracy]);
+    rateChart.setData([points.epoch, points.learning_rate]);
     lossBox.dataset.points = points.epoch.length;
   };
   const onEpoch = (event) => {

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from model_core.optimizers import OPTIMIZERS
-from service.api.schemas.specs import OPTIMIZER_SETTINGS
+from model_core.schedules import SCHEDULES
+from model_core.specs import SCHEDULE_CHECKS
+from service.api.schemas.specs import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS
 from tests.factories import assert_envelope
 
 LISTINGS = ["/v1/datasets", "/v1/jobs", "/v1/models"]
@@ -111,6 +113,12 @@ def test_the_event_stream_documents_its_events(spec):
 def test_every_optimizer_setting_has_its_schema():
     for optimizer in OPTIMIZERS.values():
         assert set(optimizer.DEFAULTS) <= set(OPTIMIZER_SETTINGS)
+
+
+def test_every_schedule_setting_has_its_schema():
+    for schedule in SCHEDULES.values():
+        assert {*schedule.REQUIRED, *schedule.DEFAULTS} <= set(SCHEDULE_SETTINGS)
+    assert set(SCHEDULE_SETTINGS) == set(SCHEDULE_CHECKS)
 
 
 def operations(spec: dict):

@@ -1,5 +1,5 @@
 """What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
-job record (which ``--json`` gives)."""
+job record (which ``--json`` gives); the job body ``backprop train``'s options make."""
 
 import pytest
 
@@ -93,3 +93,19 @@ def test_a_job_needs_layers_or_a_model_to_start_from():
     args = build_parser().parse_args(["train", "--dataset", "3"])
     with pytest.raises(UsageError, match="--layers or --init-from: required"):
         job_body(args)
+
+
+def train_body(*arguments: str) -> dict:
+    return job_body(build_parser().parse_args(["train", *arguments]))
+
+
+def test_dropout_goes_on_every_hidden_layer():
+    body = train_body(
+        "--dataset", "1", "--layers", "64:relu,32:tanh,10:softmax", "--dropout", "0.2"
+    )
+    assert [layer.get("dropout") for layer in body["network"]["layers"]] == [0.2, 0.2, None]
+
+
+def test_dropout_without_hidden_layers_is_a_usage_error():
+    with pytest.raises(UsageError, match="--dropout: needs hidden layers"):
+        train_body("--dataset", "1", "--layers", "2:softmax", "--dropout", "0.2")
