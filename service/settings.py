@@ -92,6 +92,9 @@ class Settings:
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
     model_cache_bytes: int = 1024 * 1024 * 1024
+    # Shadow runs waiting per API process (issue 23); a request whose shadow finds the queue
+    # full is answered as ever, its shadow run dropped and counted.
+    shadow_queue_size: int = 1000
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0
@@ -181,6 +184,11 @@ class Settings:
             database = Path(self.database_url.removeprefix("sqlite:///"))
             return database.with_name(database.name + ".generation")
         return DEFAULT_VAR_DIR / "registry.generation"
+
+    def rollout_counts_folder(self) -> Path:
+        """Where each API process of this host writes the requests it served per alias
+        version and its shadows' figures, when the broker is not Redis."""
+        return self.registry_generation_path().with_name("rollout-counts")
 
     def secret_key_path(self) -> Path:
         """The file of the random secret used while ``SECRET_KEY`` is empty."""

@@ -1,5 +1,6 @@
 """One blueprint per resource."""
 
+from service.api.resources.aliases import blp as aliases
 from service.api.resources.datasets import blp as datasets
 from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
@@ -8,4 +9,4 @@ from service.api.resources.models import blp as models
 from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, keys, health, v2)
+BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, keys, health, v2)

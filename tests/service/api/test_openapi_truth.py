@@ -82,9 +82,9 @@ def test_predict_documents_its_three_json_forms(spec):
     forms = [component(spec, form) for form in json_body(spec, "/v1/models/{ref}/predict")["oneOf"]]
     assert [form["required"] for form in forms] == [["instances"], ["records"], ["columns", "data"]]
     assert [sorted(form["properties"]) for form in forms] == [
-        ["instances"],
-        ["extra", "records"],
-        ["columns", "data", "extra"],
+        ["instances", "routing_key"],
+        ["extra", "records", "routing_key"],
+        ["columns", "data", "extra", "routing_key"],
     ]
     assert all(form["additionalProperties"] is False for form in forms)
 
