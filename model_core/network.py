@@ -126,8 +126,21 @@ def backward(
         if l2:
             grad_w += (scale * l2) * w
         if i:
-            np.dot(deltas[i], w.T, out=deltas[i - 1])
-            activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
+            backpropagate_error(i, weights, activations, outputs, deltas)
+
+
+def backpropagate_error(
+    i: int,
+    weights: Weights,
+    activations: Sequence[Activation],
+    outputs: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray],
+) -> None:
+    """One step of the chain rule: ``deltas[i - 1]`` (dL/dz of layer i - 1) from ``deltas[i]``,
+    through W of layer i and the derivative of layer i - 1's activation (i >= 1). Training and
+    the input gradients of model_core.explanations both go down the layers by it."""
+    np.dot(deltas[i], weights[i][0].T, out=deltas[i - 1])
+    activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
 
 
 def l2_penalty(weights: Weights, l2: float) -> float:
