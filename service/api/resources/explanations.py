@@ -1,0 +1,52 @@
+"""``/v1/models/{ref}/explain``: which inputs drove a model's outputs, through its own backward
+pass; ``/v1/models/{ref}/importance``: the mean absolute attribution per feature over a data
+set's rows."""
+
+import json
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.api.context import db, services
+from service.api.errors import ErrorSchema
+from service.api.registry import serve
+from service.api.resources.models import REF_PARAMETER
+from service.api.schemas.explanations import ExplainRequestSchema, ExplanationSchema
+from service.serving import rows
+from service.serving.explanations import explanation
+
+blp = Blueprint(
+    "explanations",
+    __name__,
+    url_prefix="/v1/models",
+    description="Why a model answered what it did",
+)
+
+
+@blp.route("/<ref>/explain", parameters=[REF_PARAMETER])
+class ModelExplanation(MethodView):
+    @blp.arguments(ExplainRequestSchema)
+    @blp.response(200, ExplanationSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="Bad rows, a target the model lacks, a baseline of the wrong width, or"
+        " more work than EXPLAIN_MAX_EVALUATIONS (the field named)",
+    )
+    def post(self, body: dict, ref: str):
+        """Attribute each row's output to its features: Integrated Gradients, the input
+        gradient, gradient x input, or exact Shapley values"""
+        served = serve(ref)
+        settings = services().settings
+        x = rows.instances_for(served.model, body["instances"], settings.max_predict_rows)
+        answer = explanation(db(), served.model_id, served.model, x, body, settings)
+        return ordered_json({**served.identity(), **answer}, served.headers())
+
+
+def ordered_json(body: dict, headers: dict[str, str]) -> Response:
+    """``body`` as JSON with its keys in their order (Flask's provider sorts them): each row's
+    attributions come in the model's input order. Plain values already, as ExplanationSchema
+    documents them."""
+    return Response(json.dumps(body), mimetype="application/json", headers=headers)
