@@ -1,7 +1,9 @@
 """What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
 job record (which ``--json`` gives)."""
 
-from service.commands.people_cli import job_summary
+from rich.console import Console
+
+from service.commands.people_cli import explanation_table, job_summary
 
 SUCCEEDED = {
     "id": 12,
@@ -50,3 +52,20 @@ def test_a_failed_job_shows_its_error_and_no_model():
         "job 12 failed: 3/300 epochs",
         "  error: the loss became NaN at epoch 3",
     ]
+
+
+def test_an_explanation_shows_the_largest_attributions_first_with_signed_bars():
+    row = {
+        "target": 3,
+        "f_x": 0.98,
+        "f_baseline": 0.1,
+        "attributions": {"a": 0.1, "b": -0.4, "c": 0.2, "d": 0.0},
+    }
+    console = Console(width=80, record=True, color_system="standard")
+    console.print(explanation_table(1, row, top=3))
+    text = console.export_text(styles=True)
+    lines = [line for line in text.splitlines() if line.startswith("│")]
+    assert "row 1: target 3, f 0.98 (baseline 0.1)" in text
+    assert [line.split()[1] for line in lines] == ["b", "c", "a"]
+    assert "-0.4" in lines[0] and "\x1b[31m" + "█" * 20 in lines[0]  # red: negative
+    assert "\x1b[32m" + "█" * 10 + "\x1b[0m" in lines[1]  # green, half as long
