@@ -130,10 +130,11 @@ def checked_work(
     steps: int,
     quadrature: str,
     settings: Settings,
+    rows_field: str = "instances",
 ) -> None:
     """Refuse what would take too long: exact Shapley beyond EXPLAIN_SHAPLEY_MAX_FEATURES
     (``method``), and more than EXPLAIN_MAX_EVALUATIONS forward rows in all, naming the field
-    with the largest factor of that product."""
+    with the largest factor of that product (the rows come from ``rows_field``)."""
     n_features, most = model.n_features, settings.explain_shapley_max_features
     if method == "shapley" and n_features > most:
         raise DataError(
@@ -144,7 +145,7 @@ def checked_work(
     work = evaluations(method, n_rows, n_features, n_baselines, steps, quadrature)
     if work <= settings.explain_max_evaluations:
         return
-    factors = {"instances": n_rows, "baseline.rows": n_baselines}
+    factors = {rows_field: n_rows, "baseline.rows": n_baselines}
     if method == "integrated_gradients":
         factors["steps"] = steps
     field = max(factors, key=factors.get)
@@ -167,14 +168,20 @@ def refused_method_fields(request: dict) -> None:
 
 
 def attributions_for(
-    model: Model, x: np.ndarray, request: dict, baseline: Baseline | None, settings: Settings
+    model: Model,
+    x: np.ndarray,
+    request: dict,
+    baseline: Baseline | None,
+    settings: Settings,
+    rows_field: str = "instances",
 ) -> tuple[Attributions, list]:
-    """The attributions of rows ``x`` and each row's target, as the request asks."""
+    """The attributions of rows ``x`` (from the request's ``rows_field``) and each row's
+    target, as the request asks."""
     method = request["method"]
     steps = request.get("steps", DEFAULT_STEPS)
     quadrature = request.get("quadrature", GAUSS_LEGENDRE)
     n_baselines = 1 if baseline is None else len(baseline.rows)
-    checked_work(model, method, len(x), n_baselines, steps, quadrature, settings)
+    checked_work(model, method, len(x), n_baselines, steps, quadrature, settings, rows_field)
     x = x.astype(model.dtype, copy=False)
     max_bytes = settings.max_request_memory
     try:
@@ -219,6 +226,19 @@ def request_baseline(
     return background_baseline(session, dataset, model_id, model, baseline)
 
 
+def settings_used(model: Model, request: dict, baseline: Baseline | None) -> dict:
+    """``method``, ``target``, ``baseline``, ``steps`` and ``quadrature`` as used (the last
+    three only for the methods that take them)."""
+    method = request["method"]
+    used = {"method": method, "target": request.get("target", default_target(model))}
+    if baseline is not None:
+        used["baseline"] = baseline.described
+    if method == "integrated_gradients":
+        used["steps"] = request.get("steps", DEFAULT_STEPS)
+        used["quadrature"] = request.get("quadrature", GAUSS_LEGENDRE)
+    return used
+
+
 def explanation(
     session: Session,
     model_id: int,
@@ -227,21 +247,41 @@ def explanation(
     request: dict,
     settings: Settings,
 ) -> dict:
-    """The answer to an explain request on rows ``x``: ``method``, ``target``, ``baseline``,
-    ``steps`` and ``quadrature`` as used, and ``explanations``, one per row."""
+    """The answer to an explain request on rows ``x``: :func:`settings_used` and
+    ``explanations``, one per row."""
     refused_method_fields(request)
-    method = request["method"]
     baseline = request_baseline(session, model_id, model, request)
     result, labels = attributions_for(model, x, request, baseline, settings)
-    answer = {"method": method, "target": request.get("target", default_target(model))}
-    if baseline is not None:
-        answer["baseline"] = baseline.described
-    if method == "integrated_gradients":
-        answer["steps"] = request.get("steps", DEFAULT_STEPS)
-        answer["quadrature"] = request.get("quadrature", GAUSS_LEGENDRE)
     names = explained_feature_names(session, model_id, model)
-    answer["explanations"] = explanation_rows(result, labels, names, baseline is not None)
-    return answer
+    rows = explanation_rows(result, labels, names, baseline is not None)
+    return {**settings_used(model, request, baseline), "explanations": rows}
+
+
+def importance(
+    session: Session,
+    model_id: int,
+    model: Model,
+    dataset: Dataset,
+    request: dict,
+    settings: Settings,
+) -> dict:
+    """Global feature importance: the mean absolute attribution per feature over a seeded
+    sample of ``request["rows"]`` rows of ``dataset`` (all of them if it has fewer), with
+    :func:`settings_used`, the sample's ``dataset_id``, ``rows`` and ``seed``."""
+    refused_method_fields(request)
+    x = dataset_features(session, dataset, model_id, model, "dataset_id")
+    sample = sampled_rows(x, request["rows"], request["seed"])
+    baseline = request_baseline(session, model_id, model, request)
+    result, _ = attributions_for(model, sample, request, baseline, settings, "rows")
+    names = explained_feature_names(session, model_id, model)
+    mean_absolute = np.abs(result.attributions).mean(axis=0).tolist()
+    return {
+        "dataset_id": dataset.id,
+        "rows": len(sample),
+        "seed": request["seed"],
+        **settings_used(model, request, baseline),
+        "importance": dict(zip(names, mean_absolute, strict=True)),
+    }
 
 
 def default_target(model: Model) -> object:

@@ -9,12 +9,18 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service.api.context import db, services
-from service.api.errors import ErrorSchema
+from service.api.errors import ErrorSchema, fail
 from service.api.registry import serve
 from service.api.resources.models import REF_PARAMETER
-from service.api.schemas.explanations import ExplainRequestSchema, ExplanationSchema
+from service.api.schemas.explanations import (
+    ExplainRequestSchema,
+    ExplanationSchema,
+    ImportanceRequestSchema,
+    ImportanceSchema,
+)
+from service.db import records
 from service.serving import rows
-from service.serving.explanations import explanation
+from service.serving.explanations import explanation, importance
 
 blp = Blueprint(
     "explanations",
@@ -42,6 +48,30 @@ class ModelExplanation(MethodView):
         settings = services().settings
         x = rows.instances_for(served.model, body["instances"], settings.max_predict_rows)
         answer = explanation(db(), served.model_id, served.model, x, body, settings)
+        return ordered_json({**served.identity(), **answer}, served.headers())
+
+
+@blp.route("/<ref>/importance", parameters=[REF_PARAMETER])
+class ModelImportance(MethodView):
+    @blp.arguments(ImportanceRequestSchema)
+    @blp.response(200, ImportanceSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="No such model or data set")
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="A data set that does not fit the model, a bad option, or more work than"
+        " EXPLAIN_MAX_EVALUATIONS (the field named: rows, steps, baseline.rows)",
+    )
+    def post(self, body: dict, ref: str):
+        """Global feature importance: the mean absolute attribution of each feature over a
+        seeded sample of a data set's rows"""
+        served = serve(ref)
+        session, dataset_id = db(), body["dataset_id"]
+        dataset = records.get_dataset(session, dataset_id) or fail(
+            404, f"No data set {dataset_id}."
+        )
+        settings = services().settings
+        answer = importance(session, served.model_id, served.model, dataset, body, settings)
         return ordered_json({**served.identity(), **answer}, served.headers())
 
 

@@ -9,7 +9,8 @@ from service.api.schemas.models import INSTANCES, AnsweringModelSchema
 from service.serving.explanations import DEFAULT_METHOD, DEFAULT_STEPS
 
 MAX_STEPS = 1024
-BACKGROUND_ROWS = 100_000
+SAMPLE_ROWS = 100_000  # the most rows a background or an importance sample may ask for
+DEFAULT_IMPORTANCE_ROWS = 500
 
 METHOD = {
     "description": "integrated_gradients (the default), gradient (df/dx), gradient_x_input"
@@ -29,7 +30,7 @@ BACKGROUND = {
     "additionalProperties": False,
     "properties": {
         "dataset_id": {"type": "integer", "minimum": 1, "maximum": MAX_INT32},
-        "rows": {"type": "integer", "minimum": 1, "maximum": BACKGROUND_ROWS},
+        "rows": {"type": "integer", "minimum": 1, "maximum": SAMPLE_ROWS},
         "seed": {"type": "integer", "minimum": 0, "maximum": MAX_INT32, "default": 0},
     },
 }
@@ -51,7 +52,7 @@ class BackgroundSchema(ma.Schema):
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_INT32)
     )
     rows = ma.fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=1, max=BACKGROUND_ROWS)
+        required=True, strict=True, validate=validate.Range(min=1, max=SAMPLE_ROWS)
     )
     seed = ma.fields.Integer(
         load_default=0, strict=True, validate=validate.Range(min=0, max=MAX_INT32)
@@ -79,8 +80,9 @@ def check_target(value: object) -> None:
         raise ma.ValidationError('must be "predicted", a class label or an output index')
 
 
-class ExplainRequestSchema(ma.Schema):
-    instances = ma.fields.Raw(required=True, metadata=INSTANCES)
+class ExplanationOptionsSchema(ma.Schema):
+    """What both explain and importance take besides the rows."""
+
     method = ma.fields.String(
         load_default=DEFAULT_METHOD, validate=validate.OneOf(METHODS), metadata=METHOD
     )
@@ -99,6 +101,34 @@ class ExplainRequestSchema(ma.Schema):
             "description": "integrated_gradients only: gauss_legendre (the default; NumPy's"
             " leggauss nodes on [0, 1]) or trapezoid (steps + 1 evenly spaced points)"
         },
+    )
+
+
+class ExplainRequestSchema(ExplanationOptionsSchema):
+    instances = ma.fields.Raw(required=True, metadata=INSTANCES)
+
+
+class ImportanceRequestSchema(ExplanationOptionsSchema):
+    dataset_id = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_INT32),
+        metadata={"description": "a stored data set whose columns are the model's inputs"},
+    )
+    rows = ma.fields.Integer(
+        load_default=DEFAULT_IMPORTANCE_ROWS,
+        strict=True,
+        validate=validate.Range(min=1, max=SAMPLE_ROWS),
+        metadata={
+            "description": f"how many of its rows to explain (default {DEFAULT_IMPORTANCE_ROWS};"
+            " all of them when it has fewer), drawn without replacement"
+        },
+    )
+    seed = ma.fields.Integer(
+        load_default=0,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_INT32),
+        metadata={"description": "of the sample's generator (NumPy's default_rng)"},
     )
 
 
@@ -130,3 +160,21 @@ class ExplanationSchema(AnsweringModelSchema):
     steps = ma.fields.Integer()
     quadrature = ma.fields.String()
     explanations = ma.fields.List(ma.fields.Nested(ExplanationRowSchema))
+
+
+class ImportanceSchema(AnsweringModelSchema):
+    dataset_id = ma.fields.Integer()
+    rows = ma.fields.Integer(metadata={"description": "the rows explained"})
+    seed = ma.fields.Integer()
+    method = ma.fields.String()
+    target = ma.fields.Raw(metadata={"description": "as requested (or its default)"})
+    baseline = ma.fields.Raw(
+        metadata={"description": '"mean", "zeros", "row" or {dataset_id, rows, seed} as used'}
+    )
+    steps = ma.fields.Integer()
+    quadrature = ma.fields.String()
+    importance = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Float(),
+        metadata={"description": "mean |attribution| per feature name, in input order"},
+    )

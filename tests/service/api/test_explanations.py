@@ -170,3 +170,48 @@ def test_without_standardisation_the_baseline_is_zeros_and_mean_is_refused(clien
 
 def test_an_unknown_model_is_a_404(client):
     assert_envelope(client.post("/v1/models/nothing/explain", json={"instances": ROWS}), 404)
+
+
+def test_importance_is_the_mean_absolute_attribution_over_the_sample(client, sessions, iris):
+    every_row = {"dataset_id": iris["dataset_id"], "rows": 1000, "method": "gradient_x_input"}
+    response = client.post("/v1/models/iris/importance", json=every_row)
+
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert (answer["rows"], answer["seed"], answer["method"]) == (150, 0, "gradient_x_input")
+    assert list(answer["importance"]) == IRIS_COLUMNS
+    model = stored_model(sessions, iris["model_id"])
+    with sessions() as session:
+        x = records.get_dataset_arrays(session, iris["dataset_id"])[0].astype(model.dtype)
+    targets, _ = resolve_targets(model, x, "predicted")
+    expected = np.abs(explain(model, "gradient_x_input", x, targets).attributions).mean(axis=0)
+    np.testing.assert_allclose(list(answer["importance"].values()), expected, rtol=1e-6)
+
+
+def test_importance_samples_with_its_seed(client, iris):
+    def importance(seed: int) -> dict:
+        body = {"dataset_id": iris["dataset_id"], "rows": 20, "seed": seed, "steps": 8}
+        return client.post("/v1/models/iris/importance", json=body).get_json()
+
+    first, again, other = importance(1), importance(1), importance(2)
+    assert first["rows"] == 20 and first["baseline"] == "mean" and first["steps"] == 8
+    assert first["importance"] == again["importance"] != other["importance"]
+
+
+def test_importance_refusals_name_their_field(client, client_with, iris):
+    xor = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
+    tight = client_with(explain_max_evaluations=1000)
+    cases = [
+        (client, {"dataset_id": 999}, 404, None),
+        (client, {"dataset_id": xor}, 422, "dataset_id"),
+        (client, {"dataset_id": iris["dataset_id"], "rows": 0}, 422, "rows"),
+        (
+            client,
+            {"dataset_id": iris["dataset_id"], "method": "gradient", "steps": 2},
+            422,
+            "steps",
+        ),
+        (tight, {"dataset_id": iris["dataset_id"], "rows": 100}, 422, "rows"),
+    ]
+    for answering, body, status, field in cases:
+        assert_envelope(answering.post("/v1/models/iris/importance", json=body), status, field)
