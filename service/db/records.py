@@ -93,6 +93,17 @@ def get_model(session: Session, model_id: int) -> TrainedModel | None:
     return session.get(TrainedModel, model_id)
 
 
+def trained_on_feature_names(session: Session, model_id: int) -> list[str] | None:
+    """The feature names of the data set model ``model_id`` was trained on, in one query: None
+    when it named none, or the model or the data set is gone."""
+    statement = (
+        select(Dataset.feature_names)
+        .join(TrainedModel, TrainedModel.dataset_id == Dataset.id)
+        .where(TrainedModel.id == model_id)
+    )
+    return session.scalar(statement)
+
+
 def row_exists(
     session: Session, entity: type[TrainedModel] | type[TrainingJob], row_id: int
 ) -> bool:

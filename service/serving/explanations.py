@@ -246,13 +246,14 @@ def explanation(
     x: np.ndarray,
     request: dict,
     settings: Settings,
+    names: list[str],
 ) -> dict:
     """The answer to an explain request on rows ``x``: :func:`settings_used` and
-    ``explanations``, one per row."""
+    ``explanations``, one per row, their attributions keyed by ``names`` (those of
+    :func:`explained_feature_names`)."""
     refused_method_fields(request)
     baseline = request_baseline(session, model_id, model, request)
     result, labels = attributions_for(model, x, request, baseline, settings)
-    names = explained_feature_names(session, model_id, model)
     rows = explanation_rows(result, labels, names, baseline is not None)
     return {**settings_used(model, request, baseline), "explanations": rows}
 
@@ -264,16 +265,16 @@ def importance(
     dataset: Dataset,
     request: dict,
     settings: Settings,
+    names: list[str],
 ) -> dict:
-    """Global feature importance: the mean absolute attribution per feature over a seeded
-    sample of ``request["rows"]`` rows of ``dataset`` (all of them if it has fewer), with
-    :func:`settings_used`, the sample's ``dataset_id``, ``rows`` and ``seed``."""
+    """Global feature importance: the mean absolute attribution per feature (keyed by
+    ``names``) over a seeded sample of ``request["rows"]`` rows of ``dataset`` (all of them if it
+    has fewer), with :func:`settings_used`, the sample's ``dataset_id``, ``rows`` and ``seed``."""
     refused_method_fields(request)
     x = dataset_features(session, dataset, model_id, model, "dataset_id")
     sample = sampled_rows(x, request["rows"], request["seed"])
     baseline = request_baseline(session, model_id, model, request)
     result, _ = attributions_for(model, sample, request, baseline, settings, "rows")
-    names = explained_feature_names(session, model_id, model)
     mean_absolute = np.abs(result.attributions).mean(axis=0).tolist()
     return {
         "dataset_id": dataset.id,

@@ -20,11 +20,7 @@ from service.vocabulary import DataError, Task
 def model_feature_names(session: Session, model_id: int) -> list[str] | None:
     """The feature names of the data set the model was trained on, or None when it had none
     (JSON arrays, a built-in sample) or has since been deleted."""
-    row = records.get_model(session, model_id)
-    if row is None or row.dataset_id is None:
-        return None
-    dataset = records.get_dataset(session, row.dataset_id)
-    return None if dataset is None else dataset.feature_names
+    return records.trained_on_feature_names(session, model_id)
 
 
 def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[str] | None) -> None:

@@ -8,9 +8,9 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.api.context import db, services
+from service.api.context import current_generation, db, services
 from service.api.errors import ErrorSchema, fail
-from service.api.registry import serve
+from service.api.registry import ServedModel, serve
 from service.api.resources.models import REF_PARAMETER
 from service.api.schemas.explanations import (
     ExplainRequestSchema,
@@ -20,7 +20,7 @@ from service.api.schemas.explanations import (
 )
 from service.db import records
 from service.serving import rows
-from service.serving.explanations import explanation, importance
+from service.serving.explanations import explained_feature_names, explanation, importance
 
 blp = Blueprint(
     "explanations",
@@ -47,7 +47,8 @@ class ModelExplanation(MethodView):
         served = serve(ref)
         settings = services().settings
         x = rows.instances_for(served.model, body["instances"], settings.max_predict_rows)
-        answer = explanation(db(), served.model_id, served.model, x, body, settings)
+        names = feature_names(served)
+        answer = explanation(db(), served.model_id, served.model, x, body, settings, names)
         return ordered_json({**served.identity(), **answer}, served.headers())
 
 
@@ -71,8 +72,20 @@ class ModelImportance(MethodView):
             404, f"No data set {dataset_id}."
         )
         settings = services().settings
-        answer = importance(session, served.model_id, served.model, dataset, body, settings)
+        names = feature_names(served)
+        answer = importance(session, served.model_id, served.model, dataset, body, settings, names)
         return ordered_json({**served.identity(), **answer}, served.headers())
+
+
+def feature_names(served: ServedModel) -> list[str]:
+    """``explained_feature_names`` of the served model, kept beside the cached references until
+    the registry changes: a model's names are those it was trained with, and reading them costs
+    a query that would take longer than the explanation of a row."""
+    return services().refs.get(
+        current_generation(),
+        ("feature names", served.model_id),
+        lambda: explained_feature_names(db(), served.model_id, served.model),
+    )
 
 
 def ordered_json(body: dict, headers: dict[str, str]) -> Response:

@@ -89,6 +89,8 @@ def request_body(path: str, method: str, caller: Holdings) -> dict | None:
     bodies = {
         "predict": {"instances": [XOR_ROW]},
         "evaluate": {"dataset_id": caller.dataset_id},
+        "explain": {"instances": [XOR_ROW]},
+        "importance": {"dataset_id": caller.dataset_id},
         "infer": INFER_BODY,
         "{alias}": {"version": 1},
         "cancel": None,
