@@ -46,6 +46,9 @@ OUTPUTS = [
     ("linear", "mse", "regression", 2),
     ("tanh", "sse", "regression", 2),
 ]
+# The output activations (one of each, and the single sigmoid unit) for the comparisons with
+# other implementations: the loss does not change f, and every pairing is in OUTPUTS above.
+DISTINCT_OUTPUTS = [OUTPUTS[0], OUTPUTS[2], OUTPUTS[3], OUTPUTS[4], OUTPUTS[5]]
 N_FEATURES = 4
 TORCH_ACTIVATIONS = {
     "sigmoid": torch.nn.Sigmoid,
@@ -179,19 +182,19 @@ def gauss_legendre_autograd(network, x, baseline, column, steps):
     return (total * (x - baseline)).numpy()
 
 
-@pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
+@pytest.mark.parametrize("output", DISTINCT_OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_integrated_gradients_agree_with_a_quadrature_of_autograd(hidden, output):
     model = model_for(hidden, output)
     x, baseline = make_rows(5, seed=6), make_rows(1, seed=7)
     targets = some_targets(model, 5)
-    ours = integrated_gradients(model, x, baseline, targets, steps=32).attributions
+    ours = integrated_gradients(model, x, baseline, targets, steps=16).attributions
     network, column = explained_outputs(model), torch_target(model, targets)
-    expected = gauss_legendre_autograd(network, x, np.repeat(baseline, 5, 0), column, 32)
+    expected = gauss_legendre_autograd(network, x, np.repeat(baseline, 5, 0), column, 16)
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
+@pytest.mark.parametrize("output", DISTINCT_OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_integrated_gradients_agree_with_captum(hidden, output):
     model = model_for(hidden, output)
@@ -208,7 +211,7 @@ def test_integrated_gradients_agree_with_captum(hidden, output):
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
+@pytest.mark.parametrize("output", DISTINCT_OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_gradients_agree_with_captum_saliency_and_input_x_gradient(hidden, output):
     model = model_for(hidden, output)
@@ -222,15 +225,15 @@ def test_gradients_agree_with_captum_saliency_and_input_x_gradient(hidden, outpu
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
+@pytest.mark.parametrize("output", DISTINCT_OUTPUTS, ids=lambda o: f"{o[0]}-{o[1]}")
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_exact_shapley_equals_shap_exact_explainer_and_is_efficient(hidden, output):
     model = model_for(hidden, output)
-    x, background = make_rows(3, seed=9), make_rows(20, seed=10)
-    targets = some_targets(model, 3)
+    x, background = make_rows(2, seed=9), make_rows(20, seed=10)
+    targets = some_targets(model, 2)
     ours = shapley_values(model, x, background, targets)
     network, column = explained_outputs(model), torch_target(model, targets)
-    for row in range(3):
+    for row in range(2):
 
         def f(points, row=row):
             with torch.no_grad():
