@@ -121,12 +121,14 @@ def output_index(model: Model, target: object) -> int:
 
 
 def points_per_chunk(model: Model, max_bytes: int | None) -> int:
-    """Points per pass: CHUNK_ROWS, fewer when a point's buffers (every layer's activation and
-    error, the point, its input error and what builds it) times that would pass ``max_bytes``."""
+    """Points per pass: CHUNK_ROWS, fewer when a point's buffers times that would pass
+    ``max_bytes``. A point holds every layer's activation and error, a byte per unit for the
+    mask a ReLU's derivative makes, four rows of features (the point, its input error, and what
+    builds it) and its indices."""
     if max_bytes is None:
         return CHUNK_ROWS
     units = sum(w.shape[1] for w, _ in model.weights)
-    point_bytes = (2 * units + 4 * model.n_features) * model.dtype.itemsize + 32
+    point_bytes = (2 * units + 4 * model.n_features) * model.dtype.itemsize + units + 64
     return max(1, min(CHUNK_ROWS, max_bytes // point_bytes))
 
 
