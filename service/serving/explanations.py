@@ -23,7 +23,7 @@ from model_core.explanations import (
 from service.datasets.ingest import numeric_matrix
 from service.db import records
 from service.db.models import Dataset
-from service.serving.model_inputs import model_feature_names
+from service.serving.model_inputs import check_features_fit, model_feature_names
 from service.settings import Settings
 from service.vocabulary import DataError
 
@@ -96,18 +96,7 @@ def dataset_features(
 ) -> np.ndarray:
     """A stored data set's rows, when its columns are the model's inputs (their number, and
     their names when both have them); else ``DataError`` on ``field``."""
-    if dataset.n_features != model.n_features:
-        message = (
-            f"data set {dataset.id} has {dataset.n_features} features; "
-            f"the model takes {model.n_features}"
-        )
-        raise DataError(field, message)
-    names = model_feature_names(session, model_id)
-    if names and dataset.feature_names and list(dataset.feature_names) != list(names):
-        message = (
-            f"data set {dataset.id}'s features are {dataset.feature_names}; the model's {names}"
-        )
-        raise DataError(field, message)
+    check_features_fit(dataset, model, model_feature_names(session, model_id), field)
     x, _ = records.get_dataset_arrays(session, dataset.id)
     return x
 

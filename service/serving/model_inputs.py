@@ -30,6 +30,16 @@ def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[s
     field, name = "dataset_id", f"data set {dataset.id}"
     if dataset.task.value != model.task:
         raise DataError(field, f"{name} is for {dataset.task.value}; the model does {model.task}")
+    check_features_fit(dataset, model, feature_names)
+    check_targets_fit(dataset, model)
+
+
+def check_features_fit(
+    dataset: Dataset, model: Model, feature_names: Sequence[str] | None, field: str = "dataset_id"
+) -> None:
+    """The data set's columns are the model's inputs: their number, and their names when both
+    have them; else ``DataError`` on ``field``."""
+    name = f"data set {dataset.id}"
     if dataset.n_features != model.n_features:
         raise DataError(
             field, f"{name} has {dataset.n_features} features; the model takes {model.n_features}"
@@ -37,7 +47,6 @@ def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[s
     names = dataset.feature_names
     if feature_names and names and list(names) != list(feature_names):
         raise DataError(field, f"{name}'s features are {names}; the model's are {feature_names}")
-    check_targets_fit(dataset, model)
 
 
 def check_targets_fit(dataset: Dataset, model: Model) -> None:
