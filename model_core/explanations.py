@@ -26,6 +26,8 @@ from model_core.preprocessing import CHUNK_ROWS, standardize_into
 
 PREDICTED = "predicted"
 GAUSS_LEGENDRE, TRAPEZOID = "gauss_legendre", "trapezoid"
+METHODS: Sequence[str] = ("integrated_gradients", "gradient", "gradient_x_input", "shapley")
+BASELINE_METHODS = ("integrated_gradients", "shapley")  # the methods that take baselines
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,9 @@ def explain(
 ) -> Attributions:
     """One of METHODS on raw rows ``x``; ``baselines`` (n, n_features) for integrated_gradients
     and shapley (where they are the background). The gradient methods' ``baseline_values``
-    are NaN: they have no baseline."""
+    are NaN: they have no baseline. ``SpecError`` on ``method`` for another name."""
+    if method not in METHODS:
+        raise SpecError("explain", "method", f"unknown {method!r}: one of {list(METHODS)}")
     if method == "integrated_gradients":
         return integrated_gradients(model, x, baselines, targets, steps, quadrature, max_bytes)
     if method == "shapley":
@@ -360,7 +364,3 @@ def explain(
     if method == "gradient_x_input":
         gradients *= x
     return Attributions(values, np.full(len(x), np.nan), gradients)
-
-
-METHODS: Sequence[str] = ("integrated_gradients", "gradient", "gradient_x_input", "shapley")
-BASELINE_METHODS = ("integrated_gradients", "shapley")

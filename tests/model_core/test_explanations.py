@@ -307,6 +307,12 @@ def test_the_quadrature_rules_integrate_over_zero_to_one():
         quadrature_rule("simpson", 4)
 
 
+def test_an_unknown_method_is_refused_with_the_choices():
+    model = model_for("tanh", OUTPUTS[0])
+    with pytest.raises(SpecError, match=r"method: unknown 'lime': one of \['integrated_gradients'"):
+        explain(model, "lime", make_rows(1, seed=1), some_targets(model, 1))
+
+
 def test_coalitions_list_every_subset_once():
     masks = coalitions(3)
     assert masks.shape == (8, 3) and not masks[0].any() and masks[-1].all()
