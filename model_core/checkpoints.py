@@ -78,11 +78,14 @@ def restore_checkpoint(run: TrainingRun, header: dict, arrays: dict[str, np.ndar
 
 
 def check_same_specs(run: TrainingRun, header: dict) -> None:
-    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``."""
+    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``. A field
+    the checkpoint lacks and the run leaves at None (a field added since, at its default, such as
+    ``class_weight``) is the same: a job checkpointed before an upgrade resumes after it."""
     for section in ("network", "training"):
         saved, current = dict(header.get(section) or {}), dict(getattr(run, section))
         saved.pop("epochs", None)
         current.pop("epochs", None)
+        current = {k: v for k, v in current.items() if k in saved or v is not None}
         if saved != current:
             raise SpecError(
                 "training",

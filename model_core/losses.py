@@ -6,7 +6,8 @@ with respect to the output layer's pre-activation z, sharing the work both need 
 loop calls it once per batch); the caller divides by the batch size, which makes the batch
 gradient the mean of its samples' gradients. Cross-entropy is paired with softmax and binary
 cross-entropy with sigmoid, whose fused gradient is simply ``a - t`` (scaled): the activation's
-derivative cancels.
+derivative cancels. ``per_sample(a, t)`` gives each row's loss (n_samples,), which the weighted
+loss (model_core/weighting.py) averages with the rows' weights.
 """
 
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class Loss(Protocol):
 
     def value(self, a: np.ndarray, t: np.ndarray) -> float: ...
 
+    def per_sample(self, a: np.ndarray, t: np.ndarray) -> np.ndarray: ...
+
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
     ) -> float: ...
@@ -48,6 +51,10 @@ class SumSquaredError:
     def value(self, a: np.ndarray, t: np.ndarray) -> float:
         diff = a - t
         return 0.5 * float(np.vdot(diff, diff)) / len(a)
+
+    def per_sample(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        diff = a - t
+        return 0.5 * np.einsum("ij,ij->i", diff, diff)
 
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
@@ -69,6 +76,10 @@ class MeanSquaredError:
         diff = a - t
         return float(np.vdot(diff, diff)) / diff.size
 
+    def per_sample(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        diff = a - t
+        return np.einsum("ij,ij->i", diff, diff) / a.shape[1]
+
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
     ) -> float:
@@ -88,6 +99,9 @@ class CrossEntropy:
 
     def value(self, a: np.ndarray, t: np.ndarray) -> float:
         return -float(np.vdot(t, _log_clipped(a))) / len(a)
+
+    def per_sample(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return -np.einsum("ij,ij->i", t, _log_clipped(a))
 
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation
@@ -110,6 +124,11 @@ class BinaryCrossEntropy:
     def value(self, a: np.ndarray, t: np.ndarray) -> float:
         total = np.vdot(t, _log_clipped(a)) + np.vdot(1.0 - t, _log_clipped(1.0 - a))
         return -float(total) / a.size
+
+    def per_sample(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        total = np.einsum("ij,ij->i", t, _log_clipped(a))
+        total += np.einsum("ij,ij->i", 1.0 - t, _log_clipped(1.0 - a))
+        return -total / a.shape[1]
 
     def value_and_delta(
         self, a: np.ndarray, t: np.ndarray, out: np.ndarray, activation: Activation

@@ -4,6 +4,7 @@
 hold one sample per row.
 """
 
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -14,6 +15,8 @@ from model_core.preprocessing import CHUNK_ROWS, as_features, standardize_into
 from model_core.serialization import pack, unpack, weight_arrays, weights_from_arrays
 
 MODEL_FORMAT = "backprop-model"
+# Activations whose outputs are within [-1, 1] whatever their input.
+BOUNDED_ACTIVATIONS = {"sigmoid", "tanh", "softmax"}
 Weights = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
@@ -204,6 +207,30 @@ class Model:
     def n_outputs(self) -> int:
         """Units of the output layer: classes (one for a single sigmoid), or target columns."""
         return self.weights[-1][0].shape[1]
+
+    @functools.cached_property
+    def input_bound(self) -> float:
+        """The largest magnitude of a raw input for which the forward pass stays finite in the
+        model's dtype: every row whose values are all within +-input_bound has finite outputs.
+
+        Interval arithmetic, layer by layer: with every |x_i| <= M, each pre-activation is at
+        most a*M + c (a, c from the absolute weights, biases and standardisation), kept under a
+        quarter of the dtype's largest number (so that no partial sum of a product overflows
+        either); sigmoid, tanh and softmax outputs are within 1 whatever comes in."""
+        limit = float(np.finfo(self.dtype).max) / 4
+        slope, offset = 1.0, 0.0
+        if self.mean is not None:
+            smallest_scale = float(np.min(self.scale))
+            slope, offset = 1.0 / smallest_scale, float(np.max(np.abs(self.mean))) / smallest_scale
+        bound = np.inf
+        for (w, b), activation in zip(self.weights, self.activations, strict=True):
+            norm = float(np.max(np.abs(w).sum(axis=0, dtype=np.float64)))
+            slope, offset = norm * slope, norm * offset + float(np.max(np.abs(b)))
+            if slope > 0:
+                bound = min(bound, (limit - offset) / slope)
+            if activation.name in BOUNDED_ACTIVATIONS:
+                slope, offset = 0.0, 1.0
+        return max(float(bound), 0.0) if np.isfinite(bound) else limit
 
     def forward(self, x, max_bytes: int | None = None) -> np.ndarray:
         """Output-layer activations (n_samples, units) for raw rows, computed in chunks whose

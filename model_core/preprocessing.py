@@ -145,6 +145,25 @@ def column_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, np.sqrt(squares / len(rows))
 
 
+def column_ranges(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum of each column over the given rows, in float64, chunk by chunk."""
+    low = np.full(x.shape[1], np.inf)
+    high = np.full(x.shape[1], -np.inf)
+    for start in range(0, len(rows), CHUNK_ROWS):
+        chunk = x[rows[start : start + CHUNK_ROWS]]
+        np.minimum(low, chunk.min(axis=0), out=low)
+        np.maximum(high, chunk.max(axis=0), out=high)
+    return low, high
+
+
+def feature_statistics(x: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"min", "max", "mean", "std"}`` (n_features,) float64 over the given rows of raw ``x``:
+    the profile of the rows a model trained on (population std, as the standardisation's)."""
+    low, high = column_ranges(x, rows)
+    mean, std = column_moments(x, rows)
+    return {"min": low, "max": high, "mean": mean, "std": std}
+
+
 def standardizer(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) fitted on the given rows, in x's dtype; a constant column gets scale 1, as
     in scikit-learn's StandardScaler."""

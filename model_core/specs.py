@@ -18,6 +18,7 @@ from model_core.initializers import INITIALIZERS
 from model_core.losses import LOSSES
 from model_core.network import layer_shapes
 from model_core.optimizers import OPTIMIZERS
+from model_core.weighting import resolve_class_weight
 
 TASKS = ("classification", "regression")
 DTYPES = ("float32", "float64")
@@ -33,6 +34,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "validation_split": 0.0,
     "early_stopping": None,
     "standardize": True,
+    "class_weight": None,
 }
 # The largest 32-bit signed integer: counts beyond it are mistakes, and would not fit a 32-bit
 # database column.
@@ -316,7 +318,8 @@ def resolve_training(training: Any) -> dict:
     spec = {**TRAINING_DEFAULTS, **training}
     seed = spec["seed"]
     return {
-        "epochs": _integer("training", "epochs", spec["epochs"], 1),
+        # 0 only for a network that starts from given weights (checked by resolve_spec)
+        "epochs": _integer("training", "epochs", spec["epochs"], 0),
         "batch_size": resolve_batch_size(spec["batch_size"]),
         "shuffle": _boolean("training", "shuffle", spec["shuffle"]),
         "seed": None if seed is None else _integer("training", "seed", seed, 0, 2**32 - 1),
@@ -327,6 +330,7 @@ def resolve_training(training: Any) -> dict:
         ),
         "early_stopping": resolve_early_stopping(spec["early_stopping"]),
         "standardize": _boolean("training", "standardize", spec["standardize"]),
+        "class_weight": resolve_class_weight(spec["class_weight"]),
     }
 
 
@@ -338,10 +342,13 @@ def resolve_spec(
     n_features: int,
     n_outputs: int,
     n_samples: int | None = None,
+    starts_trained: bool = False,
 ) -> ResolvedSpec:
     """Checks both specs against the data's shape; returns them with every default filled in.
 
-    ``n_outputs`` is the number of classes (classification) or target columns (regression).
+    ``n_outputs`` is the number of classes (classification) or target columns (regression);
+    ``starts_trained``: the network starts from a trained model's weights (``Trainer``'s
+    ``init_from``), which, like ``network.initial_weights``, allows ``epochs`` 0.
     """
     if task not in TASKS:
         raise SpecError("data", "task", f"unknown {task!r}; expected one of {_choices(TASKS)}")
@@ -351,11 +358,27 @@ def resolve_spec(
         network, task=task, n_features=n_features, n_outputs=n_outputs
     )
     resolved_training = resolve_training(training)
+    check_epochs(
+        resolved_training, starts_trained or resolved_network["initial_weights"] is not None
+    )
+    if task != "classification" and resolved_training["class_weight"] is not None:
+        raise SpecError("training", "class_weight", "is for classification")
     return ResolvedSpec(
         resolved_network,
         resolved_training,
         _warnings(resolved_network, resolved_training, n_samples),
     )
+
+
+def check_epochs(training: dict, given_weights: bool) -> None:
+    """``epochs`` 0 trains nothing: only a network that starts from given weights may ask it."""
+    if training["epochs"] == 0 and not given_weights:
+        raise SpecError(
+            "training",
+            "epochs",
+            "must be >= 1 (0 only for a network that starts from given weights:"
+            " initial_weights, or a model to fine-tune)",
+        )
 
 
 def _warnings(network: dict, training: dict, n_samples: int | None) -> list[str]:

@@ -23,6 +23,12 @@ from model_core.buffers import flat_buffer
 from model_core.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint
 from model_core.early_stopping import EarlyStopping
 from model_core.errors import TrainingDiverged
+from model_core.fine_tuning import (
+    Parent,
+    check_fine_tunable,
+    model_standardization,
+    starting_weights,
+)
 from model_core.initializers import initial_weights
 from model_core.losses import LOSSES
 from model_core.network import (
@@ -46,7 +52,8 @@ from model_core.preprocessing import (
     standardizer,
 )
 from model_core.specs import network_dtype, resolve_spec
-from model_core.splits import EvaluationSet, split_rows
+from model_core.splits import EvaluationSet, run_seeds, split_rows
+from model_core.weighting import check_rows_weigh, class_weight_vector, row_weights
 
 EpochCallback = Callable[[dict], object]
 
@@ -76,8 +83,11 @@ class Trainer:
 
     ``X`` is (n_samples, n_features); ``y`` holds class labels (n_samples,) for classification or
     values (n_samples,) / (n_samples, n_targets) for regression. ``validation_data`` is an optional
-    ``(X_val, y_val)`` pair that replaces ``training.validation_split``. ``resume_from`` takes the
-    bytes of :meth:`checkpoint` and continues that run exactly.
+    ``(X_val, y_val)`` pair (or ``(X_val, y_val, sample_weight_val)``) that replaces
+    ``training.validation_split``. ``resume_from`` takes the bytes of :meth:`checkpoint` and
+    continues that run exactly. ``sample_weight`` (n_samples,) weighs each row's loss
+    (model_core/weighting.py). ``init_from`` is a trained :class:`Model` to start from: its
+    weights (but a fresh output layer with ``replace_output``) and its standardisation.
     """
 
     def __init__(
@@ -89,20 +99,35 @@ class Trainer:
         task: str = "classification",
         validation_data=None,
         resume_from: bytes | None = None,
+        sample_weight=None,
+        init_from: Model | None = None,
+        replace_output: bool = False,
     ):
         self.dtype = np.dtype(network_dtype(network))
         self.x = as_features(X, self.dtype)
         self.task = task
-        given_weights = self._resolve_specs(network, training, y)
+        given_weights = self._resolve_specs(network, training, y, init_from is not None)
         saved = None if resume_from is None else read_checkpoint(resume_from)
         self._choose_seed(saved)
         layers = self.network["layers"]
         self.targets = encode_targets(y, task, layers[-1]["units"], self.dtype, len(self.x))
-        split_seed, init_seed, shuffle_seed = np.random.SeedSequence(self.training["seed"]).spawn(3)
-        self._split_and_standardize(np.random.default_rng(split_seed), validation_data)
+        if init_from is not None:
+            check_fine_tunable(
+                Parent.of(init_from),
+                self.network,
+                self.training,
+                task,
+                self.targets.classes,
+                self.x.shape[1],
+                replace_output,
+            )
+        self._weigh_rows(sample_weight)
+        split_seed, init_seed, shuffle_seed = run_seeds(self.training["seed"])
+        self._split_and_standardize(np.random.default_rng(split_seed), validation_data, init_from)
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
-        self._set_up_weights(np.random.default_rng(init_seed), given_weights)
+        start = init_from and (init_from, replace_output)
+        self._set_up_weights(np.random.default_rng(init_seed), given_weights, start)
         self.rng = np.random.default_rng(shuffle_seed)
         self.epoch = 0
         self.history: list[dict] = []
@@ -113,7 +138,9 @@ class Trainer:
 
     # -- set-up -------------------------------------------------------------------------------
 
-    def _resolve_specs(self, network: dict, training: dict | None, y) -> list[dict] | None:
+    def _resolve_specs(
+        self, network: dict, training: dict | None, y, starts_trained: bool
+    ) -> list[dict] | None:
         """Check both specs against the data and fill in their defaults; returns the given
         initial weights, which only seed this run: the specs a model or checkpoint records
         stay small."""
@@ -124,6 +151,7 @@ class Trainer:
             n_features=self.x.shape[1],
             n_outputs=count_outputs(y, self.task),
             n_samples=len(self.x),
+            starts_trained=starts_trained,
         )
         self.network, self.training, self.warnings = spec.network, spec.training, spec.warnings
         given_weights = self.network["initial_weights"]
@@ -135,8 +163,21 @@ class Trainer:
         if self.training["seed"] is None:
             self.training["seed"] = saved[0]["training"]["seed"] if saved else secrets.randbits(32)
 
-    def _split_and_standardize(self, rng: np.random.Generator, validation_data) -> None:
-        """Which rows train and which evaluate, and the training rows' mean and scale."""
+    def _weigh_rows(self, sample_weight) -> None:
+        """Each row's weight in the loss, or None (unweighted) without sample or class weights."""
+        labels = self.targets.labels
+        self.per_class = class_weight_vector(
+            self.training["class_weight"], self.targets.classes, labels
+        )
+        self.row_weights = row_weights(
+            sample_weight, self.per_class, labels, len(self.x), self.dtype
+        )
+
+    def _split_and_standardize(
+        self, rng: np.random.Generator, validation_data, init_from: Model | None
+    ) -> None:
+        """Which rows train and which evaluate, and the standardisation: the training rows'
+        (unweighted) mean and scale, or the model's that training starts from."""
         self.train_rows, self.validation = split_rows(
             rng,
             self.x,
@@ -144,14 +185,30 @@ class Trainer:
             self.task,
             self.training["validation_split"],
             validation_data,
+            self.row_weights,
+            self.per_class,
         )
-        self.mean, self.scale = (
-            standardizer(self.x, self.train_rows) if self.training["standardize"] else (None, None)
-        )
+        check_rows_weigh(self.row_weights, self.train_rows, "training")
+        if self.validation is not None:
+            check_rows_weigh(self.validation.weights, self.validation.rows, "validation")
+        if init_from is not None:
+            self.mean, self.scale = model_standardization(init_from, self.dtype)
+        elif self.training["standardize"]:
+            self.mean, self.scale = standardizer(self.x, self.train_rows)
+        else:
+            self.mean, self.scale = None, None
 
-    def _set_up_weights(self, rng: np.random.Generator, given: list[dict] | None) -> None:
-        """Weights and biases as views of one flat buffer, and the optimizer that updates it."""
+    def _set_up_weights(
+        self,
+        rng: np.random.Generator,
+        given: list[dict] | None,
+        start: tuple[Model, bool] | None = None,
+    ) -> None:
+        """Weights and biases as views of one flat buffer, and the optimizer that updates it;
+        ``start`` is the model to start from and whether its output layer is replaced."""
         initial = self._initial_weights(rng, given)
+        if start is not None:
+            initial = starting_weights(start[0], initial, self.dtype, start[1])
         shapes = [p.shape for pair in initial for p in pair]
         self.flat_params, self.params = flat_buffer(shapes, self.dtype)
         for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
@@ -268,18 +325,26 @@ class Trainer:
             step(params, grads, lr)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
-            loss_sum += loss * len(batch)
+            loss_sum += loss * self._batch_weight(batch)
             if predicted is not None:
                 write_class_indices(outputs[-1], predicted[start : start + size])
+        total = self._batch_weight(rows)
         if predicted is None:
-            return loss_sum / len(rows), None
-        return loss_sum / len(rows), np.count_nonzero(predicted == labels[rows]) / len(rows)
+            return loss_sum / total, None
+        return loss_sum / total, np.count_nonzero(predicted == labels[rows]) / len(rows)
+
+    def _batch_weight(self, batch: np.ndarray) -> float:
+        """What a batch's mean loss counts for in the epoch's: its rows, or their weights."""
+        if self.row_weights is None:
+            return len(batch)
+        return float(self.row_weights[batch].sum())
 
     def compute_gradients(
         self, batch: np.ndarray, scale: float = 1.0
     ) -> tuple[float, list[np.ndarray]]:
-        """Loss and every layer's activations for the given training rows; their mean gradient,
-        times ``scale``, into ``self.grads``.
+        """Loss and every layer's activations for the given training rows; their mean gradient
+        (weighted by the rows' weights, when there are any), times ``scale``, into
+        ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
         The weights are left as they are (gradient checks call this directly).
@@ -293,10 +358,32 @@ class Trainer:
         output = forward(x, self.weights, self.activations, outputs)
         l2 = self.training["l2"]
         loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
+        if self.row_weights is None:
+            deltas[-1] *= scale / n
+        else:
+            loss = self._weigh_batch(batch, output, targets, deltas[-1], scale)
         loss += l2_penalty(self.weights, l2)
-        deltas[-1] *= scale / n
         backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale)
         return loss, outputs
+
+    def _weigh_batch(
+        self,
+        batch: np.ndarray,
+        output: np.ndarray,
+        targets: np.ndarray,
+        delta: np.ndarray,
+        scale: float,
+    ) -> float:
+        """The batch's weighted mean loss sum(w_i l_i) / sum(w_i); each row's output error
+        (per sample, in ``delta``) times w_i * scale / sum(w_i). A batch whose weights are all 0
+        counts for nothing: loss and gradient 0."""
+        weights = self.row_weights[batch]
+        total = float(weights.sum())
+        factor = scale / total if total > 0 else 0.0
+        delta *= (weights * factor)[:, np.newaxis]
+        if total == 0:
+            return 0.0
+        return float(np.dot(weights, self.loss.per_sample(output, targets))) / total
 
     def _check_weights(self, epoch: int) -> None:
         for i, (w, b) in enumerate(self.weights):
@@ -309,11 +396,16 @@ class Trainer:
         for rows, output in forward_in_chunks(
             data.x, self.weights, self.activations, self.mean, self.scale, data.rows
         ):
-            loss_sum += self.loss.value(output, data.targets[rows]) * len(rows)
+            if data.weights is None:
+                loss_sum += self.loss.value(output, data.targets[rows]) * len(rows)
+            else:
+                per_sample = self.loss.per_sample(output, data.targets[rows])
+                loss_sum += float(np.dot(data.weights[rows], per_sample))
             if data.labels is not None:
                 correct += count_correct(output, data.labels[rows])
         accuracy = None if data.labels is None else correct / len(data.rows)
-        return loss_sum / len(data.rows), accuracy
+        total = len(data.rows) if data.weights is None else float(data.weights[data.rows].sum())
+        return loss_sum / total, accuracy
 
     def _track_best(self, record: dict) -> None:
         if self.early_stopping is not None:
@@ -356,7 +448,21 @@ def train(
     on_epoch: EpochCallback | None = None,
     resume_from: bytes | None = None,
     validation_data=None,
+    sample_weight=None,
+    init_from: Model | None = None,
+    replace_output: bool = False,
 ) -> TrainResult:
     """Trains a feedforward network by backpropagation; see :class:`Trainer` for the arguments."""
-    trainer = Trainer(X, y, network, training, task, validation_data, resume_from)
+    trainer = Trainer(
+        X,
+        y,
+        network,
+        training,
+        task,
+        validation_data,
+        resume_from,
+        sample_weight,
+        init_from,
+        replace_output,
+    )
     return trainer.fit(on_epoch)

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from model_core import resolve_spec
-from service.vocabulary import SERVICE_TRAINING_FIELDS, DataError, Task
+from model_core.weighting import check_class_weight_labels
+from service.vocabulary import SERVICE_NETWORK_FIELDS, SERVICE_TRAINING_FIELDS, DataError, Task
 
 ROOTS = ("network", "training")
 # A path's steps: names, and [index] into lists.
@@ -37,7 +38,7 @@ def parse_path(path: str) -> list[str | int]:
         raise DataError(
             f"{PARAMETERS}.{path}", "must point inside network or training, e.g. training.l2"
         )
-    if steps[:2] == ["network", "initial_weights"]:
+    if steps[0] == "network" and steps[1] in ("initial_weights", *SERVICE_NETWORK_FIELDS):
         raise DataError(
             f"{PARAMETERS}.{path}", "a sweep's trials start from random weights: leave it out"
         )
@@ -111,11 +112,17 @@ def split_network(network: dict) -> tuple[dict, list | None]:
     return plain, plain.pop("initial_weights", None)
 
 
-def service_fields_apart(training: dict) -> tuple[dict, dict]:
-    """model_core's training spec, and the service's own fields (``SERVICE_TRAINING_FIELDS``)."""
-    own = {key: value for key, value in training.items() if key in SERVICE_TRAINING_FIELDS}
+def service_fields_apart(training: dict, fields=SERVICE_TRAINING_FIELDS) -> tuple[dict, dict]:
+    """model_core's training spec, and the service's own fields (``SERVICE_TRAINING_FIELDS``);
+    with ``fields`` ``SERVICE_NETWORK_FIELDS``, the same of a network spec."""
+    own = {key: value for key, value in training.items() if key in fields}
     engine = {key: value for key, value in training.items() if key not in own}
     return engine, own
+
+
+def network_fields_apart(network: dict) -> tuple[dict, dict]:
+    """model_core's network spec, and the service's own fields (``SERVICE_NETWORK_FIELDS``)."""
+    return service_fields_apart(network, SERVICE_NETWORK_FIELDS)
 
 
 class DataShape(Protocol):
@@ -125,6 +132,7 @@ class DataShape(Protocol):
     n_features: int
     n_outputs: int
     n_samples: int
+    classes: list | None
 
 
 @dataclass(frozen=True)
@@ -137,10 +145,13 @@ class JsonSpecs:
     warnings: list[str]
 
 
-def resolve_json(data: DataShape, network: dict, training: dict) -> JsonSpecs:
+def resolve_json(
+    data: DataShape, network: dict, training: dict, starts_trained: bool = False
+) -> JsonSpecs:
     """model_core's check of both specs against the data set's shape, as stored JSON; raises
     ``SpecError``. The service's own training fields are kept as given (their checks need the
-    settings: ``service.jobs.specs``)."""
+    settings: ``service.jobs.specs``); ``network`` is model_core's alone, and
+    ``starts_trained`` says it starts from a registered model (``service.jobs.fine_tuning``)."""
     engine, own = service_fields_apart(training)
     resolved = resolve_spec(
         network,
@@ -149,7 +160,9 @@ def resolve_json(data: DataShape, network: dict, training: dict) -> JsonSpecs:
         n_features=data.n_features,
         n_outputs=data.n_outputs,
         n_samples=data.n_samples,
+        starts_trained=starts_trained,
     )
+    check_class_weight_labels(resolved.training["class_weight"], data.classes)
     resolved_network, initial_weights = split_network(resolved.network)
     return JsonSpecs(
         resolved_network,

@@ -56,6 +56,9 @@ TENANT_PATTERN = rf"[a-z0-9][a-z0-9._-]{{0,{MAX_TENANT_LENGTH - 1}}}"
 # Fields of a job's training spec that belong to the service, not to model_core (which refuses
 # keys it does not know): the API checks them (service/jobs/specs.py), the worker applies them.
 SERVICE_TRAINING_FIELDS = ("max_seconds", "checkpoint_every_epochs", "checkpoint_every_seconds")
+# Fields of a job's network spec that belong to the service: the registered model it starts from
+# (stored as the model id it named at submission) and whether its output layer is replaced.
+SERVICE_NETWORK_FIELDS = ("init_from", "replace_output")
 
 # The figures of an epoch record, mirrored on its job as the latest ones.
 EPOCH_FIGURES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")

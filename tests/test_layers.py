@@ -68,6 +68,7 @@ LAYERS = (
         "service.metrics_files",
         "service.generation",
         "service.model_refs",
+        "service.signatures",
         "service.caching",
         "service.json_depth",
         "service.specs_json",

@@ -18,7 +18,8 @@ import numpy as np
 from celery.utils.dispatch import Signal
 from sqlalchemy.orm import Session, sessionmaker
 
-from model_core import ModelCoreError, Trainer, TrainResult
+from model_core import Model, ModelCoreError, Trainer, TrainResult
+from model_core.preprocessing import feature_statistics
 from service.broker import JobQueue
 from service.caching import LruCache
 from service.db import attempts, dispatch, records, sweeps
@@ -27,6 +28,7 @@ from service.generation import generation_for
 from service.jobs.specs import StoredSpecs, stored_specs
 from service.logs import request_id_set
 from service.settings import Settings
+from service.signatures import model_signature, output_signature
 from service.sweeps.asha import asha_for
 from service.vocabulary import EPOCH_FIGURES, JobStatus
 from worker.lease import Heartbeat
@@ -54,9 +56,9 @@ def final_metrics(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> TrainedModel:
-    classes = result.model.classes
-    blob = result.model.to_bytes()
+def model_row(given: "TrainingInput", result: TrainResult, train_rows: np.ndarray) -> TrainedModel:
+    job, dataset, model = given.job, given.dataset, result.model
+    blob = model.to_bytes()
     return TrainedModel(
         tenant=job.tenant,
         job_id=job.id,
@@ -65,21 +67,42 @@ def model_row(job: TrainingJob, dataset: Dataset, result: TrainResult) -> Traine
         n_features=dataset.n_features,
         network=job.network,
         training=job.training,
-        classes=None if classes is None else np.asarray(classes).tolist(),
+        classes=None if model.classes is None else np.asarray(model.classes).tolist(),
         metrics=final_metrics(result),
+        signature=trained_signature(given, model, train_rows),
         blob=blob,
         stored_bytes=len(blob),
         name=job.model_name,
+        parent_model_id=job.network.get("init_from"),
     )
 
 
-ArraysCache = LruCache[int, tuple[np.ndarray, np.ndarray]]
+def trained_signature(given: "TrainingInput", model: Model, train_rows: np.ndarray) -> dict:
+    """The model's contract: the data set's feature and target names, the classes in output
+    order, and the profile of the raw rows it trained on."""
+    dataset = given.dataset
+    outputs = output_signature(model.task, model.classes, dataset.target_names, model.n_outputs)
+    return model_signature(
+        model.task,
+        dataset.feature_names,
+        model.n_features,
+        model.dtype.name,
+        outputs,
+        feature_statistics(given.arrays.x, train_rows),
+    )
+
+
+ArraysCache = LruCache[int, records.DatasetArrays]
+
+
+def arrays_nbytes(arrays: records.DatasetArrays) -> int:
+    return sum(array.nbytes for array in arrays if array is not None)
 
 
 def arrays_cache(max_bytes: int) -> ArraysCache:
     """Data set arrays kept by a worker process: data sets never change once uploaded and ids
     are never reused, so a sweep of jobs on one data set reads it from the database once."""
-    return LruCache(max_bytes, size_of=lambda arrays: arrays[0].nbytes + arrays[1].nbytes)
+    return LruCache(max_bytes, size_of=arrays_nbytes)
 
 
 @dataclass(frozen=True)
@@ -87,14 +110,30 @@ class TrainingInput:
     job: TrainingJob
     dataset: Dataset
     specs: StoredSpecs
-    x: np.ndarray
-    y: np.ndarray
+    arrays: records.DatasetArrays
     checkpoint: bytes | None
     early_termination: EarlyTermination | None = None
+    init_from: Model | None = None
 
 
 class DatasetDeleted(Exception):
     """The job's data set was deleted after the job was accepted: nothing to train on."""
+
+
+class StartingModelDeleted(DatasetDeleted):
+    """The model a fine-tuning job starts from was deleted after the job was accepted."""
+
+
+def starting_model(session: Session, model_id: int | None) -> Model | None:
+    """The trained model a job starts from (None: it starts from fresh weights)."""
+    if model_id is None:
+        return None
+    blob = records.get_model_blob(session, model_id)
+    if blob is None:
+        raise StartingModelDeleted(
+            f"network.init_from: model {model_id} was deleted before the job could train"
+        )
+    return Model.from_bytes(blob)
 
 
 def load_job(
@@ -107,12 +146,13 @@ def load_job(
         dataset = job.dataset
         if dataset is None:
             raise DatasetDeleted("the job's data set was deleted before it could train")
-        x, y = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
+        arrays = cache.get(dataset.id, lambda: records.get_dataset_arrays(session, dataset.id))
         checkpoint = attempts.get_checkpoint(session, job_id) if resume_epoch else None
         specs = stored_specs(job)
         asha = asha_for(session, job)
         early = asha and EarlyTermination(asha, specs.training["epochs"], job.rungs or [])
-        return TrainingInput(job, dataset, specs, x, y, checkpoint, early)
+        start = starting_model(session, specs.init_from)
+        return TrainingInput(job, dataset, specs, arrays, checkpoint, early, start)
 
 
 DEFAULT_SETTINGS = Settings()
@@ -201,12 +241,15 @@ def train_attempt(
             early_termination=given.early_termination,
         )
         trainer = Trainer(
-            given.x,
-            given.y,
+            given.arrays.x,
+            given.arrays.y,
             given.specs.network,
             given.specs.training,
             task=given.dataset.task.value,
             resume_from=given.checkpoint,
+            sample_weight=given.arrays.sample_weight,
+            init_from=given.init_from,
+            replace_output=given.specs.replace_output,
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)
@@ -216,7 +259,7 @@ def train_attempt(
         message = f"internal error: {type(error).__name__}: {error}"
         ending.end(job_id, claim.attempt, recorder, JobStatus.FAILED, message)
         raise
-    return conclude(ending, given, recorder, result)
+    return conclude(ending, given, recorder, result, trainer.train_rows)
 
 
 # How an attempt ends for each reason its recorder stopped it (the lease lost: not at all).
@@ -228,10 +271,15 @@ STOP_STATUSES = {
 
 
 def conclude(
-    ending: "Ending", given: TrainingInput, recorder: EpochRecorder, result: TrainResult
+    ending: "Ending",
+    given: TrainingInput,
+    recorder: EpochRecorder,
+    result: TrainResult,
+    train_rows: np.ndarray,
 ) -> JobStatus | None:
-    """End the attempt as its recorder says: succeeded with the model, cancelled, pruned,
-    failed on the time limit, or (the lease lost) not at all."""
+    """End the attempt as its recorder says: succeeded with the model (profiled on its
+    ``train_rows`` of the data set), cancelled, pruned, failed on the time limit, or (the lease
+    lost) not at all."""
     job_id, attempt = given.job.id, recorder.attempt
     if recorder.stop is Stop.LEASE_LOST:
         logger.warning("job %s: attempt %s stopped, its lease lost; wrote nothing", job_id, attempt)
@@ -241,7 +289,7 @@ def conclude(
         if recorder.stop is Stop.TIME_LIMIT:
             message = recorder.time_limit_message(given.specs.training["epochs"])
         return ending.end(job_id, attempt, recorder, STOP_STATUSES[recorder.stop], message)
-    model = model_row(given.job, given.dataset, result)
+    model = model_row(given, result, train_rows)
     # Named by the job, not by its sweep on ending (``Ending`` announces that one).
     named = model.name is not None
     status = ending.end(job_id, attempt, recorder, JobStatus.SUCCEEDED, model=model)

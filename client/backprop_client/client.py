@@ -62,11 +62,14 @@ class Client:
         drop: Sequence[str] | str | None = None,
         format: Literal["csv", "parquet", "npz"] | None = None,
         header: bool | None = None,
+        weight: str | None = None,
+        sample_weights: Sequence[float] | None = None,
     ) -> Dataset:
         """One of: a ``builtin`` sample (xor, digits, iris); JSON ``features`` (rows of numbers)
-        and ``targets`` with ``task``; or the CSV, Parquet or .npz file at ``path`` with
-        ``target`` column(s), optionally ``task`` (else the targets choose it: the answer's
-        ``task_inferred``) and ``features`` or ``drop`` (column names)."""
+        and ``targets`` with ``task``, and optionally ``sample_weights`` (a weight per row in
+        the loss); or the CSV, Parquet or .npz file at ``path`` with ``target`` column(s),
+        optionally ``task`` (else the targets choose it: the answer's ``task_inferred``),
+        ``features`` or ``drop`` (column names) and a ``weight`` column (CSV, Parquet)."""
         if path is not None:
             form = {
                 "task": task,
@@ -75,6 +78,7 @@ class Client:
                 "target": _columns(target),
                 "features": _columns(features),  # type: ignore[arg-type]
                 "drop": _columns(drop),
+                "weight": weight,
                 "header": None if header is None else str(header).lower(),
             }
             with open(path, "rb") as file:
@@ -87,6 +91,7 @@ class Client:
             "targets": targets,
             "task": task,
             "name": name,
+            "sample_weights": None if sample_weights is None else list(sample_weights),
         }
         json_body = {key: value for key, value in body.items() if value is not None}
         return self._request("POST", "/v1/datasets", json=json_body).json()

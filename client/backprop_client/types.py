@@ -22,6 +22,7 @@ class Dataset(TypedDict, total=False):
     target_names: list[str] | None
     classes: list[Any] | None
     target_stats: dict[str, list[float]] | None
+    weighted: bool  # the rows carry weights in the loss
     created_at: str
     task_inferred: bool  # in an upload's answer only: the targets chose the task
 
@@ -71,7 +72,16 @@ class Model(TypedDict, total=False):
     network: dict[str, Any]
     training: dict[str, Any]
     metrics: dict[str, Any]
+    parent_model_id: int | None  # the model it was fine-tuned from (network.init_from)
+    lineage: list["Ancestor"]  # in a model's detail view: its parent, the parent's parent...
     created_at: str
+
+
+class Ancestor(TypedDict, total=False):
+    model_id: int
+    name: str | None
+    version: int | None
+    deleted: bool
 
 
 class Layer(TypedDict):

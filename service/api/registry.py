@@ -7,7 +7,8 @@ by the very next request of every process.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import g
 from sqlalchemy.orm import Session
@@ -23,25 +24,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which model a reference names: its id and, when registered, its name and version."""
+    """Which model a reference names: its id and, when registered, its name and version; and
+    its signature, which never changes for an id, so it is cached with the reference."""
 
     model_id: int
     name: str | None
     version: int | None
+    signature: dict[str, Any] = field(compare=False, repr=False)
 
     @classmethod
     def of(cls, row: TrainedModel) -> "ModelIdentity":
-        return cls(row.id, row.name, row.version)
+        return cls(row.id, row.name, row.version, row.signature)
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A model ready to answer, and which one it is."""
+    """A model ready to answer, which one it is, and its contract with callers."""
 
     model_id: int
     name: str | None
     version: int | None
     model: Model
+    signature: dict[str, Any] = field(repr=False)
 
     def identity(self) -> dict:
         """``{"model_id", "name", "version"}`` for a response body (None when unnamed)."""
@@ -90,7 +94,10 @@ def serve(text: str) -> ServedModel:
         (g.principal.tenant, ref),
         lambda: ModelIdentity.of(row_for(db(), ref)),
     )
-    return ServedModel(identity.model_id, identity.name, identity.version, cached_model(identity))
+    model = cached_model(identity)
+    return ServedModel(
+        identity.model_id, identity.name, identity.version, model, identity.signature
+    )
 
 
 def registry_changed(model_id: int | None = None) -> None:

@@ -86,6 +86,7 @@ def upload_dataset(client: Client, args: argparse.Namespace) -> int:
         name=args.name,
         features=args.features,
         drop=args.drop,
+        weight=args.weight,
     )
     return show_record(args, dataset)
 
@@ -138,21 +139,44 @@ def job_summary(job: dict[str, Any]) -> str:
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs`` and
-    ``--name`` put over it."""
+    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs``,
+    ``--init-from``, ``--replace-output``, ``--class-weight`` and ``--name`` put over it."""
     body = read_spec(args.spec) if args.spec else {}
     if args.dataset is not None:
         body["dataset_id"] = args.dataset
     if args.layers is not None:
         body.setdefault("network", {})["layers"] = parse_layers(args.layers)
+    if args.init_from is not None:
+        body.setdefault("network", {})["init_from"] = args.init_from
+    if args.replace_output:
+        body.setdefault("network", {})["replace_output"] = True
     if args.epochs is not None:
         body.setdefault("training", {})["epochs"] = args.epochs
+    if args.class_weight is not None:
+        body.setdefault("training", {})["class_weight"] = parse_class_weight(args.class_weight)
     if args.name is not None:
         body["model_name"] = args.name
-    for option, field in (("--dataset", "dataset_id"), ("--layers", "network")):
+    for option, field in (("--dataset", "dataset_id"), ("--layers or --init-from", "network")):
         if field not in body:
             raise UsageError(f"{option}: required (or give {field} in --spec)")
     return body
+
+
+def parse_class_weight(text: str) -> str | dict[str, float]:
+    """``balanced``, or ``LABEL=WEIGHT,...`` -> ``{"LABEL": WEIGHT, ...}``; the service checks
+    the labels against the data set's classes."""
+    if text == "balanced":
+        return text
+    weights = {}
+    for index, pair in enumerate(text.split(",")):
+        label, _, weight = pair.partition("=")
+        try:
+            weights[label.strip()] = float(weight)
+        except ValueError:
+            raise UsageError(
+                f"--class-weight[{index}]: {pair!r} is not LABEL=WEIGHT (or say balanced)"
+            ) from None
+    return weights
 
 
 def read_spec(path: str) -> dict[str, Any]:

@@ -83,6 +83,12 @@ def add_dataset_commands(commands, handler_for: HandlerFor, output) -> None:
     columns = upload.add_mutually_exclusive_group()
     columns.add_argument("--features", default=None, help="the feature columns, A,B,...")
     columns.add_argument("--drop", default=None, help="columns to leave out, C,...")
+    upload.add_argument(
+        "--weight",
+        default=None,
+        metavar="COLUMN",
+        help="the column of each row's weight in the loss (finite numbers >= 0)",
+    )
     upload.set_defaults(handler=handler_for("upload_dataset"))
     listing = actions.add_parser("list", parents=[output], help="every data set")
     listing.set_defaults(handler=handler_for("list_datasets"))
@@ -95,6 +101,22 @@ def add_train_command(commands, handler_for: HandlerFor, output) -> None:
     train.add_argument("--epochs", type=int)
     train.add_argument("--spec", metavar="JOB.JSON", help="a job body; the options above win")
     train.add_argument("--name", help="register the model under this name")
+    train.add_argument(
+        "--init-from",
+        metavar="REF",
+        help="fine-tune a registered model (an id, NAME, NAME:VERSION or NAME@ALIAS): start from"
+        " its weights; --layers then defaults to its layers",
+    )
+    train.add_argument(
+        "--replace-output",
+        action="store_true",
+        help="with --init-from: a new output layer, for a data set with other classes",
+    )
+    train.add_argument(
+        "--class-weight",
+        metavar="WEIGHTS",
+        help="balanced, or LABEL=WEIGHT,... (a label left out weighs 1)",
+    )
     train.add_argument(
         "--follow",
         action="store_true",

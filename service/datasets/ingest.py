@@ -84,7 +84,7 @@ def check_cells_are_flat_numbers(rows: list[list], field: str) -> None:
     types = set(map(type, chain.from_iterable(rows)))
     if list in types:
         raise DataError(field, "each row must be a flat list of numbers")
-    if str in types:
+    if not types <= {int, float}:  # text, booleans (numpy takes True for 1.0), null, objects
         json_numbers(rows, field)  # raises, naming the first cell not a number
 
 
@@ -227,6 +227,24 @@ def target_summary(task: Task, y: np.ndarray) -> dict:
     return {"classes": None, "n_outputs": columns.shape[1], "target_stats": stats}
 
 
+def checked_weights(w: np.ndarray, n_samples: int, field: str) -> np.ndarray:
+    """Row weights ``w`` (n_samples,) as float64: finite numbers >= 0, not all 0; the first
+    that is not one is named by its row (from 0)."""
+    if w.shape != (n_samples,):
+        raise DataError(field, f"needs one weight per row ({n_samples}); got shape {w.shape}")
+    good = np.isfinite(w) & (w >= 0)
+    if not good.all():
+        row = int(np.argmin(good))
+        raise DataError(field, f"row {row}: {w[row]} is not a weight (a finite number >= 0)")
+    with np.errstate(over="ignore"):  # an overflow is refused below
+        total = w.sum()
+    if not total > 0:
+        raise DataError(field, "every weight is 0: no row would count")
+    if not np.isfinite(total):
+        raise DataError(field, "the weights sum to more than a 64-bit float holds: scale them down")
+    return w.astype(np.float64, copy=False)
+
+
 def build_dataset(
     *,
     name: str,
@@ -237,15 +255,21 @@ def build_dataset(
     target_field: str,
     feature_names: Sequence[str] | None = None,
     target_names: Sequence[str] | None = None,
+    sample_weight: np.ndarray | None = None,
+    weight_field: str = "weight",
 ) -> Dataset:
-    """A new ``Dataset`` row from features ``x`` (n, n_features) and raw targets ``y``."""
+    """A new ``Dataset`` row from features ``x`` (n, n_features), raw targets ``y`` and,
+    when given, each row's weight ``sample_weight`` (n,), stored as ``w``."""
     y = TARGET_READERS[task](y, target_field)
     if len(y) != len(x):
         raise DataError(target_field, f"has {len(y)} rows but the features have {len(x)}")
     summary = target_summary(task, y)
     if task is Task.CLASSIFICATION and summary["n_outputs"] < 2:
         raise DataError(target_field, "classification needs at least 2 classes")
-    arrays = arrays_to_npz(X=compact_features(x), y=y)
+    weights = {}
+    if sample_weight is not None:
+        weights["w"] = checked_weights(sample_weight, len(x), weight_field)
+    arrays = arrays_to_npz(X=compact_features(x), y=y, **weights)
     return Dataset(
         name=name,
         task=task,
@@ -256,20 +280,43 @@ def build_dataset(
         target_names=list(target_names) if target_names else None,
         arrays=arrays,
         stored_bytes=len(arrays),
+        weighted=sample_weight is not None,
         **summary,
     )
 
 
 def dataset_from_json(
-    name: str, task: Task, features: object, targets: object, limits: DataLimits
+    name: str,
+    task: Task,
+    features: object,
+    targets: object,
+    limits: DataLimits,
+    sample_weights: object = None,
 ) -> Dataset:
-    """A data set from JSON ``features`` (rows of numbers) and ``targets`` (labels or values)."""
+    """A data set from JSON ``features`` (rows of numbers), ``targets`` (labels or values) and
+    optional ``sample_weights`` (a number per row)."""
     x = numeric_matrix(features, "features")
     limits.check("features", *x.shape)
     y = json_targets(task, targets, limits.max_label_chars)
     if y.dtype.kind == "U":
         limits.check_labels("targets", len(y), y.dtype.itemsize // LABEL_CHAR_BYTES)
-    return build_dataset(name=name, task=task, source="json", x=x, y=y, target_field="targets")
+    return build_dataset(
+        name=name,
+        task=task,
+        source="json",
+        x=x,
+        y=y,
+        target_field="targets",
+        sample_weight=None if sample_weights is None else json_weights(sample_weights),
+        weight_field="sample_weights",
+    )
+
+
+def json_weights(value: object) -> np.ndarray:
+    """JSON ``sample_weights``: a flat list of numbers, the first that is not one named."""
+    if not isinstance(value, list) or any(isinstance(item, list) for item in value):
+        raise DataError("sample_weights", "must be a list with one number per row")
+    return numeric_array(np.array(json_numbers(value, "sample_weights")), value, "sample_weights")
 
 
 def json_targets(task: Task, targets: object, max_label_chars: int) -> np.ndarray:
@@ -357,14 +404,26 @@ class ColumnChoice:
     targets: Sequence[str]
     features: Sequence[str] | None = None
     drop: Sequence[str] = ()
+    weight: str | None = None
 
 
 def chosen_columns(header: Header, choice: ColumnChoice) -> tuple[list[int], list[int]]:
-    """Positions of the target columns and of the feature columns."""
+    """Positions of the target columns and of the feature columns (never the weight column)."""
     if not choice.targets:
         raise DataError("target", "is required for csv and parquet files")
     targets = column_indices(header, choice.targets, "target")
-    return targets, feature_indices(header, choice, targets)
+    weight = weight_column(header, choice, targets)
+    return targets, feature_indices(header, choice, targets + ([] if weight is None else [weight]))
+
+
+def weight_column(header: Header, choice: ColumnChoice, targets: list[int]) -> int | None:
+    """The position of the column of row weights the upload names, if it names one."""
+    if choice.weight is None:
+        return None
+    weight = column_index(header, choice.weight, "weight")
+    if weight in targets:
+        raise DataError("weight", f"column {header.label(weight)} is a target")
+    return weight
 
 
 def feature_indices(header: Header, choice: ColumnChoice, targets: list[int]) -> list[int]:

@@ -2,8 +2,9 @@
 table on the way (service/datasets/tables.py reads CSV and Parquet; see its notes on memory).
 
 The format is the form's ``format``, else the file name's extension (``FORMAT_EXTENSIONS``),
-else CSV. CSV and Parquet choose their columns alike (``ColumnChoice``); an ``.npz`` file names
-its arrays with the same form fields, ``features`` (default ``X``) and ``target`` (``y``). An
+else CSV. CSV and Parquet choose their columns alike (``ColumnChoice``; the form's ``weight``
+names a column of row weights beside the targets); an ``.npz`` file names its arrays with the
+same form fields, ``features`` (default ``X``) and ``target`` (``y``). An
 ``.npz`` array is sized from its header before it is read, so a small compressed file cannot
 unpack into more than the limits allow, and one that would need pickle is refused.
 
@@ -33,6 +34,7 @@ from service.datasets.ingest import (
     column_names,
     first_non_finite,
     inferred_task,
+    weight_column,
 )
 from service.datasets.tables import (
     CellError,
@@ -72,13 +74,15 @@ class Upload:
 @dataclass(frozen=True)
 class FileArrays:
     """What a file holds: features (n, n_features), raw targets for ``task`` (the form's, else
-    inferred), and, for a table, the names of the columns they come from."""
+    inferred), and, for a table, the names of the columns they come from and the rows'
+    weights (n,) when the form names a weight column."""
 
     task: Task
     x: np.ndarray
     y: np.ndarray
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    sample_weight: np.ndarray | None = None
 
 
 # --- CSV and Parquet ----------------------------------------------------------------------
@@ -87,21 +91,24 @@ class FileArrays:
 @dataclass(frozen=True)
 class ChosenColumns:
     """Positions of the columns a table's data set takes: ``numbers`` are read as numbers (the
-    features, then regression targets), ``labels`` as class labels."""
+    features, then regression targets, then the weight column), ``labels`` as class labels."""
 
     targets: list[int]
     features: list[int]
     numbers: list[int]
     labels: list[int]
+    weight: int | None = None
 
 
 def choose_columns(header: Header, choice: ColumnChoice, task: Task) -> ChosenColumns:
     targets, features = chosen_columns(header, choice)
+    weight = weight_column(header, choice, targets)
+    weights = [] if weight is None else [weight]
     if task is Task.REGRESSION:
-        return ChosenColumns(targets, features, features + targets, [])
+        return ChosenColumns(targets, features, features + targets + weights, [], weight)
     if len(targets) != 1:
         raise DataError("target", "classification takes exactly one target column")
-    return ChosenColumns(targets, features, features, targets)
+    return ChosenColumns(targets, features, features + weights, targets, weight)
 
 
 def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
@@ -110,11 +117,13 @@ def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     task = upload.task or csv_task(csv_file, upload.columns)
     chosen = choose_columns(csv_file.header, upload.columns, task)
     read = read_csv_numbers(csv_file, chosen.numbers, chosen.labels, limits)
-    x, y = split_columns(read, chosen, partial(csv_cell_errors, csv_file, chosen.numbers))
+    cell_errors = partial(csv_cell_errors, csv_file, chosen.numbers)
+    x, y = split_columns(read, chosen, cell_errors)
     if y is None:
         label = csv_file.header.label(chosen.targets[0])
         y = class_labels(text_labels(read.labels, label, "target", limits))
-    return named_arrays(task, x, y, csv_file.header, chosen)
+    weights = weight_values(read, chosen, cell_errors)
+    return named_arrays(task, x, y, csv_file.header, chosen, weights)
 
 
 def csv_task(csv_file: CsvFile, choice: ColumnChoice) -> Task:
@@ -135,15 +144,18 @@ def parquet_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
     n_features = len(chosen.features)
     schema = parquet.schema_arrow
     require_number_types(schema, header, chosen.features, "file")
-    require_number_types(schema, header, chosen.numbers[n_features:], "target")
+    n_numbers = len(chosen.numbers) - (chosen.weight is not None)
+    require_number_types(schema, header, chosen.numbers[n_features:n_numbers], "target")
+    require_number_types(schema, header, chosen.numbers[n_numbers:], "weight")
     limits.check("file", parquet.metadata.num_rows, len(chosen.numbers))
     read = read_parquet_numbers(parquet, header, chosen.numbers)
-    x, y = split_columns(read, chosen, partial(parquet_cell_errors, read, header, chosen.numbers))
+    cell_errors = partial(parquet_cell_errors, read, header, chosen.numbers)
+    x, y = split_columns(read, chosen, cell_errors)
     if y is None:
         target = chosen.targets[0]
         column = LabelColumn(upload.stream, parquet, header.names[target], header.label(target))
         y = parquet_labels(column, limits)
-    return named_arrays(task, x, y, header, chosen)
+    return named_arrays(task, x, y, header, chosen, weight_values(read, chosen, cell_errors))
 
 
 def parquet_task(parquet: pq.ParquetFile, header: Header, choice: ColumnChoice) -> Task:
@@ -165,14 +177,33 @@ def split_columns(
     x = checked_numbers(read, range(n_features), cell_errors("file"))
     if chosen.labels:
         return x, None
-    targets = range(n_features, len(chosen.numbers))
+    targets = range(n_features, len(chosen.numbers) - (chosen.weight is not None))
     y = checked_numbers(read, targets, cell_errors("target")).copy()
     return x, y[:, 0] if y.shape[1] == 1 else y
 
 
-def named_arrays(task: Task, x: np.ndarray, y: np.ndarray, header: Header, chosen: ChosenColumns):
+def weight_values(
+    read: NumberColumns, chosen: ChosenColumns, cell_errors: Callable[[str], CellError]
+) -> np.ndarray | None:
+    """The weight column (n,), the last of the numbers read, when the form names one; a cell
+    that is not a finite number is named as ``cell_errors`` name them (a negative one, by
+    ``build_dataset``)."""
+    if chosen.weight is None:
+        return None
+    last = len(chosen.numbers) - 1
+    return checked_numbers(read, range(last, last + 1), cell_errors("weight"))[:, 0].copy()
+
+
+def named_arrays(
+    task: Task,
+    x: np.ndarray,
+    y: np.ndarray,
+    header: Header,
+    chosen: ChosenColumns,
+    sample_weight: np.ndarray | None = None,
+) -> FileArrays:
     features, targets = column_names(header, chosen.features), column_names(header, chosen.targets)
-    return FileArrays(task, x, y, features, targets)
+    return FileArrays(task, x, y, features, targets, sample_weight)
 
 
 # --- npz --------------------------------------------------------------------------------------
@@ -211,6 +242,8 @@ def npz_array_names(choice: ColumnChoice) -> tuple[str, str]:
     name, by default ``X`` and ``y``."""
     if choice.drop:
         raise DataError("drop", "is for csv and parquet columns; name the .npz arrays instead")
+    if choice.weight is not None:
+        raise DataError("weight", "is for csv and parquet columns")
     names = []
     for field, given, default in (
         ("features", choice.features, "X"),
@@ -330,4 +363,5 @@ def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> D
         target_field="target",
         feature_names=arrays.feature_names,
         target_names=arrays.target_names,
+        sample_weight=arrays.sample_weight,
     )

@@ -97,7 +97,8 @@ class TenantOwned:
 
 
 class Dataset(TenantOwned, Base):
-    """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets).
+    """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets),
+    and, when ``weighted``, each row's weight in the loss ``w`` (n_samples,).
 
     ``stored_bytes`` is the size of ``arrays``, counted against the tenant's storage quota.
     """
@@ -116,6 +117,7 @@ class Dataset(TenantOwned, Base):
     target_names: Mapped[list | None]
     classes: Mapped[list | None]
     target_stats: Mapped[dict | None]
+    weighted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     arrays: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -233,7 +235,10 @@ class TrainedModel(TenantOwned, Base):
     """A trained network: model_core's ``Model.to_bytes()`` plus what the API shows about it.
 
     A model of a job that named one is version ``version`` of ``name`` (both None otherwise);
-    ``stored_bytes`` is the size of ``blob``.
+    ``stored_bytes`` is the size of ``blob``; ``signature`` is its contract with callers
+    (service/signatures.py), kept here so that it outlives the data set. A fine-tuned model names
+    the model it started from, ``parent_model_id``: no foreign key, since a parent may be deleted
+    and its children keep naming it (ids are never reused).
     """
 
     __tablename__ = "models"
@@ -256,11 +261,13 @@ class TrainedModel(TenantOwned, Base):
     training: Mapped[dict]
     classes: Mapped[list | None]
     metrics: Mapped[dict]
+    signature: Mapped[dict]
     blob: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     version: Mapped[int | None]
+    parent_model_id: Mapped[int | None] = mapped_column(index=True)
 
     job: Mapped[TrainingJob] = relationship(back_populates="model")
     aliases: Mapped[list["ModelAlias"]] = relationship(

@@ -5,7 +5,7 @@ Blobs (data set arrays, model bytes) are read the fastest way the database allow
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Column, Select, exists, func, select, update
@@ -93,17 +93,6 @@ def get_model(session: Session, model_id: int) -> TrainedModel | None:
     return session.get(TrainedModel, model_id)
 
 
-def trained_on_feature_names(session: Session, model_id: int) -> list[str] | None:
-    """The feature names of the data set model ``model_id`` was trained on, in one query: None
-    when it named none, or the model or the data set is gone."""
-    statement = (
-        select(Dataset.feature_names)
-        .join(TrainedModel, TrainedModel.dataset_id == Dataset.id)
-        .where(TrainedModel.id == model_id)
-    )
-    return session.scalar(statement)
-
-
 def row_exists(
     session: Session, entity: type[TrainedModel] | type[TrainingJob], row_id: int
 ) -> bool:
@@ -150,10 +139,19 @@ def get_model_blob(session: Session, model_id: int) -> bytes | None:
     return read_blob(session, TrainedModel.__table__.c.blob, model_id)
 
 
-def get_dataset_arrays(session: Session, dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The data set's ``X`` (n_samples, n_features) and ``y``, as stored."""
+class DatasetArrays(NamedTuple):
+    """A data set as stored: ``x`` (n_samples, n_features), ``y``, and each row's weight
+    ``sample_weight`` (n_samples,) or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+
+
+def get_dataset_arrays(session: Session, dataset_id: int) -> DatasetArrays:
+    """The data set's arrays, as stored."""
     arrays = npz_to_arrays(read_blob(session, Dataset.__table__.c.arrays, dataset_id))
-    return arrays["X"], arrays["y"]
+    return DatasetArrays(arrays["X"], arrays["y"], arrays.get("w"))
 
 
 def update_job_in(session: Session, job_id: int, current: JobStatus, **values: Any) -> bool:

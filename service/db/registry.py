@@ -5,6 +5,8 @@ stores the model: the row lock makes concurrent successes of one name take turns
 and SQLite has a single writer anyway, so two models never share a version.
 """
 
+from dataclasses import dataclass
+
 from sqlalchemy import Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -70,17 +72,63 @@ def get_alias(session: Session, name: str, alias: str) -> ModelAlias | None:
     return session.scalar(statement)
 
 
-def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:
-    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit."""
-    row = get_alias(session, name, alias)
-    if row is None:
+class AliasMoved(Exception):
+    """The alias no longer points where the caller saw it point: a concurrent move."""
+
+
+def set_alias(
+    session: Session, name: str, alias: str, version: int, seen: int | None
+) -> ModelAlias:
+    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit,
+    provided it still points at ``seen`` (None: it did not exist); ``AliasMoved`` otherwise, so
+    that what the caller checked against ``seen`` still holds when the move is written."""
+    if seen is None:
         row = ModelAlias(name=name, alias=alias, version=version)
         session.add(row)
-    row.version = version
+        session.commit()
+        return row
+    moved = session.execute(
+        update(ModelAlias)
+        .where(ModelAlias.name == name, ModelAlias.alias == alias, ModelAlias.version == seen)
+        .values(version=version)
+    )
+    if moved.rowcount != 1:
+        session.rollback()
+        raise AliasMoved(f"{name}@{alias} moved meanwhile")
     session.commit()
-    return row
+    return get_alias(session, name, alias)
 
 
 def delete_alias(session: Session, row: ModelAlias) -> None:
     session.delete(row)
     session.commit()
+
+
+# Ancestors shown at most: a chain of fine-tunings longer than this is cut (``truncated``).
+MAX_LINEAGE = 100
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    """A model another was fine-tuned from: its id, and its name and version while it is there
+    (``deleted``: it is not, and its own parent is unknown)."""
+
+    model_id: int
+    name: str | None = None
+    version: int | None = None
+    deleted: bool = False
+
+
+def lineage(session: Session, row: TrainedModel) -> list[Ancestor]:
+    """The models ``row`` descends from: its parent first, then the parent's parent..., up to
+    a model trained from fresh weights, a deleted one, or ``MAX_LINEAGE`` of them."""
+    ancestors: list[Ancestor] = []
+    parent_id = row.parent_model_id
+    while parent_id is not None and len(ancestors) < MAX_LINEAGE:
+        parent = session.get(TrainedModel, parent_id)
+        if parent is None:
+            ancestors.append(Ancestor(parent_id, deleted=True))
+            break
+        ancestors.append(Ancestor(parent.id, parent.name, parent.version))
+        parent_id = parent.parent_model_id
+    return ancestors

@@ -4,9 +4,11 @@
 fits it and still allocates batch x 20,000 activations per layer, and full-batch training rows x
 width. A job's working set, in the network's dtype:
 
-- the data set: rows x (features + outputs);
+- the data set: rows x (features + outputs), and with row weights 8 bytes a row as stored and
+  the rows' weights in the network's dtype;
 - the parameters, their gradients, the optimizer's slots (Adam 2, SGD with momentum 1), the
-  best weights early stopping keeps, and the trained model's own copy at the end;
+  best weights early stopping keeps, the trained model's own copy at the end, and the model a
+  fine-tuning job starts from;
 - the activations and their errors: 2 x batch rows x the units of every layer (``full``: every
   row).
 
@@ -46,7 +48,14 @@ def check_network_shape(network: dict, settings: Settings) -> None:
 
 
 def working_set(
-    network: dict, training: dict, n_samples: int, n_features: int, n_parameters: int
+    network: dict,
+    training: dict,
+    n_samples: int,
+    n_features: int,
+    n_parameters: int,
+    *,
+    weighted: bool = False,
+    fine_tuning: bool = False,
 ) -> dict[str, int]:
     """Bytes of each term of the job's working set, keyed by the field that sets it; the
     targets are as wide as the output layer (one-hot for a classifier)."""
@@ -54,13 +63,13 @@ def working_set(
     optimizer = training["optimizer"]
     # weights, gradients, the optimizer's slots, and the trained model's own copy at the end
     copies = 3 + OPTIMIZER_SLOTS[optimizer["name"]](optimizer)
-    if training["early_stopping"]:
-        copies += 1
+    copies += bool(training["early_stopping"]) + fine_tuning
+    row_weights = n_samples * (8 + itemsize) if weighted else 0
     batch = training["batch_size"]
     batch_rows = n_samples if batch == "full" else min(batch, n_samples)
     units = [layer["units"] for layer in network["layers"]]
     return {
-        "dataset_id": n_samples * (n_features + units[-1]) * itemsize,
+        "dataset_id": n_samples * (n_features + units[-1]) * itemsize + row_weights,
         "network.layers": n_parameters * copies * itemsize,
         "training.batch_size": 2 * batch_rows * sum(units) * itemsize,
     }

@@ -2,7 +2,8 @@
 specs, the size of the network; and the dry run (``POST /v1/jobs/validate``).
 
 A job stores its training spec as one dict (model_core's fields and the service's own) and its
-initial weights apart from its network; ``stored_specs`` turns a stored job back into the specs
+initial weights apart from its network, whose service fields name the registered model it starts
+from (``service.jobs.fine_tuning``); ``stored_specs`` turns a stored job back into the specs
 model_core and the worker use.
 """
 
@@ -16,8 +17,15 @@ from model_core import SpecError, layer_shapes
 from service.db import records
 from service.db.models import Dataset, TrainingJob
 from service.jobs import costs
+from service.jobs.fine_tuning import (
+    StartingModel,
+    check_start,
+    inherited_specs,
+    starting_model,
+    stored_network,
+)
 from service.settings import Settings
-from service.specs_json import JsonSpecs, resolve_json, service_fields_apart
+from service.specs_json import JsonSpecs, network_fields_apart, resolve_json, service_fields_apart
 from service.vocabulary import DataError
 
 
@@ -78,17 +86,27 @@ def check_service_fields(training: dict, settings: Settings) -> None:
 @dataclass(frozen=True)
 class StoredSpecs:
     """A stored job's specs: model_core's network (with its initial weights) and training spec,
-    and the service's own training fields (checkpoint intervals, time limit)."""
+    the service's own training fields (checkpoint intervals, time limit), and the id of the
+    model it starts from (None: from fresh weights) with whether its output layer is new."""
 
     network: dict
     training: dict
     service_fields: dict
+    init_from: int | None = None
+    replace_output: bool = False
 
 
 def stored_specs(job: TrainingJob) -> StoredSpecs:
     """``job``'s specs as stored at submission; reads its initial weights (a deferred column)."""
     training, own = service_fields_apart(job.training)
-    return StoredSpecs({**job.network, "initial_weights": job.initial_weights}, training, own)
+    network, start = network_fields_apart(job.network)
+    return StoredSpecs(
+        {**network, "initial_weights": job.initial_weights},
+        training,
+        own,
+        start.get("init_from"),
+        start.get("replace_output", False),
+    )
 
 
 def count_parameters(network: dict, n_features: int) -> int:
@@ -109,13 +127,21 @@ def check_size(network: dict, n_features: int, max_parameters: int) -> int:
     return count
 
 
-def check_cost(resolved: JsonSpecs, dataset: Dataset, settings: Settings) -> None:
+def check_cost(
+    resolved: JsonSpecs, dataset: Dataset, settings: Settings, fine_tuning: bool = False
+) -> None:
     """The network's shape, its parameters and the job's working set, each against its limit."""
     network = resolved.network
     n_parameters = check_size(network, dataset.n_features, settings.max_parameters)
     costs.check_network_shape(network, settings)
     working_set = costs.working_set(
-        network, resolved.training, dataset.n_samples, dataset.n_features, n_parameters
+        network,
+        resolved.training,
+        dataset.n_samples,
+        dataset.n_features,
+        n_parameters,
+        weighted=dataset.weighted,
+        fine_tuning=fine_tuning,
     )
     costs.check_job_memory(working_set, settings.max_job_memory)
 
@@ -151,16 +177,30 @@ def resolve_job(
     """Check a submission against its data set; raises ``DataError`` or ``SpecError``."""
     dataset = find_dataset(session, dataset_id)
     check_service_fields(training, settings)
-    resolved = resolve_json(dataset, network, training)
-    check_cost(resolved, dataset, settings)
+    start = starting_model(session, network)
+    resolved = resolve_specs(dataset, network, training, start)
+    check_cost(resolved, dataset, settings, fine_tuning=start is not None)
     return ResolvedJob(
         dataset,
-        resolved.network,
+        resolved.network if start is None else stored_network(start, resolved.network),
         resolved.initial_weights,
         resolved.training,
         resolved.warnings,
         model_name,
     )
+
+
+def resolve_specs(
+    dataset: Dataset, network: dict, training: dict, start: StartingModel | None
+) -> JsonSpecs:
+    """The specs resolved against the data set and, when the job starts from a registered
+    model, completed from it and checked against it."""
+    if start is None:  # init_from null and replace_output false, if given at all
+        return resolve_json(dataset, network_fields_apart(network)[0], training)
+    network, training = inherited_specs(start, network, training, dataset)
+    resolved = resolve_json(dataset, network, training, starts_trained=True)
+    check_start(start, resolved.network, resolved.training, dataset)
+    return resolved
 
 
 def check_job(session: Session, settings: Settings, **body: Any) -> SpecReport:

@@ -7,12 +7,16 @@ penalty on the weights says nothing about these rows). The other figures follow
 ``sklearn.metrics`` on the same predictions, edge cases included, so that the two can be checked
 against each other (``tests/service/serving/test_evaluation.py`` does).
 
+Rows with weights (a data set's ``w``) get the weighted figures too, ``weighted``: the loss as
+training weighs it, sum(w_i l_i) / sum(w_i), and scikit-learn's ``sample_weight`` accuracy, or
+MSE and MAE; the other figures stay unweighted counts.
+
 Data problems raise model_core's ``SpecError`` with section ``"data"`` and field ``"X"`` (the
 rows) or ``"y"`` (the targets); the caller names the request field the user should fix.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,6 +58,18 @@ class SparseConfusionMatrix:
 
 
 @dataclass(frozen=True)
+class WeightedFigures:
+    """The figures of rows with weights w: the loss sum(w_i l_i) / sum(w_i), and the accuracy
+    (classification) or MSE and MAE averaged over the outputs (regression), each weighted as
+    scikit-learn's ``sample_weight`` weighs them."""
+
+    loss: float
+    accuracy: float | None = None
+    mse: float | None = None
+    mae: float | None = None
+
+
+@dataclass(frozen=True)
 class ClassificationReport:
     task: str
     n_samples: int
@@ -62,6 +78,7 @@ class ClassificationReport:
     accuracy: float
     per_class: list[ClassMetrics]
     confusion_matrix: ConfusionMatrix | SparseConfusionMatrix
+    weighted: WeightedFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class RegressionReport:
     mae: float
     r2: float | None
     per_output: list[OutputMetrics]
+    weighted: WeightedFigures | None = None
 
 
 Report = ClassificationReport | RegressionReport
@@ -102,18 +120,45 @@ def evaluate(
     y,
     max_dense_classes: int = MAX_DENSE_CLASSES,
     max_bytes: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> Report:
     """The model's figures on rows ``x`` (n_samples, n_features) whose targets are ``y``: class
     labels (n_samples,) among ``model.classes``, or values (n_samples,) / (n_samples, n_outputs).
     A classifier of more than ``max_dense_classes`` classes gets a sparse confusion matrix; the
-    forward pass works in chunks whose activations stay within ``max_bytes``.
+    forward pass works in chunks whose activations stay within ``max_bytes``. Rows with weights
+    ``sample_weight`` (n_samples,) get the ``weighted`` figures too.
 
     Raises SpecError (field ``X`` or ``y``) when the rows or targets do not fit the model.
     """
     outputs = model.forward(x, max_bytes)
     targets = encoded_targets(model, y, outputs)
     loss = LOSSES[model.network["loss"]].value(outputs, targets.matrix)
-    return REPORTS[model.task](model, outputs, targets, y, loss, max_dense_classes)
+    report = REPORTS[model.task](model, outputs, targets, y, loss, max_dense_classes)
+    if sample_weight is None:
+        return report
+    return replace(report, weighted=weighted_figures(model, outputs, targets, y, sample_weight))
+
+
+def weighted_figures(
+    model: Model, outputs: np.ndarray, targets: Targets, y, w: np.ndarray
+) -> WeightedFigures:
+    """The figures of :class:`WeightedFigures`, in float64."""
+    w = np.asarray(w, dtype=np.float64)
+    total = w.sum()
+    per_sample = LOSSES[model.network["loss"]].per_sample(outputs, targets.matrix)
+    loss = float(np.dot(w, per_sample.astype(np.float64)) / total)
+    if model.task == "classification":
+        correct = class_indices(outputs) == targets.labels
+        return WeightedFigures(loss, accuracy=float(np.dot(w, correct) / total))
+    errors = outputs.astype(np.float64) - float_targets(y, len(outputs))
+    mse = np.average(errors**2, axis=0, weights=w).mean()
+    mae = np.average(np.abs(errors), axis=0, weights=w).mean()
+    return WeightedFigures(loss, mse=float(mse), mae=float(mae))
+
+
+def float_targets(y, n_samples: int) -> np.ndarray:
+    """Regression targets as float64 (n_samples, n_outputs), from the raw ``y``."""
+    return np.asarray(y, dtype=np.float64).reshape(n_samples, -1)
 
 
 def encoded_targets(model: Model, y, outputs: np.ndarray) -> Targets:
@@ -196,7 +241,7 @@ def regression_report(
 ) -> RegressionReport:
     """MSE, MAE and R^2 per output and averaged over the outputs, in float64 from the raw
     ``y`` (not its copy in the model's dtype), so float32 models lose nothing here."""
-    y_true = np.asarray(y, dtype=np.float64).reshape(len(outputs), -1)
+    y_true = float_targets(y, len(outputs))
     y_pred = outputs.astype(np.float64)
     errors = y_pred - y_true
     mse = np.mean(errors**2, axis=0)

@@ -1,5 +1,6 @@
 """Explanations of a model's outputs as the API answers them: the baseline rows a request names,
-the work it asks for checked against the limits, and the attributions by feature name.
+the work it asks for checked against the limits, and the attributions by the names of the
+model's signature.
 
 No Flask: functions take the session and settings; a request that cannot be served raises
 ``DataError`` naming its field (``method``, ``target``, ``baseline``, ``steps``...), which the
@@ -23,22 +24,13 @@ from model_core.explanations import (
 from service.datasets.ingest import numeric_matrix
 from service.db import records
 from service.db.models import Dataset
-from service.serving.model_inputs import check_features_fit, model_feature_names
+from service.serving.model_inputs import feature_columns
 from service.settings import Settings
+from service.signatures import input_names, named_inputs
 from service.vocabulary import DataError
 
 DEFAULT_METHOD = "integrated_gradients"
 DEFAULT_STEPS = 64
-
-
-def explained_feature_names(session: Session, model_id: int, model: Model) -> list[str]:
-    """What the attributions are keyed by, in input order: the feature names of the model's data
-    set, else ``x0 .. x{n-1}``.
-
-    The one place that names a model's inputs for explanations: the model's signature (issue 22)
-    replaces it."""
-    names = model_feature_names(session, model_id)
-    return list(names) if names else [f"x{i}" for i in range(model.n_features)]
 
 
 @dataclass(frozen=True)
@@ -50,27 +42,30 @@ class Baseline:
     described: object
 
 
-def training_mean(model: Model) -> np.ndarray | None:
-    """The mean of the training rows, or None when the model does not know it: the
-    standardisation's mean (standardised zero). A model trained with ``standardize: false``
-    gets its training mean from its contract (issue 22)."""
-    return model.mean
+def training_mean(model: Model, signature: dict) -> np.ndarray | None:
+    """The mean of the training rows: the standardisation's mean (the standardised zero), else
+    the signature's profile of the training split (``standardize: false``); None when neither
+    knows it (a model whose profile could not be computed)."""
+    if model.mean is not None:
+        return model.mean
+    means = [feature["mean"] for feature in signature["inputs"]]
+    return None if None in means else np.array(means)
 
 
-def default_baseline(model: Model) -> str:
+def default_baseline(model: Model, signature: dict) -> str:
     """``"mean"`` when the training mean is known, else ``"zeros"``."""
-    return "mean" if training_mean(model) is not None else "zeros"
+    return "mean" if training_mean(model, signature) is not None else "zeros"
 
 
-def fixed_baseline(model: Model, baseline: object) -> Baseline:
+def fixed_baseline(model: Model, signature: dict, baseline: object) -> Baseline:
     """``"mean"``, ``"zeros"`` or a row of n_features numbers as one baseline row."""
     if baseline == "mean":
-        mean = training_mean(model)
+        mean = training_mean(model, signature)
         if mean is None:
             raise DataError(
                 "baseline",
-                "this model was trained with standardize: false, so its training mean is not "
-                'stored; send "zeros", a row, or {"dataset_id": D, "rows": N}',
+                "this model's training mean is not known (its profile could not be computed);"
+                ' send "zeros", a row, or {"dataset_id": D, "rows": N}',
             )
         return Baseline(mean[np.newaxis].astype(model.dtype), "mean")
     if baseline == "zeros":
@@ -92,20 +87,21 @@ def sampled_rows(x: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 
 def dataset_features(
-    session: Session, dataset: Dataset, model_id: int, model: Model, field: str
+    session: Session, dataset: Dataset, model: Model, signature: dict, field: str
 ) -> np.ndarray:
-    """A stored data set's rows, when its columns are the model's inputs (their number, and
-    their names when both have them); else ``DataError`` on ``field``."""
-    check_features_fit(dataset, model, model_feature_names(session, model_id), field)
-    x, _ = records.get_dataset_arrays(session, dataset.id)
-    return x
+    """A stored data set's rows as the model's inputs: its columns matched by the signature's
+    names when both have names, else all of them (as many as the model takes); a misfit is a
+    ``DataError`` on ``field``."""
+    columns = feature_columns(dataset, model, named_inputs(signature), field)
+    x = records.get_dataset_arrays(session, dataset.id)[0]
+    return x if columns is None else x[:, columns]
 
 
 def background_baseline(
-    session: Session, dataset: Dataset, model_id: int, model: Model, background: dict
+    session: Session, dataset: Dataset, model: Model, signature: dict, background: dict
 ) -> Baseline:
     """``{"dataset_id", "rows", "seed"}``: that many rows of the data set, a seeded sample."""
-    x = dataset_features(session, dataset, model_id, model, "baseline.dataset_id")
+    x = dataset_features(session, dataset, model, signature, "baseline.dataset_id")
     rows = sampled_rows(x, background["rows"], background["seed"])
     described = {"dataset_id": dataset.id, "rows": len(rows), "seed": background["seed"]}
     return Baseline(rows.astype(model.dtype), described)
@@ -200,19 +196,19 @@ def explanation_rows(
 
 
 def request_baseline(
-    session: Session, model_id: int, model: Model, request: dict
+    session: Session, model: Model, signature: dict, request: dict
 ) -> Baseline | None:
     """The baseline of a request whose method has one (None otherwise): its ``baseline``, or
     :func:`default_baseline`."""
     if request["method"] not in BASELINE_METHODS:
         return None
-    baseline = request.get("baseline", default_baseline(model))
+    baseline = request.get("baseline", default_baseline(model, signature))
     if not isinstance(baseline, dict):
-        return fixed_baseline(model, baseline)
+        return fixed_baseline(model, signature, baseline)
     dataset = records.get_dataset(session, baseline["dataset_id"])
     if dataset is None:
         raise DataError("baseline.dataset_id", f"no data set {baseline['dataset_id']}")
-    return background_baseline(session, dataset, model_id, model, baseline)
+    return background_baseline(session, dataset, model, signature, baseline)
 
 
 def settings_used(model: Model, request: dict, baseline: Baseline | None) -> dict:
@@ -230,39 +226,37 @@ def settings_used(model: Model, request: dict, baseline: Baseline | None) -> dic
 
 def explanation(
     session: Session,
-    model_id: int,
     model: Model,
+    signature: dict,
     x: np.ndarray,
     request: dict,
     settings: Settings,
-    names: list[str],
 ) -> dict:
-    """The answer to an explain request on rows ``x``: :func:`settings_used` and
-    ``explanations``, one per row, their attributions keyed by ``names`` (those of
-    :func:`explained_feature_names`)."""
+    """The answer to an explain request on rows ``x`` (in input order): :func:`settings_used`
+    and ``explanations``, one per row, their attributions keyed by the signature's input names."""
     refused_method_fields(request)
-    baseline = request_baseline(session, model_id, model, request)
+    baseline = request_baseline(session, model, signature, request)
     result, labels = attributions_for(model, x, request, baseline, settings)
-    rows = explanation_rows(result, labels, names, baseline is not None)
+    rows = explanation_rows(result, labels, input_names(signature), baseline is not None)
     return {**settings_used(model, request, baseline), "explanations": rows}
 
 
 def importance(
     session: Session,
-    model_id: int,
     model: Model,
+    signature: dict,
     dataset: Dataset,
     request: dict,
     settings: Settings,
-    names: list[str],
 ) -> dict:
-    """Global feature importance: the mean absolute attribution per feature (keyed by
-    ``names``) over a seeded sample of ``request["rows"]`` rows of ``dataset`` (all of them if it
-    has fewer), with :func:`settings_used`, the sample's ``dataset_id``, ``rows`` and ``seed``."""
+    """Global feature importance: the mean absolute attribution per input (keyed by the
+    signature's names) over a seeded sample of ``request["rows"]`` rows of ``dataset`` (all of
+    them if it has fewer), with :func:`settings_used`, the sample's ``dataset_id``, ``rows`` and
+    ``seed``."""
     refused_method_fields(request)
-    x = dataset_features(session, dataset, model_id, model, "dataset_id")
+    x = dataset_features(session, dataset, model, signature, "dataset_id")
     sample = sampled_rows(x, request["rows"], request["seed"])
-    baseline = request_baseline(session, model_id, model, request)
+    baseline = request_baseline(session, model, signature, request)
     result, _ = attributions_for(model, sample, request, baseline, settings, "rows")
     mean_absolute = np.abs(result.attributions).mean(axis=0).tolist()
     return {
@@ -270,7 +264,7 @@ def importance(
         "rows": len(sample),
         "seed": request["seed"],
         **settings_used(model, request, baseline),
-        "importance": dict(zip(names, mean_absolute, strict=True)),
+        "importance": dict(zip(input_names(signature), mean_absolute, strict=True)),
     }
 
 

@@ -98,13 +98,17 @@ def label_datatype(classes: list) -> str:
     return LABEL_DATATYPES[np.asarray(classes).dtype.kind]
 
 
-def model_metadata(model: Model, name: str, version: str | None) -> dict[str, Any]:
-    """The model metadata response: the one input, ``input``, and the outputs."""
+def model_metadata(
+    model: Model, name: str, version: str | None, feature_names: list[str]
+) -> dict[str, Any]:
+    """The model metadata response: the one input, ``input``, whose columns ``feature_names``
+    are (as ``parameters.feature_names``, MLServer's extension), and the outputs."""
     metadata: dict[str, Any] = {"name": name}
     if version is not None:
         metadata["versions"] = [version]
     metadata["platform"] = PLATFORM
-    metadata["inputs"] = [input_spec(model).as_metadata(INPUT)]
+    the_input = input_spec(model).as_metadata(INPUT)
+    metadata["inputs"] = [{**the_input, "parameters": {"feature_names": feature_names}}]
     metadata["outputs"] = [spec.as_metadata(out) for out, spec in output_specs(model).items()]
     return metadata
 

@@ -1,5 +1,5 @@
-"""Whether data fits a trained model's inputs and outputs: a stored data set or inline targets
-to evaluate it on, and the feature names its columns are matched by.
+"""Whether data fits a trained model's inputs and outputs: a stored data set (its columns
+matched by the names of the model's signature) or inline targets to evaluate it on.
 
 No Flask: functions take the session; a misfit raises ``DataError`` naming the request field
 (``dataset_id`` or ``targets``), which the API answers with a 422.
@@ -8,45 +8,45 @@ No Flask: functions take the session; a misfit raises ``DataError`` naming the r
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from model_core import Model
 from service.datasets.ingest import json_targets
-from service.db import records
 from service.db.models import Dataset
 from service.vocabulary import DataError, Task
 
 
-def model_feature_names(session: Session, model_id: int) -> list[str] | None:
-    """The feature names of the data set the model was trained on, or None when it had none
-    (JSON arrays, a built-in sample) or has since been deleted."""
-    return records.trained_on_feature_names(session, model_id)
-
-
-def check_dataset_fits(dataset: Dataset, model: Model, feature_names: Sequence[str] | None) -> None:
-    """The data set's columns are the model's inputs, its targets what the model predicts:
-    the task, the number of features, the feature names when both have them, the classes (all
-    among the model's) or the number of target columns."""
+def dataset_columns(
+    dataset: Dataset, model: Model, feature_names: Sequence[str] | None
+) -> list[int] | None:
+    """The columns of the data set that are the model's inputs (:func:`feature_columns`). Its
+    targets must be what the model predicts: the task, the classes (all among the model's) or
+    the number of target columns."""
     field, name = "dataset_id", f"data set {dataset.id}"
     if dataset.task.value != model.task:
         raise DataError(field, f"{name} is for {dataset.task.value}; the model does {model.task}")
-    check_features_fit(dataset, model, feature_names)
+    columns = feature_columns(dataset, model, feature_names)
     check_targets_fit(dataset, model)
+    return columns
 
 
-def check_features_fit(
+def feature_columns(
     dataset: Dataset, model: Model, feature_names: Sequence[str] | None, field: str = "dataset_id"
-) -> None:
-    """The data set's columns are the model's inputs: their number, and their names when both
-    have them; else ``DataError`` on ``field``."""
+) -> list[int] | None:
+    """The columns of the data set that are the model's inputs, in input order: matched by name
+    when the model's signature and the data set both name their features (other columns are
+    left out), else all of them in order (None); a misfit is a ``DataError`` on ``field``."""
     name = f"data set {dataset.id}"
+    if feature_names and dataset.feature_names:
+        position = {column: index for index, column in enumerate(dataset.feature_names)}
+        missing = [feature for feature in feature_names if feature not in position]
+        if missing:
+            raise DataError(field, f"{name} has no column {missing[0]}, an input of the model")
+        return [position[feature] for feature in feature_names]
     if dataset.n_features != model.n_features:
         raise DataError(
             field, f"{name} has {dataset.n_features} features; the model takes {model.n_features}"
         )
-    names = dataset.feature_names
-    if feature_names and names and list(names) != list(feature_names):
-        raise DataError(field, f"{name}'s features are {names}; the model's are {feature_names}")
+    return None
 
 
 def check_targets_fit(dataset: Dataset, model: Model) -> None:

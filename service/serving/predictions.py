@@ -7,22 +7,45 @@ import numpy as np
 
 from model_core import Model
 from model_core.serialization import weight_arrays
+from service.vocabulary import DataError
 
 
-def predict(model: Model, x: np.ndarray, max_bytes: int) -> dict[str, Any]:
-    """Predictions for rows ``x`` (n_samples, n_features); probabilities for classification."""
-    return {name: array.tolist() for name, array in prediction_arrays(model, x, max_bytes).items()}
+def predict(model: Model, x: np.ndarray, max_bytes: int, field: str) -> dict[str, Any]:
+    """Predictions for rows ``x`` (n_samples, n_features) of the request's ``field``;
+    probabilities for classification."""
+    arrays = prediction_arrays(model, x, max_bytes, field)
+    return {name: array.tolist() for name, array in arrays.items()}
 
 
-def prediction_arrays(model: Model, x: np.ndarray, max_bytes: int) -> dict[str, np.ndarray]:
+def prediction_arrays(
+    model: Model, x: np.ndarray, max_bytes: int, field: str
+) -> dict[str, np.ndarray]:
     """What :func:`predict` answers, as arrays: ``predictions`` (n_samples,) labels or values
     ((n_samples, n_outputs) for several targets) and, for classification, ``probabilities``
     (n_samples, n_classes), from one forward pass whose activations take at most ``max_bytes``
-    at a time (MAX_REQUEST_MEMORY: a wide model predicts fewer rows per chunk)."""
+    at a time (MAX_REQUEST_MEMORY: a wide model predicts fewer rows per chunk). A row whose
+    outputs overflowed is a ``DataError`` on ``field[row]``."""
     if model.task != "classification":
-        return {"predictions": model.predict(x, max_bytes)}
-    labels, probabilities = model.predict_with_proba(x, max_bytes)
-    return {"predictions": labels, "probabilities": probabilities}
+        arrays = {"predictions": model.predict(x, max_bytes)}
+    else:
+        labels, probabilities = model.predict_with_proba(x, max_bytes)
+        arrays = {"predictions": labels, "probabilities": probabilities}
+    check_finite_outputs(model, arrays, field)
+    return arrays
+
+
+def check_finite_outputs(model: Model, arrays: dict[str, np.ndarray], field: str) -> None:
+    """Inputs within the dtype's range can still overflow inside the network (3e38 times a
+    weight of 2, in float32): such a row has no answer to give, and JSON has no NaN."""
+    values = arrays.get("probabilities", arrays["predictions"])
+    if np.isfinite(values).all():
+        return
+    row = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0][0])
+    message = (
+        f"the model's outputs for this row are not finite: its {model.dtype.name} activations"
+        " overflowed on values this large"
+    )
+    raise DataError(f"{field}[{row}]", message, "A row the model cannot answer.")
 
 
 def standardization(model: Model) -> dict[str, list[float]] | None:

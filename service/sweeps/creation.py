@@ -98,10 +98,11 @@ def check_trials(session: Session, settings: Settings, body: dict) -> CheckedTri
     """Every trial checked, numbered from 1 in the order they run. The trials share one
     training seed (drawn now when the body has none), so that they differ only by their
     parameters."""
-    if body["network"].get("initial_weights") is not None:
-        raise DataError(
-            "network.initial_weights", "a sweep's trials start from random weights: leave it out"
-        )
+    for field in ("initial_weights", "init_from"):
+        if body["network"].get(field) is not None:
+            raise DataError(
+                f"network.{field}", "a sweep's trials start from random weights: leave it out"
+            )
     base = {"network": body["network"], "training": with_seed(body["training"])}
     expanded = expand(body["search"], settings.max_sweep_trials)
     ordered = run_order(expanded, body, base["training"]["seed"])

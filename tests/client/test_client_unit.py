@@ -43,6 +43,24 @@ def test_arguments_win_over_the_environment(monkeypatch):
     assert client.http.headers["Authorization"] == "Bearer given"
 
 
+def test_row_weights_are_sent_as_the_api_names_them(monkeypatch, tmp_path):
+    sent = []
+
+    def request(method, path, **kwargs):
+        sent.append(kwargs)
+        return response(201, b"{}")
+
+    client = Client("http://here:2")
+    monkeypatch.setattr(client, "_request", request)
+    client.upload_dataset(
+        features=[[0.0], [1.0]], targets=[0, 1], task="classification", sample_weights=(1, 2.5)
+    )
+    (tmp_path / "rows.csv").write_text("x,w,y\n0,1,0\n1,2,1\n")
+    client.upload_dataset(path=tmp_path / "rows.csv", target="y", weight="w")
+    assert sent[0]["json"]["sample_weights"] == [1, 2.5]
+    assert sent[1]["data"] == {"target": "y", "weight": "w"}
+
+
 def test_an_error_envelope_is_read_and_names_its_fields():
     body = {
         "error": {

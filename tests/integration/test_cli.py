@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.factories import XOR_NETWORK, free_port
-from tests.integration.conftest import BACKPROP
+from tests.integration.conftest import BACKPROP, ON_EMBEDDED
 from tests.test_layers import modules_loaded
 
 XOR_CSV = "x1,x2,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n"
@@ -147,6 +147,43 @@ def test_a_person_trains_on_a_csv_and_predicts_from_the_command_line(stack, xor_
     plotted = backprop(url, "plot", str(job["id"]), "-o", str(tmp_path / "loss.png"), "--log")
     assert plotted.returncode == 0, plotted.stderr
     assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@ON_EMBEDDED
+def test_weights_and_fine_tuning_from_the_command_line(stack, tmp_path):
+    """--weight on an upload, --class-weight and --name on a job, then --init-from NAME with 0
+    epochs: the child predicts as its parent and names it (the CLI is the same on any backend)."""
+    url = stack.base_url
+    weighted = "x1,x2,w,y\n0,0,1,0\n0,1,2,1\n1,0,2,1\n1,1,1,0\n"
+    (tmp_path / "weighted.csv").write_text(weighted)
+    dataset = backprop_json(
+        url, "datasets", "upload", str(tmp_path / "weighted.csv"), "--target", "y", "--weight", "w"
+    )
+    assert (dataset["weighted"], dataset["features"]) == (True, 2)
+    common = ("train", "--dataset", str(dataset["id"]), "--follow")
+    parent = backprop_json(
+        url,
+        *common,
+        "--layers",
+        "8:tanh,2:softmax",
+        "--epochs",
+        "50",
+        "--class-weight",
+        "balanced",
+        "--name",
+        "xor-weighted",
+    )
+    assert (parent["status"], parent["training"]["class_weight"]) == ("succeeded", "balanced")
+    child = backprop_json(url, *common, "--init-from", "xor-weighted", "--epochs", "0")
+    assert child["status"] == "succeeded", child["error"]
+    assert child["network"]["init_from"] == parent["model_id"]
+    model = backprop_json(url, "models", "show", str(child["model_id"]))
+    assert model["lineage"][0]["name"] == "xor-weighted"
+    rows = XOR_ROWS.split("\n", 1)[1]
+    answer = backprop_json(url, "predict", str(child["model_id"]), stdin=rows)
+    instances = [[float(cell) for cell in line.split(",")] for line in rows.split()]
+    expected = stack.post("/v1/models/xor-weighted/predict", json={"instances": instances})
+    assert answer["probabilities"] == expected.json()["probabilities"]
 
 
 def test_following_a_job_draws_a_progress_bar_in_a_terminal(stack, xor_dataset):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,6 +19,7 @@ from tests.integration.test_auth_stack import make_key
 
 # The pages run @ON_EMBEDDED: what a page does is the same on both backends.
 
+ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"
 SUB_PATH = "/backprop"
 EPOCHS = 60
@@ -214,6 +216,21 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     assert page.driver.find_elements("css selector", "#why .bar.positive, #why .bar.negative")
     assert page.driver.find_elements("css selector", "#digit-canvas") == []
     assert page.missing_values() == []
+    assert page.text("#lineage") == "fresh weights"
+    tuned = stack.create(
+        "/v1/jobs",
+        202,
+        json={
+            "dataset_id": dataset["id"],
+            "network": {"init_from": model_id},
+            "training": {"epochs": 0},
+        },
+    )
+    tuned_id = stack.wait_for_job(tuned["id"])["model_id"]
+    page.open(f"{stack.base_url}/#/models/{tuned_id}")
+    page.wait_for(lambda _: page.text("h1") == f"Model #{tuned_id}", what="the tuned model's page")
+    assert page.text("#lineage") == f"fine-tuned from #{model_id}"
+    assert page.attribute("#lineage a", "href").endswith(f"#/models/{model_id}")
     for listing in ("jobs", "datasets", "models"):
         page.open(f"{stack.base_url}/#/{listing}")
         page.element(f"#{listing} tbody tr")
@@ -362,3 +379,42 @@ def test_the_api_docs_page_works_under_its_content_security_policy(page, stack):
         what=f"{count} operations",
     )
     assert page.errors() == []
+
+
+@ON_EMBEDDED
+def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
+    """A model trained on iris.csv: its inputs by name with their training profile, a link to
+    its own OpenAPI document, and a predict form of one field per input, sent as records."""
+    with open(ROOT / "examples" / "data" / "iris.csv", "rb") as file:
+        dataset = stack.create(
+            "/v1/datasets", 201, files={"file": file}, data={"target": "species"}
+        )
+    network = {
+        "layers": [{"units": 8, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    }
+    body = {"dataset_id": dataset["id"], "network": network, "training": {"epochs": 20, "seed": 2}}
+    model_id = stack.wait_for_job(stack.create("/v1/jobs", 202, json=body)["id"])["model_id"]
+    page.open(f"{stack.base_url}/#/models/{model_id}")
+    cells = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#inputs tbody td:first-child"),
+        what="the contract's inputs",
+    )
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert [cell.text for cell in cells] == names
+    link = page.element("#model-openapi").get_attribute("href")
+    assert requests.get(link, timeout=30).json()["openapi"] == "3.1.0"
+    fields = page.driver.find_elements("css selector", ".named-inputs input")
+    assert [field.get_attribute("name") for field in fields] == names
+    row = [6.3, 2.9, 5.6, 1.8]
+    for field, value in zip(fields, row, strict=True):
+        field.clear()
+        field.send_keys(str(value))
+    page.element("#predict-form button").click()
+    shown = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#predictions td.prediction"),
+        what="the prediction",
+    )
+    answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [row]}).json()
+    assert [cell.text for cell in shown] == answer["predictions"]
+    assert page.missing_values() == []
+    page.screenshot("model-contract")

@@ -2,24 +2,32 @@
 
 import json
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Text, cast, func, inspect, select
+from sqlalchemy import Text, cast, func, inspect, select, text
 
+from model_core import Trainer
 from service.commands.cli import main
+from service.datasets.samples import load_sample
 from service.db import registry
 from service.db.models import (
     Base,
+    Dataset,
     JobCheckpoint,
     ModelAlias,
     Sweep,
     TrainedModel,
     TrainingJob,
 )
+from service.db.npz import arrays_to_npz
 from service.db.session import make_engine, make_session_factory
 from service.vocabulary import Task
 from tests.factories import add_epochs, queued_xor_job
+
+IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -146,6 +154,7 @@ def test_a_downgrade_and_an_upgrade_keep_every_row(database_url, monkeypatch, tm
                 network={},
                 training={},
                 metrics={},
+                signature={"named": False, "task": "classification", "inputs": [], "outputs": {}},
                 blob=b"x",
                 name="xor",
                 version=registry.next_version(session, "default", "xor"),
@@ -243,4 +252,103 @@ def test_0010_keeps_the_sweeps_stored_with_every_trials_specs(database_url, monk
         sweep = session.scalars(select(Sweep)).one()
         assert (sweep.base, sweep.trials) == (None, trials)
     sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def stored_before_0011(database_url: str, validation_split: float) -> tuple[int, np.ndarray]:
+    """The iris sample with named features, a job on it, and two models stored as 0010 stored
+    them: one trained on the data set (``validation_split`` of it held out), and one whose data
+    set is gone. Returns the data set's id and the rows the first model trained on."""
+    sample = load_sample("iris")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        dataset_id = connection.execute(
+            text(
+                "INSERT INTO datasets (tenant, name, task, source, n_samples, n_features,"
+                " n_outputs, feature_names, classes, arrays, stored_bytes, created_at) VALUES"
+                " ('default', 'iris', 'classification', 'sample', 150, 4, 3, :names, :classes,"
+                " :arrays, 0, CURRENT_TIMESTAMP) RETURNING id"
+            ),
+            {
+                "names": json.dumps(IRIS_NAMES),
+                "classes": json.dumps(IRIS_CLASSES),
+                "arrays": arrays_to_npz(X=sample.X, y=sample.y),
+            },
+        ).scalar_one()
+        job_ids = [
+            connection.execute(
+                text(
+                    "INSERT INTO training_jobs (tenant, dataset_id, status, attempt, network,"
+                    " training, warnings, epoch, epochs, created_at, cancel_requested,"
+                    " stored_bytes) VALUES ('default', :dataset, 'succeeded', 1, '{}', '{}',"
+                    " '[]', 1, 1, CURRENT_TIMESTAMP, false, 0) RETURNING id"
+                ),
+                {"dataset": dataset_id},
+            ).scalar_one()
+            for _ in "ab"
+        ]
+    network = {"layers": [{"units": 3, "activation": "softmax"}], "dtype": "float64"}
+    training = {"epochs": 1, "seed": 9, "validation_split": validation_split}
+    trainer = Trainer(sample.X, sample.y, network, training)
+    blob = trainer.fit().model.to_bytes()
+    insert = text(
+        "INSERT INTO models (tenant, job_id, dataset_id, task, n_features, network, training,"
+        " classes, metrics, blob, stored_bytes, created_at) VALUES ('default', :job, :dataset,"
+        " 'classification', 4, :network, '{}', :classes, '{}', :blob, 0, CURRENT_TIMESTAMP)"
+    )
+    classes = json.dumps(IRIS_CLASSES)
+    with engine.begin() as connection:
+        for job_id, dataset in zip(job_ids, (dataset_id, None), strict=True):
+            values = {"job": job_id, "dataset": dataset, "classes": classes, "blob": blob}
+            connection.execute(insert, {**values, "network": json.dumps(network)})
+    engine.dispose()
+    return dataset_id, sample.X[trainer.train_rows]
+
+
+def test_0011_gives_stored_models_a_signature_from_their_data_set(
+    database_url, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0010"]) == 0
+    _, trained_rows = stored_before_0011(database_url, validation_split=0.2)
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        kept, orphan = session.scalars(select(TrainedModel).order_by(TrainedModel.id)).all()
+        kept, orphan = kept.signature, orphan.signature
+    sessions.kw["bind"].dispose()
+    assert kept["named"] is True and kept["task"] == "classification"
+    assert [feature["name"] for feature in kept["inputs"]] == IRIS_NAMES
+    assert kept["outputs"] == {"classes": ["setosa", "versicolor", "virginica"], "type": "string"}
+    np.testing.assert_allclose([f["mean"] for f in kept["inputs"]], trained_rows.mean(axis=0))
+    assert [f["max"] for f in kept["inputs"]] == trained_rows.max(axis=0).tolist()
+    assert {f["dtype"] for f in kept["inputs"]} == {"float64"}
+    assert orphan["named"] is False
+    assert [(f["name"], f["mean"]) for f in orphan["inputs"]] == [(f"x{i}", None) for i in range(4)]
+    assert orphan["outputs"] == kept["outputs"]
+    assert main(["db", "downgrade", "0010"]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_0013_reads_the_rows_stored_before_as_unweighted_and_parentless(
+    database_url, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0010"]) == 0
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO datasets (tenant, name, task, source, n_samples, n_features, n_outputs,"
+            " arrays, stored_bytes, created_at) VALUES ('default', 'old', 'classification',"
+            " 'json', 4, 2, 2, '', 0, CURRENT_TIMESTAMP)"
+        )
+    engine.dispose()
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        assert session.scalars(select(Dataset.weighted)).one() is False
+    sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "0010"]) == 0
     assert main(["db", "downgrade", "base"]) == 0

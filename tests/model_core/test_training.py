@@ -10,6 +10,8 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 
 from model_core import Trainer, TrainingDiverged, train
+from model_core.preprocessing import feature_statistics
+from model_core.splits import training_rows
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -169,6 +171,27 @@ def test_checkpoint_from_another_spec_is_refused():
         )
 
 
+def test_a_checkpoint_from_before_a_new_spec_field_resumes_at_its_default():
+    """A checkpoint written before ``training.class_weight`` existed has no such key: the run,
+    at the default (None), resumes it."""
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    trainer = Trainer(XOR_X, XOR_Y, network, {"epochs": 2, "seed": 1})
+    trainer.fit()
+    trainer.training = {k: v for k, v in trainer.training.items() if k != "class_weight"}
+    resumed = train(
+        XOR_X, XOR_Y, network, {"epochs": 3, "seed": 1}, resume_from=trainer.checkpoint()
+    )
+    assert len(resumed.history) == 3
+    with pytest.raises(Exception, match="resume_from: the checkpoint was made with a different"):
+        train(
+            XOR_X,
+            XOR_Y,
+            network,
+            {"epochs": 3, "seed": 1, "class_weight": "balanced"},
+            resume_from=trainer.checkpoint(),
+        )
+
+
 def test_callback_stops_training_cleanly():
     result = train(
         XOR_X,
@@ -271,3 +294,19 @@ def test_training_does_not_modify_the_callers_data(digits):
     x_before, y_before = x_train.copy(), y_train.copy()
     train(x_train, y_train, DIGITS_NETWORK, {**DIGITS_TRAINING, "epochs": 1})
     assert np.array_equal(x_train, x_before) and np.array_equal(y_train, y_before)
+
+
+@pytest.mark.parametrize("validation_split", [0.0, 0.3])
+def test_training_rows_are_the_rows_the_trainer_trained_on(validation_split):
+    """A stored model's input profile is computed again over the same rows (migration 0011)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    network = {"layers": [{"units": 2, "activation": "softmax"}]}
+    training = {"epochs": 1, "seed": 21, "validation_split": validation_split}
+    trainer = Trainer(x, y, network, training)
+    np.testing.assert_array_equal(training_rows(50, 21, validation_split), trainer.train_rows)
+    statistics = feature_statistics(x, trainer.train_rows)
+    rows = x[trainer.train_rows]
+    for name, expected in [("min", rows.min(0)), ("max", rows.max(0)), ("std", rows.std(0))]:
+        np.testing.assert_allclose(statistics[name], expected, rtol=1e-12)
+    np.testing.assert_allclose(statistics["mean"], rows.mean(0), rtol=1e-12)

@@ -172,8 +172,8 @@ def test_arrays_are_stored_without_pickle(sessions):
     queued_xor_job(sessions)
     with sessions() as session:
         dataset = session.scalars(select(Dataset)).one()
-        x, y = records.get_dataset_arrays(session, dataset.id)
-    assert x.dtype.kind == "f" and y.dtype.kind == "i"
+        x, y, weights = records.get_dataset_arrays(session, dataset.id)
+    assert x.dtype.kind == "f" and y.dtype.kind == "i" and weights is None
 
 
 def test_a_process_reads_a_data_set_once_across_jobs(sessions, monkeypatch):

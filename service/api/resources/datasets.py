@@ -25,24 +25,22 @@ from service.datasets.uploads import Upload, dataset_from_file, format_of
 from service.db import records
 from service.db.models import Dataset
 from service.quotas import check_room_for, check_upload_admission
+from service.signatures import numbered
 from service.vocabulary import Task
 
 blp = PagedBlueprint("datasets", __name__, url_prefix="/v1/datasets", description="Training data")
 
 
-def numbered(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}{i}" for i in range(count)]
-
-
 def first_rows(dataset: Dataset, limit: int) -> dict:
     """The first ``limit`` rows of ``dataset``, with the names of its columns."""
-    x, y = records.get_dataset_arrays(db(), dataset.id)
+    x, y, weights = records.get_dataset_arrays(db(), dataset.id)
     n_targets = 1 if y.ndim == 1 else y.shape[1]
     return {
         "feature_names": dataset.feature_names or numbered("x", dataset.n_features),
         "target_names": dataset.target_names or numbered("y", n_targets),
         "features": x[:limit].tolist(),
         "targets": y[:limit].tolist(),
+        "sample_weights": None if weights is None else weights[:limit].tolist(),
     }
 
 
@@ -63,7 +61,14 @@ def dataset_from_json_body() -> NewDataset:
     name = body.get("name") or "dataset"
     task = Task(body["task"])
     return NewDataset(
-        dataset_from_json(name, task, body["features"], body["targets"], data_limits())
+        dataset_from_json(
+            name,
+            task,
+            body["features"],
+            body["targets"],
+            data_limits(),
+            body.get("sample_weights"),
+        )
     )
 
 
@@ -75,7 +80,9 @@ def dataset_from_file_upload() -> NewDataset:
         name=form.get("name", "dataset"),
         task=Task(form["task"]) if "task" in form else None,
         stream=file.stream,
-        columns=ColumnChoice(form.get("target", ()), form.get("features"), form.get("drop", ())),
+        columns=ColumnChoice(
+            form.get("target", ()), form.get("features"), form.get("drop", ()), form.get("weight")
+        ),
         header=form["header"],
     )
     file_format = form.get("format") or format_of(file.filename)

@@ -8,11 +8,12 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.api.context import current_generation, db, services
+from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
-from service.api.registry import ServedModel, serve
+from service.api.registry import serve
 from service.api.resources.models import REF_PARAMETER
 from service.api.schemas.explanations import (
+    EXPLAIN_BODY,
     ExplainRequestSchema,
     ExplanationSchema,
     ImportanceRequestSchema,
@@ -20,7 +21,7 @@ from service.api.schemas.explanations import (
 )
 from service.db import records
 from service.serving import rows
-from service.serving.explanations import explained_feature_names, explanation, importance
+from service.serving.explanations import explanation, importance
 
 blp = Blueprint(
     "explanations",
@@ -33,22 +34,22 @@ blp = Blueprint(
 @blp.route("/<ref>/explain", parameters=[REF_PARAMETER])
 class ModelExplanation(MethodView):
     @blp.arguments(ExplainRequestSchema)
+    @blp.doc(requestBody=EXPLAIN_BODY)
     @blp.response(200, ExplanationSchema)
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(
         422,
         schema=ErrorSchema,
-        description="Bad rows, a target the model lacks, a baseline of the wrong width, or"
-        " more work than EXPLAIN_MAX_EVALUATIONS (the field named)",
+        description="Bad rows (in any of predict's forms), a target the model lacks, a baseline"
+        " of the wrong width, or more work than EXPLAIN_MAX_EVALUATIONS (the field named)",
     )
     def post(self, body: dict, ref: str):
         """Attribute each row's output to its features: Integrated Gradients, the input
         gradient, gradient x input, or exact Shapley values"""
         served = serve(ref)
         settings = services().settings
-        x = rows.instances_for(served.model, body["instances"], settings.max_predict_rows)
-        names = feature_names(served)
-        answer = explanation(db(), served.model_id, served.model, x, body, settings, names)
+        x = rows.request_rows(served.model, served.signature, body, settings.max_predict_rows)
+        answer = explanation(db(), served.model, served.signature, x, body, settings)
         return ordered_json({**served.identity(), **answer}, served.headers())
 
 
@@ -72,20 +73,8 @@ class ModelImportance(MethodView):
             404, f"No data set {dataset_id}."
         )
         settings = services().settings
-        names = feature_names(served)
-        answer = importance(session, served.model_id, served.model, dataset, body, settings, names)
+        answer = importance(session, served.model, served.signature, dataset, body, settings)
         return ordered_json({**served.identity(), **answer}, served.headers())
-
-
-def feature_names(served: ServedModel) -> list[str]:
-    """``explained_feature_names`` of the served model, kept beside the cached references until
-    the registry changes: a model's names are those it was trained with, and reading them costs
-    a query that would take longer than the explanation of a row."""
-    return services().refs.get(
-        current_generation(),
-        ("feature names", served.model_id),
-        lambda: explained_feature_names(db(), served.model_id, served.model),
-    )
 
 
 def ordered_json(body: dict, headers: dict[str, str]) -> Response:

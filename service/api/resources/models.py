@@ -33,8 +33,10 @@ from service.api.schemas.models import (
     DELETABLE_REF_SCHEMA,
     EVALUATE_BODY,
     NAME_SCHEMA,
+    PREDICT_FORM_SCHEMAS,
     REF_DESCRIPTION,
     REF_SCHEMA,
+    AliasQuerySchema,
     AliasRequestSchema,
     AliasSchema,
     EvaluateRequestSchema,
@@ -49,11 +51,13 @@ from service.api.schemas.models import (
     check_name,
 )
 from service.db import records, registry
+from service.db.models import ModelAlias as AliasRow
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
 from service.serving import rows
 from service.serving.csv_predictions import predictions_csv
+from service.serving.model_openapi import model_openapi
 from service.serving.onnx_export import NotExportable, onnx_model_bytes
 from service.serving.predictions import (
     predict,
@@ -63,6 +67,7 @@ from service.serving.predictions import (
     weights_document,
     weights_document_bytes,
 )
+from service.signatures import signature_changes
 
 blp = PagedBlueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
 REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION, "schema": REF_SCHEMA}
@@ -87,20 +92,28 @@ ALIAS_PARAMETER = {
 
 
 def model_details(row: TrainedModel, model: Model) -> dict:
-    """The row's fields that ModelSchema shows, plus the standardisation only the blob holds."""
+    """The row's fields that ModelSchema shows and its signature, plus the standardisation
+    only the blob holds, and the models it descends from."""
     shown = {name: getattr(row, name) for name in ModelSchema().fields}
-    return {**shown, "standardization": standardization(model)}
+    lineage = [asdict(ancestor) for ancestor in registry.lineage(db(), row)]
+    return {
+        **shown,
+        "signature": row.signature,
+        "standardization": standardization(model),
+        "lineage": lineage,
+    }
 
 
 PREDICT_REQUEST = PredictRequestSchema()
 PREDICT_BODY = {
     "required": True,
-    "description": "JSON instances, or CSV (text/csv): a header row, then one row of features"
-    " per line. When the model's data set named its features, CSV columns are matched by those"
-    " names (others, such as an id or the target, are left out); else every column is a"
-    " feature, in order",
+    "description": "JSON rows in one of three forms: instances (positional), records or"
+    " columns + data (by the feature names of the model's signature, in any order); or CSV"
+    " (text/csv): a header row, then one row of features per line. When the model's signature"
+    " names its features, CSV columns are matched by those names (others, such as an id or the"
+    " target, are left out); else every column is a feature, in order",
     "content": {
-        "application/json": {"schema": PredictRequestSchema},
+        "application/json": {"schema": {"oneOf": PREDICT_FORM_SCHEMAS}},
         "text/csv": {"schema": {"type": "string"}},
     },
 }
@@ -126,11 +139,11 @@ def predict_body() -> dict | bytes:
 
 
 def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
-    """The rows of ``predict_body``: JSON ``instances``, or CSV with a header row."""
+    """The rows of ``predict_body``: JSON in one of its forms, or CSV with a header row."""
     limit = services().settings.max_predict_rows
     if isinstance(body, bytes):
-        return rows.csv_rows(db(), served.model_id, served.model, body, limit)
-    return rows.instances_for(served.model, body["instances"], limit)
+        return rows.csv_rows(served.model, served.signature, body, limit)
+    return rows.request_rows(served.model, served.signature, body, limit)
 
 
 def json_response(body: dict, headers: dict[str, str]) -> Response:
@@ -146,16 +159,26 @@ def wants_csv() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
-def csv_response(served: ServedModel, x: np.ndarray) -> Response:
-    text = predictions_csv(
-        served.model, prediction_arrays(served.model, x, services().settings.max_request_memory)
-    )
+def rows_field(body: dict | bytes) -> str:
+    """The request field the rows came in: ``body`` (CSV), ``instances``, ``records`` or
+    ``data``."""
+    if isinstance(body, bytes):
+        return "body"
+    return next(form for form in ("instances", "records", "data") if form in body)
+
+
+def csv_response(served: ServedModel, x: np.ndarray, field: str) -> Response:
+    budget = services().settings.max_request_memory
+    text = predictions_csv(served.model, prediction_arrays(served.model, x, budget, field))
     return Response(text, mimetype="text/csv", headers=served.headers())
 
 
-def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.ndarray, str]:
-    """Rows, their targets and the request field they came from: a stored data set checked
-    against the model's inputs, or inline ``instances`` and ``targets``."""
+def evaluation_data(
+    served: ServedModel, body: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """Rows, their targets, their weights (a weighted data set's, else None) and the request
+    field they came from: a stored data set checked against the model's inputs, or inline
+    ``instances`` and ``targets``."""
     settings = services().settings
     if "dataset_id" not in body:
         return rows.inline_evaluation_data(
@@ -163,7 +186,7 @@ def evaluation_data(served: ServedModel, body: dict) -> tuple[np.ndarray, np.nda
         )
     session, dataset_id = db(), body["dataset_id"]
     dataset = records.get_dataset(session, dataset_id) or fail(404, f"No data set {dataset_id}.")
-    return rows.dataset_evaluation_data(session, served.model_id, served.model, dataset)
+    return rows.dataset_evaluation_data(session, served.model, served.signature, dataset)
 
 
 def deletable_row(ref_text: str) -> TrainedModel:
@@ -183,10 +206,11 @@ def deletable_row(ref_text: str) -> TrainedModel:
 @contextmanager
 def conflicts_answered_409(message: str) -> Iterator[None]:
     """A registry write that a concurrent request made impossible (the database's keys refused
-    it) is a 409 saying ``message``, with nothing written."""
+    it, or the alias moved since it was read) is a 409 saying ``message``, with nothing
+    written."""
     try:
         yield
-    except IntegrityError:
+    except (IntegrityError, registry.AliasMoved):
         db().rollback()
         fail(409, f"Conflict: {message}.")
 
@@ -286,15 +310,42 @@ class ModelPrediction(MethodView):
         body = predict_body()
         served = serve(ref)
         x = rows_to_predict(served, body)
+        field = rows_field(body)
         if wants_csv():
-            return csv_response(served, x)
+            return csv_response(served, x, field)
+        budget = services().settings.max_request_memory
         return json_response(
-            {
-                **served.identity(),
-                **predict(served.model, x, services().settings.max_request_memory),
-            },
-            served.headers(),
+            {**served.identity(), **predict(served.model, x, budget, field)}, served.headers()
         )
+
+
+OPENAPI_DOC = {
+    "description": "An OpenAPI 3.1 document of this model's predict operation: one required"
+    " number property per input of its signature, its classes as an enum",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+@blp.route("/<ref>/openapi.json", parameters=[REF_PARAMETER])
+class ModelContract(MethodView):
+    @blp.response(200)
+    @blp.doc(responses={200: OPENAPI_DOC})
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, ref: str):
+        """The model's own OpenAPI document: its predict operation, its inputs by name"""
+        served = serve(ref)
+        settings = services().settings
+        title = f"{served.name}:{served.version}" if served.name else f"model {served.model_id}"
+        document = model_openapi(
+            ref,
+            title,
+            served.model,
+            served.signature,
+            server_url=request.script_root or "/",
+            max_rows=settings.max_predict_rows,
+            secured=settings.auth == "required",
+        )
+        return document, 200, served.headers()
 
 
 @blp.route("/<ref>/evaluate", parameters=[REF_PARAMETER])
@@ -310,8 +361,9 @@ class ModelEvaluation(MethodView):
         """Evaluate a model on a data set or inline rows: loss, accuracy, per-class precision
         and recall and the confusion matrix; or loss, MSE, MAE and R^2"""
         served = serve(ref)
-        x, y, field = evaluation_data(served, body)
-        report = asdict(rows.evaluated(served.model, x, y, field, services().settings))
+        x, y, weights, field = evaluation_data(served, body)
+        settings = services().settings
+        report = asdict(rows.evaluated(served.model, x, y, field, settings, weights))
         answer = {**served.identity(), "dataset_id": body.get("dataset_id"), **report}
         return answer, 200, served.headers()
 
@@ -353,24 +405,51 @@ class ModelVersions(MethodView):
         return registry.list_versions(db(), existing_name(name))
 
 
+def callers_broken(name: str, alias: str, current: AliasRow | None, row: TrainedModel) -> list:
+    """What moving ``name@alias`` from the version it points at to ``row`` would break for its
+    callers (service/signatures.py); nothing for a new alias."""
+    if current is None or current.version == row.version:
+        return []
+    pointed = find_row(db(), f"{name}:{current.version}")
+    return signature_changes(pointed.signature, row.signature)
+
+
 @blp.route("/<name>/aliases/<alias>", parameters=[NAME_PARAMETER, ALIAS_PARAMETER])
 class ModelAlias(MethodView):
     @blp.arguments(AliasRequestSchema)
+    @blp.arguments(AliasQuerySchema, location="query")
     @blp.response(200, AliasSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such name or version")
-    @blp.alt_response(409, schema=ErrorSchema, description="A concurrent change got there first")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="The new version's signature would break the alias's callers (details:"
+        " each difference; ?force=true moves it anyway), or a concurrent change got there first",
+    )
     @blp.alt_response(422, schema=ErrorSchema, description="Not a valid alias")
-    def put(self, body: dict, name: str, alias: str):
-        """Point name@alias at a version of the name (set or move the alias)"""
+    def put(self, body: dict, query: dict, name: str, alias: str):
+        """Point name@alias at a version of the name (set or move the alias), refusing a version
+        whose signature would break the alias's callers unless ?force=true"""
         try:
             check_name(alias)
         except ValidationError as error:
             fail(422, "Not a valid alias.", {"alias": error.messages})
         row = find_row(db(), f"{existing_name(name)}:{body['version']}")
+        current = registry.get_alias(db(), name, alias)
+        changes = callers_broken(name, alias, current, row)
+        if changes and not query["force"]:
+            message = (
+                f"{name}:{row.version} does not take and answer what {name}@{alias}"
+                f" ({name}:{current.version}) does; its callers would break. Move it with"
+                " ?force=true to do it anyway."
+            )
+            fail(409, message, {"signature": changes})
         with conflicts_answered_409("the alias or the version changed meanwhile; try again"):
-            aliased = registry.set_alias(db(), name, alias, row.version)
+            aliased = registry.set_alias(
+                db(), name, alias, row.version, current and current.version
+            )
         registry_changed()
-        return aliased
+        return {"name": name, "alias": alias, "version": aliased.version, "changes": changes}
 
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema)

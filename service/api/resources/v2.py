@@ -31,6 +31,8 @@ from service.api.schemas.v2 import (
 from service.model_refs import ModelNotFound
 from service.serving import inference_protocol as protocol
 from service.serving.predictions import prediction_arrays
+from service.signatures import input_names
+from service.vocabulary import DataError
 
 blp = Blueprint(
     "v2", __name__, url_prefix="/v2", description="The Open Inference Protocol (KServe v2)"
@@ -93,7 +95,10 @@ def infer(body: bytes, served: ServedModel) -> Response:
     except protocol.ProtocolError as error:
         fail(400, str(error))
     budget = services().settings.max_request_memory
-    arrays = prediction_arrays(served.model, inference.x, budget)
+    try:
+        arrays = prediction_arrays(served.model, inference.x, budget, f"inputs.{protocol.INPUT}")
+    except DataError as error:  # a row whose outputs overflowed: the protocol's 400
+        fail(400, f"{error.path}: {error.message}")
     outputs = protocol.infer_outputs(served.model, arrays)
     body, header_length = protocol.encode_infer_response(
         inference,
@@ -155,7 +160,10 @@ class ModelMetadata(MethodView):
         """The model's input (`input`, [-1, n_features]) and outputs"""
         served = served_model(name, version)
         metadata = protocol.model_metadata(
-            served.model, protocol_name(served), protocol_version(served)
+            served.model,
+            protocol_name(served),
+            protocol_version(served),
+            input_names(served.signature),
         )
         return metadata, served.headers()
 

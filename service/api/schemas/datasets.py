@@ -15,6 +15,13 @@ from service.db.models import Dataset
 from service.vocabulary import Task
 
 TASKS = [task.value for task in Task]
+SAMPLE_WEIGHTS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "number", "minimum": 0},
+    "description": "optional: each row's weight in the loss, a finite number >= 0 per row (not"
+    " all 0); training's losses become sum(w_i l_i) / sum(w_i)",
+}
 
 
 class DatasetCreateSchema(ma.Schema):
@@ -27,12 +34,13 @@ class DatasetCreateSchema(ma.Schema):
     targets = ma.fields.Raw(
         metadata={"description": "one label or value per row, or a list of values per row"}
     )
+    sample_weights = ma.fields.Raw(metadata=SAMPLE_WEIGHTS)
 
     @ma.validates_schema
     def check_source(self, data: dict, **_kwargs) -> None:
         inline = ("task", "features", "targets")
         if "builtin" in data:
-            extra = [field for field in inline if field in data]
+            extra = [field for field in (*inline, "sample_weights") if field in data]
             if extra:
                 raise ma.ValidationError({field: ["not allowed with builtin"] for field in extra})
             return
@@ -81,6 +89,7 @@ def inline_dataset_schema(task: Task, targets: dict) -> type[ma.Schema]:
         "task": ma.fields.String(required=True, validate=validate.OneOf([task.value])),
         "features": ma.fields.Raw(required=True, metadata=FEATURES),
         "targets": ma.fields.Raw(required=True, metadata=targets),
+        "sample_weights": ma.fields.Raw(metadata=SAMPLE_WEIGHTS),
     }
     return ma.Schema.from_dict(fields, name=f"{task.value.title()}DatasetSchema")
 
@@ -147,6 +156,13 @@ class FileUploadSchema(ma.Schema):
             "with drop. npz: the name of the features array, by default X"
         }
     )
+    weight = ma.fields.String(
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "csv and parquet: the column of each row's weight in the loss (finite"
+            " numbers >= 0, not all 0), neither a feature nor a target"
+        },
+    )
     drop = ColumnList(
         metadata={
             "description": "csv and parquet: columns to leave out, comma-separated (an id, a "
@@ -199,6 +215,9 @@ class DatasetSchema(ma.Schema):
     target_stats = ma.fields.Dict(
         allow_none=True, metadata={"description": "mean, std, min, max per target column"}
     )
+    weighted = ma.fields.Boolean(
+        metadata={"description": "whether the rows carry weights (sample_weights, weight)"}
+    )
     created_at = ma.fields.DateTime()
 
 
@@ -242,4 +261,7 @@ class DatasetRowsSchema(ma.Schema):
     features = ma.fields.List(ma.fields.List(ma.fields.Float()))
     targets = ma.fields.List(
         ma.fields.Raw(), metadata={"description": "a label or value per row, or a list of values"}
+    )
+    sample_weights = ma.fields.List(
+        ma.fields.Float(), allow_none=True, metadata={"description": "a weight per row, or null"}
     )

@@ -5,7 +5,7 @@ from marshmallow import validate
 
 from model_core import MAX_INT32
 from model_core.explanations import METHODS, QUADRATURES
-from service.api.schemas.models import INSTANCES, AnsweringModelSchema
+from service.api.schemas.models import AnsweringModelSchema, PredictRequestSchema, body_form
 from service.serving.explanations import DEFAULT_METHOD, DEFAULT_STEPS
 
 MAX_STEPS = 1024
@@ -104,8 +104,42 @@ class ExplanationOptionsSchema(ma.Schema):
     )
 
 
-class ExplainRequestSchema(ExplanationOptionsSchema):
-    instances = ma.fields.Raw(required=True, metadata=INSTANCES)
+class ExplainRequestSchema(PredictRequestSchema, ExplanationOptionsSchema):
+    """The rows in any of predict's JSON forms, and the options."""
+
+
+OPTIONS = tuple(ExplanationOptionsSchema().fields)
+
+# What ExplainRequestSchema accepts, one form of the rows at a time, for the OpenAPI document.
+EXPLAIN_BODY = {
+    "required": True,
+    "description": "The rows in one of predict's three JSON forms: instances (positional),"
+    " records or columns + data (by the feature names of the model's signature); and the"
+    " options",
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    body_form(
+                        ExplainRequestSchema, "ExplainInstancesSchema", ("instances",), OPTIONS
+                    ),
+                    body_form(
+                        ExplainRequestSchema,
+                        "ExplainRecordsSchema",
+                        ("records",),
+                        ("extra", *OPTIONS),
+                    ),
+                    body_form(
+                        ExplainRequestSchema,
+                        "ExplainColumnsSchema",
+                        ("columns", "data"),
+                        ("extra", *OPTIONS),
+                    ),
+                ]
+            }
+        }
+    },
+}
 
 
 class ImportanceRequestSchema(ExplanationOptionsSchema):

@@ -60,6 +60,10 @@ class ModelSchema(ma.Schema):
     network = ma.fields.Dict()
     training = ma.fields.Dict()
     metrics = ma.fields.Dict(metadata={"description": "final losses and accuracies"})
+    parent_model_id = ma.fields.Integer(
+        allow_none=True,
+        metadata={"description": "the model it was fine-tuned from (network.init_from), if any"},
+    )
     created_at = ma.fields.DateTime()
 
 
@@ -71,17 +75,137 @@ class StandardizationSchema(ma.Schema):
     scale = ma.fields.List(ma.fields.Float(), metadata={"description": "(n_features,)"})
 
 
+def statistic(description: str) -> ma.fields.Float:
+    return ma.fields.Float(allow_none=True, metadata={"description": description})
+
+
+class SignatureInputSchema(ma.Schema):
+    name = ma.fields.String()
+    dtype = ma.fields.String(
+        metadata={"description": "float32 or float64: what the model computes in"}
+    )
+    min = statistic("over the training split's raw rows; null when not known")
+    max = statistic("over the training split's raw rows")
+    mean = statistic("over the training split's raw rows")
+    std = statistic("population standard deviation over the training split's raw rows")
+
+
+class SignatureOutputsSchema(ma.Schema):
+    classes = ma.fields.List(
+        ma.fields.Raw(), metadata={"description": "classification: the labels in output order"}
+    )
+    type = ma.fields.String(metadata={"description": "classification: int, string, ..."})
+    targets = ma.fields.List(
+        ma.fields.String(), metadata={"description": "regression: the target names, in order"}
+    )
+
+
+class SignatureSchema(ma.Schema):
+    named = ma.fields.Boolean(
+        metadata={
+            "description": "false when the training data named no features: the inputs are"
+            " x0, x1, ... and callers send positional rows"
+        }
+    )
+    task = ma.fields.String(validate=validate.OneOf([task.value for task in Task]))
+    inputs = ma.fields.List(
+        ma.fields.Nested(SignatureInputSchema), metadata={"description": "in input order"}
+    )
+    outputs = ma.fields.Nested(SignatureOutputsSchema)
+
+
+class AncestorSchema(ma.Schema):
+    model_id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True)
+    version = ma.fields.Integer(allow_none=True)
+    deleted = ma.fields.Boolean(
+        metadata={"description": "the model is gone: its name and own parent are unknown"}
+    )
+
+
 class ModelDetailSchema(ModelSchema):
     standardization = ma.fields.Nested(
         StandardizationSchema, allow_none=True, metadata={"description": STANDARDIZATION}
     )
+    signature = ma.fields.Nested(
+        SignatureSchema,
+        metadata={"description": "the model's contract: its named inputs and its outputs"},
+    )
+    lineage = ma.fields.List(
+        ma.fields.Nested(AncestorSchema),
+        metadata={
+            "description": "the models it descends from by fine-tuning: its parent, the"
+            " parent's parent... (empty: trained from fresh weights)"
+        },
+    )
 
 
 INSTANCES = number_rows("rows of numbers, (n_rows, n_features): the model's n_features")
+RECORDS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "object", "additionalProperties": {"type": "number"}},
+    "description": "one object per row, {feature name: number}, every input of the model's"
+    " signature in each (MLflow's dataframe_records)",
+}
+COLUMNS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string"},
+    "description": "the feature names of data's columns, in any order (MLflow's dataframe_split)",
+}
+DATA = number_rows("rows of numbers, one per row, in the order of columns")
+PREDICT_FORMS = (
+    "send exactly one of: instances (rows of numbers in input order), records (one object per"
+    " row, by feature name), or columns with data (names, then rows in their order)"
+)
 
 
 class PredictRequestSchema(ma.Schema):
-    instances = ma.fields.Raw(required=True, metadata=INSTANCES)
+    """One of three forms of the rows: ``instances``, ``records``, or ``columns`` + ``data``."""
+
+    instances = ma.fields.Raw(metadata=INSTANCES)
+    records = ma.fields.Raw(metadata=RECORDS)
+    columns = ma.fields.Raw(metadata=COLUMNS)
+    data = ma.fields.Raw(metadata=DATA)
+    extra = ma.fields.String(
+        validate=validate.OneOf(["error", "ignore"]),
+        metadata={
+            "description": "records and columns: a feature the model does not take is an error"
+            " (the default), or is ignored"
+        },
+    )
+
+    @ma.validates_schema
+    def check_one_form(self, data: dict, **_kwargs) -> None:
+        """None of the forms is an error on ``instances``, the first; several, on each."""
+        given = [form for form in ("instances", "records", "columns", "data") if form in data]
+        if not given:
+            raise ma.ValidationError({"instances": [f"missing: {PREDICT_FORMS}"]})
+        if ("columns" in data) != ("data" in data):
+            alone = "columns" if "columns" in data else "data"
+            raise ma.ValidationError({alone: [f"columns and data go together: {PREDICT_FORMS}"]})
+        if len(set(given) - {"data"}) > 1:
+            raise ma.ValidationError({form: [PREDICT_FORMS] for form in given})
+
+
+def body_form(
+    schema: type[ma.Schema], name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> type[ma.Schema]:
+    """``schema``'s fields ``required`` alone, each required, and its ``optional`` ones: one
+    form of a body that takes several, for the OpenAPI document."""
+    fields = {field: schema().fields[field] for field in required}
+    for field in fields.values():
+        field.required = True
+    fields.update({field: schema().fields[field] for field in optional})
+    return ma.Schema.from_dict(fields, name=name)
+
+
+PREDICT_FORM_SCHEMAS = [
+    body_form(PredictRequestSchema, "PredictInstancesSchema", ("instances",)),
+    body_form(PredictRequestSchema, "PredictRecordsSchema", ("records",), ("extra",)),
+    body_form(PredictRequestSchema, "PredictColumnsSchema", ("columns", "data"), ("extra",)),
+]
 
 
 class AnsweringModelSchema(ma.Schema):
@@ -149,10 +273,27 @@ class AliasRequestSchema(ma.Schema):
     )
 
 
+class AliasQuerySchema(ma.Schema):
+    force = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "move the alias even to a version whose signature would break its"
+            " callers (the answer's changes say what changed)"
+        },
+    )
+
+
 class AliasSchema(ma.Schema):
     name = ma.fields.String()
     alias = ma.fields.String(metadata={"pattern": f"^{NAME_PATTERN}$"})
     version = ma.fields.Integer()
+    changes = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "what a move changed of the signature callers rely on (only a"
+            " forced move changes anything), e.g. inputs[2]: petal_length -> petal_width"
+        },
+    )
 
 
 EVALUATION_TARGETS = {
@@ -191,15 +332,6 @@ class EvaluateRequestSchema(ma.Schema):
             raise ma.ValidationError({field: [message] for field in missing})
 
 
-def evaluation_form(name: str, *required: str) -> type[ma.Schema]:
-    """EvaluateRequestSchema's fields ``required`` alone, each required: one form of the body,
-    for the OpenAPI document."""
-    fields = {field: EvaluateRequestSchema().fields[field] for field in required}
-    for field in fields.values():
-        field.required = True
-    return ma.Schema.from_dict(fields, name=name)
-
-
 # What EvaluateRequestSchema accepts, one form at a time, for the OpenAPI document.
 EVALUATE_BODY = {
     "required": True,
@@ -207,8 +339,10 @@ EVALUATE_BODY = {
         "application/json": {
             "schema": {
                 "oneOf": [
-                    evaluation_form("EvaluateDatasetSchema", "dataset_id"),
-                    evaluation_form("EvaluateRowsSchema", "instances", "targets"),
+                    body_form(EvaluateRequestSchema, "EvaluateDatasetSchema", ("dataset_id",)),
+                    body_form(
+                        EvaluateRequestSchema, "EvaluateRowsSchema", ("instances", "targets")
+                    ),
                 ]
             }
         }
@@ -267,6 +401,19 @@ R2 = (
 )
 
 
+class WeightedFiguresSchema(ma.Schema):
+    loss = ma.fields.Float(metadata={"description": "sum(w_i l_i) / sum(w_i), as training's"})
+    accuracy = ma.fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "classification: the weights of the rows"
+            " predicted right over all the weights"
+        },
+    )
+    mse = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+    mae = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+
+
 class EvaluationSchema(AnsweringModelSchema):
     dataset_id = ma.fields.Integer(
         allow_none=True, metadata={"description": "the data set evaluated; null for inline rows"}
@@ -292,4 +439,12 @@ class EvaluationSchema(AnsweringModelSchema):
     )
     per_output = ma.fields.List(
         ma.fields.Nested(OutputMetricsSchema), metadata={"description": "regression only"}
+    )
+    weighted = ma.fields.Nested(
+        WeightedFiguresSchema,
+        allow_none=True,
+        metadata={
+            "description": "a data set with row weights: the figures weighted by them (the"
+            " others are unweighted); null otherwise"
+        },
     )

@@ -109,9 +109,23 @@ NETWORK_SPEC = closed_object(
             ),
             "description": "one {W, b} per layer, in its shape",
         },
+        "init_from": {
+            "anyOf": [{"type": "string"}, count(1)],
+            "description": "fine-tune: a model reference of your registry (42, digits, digits:3,"
+            " digits@production), resolved to its id when the job is submitted; training starts"
+            " from its weights and standardisation (the optimizer starts fresh). What the spec"
+            " leaves out (layers, loss, init, dtype, training.standardize) is the model's; the"
+            " layers must be its",
+        },
+        "replace_output": {
+            **BOOLEAN,
+            "description": "with init_from: keep the model's hidden layers, start a new output"
+            " layer sized for this data set (other classes or targets)",
+        },
     },
-    required=["layers"],
-    description="model_core's network spec (docs/model_core.md)",
+    anyOf=[{"required": ["layers"]}, {"required": ["init_from"]}],
+    description="model_core's network spec (docs/model_core.md); layers are required unless"
+    " init_from gives them",
 )
 
 EARLY_STOPPING = closed_object(
@@ -132,7 +146,7 @@ SERVICE_TRAINING = {
 
 TRAINING_SPEC = closed_object(
     {
-        "epochs": count(1),
+        "epochs": {**count(0), "description": "0 only with network.init_from"},
         "batch_size": {
             "anyOf": [count(1), choice(["full"])],
             "description": "rows per step, or full for the whole training set",
@@ -151,6 +165,16 @@ TRAINING_SPEC = closed_object(
             "description": "null or false: off",
         },
         "standardize": BOOLEAN,
+        "class_weight": {
+            "anyOf": [
+                choice(["balanced"]),
+                {"type": "object", "additionalProperties": number(0.0)},
+            ],
+            "nullable": True,
+            "description": "classification: balanced (n_samples / (n_classes * count)), or"
+            " {label: weight} (labels as text; a label left out weighs 1); multiplies the data"
+            " set's row weights",
+        },
         **SERVICE_TRAINING,
     },
     description="model_core's training spec (docs/model_core.md), plus the service's"

@@ -34,11 +34,25 @@ class TensorMetadataSchema(ma.Schema):
     shape = ma.fields.List(ma.fields.Integer(), metadata={"description": "-1: any number of rows"})
 
 
+class InputParametersSchema(ma.Schema):
+    feature_names = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "the name of each column of the input, in order (MLServer's"
+            " extension of the metadata; x0, x1, ... when the training data named none)"
+        },
+    )
+
+
+class InputMetadataSchema(TensorMetadataSchema):
+    parameters = ma.fields.Nested(InputParametersSchema)
+
+
 class ModelMetadataSchema(ma.Schema):
     name = ma.fields.String(metadata={"description": "the model's name, or its id if unnamed"})
     versions = ma.fields.List(ma.fields.String(), metadata={"description": "the answering one"})
     platform = ma.fields.String()
-    inputs = ma.fields.List(ma.fields.Nested(TensorMetadataSchema))
+    inputs = ma.fields.List(ma.fields.Nested(InputMetadataSchema))
     outputs = ma.fields.List(ma.fields.Nested(TensorMetadataSchema))
 
 

@@ -584,15 +584,19 @@ function predictionTable(answer, rows) {
   );
 }
 
+// A model whose signature names at most this many inputs gets one labelled field per input.
+const MAX_NAMED_FIELDS = 32;
+
 // The form explains its first rows only: each costs 64 forward and backward passes of the model.
 const EXPLAINED_ROWS = 10;
 
-/** Integrated Gradients of ``rows`` (their predicted class), from the API. */
-function explainRows(ref, rows) {
-  return api(`v1/models/${encodeURIComponent(ref)}/explain`, {
-    method: "POST",
-    body: { instances: rows.slice(0, EXPLAINED_ROWS) },
-  });
+/** Integrated Gradients (of each row's predicted class) of the first rows of a predict body,
+ * ``instances`` or ``records``, from the API. */
+function explainRows(ref, sent) {
+  const body = sent.instances
+    ? { instances: sent.instances.slice(0, EXPLAINED_ROWS) }
+    : { records: sent.records.slice(0, EXPLAINED_ROWS) };
+  return api(`v1/models/${encodeURIComponent(ref)}/explain`, { method: "POST", body });
 }
 
 function whyHeading(row, i) {
@@ -667,8 +671,42 @@ function explanations(model, result, rows) {
 }
 
 function predictForm(model, ref, exampleRows) {
+  const signature = model.signature;
+  if (signature && signature.named && signature.inputs.length <= MAX_NAMED_FIELDS) {
+    return namedPredictForm(model, ref, signature, exampleRows[0]);
+  }
   const text = h("textarea", { id: "rows", rows: 6, spellcheck: "false" });
   text.value = exampleRows.map((row) => row.join(", ")).join("\n");
+  const names = signature ? signature.inputs.map((input) => input.name) : [];
+  const label = signature && signature.named
+    ? `One row per line, ${model.n_features} numbers each, in input order (${names.join(", ")}), or a JSON list of rows:`
+    : `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`;
+  return predictSection(model, ref, h("label", { for: "rows" }, label), text, () => ({ instances: parseRows(text.value) }));
+}
+
+/** One number field per input of the signature, labelled by its name, sent as ``records``. */
+function namedPredictForm(model, ref, signature, example) {
+  const fields = signature.inputs.map((input, i) =>
+    h("input", {
+      id: `input-${i}`,
+      name: input.name,
+      type: "number",
+      step: "any",
+      required: true,
+      value: example ? example[i] : input.mean ?? 0,
+      title: input.min === null ? input.dtype : `${input.dtype}, trained on ${fmt(input.min)} to ${fmt(input.max)}`,
+    }),
+  );
+  const grid = h(
+    "div",
+    { class: "named-inputs" },
+    fields.map((field) => h("label", {}, h("span", {}, field.name), field)),
+  );
+  const record = () => ({ records: [Object.fromEntries(fields.map((field) => [field.name, Number(field.value)]))] });
+  return predictSection(model, ref, h("p", {}, "One row, each input by name:"), grid, record);
+}
+
+function predictSection(model, ref, label, inputs, body) {
   const answer = h("div", { id: "answer" });
   const why = h("div");
   const form = h(
@@ -678,30 +716,61 @@ function predictForm(model, ref, exampleRows) {
       onsubmit: async (event) => {
         event.preventDefault();
         why.replaceChildren();
-        let rows;
+        let sent;
         try {
-          rows = parseRows(text.value);
-          const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, {
-            method: "POST",
-            body: { instances: rows },
-          });
-          answer.replaceChildren(predictionTable(result, rows));
+          sent = body();
+          const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, { method: "POST", body: sent });
+          answer.replaceChildren(predictionTable(result, sent.instances || sent.records));
         } catch (error) {
           answer.replaceChildren(failure(error));
           return;
         }
         try {
-          why.replaceChildren(explanations(model, await explainRows(ref, rows), rows));
+          // Each row's values in input order (a record's fields are made in that order).
+          const rows = sent.instances || sent.records.map((record) => Object.values(record));
+          why.replaceChildren(explanations(model, await explainRows(ref, sent), rows));
         } catch (error) {
           why.replaceChildren(failure(error));
         }
       },
     },
-    h("label", { for: "rows" }, `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`),
-    text,
+    label,
+    inputs,
     h("button", { type: "submit" }, "Predict"),
   );
   return h("section", {}, h("h2", {}, "Predict"), form, answer, why);
+}
+
+/** The model's contract: its inputs with the profile of the rows it trained on, its outputs, and
+ * a link to its own OpenAPI document. */
+async function contractSection(model, ref) {
+  const signature = model.signature;
+  if (!signature) return null;
+  const stat = (value) => h("td", { class: "num" }, value === null ? "–" : fmt(value));
+  const outputs = signature.outputs.classes
+    ? `classes (${signature.outputs.type}): ${signature.outputs.classes.join(", ")}`
+    : `targets: ${signature.outputs.targets.join(", ")}`;
+  return h(
+    "section",
+    { id: "contract" },
+    h("h2", {}, "Contract"),
+    h(
+      "p",
+      {},
+      h("a", { id: "model-openapi", href: await withToken(`v1/models/${encodeURIComponent(ref)}/openapi.json`), target: "_blank" }, "OpenAPI document"),
+      ` · ${outputs}`,
+      signature.named ? "" : " · positional inputs: the training data named none",
+    ),
+    signature.inputs.length <= MAX_NAMED_FIELDS
+      ? table(
+          ["input", "dtype", "min", "max", "mean", "std"],
+          signature.inputs.map((input) =>
+            h("tr", {}, h("td", {}, input.name), h("td", {}, input.dtype), stat(input.min), stat(input.max), stat(input.mean), stat(input.std)),
+          ),
+          { id: "inputs" },
+        )
+      : h("p", { class: "muted" }, `${signature.inputs.length} inputs: ${signature.inputs.slice(0, 8).map((input) => input.name).join(", ")}, ...`),
+  );
 }
 
 // The 8x8 digits of scikit-learn: 32x32 bitmaps of a digit scaled to fill the box, then the
@@ -767,7 +836,7 @@ function digitPad(ref) {
       });
       const p = result.probabilities ? Math.max(...result.probabilities[0]) : null;
       answer.replaceChildren(h("strong", { id: "digit-prediction" }, String(result.predictions[0])), p === null ? "" : ` (${percent(p)})`);
-      const explained = (await explainRows(ref, [features])).explanations[0];
+      const explained = (await explainRows(ref, { instances: [features] })).explanations[0];
       heat.replaceWith((heat = heatMap(features, Object.values(explained.attributions), { id: "digit-heat" })));
     } catch (error) {
       answer.replaceChildren(failure(error));
@@ -817,6 +886,20 @@ function digitPad(ref) {
   );
 }
 
+/** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
+ * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
+function lineage(model) {
+  const ancestors = model.lineage || [];
+  if (!ancestors.length) return h("span", { id: "lineage", class: "muted" }, "fresh weights");
+  const steps = ancestors.map((a) =>
+    a.deleted
+      ? h("span", { class: "muted", dataset: { ancestor: a.model_id } }, `#${a.model_id} (deleted)`)
+      : h("a", { href: `#/models/${a.model_id}`, dataset: { ancestor: a.model_id } },
+          a.name ? `#${a.model_id} ${a.name}:${a.version}` : `#${a.model_id}`),
+  );
+  return h("span", { id: "lineage" }, "fine-tuned from ", steps.flatMap((step, i) => (i ? [" ← ", step] : [step])));
+}
+
 function isDigitsModel(model) {
   return model.task === "classification" && model.n_features === 64 && (model.classes || []).length === 10;
 }
@@ -838,11 +921,13 @@ async function modelPage(ref) {
         ["task", model.task],
         ["classes", model.classes ? model.classes.join(", ") : "–"],
         ["job", h("a", { href: `#/jobs/${model.job_id}` }, `#${model.job_id}`)],
+        ["lineage", lineage(model)],
         ["data set", model.dataset_id ? h("a", { href: `#/datasets/${model.dataset_id}` }, `#${model.dataset_id}`) : "–"],
         ["created", when(model.created_at)],
         ...metrics.map(([name, value]) => [name.replaceAll("_", " "), name.includes("accuracy") ? percent(value) : fmt(value)]),
     ]),
     architecture(model),
+    await contractSection(model, ref),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
   );

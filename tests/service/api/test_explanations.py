@@ -34,6 +34,7 @@ def stored_model(sessions, model_id: int) -> Model:
 
 
 def explained(client, ref: str = "iris", **body) -> dict:
+    """The answer to explaining ROWS (positional), with the options of ``body``."""
     response = client.post(f"/v1/models/{ref}/explain", json={"instances": ROWS, **body})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
@@ -154,18 +155,37 @@ def test_regression_targets_are_output_indices(client, sessions):
     )
 
 
-def test_without_standardisation_the_baseline_is_zeros_and_mean_is_refused(client, sessions, iris):
+def test_without_standardisation_the_mean_is_the_signatures_training_mean(client, sessions, iris):
     training = {"epochs": 5, "batch_size": "full", "seed": 1, "standardize": False}
     model_id = trained_model(client, sessions, iris["dataset_id"], IRIS_NETWORK, training=training)
+    signature = client.get(f"/v1/models/{model_id}").get_json()["signature"]
+    means = [feature["mean"] for feature in signature["inputs"]]
 
-    answer = client.post(f"/v1/models/{model_id}/explain", json={"instances": ROWS}).get_json()
-    assert answer["baseline"] == "zeros"
+    answer = explained(client, str(model_id))
+    assert answer["baseline"] == "mean"
+    as_a_row = explained(client, str(model_id), baseline=means)
+    assert attributions(answer) == pytest.approx(attributions(as_a_row), rel=1e-6)
     zeros = explained(client, str(model_id), baseline="zeros")
-    assert attributions(zeros) == pytest.approx(attributions(answer))
-    mean = client.post(
-        f"/v1/models/{model_id}/explain", json={"instances": ROWS, "baseline": "mean"}
-    )
-    assert "standardize: false" in assert_envelope(mean, 422, "baseline")["details"]["baseline"][0]
+    assert attributions(zeros) != pytest.approx(attributions(answer))
+
+
+def test_rows_come_in_any_of_predicts_forms(client, iris):
+    by_position = attributions(explained(client))
+    records = [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in ROWS]
+    reordered = IRIS_COLUMNS[::-1]
+    for form in (
+        {"records": records},
+        {"columns": reordered, "data": [row[::-1] for row in ROWS]},
+    ):
+        response = client.post("/v1/models/iris/explain", json=form)
+        assert response.status_code == 200, response.get_json()
+        assert attributions(response.get_json()) == pytest.approx(by_position, rel=1e-12)
+    missing = [
+        {name: value for name, value in record.items() if name != "petal_width"}
+        for record in records
+    ]
+    response = client.post("/v1/models/iris/explain", json={"records": missing})
+    assert_envelope(response, 422, "records[0].petal_width")
 
 
 def test_an_unknown_model_is_a_404(client):

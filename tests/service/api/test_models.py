@@ -65,6 +65,8 @@ BAD_INSTANCES = {
     "NaN": ('{"instances": [[0, NaN]]}', "instances[0][1]"),
     "Infinity": ('{"instances": [[Infinity, 0]]}', "instances[0][0]"),
     "strings": ('{"instances": [["a", "b"]]}', "instances[0][0]"),
+    "a boolean among numbers": ('{"instances": [[0.5, true]]}', "instances[0][1]"),
+    "null among numbers": ('{"instances": [[0.5, null]]}', "instances[0][1]"),
     "empty": ('{"instances": []}', "instances"),
     "not a list": ('{"instances": 3}', "instances"),
     "missing": ("{}", "instances"),

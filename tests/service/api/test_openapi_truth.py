@@ -59,7 +59,7 @@ def test_regression_targets_need_a_value_per_row(client, spec):
 
 def test_a_network_without_layers_is_outside_the_schema_and_refused(client, spec):
     network = component(spec, json_body(spec, "/v1/jobs"))["properties"]["network"]
-    assert network["required"] == ["layers"]
+    assert network["anyOf"] == [{"required": ["layers"]}, {"required": ["init_from"]}]
     assert network["additionalProperties"] is False
     assert network["properties"]["layers"]["minItems"] == 1
     dataset = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()
@@ -68,13 +68,23 @@ def test_a_network_without_layers_is_outside_the_schema_and_refused(client, spec
 
 
 def test_null_instances_are_outside_the_schema_and_refused(client, spec):
-    instances = component(spec, json_body(spec, "/v1/models/{ref}/predict"))["properties"][
-        "instances"
-    ]
+    first_form = json_body(spec, "/v1/models/{ref}/predict")["oneOf"][0]
+    instances = component(spec, first_form)["properties"]["instances"]
     assert instances["type"] == "array"
     assert "nullable" not in instances
     response = client.post("/v1/models/1/predict", json={"instances": None})
     assert_envelope(response, 422, "instances")
+
+
+def test_predict_documents_its_three_json_forms(spec):
+    forms = [component(spec, form) for form in json_body(spec, "/v1/models/{ref}/predict")["oneOf"]]
+    assert [form["required"] for form in forms] == [["instances"], ["records"], ["columns", "data"]]
+    assert [sorted(form["properties"]) for form in forms] == [
+        ["instances"],
+        ["extra", "records"],
+        ["columns", "data", "extra"],
+    ]
+    assert all(form["additionalProperties"] is False for form in forms)
 
 
 def test_evaluate_documents_its_two_forms(spec):

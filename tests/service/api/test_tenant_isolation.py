@@ -192,6 +192,24 @@ def test_another_tenants_data_set_in_a_body_is_as_if_it_did_not_exist(
     assert answer(never_made)[0] in (200, 404, 422)
 
 
+def test_another_tenants_model_to_fine_tune_is_as_if_it_did_not_exist(client, alice, bob):
+    def answer(reference) -> tuple[int, str]:
+        body = {"dataset_id": bob.dataset_id, "network": {"init_from": reference}}
+        response = client.post("/v1/jobs", json=body, headers=bearer(bob.key))
+        return response.status_code, response.get_json()["error"]["details"]
+
+    assert answer(alice.model_id) == (422, {"network.init_from": [f"no model {alice.model_id}"]})
+    assert answer(f"{alice.name}@prod")[1] == {"network.init_from": [f"no model {alice.name}@prod"]}
+    assert (
+        client.post(
+            "/v1/jobs",
+            json={"dataset_id": bob.dataset_id, "network": {"init_from": f"{bob.name}@prod"}},
+            headers=bearer(bob.key),
+        ).status_code
+        == 202
+    )
+
+
 def test_two_tenants_may_use_the_same_model_name(client, sessions, settings):
     alices = holdings(client, sessions, settings, "alice", "digits")
     bobs = holdings(client, sessions, settings, "bob", "digits")

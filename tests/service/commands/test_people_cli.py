@@ -1,9 +1,11 @@
 """What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
 job record (which ``--json`` gives)."""
 
+import pytest
 from rich.console import Console
 
-from service.commands.people_cli import explanation_table, job_summary
+from service.commands.cli import build_parser
+from service.commands.people_cli import UsageError, explanation_table, job_body, job_summary
 
 SUCCEEDED = {
     "id": 12,
@@ -69,3 +71,43 @@ def test_an_explanation_shows_the_largest_attributions_first_with_signed_bars():
     assert [line.split()[1] for line in lines] == ["b", "c", "a"]
     assert "-0.4" in lines[0] and "\x1b[31m" + "█" * 20 in lines[0]  # red: negative
     assert "\x1b[32m" + "█" * 10 + "\x1b[0m" in lines[1]  # green, half as long
+
+
+def test_train_options_for_weights_and_fine_tuning_go_into_the_job_body():
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--dataset",
+            "3",
+            "--init-from",
+            "digits@production",
+            "--replace-output",
+            "--class-weight",
+            "0=1, 7=2.5",
+            "--epochs",
+            "0",
+        ]
+    )
+    assert job_body(args) == {
+        "dataset_id": 3,
+        "network": {"init_from": "digits@production", "replace_output": True},
+        "training": {"epochs": 0, "class_weight": {"0": 1.0, "7": 2.5}},
+    }
+    balanced = build_parser().parse_args(
+        ["train", "--dataset", "3", "--layers", "2:softmax", "--class-weight", "balanced"]
+    )
+    assert job_body(balanced)["training"] == {"class_weight": "balanced"}
+
+
+def test_a_class_weight_that_is_not_label_equals_weight_is_a_usage_error():
+    args = build_parser().parse_args(
+        ["train", "--dataset", "3", "--layers", "2:softmax", "--class-weight", "0=1,7"]
+    )
+    with pytest.raises(UsageError, match=r"--class-weight\[1\]: '7' is not LABEL=WEIGHT"):
+        job_body(args)
+
+
+def test_a_job_needs_layers_or_a_model_to_start_from():
+    args = build_parser().parse_args(["train", "--dataset", "3"])
+    with pytest.raises(UsageError, match="--layers or --init-from: required"):
+        job_body(args)

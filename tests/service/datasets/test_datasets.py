@@ -308,6 +308,7 @@ def test_rows_preview_shows_the_first_rows_with_their_column_names(client):
         "target_names": ["species"],
         "features": [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4]],
         "targets": ["setosa", "versicolor"],
+        "sample_weights": None,
     }
 
 

@@ -148,7 +148,7 @@ def train_one_epoch(session, dataset, report: SpecReport) -> Model | None:
     """What the worker does with an accepted job: its data set's stored arrays, the specs with
     every default filled in; the trained model, or None when training diverged (the job fails
     with its message)."""
-    x, y = records.get_dataset_arrays(session, dataset.id)
+    x, y, _weights = records.get_dataset_arrays(session, dataset.id)
     engine, _own = service_fields_apart(report.training)
     network = {**report.network, "initial_weights": None}
     trainer = Trainer(x, y, network, engine, task=dataset.task.value)
@@ -161,7 +161,7 @@ def train_one_epoch(session, dataset, report: SpecReport) -> Model | None:
 def predict_rows(model: Model, n_features: int) -> None:
     """A prediction of ``PREDICT_ROWS`` rows in chunks within MAX_REQUEST_MEMORY."""
     rows = np.random.default_rng(1).normal(size=(PREDICT_ROWS, n_features))
-    prediction_arrays(model, rows, SETTINGS.max_request_memory)
+    prediction_arrays(model, rows, SETTINGS.max_request_memory, "instances")
 
 
 def main() -> None:

@@ -77,3 +77,14 @@ def test_the_working_set_counts_data_parameters_slots_and_activations():
     costs = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=93)
     assert costs["network.layers"] == 93 * 3 * 8
     assert costs["training.batch_size"] == 2 * 10 * 13 * 8
+
+
+def test_row_weights_and_a_starting_model_are_counted():
+    network = {"dtype": "float32", "layers": [{"units": 10}, {"units": 3}]}
+    sgd = {"optimizer": {"name": "sgd", "momentum": 0.0}, "early_stopping": None, "batch_size": 10}
+    plain = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=93)
+    both = working_set(
+        network, sgd, n_samples=100, n_features=5, n_parameters=93, weighted=True, fine_tuning=True
+    )
+    assert both["dataset_id"] - plain["dataset_id"] == 100 * (8 + 4)  # stored float64, float32
+    assert both["network.layers"] - plain["network.layers"] == 93 * 4  # the model started from

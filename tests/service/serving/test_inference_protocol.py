@@ -57,7 +57,7 @@ def round_trip(model: Model, inputs: list, outputs: list | None = None) -> trito
     request = protocol.parse_infer_request(body, header_length, model, MAX_ROWS)
     answer, length = protocol.encode_infer_response(
         request,
-        protocol.infer_outputs(model, prediction_arrays(model, request.x, 2**20)),
+        protocol.infer_outputs(model, prediction_arrays(model, request.x, 2**20, "input")),
         protocol.output_specs(model),
         "m",
         "1",
@@ -73,12 +73,19 @@ def rows_for(model: Model, n: int = 4, dtype=np.float32) -> np.ndarray:
 
 
 def test_metadata_of_a_classifier_with_integer_labels():
-    metadata = protocol.model_metadata(make_model(), "digits", "3")
+    metadata = protocol.model_metadata(make_model(), "digits", "3", ["a", "b", "c"])
     assert metadata == {
         "name": "digits",
         "versions": ["3"],
         "platform": protocol.PLATFORM,
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3]}],
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [-1, 3],
+                "parameters": {"feature_names": ["a", "b", "c"]},
+            }
+        ],
         "outputs": [
             {"name": "predictions", "datatype": "INT64", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
@@ -88,14 +95,21 @@ def test_metadata_of_a_classifier_with_integer_labels():
 
 def test_metadata_of_string_labels_a_float64_model_and_a_regression():
     model = make_model(classes=["cat", "dog", "eel"], dtype="float64")
-    words = protocol.model_metadata(model, "7", None)
+    words = protocol.model_metadata(model, "7", None, ["x0", "x1", "x2"])
     assert "versions" not in words
-    assert words["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 3]}]
+    assert words["inputs"] == [
+        {
+            "name": "input",
+            "datatype": "FP64",
+            "shape": [-1, 3],
+            "parameters": {"feature_names": ["x0", "x1", "x2"]},
+        }
+    ]
     assert [(o["name"], o["datatype"], o["shape"]) for o in words["outputs"]] == [
         ("predictions", "BYTES", [-1]),
         ("probabilities", "FP64", [-1, 3]),
     ]
-    regression = protocol.model_metadata(make_model("regression", n_outputs=2), "r", "1")
+    regression = protocol.model_metadata(make_model("regression", n_outputs=2), "r", "1", ["u"])
     assert regression["outputs"] == [{"name": "predictions", "datatype": "FP32", "shape": [-1, 2]}]
 
 
@@ -338,7 +352,14 @@ def test_model_metadata_and_ready_by_id_name_and_version(client, model_id, ref):
     path = "/v2/models/" + ref.format(id=model_id)
     metadata = client.get(path)
     shown = metadata.get_json()
-    assert shown["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 2]}]
+    assert shown["inputs"] == [
+        {
+            "name": "input",
+            "datatype": "FP32",
+            "shape": [-1, 2],
+            "parameters": {"feature_names": ["x0", "x1"]},
+        }
+    ]
     assert (shown["name"], shown["versions"]) == ("xor", ["1"])
     ready = client.get(path + "/ready")
     assert ready.get_json() == {"name": "xor", "ready": True}

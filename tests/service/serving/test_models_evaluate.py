@@ -203,7 +203,7 @@ def mismatched_data_sets(client, regression) -> dict:
         "other feature names": (
             "iris",
             csv_dataset(client, ["a", "b", "c", "d"]),
-            "features are ['a', 'b', 'c', 'd']",
+            "has no column sepal_length, an input of the model",
         ),
         "a label the model lacks": (
             "iris",
@@ -230,12 +230,24 @@ def test_a_data_set_that_does_not_fit_the_model_is_422_naming_dataset_id(client,
         assert says in error["details"]["dataset_id"][0], (case, error)
 
 
-def test_a_data_set_with_the_models_features_in_another_order_is_422(client, iris):
-    dataset_id = csv_dataset(client, IRIS_COLUMNS[::-1])
-
-    error = assert_envelope(evaluate(client, "iris", dataset_id=dataset_id), 422, "dataset_id")
-
-    assert "the model's are ['sepal_length'" in error["message"]
+def test_a_data_set_with_the_models_features_in_another_order_is_matched_by_name(client, iris):
+    """The model's signature names its inputs: a data set's columns are picked by those names,
+    in any order, with other columns left out."""
+    in_order = evaluate(client, "iris", dataset_id=csv_dataset(client, IRIS_COLUMNS))
+    sample = load_sample("iris")
+    table = [
+        [row, *x[::-1], label]
+        for row, (x, label) in enumerate(
+            zip(sample.X[40:60].tolist(), sample.y[40:60], strict=True)
+        )
+    ]
+    reordered = upload_csv(client, csv_text(["id", *IRIS_COLUMNS[::-1], "species"], table))
+    answer = evaluate(client, "iris", dataset_id=reordered)
+    assert answer.status_code == 200, answer.get_json()
+    figures = ("loss", "accuracy", "confusion_matrix", "per_class")
+    assert {k: answer.get_json()[k] for k in figures} == {
+        k: in_order.get_json()[k] for k in figures
+    }
 
 
 def test_a_data_set_without_names_is_matched_by_width(client, iris):
@@ -446,3 +458,52 @@ def test_a_csv_body_over_the_limit_is_413_and_an_unknown_model_404(client, iris)
     error = assert_envelope(post_csv(client, "iris", text), 413)
     assert "MAX_REQUEST_BYTES" in error["message"]
     assert_envelope(post_csv(client, "nothing", iris_csv(rows=slice(0, 2))), 404)
+
+
+def test_a_weighted_data_set_gets_weighted_figures_as_repeated_rows_would(client, iris):
+    """Integer weights: the weighted loss and accuracy are the unweighted ones of the data set
+    with each row repeated that many times, and the accuracy scikit-learn's with the weights."""
+    sample = load_sample("iris")
+    counts = np.random.default_rng(2).integers(0, 4, len(sample.y))
+    base = {"task": "classification", "features": sample.X.tolist()}
+    weighted = {**base, "targets": sample.y.tolist(), "sample_weights": counts.tolist()}
+    weighted_id = client.post("/v1/datasets", json=weighted).get_json()["id"]
+    rows = np.repeat(np.arange(len(counts)), counts)
+    repeated = {"task": "classification", "features": sample.X[rows].tolist()}
+    repeated_id = client.post(
+        "/v1/datasets", json={**repeated, "targets": sample.y[rows].tolist()}
+    ).get_json()["id"]
+
+    report = evaluate(client, "iris", dataset_id=weighted_id).get_json()
+    expected = evaluate(client, "iris", dataset_id=repeated_id).get_json()
+    assert report["weighted"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert report["weighted"]["accuracy"] == pytest.approx(expected["accuracy"], rel=1e-12)
+    y_pred = predicted(client, "iris", sample.X.tolist())["predictions"]
+    assert report["weighted"]["accuracy"] == pytest.approx(
+        metrics.accuracy_score(sample.y, y_pred, sample_weight=counts)
+    )
+    unweighted = evaluate(client, "iris", dataset_id=iris["dataset_id"]).get_json()
+    assert report["loss"] == unweighted["loss"] and report["accuracy"] == unweighted["accuracy"]
+    assert unweighted["weighted"] is None and expected["weighted"] is None
+
+
+def test_a_weighted_regression_agrees_with_sklearn(client, regression):
+    weights = np.linspace(0.1, 3.0, len(regression["x"]))
+    body = {
+        "task": "regression",
+        "features": regression["x"],
+        "targets": regression["y"],
+        "sample_weights": weights.tolist(),
+    }
+    dataset_id = client.post("/v1/datasets", json=body).get_json()["id"]
+    report = evaluate(client, regression["model_id"], dataset_id=dataset_id).get_json()
+    y_pred = predicted(client, regression["model_id"], regression["x"])["predictions"]
+    y_true = regression["y"]
+    assert report["weighted"]["mse"] == pytest.approx(
+        metrics.mean_squared_error(y_true, y_pred, sample_weight=weights), rel=1e-6
+    )
+    assert report["weighted"]["mae"] == pytest.approx(
+        metrics.mean_absolute_error(y_true, y_pred, sample_weight=weights), rel=1e-6
+    )
+    assert report["weighted"]["loss"] == pytest.approx(report["weighted"]["mse"], rel=1e-5)
+    assert report["weighted"]["accuracy"] is None

@@ -90,7 +90,7 @@ def onnx_outputs(model: Model, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def assert_same_as_serving(model: Model, rows: np.ndarray = ROWS) -> dict[str, np.ndarray]:
     """onnxruntime's outputs against ``predict``'s: labels exact, numbers within TOLERANCE."""
-    served = predict(model, rows, Settings().max_request_memory)
+    served = predict(model, rows, Settings().max_request_memory, "instances")
     exported = onnx_outputs(model, rows)
     tolerance = TOLERANCE[model.dtype.name]
     if model.task == "classification":

@@ -30,9 +30,9 @@ PEAK_RSS = textwrap.dedent(
     model = Model({"layers": layers, "dtype": "float64", "loss": "cross_entropy"}, weights,
                   "classification", classes=[0, 1])
     x = rng.normal(size=(2_000, 1))
-    prediction_arrays(model, x[:1], 1)  # every import and first allocation done
+    prediction_arrays(model, x[:1], 1, "instances")  # every import and first allocation done
     before = forget_peak_rss()
-    prediction_arrays(model, x, int(sys.argv[1]))
+    prediction_arrays(model, x, int(sys.argv[1]), "instances")
     print(peak_rss_growth_mb(before))
     """
 )
