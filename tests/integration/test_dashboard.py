@@ -416,5 +416,13 @@ def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
     )
     answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [row]}).json()
     assert [cell.text for cell in shown] == answer["predictions"]
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why .attribution"), what="bars"
+    )
+    why = stack.post(f"/v1/models/{model_id}/explain", json={"instances": [row]}).json()
+    assert {
+        bar.get_attribute("data-feature"): float(bar.get_attribute("data-attribution"))
+        for bar in bars
+    } == why["explanations"][0]["attributions"]
     assert page.missing_values() == []
     page.screenshot("model-contract")
