@@ -177,10 +177,25 @@ def backward(
         if l2:
             grad_w += (scale * l2) * w
         if i:
-            np.dot(deltas[i], w.T, out=deltas[i - 1])
-            if masks[i - 1] is not None:
-                deltas[i - 1] *= masks[i - 1]
-            activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
+            backpropagate_error(i, weights, activations, outputs, deltas, masks[i - 1])
+
+
+def backpropagate_error(
+    i: int,
+    weights: Weights,
+    activations: Sequence[Activation],
+    outputs: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray],
+    mask: np.ndarray | None = None,
+) -> None:
+    """One step of the chain rule: ``deltas[i - 1]`` (dL/dz of layer i - 1) from ``deltas[i]``,
+    through W of layer i, layer i - 1's dropout ``mask`` (training only) and the derivative of
+    its activation (i >= 1). Training and the input gradients of model_core.explanations both go
+    down the layers by it."""
+    np.dot(deltas[i], weights[i][0].T, out=deltas[i - 1])
+    if mask is not None:
+        deltas[i - 1] *= mask
+    activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
 
 
 def l2_penalty(weights: Weights, l2: float) -> float:

@@ -88,6 +88,12 @@ class Settings:
     # Classes up to which evaluate answers a dense confusion matrix (K x K counts); above, the
     # pairs that occur ([i, j, count]), so that a many-class model costs rows, not K squared.
     max_confusion_classes: int = 100
+    # Explanations (/explain, /importance): exact Shapley values enumerate 2^n_features
+    # coalitions, so they are for models of at most this many features; and one request may
+    # run the network on at most this many rows in all (rows x steps x baselines, or rows x
+    # 2^n_features x background rows).
+    explain_shapley_max_features: int = 12
+    explain_max_evaluations: int = 2_000_000
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32

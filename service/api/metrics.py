@@ -48,7 +48,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 # The last segment of the routes whose answers count as predictions of the model they name
 # (in their X-Model-Id header).
-PREDICTING_ACTIONS = frozenset({"predict", "infer", "evaluate"})
+PREDICTING_ACTIONS = frozenset({"predict", "infer", "evaluate", "explain", "importance"})
 METRICS_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 

@@ -395,6 +395,40 @@ def predict(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+EXPLAIN_OPTIONS = ("method", "baseline", "steps", "quadrature")
+
+
+@talks_to_service
+def explain(client: Client, args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in EXPLAIN_OPTIONS}
+    options = {name: value for name, value in options.items() if value is not None}
+    if args.target is not None:
+        options["target"] = model_ref(args.target)  # a digit string is a label or index
+    answer = client.explain(model_ref(args.ref), read_rows(sys.stdin), **options)
+    if args.json:
+        return print_json(answer)
+    console = Console()
+    for number, row in enumerate(answer["explanations"], 1):
+        console.print(explanation_table(number, row, args.top))
+    return 0
+
+
+def explanation_table(number: int, row: dict[str, Any], top: int) -> Table:
+    """A row's ``top`` attributions, largest magnitude first, each with a signed bar."""
+    heading = f"row {number}: target {row['target']}, f {row['f_x']:.4g}"
+    if "f_baseline" in row:
+        heading += f" (baseline {row['f_baseline']:.4g})"
+    table = Table(title=heading, title_justify="left")
+    for column in ("feature", "attribution", ""):
+        table.add_column(column, no_wrap=True)
+    ranked = sorted(row["attributions"].items(), key=lambda item: -abs(item[1]))[:top]
+    largest = max((abs(value) for _, value in ranked), default=0.0) or 1.0
+    for feature, value in ranked:
+        bar = "█" * round(20 * abs(value) / largest)
+        table.add_row(feature, f"{value:+.4g}", f"[{'green' if value >= 0 else 'red'}]{bar}")
+    return table
+
+
 def model_ref(ref: str) -> int | str:
     return int(ref) if ref.isdigit() else ref
 

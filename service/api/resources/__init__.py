@@ -2,6 +2,7 @@
 
 from service.api.resources.aliases import blp as aliases
 from service.api.resources.datasets import blp as datasets
+from service.api.resources.explanations import blp as explanations
 from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
 from service.api.resources.keys import blp as keys
@@ -9,4 +10,4 @@ from service.api.resources.models import blp as models
 from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, keys, health, v2)
+BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, explanations, keys, health, v2)

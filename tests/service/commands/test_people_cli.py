@@ -2,9 +2,10 @@
 job record (which ``--json`` gives); the job body ``backprop train``'s options make."""
 
 import pytest
+from rich.console import Console
 
 from service.commands.cli import build_parser
-from service.commands.people_cli import UsageError, job_body, job_summary
+from service.commands.people_cli import UsageError, explanation_table, job_body, job_summary
 
 SUCCEEDED = {
     "id": 12,
@@ -53,6 +54,23 @@ def test_a_failed_job_shows_its_error_and_no_model():
         "job 12 failed: 3/300 epochs",
         "  error: the loss became NaN at epoch 3",
     ]
+
+
+def test_an_explanation_shows_the_largest_attributions_first_with_signed_bars():
+    row = {
+        "target": 3,
+        "f_x": 0.98,
+        "f_baseline": 0.1,
+        "attributions": {"a": 0.1, "b": -0.4, "c": 0.2, "d": 0.0},
+    }
+    console = Console(width=80, record=True, color_system="standard")
+    console.print(explanation_table(1, row, top=3))
+    text = console.export_text(styles=True)
+    lines = [line for line in text.splitlines() if line.startswith("│")]
+    assert "row 1: target 3, f 0.98 (baseline 0.1)" in text
+    assert [line.split()[1] for line in lines] == ["b", "c", "a"]
+    assert "-0.4" in lines[0] and "\x1b[31m" + "█" * 20 in lines[0]  # red: negative
+    assert "\x1b[32m" + "█" * 10 + "\x1b[0m" in lines[1]  # green, half as long
 
 
 def test_train_options_for_weights_and_fine_tuning_go_into_the_job_body():
