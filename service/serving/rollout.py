@@ -118,7 +118,10 @@ def split_key(tenant: str, name: str, alias: str, split_id: str) -> str:
 class CountStore:
     """Where processes publish their counts, and where they are summed."""
 
-    def publish(self, deltas: Mapping[str, Counter], totals: Mapping[str, dict]) -> None:
+    def publish(
+        self, deltas: Mapping[str, Counter], totals: Mapping[str, dict], process: str
+    ) -> None:
+        """Add ``deltas`` (or keep ``totals``, this ``process``'s counts since it started)."""
         raise NotImplementedError
 
     def read(self, key: str) -> dict[str, float]:
@@ -129,7 +132,9 @@ class RedisCounts(CountStore):
     def __init__(self, url: str):
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
-    def publish(self, deltas: Mapping[str, Counter], totals: Mapping[str, dict]) -> None:
+    def publish(
+        self, deltas: Mapping[str, Counter], totals: Mapping[str, dict], process: str
+    ) -> None:
         pipeline = self.client.pipeline(transaction=False)
         for key, fields in deltas.items():
             for field, amount in fields.items():
@@ -151,9 +156,11 @@ class FileCounts(CountStore):
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def publish(self, deltas: Mapping[str, Counter], totals: Mapping[str, dict]) -> None:
+    def publish(
+        self, deltas: Mapping[str, Counter], totals: Mapping[str, dict], process: str
+    ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{socket.gethostname()}-{os.getpid()}.json"
+        path = self.folder / f"{process.replace(':', '-')}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(totals))
         os.replace(temporary, path)
@@ -184,13 +191,23 @@ class CountPublisher:
     """This process's counts, published by a background thread at most every
     ``PUBLISH_SECONDS`` (started on first use, so after a server forks its workers)."""
 
-    def __init__(self, store: CountStore):
+    def __init__(self, store: CountStore, process: str | None = None):
         self.store = store
+        self.named_process = process
         self.lock = threading.Lock()
         self.totals: dict[str, dict[str, float]] = {}
         self.pending: dict[str, Counter] = {}
         self.thread: threading.Thread | None = None
-        self.process_field = f"{SHADOW_MAX}{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def process(self) -> str:
+        """This process, as its counts are published: host and pid, read when asked (a
+        server may fork its workers after the publisher is made)."""
+        return self.named_process or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def process_field(self) -> str:
+        return f"{SHADOW_MAX}{self.process}"
 
     def add(self, key: str, field: str, amount: float = 1.0) -> None:
         with self.lock:
@@ -227,7 +244,7 @@ class CountPublisher:
         if not deltas:
             return
         try:
-            self.store.publish(deltas, totals)
+            self.store.publish(deltas, totals, self.process)
         except (OSError, redis.RedisError) as error:
             logger.warning("rollout counts not published, kept for the next try: %s", error)
             with self.lock:
