@@ -373,3 +373,42 @@ def served_counts(counts: Mapping[str, float]) -> dict[int, int]:
         for field, value in counts.items()
         if field.startswith(SERVED)
     }
+
+
+# --- The promotion gate --------------------------------------------------------------------
+
+# Evaluation figures a gate may require, and whether a larger one is better.
+GATE_METRICS = {
+    "classification": {"accuracy": True, "loss": False},
+    "regression": {"r2": True, "loss": False, "mse": False, "mae": False},
+}
+
+
+def gate_failures(
+    require: Mapping[str, Mapping[str, float]],
+    candidate: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+    task: str,
+) -> dict[str, str]:
+    """Each requirement the candidate's evaluation misses, by its path: a bound
+    (``require.accuracy.min``: ``0.91 < 0.95``) or, given the current version's evaluation, a
+    metric on which the candidate is worse (``not_worse_than_current.loss``)."""
+    failed = {}
+    for metric, bounds in require.items():
+        value = candidate[metric]
+        if value is None:
+            failed[f"require.{metric}"] = f"the evaluation has no {metric} (one row?)"
+            continue
+        if "min" in bounds and value < bounds["min"]:
+            failed[f"require.{metric}.min"] = f"{value:.6g} < {bounds['min']:.6g}"
+        if "max" in bounds and value > bounds["max"]:
+            failed[f"require.{metric}.max"] = f"{value:.6g} > {bounds['max']:.6g}"
+        if current is None or current[metric] is None:
+            continue
+        higher_is_better = GATE_METRICS[task][metric]
+        worse = value < current[metric] if higher_is_better else value > current[metric]
+        if worse:
+            failed[f"not_worse_than_current.{metric}"] = (
+                f"{value:.6g} against the current version's {current[metric]:.6g}"
+            )
+    return failed
