@@ -47,14 +47,15 @@ blp = PagedBlueprint(
 
 
 def requested_target(name: str, body: dict) -> tuple[AliasTarget, list[TrainedModel]]:
-    """What the body asks the alias to point at, and the rows of the versions that would answer
-    (the largest weight first); a version that does not exist is a 404."""
+    """What the body asks the alias to point at, and the rows of the versions that would see its
+    requests: those that answer (the largest weight first), then the shadow, which is sent the
+    same rows; a version that does not exist is a 404."""
     arms = body.get("versions") or [{"version": body["version"], "weight": 100}]
     arms = sorted(arms, key=lambda arm: (-arm["weight"], arm["version"]))
     rows = [find_row(db(), f"{name}:{arm['version']}") for arm in arms]
     shadow = body.get("shadow")
     if shadow:
-        find_row(db(), f"{name}:{shadow['version']}")
+        rows.append(find_row(db(), f"{name}:{shadow['version']}"))
     split = [dict(arm) for arm in arms] if len(arms) > 1 else None
     return AliasTarget(arms[0]["version"], split, shadow and dict(shadow)), rows
 
