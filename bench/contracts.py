@@ -178,13 +178,16 @@ def report(before: list[dict], after: list[dict], rounds: int, seconds: int) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a checkout to compare with")
+    parser.add_argument(
+        "--after", type=Path, default=REPO, help="the checkout measured (default: this one)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args(argv)
     require_wrk()
     before, after = [], []
     for round_number in range(1, args.rounds + 1):
-        for tree, results in ((args.before.resolve(), before), (REPO, after)):
+        for tree, results in ((args.before.resolve(), before), (args.after.resolve(), after)):
             say(f"round {round_number}: {tree}")
             with tempfile.TemporaryDirectory(prefix="bench-contracts-") as folder:
                 results.append(measure_tree(tree, args.seconds, Path(folder)))
