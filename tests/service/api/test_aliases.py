@@ -216,3 +216,24 @@ def test_a_gate_on_the_candidates_training_data_or_a_foreign_figure_is_422(clien
     body = {"version": versions[1], "dataset_id": trained_on + 1000, "require": {"r2": {"min": 0}}}
     assert_envelope(promote(client, body), 404)
     assert_envelope(promote(client, {**body, "require": {"speed": {"min": 1}}}), 422)
+
+
+def test_v2_infer_and_csv_predictions_honour_the_split_by_header(client, versions):
+    split = [{"version": versions[0], "weight": 50}, {"version": versions[1], "weight": 50}]
+    put(client, {"versions": split})
+    arms = [(versions[0], 50), (versions[1], 50)]
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW[0]}
+    for key in ("a", "b", "c", "d", "e", "f"):
+        expected = str(pick_version(arms, "iris@production", key))
+        headers = {"X-Routing-Key": key}
+        infer = client.post(
+            "/v2/models/iris@production/infer", json={"inputs": [tensor]}, headers=headers
+        )
+        assert infer.headers["X-Model-Version"] == expected
+        csv = client.post(
+            "/v1/models/iris@production/predict",
+            data=",".join(IRIS_COLUMNS) + "\n" + ",".join(map(str, ROW[0])) + "\n",
+            content_type="text/csv",
+            headers=headers,
+        )
+        assert csv.headers["X-Model-Version"] == expected
