@@ -65,9 +65,14 @@ def stack_of(tree: Path, folder: Path) -> Iterator[str]:
     }
     subprocess.run([str(BIN / "backprop"), "db", "upgrade"], env=env, check=True, cwd=tree)
     base_url = f"http://127.0.0.1:{port}"
-    with LocalStack(env, workers=1, logs=folder) as stack:
-        stack.wait_until_ready(base_url, timeout=180)
-        yield base_url
+    here = Path.cwd()
+    os.chdir(tree)  # gunicorn puts its working folder first on sys.path
+    try:
+        with LocalStack(env, workers=1, logs=folder) as stack:
+            stack.wait_until_ready(base_url, timeout=180)
+            yield base_url
+    finally:
+        os.chdir(here)
 
 
 def trained_digits(base_url: str) -> dict:
