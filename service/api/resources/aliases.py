@@ -160,6 +160,17 @@ def refuse_failed_gate(candidate: dict, current: dict | None, failed: dict, body
     fail(409, f"Version {body['version']} did not pass the gate: {paths}.", details)
 
 
+def written_move(
+    name: str, alias: str, target: AliasTarget, current: AliasRow | None, conflict: str
+) -> AliasRow:
+    """Move the alias to ``target`` if it is still ``current`` (else a 409 saying
+    ``conflict``), and tell every process."""
+    with conflicts_answered_409(f"{conflict}; try again"):
+        moved = registry.set_alias(db(), name, alias, target, current)
+    registry_changed()
+    return moved
+
+
 def existing_alias(name: str, alias: str) -> AliasRow:
     row = registry.get_alias(db(), name, alias)
     if row is None:
@@ -189,10 +200,8 @@ class ModelAlias(MethodView):
         current = registry.get_alias(db(), name, alias)
         changes = callers_broken(name, current, rows)
         refuse_breaking_callers(name, alias, changes, query["force"])
-        with conflicts_answered_409("the alias or the version changed meanwhile; try again"):
-            aliased = registry.set_alias(db(), name, alias, target, current)
-        registry_changed()
-        return alias_answer(aliased, changes)
+        moved = written_move(name, alias, target, current, "the alias changed meanwhile")
+        return alias_answer(moved, changes)
 
     @blp.response(200, AliasSchema)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -245,9 +254,8 @@ class AliasPromotion(MethodView):
         if shadow and shadow["version"] == candidate.version:
             shadow = None
         target = AliasTarget(candidate.version, None, shadow)
-        with conflicts_answered_409("the alias changed while the versions were evaluated"):
-            moved = registry.set_alias(db(), name, alias, target, current)
-        registry_changed()
+        conflict = "the alias changed while the versions were evaluated"
+        moved = written_move(name, alias, target, current, conflict)
         return {
             "alias": alias_answer(moved, changes),
             "candidate": {"version": candidate.version, "evaluation": judged},
