@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from model_core import MAX_INT32
+from service.db import webhooks
 from service.db.models import ModelAlias, ModelName, TrainedModel
 from service.model_refs import ModelRef
 
@@ -81,27 +82,42 @@ def set_alias(
 ) -> ModelAlias:
     """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit,
     provided it still points at ``seen`` (None: it did not exist); ``AliasMoved`` otherwise, so
-    that what the caller checked against ``seen`` still holds when the move is written."""
+    that what the caller checked against ``seen`` still holds when the move is written. A move
+    is an ``alias.moved`` event, committed with it."""
     if seen is None:
         row = ModelAlias(name=name, alias=alias, version=version)
         session.add(row)
-        session.commit()
-        return row
-    moved = session.execute(
-        update(ModelAlias)
-        .where(ModelAlias.name == name, ModelAlias.alias == alias, ModelAlias.version == seen)
-        .values(version=version)
-    )
-    if moved.rowcount != 1:
-        session.rollback()
-        raise AliasMoved(f"{name}@{alias} moved meanwhile")
+        session.flush()
+    else:
+        moved = session.execute(
+            update(ModelAlias)
+            .where(ModelAlias.name == name, ModelAlias.alias == alias, ModelAlias.version == seen)
+            .values(version=version)
+        )
+        if moved.rowcount != 1:
+            session.rollback()
+            raise AliasMoved(f"{name}@{alias} moved meanwhile")
+        row = get_alias(session, name, alias)
+    if seen != version:
+        alias_moved(session, row.tenant, name, alias, seen, version)
     session.commit()
-    return get_alias(session, name, alias)
+    return row
 
 
 def delete_alias(session: Session, row: ModelAlias) -> None:
+    """Remove the alias (an ``alias.moved`` event to no version), and commit."""
+    alias_moved(session, row.tenant, row.name, row.alias, row.version, None)
     session.delete(row)
     session.commit()
+
+
+def alias_moved(
+    session: Session, tenant: str, name: str, alias: str, old: int | None, new: int | None
+) -> None:
+    """Record the ``alias.moved`` event of ``name@alias`` going from version ``old`` to ``new``
+    (None: the alias did not exist, or no longer does), without committing."""
+    data = {"name": name, "alias": alias, "old_version": old, "new_version": new}
+    webhooks.record_event(session, tenant, "alias.moved", data)
 
 
 # Ancestors shown at most: a chain of fine-tunings longer than this is cut (``truncated``).
