@@ -219,9 +219,8 @@ def end_attempt(
         session.flush()
         if model.name is not None:
             version_created(session, model)
-    finished = {"job_id": job_id, "status": str(status), "error": error, "sweep_id": sweep_id}
-    finished["model_id"] = model and model.id
-    webhooks.record_event(session, tenant, "job.finished", finished)
+    model_id = model and model.id
+    webhooks.record_job_finished(session, tenant, job_id, status, error, model_id, sweep_id)
     advanced = sweeps.Advance() if sweep_id is None else sweeps.advance(session, sweep_id)
     session.commit()
     return advanced

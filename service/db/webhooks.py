@@ -89,6 +89,26 @@ def record_event(
     return deliveries
 
 
+def record_job_finished(
+    session: Session,
+    tenant: str,
+    job_id: int,
+    status: str,
+    error: str | None = None,
+    model_id: int | None = None,
+    sweep_id: int | None = None,
+) -> None:
+    """Record the ``job.finished`` event of a job that just ended, without committing."""
+    data = {
+        "job_id": job_id,
+        "status": str(status),
+        "error": error,
+        "model_id": model_id,
+        "sweep_id": sweep_id,
+    }
+    record_event(session, tenant, "job.finished", data)
+
+
 def _due(now: datetime) -> Any:
     """Pending, its next attempt due, and held by no live lease."""
     return and_(

@@ -1,13 +1,14 @@
 """The dispatcher on a real SQLite database with a stand-in broker: what it sends, when it
 sends again, and what a broker outage leaves behind."""
 
+import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from service.db import attempts
-from service.db.models import TrainingJob, utcnow
+from service.db import attempts, webhooks
+from service.db.models import TrainingJob, WebhookDelivery, utcnow
 from service.dispatcher import Dispatcher
 from service.vocabulary import JobStatus
 from tests.factories import queued_xor_job
@@ -109,3 +110,26 @@ def test_the_loop_survives_an_outage_and_stops_when_asked(sessions):
     loop.run_once = count_then_run
     loop.run_forever()
     assert len(rounds) == 4 and len(queue.sent) == 1
+
+
+def test_a_job_the_reaper_ends_gets_its_job_finished_event(sessions):
+    with sessions() as session:
+        webhooks.create_webhook(session, "http://127.0.0.1:9/", ["job.finished"], "sealed")
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(
+                status=JobStatus.RUNNING,
+                attempt=3,
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        session.commit()
+    dispatcher(sessions, FakeQueue()).reap()
+    with sessions() as session:
+        [delivery] = session.scalars(select(WebhookDelivery))
+    data = json.loads(delivery.body)["data"]
+    assert (data["job_id"], data["status"]) == (job_id, "failed")
+    assert data["error"].startswith("the worker training this job died on every attempt")

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from service.db.models import Webhook, WebhookDelivery
+from service.db.models import TrainingJob, Webhook, WebhookDelivery
 from service.webhooks import addresses
 from service.webhooks.signing import signed_headers
-from tests.factories import api_key, assert_envelope, bearer, job_body
+from tests.factories import api_key, assert_envelope, bearer, job_body, sweep_body
 from worker.training import run_training
 
 PUBLIC_ADDRESS = "93.184.215.14"  # resolved to, never connected to: no delivery runs here
@@ -209,3 +209,72 @@ def test_an_alias_move_refused_writes_no_event(client, sessions):
     subscribe(client)
     assert client.put("/v1/models/nothing/aliases/prod", json={"version": 1}).status_code == 404
     assert outbox(sessions) == []
+
+
+def events_written(sessions) -> list[tuple[str, dict]]:
+    return [(row.event_type, json.loads(row.body)["data"]) for row in outbox(sessions)]
+
+
+def test_a_queued_job_cancelled_and_a_sweep_cancelled_write_their_events(client, sessions):
+    subscribe(client)
+    dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
+    job_id = client.post("/v1/jobs", json=job_body(dataset_id, epochs=5)).get_json()["id"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    sweep_id = client.post("/v1/sweeps", json=sweep_body(dataset_id)).get_json()["id"]
+    assert client.post(f"/v1/sweeps/{sweep_id}/cancel").status_code == 202
+    assert events_written(sessions) == [
+        (
+            "job.finished",
+            {
+                "job_id": job_id,
+                "status": "cancelled",
+                "error": None,
+                "model_id": None,
+                "sweep_id": None,
+            },
+        ),
+        (
+            "sweep.finished",
+            {
+                "sweep_id": sweep_id,
+                "status": "cancelled",
+                "best_job_id": None,
+                "model_id": None,
+                "name": None,
+                "version": None,
+            },
+        ),
+    ]
+
+
+def test_a_sweep_that_ends_announces_its_best_model(client, sessions, settings):
+    subscribe(client)
+    dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
+    body = sweep_body(dataset_id, epochs=5, max_parallel=4, model_name="best")
+    sweep_id = client.post("/v1/sweeps", json=body).get_json()["id"]
+    with sessions() as session:
+        trials = session.scalars(select(TrainingJob.id).where(TrainingJob.sweep_id == sweep_id))
+        trial_ids = list(trials)
+    for job_id in trial_ids:
+        run_training(sessions, job_id, settings)
+    sweep = client.get(f"/v1/sweeps/{sweep_id}").get_json()
+    model = client.get("/v1/models/best:1").get_json()
+    written = events_written(sessions)
+    assert [kind for kind, _ in written] == ["job.finished"] * 4 + [
+        "model.version.created",
+        "sweep.finished",
+    ]
+    assert written[-2][1] == {
+        "model_id": model["id"],
+        "name": "best",
+        "version": 1,
+        "job_id": sweep["best_job_id"],
+    }
+    assert written[-1][1] == {
+        "sweep_id": sweep_id,
+        "status": "succeeded",
+        "best_job_id": sweep["best_job_id"],
+        "model_id": model["id"],
+        "name": "best",
+        "version": 1,
+    }
