@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-uploads bench-dashboard compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-uploads bench-explain bench-dashboard compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-serving: $(VENV)/.installed-bench
 # Time and the API process's peak memory per upload, CSV, Parquet and .npz (docs/benchmarks.md).
 bench-uploads: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.uploads $(BENCH_ARGS)
+
+# Explanations over HTTP (IG of a digits row, exact Shapley of an iris row) and against captum.
+bench-explain: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.explanations $(BENCH_ARGS)
 
 # What the dashboard downloads and how fast each page shows its data, in Debian's chromium.
 bench-dashboard: $(VENV)/.installed-bench

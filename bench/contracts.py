@@ -66,7 +66,7 @@ def stack_of(tree: Path, folder: Path) -> Iterator[str]:
     subprocess.run([str(BIN / "backprop"), "db", "upgrade"], env=env, check=True, cwd=tree)
     base_url = f"http://127.0.0.1:{port}"
     with LocalStack(env, workers=1, logs=folder) as stack:
-        stack.wait_until_ready(base_url)
+        stack.wait_until_ready(base_url, timeout=180)
         yield base_url
 
 

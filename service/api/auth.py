@@ -30,7 +30,15 @@ OPEN_PREFIXES = ("/v2/health/",)
 GUARDED_PREFIXES = ("/v1/", "/v2/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The routes whose POSTs only read: a read key may make them.
-READING_POSTS = ("/predict", "/infer", "/evaluate", "/v1/jobs/validate", "/v1/tokens")
+READING_POSTS = (
+    "/predict",
+    "/infer",
+    "/evaluate",
+    "/explain",
+    "/importance",
+    "/v1/jobs/validate",
+    "/v1/tokens",
+)
 # Keys and webhooks (whose secrets sign what other systems trust) need an admin key.
 ADMIN_PREFIXES = ("/v1/keys", "/v1/webhooks")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}

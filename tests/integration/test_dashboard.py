@@ -78,6 +78,7 @@ def test_a_job_page_draws_its_curves_as_the_epochs_arrive_and_cancels_the_job(pa
     page.open(f"{stack.base_url}/#/jobs/{job['id']}")
     first = page.wait_for(lambda _: points(page), what="the first epochs on the chart")
     page.wait_for(lambda _: points(page) > first, what="more epochs on the chart")
+    assert page.text("#learning-rate-chart .u-title") == "Learning rate"
     page.screenshot("job-running")
     assert badge(page) == "running"
     page.element("#cancel").click()
@@ -143,6 +144,11 @@ def test_a_list_longer_than_a_page_shows_the_newest_hundred(page, stack):
     assert len(ids) == 100 and ids[0] == newest["id"] and ids == sorted(ids, reverse=True)
 
 
+def shown_attributions(heat_map) -> list[float]:
+    """The attributions a heat map canvas was drawn from."""
+    return [float(value) for value in heat_map.get_attribute("data-attributions").split(",")]
+
+
 @ON_EMBEDDED
 def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stack, digits_job):
     job = stack.wait_for_job(digits_job["id"])
@@ -161,6 +167,13 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     )
     answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": rows}).json()
     assert [cell.text for cell in cells] == [str(label) for label in answer["predictions"]]
+    heat_maps = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why canvas.heat"), what="heat maps"
+    )
+    explained = stack.post(f"/v1/models/{model_id}/explain", json={"instances": rows}).json()
+    assert [shown_attributions(heat) for heat in heat_maps] == [
+        list(row["attributions"].values()) for row in explained["explanations"]
+    ]
 
     canvas = page.element("#digit-canvas")
     draw = ActionChains(page.driver).move_to_element_with_offset(canvas, -40, -60).click_and_hold()
@@ -172,6 +185,16 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     assert len(features) == 64 and max(features) <= 16 and sum(features) > 0
     drawn = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [features]}).json()
     assert shown == str(drawn["predictions"][0])
+    heat = page.wait_for(
+        lambda driver: driver.find_element("css selector", "#digit-heat").get_attribute(
+            "data-attributions"
+        ),
+        what="the drawn digit's heat map",
+    )
+    why = stack.post(f"/v1/models/{model_id}/explain", json={"instances": [features]}).json()
+    assert [float(a) for a in heat.split(",")] == list(
+        why["explanations"][0]["attributions"].values()
+    )
     page.screenshot("model")
 
 
@@ -186,7 +209,12 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     page.wait_for(lambda _: page.text("h1") == f"Model #{model_id}", what="the model's page")
     layers = page.element("#architecture").find_elements("css selector", ".layer")
     assert [layer.text.split("\n")[0] for layer in layers] == ["2", "4", "2"]
-    page.element("#predict-form")
+    page.element("#predict-form button").click()
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why .attribution"), what="bars"
+    )
+    assert [bar.get_attribute("data-feature") for bar in bars[:2]] == ["x0", "x1"]
+    assert page.driver.find_elements("css selector", "#why .bar.positive, #why .bar.negative")
     assert page.driver.find_elements("css selector", "#digit-canvas") == []
     assert page.missing_values() == []
     assert page.text("#lineage") == "fresh weights"
@@ -389,5 +417,13 @@ def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
     )
     answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [row]}).json()
     assert [cell.text for cell in shown] == answer["predictions"]
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why .attribution"), what="bars"
+    )
+    why = stack.post(f"/v1/models/{model_id}/explain", json={"instances": [row]}).json()
+    assert {
+        bar.get_attribute("data-feature"): float(bar.get_attribute("data-attribution"))
+        for bar in bars
+    } == why["explanations"][0]["attributions"]
     assert page.missing_values() == []
     page.screenshot("model-contract")

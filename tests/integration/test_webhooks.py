@@ -93,6 +93,10 @@ def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(sta
         "alias": "retried",
         "old_version": None,
         "new_version": 1,
+        "old_split": None,
+        "new_split": None,
+        "old_shadow": None,
+        "new_shadow": None,
     }
 
 

@@ -1,6 +1,8 @@
 """One blueprint per resource."""
 
+from service.api.resources.aliases import blp as aliases
 from service.api.resources.datasets import blp as datasets
+from service.api.resources.explanations import blp as explanations
 from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
 from service.api.resources.keys import blp as keys
@@ -9,4 +11,4 @@ from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
 from service.api.resources.webhooks import blp as webhooks
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, keys, webhooks, health, v2)
+BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, explanations, keys, webhooks, health, v2)

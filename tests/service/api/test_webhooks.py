@@ -184,12 +184,30 @@ def test_training_and_moving_an_alias_write_their_events_to_the_outbox(client, s
         (
             hook["id"],
             "alias.moved",
-            {"name": "xor", "alias": "prod", "old_version": None, "new_version": 1},
+            {
+                "name": "xor",
+                "alias": "prod",
+                "old_version": None,
+                "new_version": 1,
+                "old_split": None,
+                "new_split": None,
+                "old_shadow": None,
+                "new_shadow": None,
+            },
         ),
         (
             hook["id"],
             "alias.moved",
-            {"name": "xor", "alias": "prod", "old_version": 1, "new_version": None},
+            {
+                "name": "xor",
+                "alias": "prod",
+                "old_version": 1,
+                "new_version": None,
+                "old_split": None,
+                "new_split": None,
+                "old_shadow": None,
+                "new_shadow": None,
+            },
         ),
     ]
     rows = outbox(sessions)
@@ -278,3 +296,23 @@ def test_a_sweep_that_ends_announces_its_best_model(client, sessions, settings):
         "name": "best",
         "version": 1,
     }
+
+
+def test_a_split_set_on_an_alias_is_an_alias_moved_event_with_the_split(
+    client, sessions, settings
+):
+    subscribe(client, events=["alias.moved"])
+    dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
+    for _ in range(2):
+        body = {**job_body(dataset_id, epochs=5), "model_name": "xor"}
+        run_training(sessions, client.post("/v1/jobs", json=body).get_json()["id"], settings)
+    assert client.put("/v1/models/xor/aliases/prod", json={"version": 1}).status_code == 200
+    split = [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]
+    moved = client.put("/v1/models/xor/aliases/prod", json={"versions": split})
+    assert moved.status_code == 200, moved.get_json()
+    again = client.put("/v1/models/xor/aliases/prod", json={"versions": split})
+    assert again.status_code == 200
+    [(_, created), (_, to_split)] = events_written(sessions)
+    assert created["new_version"] == 1 and created["new_split"] is None
+    assert to_split["old_version"] == 1 and to_split["old_split"] is None
+    assert to_split["new_version"] == 1 and to_split["new_split"] == split
