@@ -19,6 +19,14 @@ from tests.service.webhooks.receivers import Receiver
 pytestmark = ON_EMBEDDED
 
 
+@pytest.fixture(autouse=True)
+def no_webhook_left(stack):
+    """The stack is shared: its later tests get no deliveries to these tests' receivers."""
+    yield
+    for hook in stack.get("/v1/webhooks").json():
+        stack.http.delete(f"{stack.base_url}/v1/webhooks/{hook['id']}")
+
+
 def subscribe(stack, url: str, events: list[str]) -> dict:
     return stack.create("/v1/webhooks", 201, json={"url": url, "events": events})
 

@@ -1,5 +1,7 @@
 """Webhooks: a subscription (its secret shown once), and its deliveries with their attempts."""
 
+import json
+
 import marshmallow as ma
 from marshmallow import validate
 
@@ -71,6 +73,10 @@ class WebhookDeliverySchema(ma.Schema):
     id = ma.fields.Integer()
     event_id = ma.fields.String(metadata={"description": "the webhook-id header"})
     type = ma.fields.String(attribute="event_type")
+    data = ma.fields.Method(
+        "event_data",
+        metadata={"type": "object", "description": "the event's data, as the body sends it"},
+    )
     status = ma.fields.Enum(DeliveryStatus, by_value=True)
     created_at = ma.fields.DateTime()
     next_attempt_at = ma.fields.Method(
@@ -79,6 +85,9 @@ class WebhookDeliverySchema(ma.Schema):
     )
     finished_at = ma.fields.DateTime(allow_none=True)
     attempts = ma.fields.List(ma.fields.Nested(WebhookAttemptSchema), attribute="tries")
+
+    def event_data(self, delivery) -> dict:
+        return json.loads(delivery.body)["data"]
 
     def pending_next_attempt(self, delivery) -> str | None:
         if delivery.status is not DeliveryStatus.PENDING:
