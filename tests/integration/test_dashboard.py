@@ -430,6 +430,7 @@ def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
     page.screenshot("model-contract")
 
 
+@ON_EMBEDDED
 def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
     with Receiver() as receiver:
         hook = stack.create(
