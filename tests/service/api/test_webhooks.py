@@ -298,9 +298,7 @@ def test_a_sweep_that_ends_announces_its_best_model(client, sessions, settings):
     }
 
 
-def test_a_split_set_on_an_alias_is_an_alias_moved_event_with_the_split(
-    client, sessions, settings
-):
+def test_a_split_set_on_an_alias_is_an_alias_moved_event_with_the_split(client, sessions, settings):
     subscribe(client, events=["alias.moved"])
     dataset_id = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
     for _ in range(2):
