@@ -17,6 +17,7 @@ from service.settings import Settings
 from service.vocabulary import DeliveryStatus
 from service.webhooks.secrets import Sealer, make_secret
 from service.webhooks.sending import Sender
+from tests.conftest import BACKENDS
 from tests.service.webhooks.receivers import Receiver
 
 SECRET_KEY = "k" * 64
@@ -84,6 +85,7 @@ def test_a_delivery_is_signed_as_standard_webhooks_verifiers_expect(sender, sess
         Verifier(make_secret()).verify(got.body, got.headers)
 
 
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(sender, sessions):
     secret = make_secret()
     with Receiver(statuses=[500, 500, 500]) as receiver:
@@ -164,6 +166,7 @@ def test_only_subscribed_webhooks_of_the_tenant_get_the_event(sender, sessions):
     assert set(body) == {"type", "timestamp", "data"}
 
 
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 def test_an_attempt_that_outlived_its_lease_does_not_overwrite_the_next(sender, sessions):
     with Receiver() as receiver:
         subscribe(sender, receiver.url, make_secret())
