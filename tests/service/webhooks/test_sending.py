@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from service.commands.cli import main
 from service.db import webhooks
 from service.db.models import WebhookDelivery, utcnow
 from service.settings import Settings
 from service.vocabulary import DeliveryStatus
 from service.webhooks.secrets import Sealer, make_secret
 from service.webhooks.sending import Sender
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, database_url
 from tests.service.webhooks.receivers import Receiver
 
 SECRET_KEY = "k" * 64
@@ -199,3 +200,20 @@ def test_settings_read_the_webhook_variables():
     assert dataclasses.replace(settings, webhook_timeout_seconds=2).webhook_lease_seconds() == 6
     with pytest.raises(ValueError, match="WEBHOOK_ALLOW_PRIVATE"):
         Settings.from_env({"WEBHOOK_ALLOW_PRIVATE": "maybe"})
+
+
+def test_backprop_webhooks_reencrypt_seals_every_secret_under_the_new_key(
+    sessions, monkeypatch, capsys
+):
+    with sessions() as session:
+        hook = webhooks.create_webhook(
+            session, "http://127.0.0.1:9/", ["alias.moved"], Sealer(b"old").seal("whsec_abc")
+        )
+    monkeypatch.setenv("DATABASE_URL", database_url(sessions))
+    monkeypatch.setenv("SECRET_KEY", "new")
+    monkeypatch.setenv("SECRET_KEY_PREVIOUS", "old")
+    assert main(["webhooks", "reencrypt"]) == 0
+    assert capsys.readouterr().out == "1 webhook secrets sealed under the current SECRET_KEY\n"
+    with sessions() as session:
+        sealed = session.get(webhooks.Webhook, hook.id).secret_sealed
+    assert Sealer(b"new").unseal(sealed) == "whsec_abc"
