@@ -144,6 +144,8 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_allow_private: bool = False
     webhook_concurrency: int = 4
+    # Webhooks a tenant may hold: every event goes to each of them.
+    max_webhooks_per_tenant: int = 20
     secret_key_previous: str = ""
     # GET /metrics on the API port: "on" or "off" (a 404). With AUTH=required it needs
     # METRICS_TOKEN as a bearer token, and is off while that is empty.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Webhook, WebhookAttempt, WebhookDelivery, utcnow
@@ -32,6 +32,11 @@ def create_webhook(session: Session, url: str, events: list[str], secret_sealed:
 
 def get_webhook(session: Session, webhook_id: int) -> Webhook | None:
     return session.scalar(select(Webhook).where(Webhook.id == webhook_id))
+
+
+def count_webhooks(session: Session, tenant: str) -> int:
+    """How many webhooks ``tenant`` holds."""
+    return session.scalar(select(func.count(Webhook.id)).where(Webhook.tenant == tenant))
 
 
 def list_webhooks(session: Session, offset: int, limit: int) -> tuple[list[Webhook], int]:

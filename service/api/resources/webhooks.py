@@ -1,7 +1,7 @@
 """``/v1/webhooks``: an admin key subscribes its tenant's URLs to events, and sees each
 delivery's attempts. Deliveries go out from `backprop webhook-worker`, never from a request."""
 
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
@@ -37,6 +37,17 @@ def checked_secret(secret: str | None) -> str:
     return secret
 
 
+def refuse_beyond_webhook_limit() -> None:
+    limit = services().settings.max_webhooks_per_tenant
+    held = webhooks.count_webhooks(db(), g.principal.tenant)
+    if held >= limit:
+        fail(
+            409,
+            f"This tenant has {held} webhooks, the most it may have (MAX_WEBHOOKS_PER_TENANT="
+            f"{limit}): delete one first.",
+        )
+
+
 def refuse_unsafe_url(url: str) -> None:
     try:
         addresses.check_url(url, services().settings.webhook_allow_private)
@@ -54,6 +65,7 @@ class Webhooks(MethodView):
 
     @blp.arguments(WebhookCreateSchema)
     @blp.response(201, WebhookCreatedSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="MAX_WEBHOOKS_PER_TENANT webhooks")
     @blp.alt_response(
         422,
         schema=ErrorSchema,
@@ -62,6 +74,7 @@ class Webhooks(MethodView):
     )
     def post(self, body: dict):
         """Subscribe a URL to events: the signing secret is in this response only"""
+        refuse_beyond_webhook_limit()
         refuse_unsafe_url(body["url"])
         secret = checked_secret(body["secret"])
         sealed = Sealer.from_settings(services().settings).seal(secret)

@@ -314,3 +314,12 @@ def test_a_split_set_on_an_alias_is_an_alias_moved_event_with_the_split(client, 
     assert created["new_version"] == 1 and created["new_split"] is None
     assert to_split["old_version"] == 1 and to_split["old_split"] is None
     assert to_split["new_version"] == 1 and to_split["new_split"] == split
+
+
+def test_a_tenant_holds_at_most_max_webhooks_per_tenant(client_with):
+    client = client_with(max_webhooks_per_tenant=2)
+    subscribe(client)
+    subscribe(client)
+    body = {"url": "https://hooks.example.com/third", "events": ["alias.moved"]}
+    error = assert_envelope(client.post("/v1/webhooks", json=body), 409)
+    assert "MAX_WEBHOOKS_PER_TENANT=2" in error["message"]
