@@ -218,23 +218,12 @@ def end_attempt(
         session.add(model)
         session.flush()
         if model.name is not None:
-            version_created(session, model)
+            webhooks.record_version_created(session, model)
     model_id = model and model.id
     webhooks.record_job_finished(session, tenant, job_id, status, error, model_id, sweep_id)
     advanced = sweeps.Advance() if sweep_id is None else sweeps.advance(session, sweep_id)
     session.commit()
     return advanced
-
-
-def version_created(session: Session, model: TrainedModel) -> None:
-    """Record the ``model.version.created`` event of ``model`` (named, flushed), uncommitted."""
-    data = {
-        "model_id": model.id,
-        "name": model.name,
-        "version": model.version,
-        "job_id": model.job_id,
-    }
-    webhooks.record_event(session, model.tenant, "model.version.created", data)
 
 
 def record_rung(session: Session, job_id: int, attempt: int, rungs: list[dict]) -> None:

@@ -140,8 +140,7 @@ def register_best(session: Session, sweep: Sweep, model: TrainedModel) -> Traine
     # The name's row first: the model's foreign key points at it.
     version = registry.next_version(session, sweep.tenant, sweep.model_name)
     model.name, model.version = sweep.model_name, version
-    data = {"model_id": model.id, "name": model.name, "version": version, "job_id": model.job_id}
-    webhooks.record_event(session, sweep.tenant, "model.version.created", data)
+    webhooks.record_version_created(session, model)
     return model
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Webhook, WebhookAttempt, WebhookDelivery, utcnow
+from service.db.models import TrainedModel, Webhook, WebhookAttempt, WebhookDelivery, utcnow
 from service.db.records import page
 from service.vocabulary import WEBHOOK_EVENTS, DeliveryStatus
 
@@ -112,6 +112,18 @@ def record_job_finished(
         "sweep_id": sweep_id,
     }
     record_event(session, tenant, "job.finished", data)
+
+
+def record_version_created(session: Session, model: TrainedModel) -> None:
+    """Record the ``model.version.created`` event of ``model`` (named, versioned, flushed),
+    without committing."""
+    data = {
+        "model_id": model.id,
+        "name": model.name,
+        "version": model.version,
+        "job_id": model.job_id,
+    }
+    record_event(session, model.tenant, "model.version.created", data)
 
 
 def _due(now: datetime) -> Any:
