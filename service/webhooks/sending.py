@@ -33,7 +33,7 @@ USER_AGENT = "backprop-webhooks/1"
 class PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the checked address, whatever the host name resolves to now."""
 
-    def __init__(self, target: Target, timeout: float):
+    def __init__(self, target: Target, timeout: float, _tls: ssl.SSLContext | None = None):
         super().__init__(target.host, target.port, timeout=timeout)
         self.address = target.address
 
@@ -44,10 +44,9 @@ class PinnedHTTPConnection(http.client.HTTPConnection):
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """TLS to the checked address, the certificate checked against the URL's host name."""
 
-    def __init__(self, target: Target, timeout: float):
-        super().__init__(
-            target.host, target.port, timeout=timeout, context=ssl.create_default_context()
-        )
+    def __init__(self, target: Target, timeout: float, tls: ssl.SSLContext | None = None):
+        context = tls or ssl.create_default_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=context)
         self.address = target.address
 
     def connect(self) -> None:
@@ -58,10 +57,16 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
 CONNECTIONS = {"http": PinnedHTTPConnection, "https": PinnedHTTPSConnection}
 
 
-def post(target: Target, headers: dict[str, str], body: bytes, timeout: float) -> int:
+def post(
+    target: Target,
+    headers: dict[str, str],
+    body: bytes,
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
+) -> int:
     """POST ``body`` to ``target`` and return the status code (a redirect is an answer like any
-    other: never followed)."""
-    connection = CONNECTIONS[target.scheme](target, timeout)
+    other: never followed). ``tls``: the certificates trusted (None: the system's)."""
+    connection = CONNECTIONS[target.scheme](target, timeout, tls)
     try:
         connection.request(
             "POST", target.path, body=body, headers={**headers, "User-Agent": USER_AGENT}
@@ -85,6 +90,8 @@ class Sender:
     settings: Settings
     sealer: Sealer
     resolve: Resolver | None = None
+    # The certificate authorities HTTPS receivers are checked against (None: the system's).
+    tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> "Sender":
@@ -125,9 +132,8 @@ class Sender:
             target = check_url(claim.url, self.settings.webhook_allow_private, self.resolve)
             secret = self.sealer.unseal(claim.secret_sealed)
             headers = signed_headers(secret, claim.event_id, int(time.time()), claim.body)
-            status_code = post(
-                target, headers, claim.body.encode(), self.settings.webhook_timeout_seconds
-            )
+            timeout = self.settings.webhook_timeout_seconds
+            status_code = post(target, headers, claim.body.encode(), timeout, self.tls)
         except (AddressRefused, SecretUnreadable) as error:
             return webhooks.Outcome(error=str(error))
         except (OSError, http.client.HTTPException) as error:

@@ -1,6 +1,7 @@
 """A real HTTP receiver on loopback for webhook tests: it answers each POST with the next status
 of its script (200 once the script is spent) and keeps what it got."""
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,12 +19,17 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # HTTPS with this server-side context (its certificate) instead of HTTP.
+    tls: ssl.SSLContext | None = None
     server: ThreadingHTTPServer | None = None
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hooks/backprop"
+        return f"http://127.0.0.1:{self.port}/hooks/backprop"
 
     def __enter__(self) -> "Receiver":
         receiver = self
@@ -43,6 +49,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

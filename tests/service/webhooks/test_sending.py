@@ -5,9 +5,14 @@ stubbed resolver: no connection leaves loopback)."""
 
 import dataclasses
 import json
-from datetime import timedelta
+import ssl
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook as Verifier
 
@@ -217,3 +222,61 @@ def test_backprop_webhooks_reencrypt_seals_every_secret_under_the_new_key(
     with sessions() as session:
         sealed = session.get(webhooks.Webhook, hook.id).secret_sealed
     assert Sealer(b"new").unseal(sealed) == "whsec_abc"
+
+
+def self_signed(tmp_path, host: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A certificate for ``host`` alone: the receiver's context, and a sender's that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cadata=pem.decode())
+
+
+def test_https_goes_to_the_checked_address_and_checks_the_certificate_of_the_url_host(
+    sessions, tmp_path
+):
+    server_tls, trusting = self_signed(tmp_path, "hooks.test")
+    settings = Settings(secret_key=SECRET_KEY, webhook_allow_private=True)
+    resolved = {"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}
+    sender = Sender(
+        sessions,
+        settings,
+        Sealer.from_settings(settings),
+        resolve=lambda host, _port: resolved[host],
+        tls=trusting,
+    )
+    secret = make_secret()
+    with Receiver(tls=server_tls) as receiver:
+        subscribe(sender, f"https://hooks.test:{receiver.port}/in", secret)
+        subscribe(sender, f"https://other.test:{receiver.port}/in", secret)
+        good, wrong_name = emit(sessions)
+        assert sender.attempt(good) is DeliveryStatus.SUCCEEDED
+        assert sender.attempt(wrong_name) is DeliveryStatus.PENDING
+    [got] = receiver.received
+    assert got.headers["Host"] == f"hooks.test:{receiver.port}"
+    Verifier(secret).verify(got.body, got.headers)
+    [refused] = delivery(sessions, wrong_name).tries
+    assert refused.status_code is None and "other.test" in refused.error
