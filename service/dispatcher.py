@@ -61,7 +61,7 @@ class Dispatcher:
         max_attempts: int,
         interval: float,
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
-        webhook_lease: float = Settings.webhook_timeout_seconds * 3,
+        webhook_lease: float = Settings().webhook_lease_seconds(),
     ):
         self.sessions = sessions
         self.queue = queue
