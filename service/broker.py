@@ -18,6 +18,10 @@ from service.settings import Settings
 
 # Task names: stable strings, sent by the API and the dispatcher, registered by the worker.
 TRAIN_MODEL = "backprop.train_model"
+DELIVER_WEBHOOK = "backprop.deliver_webhook"
+# Deliveries have a queue of their own, consumed by `backprop webhook-worker` only: on the
+# training queue one would wait behind every job ahead of it (prefetch 1, jobs of hours).
+WEBHOOK_QUEUE = "webhooks"
 
 DECLARE_ATTEMPTS = 3
 # Publishing while the broker is down must not hang a request: retry briefly, then give up.
@@ -144,8 +148,9 @@ def create_celery_app(settings: Settings) -> Celery:
     return app
 
 
-def declare_task_queue(app: Celery, timeout: float) -> int:
-    """Declare the task queue and return how many messages wait in it (a broker round trip).
+def declare_task_queue(app: Celery, timeout: float, queue: str | None = None) -> int:
+    """Declare the task queue (``queue``, else the training queue) and return how many
+    messages wait in it (a broker round trip).
 
     On kombu's SQL transport, processes that start at once race to create its tables and the
     queue's row ("table kombu_queue already exists", "UNIQUE constraint failed"); the loser's
@@ -153,18 +158,19 @@ def declare_task_queue(app: Celery, timeout: float) -> int:
     """
     for _ in range(DECLARE_ATTEMPTS - 1):
         try:
-            return _declare(app, timeout)
+            return _declare(app, timeout, queue)
         except (IntegrityError, OperationalError):
             continue
-    return _declare(app, timeout)
+    return _declare(app, timeout, queue)
 
 
-def _declare(app: Celery, timeout: float) -> int:
+def _declare(app: Celery, timeout: float, queue: str | None) -> int:
     with app.connection_for_write() as connection:
         # One quick retry: a submission during a broker outage must not wait kombu's 2 s interval.
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         channel = connection.default_channel
-        return channel.queue_declare(queue=app.conf.task_default_queue).message_count
+        name = queue or app.conf.task_default_queue
+        return channel.queue_declare(queue=name).message_count
 
 
 class JobQueue:
@@ -185,6 +191,16 @@ class JobQueue:
             self.queued_messages()
         self.celery.send_task(
             TRAIN_MODEL, args=[job_id], retry=True, retry_policy=PUBLISH_RETRY_POLICY
+        )
+
+    def enqueue_delivery(self, delivery_id: int) -> None:
+        """Ask a webhook worker to attempt delivery ``delivery_id`` (committed, due)."""
+        self.celery.send_task(
+            DELIVER_WEBHOOK,
+            args=[delivery_id],
+            queue=WEBHOOK_QUEUE,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
         )
 
     def queued_messages(self) -> int:

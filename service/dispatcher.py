@@ -12,6 +12,9 @@ Each round, every ``dispatch_interval_seconds``:
 * sweeps: a running sweep whose trials ended without a worker to queue the next ones (the
   reaper ended them, or a cancel through /v1/jobs) gets them queued here, or is ended (its best
   model registered: API processes see that version once their cached references age out);
+* webhooks (their outbox): deliveries due (new, or whose backoff ended) are published to the
+  webhook queue and marked; one published that long ago and still not claimed, or claimed
+  under a lease that expired (its webhook worker died mid-attempt), is published again;
 * re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
   when the broker's queue is empty. A message that is not in the queue is held by a worker, and
   a worker that holds a message claims its job at once unless it is busy with another; so an
@@ -36,7 +39,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.broker import JobQueue
-from service.db import dispatch, sweeps
+from service.db import dispatch, sweeps, webhooks
 from service.db.models import utcnow
 from service.db.session import make_session_factory
 from service.logs import configure_logging
@@ -58,12 +61,14 @@ class Dispatcher:
         max_attempts: int,
         interval: float,
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
+        webhook_lease: float = Settings().webhook_lease_seconds(),
     ):
         self.sessions = sessions
         self.queue = queue
         self.max_attempts = max_attempts
         self.interval = interval
         self.redispatch_after = redispatch_after
+        self.webhook_lease = webhook_lease
         self.stopped = threading.Event()
 
     @classmethod
@@ -73,6 +78,7 @@ class Dispatcher:
             JobQueue.from_settings(settings),
             settings.max_attempts,
             settings.dispatch_interval_seconds,
+            webhook_lease=settings.webhook_lease_seconds(),
         )
 
     def run_forever(self) -> None:
@@ -94,10 +100,11 @@ class Dispatcher:
         self.stopped.set()
 
     def run_once(self) -> int:
-        """Reap expired leases, advance stalled sweeps, then publish the jobs that need it;
-        return how many were sent."""
+        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries, then
+        publish the jobs that need it; return how many jobs were sent."""
         self.reap()
         self.advance_sweeps()
+        self.dispatch_deliveries()
         with self.sessions() as session:
             job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
         for job_id in job_ids:
@@ -107,6 +114,18 @@ class Dispatcher:
         if job_ids:
             logger.info("dispatched jobs %s", job_ids)
         return len(job_ids)
+
+    def dispatch_deliveries(self) -> int:
+        """Publish the webhook deliveries due (to the webhook queue) and mark them; return how
+        many."""
+        lost_before = utcnow() - timedelta(seconds=self.webhook_lease)
+        with self.sessions() as session:
+            delivery_ids = webhooks.deliveries_to_dispatch(session, lost_before, BATCH)
+        for delivery_id in delivery_ids:
+            self.queue.enqueue_delivery(delivery_id)
+            with self.sessions() as session:
+                webhooks.mark_dispatched(session, delivery_id)
+        return len(delivery_ids)
 
     def reap(self) -> None:
         with self.sessions() as session:

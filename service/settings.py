@@ -133,6 +133,20 @@ class Settings:
     # (stderr) or a file path (a tenth of a small prediction's CPU goes to writing its line).
     log_format: str = "json"
     access_log: str = "off"
+    # Webhooks (docs/operations.md, "Webhooks"): attempts per delivery, the wait before the
+    # second (doubled after each failure, at most an hour), the timeout of connecting and of
+    # each read, and whether URLs may reach loopback, private and link-local addresses (tests,
+    # private networks). WEBHOOK_CONCURRENCY: deliveries one `backprop webhook-worker` sends at
+    # once. SECRET_KEY_PREVIOUS: the key before SECRET_KEY while a rotation re-encrypts the
+    # webhook secrets (`backprop webhooks reencrypt`).
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 5.0
+    webhook_timeout_seconds: float = 5.0
+    webhook_allow_private: bool = False
+    webhook_concurrency: int = 4
+    # Webhooks a tenant may hold: every event goes to each of them.
+    max_webhooks_per_tenant: int = 20
+    secret_key_previous: str = ""
     # GET /metrics on the API port: "on" or "off" (a 404). With AUTH=required it needs
     # METRICS_TOKEN as a bearer token, and is off while that is empty.
     metrics: str = "on"
@@ -148,6 +162,8 @@ class Settings:
                 raise ValueError(f"{name.upper()}={value!r}: must be one of {', '.join(allowed)}")
         if self.trusted_proxies < 0:
             raise ValueError(f"TRUSTED_PROXIES={self.trusted_proxies}: must be 0 or more")
+        if self.webhook_max_attempts < 1:
+            raise ValueError(f"WEBHOOK_MAX_ATTEMPTS={self.webhook_max_attempts}: must be 1 or more")
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
@@ -184,6 +200,11 @@ class Settings:
             values["database_url"] = normalize_database_url(values["database_url"])
         return cls(**values)
 
+    def webhook_lease_seconds(self) -> float:
+        """How long a webhook worker holds a delivery it sends: a lookup, a connection and a
+        read may each take WEBHOOK_TIMEOUT_SECONDS; then the dispatcher sends it again."""
+        return 3 * self.webhook_timeout_seconds
+
     def registry_generation_path(self) -> Path:
         """The file whose every change tells API processes that a model reference may now name
         another model (beside the SQLite database, else under ``./var/``): used when the broker
@@ -216,4 +237,19 @@ class Settings:
         ]
 
 
-_PARSERS: dict[type, Callable[[str], object]] = {str: str, int: int, float: float}
+def parse_bool(raw: str) -> bool:
+    """``true`` or ``false`` (any case; also 1/0, yes/no, on/off)."""
+    words = {"true": True, "1": True, "yes": True, "on": True}
+    words |= {"false": False, "0": False, "no": False, "off": False}
+    try:
+        return words[raw.strip().lower()]
+    except KeyError:
+        raise ValueError("must be true or false") from None
+
+
+_PARSERS: dict[type, Callable[[str], object]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: parse_bool,
+}

@@ -35,6 +35,18 @@ class SweepStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class DeliveryStatus(enum.StrEnum):
+    """A webhook delivery: waiting for its next attempt, or done either way."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# What a webhook may subscribe to (its deliveries' ``type``).
+WEBHOOK_EVENTS = ("model.version.created", "alias.moved", "job.finished", "sweep.finished")
+
+
 class Scope(enum.StrEnum):
     """What an API key may do, each including the one before: read, then write within its
     tenant, then also manage the tenant's keys."""

@@ -35,9 +35,14 @@ def commands(service: dict) -> list[list[str]]:
 
 
 def test_the_stack_has_every_part():
-    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(SERVICES)
+    assert {"postgres", "redis", "migrate", "api", "worker", "webhook-worker"} <= set(SERVICES)
     assert all("healthcheck" in SERVICES[name] for name in ("postgres", "redis", "api", "worker"))
     assert "pgdata" in COMPOSE["volumes"]
+
+
+def test_every_process_that_seals_or_opens_webhook_secrets_shares_secret_key():
+    for name in ("api", "webhook-worker"):
+        assert SERVICES[name]["environment"]["SECRET_KEY"].startswith("${SECRET_KEY:?")
 
 
 def test_the_worker_can_be_scaled():

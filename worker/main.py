@@ -1,4 +1,5 @@
-"""`backprop worker`: a Celery worker process that trains jobs."""
+"""`backprop worker`: a Celery worker process that trains jobs; `backprop webhook-worker`: one
+that sends webhook deliveries, from a queue of their own (service/broker.py)."""
 
 import argparse
 import logging
@@ -7,6 +8,7 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from service.broker import (
+    WEBHOOK_QUEUE,
     broker_profile,
     create_celery_app,
     declare_task_queue,
@@ -15,7 +17,7 @@ from service.broker import (
 from service.db.session import make_session_factory
 from service.logs import configure_logging
 from service.settings import Settings
-from worker.tasks import register_tasks
+from worker.tasks import register_tasks, register_webhook_task
 
 # Gossip and mingle broadcast between workers; jobs need neither. Event heartbeats tell Flower
 # that a worker is alive: sent only on brokers that carry events (service/broker.py).
@@ -65,3 +67,17 @@ def celery_argv(app: Celery, settings: Settings, celery_args: list[str]) -> list
         *worker_flags(app),
         *celery_args,
     ]
+
+
+def run_webhook_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Send webhook deliveries until stopped, WEBHOOK_CONCURRENCY at once (each in a process
+    of its own: a killed one loses only its attempt, which the dispatcher sends again);
+    ``args.celery_args`` go to ``celery worker``."""
+    log_like_the_service(settings)
+    app = create_celery_app(settings)
+    register_webhook_task(app, make_session_factory(settings.database_url), settings)
+    if broker_profile(settings.broker_url).declare_before_consuming:
+        declare_task_queue(app, settings.broker_timeout_seconds, WEBHOOK_QUEUE)
+    queue_args = [f"--queues={WEBHOOK_QUEUE}", f"--concurrency={settings.webhook_concurrency}"]
+    app.worker_main(celery_argv(app, settings, [*queue_args, *args.celery_args]))
+    return 0

@@ -4,8 +4,9 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.broker import TRAIN_MODEL, JobQueue
+from service.broker import DELIVER_WEBHOOK, TRAIN_MODEL, JobQueue
 from service.settings import Settings
+from service.webhooks.sending import Sender
 from worker.training import arrays_cache, run_training
 
 
@@ -19,8 +20,24 @@ def register_tasks(app: Celery, sessions: sessionmaker[Session], settings: Setti
     def train_model(job_id: int) -> None:
         run_training(sessions, job_id, settings, cache, queue)
 
-    def forget_parent_connections(**_kwargs) -> None:
-        # A forked pool process must not reuse the connections its parent opened.
+    forget_parent_connections(sessions)
+
+
+def register_webhook_task(app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
+    """Register the delivery task on ``app`` (`backprop webhook-worker`)."""
+    sender = Sender.from_settings(settings, sessions)
+
+    @app.task(name=DELIVER_WEBHOOK)
+    def deliver_webhook(delivery_id: int) -> None:
+        sender.attempt(delivery_id)
+
+    forget_parent_connections(sessions)
+
+
+def forget_parent_connections(sessions: sessionmaker[Session]) -> None:
+    """A forked pool process must not reuse the connections its parent opened."""
+
+    def forget(**_kwargs) -> None:
         sessions.kw["bind"].dispose(close=False)
 
-    worker_process_init.connect(forget_parent_connections, weak=False)
+    worker_process_init.connect(forget, weak=False)

@@ -6,7 +6,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from model_core import MAX_INT32, Model
-from service.api.auth import identify_caller, signing_secret
+from service.api.auth import identify_caller
 from service.api.bodies import BodyLimitedRequest, install_json_depth_check, json_body_errors_doc
 from service.api.context import Services, close_db
 from service.api.dashboard import install_dashboard
@@ -23,6 +23,7 @@ from service.caching import GenerationalCache, LruCache
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
 from service.generation import generation_for
+from service.secret_key import signing_secret
 from service.serving.predictions import model_bytes, prediction_arrays
 from service.serving.rollout import (
     CountPublisher,

@@ -11,25 +11,19 @@ process until the registry generation moves, which a revocation moves: it is see
 next request of every process.
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import hmac
-import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from flask import g, request
 
 from service.api.context import current_generation, services
 from service.api.errors import fail
 from service.db import keys
-from service.settings import Settings
 from service.vocabulary import DEFAULT_TENANT, Scope
 
 OPEN_PREFIXES = ("/v2/health/",)
@@ -45,10 +39,10 @@ READING_POSTS = (
     "/v1/jobs/validate",
     "/v1/tokens",
 )
-ADMIN_PREFIX = "/v1/keys"
+# Keys and webhooks (whose secrets sign what other systems trust) need an admin key.
+ADMIN_PREFIXES = ("/v1/keys", "/v1/webhooks")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}
 # The made secret: 32 random bytes as hex text.
-SECRET_FILE_BYTES = 64
 
 ACCESS_TOKEN_PREFIX = "bpt"
 MAX_ACCESS_TOKEN_SECONDS = 3600
@@ -93,14 +87,15 @@ def identify_caller() -> None:
 
 
 def scope_needed() -> Scope:
-    """Keys need admin; GETs and reading POSTs need read; every other change needs write.
+    """Keys and webhooks need admin; GETs and reading POSTs need read; every other change
+    needs write.
 
     Decided by the route that matched, never by the path's text: an alias may be called
     ``predict``."""
     if request.url_rule is None:
         return Scope.READ  # no route: the router's 404 or 405 answers, whoever asks
     rule = request.url_rule.rule
-    if rule == ADMIN_PREFIX or rule.startswith(ADMIN_PREFIX + "/"):
+    if any(rule == prefix or rule.startswith(prefix + "/") for prefix in ADMIN_PREFIXES):
         return Scope.ADMIN
     if request.method in SAFE_METHODS:
         return Scope.READ
@@ -190,52 +185,3 @@ def principal_for_access_token(token: str) -> Principal:
 
 def unauthorized(message: str):
     fail(401, message, headers=CHALLENGE)
-
-
-def signing_secret(settings: Settings) -> bytes:
-    """``SECRET_KEY``, else the random secret in ``settings.secret_key_path()``, made on first
-    use (readable by this user only; the first process to make it wins a race).
-
-    A file shorter than a made secret (left empty by a creator of an older version that
-    crashed between creating and writing it) is never used: it is replaced."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path = settings.secret_key_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        secret = path.read_bytes()
-    except FileNotFoundError:
-        secret = create_secret(path)
-    return secret if len(secret) >= SECRET_FILE_BYTES else replace_short_secret(path)
-
-
-def replace_short_secret(path: Path) -> bytes:
-    """Replace a short secret file, holding a lock beside it: two processes that both found it
-    short must not each remove the other's new secret."""
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with contextlib.suppress(FileNotFoundError):
-            secret = path.read_bytes()
-            if len(secret) >= SECRET_FILE_BYTES:
-                return secret  # another process replaced it while this one waited
-            path.unlink()
-        return create_secret(path)
-
-
-def create_secret(path: Path) -> bytes:
-    """Write a new secret to a temporary file, ``fsync`` it, then ``os.link`` it into place.
-
-    The file appears whole or not at all, and a link (unlike a rename) never replaces: when
-    another process linked first, its secret is the one every process reads and uses."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_hex(SECRET_FILE_BYTES // 2).encode())
-            file.flush()
-            os.fsync(file.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        temporary.unlink()
-    return path.read_bytes()

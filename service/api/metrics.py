@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import bearer_token
-from service.db.figures import JobFigures, job_figures
+from service.db.figures import DeliveryFigures, JobFigures, delivery_figures, job_figures
 from service.db.models import utcnow
 from service.serving.rollout import ShadowMetrics
 from service.settings import Settings
@@ -105,13 +105,16 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             with self.sessions() as session:
-                figures = job_figures(session, utcnow())
+                now = utcnow()
+                figures = job_figures(session, now)
+                deliveries = delivery_figures(session, now)
         except SQLAlchemyError as error:
             logger.warning("/metrics: the database did not answer: %s", error)
             yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=0)
             return
         yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=1)
         yield from job_metrics(figures)
+        yield from delivery_metrics(deliveries)
 
 
 DATABASE_UP_HELP = "1 when the database answered this scrape's queries (the job figures follow)"
@@ -153,6 +156,22 @@ def job_metrics(figures: JobFigures) -> Iterator[Metric]:
         "backprop_training_samples_per_second",
         "Training rows per second of the running jobs (rows less the validation share)",
         value=figures.speed.samples_per_second,
+    )
+
+
+def delivery_metrics(figures: DeliveryFigures) -> Iterator[Metric]:
+    deliveries = GaugeMetricFamily(
+        "backprop_webhook_deliveries",
+        "Webhook deliveries in each status, every tenant",
+        labels=["status"],
+    )
+    for status, count in figures.deliveries.items():
+        deliveries.add_metric([status.value], count)
+    yield deliveries
+    yield GaugeMetricFamily(
+        "backprop_webhook_delivery_lag_seconds",
+        "How long the oldest pending webhook delivery has been due (0: none is)",
+        value=figures.lag_seconds,
     )
 
 

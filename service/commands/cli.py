@@ -2,7 +2,9 @@
 
     backprop api                 the HTTP API under gunicorn on $PORT
     backprop worker [ARGS...]    a Celery worker (extra arguments go to celery worker)
+    backprop webhook-worker [ARGS...]  a Celery worker that sends webhook deliveries only
     backprop dispatcher          re-queue jobs of dead workers, send queued jobs to the broker
+    backprop webhooks reencrypt  seal every webhook secret under SECRET_KEY (after a rotation)
     backprop db upgrade [REV]    migrate the database (default: head)
     backprop db downgrade REV    e.g. base
     backprop run                 migrate, then the API, one worker and the dispatcher until Ctrl-C
@@ -57,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker = commands.add_parser("worker", help="run a Celery worker (other options go to celery)")
     worker.set_defaults(handler=imported_on_call("worker.main", "run_worker"), passes_options=True)
+    webhook_worker = commands.add_parser(
+        "webhook-worker", help="run a Celery worker sending webhooks (other options go to celery)"
+    )
+    webhook_worker.set_defaults(
+        handler=imported_on_call("worker.main", "run_webhook_worker"), passes_options=True
+    )
+    webhooks = commands.add_parser("webhooks", help="webhook secrets").add_subparsers(
+        dest="action", required=True
+    )
+    webhooks.add_parser(
+        "reencrypt", help="seal every webhook secret under SECRET_KEY (SECRET_KEY_PREVIOUS opens)"
+    ).set_defaults(handler=imported_on_call("service.webhooks.secrets", "reencrypt_secrets"))
     commands.add_parser(
         "dispatcher", help="re-queue jobs of dead workers, send queued jobs to the broker"
     ).set_defaults(handler=imported_on_call("service.dispatcher", "run_dispatcher"))

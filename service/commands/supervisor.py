@@ -33,8 +33,8 @@ READY_POLL_MAX_SECONDS = 2.0
 
 @dataclass
 class LocalStack:
-    """``backprop api``, ``workers`` x ``backprop worker`` and ``backprop dispatcher``, stopped
-    together.
+    """``backprop api``, ``workers`` x ``backprop worker``, ``backprop webhook-worker`` and
+    ``backprop dispatcher``, stopped together.
 
     ``env`` is the children's whole environment (settings come from it); with ``logs`` set each
     child writes to ``logs/<name>.log``, otherwise to this process's output. ``worker_args`` go
@@ -50,6 +50,7 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self._spawn("api", ["api"])
         self._spawn("dispatcher", ["dispatcher"])
+        self._spawn("webhook-worker", ["webhook-worker", "--hostname=webhooks@%h"])
         for number in range(self.workers):
             hostname = f"--hostname=worker{number}@%h"
             self._spawn(f"worker-{number}", ["worker", hostname, *self.worker_args])
@@ -144,8 +145,8 @@ def stop_on_signals() -> None:
 
 
 def run_all(settings: Settings, _args: argparse.Namespace) -> int:
-    """``backprop run``: migrate, then run the API, one worker and the dispatcher as child
-    processes until one exits, Ctrl-C or SIGTERM."""
+    """``backprop run``: migrate, then run the API, one worker, the webhook worker and the
+    dispatcher as child processes until one exits, Ctrl-C or SIGTERM."""
     upgrade(settings)
     configure_logging(settings)  # after Alembic, which configures logging its own way
     stop_on_signals()

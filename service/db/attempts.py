@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db import registry, sweeps
+from service.db import registry, sweeps, webhooks
 from service.db.models import EpochMetric, JobCheckpoint, TrainedModel, TrainingJob, utcnow
 from service.vocabulary import EPOCH_FIGURES, JobStatus
 
@@ -189,10 +189,14 @@ def end_attempt(
     end the sweep) in the same transaction, and return what that did.
 
     The history is kept whatever the status; the checkpoint, no longer needed, is deleted.
+    The ``job.finished`` event (and ``model.version.created`` for a named model) is committed
+    with the ending.
     A trial locks its sweep's row before its own, in the order ``cancel_sweep`` takes them, so
     that the two cannot deadlock on PostgreSQL.
     """
-    sweep_id = session.scalar(select(TrainingJob.sweep_id).where(TrainingJob.id == job_id))
+    tenant, sweep_id = session.execute(
+        select(TrainingJob.tenant, TrainingJob.sweep_id).where(TrainingJob.id == job_id)
+    ).one()
     if sweep_id is not None:
         sweeps.lock_running(session, sweep_id)
     _write_attempt(
@@ -212,6 +216,11 @@ def end_attempt(
         if model.name is not None:
             model.version = registry.next_version(session, model.tenant, model.name)
         session.add(model)
+        session.flush()
+        if model.name is not None:
+            webhooks.record_version_created(session, model)
+    model_id = model and model.id
+    webhooks.record_job_finished(session, tenant, job_id, status, error, model_id, sweep_id)
     advanced = sweeps.Advance() if sweep_id is None else sweeps.advance(session, sweep_id)
     session.commit()
     return advanced

@@ -10,6 +10,7 @@ from typing import Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from service.db import webhooks
 from service.db.models import TrainingJob, utcnow
 from service.db.records import update_job_in
 from service.vocabulary import JobStatus
@@ -67,14 +68,19 @@ def reap_expired_leases(session: Session, max_attempts: int) -> dict[JobStatus, 
     }
     moved = {}
     for status, (condition, values) in moves.items():
-        moved[status] = list(
-            session.scalars(
-                update(TrainingJob)
-                .where(expired, condition)
-                .values(status=status, **values)
-                .returning(TrainingJob.id)
-            )
-        )
+        rows = session.execute(
+            update(TrainingJob)
+            .where(expired, condition)
+            .values(status=status, **values)
+            .returning(TrainingJob.id, TrainingJob.tenant, TrainingJob.sweep_id)
+        ).all()
+        moved[status] = [row.id for row in rows]
+        if status is not JobStatus.QUEUED:
+            for row in rows:
+                error = values.get("error")
+                webhooks.record_job_finished(
+                    session, row.tenant, row.id, status, error, sweep_id=row.sweep_id
+                )
     session.commit()
     return moved
 

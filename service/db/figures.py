@@ -1,5 +1,5 @@
 """What ``/metrics`` reads from the database at scrape time: jobs, the queue, training speed,
-retries and leases, as plain numbers across every tenant.
+retries and leases, webhook deliveries, as plain numbers across every tenant.
 
 Read from the database rather than counted in the processes that do the work, so that workers
 and dispatchers on every host are included, and nothing is lost when one of them dies. Use a
@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Dataset, EpochMetric, TrainingJob
-from service.vocabulary import JobStatus
+from service.db.models import Dataset, EpochMetric, TrainingJob, WebhookDelivery
+from service.vocabulary import DeliveryStatus, JobStatus
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,28 @@ def training_speed(session: Session) -> TrainingSpeed:
         for seconds, n_samples, training in rows
     )
     return TrainingSpeed(epochs, samples)
+
+
+@dataclass(frozen=True)
+class DeliveryFigures:
+    """``deliveries``: webhook deliveries in each status; ``lag_seconds``: how long the oldest
+    pending delivery has been due (0 when none is): a webhook worker that is missing, or
+    receivers that keep failing."""
+
+    deliveries: dict[DeliveryStatus, int]
+    lag_seconds: float
+
+
+def delivery_figures(session: Session, now: datetime) -> DeliveryFigures:
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    rows = session.execute(
+        select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+    ).all()
+    counts.update({status: count for status, count in rows})
+    oldest = session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at)).where(
+            WebhookDelivery.status == DeliveryStatus.PENDING
+        )
+    )
+    lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+    return DeliveryFigures(counts, lag)

@@ -9,16 +9,27 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.db import webhooks
 from service.db.models import TrainingJob, utcnow
 from service.db.records import update_job_in
 from service.vocabulary import JobStatus
 
 
 def cancel_queued_job(session: Session, job_id: int) -> bool:
-    """End a queued job as cancelled at once; a worker's claim then finds nothing to train."""
-    return update_job_in(
-        session, job_id, JobStatus.QUEUED, status=JobStatus.CANCELLED, finished_at=utcnow()
-    )
+    """End a queued job as cancelled at once, with its ``job.finished`` event, and commit; a
+    worker's claim then finds nothing to train."""
+    ended = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+        .returning(TrainingJob.tenant, TrainingJob.sweep_id)
+    ).one_or_none()
+    if ended is not None:
+        webhooks.record_job_finished(
+            session, ended.tenant, job_id, JobStatus.CANCELLED, sweep_id=ended.sweep_id
+        )
+    session.commit()
+    return ended is not None
 
 
 def request_cancel(session: Session, job_id: int) -> bool:

@@ -1,5 +1,6 @@
 """Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, the registry's
-model_names and model_aliases, api_keys, and sweeps.
+model_names and model_aliases, api_keys, sweeps, and webhooks with their deliveries (the
+outbox of events) and each delivery's attempts.
 
 Data sets, jobs, models, names, aliases and sweeps belong to a tenant (``TenantOwned``); epoch
 records and checkpoints belong to their job.
@@ -35,6 +36,7 @@ from service.vocabulary import (
     DEFAULT_TENANT,
     MAX_NAME_LENGTH,
     MAX_TENANT_LENGTH,
+    DeliveryStatus,
     JobStatus,
     Scope,
     SweepStatus,
@@ -390,3 +392,76 @@ class Sweep(TenantOwned, Base):
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class Webhook(TenantOwned, Base):
+    """A tenant's subscription: ``events`` (names of WEBHOOK_EVENTS) are POSTed to ``url``,
+    signed with the Standard Webhooks secret sealed in ``secret_sealed`` (a Fernet token keyed
+    from SECRET_KEY: service/webhooks/secrets.py)."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list]
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(TenantOwned, Base):
+    """One event to send to one webhook: the outbox row, written in the transaction of the
+    event itself.
+
+    ``event_id`` (the ``webhook-id`` header) is the event's, shared by its deliveries to every
+    webhook, and ``body`` the exact bytes signed and sent on every attempt. ``attempts`` counts
+    the claims so far; the next is due at ``next_attempt_at``. ``dispatched_at`` is the outbox
+    mark (when the dispatcher last published it; None: to publish), and ``claimed_until`` the
+    lease of the webhook worker sending it now.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus, "delivery_status"),
+        default=DeliveryStatus.PENDING,
+        index=True,
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    tries: Mapped[list["WebhookAttempt"]] = relationship(
+        lazy="selectin", order_by="WebhookAttempt.number", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One attempt at a delivery: who sent it, when, and the answer (``status_code``) or the
+    reason there was none (``error``). An attempt without ``finished_at`` was lost with its
+    webhook worker."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number"), KEEP_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    number: Mapped[int]
+    owner: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)

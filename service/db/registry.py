@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from model_core import MAX_INT32
+from service.db import webhooks
 from service.db.models import ModelAlias, ModelName, TrainedModel
 from service.model_refs import ModelRef
 
@@ -93,7 +94,7 @@ def set_alias(
     """Point ``name@alias`` at ``target`` (whose versions the caller has checked exist), with a
     new ``split_id``, and commit, provided the alias is still as the caller ``seen`` it (None:
     it did not exist); ``AliasMoved`` otherwise, so that what the caller checked still holds
-    when the move is written."""
+    when the move is written. A move is an ``alias.moved`` event, committed with it."""
     values = {
         "version": target.version,
         "split": target.split,
@@ -103,6 +104,8 @@ def set_alias(
     if seen is None:
         row = ModelAlias(name=name, alias=alias, **values)
         session.add(row)
+        session.flush()
+        alias_moved(session, row.tenant, name, alias, None, target)
         session.commit()
         return row
     same_split = (
@@ -110,6 +113,7 @@ def set_alias(
         if seen.split_id is None
         else ModelAlias.split_id == seen.split_id
     )
+    old = AliasTarget(seen.version, seen.split, seen.shadow)
     moved = session.execute(
         update(ModelAlias)
         .where(ModelAlias.name == name, ModelAlias.alias == alias)
@@ -119,6 +123,8 @@ def set_alias(
     if moved.rowcount != 1:
         session.rollback()
         raise AliasMoved(f"{name}@{alias} moved meanwhile")
+    if old != target:
+        alias_moved(session, seen.tenant, name, alias, old, target)
     session.commit()
     session.expire_all()
     return get_alias(session, name, alias)
@@ -137,8 +143,30 @@ def versions_in_rollout(session: Session, name: str) -> dict[int, list[str]]:
 
 
 def delete_alias(session: Session, row: ModelAlias) -> None:
+    """Remove the alias (an ``alias.moved`` event to no version), and commit."""
+    old = AliasTarget(row.version, row.split, row.shadow)
+    alias_moved(session, row.tenant, row.name, row.alias, old, None)
     session.delete(row)
     session.commit()
+
+
+def alias_moved(
+    session: Session,
+    tenant: str,
+    name: str,
+    alias: str,
+    old: AliasTarget | None,
+    new: AliasTarget | None,
+) -> None:
+    """Record the ``alias.moved`` event of ``name@alias`` going from ``old`` to ``new`` (None:
+    the alias did not exist, or no longer does), without committing. ``*_version`` is the
+    version served (a split's largest weight's), ``*_split`` the split (None: one version)."""
+    data = {"name": name, "alias": alias}
+    for side, target in (("old", old), ("new", new)):
+        data[f"{side}_version"] = target and target.version
+        data[f"{side}_split"] = target and target.split
+        data[f"{side}_shadow"] = target and target.shadow
+    webhooks.record_event(session, tenant, "alias.moved", data)
 
 
 # Ancestors shown at most: a chain of fine-tunings longer than this is cut (``truncated``).

@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from model_core.specs import resolve_training
-from service.db import registry
+from service.db import registry, webhooks
 from service.db.models import EpochMetric, Sweep, TrainedModel, TrainingJob, utcnow
 from service.db.quotas import json_bytes
 from service.db.records import get_dataset, page
@@ -119,21 +119,48 @@ def trial_specs(session: Session, sweep: Sweep, index: int) -> dict:
 
 def finish(session: Session, sweep: Sweep) -> TrainedModel | None:
     """End ``sweep``: succeeded with its best trial's model (registered as the next version of
-    ``model_name``, if given, and returned), or failed when no trial has a model."""
+    ``model_name``, if given, and returned), or failed when no trial has a model; with the
+    ``sweep.finished`` event (and ``model.version.created``), uncommitted."""
     best = next((score for score in leaderboard(session, sweep) if score.job.model), None)
     sweep.finished_at = utcnow()
+    model = None
     if best is None:
         sweep.status = SweepStatus.FAILED
-        return None
-    sweep.status = SweepStatus.SUCCEEDED
-    sweep.best_job_id = best.job.id
-    if sweep.model_name is None:
-        return None
+    else:
+        sweep.status = SweepStatus.SUCCEEDED
+        sweep.best_job_id = best.job.id
+        if sweep.model_name is not None:
+            model = register_best(session, sweep, best.job.model)
+    sweep_finished(session, sweep.tenant, sweep.id, sweep.status, best and best.job.model)
+    return model
+
+
+def register_best(session: Session, sweep: Sweep, model: TrainedModel) -> TrainedModel:
+    """Make the sweep's best model the next version of its name (event included)."""
     # The name's row first: the model's foreign key points at it.
     version = registry.next_version(session, sweep.tenant, sweep.model_name)
-    model = best.job.model
     model.name, model.version = sweep.model_name, version
+    webhooks.record_version_created(session, model)
     return model
+
+
+def sweep_finished(
+    session: Session,
+    tenant: str,
+    sweep_id: int,
+    status: SweepStatus,
+    best: TrainedModel | None,
+) -> None:
+    """Record the ``sweep.finished`` event, uncommitted."""
+    data = {
+        "sweep_id": sweep_id,
+        "status": str(status),
+        "best_job_id": best and best.job_id,
+        "model_id": best and best.id,
+        "name": best and best.name,
+        "version": best and best.version,
+    }
+    webhooks.record_event(session, tenant, "sweep.finished", data)
 
 
 @dataclass(frozen=True)
@@ -220,14 +247,16 @@ def cancel_sweep(session: Session, sweep_id: int) -> bool:
     """End a running sweep as cancelled, its queued trials at once and its running ones at
     their next epoch; commit. False when the sweep is not running (any more)."""
     now = utcnow()
-    cancelled = session.execute(
+    tenant = session.execute(
         update(Sweep)
         .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.RUNNING)
         .values(status=SweepStatus.CANCELLED, finished_at=now)
-    ).rowcount
-    if not cancelled:
+        .returning(Sweep.tenant)
+    ).scalar()
+    if tenant is None:
         session.rollback()
         return False
+    sweep_finished(session, tenant, sweep_id, SweepStatus.CANCELLED, None)
     trials = TrainingJob.sweep_id == sweep_id
     session.execute(
         update(TrainingJob)

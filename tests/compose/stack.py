@@ -303,7 +303,9 @@ def main() -> int:
         step("docker-compose up -d --no-build")
         compose("down", "-v", "--remove-orphans")
         compose("up", "-d", "--no-build")
-        wait_for_health(["postgres", "redis", "api", "worker", "dispatcher", "flower"])
+        wait_for_health(
+            ["postgres", "redis", "api", "worker", "webhook-worker", "dispatcher", "flower"]
+        )
         settings_reach_the_containers()
         client = Client(API_URL, api_key=make_key(), timeout=30)
         dataset_id = train_and_predict(client)

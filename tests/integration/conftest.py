@@ -134,6 +134,12 @@ def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, .
         # the limits themselves).
         "RATE_LIMIT": "100000/second",
         "PREDICT_RATE_LIMIT": "100000/second",
+        # Webhook receivers of the tests listen on loopback; retries and a lost attempt's lease
+        # kept short (tests/integration/test_webhooks.py).
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+        "WEBHOOK_BACKOFF_SECONDS": "0.2",
+        "WEBHOOK_TIMEOUT_SECONDS": "1",
+        "WEBHOOK_CONCURRENCY": "2",
         **environment,
     }
     subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logs)

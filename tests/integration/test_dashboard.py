@@ -16,6 +16,7 @@ from tests.factories import free_port, job_body, wait_until
 from tests.integration.browser import chromium
 from tests.integration.conftest import ON_EMBEDDED, Stack
 from tests.integration.test_auth_stack import make_key
+from tests.service.webhooks.receivers import Receiver
 
 # The pages run @ON_EMBEDDED: what a page does is the same on both backends.
 
@@ -455,3 +456,36 @@ def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
     assert "v2: 25.0%" in row.find_element("css selector", ".split").text
     assert row.find_element("css selector", ".shadow").text.startswith("v3 (100.0% of requests)")
     assert page.missing_values() == []
+
+
+@ON_EMBEDDED
+def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
+    with Receiver() as receiver:
+        hook = stack.create(
+            "/v1/webhooks",
+            201,
+            json={"url": receiver.url, "events": ["model.version.created", "job.finished"]},
+        )
+        dataset = stack.create("/v1/datasets", 201, json={"builtin": "xor"})
+        body = {**job_body(dataset["id"], epochs=5), "model_name": "watched"}
+        model_id = stack.wait_for_job(stack.create("/v1/jobs", 202, json=body)["id"])["model_id"]
+
+        def both_sent():
+            deliveries = stack.get(f"/v1/webhooks/{hook['id']}/deliveries").json()
+            mine = [d for d in deliveries if d["data"].get("model_id") == model_id]
+            return len(mine) == 2 and all(d["status"] == "succeeded" for d in mine)
+
+        wait_until(both_sent, 60, "the two deliveries about the model")
+        page.open(f"{stack.base_url}/#/models/{model_id}")
+        rows = page.wait_for(
+            lambda driver: driver.find_elements("css selector", "#webhook-deliveries tbody tr"),
+            what="the webhook deliveries",
+        )
+        cells = [[cell.text for cell in row.find_elements("css selector", "td")] for row in rows]
+        assert sorted(row[0] for row in cells) == ["job.finished", "model.version.created"]
+        assert {(row[1], row[2], row[3], row[4]) for row in cells} == {
+            (receiver.url, "succeeded", "1", "200")
+        }
+        assert page.missing_values() == []
+        page.screenshot("model-webhooks")
+    assert stack.http.delete(f"{stack.base_url}/v1/webhooks/{hook['id']}").status_code == 204

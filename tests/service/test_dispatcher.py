@@ -1,13 +1,14 @@
 """The dispatcher on a real SQLite database with a stand-in broker: what it sends, when it
 sends again, and what a broker outage leaves behind."""
 
+import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from service.db import attempts
-from service.db.models import TrainingJob, utcnow
+from service.db import attempts, webhooks
+from service.db.models import TrainingJob, WebhookDelivery, utcnow
 from service.dispatcher import Dispatcher
 from service.vocabulary import JobStatus
 from tests.factories import queued_xor_job
@@ -18,6 +19,7 @@ class FakeQueue:
 
     def __init__(self, waiting: int = 0, down: bool = False):
         self.sent: list[int] = []
+        self.deliveries: list[int] = []
         self.waiting = waiting
         self.down = down
 
@@ -25,6 +27,9 @@ class FakeQueue:
         if self.down:
             raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         self.sent.append(job_id)
+
+    def enqueue_delivery(self, delivery_id: int) -> None:
+        self.deliveries.append(delivery_id)
 
     def queued_messages(self) -> int:
         return self.waiting
@@ -109,3 +114,55 @@ def test_the_loop_survives_an_outage_and_stops_when_asked(sessions):
     loop.run_once = count_then_run
     loop.run_forever()
     assert len(rounds) == 4 and len(queue.sent) == 1
+
+
+def test_a_job_the_reaper_ends_gets_its_job_finished_event(sessions):
+    with sessions() as session:
+        webhooks.create_webhook(session, "http://127.0.0.1:9/", ["job.finished"], "sealed")
+    job_id = queued_xor_job(sessions)
+    with sessions() as session:
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(
+                status=JobStatus.RUNNING,
+                attempt=3,
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        session.commit()
+    dispatcher(sessions, FakeQueue()).reap()
+    with sessions() as session:
+        [delivery] = session.scalars(select(WebhookDelivery))
+    data = json.loads(delivery.body)["data"]
+    assert (data["job_id"], data["status"]) == (job_id, "failed")
+    assert data["error"].startswith("the worker training this job died on every attempt")
+
+
+def test_a_due_delivery_is_published_once_and_again_only_when_its_message_or_worker_is_lost(
+    sessions,
+):
+    queue = FakeQueue()
+    send = Dispatcher(sessions, queue, max_attempts=3, interval=0.01, webhook_lease=15)
+    with sessions() as session:
+        webhooks.create_webhook(session, "http://127.0.0.1:9/", ["alias.moved"], "sealed")
+        [delivery] = webhooks.record_event(session, "default", "alias.moved", {"name": "xor"})
+        session.commit()
+    assert send.dispatch_deliveries() == 1 and queue.deliveries == [delivery.id]
+    assert send.dispatch_deliveries() == 0
+    with sessions() as session:
+        claim = webhooks.claim_delivery(session, delivery.id, "worker:1", lease_seconds=15)
+    assert claim.number == 1
+    published_long_ago = {"dispatched_at": utcnow() - timedelta(seconds=60)}
+    move_delivery(sessions, delivery.id, **published_long_ago)
+    assert send.dispatch_deliveries() == 0  # its worker's lease still runs
+    move_delivery(sessions, delivery.id, claimed_until=utcnow() - timedelta(seconds=1))
+    assert send.dispatch_deliveries() == 1 and queue.deliveries == [delivery.id] * 2
+
+
+def move_delivery(sessions, delivery_id: int, **values) -> None:
+    with sessions() as session:
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
+        )
+        session.commit()

@@ -9,5 +9,6 @@ from service.api.resources.keys import blp as keys
 from service.api.resources.models import blp as models
 from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
+from service.api.resources.webhooks import blp as webhooks
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, explanations, keys, health, v2)
+BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, explanations, keys, webhooks, health, v2)

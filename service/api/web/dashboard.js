@@ -779,6 +779,60 @@ async function contractSection(model, ref) {
   );
 }
 
+const WEBHOOK_DELIVERIES_SHOWN = 5;
+
+/** Whether a webhook delivery's event is about ``model`` (its name, or the model itself). */
+function concerns(delivery, model) {
+  const data = delivery.data || {};
+  return data.model_id === model.id || (model.name !== null && data.name === model.name);
+}
+
+/** The last deliveries of the tenant's webhooks that concern this model; null for a key that
+ * may not see webhooks (they need an admin key). */
+async function webhookSection(model) {
+  let hooks;
+  try {
+    hooks = await api("v1/webhooks?page_size=20");
+  } catch (error) {
+    if (error.status === 403) return null;
+    throw error;
+  }
+  if (!hooks.length) return null;
+  const lists = await Promise.all(hooks.map((hook) => api(`v1/webhooks/${hook.id}/deliveries?page_size=100`)));
+  const rows = lists
+    .flatMap((deliveries, i) => deliveries.filter((d) => concerns(d, model)).map((d) => [hooks[i], d]))
+    .sort(([, a], [, b]) => Date.parse(b.created_at) - Date.parse(a.created_at))
+    .slice(0, WEBHOOK_DELIVERIES_SHOWN);
+  const lastAnswer = (delivery) => {
+    const last = delivery.attempts[delivery.attempts.length - 1];
+    if (!last) return "–";
+    return last.status_code ?? (last.finished_at ? last.error : "lost");
+  };
+  return h(
+    "section",
+    { id: "webhooks" },
+    h("h2", {}, "Webhooks"),
+    rows.length
+      ? table(
+          ["event", "webhook", "status", "attempts", "last answer", "created"],
+          rows.map(([hook, delivery]) =>
+            h(
+              "tr",
+              {},
+              h("td", {}, delivery.type),
+              h("td", {}, hook.url),
+              h("td", {}, status(delivery.status)),
+              h("td", { class: "num" }, String(delivery.attempts.length)),
+              h("td", {}, String(lastAnswer(delivery))),
+              h("td", {}, when(delivery.created_at)),
+            ),
+          ),
+          { id: "webhook-deliveries" },
+        )
+      : h("p", { class: "muted" }, "No delivery about this model yet."),
+  );
+}
+
 // The 8x8 digits of scikit-learn: 32x32 bitmaps of a digit scaled to fill the box, then the
 // count of inked pixels in each 4x4 block (0 to 16). A drawing goes through the same steps.
 function digitFeatures(canvas) {
@@ -969,6 +1023,7 @@ async function modelPage(ref) {
     architecture(model),
     await contractSection(model, ref),
     await rolloutSection(model),
+    await webhookSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
   );

@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 
 from service.api.app import create_app
-from service.api.auth import signing_secret
 from service.commands.cli import main
 from service.db import keys
 from service.db.models import ApiKey, utcnow
+from service.secret_key import signing_secret
 from service.settings import Settings
 from tests.factories import api_key, assert_envelope, bearer, job_body
 

@@ -9,10 +9,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
 from service.api.metrics import DatabaseCollector
-from service.db.models import Dataset, EpochMetric, TrainingJob, utcnow
+from service.db.models import (
+    Dataset,
+    EpochMetric,
+    TrainingJob,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
 from service.db.session import make_session_factory
 from service.settings import Settings
-from service.vocabulary import JobStatus
+from service.vocabulary import DeliveryStatus, JobStatus
 from tests.conftest import BACKENDS
 from tests.factories import XOR_NETWORK, api_key, assert_envelope, bearer, job_body, xor_training
 from worker.training import run_training
@@ -212,3 +219,35 @@ def test_metrics_and_log_format_take_only_their_words():
         Settings.from_env({"METRICS": "yes"})
     with pytest.raises(ValueError, match="LOG_FORMAT='xml'"):
         Settings.from_env({"LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+def test_webhook_deliveries_are_counted_by_status_with_the_oldest_due(sessions):
+    now = utcnow()
+    with sessions() as session:
+        hook = Webhook(url="http://127.0.0.1:9/", events=["alias.moved"], secret_sealed="x")
+        session.add(hook)
+        session.flush()
+        for status, due in (
+            (DeliveryStatus.PENDING, now - timedelta(seconds=50)),
+            (DeliveryStatus.PENDING, now + timedelta(seconds=60)),
+            (DeliveryStatus.FAILED, now - timedelta(hours=1)),
+        ):
+            session.add(
+                WebhookDelivery(
+                    webhook_id=hook.id,
+                    event_id="msg_1",
+                    event_type="alias.moved",
+                    body="{}",
+                    status=status,
+                    next_attempt_at=due,
+                )
+            )
+        session.commit()
+    figures = collected(sessions)
+    assert {s: figures[f"backprop_webhook_deliveries[{s}]"] for s in DeliveryStatus} == {
+        "pending": 2,
+        "succeeded": 0,
+        "failed": 1,
+    }
+    assert 50 <= figures["backprop_webhook_delivery_lag_seconds"] < 100

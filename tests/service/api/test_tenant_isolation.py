@@ -24,13 +24,14 @@ pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
 @pytest.fixture
 def settings(settings):
-    return dataclasses.replace(settings, auth="required")
+    # Webhooks to loopback: none is delivered here.
+    return dataclasses.replace(settings, auth="required", webhook_allow_private=True)
 
 
 @dataclasses.dataclass
 class Holdings:
-    """What one tenant has made: a key, a data set, a job, its model (named), an alias and a
-    sweep."""
+    """What one tenant has made: a key, a data set, a job, its model (named), an alias, a
+    sweep and a webhook."""
 
     key: str
     key_id: int
@@ -39,6 +40,7 @@ class Holdings:
     model_id: int
     name: str
     sweep_id: int
+    webhook_id: int
 
 
 def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
@@ -55,8 +57,12 @@ def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
     assert alias.status_code == 200, alias.get_json()
     sweep = client.post("/v1/sweeps", json=sweep_body(dataset_id), headers=headers)
     assert sweep.status_code == 202, sweep.get_json()
+    hook = {"url": "http://127.0.0.1:9/hooks", "events": ["alias.moved"]}
+    webhook = client.post("/v1/webhooks", json=hook, headers=headers)
+    assert webhook.status_code == 201, webhook.get_json()
     key_id = keys.parse_key(key)[0]
-    return Holdings(key, key_id, dataset_id, job_id, model_id, name, sweep.get_json()["id"])
+    sweep_id, webhook_id = sweep.get_json()["id"], webhook.get_json()["id"]
+    return Holdings(key, key_id, dataset_id, job_id, model_id, name, sweep_id, webhook_id)
 
 
 @pytest.fixture
@@ -80,6 +86,7 @@ def path_values(owner: Holdings) -> dict[str, str]:
         "version": "1",
         "key_id": str(owner.key_id),
         "sweep_id": str(owner.sweep_id),
+        "webhook_id": str(owner.webhook_id),
     }
 
 
@@ -139,6 +146,7 @@ def assert_all_still_there(client, owner: Holdings) -> None:
         f"/v1/models/{owner.name}@prod",
         f"/v1/keys/{owner.key_id}",
         f"/v1/sweeps/{owner.sweep_id}",
+        f"/v1/webhooks/{owner.webhook_id}",
     ):
         response = client.get(url, headers=headers)
         assert response.status_code == 200, url
@@ -155,6 +163,7 @@ def test_lists_show_only_the_callers_own(client, alice, bob):
         ("/v1/models", {bob.model_id}),
         ("/v1/keys", {bob.key_id}),
         ("/v1/sweeps", {bob.sweep_id}),
+        ("/v1/webhooks", {bob.webhook_id}),
     ):
         listed = client.get(path, headers=bearer(bob.key)).get_json()
         assert {row["id"] for row in listed} == owned, path
