@@ -75,9 +75,9 @@ LAYERS = (
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),
-    ("service.dispatcher", "service.datasets"),
+    ("service.datasets",),
     ("service.jobs", "service.serving"),
-    ("service.sweeps",),
+    ("service.sweeps", "service.dispatcher"),
     ("worker", "service.api"),
     ("service.commands",),
 )

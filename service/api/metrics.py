@@ -74,11 +74,18 @@ class HttpMetrics:
             ("model_id", "action"),
             registry=registry,
         )
+        self.prediction_log_dropped = Counter(
+            "backprop_prediction_log_dropped_rows",
+            "Prediction log rows dropped: the process's buffer was full, or the database refused"
+            " a batch",
+            registry=registry,
+        )
 
     def reset(self) -> None:
         """Forget every figure counted so far (tests that share one app start each at zero)."""
         for metric in (self.requests, self.latency, self.predictions):
             metric.clear()
+        self.prediction_log_dropped.reset()
 
     def observe(
         self, route: str, method: str, status: int, seconds: float, model_id: str | None

@@ -1,5 +1,5 @@
 """Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, the registry's
-model_names and model_aliases, api_keys, and sweeps.
+model_names and model_aliases, api_keys, sweeps, and the prediction log.
 
 Data sets, jobs, models, names, aliases and sweeps belong to a tenant (``TenantOwned``); epoch
 records and checkpoints belong to their job.
@@ -11,6 +11,7 @@ a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids a
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -268,6 +270,12 @@ class TrainedModel(TenantOwned, Base):
     name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     version: Mapped[int | None]
     parent_model_id: Mapped[int | None] = mapped_column(index=True)
+    # The training rows' profile that drift is measured against (service/serving/drift.py), as
+    # .npz; None for models trained before it was kept.
+    reference: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # The dispatcher's latest live figures of the last day: {"computed_at", "rows", "psi":
+    # {feature: value}, "accuracy"}, exported by /metrics (never computed at scrape time).
+    live_figures: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
     job: Mapped[TrainingJob] = relationship(back_populates="model")
     aliases: Mapped[list["ModelAlias"]] = relationship(
@@ -278,6 +286,41 @@ class TrainedModel(TenantOwned, Base):
         lazy="selectin",
         order_by="ModelAlias.alias",
     )
+
+
+class PredictionRecord(TenantOwned, Base):
+    """One row of one logged prediction: ``prediction_id`` (a request's) and ``row`` (its index
+    in the request) address it. The model it came from (``alias`` and ``split_arm`` when the
+    request named an alias), its ``inputs`` (None when PREDICTION_LOG_INPUTS=off), what it
+    answered (``prediction``, and ``probabilities`` for a classifier), the request's latency in
+    milliseconds, and the truth once fed back (``label``: a class label or a target value).
+
+    No foreign key to the model: the API writes rows in batches after answering, and a model
+    deleted meanwhile must not fail the batch; the dispatcher deletes a deleted model's rows.
+    """
+
+    __tablename__ = "prediction_logs"
+    __table_args__ = (
+        UniqueConstraint("prediction_id", "row"),
+        Index("ix_prediction_logs_model_id_created_at", "model_id", "created_at"),
+        KEEP_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(32))
+    row: Mapped[int]
+    model_id: Mapped[int]
+    model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    model_version: Mapped[int | None]
+    alias: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    split_arm: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    inputs: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    prediction: Mapped[Any] = mapped_column(JSON)
+    probabilities: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    label: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    labelled_at: Mapped[datetime | None]
 
 
 class ModelName(TenantOwned, Base):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from model_core import Model
 from service.api.context import db, services
 from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, load_or_fail
+from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
 from service.api.registry import (
     ModelIdentity,
     ServedModel,
@@ -60,7 +61,7 @@ from service.serving.csv_predictions import predictions_csv
 from service.serving.model_openapi import model_openapi
 from service.serving.onnx_export import NotExportable, onnx_model_bytes
 from service.serving.predictions import (
-    predict,
+    plain_predictions,
     prediction_arrays,
     standardization,
     weights_as_arrays,
@@ -117,6 +118,10 @@ PREDICT_BODY = {
         "text/csv": {"schema": {"type": "string"}},
     },
 }
+PREDICTION_ID_DOC = {
+    "description": "The answer's id in the prediction log (service/api/prediction_logging.py)",
+    "schema": {"type": "string"},
+}
 PREDICT_CSV_DOC = {
     "content": {"text/csv": {"schema": {"type": "string"}}},
     "description": "JSON, or with Accept: text/csv a header row and one line per row:"
@@ -167,10 +172,8 @@ def rows_field(body: dict | bytes) -> str:
     return next(form for form in ("instances", "records", "data") if form in body)
 
 
-def csv_response(served: ServedModel, x: np.ndarray, field: str) -> Response:
-    budget = services().settings.max_request_memory
-    text = predictions_csv(served.model, prediction_arrays(served.model, x, budget, field))
-    return Response(text, mimetype="text/csv", headers=served.headers())
+def csv_response(served: ServedModel, arrays: dict[str, np.ndarray], headers: dict) -> Response:
+    return Response(predictions_csv(served.model, arrays), mimetype="text/csv", headers=headers)
 
 
 def evaluation_data(
@@ -299,7 +302,7 @@ class ModelByRef(MethodView):
 @blp.route("/<ref>/predict", parameters=[REF_PARAMETER])
 class ModelPrediction(MethodView):
     @blp.doc(requestBody=PREDICT_BODY, responses={200: PREDICT_CSV_DOC})
-    @blp.response(200, PredictionSchema)
+    @blp.response(200, PredictionSchema, headers={PREDICTION_ID_HEADER: PREDICTION_ID_DOC})
     @blp.alt_response(400, schema=ErrorSchema, description="Not JSON")
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor CSV")
@@ -310,13 +313,14 @@ class ModelPrediction(MethodView):
         body = predict_body()
         served = serve(ref)
         x = rows_to_predict(served, body)
-        field = rows_field(body)
-        if wants_csv():
-            return csv_response(served, x, field)
         budget = services().settings.max_request_memory
-        return json_response(
-            {**served.identity(), **predict(served.model, x, budget, field)}, served.headers()
-        )
+        arrays = prediction_arrays(served.model, x, budget, rows_field(body))
+        prediction_id = log_prediction(served, x, arrays)
+        headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
+        if wants_csv():
+            return csv_response(served, arrays, headers)
+        answer = {**served.identity(), "prediction_id": prediction_id}
+        return json_response({**answer, **plain_predictions(arrays)}, headers)
 
 
 OPENAPI_DOC = {

@@ -1,0 +1,126 @@
+"""Live figures of a served model over a window of its prediction log: how many predictions,
+how often it was right once the truth was fed back (scored by /evaluate's own code), and how
+far its inputs and answers drifted from its training data (service/serving/drift.py).
+"""
+
+from datetime import datetime, timedelta
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from model_core import Model
+from service.db import predictions
+from service.db.models import TrainedModel
+from service.serving.drift import (
+    Thresholds,
+    answer_column,
+    drift_report,
+    reference_from_npz,
+)
+from service.serving.evaluation import ClassificationReport, evaluate
+from service.serving.model_inputs import inline_targets
+from service.settings import Settings
+from service.signatures import input_names
+
+WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+# The newest rows of a window that accuracy and drift read (a window may hold millions).
+MAX_WINDOW_ROWS = 100_000
+# The window of the figures /metrics exports (the dispatcher's).
+METRICS_WINDOW = "1d"
+
+
+def usable_label(model: Model, label: Any) -> bool:
+    """Whether a fed-back ``label`` can score ``model``: one of its classes, or a number (a
+    list of ``n_outputs`` numbers for several targets)."""
+    if model.task == "classification":
+        return label in model.classes
+    values = label if isinstance(label, list) else [label]
+    numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in values)
+    return numbers and len(values) == model.n_outputs
+
+
+def performance(
+    session: Session, row: TrainedModel, model: Model, since: datetime, settings: Settings
+) -> dict[str, Any]:
+    """``{"predictions", "labelled", "scored"}`` since ``since`` and, once some labelled rows
+    kept their inputs, /evaluate's figures on them: ``accuracy`` and ``per_class`` recall, or
+    ``mse`` and ``mae``."""
+    labelled = predictions.labelled_rows(session, row.id, since, MAX_WINDOW_ROWS)
+    scored = [(x, y) for x, y in labelled if x is not None and usable_label(model, y)]
+    figures = {
+        "predictions": predictions.count_since(session, row.id, since),
+        "labelled": len(labelled),
+        "scored": len(scored),
+    }
+    if not scored:
+        return figures
+    x = np.asarray([x for x, _ in scored], dtype=np.float64)
+    y = inline_targets(model, [y for _, y in scored], len(scored), settings.max_label_chars)
+    report = evaluate(
+        model,
+        x,
+        y,
+        settings.max_confusion_classes,
+        settings.max_request_memory,
+    )
+    return {**figures, **report_figures(report)}
+
+
+def report_figures(report) -> dict[str, Any]:
+    if isinstance(report, ClassificationReport):
+        per_class = [
+            {"label": c.label, "recall": c.recall, "support": c.support} for c in report.per_class
+        ]
+        return {"accuracy": report.accuracy, "per_class": per_class}
+    return {"mse": report.mse, "mae": report.mae}
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(settings.drift_psi, settings.drift_ks, settings.drift_p)
+
+
+def drift(
+    session: Session, row: TrainedModel, model: Model, since: datetime, settings: Settings
+) -> dict[str, Any]:
+    """``{"rows", ...}``: the window's rows compared and, with at least DRIFT_MIN_ROWS of
+    them, ``drift_report``'s figures; else a ``message`` saying why there are none."""
+    blob = predictions.reference_blob(session, row.id)
+    if blob is None:
+        return {
+            "rows": 0,
+            "message": "This model was trained before reference profiles were"
+            " kept: there is nothing to compare with.",
+        }
+    window = predictions.window_rows(session, row.id, since, MAX_WINDOW_ROWS)
+    n_rows = len(window.inputs)
+    if n_rows < settings.drift_min_rows:
+        message = (
+            f"{n_rows} rows with their inputs in this window; drift needs at least"
+            f" DRIFT_MIN_ROWS ({settings.drift_min_rows})."
+        )
+        return {"rows": n_rows, "message": message}
+    x = np.asarray(window.inputs, dtype=np.float64)
+    answers = answer_column(model, np.asarray(window.predictions))
+    report = drift_report(
+        reference_from_npz(blob), x, answers, input_names(row.signature), thresholds(settings)
+    )
+    return {"rows": n_rows, **report}
+
+
+def live_figures(
+    session: Session, row: TrainedModel, model: Model, now: datetime, settings: Settings
+) -> dict[str, Any]:
+    """What /metrics exports of a model: the last day's rows, PSI per feature (when there
+    were enough rows) and live accuracy (when some rows were labelled)."""
+    since = now - WINDOWS[METRICS_WINDOW]
+    drifted = drift(session, row, model, since, settings)
+    scored = performance(session, row, model, since, settings)
+    psi = {feature["name"]: feature["psi"] for feature in drifted.get("features", [])}
+    return {
+        "computed_at": now.isoformat(),
+        "rows": drifted["rows"],
+        "psi": psi,
+        "accuracy": scored.get("accuracy"),
+    }
