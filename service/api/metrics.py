@@ -6,7 +6,9 @@ figures.
   (service/metrics_files.py), so each process writes its figures to a file there and a scrape,
   whichever process answers it, sums them all.
 * Jobs, the queue, training speed, retries, leases and the dispatcher's lag are read from the
-  database at scrape time (``DatabaseCollector``), so workers on every host are counted.
+  database at scrape time (``DatabaseCollector``), so workers on every host are counted; so are
+  the live figures of each model (drift per feature, live accuracy), as the dispatcher last
+  stored them.
 
 Labels stay bounded: a route is its URL rule (``/v1/models/<ref>/predict``), never the path
 asked for, and a model is its id, never its name. The figures span tenants, so with
@@ -33,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import bearer_token
+from service.db import predictions
 from service.db.figures import JobFigures, job_figures
 from service.db.models import utcnow
 from service.settings import Settings
@@ -110,12 +113,14 @@ class DatabaseCollector:
         try:
             with self.sessions() as session:
                 figures = job_figures(session, utcnow())
+                live = predictions.live_figures(session)
         except SQLAlchemyError as error:
             logger.warning("/metrics: the database did not answer: %s", error)
             yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=0)
             return
         yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=1)
         yield from job_metrics(figures)
+        yield from live_metrics(live)
 
 
 DATABASE_UP_HELP = "1 when the database answered this scrape's queries (the job figures follow)"
@@ -158,6 +163,34 @@ def job_metrics(figures: JobFigures) -> Iterator[Metric]:
         "Training rows per second of the running jobs (rows less the validation share)",
         value=figures.speed.samples_per_second,
     )
+
+
+def live_metrics(live: list[tuple[int, dict]]) -> Iterator[Metric]:
+    """The dispatcher's latest live figures per model (service/serving/live.py): read as
+    stored, never computed at scrape time."""
+    psi = GaugeMetricFamily(
+        "backprop_model_feature_psi",
+        "Population stability index of a model's input feature over the last day, against its"
+        " training rows (recomputed by the dispatcher every DRIFT_INTERVAL seconds)",
+        labels=["model_id", "feature"],
+    )
+    accuracy = GaugeMetricFamily(
+        "backprop_model_live_accuracy",
+        "Accuracy over the last day's predictions that were given feedback",
+        labels=["model_id"],
+    )
+    rows = GaugeMetricFamily(
+        "backprop_model_drift_rows",
+        "Logged rows (with inputs) of the last day that drift was computed on",
+        labels=["model_id"],
+    )
+    for model_id, figures in live:
+        rows.add_metric([str(model_id)], figures["rows"])
+        for feature, value in figures["psi"].items():
+            psi.add_metric([str(model_id), feature], value)
+        if figures["accuracy"] is not None:
+            accuracy.add_metric([str(model_id)], figures["accuracy"])
+    yield from (psi, accuracy, rows)
 
 
 def metrics_served(settings: Settings) -> bool:

@@ -4,11 +4,13 @@ to /evaluate on the same rows); drift's answer below DRIFT_MIN_ROWS; and the set
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service.datasets.samples import load_sample
-from service.db.models import PredictionRecord
+from service.db.models import PredictionRecord, TrainedModel
+from service.dispatcher import LogUpkeep
 from tests.factories import job_body
+from tests.service.api.test_metrics import labels, scrape
 from tests.service.serving.test_models_evaluate import (
     IRIS_CLASSES,
     IRIS_COLUMNS,
@@ -201,3 +203,48 @@ def test_drift_over_enough_rows_names_the_features(client, iris):
     assert not version["drifted"]
     assert set(version["predictions"]) == {"psi", "ks", "p_value", "drifted"}
     assert np.isfinite([f["psi"] for f in version["features"]]).all()
+
+
+def test_metrics_export_the_dispatchers_live_figures_and_the_drops(
+    client, iris, sessions, settings
+):
+    sample = load_sample("iris")
+    ids = []
+    for start in range(0, 150, 50):
+        rows = sample.X[start : start + 50].tolist()
+        ids.append(client.post("/v1/models/iris/predict", json={"instances": rows}).get_json())
+    flush(client)
+    items = [
+        {"prediction_id": ids[0]["prediction_id"], "row": i, "label": label}
+        for i, label in enumerate(sample.y[:50].tolist())
+    ]
+    client.post("/v1/predictions/feedback", json={"items": items})
+    assert not any(name.startswith("backprop_model_") for name, _ in scrape(client))
+    LogUpkeep(settings).refresh_live_figures(sessions)  # what the dispatcher does
+    figures = scrape(client)
+    [drift] = client.get("/v1/models/iris/drift").get_json()["versions"]
+    [performance] = client.get("/v1/models/iris/performance").get_json()["versions"]
+    for feature in drift["features"]:
+        key = ("backprop_model_feature_psi", labels(model_id=str(iris), feature=feature["name"]))
+        assert figures[key] == pytest.approx(feature["psi"], rel=1e-12)
+    accuracy = figures[("backprop_model_live_accuracy", labels(model_id=str(iris)))]
+    assert accuracy == performance["accuracy"]
+    assert figures[("backprop_model_drift_rows", labels(model_id=str(iris)))] == 150
+
+
+def test_rows_that_do_not_fit_the_buffer_are_dropped_and_counted_in_metrics(client_with, xor):
+    small = client_with(prediction_log_buffer_rows=3)
+    small.post("/v1/models/xor/predict", json={"instances": XOR_ROWS[:2]})
+    small.post("/v1/models/xor/predict", json={"instances": XOR_ROWS})
+    assert scrape(small)[("backprop_prediction_log_dropped_rows_total", frozenset())] == 4
+    assert flush(small) == 2
+
+
+def test_a_model_stored_before_reference_profiles_says_there_is_nothing_to_compare(
+    client, iris, sessions
+):
+    with sessions() as session:
+        session.execute(update(TrainedModel).values(reference=None))
+        session.commit()
+    [version] = client.get("/v1/models/iris/drift").get_json()["versions"]
+    assert version["rows"] == 0 and "before reference profiles" in version["message"]
