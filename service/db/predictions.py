@@ -218,3 +218,17 @@ def labelled_rows(
 def reference_blob(session: Session, model_id: int) -> bytes | None:
     """The model's reference profile (.npz), None when it was trained before they were kept."""
     return session.scalar(select(TrainedModel.reference).where(TrainedModel.id == model_id))
+
+
+def timed_rows(
+    session: Session, model_id: int, since: datetime, limit: int
+) -> list[tuple[datetime, Any, Any]]:
+    """(created_at, prediction, label) of the model's newest ``limit`` rows logged at
+    ``since`` or later."""
+    statement = (
+        select(PredictionRecord.created_at, PredictionRecord.prediction, PredictionRecord.label)
+        .where(PredictionRecord.model_id == model_id, PredictionRecord.created_at >= since)
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    return [tuple(found) for found in session.execute(statement)]

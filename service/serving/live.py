@@ -53,6 +53,7 @@ def performance(
         "predictions": predictions.count_since(session, row.id, since),
         "labelled": len(labelled),
         "scored": len(scored),
+        "hourly": hourly(predictions.timed_rows(session, row.id, since, MAX_WINDOW_ROWS), model),
     }
     if not scored:
         return figures
@@ -66,6 +67,29 @@ def performance(
         settings.max_request_memory,
     )
     return {**figures, **report_figures(report)}
+
+
+def hourly(rows: list[tuple[datetime, Any, Any]], model: Model) -> list[dict[str, Any]]:
+    """Per hour (UTC, oldest first) of ``rows`` (created_at, prediction, label): the rows
+    predicted, those labelled, and for a classifier the share of the labelled ones it got
+    right (None when none was labelled)."""
+    hours: dict[datetime, list[int]] = {}
+    for created_at, prediction, label in rows:
+        counts = hours.setdefault(created_at.replace(minute=0, second=0, microsecond=0), [0, 0, 0])
+        counts[0] += 1
+        if label is not None:
+            counts[1] += 1
+            counts[2] += prediction == label
+    classifier = model.task == "classification"
+    return [
+        {
+            "hour": hour,
+            "predictions": predicted,
+            "labelled": labelled,
+            "accuracy": correct / labelled if classifier and labelled else None,
+        }
+        for hour, (predicted, labelled, correct) in sorted(hours.items())
+    ]
 
 
 def report_figures(report) -> dict[str, Any]:
@@ -107,6 +131,7 @@ def drift(
         reference_from_npz(blob), x, answers, input_names(row.signature), thresholds(settings)
     )
     return {"rows": n_rows, **report}
+
 
 
 def live_figures(

@@ -176,6 +176,31 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
 
 
 @ON_EMBEDDED
+def test_the_model_pages_live_panel_draws_its_traffic_and_a_drift_bar_per_feature(
+    page, stack, digits_job
+):
+    model_id = stack.wait_for_job(digits_job["id"])["model_id"]
+    rows = stack.get(f"/v1/datasets/{digits_job['dataset_id']}/rows?limit=150").json()["features"]
+    stack.post(f"/v1/models/{model_id}/predict", json={"instances": rows})
+
+    def drift_rows() -> int:
+        answer = stack.get(f"/v1/models/{model_id}/drift").json()
+        return answer["versions"][0]["rows"]
+
+    # (the module's other tests may have predicted with this model too)
+    wait_until(lambda: drift_rows() >= 150, timeout=30, what="the log written")
+    page.open(f"{stack.base_url}/#/models/{model_id}")
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#drift .drift-row"), what="drift"
+    )
+    assert len(bars) == 64
+    assert {bar.get_attribute("data-level") for bar in bars} <= {"ok", "watch"}
+    assert f"{drift_rows()} predictions in the last day" in page.text("#live")
+    page.element("#predictions-per-hour .uplot")
+    assert page.missing_values() == []
+
+
+@ON_EMBEDDED
 def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     """An XOR model's page has no digit pad, and no page writes "null" or "undefined" in its
     place (nor in a list's, where an empty list's hint would be)."""

@@ -6,6 +6,8 @@ A name alone (``digits``) means every version of it for performance and drift, a
 version for the listing; ``digits@production`` and ``digits:3`` one version.
 """
 
+from dataclasses import asdict
+
 from flask import url_for
 from flask.views import MethodView
 
@@ -150,7 +152,11 @@ class ModelDrift(MethodView):
         training data: PSI and Kolmogorov-Smirnov per feature, ``drifted`` per the DRIFT_*
         thresholds"""
         window = query["window"]
-        return {"window": window, "versions": per_version(ref, window, live.drift)}
+        return {
+            "window": window,
+            "thresholds": asdict(live.thresholds(services().settings)),
+            "versions": per_version(ref, window, live.drift),
+        }
 
 
 @blp.route("/<prediction_id>", parameters=[PREDICTION_ID_PARAMETER])

@@ -156,6 +156,16 @@ class ClassRecallSchema(ma.Schema):
     support = ma.fields.Integer()
 
 
+class HourSchema(ma.Schema):
+    hour = ma.fields.DateTime(metadata={"description": "the hour's start, UTC"})
+    predictions = ma.fields.Integer()
+    labelled = ma.fields.Integer()
+    accuracy = ma.fields.Float(
+        allow_none=True,
+        metadata={"description": "share of the labelled rows answered right (classification)"},
+    )
+
+
 class VersionPerformanceSchema(AnsweringModelSchema):
     predictions = ma.fields.Integer(metadata={"description": "rows logged in the window"})
     labelled = ma.fields.Integer(metadata={"description": "of which fed back a label"})
@@ -166,6 +176,10 @@ class VersionPerformanceSchema(AnsweringModelSchema):
     per_class = ma.fields.List(ma.fields.Nested(ClassRecallSchema))
     mse = ma.fields.Float(metadata={"description": "regression, once scored > 0"})
     mae = ma.fields.Float()
+    hourly = ma.fields.List(
+        ma.fields.Nested(HourSchema),
+        metadata={"description": "per hour of the window's newest 100,000 rows"},
+    )
 
 
 class PerformanceSchema(ma.Schema):
@@ -194,6 +208,13 @@ class VersionDriftSchema(AnsweringModelSchema):
     predictions = ma.fields.Nested(ColumnDriftSchema)
 
 
+class ThresholdsSchema(ma.Schema):
+    psi = ma.fields.Float(metadata={"description": "DRIFT_PSI"})
+    ks = ma.fields.Float(metadata={"description": "DRIFT_KS"})
+    p = ma.fields.Float(metadata={"description": "DRIFT_P (divided by the number of features)"})
+
+
 class DriftSchema(ma.Schema):
     window = ma.fields.String()
+    thresholds = ma.fields.Nested(ThresholdsSchema)
     versions = ma.fields.List(ma.fields.Nested(VersionDriftSchema))

@@ -248,3 +248,16 @@ def test_a_model_stored_before_reference_profiles_says_there_is_nothing_to_compa
         session.commit()
     [version] = client.get("/v1/models/iris/drift").get_json()["versions"]
     assert version["rows"] == 0 and "before reference profiles" in version["message"]
+
+
+def test_performance_counts_per_hour_and_drift_names_its_thresholds(client, xor):
+    answer = client.post("/v1/models/xor/predict", json={"instances": XOR_ROWS}).get_json()
+    flush(client)
+    truth = [{"prediction_id": answer["prediction_id"], "row": i, "label": 1} for i in range(2)]
+    client.post("/v1/predictions/feedback", json={"items": truth})
+    [version] = client.get("/v1/models/xor/performance").get_json()["versions"]
+    [hour] = version["hourly"]
+    assert (hour["predictions"], hour["labelled"], hour["accuracy"]) == (4, 2, 0.5)
+    assert hour["hour"].endswith(":00:00+00:00")
+    drift = client.get("/v1/models/xor/drift").get_json()
+    assert drift["thresholds"] == {"psi": 0.2, "ks": 0.1, "p": 0.01}
