@@ -248,15 +248,17 @@ function lineChart(container, title, labels, yLabel) {
   return chart;
 }
 
-/** A chart of one figure per hour (``hours``: the API's ISO times), on a time axis. */
+/** A chart of one figure per hour (``hours``: the API's ISO times) over the last day. */
 function hourlyChart(container, title, hours, values, yLabel) {
   const width = Math.max(320, container.clientWidth || 600);
+  const now = Date.now() / 1000;
   const chart = new uPlot(
     {
       title,
       width,
       height: 200,
       series: [{ label: "hour" }, { label: yLabel, stroke: SERIES_COLORS[0], width: 2, points: { show: true } }],
+      scales: { x: { time: true, range: () => [now - 24 * 3600, now] } },
       axes: [{}, { label: yLabel, size: 70 }],
     },
     [hours.map((hour) => Date.parse(hour) / 1000), values],
