@@ -88,6 +88,7 @@ class LogUpkeep:
                 lambda: predictions.delete_older_than(session, before, RETENTION_BATCH)
             )
             deleted += until_none_left(lambda: predictions.delete_orphans(session, RETENTION_BATCH))
+            deleted += predictions.delete_bin_counts(session, before)
             for model_id in predictions.models_over(session, max_rows):
                 deleted += until_none_left(
                     lambda model_id=model_id: predictions.delete_beyond(

@@ -138,7 +138,8 @@ class Settings:
     # API starts; empty: var/prometheus-<PORT>.
     prometheus_multiproc_dir: str = ""
     # The prediction log (docs/operations.md, "The prediction log"): "on" or "off"; the share
-    # of requests logged (0 to 1); whether the inputs are kept ("off": only the outputs).
+    # of requests logged (0 to 1); whether the inputs are kept ("off": the outputs, and of the
+    # inputs only per-hour counts of their reference bins).
     # Rows wait in each API process's buffer (at most PREDICTION_LOG_BUFFER_ROWS: beyond, they
     # are dropped and counted) and are written at least every PREDICTION_LOG_FLUSH_SECONDS.
     # The dispatcher deletes rows older than PREDICTION_LOG_DAYS, and a version's oldest rows

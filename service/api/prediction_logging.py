@@ -54,7 +54,8 @@ def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndar
             # ServedModel carries them.
             alias=getattr(served, "alias", None),
             split_arm=getattr(served, "split_arm", None),
-            x=x if settings.prediction_log_inputs == "on" else None,
+            x=x,
+            keep_inputs=settings.prediction_log_inputs == "on",
             predictions=arrays["predictions"],
             probabilities=arrays.get("probabilities"),
             latency_ms=(time.perf_counter() - g.request_started) * 1000.0,

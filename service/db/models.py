@@ -13,6 +13,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -70,6 +71,22 @@ class UtcDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+class FloatRow(TypeDecorator):
+    """One row of numbers, stored as the bytes of its little-endian float64 values (a row of 64
+    features: 512 bytes, written without a float's text form, which costs the prediction log
+    more than anything else), read back as a float64 array."""
+
+    impl = LargeBinary
+    cache_ok = True
+    dtype = np.dtype("<f8")
+
+    def process_bind_param(self, value, _dialect) -> bytes | None:
+        return None if value is None else np.asarray(value, dtype=self.dtype).tobytes()
+
+    def process_result_value(self, value: bytes | None, _dialect) -> np.ndarray | None:
+        return None if value is None else np.frombuffer(value, dtype=self.dtype)
 
 
 class Base(DeclarativeBase):
@@ -314,13 +331,27 @@ class PredictionRecord(TenantOwned, Base):
     model_version: Mapped[int | None]
     alias: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     split_arm: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
-    inputs: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    inputs: Mapped[np.ndarray | None] = mapped_column(FloatRow)
     prediction: Mapped[Any] = mapped_column(JSON)
-    probabilities: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    probabilities: Mapped[np.ndarray | None] = mapped_column(FloatRow)
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     label: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
     labelled_at: Mapped[datetime | None]
+
+
+class PredictionBinCount(TenantOwned, Base):
+    """What the log keeps of the inputs with PREDICTION_LOG_INPUTS=off: per model, hour (UTC,
+    its start), feature and bin of the model's reference profile (service/serving/drift.py),
+    how many logged rows fell in that bin. Enough for PSI, never a row's values."""
+
+    __tablename__ = "prediction_bin_counts"
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    feature: Mapped[int] = mapped_column(primary_key=True)
+    bin: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class ModelName(TenantOwned, Base):

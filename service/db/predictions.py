@@ -9,18 +9,74 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.models import PredictionRecord, TrainedModel, utcnow
+from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
+
+# INSERT ... ON CONFLICT DO UPDATE, as each database spells it in SQLAlchemy.
+UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def write_batch(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert the log rows ``rows`` (each the columns of a ``PredictionRecord``) in one
     statement, and commit."""
     if rows:
-        session.execute(insert(PredictionRecord), rows)
+        session.execute(insert(PredictionRecord.__table__), rows)
         session.commit()
+
+
+def add_bin_counts(session: Session, counts: list[dict[str, Any]]) -> None:
+    """Add ``counts`` (each the columns of a ``PredictionBinCount``) to the stored ones, in one
+    statement (an upsert), and commit."""
+    if not counts:
+        return
+    statement = UPSERTS[session.get_bind().dialect.name](PredictionBinCount).values(counts)
+    keys = ["model_id", "hour", "feature", "bin"]
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={"count": PredictionBinCount.count + statement.excluded.count}
+    )
+    session.execute(statement)
+    session.commit()
+
+
+def bin_counts_since(
+    session: Session, model_id: int, since: datetime
+) -> list[tuple[int, int, int]]:
+    """(feature, bin, count) summed over the model's hours that start at ``since`` or later."""
+    statement = (
+        select(
+            PredictionBinCount.feature, PredictionBinCount.bin, func.sum(PredictionBinCount.count)
+        )
+        .where(PredictionBinCount.model_id == model_id, PredictionBinCount.hour >= since)
+        .group_by(PredictionBinCount.feature, PredictionBinCount.bin)
+    )
+    return [(feature, bin_, int(count)) for feature, bin_, count in session.execute(statement)]
+
+
+def window_predictions(session: Session, model_id: int, since: datetime, limit: int) -> list[Any]:
+    """What the model answered on its newest ``limit`` rows logged at ``since`` or later."""
+    statement = (
+        select(PredictionRecord.prediction)
+        .where(PredictionRecord.model_id == model_id, PredictionRecord.created_at >= since)
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def delete_bin_counts(session: Session, before: datetime) -> int:
+    """Delete the bin counts of hours before ``before`` and of models that no longer exist (a
+    few hundred rows per model and hour: one statement)."""
+    statement = delete(PredictionBinCount).where(
+        (PredictionBinCount.hour < before)
+        | PredictionBinCount.model_id.not_in(select(TrainedModel.id))
+    )
+    deleted = session.execute(statement).rowcount
+    session.commit()
+    return deleted
 
 
 def list_predictions(
@@ -87,7 +143,7 @@ def store_feedback(session: Session, items: Iterable[Feedback]) -> list[bool]:
 class WindowRows(NamedTuple):
     """A model's logged rows of a window that kept their inputs, and what it answered them."""
 
-    inputs: list[list[float]]
+    inputs: list[np.ndarray]
     predictions: list[Any]
 
 
@@ -199,7 +255,7 @@ def count_since(session: Session, model_id: int, since: datetime) -> int:
 
 def labelled_rows(
     session: Session, model_id: int, since: datetime, limit: int
-) -> list[tuple[list[float] | None, Any]]:
+) -> list[tuple[np.ndarray | None, Any]]:
     """(inputs, label) of the model's newest ``limit`` rows logged at ``since`` or later that
     were given a label."""
     statement = (

@@ -33,16 +33,28 @@ REFERENCE_SAMPLE_ROWS = 10_000
 REFERENCE_SEED = 0
 
 
+def compared(values) -> np.ndarray:
+    """``values`` as drift compares them: rounded to float32 (the reference sample's dtype),
+    held in float64. Training rows and live rows thus bin alike whatever dtype each came in
+    (5.1 parsed from JSON and 5.1 from a float32 tensor fall on the same side of an edge)."""
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
 def decile_edges(values: np.ndarray) -> np.ndarray:
     """The unique decile edges of ``values`` (n,), float64."""
     return np.unique(np.quantile(values.astype(np.float64), DECILES))
 
 
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """How many of ``values`` (n,) fall in each of the ``len(edges) + 1`` bins that ``edges``
+    cut (right-closed: a value equal to an edge falls in the bin that edge closes)."""
+    bins = np.searchsorted(edges, compared(values), side="left")
+    return np.bincount(bins, minlength=len(edges) + 1)
+
+
 def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The share of ``values`` (n,) in each of the ``len(edges) + 1`` bins that ``edges`` cut
-    (right-closed: a value equal to an edge falls in the bin that edge closes)."""
-    bins = np.searchsorted(edges, values, side="left")
-    return np.bincount(bins, minlength=len(edges) + 1) / len(values)
+    """The share of ``values`` (n,) in each bin of :func:`bin_counts`."""
+    return bin_counts(values, edges) / len(values)
 
 
 def class_edges(n_classes: int) -> np.ndarray:
@@ -117,14 +129,14 @@ def reference_profile(model: Model, x_train: np.ndarray, max_bytes: int | None =
     rng = np.random.default_rng(REFERENCE_SEED)
     n = len(x_train)
     picked = np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE_ROWS), replace=False))
-    features = [
-        Profile(edges, bin_shares(column, edges), column[picked].astype(np.float32))
-        for column in x_train.T
-        for edges in [decile_edges(column)]
-    ]
-    answers = answer_column(model, model.predict(x_train, max_bytes))
-    profile = answer_profile(model, answers)
-    return Reference(features, Profile(profile.edges, profile.shares, profile.sample[picked]))
+    features = [column_profile(column) for column in compared(x_train).T]
+    answers = answer_profile(model, answer_column(model, model.predict(x_train, max_bytes)))
+    return Reference([sampled(p, picked) for p in features], sampled(answers, picked))
+
+
+def sampled(profile: Profile, picked: np.ndarray) -> Profile:
+    """``profile`` with only the ``picked`` rows of its sample."""
+    return Profile(profile.edges, profile.shares, profile.sample[picked])
 
 
 def reference_to_npz(reference: Reference) -> bytes:
@@ -174,7 +186,7 @@ def column_drift(
     """``{"psi", "ks", "p_value", "drifted"}`` of the window's values ``live`` (n,) against
     ``profile``, one of ``n_columns`` tested together (the Bonferroni correction of p)."""
     value = psi(profile.shares, bin_shares(live, profile.edges))
-    d = ks_statistic(profile.sample.astype(np.float64), live)
+    d = ks_statistic(profile.sample.astype(np.float64), compared(live))
     p = ks_pvalue(d, len(profile.sample), len(live))
     drifted = value > thresholds.psi or (d > thresholds.ks and p < thresholds.p / n_columns)
     return {"psi": value, "ks": d, "p_value": p, "drifted": bool(drifted)}
@@ -194,6 +206,30 @@ def drift_report(
         {"name": name, **column_drift(profile, x[:, i], thresholds, n_features)}
         for i, (name, profile) in enumerate(zip(names, reference.features, strict=True))
     ]
+    return {
+        "features": features,
+        "predictions": column_drift(reference.answers, answers, thresholds, 1),
+        "drifted": any(feature["drifted"] for feature in features),
+    }
+
+
+def binned_report(
+    reference: Reference,
+    counts: list[np.ndarray],
+    answers: np.ndarray,
+    names: list[str],
+    thresholds: Thresholds,
+) -> dict[str, Any]:
+    """:func:`drift_report` from each feature's bin ``counts`` alone (the inputs were not
+    kept): PSI per feature, no Kolmogorov-Smirnov (``ks`` and ``p_value`` None); the answers'
+    figures in full."""
+    features = []
+    for name, profile, found in zip(names, reference.features, counts, strict=True):
+        value = psi(profile.shares, found / found.sum())
+        drifted = value > thresholds.psi
+        features.append(
+            {"name": name, "psi": value, "ks": None, "p_value": None, "drifted": drifted}
+        )
     return {
         "features": features,
         "predictions": column_drift(reference.answers, answers, thresholds, 1),

@@ -14,8 +14,10 @@ from model_core import Model
 from service.db import predictions
 from service.db.models import TrainedModel
 from service.serving.drift import (
+    Reference,
     Thresholds,
     answer_column,
+    binned_report,
     drift_report,
     reference_from_npz,
 )
@@ -109,7 +111,8 @@ def drift(
     session: Session, row: TrainedModel, model: Model, since: datetime, settings: Settings
 ) -> dict[str, Any]:
     """``{"rows", ...}``: the window's rows compared and, with at least DRIFT_MIN_ROWS of
-    them, ``drift_report``'s figures; else a ``message`` saying why there are none."""
+    them, ``drift_report``'s figures (PSI alone from the bin counts when the inputs were not
+    kept); else a ``message`` saying why there are none."""
     blob = predictions.reference_blob(session, row.id)
     if blob is None:
         return {
@@ -117,21 +120,37 @@ def drift(
             "message": "This model was trained before reference profiles were"
             " kept: there is nothing to compare with.",
         }
+    reference, names = reference_from_npz(blob), input_names(row.signature)
     window = predictions.window_rows(session, row.id, since, MAX_WINDOW_ROWS)
     n_rows = len(window.inputs)
-    if n_rows < settings.drift_min_rows:
-        message = (
-            f"{n_rows} rows with their inputs in this window; drift needs at least"
-            f" DRIFT_MIN_ROWS ({settings.drift_min_rows})."
-        )
-        return {"rows": n_rows, "message": message}
-    x = np.asarray(window.inputs, dtype=np.float64)
-    answers = answer_column(model, np.asarray(window.predictions))
-    report = drift_report(
-        reference_from_npz(blob), x, answers, input_names(row.signature), thresholds(settings)
+    if n_rows >= settings.drift_min_rows:
+        x = np.asarray(window.inputs, dtype=np.float64)
+        answers = answer_column(model, np.asarray(window.predictions))
+        report = drift_report(reference, x, answers, names, thresholds(settings))
+        return {"rows": n_rows, **report}
+    counts = binned_inputs(session, row.id, since, reference)
+    n_binned = int(counts[0].sum()) if counts else 0
+    if n_binned >= settings.drift_min_rows:
+        logged = predictions.window_predictions(session, row.id, since, MAX_WINDOW_ROWS)
+        answers = answer_column(model, np.asarray(logged))
+        report = binned_report(reference, counts, answers, names, thresholds(settings))
+        return {"rows": n_binned, **report}
+    message = (
+        f"{max(n_rows, n_binned)} rows with their inputs in this window; drift needs at least"
+        f" DRIFT_MIN_ROWS ({settings.drift_min_rows})."
     )
-    return {"rows": n_rows, **report}
+    return {"rows": max(n_rows, n_binned), "message": message}
 
+
+def binned_inputs(
+    session: Session, model_id: int, since: datetime, reference: Reference
+) -> list[np.ndarray]:
+    """Per feature, the rows counted in each of its reference bins (PREDICTION_LOG_INPUTS=off)
+    over the hours that start at ``since`` or later."""
+    counts = [np.zeros(len(p.edges) + 1, dtype=np.int64) for p in reference.features]
+    for feature, bin_, count in predictions.bin_counts_since(session, model_id, since):
+        counts[feature][bin_] += count
+    return counts
 
 
 def live_figures(

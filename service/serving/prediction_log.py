@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.predictions import write_batch
+from service.db.predictions import add_bin_counts, reference_blob, write_batch
+from service.serving.drift import bin_counts, reference_from_npz
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ def new_prediction_id() -> str:
 @dataclass(frozen=True)
 class LoggedRequest:
     """One answered prediction request, as the request path hands it over: arrays, not rows
-    (turning them into rows is the thread's work). ``x`` is None when inputs are not kept."""
+    (turning them into rows is the thread's work). Without ``keep_inputs`` (PREDICTION_LOG_INPUTS
+    =off) the rows' inputs are not written: only their bins of the model's reference profile
+    are counted, per hour."""
 
     prediction_id: str
     tenant: str
@@ -42,11 +45,16 @@ class LoggedRequest:
     model_version: int | None
     alias: str | None
     split_arm: str | None
-    x: np.ndarray | None
+    x: np.ndarray
+    keep_inputs: bool
     predictions: np.ndarray
     probabilities: np.ndarray | None
     latency_ms: float
     created_at: datetime
+
+    @property
+    def hour(self) -> datetime:
+        return self.created_at.replace(minute=0, second=0, microsecond=0)
 
     @property
     def n_rows(self) -> int:
@@ -65,9 +73,9 @@ class LoggedRequest:
             "latency_ms": self.latency_ms,
             "created_at": self.created_at,
         }
-        inputs = self.x.tolist() if self.x is not None else [None] * self.n_rows
+        inputs = list(self.x) if self.keep_inputs else [None] * self.n_rows
         probabilities = (
-            self.probabilities.tolist() if self.probabilities is not None else [None] * self.n_rows
+            list(self.probabilities) if self.probabilities is not None else [None] * self.n_rows
         )
         return [
             {**shared, "row": row, "inputs": x, "prediction": y, "probabilities": p}
@@ -100,6 +108,8 @@ class PredictionLog:
         self._flushing = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        # Each model's reference bin edges (per feature), read once: for PREDICTION_LOG_INPUTS=off.
+        self._edges: dict[int, list[np.ndarray] | None] = {}
 
     def record(self, request: LoggedRequest) -> bool:
         """Buffer ``request``; False (and counted as dropped) when the buffer is full."""
@@ -143,11 +153,34 @@ class PredictionLog:
             try:
                 with self.sessions() as session:
                     write_batch(session, rows)
+                    add_bin_counts(session, self._bin_counts(session, taken))
             except Exception as error:  # an outage must not kill the thread
                 logger.warning("prediction log: %d rows dropped: %s", len(rows), error)
                 self._count_dropped(len(rows))
                 return 0
             return len(rows)
+
+    def _bin_counts(self, session: Session, taken: list[LoggedRequest]) -> list[dict[str, Any]]:
+        """The bin counts of the requests whose inputs are not kept, summed per tenant, model,
+        hour, feature and bin: the columns of ``PredictionBinCount`` rows."""
+        counts: dict[tuple, int] = {}
+        for request in taken:
+            edges = None if request.keep_inputs else self._reference_edges(session, request)
+            for feature, feature_edges in enumerate(edges or []):
+                found = bin_counts(request.x[:, feature], feature_edges)
+                for bin_ in np.flatnonzero(found).tolist():
+                    key = (request.tenant, request.model_id, request.hour, feature, bin_)
+                    counts[key] = counts.get(key, 0) + int(found[bin_])
+        columns = ("tenant", "model_id", "hour", "feature", "bin")
+        return [{**dict(zip(columns, key, strict=True)), "count": n} for key, n in counts.items()]
+
+    def _reference_edges(self, session: Session, request: LoggedRequest) -> list | None:
+        if request.model_id not in self._edges:
+            blob = reference_blob(session, request.model_id)
+            reference = None if blob is None else reference_from_npz(blob)
+            edges = None if reference is None else [p.edges for p in reference.features]
+            self._edges[request.model_id] = edges
+        return self._edges[request.model_id]
 
     def clear(self) -> None:
         """Forget every buffered row and the drops counted (tests that share one app start

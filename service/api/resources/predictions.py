@@ -8,6 +8,7 @@ version for the listing; ``digits@production`` and ``digits:3`` one version.
 
 from dataclasses import asdict
 
+import numpy as np
 from flask import url_for
 from flask.views import MethodView
 
@@ -59,11 +60,15 @@ def logged_row(record: PredictionRecord) -> dict:
         **request_fields(record),
         "id": record.id,
         "row": record.row,
-        "inputs": record.inputs,
+        "inputs": plain(record.inputs),
         "prediction": record.prediction,
-        "probabilities": record.probabilities,
+        "probabilities": plain(record.probabilities),
         "label": record.label,
     }
+
+
+def plain(values: np.ndarray | None) -> list[float] | None:
+    return None if values is None else values.tolist()
 
 
 def request_fields(record: PredictionRecord) -> dict:

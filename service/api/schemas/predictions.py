@@ -189,8 +189,11 @@ class PerformanceSchema(ma.Schema):
 
 class ColumnDriftSchema(ma.Schema):
     psi = ma.fields.Float()
-    ks = ma.fields.Float(metadata={"description": "Kolmogorov-Smirnov D"})
-    p_value = ma.fields.Float()
+    ks = ma.fields.Float(
+        allow_none=True,
+        metadata={"description": "Kolmogorov-Smirnov D; null when the inputs were not kept"},
+    )
+    p_value = ma.fields.Float(allow_none=True)
     drifted = ma.fields.Boolean()
 
 

@@ -7,8 +7,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service.datasets.samples import load_sample
+from service.db import predictions
 from service.db.models import PredictionRecord, TrainedModel
 from service.dispatcher import LogUpkeep
+from service.serving.drift import bin_shares, psi, reference_from_npz
 from tests.factories import job_body
 from tests.service.api.test_metrics import labels, scrape
 from tests.service.serving.test_models_evaluate import (
@@ -261,3 +263,24 @@ def test_performance_counts_per_hour_and_drift_names_its_thresholds(client, xor)
     assert hour["hour"].endswith(":00:00+00:00")
     drift = client.get("/v1/models/xor/drift").get_json()
     assert drift["thresholds"] == {"psi": 0.2, "ks": 0.1, "p": 0.01}
+
+
+def test_with_inputs_off_the_log_counts_bins_and_drift_gives_psi_alone(client_with, iris, sessions):
+    off = client_with(prediction_log_inputs="off")
+    x = load_sample("iris").X
+    for start in range(0, 150, 50):
+        answer = off.post(
+            "/v1/models/iris/predict", json={"instances": x[start : start + 50].tolist()}
+        )
+        assert answer.status_code == 200
+    flush(off)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).where(PredictionRecord.inputs.is_not(None))) == 0
+        reference = reference_from_npz(predictions.reference_blob(session, iris))
+    [version] = off.get("/v1/models/iris/drift?window=1h").get_json()["versions"]
+    assert version["rows"] == 150
+    for feature, profile, column in zip(version["features"], reference.features, x.T, strict=True):
+        expected = psi(profile.shares, bin_shares(column, profile.edges))
+        assert feature["psi"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert (feature["ks"], feature["p_value"]) == (None, None)
+    assert version["predictions"]["ks"] is not None  # the answers are kept: KS on them

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, func, select, text
 
 from service.db import predictions
-from service.db.models import PredictionRecord, TrainedModel, utcnow
+from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
 from service.dispatcher import LogUpkeep, until_none_left
 from service.settings import Settings
 from tests.conftest import BACKENDS
@@ -108,3 +108,33 @@ def test_inserts_go_on_while_a_batch_is_deleted(sessions):
         deleting.commit()
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(PredictionRecord)) == 11
+
+
+def test_bin_counts_add_up_and_go_with_their_hour_or_their_model(sessions):
+    kept, gone = trained_model(sessions), trained_model(sessions)
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    old = hour - timedelta(days=31)
+
+    def counts(model_id, when, n):
+        return [
+            {
+                "tenant": "default",
+                "model_id": model_id,
+                "hour": when,
+                "feature": f,
+                "bin": 1,
+                "count": n,
+            }
+            for f in range(2)
+        ]
+
+    with sessions() as session:
+        predictions.add_bin_counts(session, counts(kept, hour, 3) + counts(kept, old, 1))
+        predictions.add_bin_counts(session, counts(kept, hour, 4) + counts(gone, hour, 2))
+        assert sorted(predictions.bin_counts_since(session, kept, hour)) == [(0, 1, 7), (1, 1, 7)]
+        session.execute(delete(TrainedModel).where(TrainedModel.id == gone))
+        session.commit()
+    LogUpkeep(Settings(prediction_log_days=30)).delete_expired(sessions)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PredictionBinCount)) == 2
+        assert sorted(predictions.bin_counts_since(session, kept, old)) == [(0, 1, 7), (1, 1, 7)]

@@ -21,6 +21,7 @@ def logged_request(n_rows: int, model_id: int = 1) -> LoggedRequest:
         alias="production",
         split_arm=None,
         x=x,
+        keep_inputs=True,
         predictions=np.array(["a", "b"] * n_rows)[:n_rows],
         probabilities=np.full((n_rows, 2), 0.5),
         latency_ms=0.25,
@@ -52,7 +53,7 @@ def test_rows_are_stored_as_answered(sessions):
     log.flush()
     with sessions() as session:
         rows = session.scalars(select(PredictionRecord).order_by(PredictionRecord.row)).all()
-    assert [(r.row, r.inputs, r.prediction, r.probabilities) for r in rows] == [
+    assert [(r.row, r.inputs.tolist(), r.prediction, r.probabilities.tolist()) for r in rows] == [
         (0, [0.0, 1.0], "a", [0.5, 0.5]),
         (1, [2.0, 3.0], "b", [0.5, 0.5]),
     ]
