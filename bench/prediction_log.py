@@ -13,6 +13,13 @@ answered request left its row: the rows in the database against wrk's count of r
 ``backprop_prediction_log_dropped_rows_total`` from ``/metrics``. The report gives the median of
 the rounds and the issue's two targets: at 16 connections the log on keeps at least 90% of the
 requests per second, and at 1 connection its p50 rises by at most 0.1 ms.
+
+    python -m bench.prediction_log --writer-only
+
+measures instead, in this process, what the log's thread spends per row: ``--requests``
+single-row digits requests (64 inputs, 10 probabilities) buffered, then written in one flush to
+a new SQLite database, best of ``--rounds``. That figure depends far less on the machine's
+load than wrk's, and it is what the log takes from the API process's CPU.
 """
 
 import argparse
@@ -23,11 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.contracts import bodies, stack_of, trained_digits
 from bench.serving import Request, require_wrk, run_wrk
+from service.db.models import Base, utcnow
+from service.db.session import make_session_factory
+from service.serving.prediction_log import LoggedRequest, PredictionLog, new_prediction_id
 
 REPO = Path(__file__).resolve().parents[1]
 CONNECTIONS = (1, 16)
@@ -113,11 +124,56 @@ def report(on: list[dict], off: list[dict], rounds: int, seconds: int) -> str:
     return "\n".join(lines)
 
 
+def digits_request(rng: np.random.Generator) -> LoggedRequest:
+    probabilities = rng.dirichlet(np.ones(10)).astype(np.float32)[None, :]
+    return LoggedRequest(
+        prediction_id=new_prediction_id(),
+        tenant="default",
+        model_id=1,
+        model_name="digits",
+        model_version=1,
+        alias="production",
+        split_arm=None,
+        x=rng.integers(0, 17, size=(1, 64)).astype(np.float64),
+        keep_inputs=True,
+        predictions=np.array([int(probabilities.argmax())]),
+        probabilities=probabilities,
+        latency_ms=0.8,
+        created_at=utcnow(),
+    )
+
+
+def writer_microseconds_per_row(requests_count: int, rounds: int) -> float:
+    """The best of ``rounds`` flushes of ``requests_count`` single-row requests, per row."""
+    rng = np.random.default_rng(0)
+    best = float("inf")
+    with tempfile.TemporaryDirectory(prefix="bench-prediction-log-") as folder:
+        sessions = make_session_factory(f"sqlite:///{Path(folder) / 'log.sqlite'}")
+        Base.metadata.create_all(sessions.kw["bind"])
+        log = PredictionLog(sessions, capacity=requests_count, flush_seconds=3600)
+        for _ in range(rounds):
+            for _ in range(requests_count):
+                log.record(digits_request(rng))
+            started = time.perf_counter()
+            log.flush()
+            best = min(best, time.perf_counter() - started)
+    return best / requests_count * 1e6
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--writer-only", action="store_true", help="the thread's cost per row")
+    parser.add_argument("--requests", type=int, default=2000, help="--writer-only: per flush")
     args = parser.parse_args(argv)
+    if args.writer_only:
+        cost = writer_microseconds_per_row(args.requests, args.rounds)
+        print(
+            f"The log's thread: {cost:.1f} us per row ({args.requests} single-row digits"
+            f" requests in one flush to SQLite, best of {args.rounds})"
+        )
+        return
     require_wrk()
     on, off = [], []
     for round_number in range(1, args.rounds + 1):
