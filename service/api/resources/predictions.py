@@ -164,7 +164,8 @@ class ModelDrift(MethodView):
         }
 
 
-@blp.route("/<prediction_id>", parameters=[PREDICTION_ID_PARAMETER])
+# 32 characters: /feedback is not an id (and GET /feedback is not a route).
+@blp.route("/<string(length=32):prediction_id>", parameters=[PREDICTION_ID_PARAMETER])
 class LoggedPrediction(MethodView):
     @blp.response(200, LoggedPredictionSchema)
     @blp.alt_response(404, schema=ErrorSchema)
