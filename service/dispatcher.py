@@ -98,10 +98,14 @@ class LogUpkeep:
         return deleted
 
     def refresh_live_figures(self, sessions: sessionmaker[Session]) -> None:
-        """Recompute the last day's figures of every model that logged rows in it."""
+        """Recompute the last day's figures of every model that logged rows in it, and forget
+        those of the models that logged none."""
         now = utcnow()
         with sessions() as session:
             model_ids = predictions.models_logged_since(session, now - WINDOWS[METRICS_WINDOW])
+            for model_id, _ in predictions.live_figures(session):
+                if model_id not in model_ids:  # nothing logged for a day: nothing to export
+                    predictions.set_live_figures(session, model_id, None)
         for model_id in model_ids:
             with sessions() as session:
                 row = session.get(TrainedModel, model_id)

@@ -2,13 +2,15 @@
 rows written by the buffer, paged per model, shown by id; feedback and live performance (equal
 to /evaluate on the same rows); drift's answer below DRIFT_MIN_ROWS; and the settings."""
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
 from service.datasets.samples import load_sample
 from service.db import predictions
-from service.db.models import PredictionRecord, TrainedModel
+from service.db.models import PredictionRecord, TrainedModel, utcnow
 from service.dispatcher import LogUpkeep
 from service.serving.drift import bin_shares, psi, reference_from_npz
 from tests.factories import job_body
@@ -232,6 +234,11 @@ def test_metrics_export_the_dispatchers_live_figures_and_the_drops(
     accuracy = figures[("backprop_model_live_accuracy", labels(model_id=str(iris)))]
     assert accuracy == performance["accuracy"]
     assert figures[("backprop_model_drift_rows", labels(model_id=str(iris)))] == 150
+    with sessions() as session:  # a day later, nothing logged since
+        session.execute(update(PredictionRecord).values(created_at=utcnow() - timedelta(days=2)))
+        session.commit()
+    LogUpkeep(settings).refresh_live_figures(sessions)
+    assert not any(name.startswith("backprop_model_") for name, _ in scrape(client))
 
 
 def test_rows_that_do_not_fit_the_buffer_are_dropped_and_counted_in_metrics(client_with, xor):
