@@ -1,8 +1,9 @@
 """Checkpoints: the full state of a training run after an epoch, as ``.npz`` bytes, and back.
 
-A checkpoint holds the specs, the epoch, the history, the shuffling rng's state and the
-early-stopping counters in its header; the weights (``W0, b0, ...``), the optimizer's state
-(``optimizer.*``) and the best epoch's weights (``best.W0, ...``) as arrays. Restoring it into a
+A checkpoint holds the specs, the epoch, the history, the states of the shuffling and dropout
+rngs and the early-stopping counters in its header; the weights (``W0, b0, ...``), the
+optimizer's state (``optimizer.*``, its schedule's counters as ``optimizer.schedule.*``) and the
+best epoch's weights (``best.W0, ...``) as arrays. Restoring it into a
 run built from the same data and specs continues bit for bit as if it had never stopped.
 """
 
@@ -14,6 +15,7 @@ from model_core.early_stopping import EarlyStopping
 from model_core.errors import SpecError
 from model_core.optimizers import Optimizer
 from model_core.serialization import pack, unpack, weight_arrays, weights_from_arrays
+from model_core.specs import TRAINING_DEFAULTS
 
 CHECKPOINT_FORMAT = "backprop-checkpoint"
 OPTIMIZER_PREFIX = "optimizer."
@@ -28,6 +30,7 @@ class TrainingRun(Protocol):
     epoch: int
     history: list[dict]
     rng: np.random.Generator
+    dropout_rng: np.random.Generator
     weights: list[tuple[np.ndarray, np.ndarray]]
     optimizer: Optimizer
     early_stopping: EarlyStopping | None
@@ -42,6 +45,7 @@ def save_checkpoint(run: TrainingRun) -> bytes:
         "epoch": run.epoch,
         "history": run.history,
         "rng": run.rng.bit_generator.state,
+        "dropout_rng": run.dropout_rng.bit_generator.state,
         "early_stopping": None if stopping is None else stopping.state(),
     }
     arrays = weight_arrays(run.weights)
@@ -69,6 +73,8 @@ def restore_checkpoint(run: TrainingRun, header: dict, arrays: dict[str, np.ndar
         {k[len(OPTIMIZER_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)}
     )
     run.rng.bit_generator.state = header["rng"]
+    if "dropout_rng" in header:  # older checkpoints: made without dropout, never drawn from
+        run.dropout_rng.bit_generator.state = header["dropout_rng"]
     run.epoch = header["epoch"]
     run.history = header["history"]
     if run.early_stopping is not None:
@@ -78,11 +84,19 @@ def restore_checkpoint(run: TrainingRun, header: dict, arrays: dict[str, np.ndar
 
 
 def check_same_specs(run: TrainingRun, header: dict) -> None:
-    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``. A field
-    the checkpoint lacks and the run leaves at None (a field added since, at its default, such as
-    ``class_weight``) is the same: a job checkpointed before an upgrade resumes after it."""
+    """Raises SpecError unless the checkpoint's specs are the run's, but for ``epochs``.
+
+    A field the checkpoint lacks was added since it was made, and counts as its default: a
+    training field (``class_weight``, ``schedule``...) or a layer's ``dropout`` takes its
+    default, and a field the run leaves at None is the same; so a job checkpointed before an
+    upgrade resumes after it.
+    """
     for section in ("network", "training"):
         saved, current = dict(header.get(section) or {}), dict(getattr(run, section))
+        if section == "training":
+            saved = {**TRAINING_DEFAULTS, **saved}
+        else:
+            saved["layers"] = [{"dropout": 0.0, **layer} for layer in saved.get("layers", [])]
         saved.pop("epochs", None)
         current.pop("epochs", None)
         current = {k: v for k, v in current.items() if k in saved or v is not None}

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from model_core.network import Weights, copy_weights
 
 
+def monitored_loss(record: dict) -> float:
+    """The loss an epoch record is judged by: validation if there is any, else training (early
+    stopping and the plateau schedule both watch it)."""
+    return record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
+
+
 @dataclass
 class EarlyStopping:
     """Patience bookkeeping on the monitored loss (validation if there is any, else training).
@@ -28,7 +34,7 @@ class EarlyStopping:
 
     def update(self, record: dict, weights: Weights) -> None:
         """Records one epoch (its record, and the weights after it) against the best so far."""
-        loss = record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
+        loss = monitored_loss(record)
         if loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.wait = loss, record["epoch"], 0
             if self.restore_best:

@@ -6,6 +6,7 @@ hold one sample per row.
 
 import functools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,24 +37,64 @@ def copy_weights(weights: Weights) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(w.copy(), b.copy()) for w, b in weights]
 
 
+@dataclass(frozen=True)
+class Dropout:
+    """Inverted dropout's arrays for one batch, per layer (None for a layer without dropout):
+    ``masks[i]`` (n_samples, units) holds 0 or 1 / (1 - p), and ``dropped[i]`` the activation
+    times its mask, what the next layer reads. The activation itself stays in ``outputs[i]``,
+    since the derivatives are written from it."""
+
+    masks: list[np.ndarray | None]
+    dropped: list[np.ndarray | None]
+
+    def first_rows(self, n: int) -> "Dropout":
+        """Views of the first n rows of every array."""
+        return Dropout(
+            [None if m is None else m[:n] for m in self.masks],
+            [None if d is None else d[:n] for d in self.dropped],
+        )
+
+    def draw(self, rng: np.random.Generator, rates: Sequence[float]) -> None:
+        """New masks: each unit kept with probability 1 - p, and then scaled by 1 / (1 - p)."""
+        for mask, rate in zip(self.masks, rates, strict=True):
+            if mask is not None:
+                rng.random(dtype=mask.dtype, out=mask)
+                np.greater_equal(mask, rate, out=mask)
+                mask *= 1.0 / (1.0 - rate)
+
+
+def dropout_buffers(n_samples: int, weights: Weights, rates: Sequence[float], dtype) -> Dropout:
+    """Uninitialised masks and products for the layers whose rate is not 0."""
+    masks, dropped = [], []
+    for (w, _), rate in zip(weights, rates, strict=True):
+        shape = (n_samples, w.shape[1])
+        masks.append(np.empty(shape, dtype) if rate else None)
+        dropped.append(np.empty(shape, dtype) if rate else None)
+    return Dropout(masks, dropped)
+
+
 def forward(
     x: np.ndarray,
     weights: Weights,
     activations: Sequence[Activation],
     outputs: Sequence[np.ndarray],
+    dropout: Dropout | None = None,
 ) -> np.ndarray:
     """Writes each layer's activation ``f(a @ W + b)`` into ``outputs``; returns the last.
 
-    ``x`` is (n_samples, n_features); ``outputs[i]`` is (n_samples, units of layer i).
+    ``x`` is (n_samples, n_features); ``outputs[i]`` is (n_samples, units of layer i). With
+    ``dropout`` (training only), a layer with a mask passes on its activation times the mask.
     """
     a = x
-    for (w, b), activation, out in zip(weights, activations, outputs, strict=True):
+    for i, ((w, b), activation, out) in enumerate(zip(weights, activations, outputs, strict=True)):
         # np.dot: for 2-D arrays the same BLAS call (same bits) as np.matmul, in half the
         # overhead per call (0.5 against 1 us), which counts at batch 1.
         np.dot(a, w, out=out)
         out += b[np.newaxis]  # a (1, units) view: NumPy broadcasts it faster than b itself
         activation.forward(out)
         a = out
+        if dropout is not None and dropout.masks[i] is not None:
+            a = np.multiply(out, dropout.masks[i], out=dropout.dropped[i])
     return a
 
 
@@ -106,18 +147,25 @@ def backward(
     grads: Sequence[np.ndarray],
     l2: float = 0.0,
     scale: float = 1.0,
+    dropout: Dropout | None = None,
 ) -> None:
     """The chain rule, last layer first: gradients into ``grads``, errors into ``deltas``.
 
-    ``x`` and ``outputs`` are what :func:`forward` saw and wrote; ``deltas[i]`` has the shape of
-    ``outputs[i]`` and the last one holds dL/dz of the output layer, already multiplied by
-    ``scale``. ``grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the shapes of the weights; each
-    grad_W gets the l2 term ``scale * l2 * W`` too.
+    ``x``, ``outputs`` and ``dropout`` are what :func:`forward` saw and wrote; ``deltas[i]`` has
+    the shape of ``outputs[i]`` and the last one holds dL/dz of the output layer, already
+    multiplied by ``scale``. ``grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the shapes of the
+    weights; each grad_W gets the l2 term ``scale * l2 * W`` too.
     """
+    masks = dropout.masks if dropout is not None else [None] * len(weights)
     for i in range(len(weights) - 1, -1, -1):
         w, _ = weights[i]
         grad_w, grad_b = grads[2 * i], grads[2 * i + 1]
-        a_prev = outputs[i - 1] if i else x
+        if not i:
+            a_prev = x
+        elif masks[i - 1] is None:
+            a_prev = outputs[i - 1]
+        else:
+            a_prev = dropout.dropped[i - 1]
         if len(x) == 1:
             # One sample: the outer product, twice as fast as a matmul over k = 1 (and equal to
             # it, one product per entry), and a bias gradient that is the error row itself.
@@ -129,8 +177,25 @@ def backward(
         if l2:
             grad_w += (scale * l2) * w
         if i:
-            np.dot(deltas[i], w.T, out=deltas[i - 1])
-            activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
+            backpropagate_error(i, weights, activations, outputs, deltas, masks[i - 1])
+
+
+def backpropagate_error(
+    i: int,
+    weights: Weights,
+    activations: Sequence[Activation],
+    outputs: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray],
+    mask: np.ndarray | None = None,
+) -> None:
+    """One step of the chain rule: ``deltas[i - 1]`` (dL/dz of layer i - 1) from ``deltas[i]``,
+    through W of layer i, layer i - 1's dropout ``mask`` (training only) and the derivative of
+    its activation (i >= 1). Training and the input gradients of model_core.explanations both go
+    down the layers by it."""
+    np.dot(deltas[i], weights[i][0].T, out=deltas[i - 1])
+    if mask is not None:
+        deltas[i - 1] *= mask
+    activations[i - 1].backward(deltas[i - 1], outputs[i - 1])
 
 
 def l2_penalty(weights: Weights, l2: float) -> float:

@@ -1,35 +1,105 @@
-"""Gradient-descent optimizers: objects that own their state and update parameters in place.
+"""Gradient-descent optimizers: objects that own their state, their learning-rate schedule and
+gradient clipping, and update parameters in place.
 
 An optimizer is built from the list of parameter arrays, views of one flat buffer made by
 :func:`model_core.buffers.flat_buffer`; ``step`` receives that flat buffer and the gradients'
 (the same layout), so that each pass of an update is one NumPy call whatever the number of
-layers. Its own state lives in a buffer of the same layout; ``state()`` gives it per parameter.
+layers. Its own state lives in a buffer of the same layout; ``state()`` gives it per parameter,
+with its schedule's counters.
 
-``gradient_scale(lr)`` tells the backward pass what to multiply the gradients by while it
-computes them: SGD asks for ``lr``, which folds the learning rate into the output error for free
-and saves a pass over every parameter per batch; Adam needs the raw gradient. ``step`` may
-overwrite the gradient arrays: they are scratch space once the update is done.
+``start_epoch(epoch)`` sets the epoch's learning rate from the schedule (:mod:`model_core.
+schedules`) and ``end_epoch(epoch, loss)`` tells the schedule the monitored loss.
+``gradient_scale()`` tells the backward pass what to multiply the gradients by while it computes
+them: SGD asks for the learning rate, which folds it into the output error for free and saves a
+pass over every parameter per batch; Adam needs the raw gradient. ``step`` may overwrite the
+gradient arrays: they are scratch space once the update is done.
 
 ``OPTIMIZERS`` is the one registry of optimizer names; each class's ``DEFAULTS`` are the spec
 fields it takes, in the order a resolved spec lists them, and ``from_spec`` builds it from them.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from model_core.buffers import flat_buffer
+from model_core.schedules import Schedule, make_schedule
+
+SCHEDULE_PREFIX = "schedule."
+# PyTorch's clip_grad_norm_ adds this to the norm before dividing by it.
+CLIP_EPSILON = 1e-6
 
 
-class SGD:
+def clip_global_norm(grads: np.ndarray, clip_norm: float, scale: float = 1.0) -> None:
+    """Scales ``grads`` (one flat buffer, times ``scale``) by min(1, clip_norm / (norm + 1e-6)),
+    norm being the L2 norm of all the gradients together, as ``torch.nn.utils.clip_grad_norm_``.
+    A scale of 0 (a learning rate of 0 folded in) leaves nothing to clip."""
+    if not scale:
+        return
+    norm = math.sqrt(float(np.vdot(grads, grads))) / scale
+    coefficient = clip_norm / (norm + CLIP_EPSILON)
+    if coefficient < 1.0:
+        grads *= coefficient
+
+
+class Optimizer:
+    """What every optimizer does around its update rule: the epoch's learning rate from its
+    schedule, and the gradient's norm clipped before each step (``clip_norm``, None: never)."""
+
+    def __init__(self, schedule: Schedule, clip_norm: float | None):
+        self.schedule = schedule
+        self.clip_norm = clip_norm
+        self.learning_rate = 0.0
+
+    def start_epoch(self, epoch: int) -> float:
+        """Sets and returns the learning rate of ``epoch`` (from 1)."""
+        self.learning_rate = self.schedule.rate(epoch)
+        return self.learning_rate
+
+    def end_epoch(self, epoch: int, loss: float) -> None:
+        """``loss``: finished ``epoch``'s monitored loss (validation, else training)."""
+        self.schedule.observe(epoch, loss)
+
+    def gradient_scale(self) -> float:
+        return 1.0
+
+    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """``params`` and ``grads`` (times :meth:`gradient_scale`) are the flat buffers."""
+        if self.clip_norm is not None:
+            clip_global_norm(grads, self.clip_norm, self.gradient_scale())
+        self.update(params, grads)
+
+    def update(self, params: np.ndarray, grads: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The update rule's state and the schedule's (``schedule.*``), as arrays."""
+        arrays = self.update_state()
+        arrays.update({SCHEDULE_PREFIX + k: v for k, v in self.schedule.state().items()})
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.load_update_state(arrays)
+        n = len(SCHEDULE_PREFIX)
+        self.schedule.load_state({k[n:]: v for k, v in arrays.items() if k[:n] == SCHEDULE_PREFIX})
+
+    def update_state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def load_update_state(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``:
 
     v = momentum * v + g;  p -= lr * v       (Nesterov: p -= lr * (g + momentum * v))
 
     It receives lr * g and keeps u = lr * v, which saves a pass over the parameters per batch;
-    when the learning rate changes (decay, once per epoch), u is rescaled so the update stays
-    exactly PyTorch's.
+    when the learning rate changes (its schedule, once per epoch), u is rescaled so the update
+    stays exactly PyTorch's.
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -39,25 +109,34 @@ class SGD:
         "decay": 0.0,
     }
 
-    def __init__(self, params: Sequence[np.ndarray], momentum: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        schedule: Schedule,
+        clip_norm: float | None = None,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+    ):
+        super().__init__(schedule, clip_norm)
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocity, self.velocities = _state_like(params) if momentum else (None, [])
-        self.lr = 0.0
+        self.lr = 0.0  # the learning rate u was last scaled by
 
     @classmethod
-    def from_spec(cls, spec: dict, params: Sequence[np.ndarray]) -> "SGD":
-        return cls(params, spec["momentum"], spec["nesterov"])
+    def from_spec(
+        cls, spec: dict, params: Sequence[np.ndarray], schedule: Schedule, clip_norm: float | None
+    ) -> "SGD":
+        return cls(params, schedule, clip_norm, spec["momentum"], spec["nesterov"])
 
-    @staticmethod
-    def gradient_scale(lr: float) -> float:
-        return lr
+    def gradient_scale(self) -> float:
+        return self.learning_rate
 
-    def step(self, params: np.ndarray, scaled_grads: np.ndarray, lr: float) -> None:
-        """``params`` and ``scaled_grads`` are the flat buffers (see the module docstring)."""
+    def update(self, params: np.ndarray, scaled_grads: np.ndarray) -> None:
         if not self.momentum:
             params -= scaled_grads
             return
+        lr = self.learning_rate
         decay = self.momentum * (lr / self.lr if self.lr else 1.0)
         self.lr = lr
         u, g = self.velocity, scaled_grads
@@ -70,18 +149,18 @@ class SGD:
         else:
             params -= u
 
-    def state(self) -> dict[str, np.ndarray]:
+    def update_state(self) -> dict[str, np.ndarray]:
         arrays = {"lr": np.array(self.lr, dtype=np.float64)}
         arrays.update({f"velocity{i}": u for i, u in enumerate(self.velocities)})
         return arrays
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def load_update_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.lr = float(arrays["lr"])
         for i, u in enumerate(self.velocities):
             u[...] = arrays[f"velocity{i}"]
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma and Ba), with bias-corrected first and second moments, computed exactly as
     PyTorch's ``torch.optim.Adam``."""
 
@@ -96,10 +175,13 @@ class Adam:
     def __init__(
         self,
         params: Sequence[np.ndarray],
+        schedule: Schedule,
+        clip_norm: float | None = None,
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-8,
     ):
+        super().__init__(schedule, clip_norm)
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
@@ -108,15 +190,13 @@ class Adam:
         self.moment2, self.moments2 = _state_like(params)
 
     @classmethod
-    def from_spec(cls, spec: dict, params: Sequence[np.ndarray]) -> "Adam":
-        return cls(params, spec["beta1"], spec["beta2"], spec["epsilon"])
+    def from_spec(
+        cls, spec: dict, params: Sequence[np.ndarray], schedule: Schedule, clip_norm: float | None
+    ) -> "Adam":
+        return cls(params, schedule, clip_norm, spec["beta1"], spec["beta2"], spec["epsilon"])
 
-    @staticmethod
-    def gradient_scale(lr: float) -> float:
-        return 1.0
-
-    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
-        """``params`` and ``grads`` are the flat buffers (see the module docstring)."""
+    def update(self, params: np.ndarray, grads: np.ndarray) -> None:
+        lr = self.learning_rate
         self.t += 1
         correction1 = 1.0 - self.beta1**self.t
         sqrt_correction2 = np.sqrt(1.0 - self.beta2**self.t)
@@ -135,13 +215,13 @@ class Adam:
         g *= step_size
         params -= g
 
-    def state(self) -> dict[str, np.ndarray]:
+    def update_state(self) -> dict[str, np.ndarray]:
         arrays = {"t": np.array(self.t, dtype=np.int64)}
         arrays.update({f"moment1_{i}": m for i, m in enumerate(self.moments1)})
         arrays.update({f"moment2_{i}": v for i, v in enumerate(self.moments2)})
         return arrays
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def load_update_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.t = int(arrays["t"])
         for i, (m, v) in enumerate(zip(self.moments1, self.moments2, strict=True)):
             m[...] = arrays[f"moment1_{i}"]
@@ -153,10 +233,12 @@ def _state_like(params: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarr
     return flat_buffer([p.shape for p in params], params[0].dtype)
 
 
-Optimizer = SGD | Adam
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+OPTIMIZERS: dict[str, type[SGD | Adam]] = {"sgd": SGD, "adam": Adam}
 
 
-def make_optimizer(spec: dict, params: Sequence[np.ndarray]) -> Optimizer:
-    """Builds the optimizer a resolved ``training.optimizer`` spec names."""
-    return OPTIMIZERS[spec["name"]].from_spec(spec, params)
+def make_optimizer(training: dict, params: Sequence[np.ndarray]) -> Optimizer:
+    """Builds the optimizer a resolved training spec names (``optimizer``), with its schedule
+    (``schedule``, ``warmup_epochs``, else the optimizer's ``decay``) and ``clip_norm``."""
+    spec = training["optimizer"]
+    schedule = make_schedule(training)
+    return OPTIMIZERS[spec["name"]].from_spec(spec, params, schedule, training["clip_norm"])

@@ -18,6 +18,7 @@ from model_core.initializers import INITIALIZERS
 from model_core.losses import LOSSES
 from model_core.network import layer_shapes
 from model_core.optimizers import OPTIMIZERS
+from model_core.schedules import SCHEDULES
 from model_core.weighting import resolve_class_weight
 
 TASKS = ("classification", "regression")
@@ -35,10 +36,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "early_stopping": None,
     "standardize": True,
     "class_weight": None,
+    "schedule": None,
+    "warmup_epochs": 0,
+    "clip_norm": None,
 }
 # The largest 32-bit signed integer: counts beyond it are mistakes, and would not fit a 32-bit
 # database column.
 MAX_INT32 = 2**31 - 1
+LAYER_KEYS = ("units", "activation", "dropout")
 NETWORK_KEYS = ("layers", "loss", "init", "dtype", "initial_weights")
 
 
@@ -112,7 +117,7 @@ def resolve_layers(layers: Any) -> list[dict]:
     resolved = []
     for i, layer in enumerate(layers):
         path = f"layers[{i}]"
-        _check_keys("network", path, layer, ("units", "activation"))
+        _check_keys("network", path, layer, LAYER_KEYS)
         for key in ("units", "activation"):
             if key not in layer:
                 raise SpecError("network", f"{path}.{key}", "is required")
@@ -128,8 +133,17 @@ def resolve_layers(layers: Any) -> list[dict]:
             raise SpecError(
                 "network", f"{path}.activation", "softmax is only allowed on the last layer"
             )
-        resolved.append({"units": units, "activation": activation})
+        dropout = resolve_dropout(layer.get("dropout", 0.0), path, i == len(layers) - 1)
+        resolved.append({"units": units, "activation": activation, "dropout": dropout})
     return resolved
+
+
+def resolve_dropout(rate: Any, path: str, is_output: bool) -> float:
+    """A hidden layer's dropout rate, 0 <= p < 1; the output layer has none."""
+    rate = _number("network", f"{path}.dropout", rate, 0.0, 1.0, high_open=True)
+    if rate and is_output:
+        raise SpecError("network", f"{path}.dropout", "is for hidden layers, not the output layer")
+    return rate
 
 
 def default_loss(output_activation: str, task: str) -> str:
@@ -286,6 +300,52 @@ def resolve_optimizer(optimizer: Any) -> dict:
     return resolved
 
 
+# The check of each schedule setting (model_core.schedules: SCHEDULES' fields).
+SCHEDULE_CHECKS = {
+    "step_size": lambda p, v: _integer("training", p, v, 1),
+    "gamma": lambda p, v: _number("training", p, v, 0.0, 1.0, low_open=True),
+    "t_max": lambda p, v: _integer("training", p, v, 1),
+    "eta_min": lambda p, v: _number("training", p, v, 0.0),
+    "factor": lambda p, v: _number("training", p, v, 0.0, 1.0, low_open=True, high_open=True),
+    "patience": lambda p, v: _integer("training", p, v, 0),
+    "threshold": lambda p, v: _number("training", p, v, 0.0, 1.0, high_open=True),
+    "min_lr": lambda p, v: _number("training", p, v, 0.0),
+}
+
+
+def resolve_schedule(schedule: Any, optimizer: dict) -> dict | None:
+    """``training.schedule``: a name and its settings (SCHEDULES), in place of the optimizer's
+    ``decay``."""
+    if schedule is None:
+        return None
+    if not isinstance(schedule, dict):
+        raise SpecError("training", "schedule", "must be an object with a name, or null")
+    if "name" not in schedule:
+        raise SpecError("training", "schedule.name", "is required")
+    name = _choice("training", "schedule.name", schedule["name"], SCHEDULES)
+    kind = SCHEDULES[name]
+    fields = (*kind.REQUIRED, *kind.DEFAULTS)
+    _check_keys("training", "schedule", schedule, ("name", *fields))
+    for key in kind.REQUIRED:
+        if key not in schedule:
+            raise SpecError("training", f"schedule.{key}", f"is required by the {name} schedule")
+    if optimizer["decay"]:
+        raise SpecError(
+            "training", "schedule", "replaces optimizer.decay: leave decay out, or the schedule"
+        )
+    given = {**kind.DEFAULTS, **schedule}
+    return {
+        "name": name,
+        **{key: SCHEDULE_CHECKS[key](f"schedule.{key}", given[key]) for key in fields},
+    }
+
+
+def resolve_clip_norm(clip_norm: Any) -> float | None:
+    if clip_norm is None:
+        return None
+    return _number("training", "clip_norm", clip_norm, 0.0, low_open=True)
+
+
 def resolve_early_stopping(early_stopping: Any) -> dict | None:
     if early_stopping is None or early_stopping is False:
         return None
@@ -317,13 +377,14 @@ def resolve_training(training: Any) -> dict:
     _check_keys("training", "", training, TRAINING_DEFAULTS)
     spec = {**TRAINING_DEFAULTS, **training}
     seed = spec["seed"]
+    optimizer = resolve_optimizer(spec["optimizer"])
     return {
         # 0 only for a network that starts from given weights (checked by resolve_spec)
         "epochs": _integer("training", "epochs", spec["epochs"], 0),
         "batch_size": resolve_batch_size(spec["batch_size"]),
         "shuffle": _boolean("training", "shuffle", spec["shuffle"]),
         "seed": None if seed is None else _integer("training", "seed", seed, 0, 2**32 - 1),
-        "optimizer": resolve_optimizer(spec["optimizer"]),
+        "optimizer": optimizer,
         "l2": _number("training", "l2", spec["l2"], 0.0),
         "validation_split": _number(
             "training", "validation_split", spec["validation_split"], 0.0, 1.0, high_open=True
@@ -331,6 +392,9 @@ def resolve_training(training: Any) -> dict:
         "early_stopping": resolve_early_stopping(spec["early_stopping"]),
         "standardize": _boolean("training", "standardize", spec["standardize"]),
         "class_weight": resolve_class_weight(spec["class_weight"]),
+        "schedule": resolve_schedule(spec["schedule"], optimizer),
+        "warmup_epochs": _integer("training", "warmup_epochs", spec["warmup_epochs"], 0),
+        "clip_norm": resolve_clip_norm(spec["clip_norm"]),
     }
 
 
@@ -393,6 +457,11 @@ def _warnings(network: dict, training: dict, n_samples: int | None) -> list[str]
         warnings.append(
             "training.early_stopping watches the training loss: there is no "
             "validation data (set training.validation_split)"
+        )
+    if training["warmup_epochs"] >= training["epochs"]:
+        warnings.append(
+            f"training.warmup_epochs {training['warmup_epochs']} is not below the"
+            f" {training['epochs']} epochs: the rate never reaches optimizer.learning_rate"
         )
     if network["loss"] in ("sse", "mse") and network["layers"][-1]["activation"] == "softmax":
         warnings.append("network.loss: cross_entropy usually trains a softmax output faster")

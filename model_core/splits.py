@@ -78,9 +78,10 @@ def explicit_validation_set(
 
 
 def run_seeds(seed: int) -> list[np.random.SeedSequence]:
-    """The three independent streams of a run with ``seed``: the split, the initial weights and
-    the shuffles."""
-    return np.random.SeedSequence(seed).spawn(3)
+    """The four independent streams of a run with ``seed``: the split, the initial weights, the
+    shuffles and the dropout masks. (Spawned children do not depend on how many are spawned:
+    the first three are those of the runs made before dropout existed.)"""
+    return np.random.SeedSequence(seed).spawn(4)
 
 
 def training_rows(n_samples: int, seed: int, validation_split: float) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from model_core.activations import ACTIVATIONS
 from model_core.buffers import flat_buffer
 from model_core.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint
-from model_core.early_stopping import EarlyStopping
+from model_core.early_stopping import EarlyStopping, monitored_loss
 from model_core.errors import TrainingDiverged
 from model_core.fine_tuning import (
     Parent,
@@ -32,11 +32,13 @@ from model_core.fine_tuning import (
 from model_core.initializers import initial_weights
 from model_core.losses import LOSSES
 from model_core.network import (
+    Dropout,
     Model,
     activation_buffers,
     backward,
     copy_weights,
     count_correct,
+    dropout_buffers,
     forward,
     forward_in_chunks,
     l2_penalty,
@@ -70,12 +72,14 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class BatchBuffers:
-    """Scratch arrays of one batch size: inputs, targets, each layer's activations and deltas."""
+    """Scratch arrays of one batch size: inputs, targets, each layer's activations and deltas,
+    and the dropout masks (None without dropout)."""
 
     x: np.ndarray
     targets: np.ndarray
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
+    dropout: Dropout | None
 
 
 class Trainer:
@@ -122,13 +126,15 @@ class Trainer:
                 replace_output,
             )
         self._weigh_rows(sample_weight)
-        split_seed, init_seed, shuffle_seed = run_seeds(self.training["seed"])
+        split_seed, init_seed, shuffle_seed, dropout_seed = run_seeds(self.training["seed"])
         self._split_and_standardize(np.random.default_rng(split_seed), validation_data, init_from)
         self.activations = [ACTIVATIONS[layer["activation"]] for layer in layers]
         self.loss = LOSSES[self.network["loss"]]
         start = init_from and (init_from, replace_output)
         self._set_up_weights(np.random.default_rng(init_seed), given_weights, start)
         self.rng = np.random.default_rng(shuffle_seed)
+        self.dropout_rates = [layer["dropout"] for layer in layers]
+        self.dropout_rng = np.random.default_rng(dropout_seed)
         self.epoch = 0
         self.history: list[dict] = []
         self.early_stopping = EarlyStopping.from_spec(self.training["early_stopping"])
@@ -214,7 +220,7 @@ class Trainer:
         for param, value in zip(self.params, (p for pair in initial for p in pair), strict=True):
             param[...] = value
         self.weights = list(zip(self.params[::2], self.params[1::2], strict=True))
-        self.optimizer = make_optimizer(self.training["optimizer"], self.params)
+        self.optimizer = make_optimizer(self.training, self.params)
 
     def _initial_weights(
         self, rng: np.random.Generator, given: list[dict] | None
@@ -233,17 +239,20 @@ class Trainer:
     def _allocate_buffers(self) -> None:
         """Every array the hot loop writes, allocated once at the largest batch size."""
         size, dtype = self._batch_size(), self.dtype
+        rates = self.dropout_rates
         full = BatchBuffers(
             np.empty((size, self.x.shape[1]), dtype),
             np.empty((size, self.targets.matrix.shape[1]), dtype),
             activation_buffers(size, self.weights, dtype),
             activation_buffers(size, self.weights, dtype),
+            dropout_buffers(size, self.weights, rates, dtype) if any(rates) else None,
         )
         self._views = {size: full}
         self.flat_grads, self.grads = flat_buffer([p.shape for p in self.params], dtype)
 
-    def _buffers(self, n: int) -> "BatchBuffers":
-        """Views of the first n rows of every buffer; made once per batch size (at most two)."""
+    def batch_buffers(self, n: int) -> "BatchBuffers":
+        """Views of the first n rows of every buffer; made once per batch size (at most two).
+        After :meth:`compute_gradients`, its ``dropout.masks`` are the masks that batch used."""
         views = self._views.get(n)
         if views is None:
             full = self._views[self._batch_size()]
@@ -252,6 +261,7 @@ class Trainer:
                 full.targets[:n],
                 [a[:n] for a in full.outputs],
                 [d[:n] for d in full.deltas],
+                None if full.dropout is None else full.dropout.first_rows(n),
             )
             self._views[n] = views
         return views
@@ -280,6 +290,7 @@ class Trainer:
     def _run_epoch(self) -> dict:
         started = time.perf_counter()
         epoch = self.epoch + 1
+        learning_rate = self.optimizer.start_epoch(epoch)
         train_loss, train_accuracy = self._train_one_epoch(epoch)
         self._check_weights(epoch)
         record = {
@@ -288,23 +299,20 @@ class Trainer:
             "val_loss": None,
             "train_accuracy": train_accuracy,
             "val_accuracy": None,
+            "learning_rate": learning_rate,
         }
         if self.validation is not None:
             record["val_loss"], record["val_accuracy"] = self._evaluate(self.validation)
+        self.optimizer.end_epoch(epoch, monitored_loss(record))
         self._track_best(record)
         record["seconds"] = time.perf_counter() - started
         self.history.append(record)
         self.epoch = epoch
         return record
 
-    def _learning_rate(self, epoch: int) -> float:
-        """Inverse-time decay: lr / (1 + decay * (epoch - 1))."""
-        optimizer = self.training["optimizer"]
-        return optimizer["learning_rate"] / (1.0 + optimizer["decay"] * (epoch - 1))
-
     def _train_one_epoch(self, epoch: int) -> tuple[float, float | None]:
-        """One pass over the training rows; the mean batch loss (each measured just before its
-        batch's update) and the accuracy of those same predictions.
+        """One pass over the training rows at the optimizer's rate; the mean batch loss (each
+        measured just before its batch's update) and the accuracy of those same predictions.
 
         Per batch only what must be: forward, backward, update, the loss; the predicted classes
         are written into one array and compared with the labels once per epoch.
@@ -312,8 +320,7 @@ class Trainer:
         rows = self.train_rows
         if self.training["shuffle"]:
             rows = rows[self.rng.permutation(len(rows))]
-        lr = self._learning_rate(epoch)
-        scale = self.optimizer.gradient_scale(lr)
+        scale = self.optimizer.gradient_scale()
         step, params, grads = self.optimizer.step, self.flat_params, self.flat_grads
         labels = self.targets.labels
         predicted = None if labels is None else np.empty(len(rows), np.intp)
@@ -322,7 +329,7 @@ class Trainer:
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
             loss, outputs = self.compute_gradients(batch, scale)
-            step(params, grads, lr)
+            step(params, grads)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
             loss_sum += loss * self._batch_weight(batch)
@@ -340,22 +347,26 @@ class Trainer:
         return float(self.row_weights[batch].sum())
 
     def compute_gradients(
-        self, batch: np.ndarray, scale: float = 1.0
+        self, batch: np.ndarray, scale: float = 1.0, draw_masks: bool = True
     ) -> tuple[float, list[np.ndarray]]:
         """Loss and every layer's activations for the given training rows; their mean gradient
         (weighted by the rows' weights, when there are any), times ``scale``, into
         ``self.grads``.
 
         ``self.grads`` is ``[grad_W0, grad_b0, grad_W1, ...]``, the same shapes as the weights.
-        The weights are left as they are (gradient checks call this directly).
+        The weights are left as they are (gradient checks call this directly, with
+        ``draw_masks=False`` to keep the dropout masks of the call before).
         """
         n = len(batch)
-        buffers = self._buffers(n)
+        buffers = self.batch_buffers(n)
         x, targets, outputs, deltas = buffers.x, buffers.targets, buffers.outputs, buffers.deltas
+        dropout = buffers.dropout
+        if dropout is not None and draw_masks:
+            dropout.draw(self.dropout_rng, self.dropout_rates)
         self.x.take(batch, axis=0, out=x, mode="clip")
         standardize_into(x, self.mean, self.scale)
         self.targets.matrix.take(batch, axis=0, out=targets, mode="clip")
-        output = forward(x, self.weights, self.activations, outputs)
+        output = forward(x, self.weights, self.activations, outputs, dropout)
         l2 = self.training["l2"]
         loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
         if self.row_weights is None:
@@ -363,7 +374,7 @@ class Trainer:
         else:
             loss = self._weigh_batch(batch, output, targets, deltas[-1], scale)
         loss += l2_penalty(self.weights, l2)
-        backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale)
+        backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale, dropout)
         return loss, outputs
 
     def _weigh_batch(

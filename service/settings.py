@@ -94,10 +94,19 @@ class Settings:
     # Classes up to which evaluate answers a dense confusion matrix (K x K counts); above, the
     # pairs that occur ([i, j, count]), so that a many-class model costs rows, not K squared.
     max_confusion_classes: int = 100
+    # Explanations (/explain, /importance): exact Shapley values enumerate 2^n_features
+    # coalitions, so they are for models of at most this many features; and one request may
+    # run the network on at most this many rows in all (rows x steps x baselines, or rows x
+    # 2^n_features x background rows).
+    explain_shapley_max_features: int = 12
+    explain_max_evaluations: int = 2_000_000
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
     model_cache_bytes: int = 1024 * 1024 * 1024
+    # Shadow runs waiting per API process (issue 23); a request whose shadow finds the queue
+    # full is answered as ever, its shadow run dropped and counted.
+    shadow_queue_size: int = 1000
     dataset_cache_bytes: int = 1024 * 1024 * 1024
     metrics_flush_seconds: float = 0.5
     broker_timeout_seconds: float = 2.0
@@ -174,6 +183,8 @@ class Settings:
             )
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
+        if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
+            raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""
@@ -214,6 +225,11 @@ class Settings:
             database = Path(self.database_url.removeprefix("sqlite:///"))
             return database.with_name(database.name + ".generation")
         return DEFAULT_VAR_DIR / "registry.generation"
+
+    def rollout_counts_folder(self) -> Path:
+        """Where each API process of this host writes the requests it served per alias
+        version and its shadows' figures, when the broker is not Redis."""
+        return self.registry_generation_path().with_name("rollout-counts")
 
     def secret_key_path(self) -> Path:
         """The file of the random secret used while ``SECRET_KEY`` is empty."""

@@ -102,7 +102,15 @@ def add_epochs(sessions: sessionmaker[Session], job_id: int, epochs: range) -> N
     """Store epoch records for ``epochs`` of a job, as its worker would."""
     with sessions() as session:
         for epoch in epochs:
-            session.add(EpochMetric(job_id=job_id, epoch=epoch, train_loss=1 / epoch, seconds=0.01))
+            session.add(
+                EpochMetric(
+                    job_id=job_id,
+                    epoch=epoch,
+                    train_loss=1 / epoch,
+                    learning_rate=0.1 / epoch,
+                    seconds=0.01,
+                )
+            )
         session.get(TrainingJob, job_id).epoch = epochs[-1]
         session.commit()
 

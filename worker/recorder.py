@@ -30,7 +30,7 @@ from worker.retries import is_transient
 
 logger = logging.getLogger(__name__)
 
-RECORD_FIELDS = (*EPOCH_FIGURES, "seconds")
+RECORD_FIELDS = (*EPOCH_FIGURES, "learning_rate", "seconds")
 T = TypeVar("T")
 
 

@@ -17,6 +17,7 @@ from backprop_client.types import (
     Alias,
     Dataset,
     Epoch,
+    Explanation,
     Job,
     Model,
     Prediction,
@@ -202,6 +203,15 @@ class Client:
     def predict(self, ref: int | str, rows: Sequence[Sequence[float]]) -> Prediction:
         body = {"instances": [list(row) for row in rows]}
         return self._request("POST", f"/v1/models/{_ref(ref)}/predict", json=body).json()
+
+    def explain(
+        self, ref: int | str, rows: Sequence[Sequence[float]], **options: Any
+    ) -> Explanation:
+        """Attributions of each row's output to its features; ``options`` are the body's
+        ``method``, ``target``, ``baseline``, ``steps`` and ``quadrature`` (docs/api.md,
+        "Explain a prediction")."""
+        body = {"instances": [list(row) for row in rows], **options}
+        return self._request("POST", f"/v1/models/{_ref(ref)}/explain", json=body).json()
 
     def set_alias(self, name: str, alias: str, version: int) -> Alias:
         path = f"/v1/models/{_ref(name)}/aliases/{_ref(alias)}"

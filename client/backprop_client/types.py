@@ -56,6 +56,7 @@ class Epoch(TypedDict, total=False):
     val_loss: float | None
     train_accuracy: float | None
     val_accuracy: float | None
+    learning_rate: float | None
     seconds: float
 
 
@@ -105,6 +106,26 @@ class Prediction(TypedDict, total=False):
     prediction_id: str
     predictions: list[Any]
     probabilities: list[list[float]]
+
+
+class RowExplanation(TypedDict, total=False):
+    target: Any
+    f_x: float
+    f_baseline: float  # integrated_gradients and shapley
+    completeness_error: float  # integrated_gradients and shapley
+    attributions: dict[str, float]  # by feature name, in input order
+
+
+class Explanation(TypedDict, total=False):
+    model_id: int
+    name: str | None
+    version: int | None
+    method: str
+    target: Any
+    baseline: Any
+    steps: int
+    quadrature: str
+    explanations: list[RowExplanation]
 
 
 class Alias(TypedDict, total=False):

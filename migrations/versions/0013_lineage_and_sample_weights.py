@@ -3,7 +3,7 @@ the array ``w`` beside ``X`` and ``y``), and a fine-tuned model names the model 
 (``models.parent_model_id``). Rows stored before are unweighted and have no parent.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ training rows' reference profile that drift is measured against and the dispatch
 figures. Models stored before have neither: their drift answers that no reference was kept.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

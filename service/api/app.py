@@ -1,5 +1,6 @@
 """The Flask app factory of the HTTP API: validate, store, enqueue and predict. It never trains."""
 
+import numpy as np
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -23,7 +24,14 @@ from service.caching import GenerationalCache, LruCache
 from service.db.session import make_session_factory
 from service.db.tenancy import scope_sessions_to_tenants
 from service.generation import generation_for
-from service.serving.predictions import model_bytes
+from service.serving.predictions import model_bytes, prediction_arrays
+from service.serving.rollout import (
+    CountPublisher,
+    CountStore,
+    FileCounts,
+    RedisCounts,
+    ShadowRunner,
+)
 from service.settings import Settings
 
 API_CONFIG = {
@@ -61,6 +69,18 @@ def model_cache(settings: Settings) -> LruCache[int, Model]:
     return LruCache(settings.model_cache_bytes, lambda model: max(model_bytes(model), least))
 
 
+def rollout_count_store(settings: Settings) -> CountStore:
+    """Redis when the broker is Redis (every host sees every count), else this host's folder."""
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return RedisCounts(settings.broker_url)
+    return FileCounts(settings.rollout_counts_folder())
+
+
+def shadow_predictions(model: Model, x: np.ndarray, max_bytes: int) -> np.ndarray:
+    """What a shadow run compares: the shadow's labels, or its values."""
+    return prediction_arrays(model, x, max_bytes, "shadow")["predictions"]
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask app: settings (from the environment when not given), extensions, blueprints."""
     settings = settings or Settings.from_env()
@@ -68,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.request_class = BodyLimitedRequest
     app.url_map.converters["int"] = RowId
     app.config.update(API_CONFIG, MAX_CONTENT_LENGTH=settings.max_request_bytes)
+    counts = CountPublisher(rollout_count_store(settings))
     app.extensions["backprop"] = Services(
         settings=settings,
         sessions=make_session_factory(settings.database_url),
@@ -77,11 +98,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         refs=GenerationalCache(),
         keys=GenerationalCache(),
         signing_secret=signing_secret(settings) if settings.auth == "required" else b"",
+        rollout_counts=counts,
+        shadows=ShadowRunner(counts, settings.shadow_queue_size, shadow_predictions),
     )
     app.extensions["event_streams"] = StreamSlots(per_tenant=settings.streams_per_tenant)
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     track_requests(app)  # first: a request refused by a later hook still gets its id and line
     install_metrics(app, settings, app.extensions["backprop"].sessions)
+    if "http_metrics" in app.extensions:
+        app.extensions["backprop"].shadows.metrics = app.extensions["http_metrics"].shadows
     install_prediction_log(app, settings)  # after the metrics: it counts its drops there
     install_web_page_guard(app, settings)
     app.before_request(identify_caller)

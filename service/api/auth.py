@@ -36,7 +36,15 @@ OPEN_PREFIXES = ("/v2/health/",)
 GUARDED_PREFIXES = ("/v1/", "/v2/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The routes whose POSTs only read: a read key may make them.
-READING_POSTS = ("/predict", "/infer", "/evaluate", "/v1/jobs/validate", "/v1/tokens")
+READING_POSTS = (
+    "/predict",
+    "/infer",
+    "/evaluate",
+    "/explain",
+    "/importance",
+    "/v1/jobs/validate",
+    "/v1/tokens",
+)
 ADMIN_PREFIX = "/v1/keys"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backprop"'}
 # The made secret: 32 random bytes as hex text.

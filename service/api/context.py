@@ -11,6 +11,7 @@ from service.broker import JobQueue
 from service.caching import GenerationalCache, LruCache
 from service.db.tenancy import session_for
 from service.generation import Generation
+from service.serving.rollout import CountPublisher, ShadowRunner
 from service.settings import Settings
 
 
@@ -24,6 +25,8 @@ class Services:
     refs: GenerationalCache
     keys: GenerationalCache
     signing_secret: bytes
+    rollout_counts: CountPublisher
+    shadows: ShadowRunner
 
 
 def services() -> Services:

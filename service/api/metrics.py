@@ -38,6 +38,7 @@ from service.api.auth import bearer_token
 from service.db import predictions
 from service.db.figures import JobFigures, job_figures
 from service.db.models import utcnow
+from service.serving.rollout import ShadowMetrics
 from service.settings import Settings
 from service.vocabulary import JobStatus
 
@@ -50,7 +51,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 # The last segment of the routes whose answers count as predictions of the model they name
 # (in their X-Model-Id header).
-PREDICTING_ACTIONS = frozenset({"predict", "infer", "evaluate"})
+PREDICTING_ACTIONS = frozenset({"predict", "infer", "evaluate", "explain", "importance"})
 METRICS_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 
@@ -83,10 +84,12 @@ class HttpMetrics:
             " a batch",
             registry=registry,
         )
+        self.shadows = ShadowMetrics.registered(registry)
 
     def reset(self) -> None:
         """Forget every figure counted so far (tests that share one app start each at zero)."""
-        for metric in (self.requests, self.latency, self.predictions):
+        shadows = (self.shadows.requests, self.shadows.rows, self.shadows.abs_difference)
+        for metric in (self.requests, self.latency, self.predictions, *shadows):
             metric.clear()
         self.prediction_log_dropped.reset()
 

@@ -35,6 +35,16 @@ def install_prediction_log(app: Flask, settings: Settings) -> None:
     atexit.register(log.close)
 
 
+def route_of(served: ServedModel) -> tuple[str | None, str | None]:
+    """The alias the request named (``production`` of ``digits@production``), and when that
+    alias splits its traffic, the arm that answered: its version, as text."""
+    route = served.route
+    if route is None or route.alias is None:
+        return None, None
+    arm = str(served.version) if len(route.arms) > 1 else None
+    return route.alias.split("@", 1)[1], arm
+
+
 def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndarray]) -> str:
     """The answer's prediction id; the request's rows ``x`` and answers ``arrays`` (of
     ``prediction_arrays``) buffered for the log when it is on and this request is sampled."""
@@ -43,6 +53,7 @@ def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndar
     settings = current_app.extensions["backprop"].settings
     if log is None or random.random() >= settings.prediction_log_sample:
         return prediction_id
+    alias, arm = route_of(served)
     log.record(
         LoggedRequest(
             prediction_id=prediction_id,
@@ -50,10 +61,8 @@ def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndar
             model_id=served.model_id,
             model_name=served.name,
             model_version=served.version,
-            # Filled when the model was reached through an alias (and its split arm), once
-            # ServedModel carries them.
-            alias=getattr(served, "alias", None),
-            split_arm=getattr(served, "split_arm", None),
+            alias=alias,
+            split_arm=arm,
             x=x,
             keep_inputs=settings.prediction_log_inputs == "on",
             predictions=arrays["predictions"],

@@ -139,8 +139,9 @@ def job_summary(job: dict[str, Any]) -> str:
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--epochs``,
-    ``--init-from``, ``--replace-output``, ``--class-weight`` and ``--name`` put over it."""
+    """The job from ``--spec`` (if given) with ``--dataset``, ``--layers``, ``--dropout``,
+    ``--epochs``, ``--init-from``, ``--replace-output``, ``--class-weight`` and ``--name`` put
+    over it."""
     body = read_spec(args.spec) if args.spec else {}
     if args.dataset is not None:
         body["dataset_id"] = args.dataset
@@ -150,6 +151,8 @@ def job_body(args: argparse.Namespace) -> dict[str, Any]:
         body.setdefault("network", {})["init_from"] = args.init_from
     if args.replace_output:
         body.setdefault("network", {})["replace_output"] = True
+    if args.dropout is not None:
+        set_hidden_dropout(body, args.dropout)
     if args.epochs is not None:
         body.setdefault("training", {})["epochs"] = args.epochs
     if args.class_weight is not None:
@@ -177,6 +180,15 @@ def parse_class_weight(text: str) -> str | dict[str, float]:
                 f"--class-weight[{index}]: {pair!r} is not LABEL=WEIGHT (or say balanced)"
             ) from None
     return weights
+
+
+def set_hidden_dropout(body: dict[str, Any], rate: float) -> None:
+    """``rate`` on every layer but the last (the service checks its range)."""
+    layers = body.get("network", {}).get("layers")
+    if not isinstance(layers, list) or len(layers) < 2:
+        raise UsageError("--dropout: needs hidden layers (--layers, or network.layers in --spec)")
+    for layer in layers[:-1]:
+        layer["dropout"] = rate
 
 
 def read_spec(path: str) -> dict[str, Any]:
@@ -381,6 +393,40 @@ def predict(client: Client, args: argparse.Namespace) -> int:
     for prediction in answer["predictions"]:
         print(prediction if not isinstance(prediction, list) else ",".join(map(str, prediction)))
     return 0
+
+
+EXPLAIN_OPTIONS = ("method", "baseline", "steps", "quadrature")
+
+
+@talks_to_service
+def explain(client: Client, args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in EXPLAIN_OPTIONS}
+    options = {name: value for name, value in options.items() if value is not None}
+    if args.target is not None:
+        options["target"] = model_ref(args.target)  # a digit string is a label or index
+    answer = client.explain(model_ref(args.ref), read_rows(sys.stdin), **options)
+    if args.json:
+        return print_json(answer)
+    console = Console()
+    for number, row in enumerate(answer["explanations"], 1):
+        console.print(explanation_table(number, row, args.top))
+    return 0
+
+
+def explanation_table(number: int, row: dict[str, Any], top: int) -> Table:
+    """A row's ``top`` attributions, largest magnitude first, each with a signed bar."""
+    heading = f"row {number}: target {row['target']}, f {row['f_x']:.4g}"
+    if "f_baseline" in row:
+        heading += f" (baseline {row['f_baseline']:.4g})"
+    table = Table(title=heading, title_justify="left")
+    for column in ("feature", "attribution", ""):
+        table.add_column(column, no_wrap=True)
+    ranked = sorted(row["attributions"].items(), key=lambda item: -abs(item[1]))[:top]
+    largest = max((abs(value) for _, value in ranked), default=0.0) or 1.0
+    for feature, value in ranked:
+        bar = "█" * round(20 * abs(value) / largest)
+        table.add_row(feature, f"{value:+.4g}", f"[{'green' if value >= 0 else 'red'}]{bar}")
+    return table
 
 
 def model_ref(ref: str) -> int | str:

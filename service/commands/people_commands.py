@@ -1,5 +1,5 @@
 """The arguments of the commands for people (``backprop datasets|train|jobs|sweep|models|predict|
-plot``).
+explain|plot``).
 
 Only argparse here: ``service.commands.cli`` builds its parser from this module for every command,
 the server's too; the commands themselves (``service.commands.people_cli``, on backprop_client and
@@ -28,11 +28,41 @@ def add_people_commands(commands: argparse._SubParsersAction, handler_for: Handl
     )
     predict.add_argument("ref", metavar="REF", help="a model id, NAME, NAME:VERSION or NAME@ALIAS")
     predict.set_defaults(handler=handler_for("predict"))
+    add_explain_command(commands, handler_for, output)
     plot = commands.add_parser("plot", parents=[output], help="a job's loss curves as PNG or SVG")
     plot.add_argument("job_id", type=int, metavar="JOB")
     plot.add_argument("-o", "--output", required=True, help="the file: .png or .svg")
     plot.add_argument("--log", action="store_true", help="a log scale for the loss")
     plot.set_defaults(handler=handler_for("plot"))
+
+
+def add_explain_command(commands, handler_for: HandlerFor, output) -> None:
+    explain = commands.add_parser(
+        "explain",
+        parents=[output],
+        help="which features drove the prediction of each CSV row on stdin (header optional)",
+    )
+    explain.add_argument("ref", metavar="REF", help="a model id, NAME, NAME:VERSION or NAME@ALIAS")
+    explain.add_argument(
+        "--method",
+        choices=["integrated_gradients", "gradient", "gradient_x_input", "shapley"],
+        default=None,
+        help="integrated_gradients by default",
+    )
+    explain.add_argument(
+        "--target", default=None, help='"predicted" (the default), a class label or an output index'
+    )
+    explain.add_argument(
+        "--baseline", choices=["mean", "zeros"], default=None, help="IG and shapley: from where"
+    )
+    explain.add_argument("--steps", type=int, default=None, help="IG: quadrature points (64)")
+    explain.add_argument(
+        "--quadrature", choices=["gauss_legendre", "trapezoid"], default=None, help="IG only"
+    )
+    explain.add_argument(
+        "--top", type=int, default=10, help="features shown per row, largest first (10)"
+    )
+    explain.set_defaults(handler=handler_for("explain"))
 
 
 def add_dataset_commands(commands, handler_for: HandlerFor, output) -> None:
@@ -69,6 +99,12 @@ def add_train_command(commands, handler_for: HandlerFor, output) -> None:
     train.add_argument("--dataset", type=int, metavar="ID", help="the data set's id")
     train.add_argument("--layers", help="UNITS:ACTIVATION,... e.g. 64:relu,10:softmax")
     train.add_argument("--epochs", type=int)
+    train.add_argument(
+        "--dropout",
+        type=float,
+        metavar="P",
+        help="dropout P (0 <= P < 1) on every hidden layer, while training only",
+    )
     train.add_argument("--spec", metavar="JOB.JSON", help="a job body; the options above win")
     train.add_argument("--name", help="register the model under this name")
     train.add_argument(

@@ -240,4 +240,9 @@ def _write_attempt(
 
 
 def _epoch_row(job_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"job_id": job_id, **latest_metrics(record), "seconds": record["seconds"]}
+    return {
+        "job_id": job_id,
+        **latest_metrics(record),
+        "learning_rate": record["learning_rate"],
+        "seconds": record["seconds"],
+    }

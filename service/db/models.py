@@ -218,7 +218,8 @@ class TrainingJob(TenantOwned, Base):
 
 
 class EpochMetric(Base):
-    """One epoch of one job: losses, accuracies (None for regression) and seconds taken."""
+    """One epoch of one job: losses, accuracies (None for regression), the learning rate it
+    trained at (None in records stored before migration 0012) and seconds taken."""
 
     __tablename__ = "epoch_metrics"
     __table_args__ = (UniqueConstraint("job_id", "epoch"),)
@@ -230,6 +231,7 @@ class EpochMetric(Base):
     val_loss: Mapped[float | None] = mapped_column(Float)
     train_accuracy: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
 
 
@@ -371,7 +373,13 @@ class ModelName(TenantOwned, Base):
 
 class ModelAlias(TenantOwned, Base):
     """``name@alias`` points at one version of ``name``; that version cannot be deleted while
-    an alias points at it (the foreign key refuses, and the API answers 409 first)."""
+    an alias points at it (the foreign key refuses, and the API answers 409 first).
+
+    A canary ``split`` (``[{"version", "weight"}, ...]``, 2 to 4 versions) shares its requests
+    by weight, ``version`` being the one of the largest weight; a ``shadow`` (``{"version",
+    "sample"}``) also runs a sample of them, never answering. ``split_id`` is new each time the
+    alias is set: the requests counted per version since then are kept under it. The API
+    refuses to delete a version in a split or shadow (409), as it does an aliased one."""
 
     __tablename__ = "model_aliases"
     __table_args__ = (
@@ -388,6 +396,9 @@ class ModelAlias(TenantOwned, Base):
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     alias: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     version: Mapped[int]
+    split: Mapped[list | None]
+    shadow: Mapped[dict | None]
+    split_id: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -5,6 +5,7 @@ stores the model: the row lock makes concurrent successes of one name take turns
 and SQLite has a single writer anyway, so two models never share a version.
 """
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Select, select, update
@@ -76,27 +77,63 @@ class AliasMoved(Exception):
     """The alias no longer points where the caller saw it point: a concurrent move."""
 
 
+@dataclass(frozen=True)
+class AliasTarget:
+    """Where an alias points: ``version`` (the largest weight's, when split), the ``split``
+    (``[{"version", "weight"}, ...]``, None for one version) and the ``shadow`` (or None)."""
+
+    version: int
+    split: list[dict] | None = None
+    shadow: dict | None = None
+
+
 def set_alias(
-    session: Session, name: str, alias: str, version: int, seen: int | None
+    session: Session, name: str, alias: str, target: AliasTarget, seen: ModelAlias | None
 ) -> ModelAlias:
-    """Point ``name@alias`` at ``version`` (which the caller has checked exists), and commit,
-    provided it still points at ``seen`` (None: it did not exist); ``AliasMoved`` otherwise, so
-    that what the caller checked against ``seen`` still holds when the move is written."""
+    """Point ``name@alias`` at ``target`` (whose versions the caller has checked exist), with a
+    new ``split_id``, and commit, provided the alias is still as the caller ``seen`` it (None:
+    it did not exist); ``AliasMoved`` otherwise, so that what the caller checked still holds
+    when the move is written."""
+    values = {
+        "version": target.version,
+        "split": target.split,
+        "shadow": target.shadow,
+        "split_id": uuid.uuid4().hex,
+    }
     if seen is None:
-        row = ModelAlias(name=name, alias=alias, version=version)
+        row = ModelAlias(name=name, alias=alias, **values)
         session.add(row)
         session.commit()
         return row
+    same_split = (
+        ModelAlias.split_id.is_(None)
+        if seen.split_id is None
+        else ModelAlias.split_id == seen.split_id
+    )
     moved = session.execute(
         update(ModelAlias)
-        .where(ModelAlias.name == name, ModelAlias.alias == alias, ModelAlias.version == seen)
-        .values(version=version)
+        .where(ModelAlias.name == name, ModelAlias.alias == alias)
+        .where(ModelAlias.version == seen.version, same_split)
+        .values(**values)
     )
     if moved.rowcount != 1:
         session.rollback()
         raise AliasMoved(f"{name}@{alias} moved meanwhile")
     session.commit()
+    session.expire_all()
     return get_alias(session, name, alias)
+
+
+def versions_in_rollout(session: Session, name: str) -> dict[int, list[str]]:
+    """The versions of ``name`` that an alias serves or shadows, each with its aliases."""
+    held: dict[int, list[str]] = {}
+    for row in session.scalars(select(ModelAlias).where(ModelAlias.name == name)):
+        versions = {row.version, *(arm["version"] for arm in row.split or [])}
+        if row.shadow:
+            versions.add(row.shadow["version"])
+        for version in versions:
+            held.setdefault(version, []).append(row.alias)
+    return held
 
 
 def delete_alias(session: Session, row: ModelAlias) -> None:

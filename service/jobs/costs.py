@@ -10,7 +10,7 @@ width. A job's working set, in the network's dtype:
   best weights early stopping keeps, the trained model's own copy at the end, and the model a
   fine-tuning job starts from;
 - the activations and their errors: 2 x batch rows x the units of every layer (``full``: every
-  row).
+  row), and 2 more (the mask and the masked activations) for each layer with dropout.
 
 Each term names the request field that makes it large, so that a refusal says what to change.
 """
@@ -67,11 +67,13 @@ def working_set(
     row_weights = n_samples * (8 + itemsize) if weighted else 0
     batch = training["batch_size"]
     batch_rows = n_samples if batch == "full" else min(batch, n_samples)
-    units = [layer["units"] for layer in network["layers"]]
+    layers = network["layers"]
+    units = [layer["units"] for layer in layers]
+    per_row = sum(units) + sum(layer["units"] for layer in layers if layer["dropout"])
     return {
         "dataset_id": n_samples * (n_features + units[-1]) * itemsize + row_weights,
         "network.layers": n_parameters * copies * itemsize,
-        "training.batch_size": 2 * batch_rows * sum(units) * itemsize,
+        "training.batch_size": 2 * batch_rows * per_row * itemsize,
     }
 
 

@@ -18,26 +18,35 @@ from service.vocabulary import DataError, Task
 def dataset_columns(
     dataset: Dataset, model: Model, feature_names: Sequence[str] | None
 ) -> list[int] | None:
-    """The columns of the data set that are the model's inputs, in input order: matched by name
-    when the model's signature and the data set both name their features (other columns are
-    left out), else all of them in order (None). Its targets must be what the model predicts:
-    the task, the classes (all among the model's) or the number of target columns."""
+    """The columns of the data set that are the model's inputs (:func:`feature_columns`). Its
+    targets must be what the model predicts: the task, the classes (all among the model's) or
+    the number of target columns."""
     field, name = "dataset_id", f"data set {dataset.id}"
     if dataset.task.value != model.task:
         raise DataError(field, f"{name} is for {dataset.task.value}; the model does {model.task}")
-    columns = None
+    columns = feature_columns(dataset, model, feature_names)
+    check_targets_fit(dataset, model)
+    return columns
+
+
+def feature_columns(
+    dataset: Dataset, model: Model, feature_names: Sequence[str] | None, field: str = "dataset_id"
+) -> list[int] | None:
+    """The columns of the data set that are the model's inputs, in input order: matched by name
+    when the model's signature and the data set both name their features (other columns are
+    left out), else all of them in order (None); a misfit is a ``DataError`` on ``field``."""
+    name = f"data set {dataset.id}"
     if feature_names and dataset.feature_names:
         position = {column: index for index, column in enumerate(dataset.feature_names)}
         missing = [feature for feature in feature_names if feature not in position]
         if missing:
             raise DataError(field, f"{name} has no column {missing[0]}, an input of the model")
-        columns = [position[feature] for feature in feature_names]
-    elif dataset.n_features != model.n_features:
+        return [position[feature] for feature in feature_names]
+    if dataset.n_features != model.n_features:
         raise DataError(
             field, f"{name} has {dataset.n_features} features; the model takes {model.n_features}"
         )
-    check_targets_fit(dataset, model)
-    return columns
+    return None
 
 
 def check_targets_fit(dataset: Dataset, model: Model) -> None:

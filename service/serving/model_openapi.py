@@ -76,11 +76,20 @@ def request_forms(model: Model, names: list[str], max_rows: int) -> list[dict]:
     ]
 
 
+ROUTING_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "description": "on an alias split between versions, the same key always gets the same one",
+}
+
+
 def body_form(properties: dict, description: str) -> dict:
+    """One form of the body: ``properties`` required, and an optional ``routing_key``."""
     return {
         "type": "object",
         "description": description,
-        "properties": properties,
+        "properties": {**properties, "routing_key": ROUTING_KEY},
         "required": list(properties),
         "additionalProperties": False,
     }

@@ -13,11 +13,11 @@ from service.vocabulary import DataError
 def predict(model: Model, x: np.ndarray, max_bytes: int, field: str) -> dict[str, Any]:
     """Predictions for rows ``x`` (n_samples, n_features) of the request's ``field``;
     probabilities for classification."""
-    return plain_predictions(prediction_arrays(model, x, max_bytes, field))
+    return as_lists(prediction_arrays(model, x, max_bytes, field))
 
 
-def plain_predictions(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The arrays of :func:`prediction_arrays` as lists, for a JSON answer."""
+def as_lists(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`prediction_arrays`' answer as plain lists, for JSON."""
     return {name: array.tolist() for name, array in arrays.items()}
 
 

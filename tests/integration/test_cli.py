@@ -139,6 +139,10 @@ def test_a_person_trains_on_a_csv_and_predicts_from_the_command_line(stack, xor_
     assert len(lines) == 4 and set(lines) <= {"0", "1"}
     headless = backprop_json(url, "predict", str(model["id"]), stdin=XOR_ROWS.split("\n", 1)[1])
     assert len(headless["predictions"]) == 4
+    explained = backprop_json(url, "explain", str(model["id"]), "--steps", "16", stdin=XOR_ROWS)
+    assert (explained["steps"], len(explained["explanations"])) == (16, 4)
+    table = backprop(url, "explain", str(model["id"]), "--target", "1", stdin=XOR_ROWS).stdout
+    assert "row 4: target 1" in table and "x2" in table  # the CSV named its features
 
     plotted = backprop(url, "plot", str(job["id"]), "-o", str(tmp_path / "loss.png"), "--log")
     assert plotted.returncode == 0, plotted.stderr

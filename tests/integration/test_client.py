@@ -44,6 +44,8 @@ def test_xor_is_trained_followed_and_served(client):
         300,
     ]
     assert client.predict(name, XOR_ROWS)["predictions"] == [0, 1, 1, 0]
+    explained = client.explain(name, XOR_ROWS, method="shapley", target=1, baseline="zeros")
+    assert [list(row["attributions"]) for row in explained["explanations"]] == [["x0", "x1"]] * 4
     layers = client.weights(name)["layers"]
     assert [(len(layer["W"]), len(layer["b"]), layer["activation"]) for layer in layers] == [
         (2, 4, "tanh"),

@@ -80,6 +80,7 @@ def test_a_job_page_draws_its_curves_as_the_epochs_arrive_and_cancels_the_job(pa
     page.open(f"{stack.base_url}/#/jobs/{job['id']}")
     first = page.wait_for(lambda _: points(page), what="the first epochs on the chart")
     page.wait_for(lambda _: points(page) > first, what="more epochs on the chart")
+    assert page.text("#learning-rate-chart .u-title") == "Learning rate"
     page.screenshot("job-running")
     assert badge(page) == "running"
     page.element("#cancel").click()
@@ -145,6 +146,11 @@ def test_a_list_longer_than_a_page_shows_the_newest_hundred(page, stack):
     assert len(ids) == 100 and ids[0] == newest["id"] and ids == sorted(ids, reverse=True)
 
 
+def shown_attributions(heat_map) -> list[float]:
+    """The attributions a heat map canvas was drawn from."""
+    return [float(value) for value in heat_map.get_attribute("data-attributions").split(",")]
+
+
 @ON_EMBEDDED
 def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stack, digits_job):
     job = stack.wait_for_job(digits_job["id"])
@@ -163,6 +169,13 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     )
     answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": rows}).json()
     assert [cell.text for cell in cells] == [str(label) for label in answer["predictions"]]
+    heat_maps = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why canvas.heat"), what="heat maps"
+    )
+    explained = stack.post(f"/v1/models/{model_id}/explain", json={"instances": rows}).json()
+    assert [shown_attributions(heat) for heat in heat_maps] == [
+        list(row["attributions"].values()) for row in explained["explanations"]
+    ]
 
     canvas = page.element("#digit-canvas")
     draw = ActionChains(page.driver).move_to_element_with_offset(canvas, -40, -60).click_and_hold()
@@ -174,6 +187,16 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
     assert len(features) == 64 and max(features) <= 16 and sum(features) > 0
     drawn = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [features]}).json()
     assert shown == str(drawn["predictions"][0])
+    heat = page.wait_for(
+        lambda driver: driver.find_element("css selector", "#digit-heat").get_attribute(
+            "data-attributions"
+        ),
+        what="the drawn digit's heat map",
+    )
+    why = stack.post(f"/v1/models/{model_id}/explain", json={"instances": [features]}).json()
+    assert [float(a) for a in heat.split(",")] == list(
+        why["explanations"][0]["attributions"].values()
+    )
     page.screenshot("model")
 
 
@@ -221,7 +244,12 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     page.wait_for(lambda _: page.text("h1") == f"Model #{model_id}", what="the model's page")
     layers = page.element("#architecture").find_elements("css selector", ".layer")
     assert [layer.text.split("\n")[0] for layer in layers] == ["2", "4", "2"]
-    page.element("#predict-form")
+    page.element("#predict-form button").click()
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why .attribution"), what="bars"
+    )
+    assert [bar.get_attribute("data-feature") for bar in bars[:2]] == ["x0", "x1"]
+    assert page.driver.find_elements("css selector", "#why .bar.positive, #why .bar.negative")
     assert page.driver.find_elements("css selector", "#digit-canvas") == []
     assert page.missing_values() == []
     assert page.text("#lineage") == "fresh weights"
@@ -424,5 +452,41 @@ def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
     )
     answer = stack.post(f"/v1/models/{model_id}/predict", json={"instances": [row]}).json()
     assert [cell.text for cell in shown] == answer["predictions"]
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#why .attribution"), what="bars"
+    )
+    why = stack.post(f"/v1/models/{model_id}/explain", json={"instances": [row]}).json()
+    assert {
+        bar.get_attribute("data-feature"): float(bar.get_attribute("data-attribution"))
+        for bar in bars
+    } == why["explanations"][0]["attributions"]
     assert page.missing_values() == []
     page.screenshot("model-contract")
+
+
+@ON_EMBEDDED
+def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    network = {"layers": [{"units": 3, "activation": "softmax"}]}
+    body = {"dataset_id": dataset["id"], "network": network, "model_name": "rollout-iris"}
+    versions = [
+        stack.wait_for_job(
+            stack.create("/v1/jobs", 202, json={**body, "training": {"epochs": 5, "seed": seed}})[
+                "id"
+            ]
+        )["model_id"]
+        for seed in (1, 2, 3)
+    ]
+    split = {
+        "versions": [{"version": 1, "weight": 3}, {"version": 2, "weight": 1}],
+        "shadow": {"version": 3, "sample": 1.0},
+    }
+    moved = stack.http.put(f"{stack.base_url}/v1/models/rollout-iris/aliases/canary", json=split)
+    assert moved.status_code == 200, moved.text
+    stack.post("/v1/models/rollout-iris@canary/predict", json={"instances": [[5.9, 3.0, 5.1, 1.8]]})
+    page.open(f"{stack.base_url}/#/models/{versions[0]}")
+    row = page.element("#aliases tbody tr[data-alias='canary']")
+    assert row.find_element("css selector", ".split").text.startswith("v1: 75.0%")
+    assert "v2: 25.0%" in row.find_element("css selector", ".split").text
+    assert row.find_element("css selector", ".shadow").text.startswith("v3 (100.0% of requests)")
+    assert page.missing_values() == []

@@ -15,6 +15,7 @@ from service.db import registry
 from service.db.models import (
     Base,
     Dataset,
+    EpochMetric,
     JobCheckpoint,
     ModelAlias,
     Sweep,
@@ -351,4 +352,27 @@ def test_0013_reads_the_rows_stored_before_as_unweighted_and_parentless(
         assert session.scalars(select(Dataset.weighted)).one() is False
     sessions.kw["bind"].dispose()
     assert main(["db", "downgrade", "0010"]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_0012_keeps_the_epoch_records_stored_without_a_learning_rate(
+    database_url, monkeypatch, tmp_path
+):
+    """A downgrade drops the column and keeps the records; upgraded again, they read as NULL
+    rates, as records stored before 0012 do."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    job_id = queued_xor_job(sessions)
+    add_epochs(sessions, job_id, range(1, 3))
+    sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "0011"]) == 0
+    assert count_rows(database_url)["epoch_metrics"] == 2
+    assert main(["db", "upgrade"]) == 0
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        rates = session.scalars(select(EpochMetric.learning_rate).order_by(EpochMetric.epoch))
+        assert list(rates) == [None, None]
+    sessions.kw["bind"].dispose()
     assert main(["db", "downgrade", "base"]) == 0

@@ -14,7 +14,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from bench.frameworks import MLPWithInitialWeights
-from model_core import train
+from model_core import Trainer, train
+from model_core.buffers import flat_buffer
+from model_core.optimizers import clip_global_norm
 
 RTOL, ATOL = 1e-10, 1e-12
 N_SAMPLES, N_FEATURES = 48, 5
@@ -107,15 +109,35 @@ def torch_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, **options)
 
 
-def train_torch(X, targets, layers, loss, weights, *, epochs, batch_size, optimizer, l2=0.0):
+def train_torch(
+    X,
+    targets,
+    layers,
+    loss,
+    weights,
+    *,
+    epochs,
+    batch_size,
+    optimizer,
+    l2=0.0,
+    clip_norm=None,
+    scheduler=None,
+):
     """The same training in PyTorch: [(W, b), ...] and the mean loss of every epoch.
 
     ``targets`` is (n_samples, n_outputs): one-hot rows, 0/1 columns or regression values.
+    ``scheduler(optimizer)`` makes an lr_scheduler, stepped once per epoch (default: the
+    inverse-time ``decay``); ``clip_norm`` clips each step's gradient with clip_grad_norm_.
     """
     network = torch_network(layers, weights)
     step = torch_optimizer(network.parameters(), optimizer)
     decay = optimizer.get("decay", 0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(step, lambda epoch: 1.0 / (1.0 + decay * epoch))
+    if scheduler is None:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            step, lambda epoch: 1.0 / (1.0 + decay * epoch)
+        )
+    else:
+        schedule = scheduler(step)
     X_t, targets_t = torch.from_numpy(X), torch.from_numpy(targets)
     batch_size = len(X) if batch_size == "full" else batch_size
     history = []
@@ -127,6 +149,8 @@ def train_torch(X, targets, layers, loss, weights, *, epochs, batch_size, optimi
             value = value + 0.5 * l2 * sum((m.weight**2).sum() for m in linear_layers(network))
             step.zero_grad()
             value.backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(network.parameters(), clip_norm)
             step.step()
             total += value.item() * len(X_t[rows])
         schedule.step()
@@ -214,6 +238,134 @@ def test_softmax_classifier_matches_pytorch(case):
     ours = train_model_core(X, y, layers, "cross_entropy", weights, "classification", **training)
     reference = train_torch(X, one_hot(y, 3), layers, "cross_entropy", weights, **training)
     assert_same_training(ours, reference)
+
+
+# A clip_norm below most batches' gradient norm, so that most steps are clipped.
+SCHEDULED_CASES = {
+    "sgd nesterov, step schedule, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": True},
+        {"schedule": {"name": "step", "step_size": 2, "gamma": 0.5}},
+        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5),
+    ),
+    "sgd momentum, cosine schedule, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9},
+        {"schedule": {"name": "cosine", "t_max": 4, "eta_min": 0.01}},
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
+    ),
+    "sgd momentum, warm-up then exponential, clipped": (
+        {"name": "sgd", "learning_rate": 0.2, "momentum": 0.9},
+        {"schedule": {"name": "exponential", "gamma": 0.7}, "warmup_epochs": 2},
+        lambda o: torch.optim.lr_scheduler.LambdaLR(
+            o, lambda k: (k + 1) / 2 if k < 2 else 0.7 ** (k - 2)
+        ),
+    ),
+    "adam, exponential schedule, clipped": (
+        {"name": "adam", "learning_rate": 0.02},
+        {"schedule": {"name": "exponential", "gamma": 0.7}},
+        lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.7),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SCHEDULED_CASES)
+def test_schedules_and_clipping_match_pytorch(case):
+    """The optimizer's schedule (and warm-up) and clip_norm, a whole run: the same weights and
+    losses."""
+    optimizer, scheduling, scheduler = SCHEDULED_CASES[case]
+    layers = [(8, "tanh"), (3, "softmax")]
+    X, y = make_rows(), make_labels(3)
+    weights = make_weights([8, 3])
+    common = {"epochs": 5, "batch_size": 8, "optimizer": optimizer, "l2": 0.01}
+    ours = train_model_core(
+        X,
+        y,
+        layers,
+        "cross_entropy",
+        weights,
+        "classification",
+        clip_norm=0.3,
+        **scheduling,
+        **common,
+    )
+    reference = train_torch(
+        X,
+        one_hot(y, 3),
+        layers,
+        "cross_entropy",
+        weights,
+        clip_norm=0.3,
+        scheduler=scheduler,
+        **common,
+    )
+    assert_same_training(ours, reference)
+
+
+def test_dropout_steps_match_pytorch_given_the_same_masks():
+    """Three full-batch Adam steps with dropout on both hidden layers: PyTorch, handed each
+    step's masks, reaches the same weights and losses (1e-10)."""
+    layers = [(8, "tanh"), (6, "relu"), (3, "softmax")]
+    X, y = make_rows(), make_labels(3)
+    weights = make_weights([8, 6, 3])
+    network = {
+        "layers": [
+            {"units": 8, "activation": "tanh", "dropout": 0.3},
+            {"units": 6, "activation": "relu", "dropout": 0.5},
+            {"units": 3, "activation": "softmax"},
+        ],
+        "dtype": "float64",
+        "initial_weights": [{"W": W, "b": b} for W, b in weights],
+    }
+    training = {
+        "epochs": 3,
+        "batch_size": "full",
+        "shuffle": False,
+        "standardize": False,
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+    }
+    trainer = Trainer(X, y, network, training)
+    masks = []
+
+    def keep_masks(_record):
+        dropout = trainer.batch_buffers(N_SAMPLES).dropout
+        masks.append([torch.from_numpy(m.copy()) for m in dropout.masks[:2]])
+
+    result = trainer.fit(keep_masks)
+
+    modules = torch_network(layers, weights)
+    linear, activations = linear_layers(modules), [torch.tanh, torch.relu]
+    step = torch.optim.Adam(modules.parameters(), lr=0.05)
+    X_t, labels, losses = torch.from_numpy(X), torch.from_numpy(y), []
+    for epoch_masks in masks:
+        a = X_t
+        for layer, activation, mask in zip(linear[:2], activations, epoch_masks, strict=True):
+            a = activation(layer(a)) * mask
+        value = torch.nn.functional.cross_entropy(linear[-1](a), labels)
+        step.zero_grad()
+        value.backward()
+        step.step()
+        losses.append(value.item())
+    ours = (result.model.weights, [record["train_loss"] for record in result.history])
+    assert_same_training(ours, (torch_weights(modules), losses))
+    assert all(0 < int((m == 0).sum()) < m.numel() for step_masks in masks for m in step_masks)
+
+
+def test_clipping_equals_clip_grad_norm():
+    """The flat gradient buffer clipped as clip_grad_norm_ clips the parameters' gradients,
+    raw (Adam) and with the learning rate folded in (SGD), above and below the limit."""
+    rng = np.random.default_rng(4)
+    shapes = [(5, 8), (8,), (8, 3), (3,)]
+    for clip_norm, scale in [(0.5, 1.0), (0.5, 0.07), (1e3, 1.0), (2.0, 0.3)]:
+        flat, grads = flat_buffer(shapes, np.float64)
+        for g in grads:
+            g[...] = rng.standard_normal(g.shape)
+        tensors = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+        for tensor, g in zip(tensors, grads, strict=True):
+            tensor.grad = torch.from_numpy(g.copy())
+        torch.nn.utils.clip_grad_norm_(tensors, clip_norm)
+        flat *= scale
+        clip_global_norm(flat, clip_norm, scale)
+        for tensor, g in zip(tensors, grads, strict=True):
+            np.testing.assert_allclose(g / scale, tensor.grad.numpy(), rtol=0, atol=1e-12)
 
 
 def test_binary_sigmoid_output_matches_pytorch():

@@ -88,6 +88,58 @@ def layers(*pairs):
         (GOOD, {"early_stopping": {"patience": 0}}, "training.early_stopping.patience", ">= 1"),
         (GOOD, {"shuffle": "yes"}, "training.shuffle", "must be true or false"),
         (GOOD, {"l2": float("nan")}, "training.l2", "must be >= 0.0"),
+        (GOOD, {"schedule": {"gamma": 0.5}}, "training.schedule.name", "is required"),
+        (GOOD, {"schedule": {"name": "linear"}}, "training.schedule.name", "unknown 'linear'"),
+        (GOOD, {"schedule": "cosine"}, "training.schedule", "must be an object"),
+        (
+            GOOD,
+            {"schedule": {"name": "step", "gamma": 0.5}},
+            "training.schedule.step_size",
+            "is required by the step schedule",
+        ),
+        (
+            GOOD,
+            {"schedule": {"name": "exponential", "gamma": 0.9, "t_max": 3}},
+            "training.schedule.t_max",
+            "unknown field",
+        ),
+        (
+            GOOD,
+            {"schedule": {"name": "exponential", "gamma": 0.0}},
+            "training.schedule.gamma",
+            "must be > 0.0 and <= 1.0",
+        ),
+        (
+            GOOD,
+            {"schedule": {"name": "cosine", "t_max": 0}},
+            "training.schedule.t_max",
+            "must be >= 1",
+        ),
+        (
+            GOOD,
+            {"schedule": {"name": "plateau", "factor": 1.0}},
+            "training.schedule.factor",
+            "must be > 0.0 and < 1.0",
+        ),
+        (
+            GOOD,
+            {"schedule": {"name": "plateau", "patience": -1}},
+            "training.schedule.patience",
+            "must be >= 0",
+        ),
+        (
+            GOOD,
+            {
+                "optimizer": {"name": "sgd", "decay": 0.1},
+                "schedule": {"name": "exponential", "gamma": 0.9},
+            },
+            "training.schedule",
+            "replaces optimizer.decay",
+        ),
+        (GOOD, {"warmup_epochs": -1}, "training.warmup_epochs", "must be >= 0"),
+        (GOOD, {"warmup_epochs": 1.5}, "training.warmup_epochs", "must be an integer"),
+        (GOOD, {"clip_norm": 0}, "training.clip_norm", "must be > 0.0"),
+        (GOOD, {"clip_norm": float("inf")}, "training.clip_norm", "must be > 0.0"),
     ],
 )
 def test_bad_spec_names_the_field(network, training, path, message):
@@ -167,6 +219,16 @@ def test_resolve_spec_fills_defaults_and_warns():
     }
     assert any("batch_size" in warning for warning in resolved.warnings)
     assert any("early_stopping" in warning for warning in resolved.warnings)
+
+
+def test_a_warm_up_as_long_as_the_run_is_warned_about():
+    resolved = resolve_spec(
+        GOOD, {"epochs": 5, "warmup_epochs": 5}, task="classification", n_features=4, n_outputs=3
+    )
+    assert resolved.warnings == [
+        "training.warmup_epochs 5 is not below the 5 epochs: the rate never reaches"
+        " optimizer.learning_rate"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ OUTPUTS = [
 EPS = 1e-6
 
 
-def make_trainer(hidden: str, output: str, loss: str, task: str, l2: float = 0.0) -> Trainer:
+def make_trainer(
+    hidden: str, output: str, loss: str, task: str, l2: float = 0.0, dropout: float = 0.0
+) -> Trainer:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, 3))
     n_outputs = 3
@@ -31,8 +33,8 @@ def make_trainer(hidden: str, output: str, loss: str, task: str, l2: float = 0.0
         y[:n_outputs] = np.arange(n_outputs)  # every class present
     network = {
         "layers": [
-            {"units": 5, "activation": hidden},
-            {"units": 4, "activation": hidden},
+            {"units": 5, "activation": hidden, "dropout": dropout},
+            {"units": 4, "activation": hidden, "dropout": dropout},
             {"units": n_outputs, "activation": output},
         ],
         "loss": loss,
@@ -48,13 +50,14 @@ def make_trainer(hidden: str, output: str, loss: str, task: str, l2: float = 0.0
 
 
 def numerical_gradient(trainer: Trainer, rows: np.ndarray, param: np.ndarray) -> np.ndarray:
+    """Central differences, with the dropout masks (if any) of the analytic gradient's call."""
     grad = np.zeros_like(param)
     for index in np.ndindex(param.shape):
         saved = param[index]
         param[index] = saved + EPS
-        plus, _ = trainer.compute_gradients(rows)
+        plus, _ = trainer.compute_gradients(rows, draw_masks=False)
         param[index] = saved - EPS
-        minus, _ = trainer.compute_gradients(rows)
+        minus, _ = trainer.compute_gradients(rows, draw_masks=False)
         param[index] = saved
         grad[index] = (plus - minus) / (2 * EPS)
     return grad
@@ -64,13 +67,13 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
 
 
-def assert_gradients_match(trainer: Trainer) -> None:
+def assert_gradients_match(trainer: Trainer, tolerance: float = 1e-6) -> None:
     rows = np.arange(len(trainer.x))
     trainer.compute_gradients(rows)
     analytic = [g.copy() for g in trainer.grads]
     for i, (param, grad) in enumerate(zip(trainer.params, analytic, strict=True)):
         numeric = numerical_gradient(trainer, rows, param)
-        assert relative_error(numeric, grad) < 1e-6, f"parameter {i}"
+        assert relative_error(numeric, grad) < tolerance, f"parameter {i}"
 
 
 @pytest.mark.parametrize("hidden", HIDDEN)
@@ -94,3 +97,15 @@ def test_single_sigmoid_unit_binary_cross_entropy_gradient():
     }
     trainer = Trainer(x, y, network, {"seed": 1, "batch_size": 8}, task="classification")
     assert_gradients_match(trainer)
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize(("output", "loss", "task"), [OUTPUTS[-4], OUTPUTS[1]])
+def test_dropout_gradient_with_its_masks_fixed_matches_finite_differences(
+    hidden, output, loss, task
+):
+    trainer = make_trainer(hidden, output, loss, task, l2=0.1, dropout=0.4)
+    assert_gradients_match(trainer, tolerance=1e-7)
+    masks = [m for m in trainer.batch_buffers(len(trainer.x)).dropout.masks if m is not None]
+    dropped = sum(int(np.count_nonzero(mask == 0)) for mask in masks)
+    assert len(masks) == 2 and 0 < dropped < sum(mask.size for mask in masks)

@@ -10,7 +10,9 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 
 from model_core import Trainer, TrainingDiverged, train
+from model_core.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 from model_core.preprocessing import feature_statistics
+from model_core.serialization import pack
 from model_core.splits import training_rows
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
@@ -90,13 +92,15 @@ def without_seconds(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
 
+# The data travel as .npz: the fresh process needs model_core and numpy only (importing
+# scikit-learn there to load the digits again took a second per run).
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, json
     import numpy as np
-    from sklearn.datasets import load_digits
     from model_core import train
     network, training = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-    x, y = load_digits(return_X_y=True)
+    with np.load(sys.argv[5], allow_pickle=False) as data:
+        x, y = data["x"], data["y"]
     checkpoint = open(sys.argv[3], "rb").read()
     result = train(x, y, network, training, resume_from=checkpoint)
     np.savez(sys.argv[4], *[a for pair in result.model.weights for a in pair])
@@ -135,6 +139,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
 
     assert trainer.fit(stop_after_three).stopped_by_callback
     (tmp_path / "checkpoint.npz").write_bytes(saved["checkpoint"])
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
     done = subprocess.run(
         [
             sys.executable,
@@ -144,6 +149,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
             json.dumps(training),
             str(tmp_path / "checkpoint.npz"),
             str(tmp_path / "weights.npz"),
+            str(tmp_path / "digits.npz"),
         ],
         capture_output=True,
         text=True,
@@ -190,6 +196,26 @@ def test_a_checkpoint_from_before_a_new_spec_field_resumes_at_its_default():
             {"epochs": 3, "seed": 1, "class_weight": "balanced"},
             resume_from=trainer.checkpoint(),
         )
+
+
+def test_checkpoint_made_before_a_training_field_existed_resumes():
+    """A checkpoint without the fields issue 26 added (schedule, warm-up, clipping, a layer's
+    dropout, the dropout rng) was made by a run without them: a job resumes across the
+    upgrade."""
+    network = {
+        "layers": [{"units": 3, "activation": "tanh"}, {"units": 2, "activation": "softmax"}]
+    }
+    trainer = Trainer(XOR_X, XOR_Y, network, {"epochs": 2, "seed": 1})
+    trainer.fit()
+    header, arrays = read_checkpoint(trainer.checkpoint())
+    for key in ("schedule", "warmup_epochs", "clip_norm"):
+        del header["training"][key]
+    for layer in header["network"]["layers"]:
+        del layer["dropout"]
+    del header["dropout_rng"]
+    older = pack(CHECKPOINT_FORMAT, header, arrays)
+    resumed = Trainer(XOR_X, XOR_Y, network, {"epochs": 3, "seed": 1}, resume_from=older)
+    assert resumed.epoch == 2 and len(resumed.fit().history) == 3
 
 
 def test_callback_stops_training_cleanly():

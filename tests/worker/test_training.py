@@ -161,6 +161,7 @@ def test_a_stale_attempt_cannot_write(sessions):
             "val_loss": None,
             "train_accuracy": 0.5,
             "val_accuracy": None,
+            "learning_rate": 0.1,
             "seconds": 0.1,
         }
         with pytest.raises(attempts.StaleAttempt):

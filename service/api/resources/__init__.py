@@ -1,6 +1,8 @@
 """One blueprint per resource."""
 
+from service.api.resources.aliases import blp as aliases
 from service.api.resources.datasets import blp as datasets
+from service.api.resources.explanations import blp as explanations
 from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
 from service.api.resources.keys import blp as keys
@@ -10,4 +12,16 @@ from service.api.resources.predictions import models_blp as model_predictions
 from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, model_predictions, predictions, keys, health, v2)
+BLUEPRINTS = (
+    datasets,
+    jobs,
+    sweeps,
+    models,
+    aliases,
+    explanations,
+    model_predictions,
+    predictions,
+    keys,
+    health,
+    v2,
+)

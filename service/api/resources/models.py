@@ -13,7 +13,6 @@ import numpy as np
 from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
-from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from model_core import Model
@@ -27,6 +26,7 @@ from service.api.registry import (
     find_row,
     registry_changed,
     row_for,
+    run_shadow,
     serve,
 )
 from service.api.resources.paging import PagedBlueprint, page_of
@@ -37,9 +37,6 @@ from service.api.schemas.models import (
     PREDICT_FORM_SCHEMAS,
     REF_DESCRIPTION,
     REF_SCHEMA,
-    AliasQuerySchema,
-    AliasRequestSchema,
-    AliasSchema,
     EvaluateRequestSchema,
     EvaluationSchema,
     ExportQuerySchema,
@@ -49,10 +46,8 @@ from service.api.schemas.models import (
     PredictRequestSchema,
     WeightsQuerySchema,
     WeightsSchema,
-    check_name,
 )
 from service.db import records, registry
-from service.db.models import ModelAlias as AliasRow
 from service.db.models import TrainedModel
 from service.db.npz import arrays_to_npz
 from service.model_refs import NAME_RULE, ModelNotFound, parse_ref
@@ -61,14 +56,13 @@ from service.serving.csv_predictions import predictions_csv
 from service.serving.model_openapi import model_openapi
 from service.serving.onnx_export import NotExportable, onnx_model_bytes
 from service.serving.predictions import (
-    plain_predictions,
+    as_lists,
     prediction_arrays,
     standardization,
     weights_as_arrays,
     weights_document,
     weights_document_bytes,
 )
-from service.signatures import signature_changes
 
 blp = PagedBlueprint("models", __name__, url_prefix="/v1/models", description="Trained models")
 REF_PARAMETER = {"in": "path", "name": "ref", "description": REF_DESCRIPTION, "schema": REF_SCHEMA}
@@ -164,16 +158,20 @@ def wants_csv() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
+def routing_key(body: dict | bytes) -> str | None:
+    """What routes the request on an alias's split: the JSON body's ``routing_key``, else the
+    ``X-Routing-Key`` header (CSV, or JSON without one)."""
+    if isinstance(body, dict) and "routing_key" in body:
+        return body["routing_key"]
+    return request.headers.get("X-Routing-Key")
+
+
 def rows_field(body: dict | bytes) -> str:
     """The request field the rows came in: ``body`` (CSV), ``instances``, ``records`` or
     ``data``."""
     if isinstance(body, bytes):
         return "body"
     return next(form for form in ("instances", "records", "data") if form in body)
-
-
-def csv_response(served: ServedModel, arrays: dict[str, np.ndarray], headers: dict) -> Response:
-    return Response(predictions_csv(served.model, arrays), mimetype="text/csv", headers=headers)
 
 
 def evaluation_data(
@@ -194,15 +192,20 @@ def evaluation_data(
 
 def deletable_row(ref_text: str) -> TrainedModel:
     """The model ``DELETE`` may remove: named by id or ``name:version`` only (a bare name or an
-    alias would quietly roll the name back to an older version), and no alias pointing at it."""
+    alias would quietly roll the name back to an older version), and no alias serving or
+    shadowing it."""
     ref = parse_ref(ref_text)
     if ref.model_id is None and ref.version is None:
         message = "delete takes an id (42) or name:version (digits:3), never a name or alias"
         fail(422, "A model to delete is named by its id or name:version.", {"ref": [message]})
     row = row_for(db(), ref)
-    if row.aliases:
-        names = ", ".join(f"{row.name}@{alias.alias}" for alias in row.aliases)
-        fail(409, f"{row.name}:{row.version} is what {names} points at; move the alias first.")
+    aliases = registry.versions_in_rollout(db(), row.name).get(row.version) if row.name else None
+    if aliases:
+        names = ", ".join(f"{row.name}@{alias}" for alias in aliases)
+        fail(
+            409,
+            f"{row.name}:{row.version} is what {names} serves or shadows; move the alias first.",
+        )
     return row
 
 
@@ -311,16 +314,18 @@ class ModelPrediction(MethodView):
         """Predict labels (and class probabilities) or values for rows of features, as JSON or
         CSV (Content-Type and Accept: text/csv)"""
         body = predict_body()
-        served = serve(ref)
+        served = serve(ref, routing_key(body))
         x = rows_to_predict(served, body)
         budget = services().settings.max_request_memory
         arrays = prediction_arrays(served.model, x, budget, rows_field(body))
+        run_shadow(served, x, arrays["predictions"])
         prediction_id = log_prediction(served, x, arrays)
         headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
         if wants_csv():
-            return csv_response(served, arrays, headers)
+            text = predictions_csv(served.model, arrays)
+            return Response(text, mimetype="text/csv", headers=headers)
         answer = {**served.identity(), "prediction_id": prediction_id}
-        return json_response({**answer, **plain_predictions(arrays)}, headers)
+        return json_response({**answer, **as_lists(arrays)}, headers)
 
 
 OPENAPI_DOC = {
@@ -407,63 +412,6 @@ class ModelVersions(MethodView):
     def get(self, name: str):
         """List the versions of a name still there, oldest first"""
         return registry.list_versions(db(), existing_name(name))
-
-
-def callers_broken(name: str, alias: str, current: AliasRow | None, row: TrainedModel) -> list:
-    """What moving ``name@alias`` from the version it points at to ``row`` would break for its
-    callers (service/signatures.py); nothing for a new alias."""
-    if current is None or current.version == row.version:
-        return []
-    pointed = find_row(db(), f"{name}:{current.version}")
-    return signature_changes(pointed.signature, row.signature)
-
-
-@blp.route("/<name>/aliases/<alias>", parameters=[NAME_PARAMETER, ALIAS_PARAMETER])
-class ModelAlias(MethodView):
-    @blp.arguments(AliasRequestSchema)
-    @blp.arguments(AliasQuerySchema, location="query")
-    @blp.response(200, AliasSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such name or version")
-    @blp.alt_response(
-        409,
-        schema=ErrorSchema,
-        description="The new version's signature would break the alias's callers (details:"
-        " each difference; ?force=true moves it anyway), or a concurrent change got there first",
-    )
-    @blp.alt_response(422, schema=ErrorSchema, description="Not a valid alias")
-    def put(self, body: dict, query: dict, name: str, alias: str):
-        """Point name@alias at a version of the name (set or move the alias), refusing a version
-        whose signature would break the alias's callers unless ?force=true"""
-        try:
-            check_name(alias)
-        except ValidationError as error:
-            fail(422, "Not a valid alias.", {"alias": error.messages})
-        row = find_row(db(), f"{existing_name(name)}:{body['version']}")
-        current = registry.get_alias(db(), name, alias)
-        changes = callers_broken(name, alias, current, row)
-        if changes and not query["force"]:
-            message = (
-                f"{name}:{row.version} does not take and answer what {name}@{alias}"
-                f" ({name}:{current.version}) does; its callers would break. Move it with"
-                " ?force=true to do it anyway."
-            )
-            fail(409, message, {"signature": changes})
-        with conflicts_answered_409("the alias or the version changed meanwhile; try again"):
-            aliased = registry.set_alias(
-                db(), name, alias, row.version, current and current.version
-            )
-        registry_changed()
-        return {"name": name, "alias": alias, "version": aliased.version, "changes": changes}
-
-    @blp.response(204)
-    @blp.alt_response(404, schema=ErrorSchema)
-    def delete(self, name: str, alias: str):
-        """Remove the alias name@alias (the version it pointed at stays)"""
-        row = registry.get_alias(db(), name, alias)
-        if row is None:
-            raise ModelNotFound(f"No alias {name}@{alias}.")
-        registry.delete_alias(db(), row)
-        registry_changed()
 
 
 @blp.route("/<ref>/export", parameters=[REF_PARAMETER])

@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 from service.api.context import services
 from service.api.errors import fail
 from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
-from service.api.registry import ServedModel, serve
+from service.api.registry import ServedModel, run_shadow, serve
 from service.api.resources.health import check_database
 from service.api.schemas.v2 import (
     InferRequestSchema,
@@ -70,7 +70,7 @@ def served_model(name: str, version: str | None) -> ServedModel:
     """The model ``name`` (or ``name:version``) stands for; a 404 when none does."""
     ref = name if version is None else f"{name}:{version}"
     try:
-        return serve(ref)
+        return serve(ref, request.headers.get("X-Routing-Key"))
     except ModelNotFound as error:
         fail(404, str(error))
 
@@ -100,6 +100,7 @@ def infer(body: bytes, served: ServedModel) -> Response:
         arrays = prediction_arrays(served.model, inference.x, budget, f"inputs.{protocol.INPUT}")
     except DataError as error:  # a row whose outputs overflowed: the protocol's 400
         fail(400, f"{error.path}: {error.message}")
+    run_shadow(served, inference.x, arrays["predictions"])
     prediction_id = log_prediction(served, inference.x, arrays)
     outputs = protocol.infer_outputs(served.model, arrays)
     body, header_length = protocol.encode_infer_response(

@@ -86,6 +86,13 @@ class EpochSchema(ma.Schema):
     val_loss = ma.fields.Float(allow_none=True)
     train_accuracy = ma.fields.Float(allow_none=True)
     val_accuracy = ma.fields.Float(allow_none=True)
+    learning_rate = ma.fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "the rate this epoch trained at (its schedule's); null in"
+            " records stored before it was kept"
+        },
+    )
     seconds = ma.fields.Float()
 
 

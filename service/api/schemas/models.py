@@ -176,6 +176,14 @@ class PredictRequestSchema(ma.Schema):
         },
     )
 
+    routing_key = ma.fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "on an alias split between versions: the same key always goes to the"
+            " same version (else the X-Routing-Key header; without either, at random by weight)"
+        },
+    )
+
     @ma.validates_schema
     def check_one_form(self, data: dict, **_kwargs) -> None:
         """None of the forms is an error on ``instances``, the first; several, on each."""
@@ -202,9 +210,14 @@ def body_form(
 
 
 PREDICT_FORM_SCHEMAS = [
-    body_form(PredictRequestSchema, "PredictInstancesSchema", ("instances",)),
-    body_form(PredictRequestSchema, "PredictRecordsSchema", ("records",), ("extra",)),
-    body_form(PredictRequestSchema, "PredictColumnsSchema", ("columns", "data"), ("extra",)),
+    body_form(PredictRequestSchema, "PredictInstancesSchema", ("instances",), ("routing_key",)),
+    body_form(PredictRequestSchema, "PredictRecordsSchema", ("records",), ("extra", "routing_key")),
+    body_form(
+        PredictRequestSchema,
+        "PredictColumnsSchema",
+        ("columns", "data"),
+        ("extra", "routing_key"),
+    ),
 ]
 
 
@@ -274,10 +287,61 @@ class WeightsSchema(ma.Schema):
     )
 
 
-class AliasRequestSchema(ma.Schema):
-    version = ma.fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=1, max=MAX_INT32)
+def version_field(**options) -> ma.fields.Integer:
+    return ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT32), **options)
+
+
+MAX_SPLIT_VERSIONS = 4
+
+
+class ArmSchema(ma.Schema):
+    version = version_field(required=True)
+    weight = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "its share of the requests is weight / the sum of weights"},
     )
+
+
+class ShadowSchema(ma.Schema):
+    version = version_field(required=True)
+    sample = ma.fields.Float(
+        load_default=1.0,
+        validate=validate.Range(min=0.0, max=1.0, min_inclusive=False),
+        metadata={"description": "the share of the alias's requests also run on it"},
+    )
+
+
+class AliasRequestSchema(ma.Schema):
+    """One version, or a canary split of 1 to 4 versions by weight; and maybe a shadow."""
+
+    version = version_field(metadata={"description": "the one version (a split of one)"})
+    versions = ma.fields.List(
+        ma.fields.Nested(ArmSchema),
+        validate=validate.Length(min=1, max=MAX_SPLIT_VERSIONS),
+        metadata={"description": "a canary split: each version answers its weight's share"},
+    )
+    shadow = ma.fields.Nested(
+        ShadowSchema,
+        allow_none=True,
+        metadata={"description": "a version that also runs a sample of the requests, unseen"},
+    )
+
+    @ma.validates_schema
+    def check_versions(self, data: dict, **_kwargs) -> None:
+        if ("version" in data) == ("versions" in data):
+            raise ma.ValidationError({"version": ["send exactly one of version and versions"]})
+        arms = data.get("versions", [])
+        seen = [arm["version"] for arm in arms]
+        for index, version in enumerate(seen):
+            if version in seen[:index]:
+                raise ma.ValidationError({f"versions[{index}].version": ["appears twice"]})
+        shadow = data.get("shadow")
+        serving = seen or [data.get("version")]
+        if shadow and shadow["version"] in serving:
+            message = "a shadow is a version that does not answer: not one of the alias's"
+            raise ma.ValidationError({"shadow.version": [message]})
 
 
 class AliasQuerySchema(ma.Schema):
@@ -290,10 +354,68 @@ class AliasQuerySchema(ma.Schema):
     )
 
 
+class BoundsSchema(ma.Schema):
+    min = ma.fields.Float(allow_nan=False, metadata={"description": "the figure must be at least"})
+    max = ma.fields.Float(allow_nan=False, metadata={"description": "the figure must be at most"})
+
+    @ma.validates_schema
+    def check_some_bound(self, data: dict, **_kwargs) -> None:
+        if not data:
+            raise ma.ValidationError("give min, max or both")
+
+
+class PromoteRequestSchema(ma.Schema):
+    """Evaluate a version on a data set, and move the alias to it only if it passes."""
+
+    version = version_field(required=True)
+    dataset_id = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_INT32),
+        metadata={"description": "held-out rows: never the data set the version trained on"},
+    )
+    require = ma.fields.Dict(
+        keys=ma.fields.String(
+            validate=validate.OneOf(["accuracy", "loss", "r2", "mse", "mae"]),
+            metadata={"description": "accuracy, loss (classification); r2, loss, mse, mae"},
+        ),
+        values=ma.fields.Nested(BoundsSchema),
+        load_default=dict,
+        metadata={"description": "evaluation figures and their bounds, all to hold"},
+    )
+    not_worse_than_current = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "also evaluate the alias's current version (a split's largest weight)"
+            " and require the candidate to be no worse on every figure of require"
+        },
+    )
+
+
+class ShadowFiguresSchema(ShadowSchema):
+    requests_compared = ma.fields.Integer()
+    requests_dropped = ma.fields.Integer(metadata={"description": "its queue was full"})
+    rows_compared = ma.fields.Integer()
+    agreement = ma.fields.Float(
+        allow_none=True,
+        metadata={"description": "classification: the share of rows predicted the same label"},
+    )
+    mean_abs_difference = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+    max_abs_difference = ma.fields.Float(allow_none=True, metadata={"description": "regression"})
+
+
+class ServedArmSchema(ArmSchema):
+    served = ma.fields.Integer(
+        metadata={"description": "requests it answered since the alias was set (all processes)"}
+    )
+
+
 class AliasSchema(ma.Schema):
     name = ma.fields.String()
     alias = ma.fields.String(metadata={"pattern": f"^{NAME_PATTERN}$"})
-    version = ma.fields.Integer()
+    version = ma.fields.Integer(metadata={"description": "the version of the largest weight"})
+    versions = ma.fields.List(ma.fields.Nested(ServedArmSchema))
+    shadow = ma.fields.Nested(ShadowFiguresSchema, allow_none=True)
     changes = ma.fields.List(
         ma.fields.String(),
         metadata={
@@ -454,4 +576,19 @@ class EvaluationSchema(AnsweringModelSchema):
             "description": "a data set with row weights: the figures weighted by them (the"
             " others are unweighted); null otherwise"
         },
+    )
+
+
+class GateEvaluationSchema(ma.Schema):
+    version = ma.fields.Integer()
+    evaluation = ma.fields.Nested(EvaluationSchema)
+
+
+class PromotionSchema(ma.Schema):
+    alias = ma.fields.Nested(AliasSchema, metadata={"description": "the alias, moved"})
+    candidate = ma.fields.Nested(GateEvaluationSchema)
+    current = ma.fields.Nested(
+        GateEvaluationSchema,
+        allow_none=True,
+        metadata={"description": "with not_worse_than_current: the version it replaced"},
     )

@@ -2,8 +2,9 @@
 
 model_core checks the specs (``resolve_spec``) and names the field of each error; these schemas
 say the same thing to clients, built from the same registries. What JSON Schema cannot say is
-left to the description: softmax only on the last layer, the output layer's units against the
-data set's classes or target columns, nesterov needing momentum, the initial weights' shapes.
+left to the description: softmax only on the last layer, dropout only on hidden layers, the
+output layer's units against the data set's classes or target columns, nesterov needing
+momentum, a schedule replacing the optimizer's decay, the initial weights' shapes.
 """
 
 from model_core import MAX_INT32
@@ -11,6 +12,7 @@ from model_core.activations import ACTIVATIONS
 from model_core.initializers import INITIALIZERS
 from model_core.losses import LOSSES
 from model_core.optimizers import OPTIMIZERS
+from model_core.schedules import SCHEDULES
 from model_core.specs import DTYPES, EARLY_STOPPING_DEFAULTS, TRAINING_DEFAULTS
 from service.vocabulary import SERVICE_TRAINING_FIELDS
 
@@ -22,13 +24,18 @@ def count(minimum: int, maximum: int | None = MAX_INT32) -> dict:
     return schema if maximum is None else {**schema, "maximum": maximum}
 
 
-def number(minimum: float, maximum: float | None = None, *, above: bool = False) -> dict:
-    """A number >= ``minimum`` (> when ``above``), and < ``maximum`` when given."""
+def number(
+    minimum: float, maximum: float | None = None, *, above: bool = False, upto: bool = False
+) -> dict:
+    """A number >= ``minimum`` (> when ``above``), and < ``maximum`` (<= when ``upto``) when
+    given."""
     schema = {"type": "number", "minimum": minimum}
     if above:
         schema["exclusiveMinimum"] = True
     if maximum is not None:
-        schema.update(maximum=maximum, exclusiveMaximum=True)
+        schema["maximum"] = maximum
+        if not upto:
+            schema["exclusiveMaximum"] = True
     return schema
 
 
@@ -76,6 +83,12 @@ LAYER = closed_object(
     {
         "units": count(1),
         "activation": choice(ACTIVATIONS, description="softmax only on the last layer"),
+        "dropout": {
+            **FRACTION,
+            "default": 0.0,
+            "description": "hidden layers only: the fraction of units dropped in each training"
+            " batch (inverted dropout; none at inference)",
+        },
     },
     required=["units", "activation"],
 )
@@ -137,6 +150,31 @@ EARLY_STOPPING = closed_object(
     description=f"true: the defaults {EARLY_STOPPING_DEFAULTS}",
 )
 
+# The check of each schedule setting, as model_core.specs.resolve_schedule makes it.
+SCHEDULE_SETTINGS = {
+    "step_size": count(1),
+    "gamma": number(0.0, 1.0, above=True, upto=True),
+    "t_max": count(1),
+    "eta_min": number(0.0),
+    "factor": number(0.0, 1.0, above=True),
+    "patience": count(0),
+    "threshold": FRACTION,
+    "min_lr": number(0.0),
+}
+
+
+def schedule_schema(name: str) -> dict:
+    """Schedule ``name``'s object: its required settings and those with defaults."""
+    kind = SCHEDULES[name]
+    settings = {key: SCHEDULE_SETTINGS[key] for key in kind.REQUIRED}
+    settings.update(
+        {key: {**SCHEDULE_SETTINGS[key], "default": value} for key, value in kind.DEFAULTS.items()}
+    )
+    return closed_object(
+        {"name": choice([name]), **settings}, required=["name", *kind.REQUIRED], title=name
+    )
+
+
 # The service's own training fields (SERVICE_TRAINING_FIELDS), checked by service.jobs.specs.
 SERVICE_TRAINING = {
     "max_seconds": {**POSITIVE, "description": "a time limit, at most MAX_JOB_SECONDS"},
@@ -174,6 +212,22 @@ TRAINING_SPEC = closed_object(
             "description": "classification: balanced (n_samples / (n_classes * count)), or"
             " {label: weight} (labels as text; a label left out weighs 1); multiplies the data"
             " set's row weights",
+        },
+        "schedule": {
+            "anyOf": [schedule_schema(name) for name in SCHEDULES],
+            "nullable": True,
+            "description": "the learning rate per epoch, as torch.optim.lr_scheduler's; not"
+            " with optimizer.decay",
+        },
+        "warmup_epochs": {
+            **count(0),
+            "default": 0,
+            "description": "epoch e <= N runs at learning_rate x e / N; then the schedule",
+        },
+        "clip_norm": {
+            **POSITIVE,
+            "nullable": True,
+            "description": "clip each batch's gradient to this L2 norm (clip_grad_norm_)",
         },
         **SERVICE_TRAINING,
     },

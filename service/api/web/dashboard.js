@@ -227,7 +227,7 @@ function showWho() {
 
 // ---------------------------------------------------------------- charts
 
-function lineChart(container, title, labels, yLabel) {
+function lineChart(container, title, labels, yLabel, height = 260) {
   const width = Math.max(320, container.clientWidth || 600);
   const series = [{ label: "epoch" }].concat(
     labels.map((label, i) => ({ label, stroke: SERIES_COLORS[i], width: 2, spanGaps: true })),
@@ -236,7 +236,7 @@ function lineChart(container, title, labels, yLabel) {
     {
       title,
       width,
-      height: 260,
+      height,
       series,
       scales: { x: { time: false } },
       axes: [{ label: "epoch" }, { label: yLabel, size: 70 }],
@@ -341,11 +341,12 @@ async function jobPage(id) {
   const errorBox = h("div");
   const lossBox = h("div", { id: "loss-chart", class: "chart", dataset: { points: 0 } });
   const accuracyBox = h("div", { id: "accuracy-chart", class: "chart" });
+  const rateBox = h("div", { id: "learning-rate-chart", class: "chart small" });
   const images = h("p", { class: "muted" });
   render(
     top,
     errorBox,
-    h("section", { class: "charts" }, lossBox, accuracyBox),
+    h("section", { class: "charts" }, lossBox, accuracyBox, rateBox),
     facts,
     images,
     h("h2", {}, "Spec"),
@@ -368,10 +369,15 @@ async function jobPage(id) {
   show();
   const lossChart = lineChart(lossBox, "Loss", ["train", "validation"], "loss");
   const accuracyChart = lineChart(accuracyBox, "Accuracy", ["train", "validation"], "accuracy");
-  const points = { epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [] };
+  // The rate each epoch trained at: flat without a schedule, its shape with one.
+  const rateChart = lineChart(rateBox, "Learning rate", ["learning rate"], "rate", 150);
+  const points = {
+    epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [], learning_rate: [],
+  };
   const redraw = () => {
     lossChart.setData([points.epoch, points.train_loss, points.val_loss]);
     accuracyChart.setData([points.epoch, points.train_accuracy, points.val_accuracy]);
+    rateChart.setData([points.epoch, points.learning_rate]);
     lossBox.dataset.points = points.epoch.length;
   };
   const onEpoch = (event) => {
@@ -607,10 +613,93 @@ function predictionTable(answer, rows) {
 // A model whose signature names at most this many inputs gets one labelled field per input.
 const MAX_NAMED_FIELDS = 32;
 
+// The form explains its first rows only: each costs 64 forward and backward passes of the model.
+const EXPLAINED_ROWS = 10;
+
+/** Integrated Gradients (of each row's predicted class) of the first rows of a predict body,
+ * ``instances`` or ``records``, from the API. */
+function explainRows(ref, sent) {
+  const body = sent.instances
+    ? { instances: sent.instances.slice(0, EXPLAINED_ROWS) }
+    : { records: sent.records.slice(0, EXPLAINED_ROWS) };
+  return api(`v1/models/${encodeURIComponent(ref)}/explain`, { method: "POST", body });
+}
+
+function whyHeading(row, i) {
+  return h(
+    "p",
+    { class: "why-heading" },
+    h("strong", {}, `Row ${i + 1} → ${fmt(row.target)}`),
+    ` f = ${fmt(row.f_x)}, at the baseline ${fmt(row.f_baseline)}`,
+  );
+}
+
+/** One row's attributions as signed bars beside each feature's value: right and green for
+ * what pushed the output up, left and red for what pulled it down, scaled to the largest. */
+function attributionBars(row, values) {
+  const entries = Object.entries(row.attributions);
+  const largest = Math.max(...entries.map(([, a]) => Math.abs(a))) || 1;
+  return h(
+    "div",
+    { class: "attributions" },
+    entries.map(([name, a], j) => {
+      const bar = h("span", { class: `bar ${a >= 0 ? "positive" : "negative"}` });
+      bar.style.width = `${(50 * Math.abs(a)) / largest}%`; // a style property: the CSP allows it
+      return h(
+        "div",
+        { class: "attribution", dataset: { feature: name, attribution: String(a) } },
+        h("span", { class: "feature" }, name),
+        h("span", { class: "num" }, fmt(values[j])),
+        h("span", { class: "track" }, bar),
+        h("span", { class: "num" }, fmt(a)),
+      );
+    }),
+  );
+}
+
+/** The 64 attributions of an 8x8 digit over the digit itself: its ink in grey, then green
+ * where a pixel spoke for the class, red where against, as strong as the attribution. */
+function heatMap(features, attributions, attrs = {}) {
+  const canvas = h("canvas", { class: "heat", width: 64, height: 64, ...attrs });
+  canvas.dataset.attributions = attributions.join(",");
+  const g = canvas.getContext("2d");
+  const largest = Math.max(...attributions.map(Math.abs)) || 1;
+  features.forEach((value, i) => {
+    const [x, y] = [8 * (i % 8), 8 * Math.floor(i / 8)];
+    const shade = 255 - Math.round((255 * Math.min(value, 16)) / 16);
+    g.fillStyle = `rgb(${shade},${shade},${shade})`;
+    g.fillRect(x, y, 8, 8);
+    const a = attributions[i];
+    g.fillStyle = a >= 0 ? `rgba(5,150,105,${(0.85 * a) / largest})` : `rgba(220,38,38,${(-0.85 * a) / largest})`;
+    g.fillRect(x, y, 8, 8);
+  });
+  return canvas;
+}
+
+function explanations(model, result, rows) {
+  const shown = result.explanations.map((row, i) =>
+    h(
+      "div",
+      { class: "why" },
+      whyHeading(row, i),
+      isDigitsModel(model) ? heatMap(rows[i], Object.values(row.attributions)) : attributionBars(row, rows[i]),
+    ),
+  );
+  const more = rows.length > EXPLAINED_ROWS ? h("p", { class: "muted" }, `The first ${EXPLAINED_ROWS} rows are explained.`) : null;
+  return h(
+    "div",
+    { id: "why" },
+    h("h3", {}, "Why: Integrated Gradients from the training mean"),
+    h("p", { class: "muted" }, "Each feature's share of the change in the predicted class's probability; they add up to f − f(baseline)."),
+    shown,
+    more,
+  );
+}
+
 function predictForm(model, ref, exampleRows) {
   const signature = model.signature;
   if (signature && signature.named && signature.inputs.length <= MAX_NAMED_FIELDS) {
-    return namedPredictForm(ref, signature, exampleRows[0]);
+    return namedPredictForm(model, ref, signature, exampleRows[0]);
   }
   const text = h("textarea", { id: "rows", rows: 6, spellcheck: "false" });
   text.value = exampleRows.map((row) => row.join(", ")).join("\n");
@@ -618,11 +707,11 @@ function predictForm(model, ref, exampleRows) {
   const label = signature && signature.named
     ? `One row per line, ${model.n_features} numbers each, in input order (${names.join(", ")}), or a JSON list of rows:`
     : `One row per line, ${model.n_features} numbers each (or a JSON list of rows):`;
-  return predictSection(ref, h("label", { for: "rows" }, label), text, () => ({ instances: parseRows(text.value) }));
+  return predictSection(model, ref, h("label", { for: "rows" }, label), text, () => ({ instances: parseRows(text.value) }));
 }
 
 /** One number field per input of the signature, labelled by its name, sent as ``records``. */
-function namedPredictForm(ref, signature, example) {
+function namedPredictForm(model, ref, signature, example) {
   const fields = signature.inputs.map((input, i) =>
     h("input", {
       id: `input-${i}`,
@@ -640,23 +729,34 @@ function namedPredictForm(ref, signature, example) {
     fields.map((field) => h("label", {}, h("span", {}, field.name), field)),
   );
   const record = () => ({ records: [Object.fromEntries(fields.map((field) => [field.name, Number(field.value)]))] });
-  return predictSection(ref, h("p", {}, "One row, each input by name:"), grid, record);
+  return predictSection(model, ref, h("p", {}, "One row, each input by name:"), grid, record);
 }
 
-function predictSection(ref, label, inputs, body) {
+function predictSection(model, ref, label, inputs, body) {
   const answer = h("div", { id: "answer" });
+  const why = h("div");
   const form = h(
     "form",
     {
       id: "predict-form",
       onsubmit: async (event) => {
         event.preventDefault();
+        why.replaceChildren();
+        let sent;
         try {
-          const sent = body();
+          sent = body();
           const result = await api(`v1/models/${encodeURIComponent(ref)}/predict`, { method: "POST", body: sent });
           answer.replaceChildren(predictionTable(result, sent.instances || sent.records));
         } catch (error) {
           answer.replaceChildren(failure(error));
+          return;
+        }
+        try {
+          // Each row's values in input order (a record's fields are made in that order).
+          const rows = sent.instances || sent.records.map((record) => Object.values(record));
+          why.replaceChildren(explanations(model, await explainRows(ref, sent), rows));
+        } catch (error) {
+          why.replaceChildren(failure(error));
         }
       },
     },
@@ -664,7 +764,7 @@ function predictSection(ref, label, inputs, body) {
     inputs,
     h("button", { type: "submit" }, "Predict"),
   );
-  return h("section", {}, h("h2", {}, "Predict"), form, answer);
+  return h("section", {}, h("h2", {}, "Predict"), form, answer, why);
 }
 
 /** The model's contract: its inputs with the profile of the rows it trained on, its outputs, and
@@ -731,6 +831,7 @@ function digitPad(ref) {
   const canvas = h("canvas", { id: "digit-canvas", width: 192, height: 192 });
   const grid = h("canvas", { id: "digit-grid", width: 64, height: 64 });
   const answer = h("div", { id: "digit-answer", class: "digit-answer" }, "Draw a digit.");
+  let heat = h("canvas", { id: "digit-heat", class: "heat", width: 64, height: 64 });
   const pen = canvas.getContext("2d");
   pen.lineWidth = 16;
   pen.lineCap = "round";
@@ -761,6 +862,8 @@ function digitPad(ref) {
       });
       const p = result.probabilities ? Math.max(...result.probabilities[0]) : null;
       answer.replaceChildren(h("strong", { id: "digit-prediction" }, String(result.predictions[0])), p === null ? "" : ` (${percent(p)})`);
+      const explained = (await explainRows(ref, { instances: [features] })).explanations[0];
+      heat.replaceWith((heat = heatMap(features, Object.values(explained.attributions), { id: "digit-heat" })));
     } catch (error) {
       answer.replaceChildren(failure(error));
     }
@@ -791,6 +894,7 @@ function digitPad(ref) {
     onclick: () => {
       pen.clearRect(0, 0, canvas.width, canvas.height);
       grid.getContext("2d").clearRect(0, 0, grid.width, grid.height);
+      heat.getContext("2d").clearRect(0, 0, heat.width, heat.height);
       answer.replaceChildren("Draw a digit.");
     },
   }, "Clear");
@@ -798,7 +902,13 @@ function digitPad(ref) {
     "section",
     {},
     h("h2", {}, "Draw a digit"),
-    h("div", { class: "digit-pad" }, canvas, h("div", {}, h("p", { class: "muted" }, "What the model sees (8 × 8):"), grid, answer, clear)),
+    h(
+      "div",
+      { class: "digit-pad" },
+      canvas,
+      h("div", {}, h("p", { class: "muted" }, "What the model sees (8 × 8):"), grid, answer, clear),
+      h("div", {}, h("p", { class: "muted" }, "Why: green for, red against"), heat),
+    ),
   );
 }
 
@@ -861,6 +971,40 @@ async function liveSection(model) {
   return section;
 }
 
+/** Each alias that points at this version: its canary split (each version's weight and the
+ * requests it served) and its shadow's agreement. */
+async function rolloutSection(model) {
+  if (!model.name || !(model.aliases || []).length) return null;
+  const aliases = await Promise.all(
+    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
+  );
+  const share = (arm, arms) => percent(arm.weight / arms.reduce((sum, a) => sum + a.weight, 0));
+  const shadowText = (shadow) => {
+    if (!shadow) return "–";
+    const agreement = shadow.agreement ?? null;
+    const figure = agreement !== null ? `${percent(agreement)} agree` : shadow.mean_abs_difference !== null && shadow.mean_abs_difference !== undefined ? `mean |Δ| ${fmt(shadow.mean_abs_difference)}` : "nothing compared yet";
+    return `v${shadow.version} (${percent(shadow.sample)} of requests): ${figure}, ${fmt(shadow.requests_compared)} compared, ${fmt(shadow.requests_dropped)} dropped`;
+  };
+  return h(
+    "section",
+    { id: "rollout" },
+    h("h2", {}, "Rollout"),
+    table(
+      ["alias", "versions (share, requests served)", "shadow"],
+      aliases.map((alias) =>
+        h(
+          "tr",
+          { dataset: { alias: alias.alias } },
+          h("td", {}, `@${alias.alias}`),
+          h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
+          h("td", { class: "shadow" }, shadowText(alias.shadow)),
+        ),
+      ),
+      { id: "aliases" },
+    ),
+  );
+}
+
 /** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
  * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
 function lineage(model) {
@@ -903,6 +1047,7 @@ async function modelPage(ref) {
     ]),
     architecture(model),
     await contractSection(model, ref),
+    await rolloutSection(model),
     await liveSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),

@@ -27,7 +27,7 @@ ENDPOINTS = {
     "/v1/models/{ref}/evaluate": {"post"},
     "/v1/models/{ref}/export": {"get"},
     "/v1/models/{name}/versions": {"get"},
-    "/v1/models/{name}/aliases/{alias}": {"put", "delete"},
+    "/v1/models/{name}/aliases/{alias}": {"put", "get", "delete"},
     "/health/live": {"get"},
     "/health/ready": {"get"},
 }

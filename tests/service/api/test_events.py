@@ -76,6 +76,7 @@ def test_a_finished_job_streams_its_status_its_epochs_then_its_final_status(clie
         "val_loss": None,
         "train_accuracy": None,
         "val_accuracy": None,
+        "learning_rate": 0.05,
         "seconds": 0.01,
     }
     assert parsed[-1]["data"] == {

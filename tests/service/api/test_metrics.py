@@ -70,6 +70,7 @@ def test_predictions_are_counted_by_model_id_and_action(client, sessions):
     assert client.post(f"/v2/models/{model_id}/infer", json=infer).status_code == 200
     evaluate = {"instances": [[0, 1]], "targets": [1]}
     assert client.post(f"/v1/models/{model_id}/evaluate", json=evaluate).status_code == 200
+    assert client.post(f"/v1/models/{model_id}/explain", json=rows).status_code == 200
     assert client.post("/v1/models/999/predict", json=rows).status_code == 404
 
     figures = scrape(client)
@@ -78,7 +79,7 @@ def test_predictions_are_counted_by_model_id_and_action(client, sessions):
         for (name, key), value in figures.items()
         if name == "backprop_predictions_total"
     }
-    assert predictions == {"predict": 3, "infer": 1, "evaluate": 1}
+    assert predictions == {"predict": 3, "infer": 1, "evaluate": 1, "explain": 1}
     assert {
         dict(key)["model_id"] for name, key in figures if name == "backprop_predictions_total"
     } == {str(model_id)}

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from model_core.optimizers import OPTIMIZERS
-from service.api.schemas.specs import OPTIMIZER_SETTINGS
+from model_core.schedules import SCHEDULES
+from model_core.specs import SCHEDULE_CHECKS
+from service.api.schemas.specs import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS
 from tests.factories import assert_envelope
 
 LISTINGS = ["/v1/datasets", "/v1/jobs", "/v1/models"]
@@ -80,9 +82,9 @@ def test_predict_documents_its_three_json_forms(spec):
     forms = [component(spec, form) for form in json_body(spec, "/v1/models/{ref}/predict")["oneOf"]]
     assert [form["required"] for form in forms] == [["instances"], ["records"], ["columns", "data"]]
     assert [sorted(form["properties"]) for form in forms] == [
-        ["instances"],
-        ["extra", "records"],
-        ["columns", "data", "extra"],
+        ["instances", "routing_key"],
+        ["extra", "records", "routing_key"],
+        ["columns", "data", "extra", "routing_key"],
     ]
     assert all(form["additionalProperties"] is False for form in forms)
 
@@ -111,6 +113,12 @@ def test_the_event_stream_documents_its_events(spec):
 def test_every_optimizer_setting_has_its_schema():
     for optimizer in OPTIMIZERS.values():
         assert set(optimizer.DEFAULTS) <= set(OPTIMIZER_SETTINGS)
+
+
+def test_every_schedule_setting_has_its_schema():
+    for schedule in SCHEDULES.values():
+        assert {*schedule.REQUIRED, *schedule.DEFAULTS} <= set(SCHEDULE_SETTINGS)
+    assert set(SCHEDULE_SETTINGS) == set(SCHEDULE_CHECKS)
 
 
 def operations(spec: dict):

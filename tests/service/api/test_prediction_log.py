@@ -14,7 +14,11 @@ from service.db.models import PredictionRecord, TrainedModel, utcnow
 from service.dispatcher import LogUpkeep
 from service.serving.drift import bin_shares, psi, reference_from_npz
 from tests.factories import job_body
+from tests.service.api.test_aliases import ROW as ALIAS_ROW
+from tests.service.api.test_aliases import predict as predict_alias
+from tests.service.api.test_aliases import put as put_alias
 from tests.service.api.test_metrics import labels, scrape
+from tests.service.serving.test_contracts import train_version
 from tests.service.serving.test_models_evaluate import (
     IRIS_CLASSES,
     IRIS_COLUMNS,
@@ -291,3 +295,28 @@ def test_with_inputs_off_the_log_counts_bins_and_drift_gives_psi_alone(client_wi
         assert feature["psi"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
         assert (feature["ks"], feature["p_value"]) == (None, None)
     assert version["predictions"]["ks"] is not None  # the answers are kept: KS on them
+
+
+@pytest.fixture
+def versions(client, sessions) -> list[int]:
+    """Three versions of iris, of the same contract (test_aliases.py's)."""
+    return [train_version(client, sessions, iris_csv()) for _ in range(3)]
+
+
+def test_rows_name_the_alias_and_the_split_arm_that_answered(client, versions):
+    halves = [{"version": versions[0], "weight": 1}, {"version": versions[1], "weight": 1}]
+    assert put_alias(client, {"versions": halves}).status_code == 200
+    answers = [predict_alias(client, routing_key=f"key-{i}") for i in range(8)]
+    put_alias(client, {"version": versions[2]}, alias="stable")
+    single = client.post("/v1/models/iris@stable/predict", json={"instances": ALIAS_ROW})
+    by_name = client.post("/v1/models/iris/predict", json={"instances": ALIAS_ROW})
+    flush(client)
+    for answer in answers:
+        shown = client.get(f"/v1/predictions/{answer.headers['X-Prediction-Id']}").get_json()
+        assert (shown["alias"], shown["split_arm"]) == (
+            "production",
+            answer.headers["X-Model-Version"],
+        )
+    for answer, expected in ((single, ("stable", None)), (by_name, (None, None))):
+        shown = client.get(f"/v1/predictions/{answer.headers['X-Prediction-Id']}").get_json()
+        assert (shown["alias"], shown["split_arm"]) == expected

@@ -108,7 +108,14 @@ def test_moving_and_deleting_an_alias(client, train):
     train("xor", seed=1)
     train("xor", seed=2)
     put = client.put("/v1/models/xor/aliases/production", json={"version": 1})
-    assert put.get_json() == {"name": "xor", "alias": "production", "version": 1, "changes": []}
+    assert put.get_json() == {
+        "name": "xor",
+        "alias": "production",
+        "version": 1,
+        "versions": [{"version": 1, "weight": 100, "served": 0}],
+        "shadow": None,
+        "changes": [],
+    }
     assert predict(client, "xor@production").get_json()["version"] == 1
     client.put("/v1/models/xor/aliases/production", json={"version": 2})
     assert predict(client, "xor@production").get_json()["version"] == 2

@@ -104,8 +104,11 @@ def request_body(path: str, method: str, caller: Holdings) -> dict | None:
     bodies = {
         "predict": {"instances": [XOR_ROW]},
         "evaluate": {"dataset_id": caller.dataset_id},
+        "explain": {"instances": [XOR_ROW]},
+        "importance": {"dataset_id": caller.dataset_id},
         "infer": INFER_BODY,
         "{alias}": {"version": 1},
+        "promote": {"version": 1, "dataset_id": caller.dataset_id},
         "cancel": None,
         "revoke": None,
     }
@@ -198,6 +201,14 @@ def test_lists_show_only_the_callers_own(client, alice, bob):
         ("/v1/jobs/validate", lambda dataset_id: job_body(dataset_id)),
         ("/v1/models/{bob}/evaluate", lambda dataset_id: {"dataset_id": dataset_id}),
         ("/v1/sweeps", lambda dataset_id: sweep_body(dataset_id)),
+        ("/v1/models/{bob}/importance", lambda dataset_id: {"dataset_id": dataset_id}),
+        (
+            "/v1/models/{bob}/explain",
+            lambda dataset_id: {
+                "instances": [XOR_ROW],
+                "baseline": {"dataset_id": dataset_id, "rows": 4},
+            },
+        ),
     ],
 )
 def test_another_tenants_data_set_in_a_body_is_as_if_it_did_not_exist(

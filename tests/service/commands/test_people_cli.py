@@ -1,10 +1,11 @@
 """What ``backprop train --follow`` prints when the job ends: a summary for a person, not the
-job record (which ``--json`` gives)."""
+job record (which ``--json`` gives); the job body ``backprop train``'s options make."""
 
 import pytest
+from rich.console import Console
 
 from service.commands.cli import build_parser
-from service.commands.people_cli import UsageError, job_body, job_summary
+from service.commands.people_cli import UsageError, explanation_table, job_body, job_summary
 
 SUCCEEDED = {
     "id": 12,
@@ -55,6 +56,23 @@ def test_a_failed_job_shows_its_error_and_no_model():
     ]
 
 
+def test_an_explanation_shows_the_largest_attributions_first_with_signed_bars():
+    row = {
+        "target": 3,
+        "f_x": 0.98,
+        "f_baseline": 0.1,
+        "attributions": {"a": 0.1, "b": -0.4, "c": 0.2, "d": 0.0},
+    }
+    console = Console(width=80, record=True, color_system="standard")
+    console.print(explanation_table(1, row, top=3))
+    text = console.export_text(styles=True)
+    lines = [line for line in text.splitlines() if line.startswith("│")]
+    assert "row 1: target 3, f 0.98 (baseline 0.1)" in text
+    assert [line.split()[1] for line in lines] == ["b", "c", "a"]
+    assert "-0.4" in lines[0] and "\x1b[31m" + "█" * 20 in lines[0]  # red: negative
+    assert "\x1b[32m" + "█" * 10 + "\x1b[0m" in lines[1]  # green, half as long
+
+
 def test_train_options_for_weights_and_fine_tuning_go_into_the_job_body():
     args = build_parser().parse_args(
         [
@@ -93,3 +111,19 @@ def test_a_job_needs_layers_or_a_model_to_start_from():
     args = build_parser().parse_args(["train", "--dataset", "3"])
     with pytest.raises(UsageError, match="--layers or --init-from: required"):
         job_body(args)
+
+
+def train_body(*arguments: str) -> dict:
+    return job_body(build_parser().parse_args(["train", *arguments]))
+
+
+def test_dropout_goes_on_every_hidden_layer():
+    body = train_body(
+        "--dataset", "1", "--layers", "64:relu,32:tanh,10:softmax", "--dropout", "0.2"
+    )
+    assert [layer.get("dropout") for layer in body["network"]["layers"]] == [0.2, 0.2, None]
+
+
+def test_dropout_without_hidden_layers_is_a_usage_error():
+    with pytest.raises(UsageError, match="--dropout: needs hidden layers"):
+        train_body("--dataset", "1", "--layers", "2:softmax", "--dropout", "0.2")

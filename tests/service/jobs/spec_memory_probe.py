@@ -65,6 +65,7 @@ def networks(draw, n_outputs: int) -> dict:
                 {
                     "units": st.integers(1, 3000),
                     "activation": st.sampled_from(HIDDEN_ACTIVATIONS),
+                    "dropout": st.sampled_from([0.0, 0.5]),
                 }
             ),
             max_size=3,

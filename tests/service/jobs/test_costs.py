@@ -65,7 +65,10 @@ def test_a_layer_wider_than_the_limit_is_422_naming_its_units(client_with, thous
 
 
 def test_the_working_set_counts_data_parameters_slots_and_activations():
-    network = {"dtype": "float64", "layers": [{"units": 10}, {"units": 3}]}
+    network = {
+        "dtype": "float64",
+        "layers": [{"units": 10, "dropout": 0.0}, {"units": 3, "dropout": 0.0}],
+    }
     adam = {"optimizer": {"name": "adam"}, "early_stopping": None, "batch_size": "full"}
     costs = working_set(network, adam, n_samples=100, n_features=5, n_parameters=93)
     assert costs == {
@@ -80,7 +83,8 @@ def test_the_working_set_counts_data_parameters_slots_and_activations():
 
 
 def test_row_weights_and_a_starting_model_are_counted():
-    network = {"dtype": "float32", "layers": [{"units": 10}, {"units": 3}]}
+    layers = [{"units": 10, "dropout": 0.0}, {"units": 3, "dropout": 0.0}]
+    network = {"dtype": "float32", "layers": layers}
     sgd = {"optimizer": {"name": "sgd", "momentum": 0.0}, "early_stopping": None, "batch_size": 10}
     plain = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=93)
     both = working_set(
@@ -88,3 +92,18 @@ def test_row_weights_and_a_starting_model_are_counted():
     )
     assert both["dataset_id"] - plain["dataset_id"] == 100 * (8 + 4)  # stored float64, float32
     assert both["network.layers"] - plain["network.layers"] == 93 * 4  # the model started from
+
+
+def test_dropout_counts_its_masks_and_masked_activations():
+    """A layer with dropout keeps two more (batch, units) arrays: its mask and its product."""
+    network = {
+        "dtype": "float32",
+        "layers": [
+            {"units": 10, "dropout": 0.5},
+            {"units": 7, "dropout": 0.0},
+            {"units": 3, "dropout": 0.0},
+        ],
+    }
+    sgd = {"optimizer": {"name": "sgd", "momentum": 0.0}, "early_stopping": None, "batch_size": 10}
+    costs = working_set(network, sgd, n_samples=100, n_features=5, n_parameters=107)
+    assert costs["training.batch_size"] == 2 * 10 * (20 + 10) * 4

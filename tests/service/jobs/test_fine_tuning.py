@@ -12,6 +12,8 @@ IRIS_NETWORK = {
     "layers": [{"units": 6, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
     "dtype": "float64",
 }
+# The layers as a resolved spec shows them: every default filled in.
+RESOLVED_LAYERS = [{**layer, "dropout": 0.0} for layer in IRIS_NETWORK["layers"]]
 TRAINING = {"epochs": 20, "batch_size": 16, "seed": 3}
 
 
@@ -53,7 +55,7 @@ def test_zero_epochs_from_an_alias_predict_as_the_parent_does(client, sessions, 
     }
     job = trained(client, sessions, body)
     assert job["network"]["init_from"] == iris["model_id"]
-    assert job["network"]["layers"] == IRIS_NETWORK["layers"]
+    assert job["network"]["layers"] == RESOLVED_LAYERS
     assert job["network"]["dtype"] == "float64" and job["training"]["epochs"] == 0
     child, parent = predictions(client, job["model_id"]), predictions(client, iris["model_id"])
     assert child["probabilities"] == parent["probabilities"]
@@ -109,7 +111,7 @@ def test_replace_output_trains_on_a_data_set_with_other_classes(client, sessions
         "network.layers[1].units",
     )
     done = trained(client, sessions, job)
-    assert done["network"]["layers"][1] == {"units": 2, "activation": "softmax"}
+    assert done["network"]["layers"][1] == {"units": 2, "activation": "softmax", "dropout": 0.0}
     model = client.get(f"/v1/models/{done['model_id']}").get_json()
     assert model["classes"] == ["large", "small"] and model["metrics"]["train_accuracy"] > 0.9
 
@@ -156,7 +158,7 @@ def test_validate_shows_the_specs_taken_from_the_model(client, iris):
     body = {"dataset_id": iris["dataset_id"], "network": {"init_from": "flowers@production"}}
     report = client.post("/v1/jobs/validate", json=body).get_json()
     assert report["valid"], report
-    assert report["network"]["layers"] == IRIS_NETWORK["layers"]
+    assert report["network"]["layers"] == RESOLVED_LAYERS
     assert report["network"]["init_from"] == iris["model_id"]
 
 

@@ -128,6 +128,69 @@ def test_validate_reports_errors_by_path(client, xor_id):
     assert "network.layers[0].activation" in report["errors"]
 
 
+NEW_TRAINING_FIELDS = {
+    "dropout on the output layer": (
+        {
+            "layers": [
+                {"units": 4, "activation": "tanh", "dropout": 0.2},
+                {"units": 2, "activation": "softmax", "dropout": 0.1},
+            ]
+        },
+        {},
+        "network.layers[1].dropout",
+    ),
+    "dropout of 1": (
+        {"layers": [{"units": 4, "activation": "tanh", "dropout": 1}, XOR_NETWORK["layers"][1]]},
+        {},
+        "network.layers[0].dropout",
+    ),
+    "decay and a schedule": (
+        XOR_NETWORK,
+        {
+            "optimizer": {"name": "sgd", "decay": 0.1},
+            "schedule": {"name": "exponential", "gamma": 0.9},
+        },
+        "training.schedule",
+    ),
+    "a schedule's setting": (
+        XOR_NETWORK,
+        {"schedule": {"name": "step"}},
+        "training.schedule.step_size",
+    ),
+    "clip_norm": (XOR_NETWORK, {"clip_norm": -1}, "training.clip_norm"),
+    "warmup_epochs": (XOR_NETWORK, {"warmup_epochs": "3"}, "training.warmup_epochs"),
+}
+
+
+@pytest.mark.parametrize("case", NEW_TRAINING_FIELDS, ids=list(NEW_TRAINING_FIELDS))
+def test_dropout_schedules_and_clipping_are_checked_by_path(client, xor_id, row_counts, case):
+    network, training, path = NEW_TRAINING_FIELDS[case]
+    body = {"dataset_id": xor_id, "network": network, "training": training}
+    assert_envelope(client.post("/v1/jobs", json=body), 422, path)
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert report["valid"] is False and path in report["errors"]
+    assert row_counts()["training_jobs"] == 0
+
+
+def test_validate_fills_in_the_schedule_warm_up_clipping_and_dropout(client, xor_id):
+    network = {
+        "layers": [{"units": 4, "activation": "tanh", "dropout": 0.25}, XOR_NETWORK["layers"][1]]
+    }
+    training = {"schedule": {"name": "plateau", "patience": 3}, "warmup_epochs": 5, "clip_norm": 2}
+    body = {"dataset_id": xor_id, "network": network, "training": training}
+    report = client.post("/v1/jobs/validate", json=body).get_json()
+    assert report["valid"] is True, report
+    assert [layer["dropout"] for layer in report["network"]["layers"]] == [0.25, 0.0]
+    assert report["training"]["schedule"] == {
+        "name": "plateau",
+        "factor": 0.1,
+        "patience": 3,
+        "threshold": 1e-4,
+        "min_lr": 0.0,
+    }
+    assert (report["training"]["warmup_epochs"], report["training"]["clip_norm"]) == (5, 2.0)
+
+
 def test_validate_unknown_dataset(client):
     report = client.post("/v1/jobs/validate", json=job_body(999)).get_json()
     assert report["errors"] == {"dataset_id": ["no data set with id 999"]}

@@ -212,12 +212,8 @@ def move(client, version: int, force: bool = False):
 def test_an_alias_refuses_a_version_that_breaks_its_callers_unless_forced(client, sessions, iris):
     assert move(client, 1).get_json()["changes"] == []
     compatible = train_version(client, sessions, iris_csv())
-    assert move(client, compatible).get_json() == {
-        "name": "iris",
-        "alias": "production",
-        "version": compatible,
-        "changes": [],
-    }
+    moved = move(client, compatible).get_json()
+    assert (moved["version"], moved["changes"]) == (compatible, [])
     swapped = [*IRIS_COLUMNS[:2], "petal_width", "petal_length"]
     breaking = train_version(client, sessions, reordered_iris_csv(swapped))
     refused = move(client, breaking)

@@ -241,3 +241,20 @@ def test_classes_no_tensor_holds_are_named():
     model.classes = [None, 1]
     with pytest.raises(NotExportable, match="classes"):
         onnx_model_bytes(model)
+
+
+def test_a_model_trained_with_dropout_predicts_and_exports_without_masks():
+    """Dropout is the identity at inference: serving agrees with the exported graph, which has
+    no dropout in it, and the same rows always get the same answers."""
+    network = {
+        "layers": [
+            {"units": 6, "activation": "tanh", "dropout": 0.3},
+            {"units": 5, "activation": "relu", "dropout": 0.5},
+            {"units": 3, "activation": "softmax"},
+        ]
+    }
+    training = {"epochs": 15, "seed": 4, "batch_size": 8}
+    model = train(X, labelled("strings", THREE_CLASSES), network, training).model
+    assert [layer["dropout"] for layer in model.network["layers"]] == [0.3, 0.5, 0.0]
+    assert_same_as_serving(model)
+    assert np.array_equal(model.predict_proba(ROWS), model.predict_proba(ROWS))

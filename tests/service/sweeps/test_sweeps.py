@@ -134,6 +134,32 @@ def test_a_trial_that_cannot_train_names_its_number_and_parameters(client, datas
     assert '(trial 2: {"network.layers[1].units": 3})' in error["details"][field][0]
 
 
+def test_a_search_over_a_schedule_setting_and_a_layers_dropout(client, sessions, dataset_id):
+    """``training.schedule.gamma`` and ``network.layers[0].dropout`` are paths like any other:
+    each trial's job holds its values; a rate out of range names its trial and field."""
+    body = sweep_body(dataset_id)
+    body["training"]["schedule"] = {"name": "exponential", "gamma": 0.9}
+    body["search"]["parameters"] = {
+        "training.schedule.gamma": [0.5, 0.99],
+        "network.layers[0].dropout": [0.0, 0.3],
+    }
+    sweep = create(client, body)
+    with sessions() as session:
+        trials = session.scalars(
+            select(TrainingJob)
+            .where(TrainingJob.sweep_id == sweep["id"])
+            .order_by(TrainingJob.trial)
+        )
+        chosen = [
+            (job.training["schedule"]["gamma"], job.network["layers"][0]["dropout"])
+            for job in trials
+        ]
+    assert chosen == [(0.5, 0.0), (0.99, 0.0)]  # the first max_parallel trials, queued
+    body["search"]["parameters"]["network.layers[0].dropout"] = [0.3, 1.0]
+    error = assert_envelope(client.post("/v1/sweeps", json=body), 422)
+    assert list(error["details"]) == ["trials[3].network.layers[0].dropout"]
+
+
 def test_initial_weights_are_refused(client, dataset_id):
     body = sweep_body(dataset_id)
     body["network"]["initial_weights"] = [{"W": [[0.0]], "b": [0.0]}]
