@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-uploads bench-explain bench-dashboard compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-explain bench-dashboard compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(VENV)/.installed-bench
 # Needs wrk (apt-get install wrk); creates MLflow's own venv under var/ on first use.
 bench-serving: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.serving $(BENCH_ARGS)
+
+# A single-row predict with the prediction log on and off, interleaved (docs/benchmarks.md).
+bench-prediction-log: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.prediction_log $(BENCH_ARGS)
 
 # Time and the API process's peak memory per upload, CSV, Parquet and .npz (docs/benchmarks.md).
 bench-uploads: $(VENV)/.installed-bench

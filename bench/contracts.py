@@ -48,8 +48,9 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def stack_of(tree: Path, folder: Path) -> Iterator[str]:
-    """A migrated stack whose every process runs ``tree``'s code; yields its base URL."""
+def stack_of(tree: Path, folder: Path, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """A migrated stack whose every process runs ``tree``'s code, with ``settings`` (environment
+    variables) on top of the benchmarks'; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,6 +63,7 @@ def stack_of(tree: Path, folder: Path) -> Iterator[str]:
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT": "off",
         "PREDICT_RATE_LIMIT": "off",
+        **(settings or {}),
     }
     subprocess.run([str(BIN / "backprop"), "db", "upgrade"], env=env, check=True, cwd=tree)
     base_url = f"http://127.0.0.1:{port}"

@@ -26,6 +26,12 @@ Each round, every ``dispatch_interval_seconds``:
 Lease times are written from the workers' clocks and compared with the dispatcher's: hosts must
 keep their clocks in sync (NTP); a lease of several seconds absorbs the usual skew.
 
+And, for the prediction log (``LogUpkeep``), once a minute: delete rows older than
+``PREDICTION_LOG_DAYS``, a version's oldest rows beyond ``PREDICTION_LOG_MAX_ROWS`` and a deleted
+model's rows, in batches of ``RETENTION_BATCH`` rows, each batch its own short transaction (so
+inserts are never held up); and every ``DRIFT_INTERVAL`` seconds, the live figures /metrics
+exports (drift and accuracy of the last day, per model that logged rows).
+
 It is a process of its own, not a thread in the Celery worker, so that it survives any worker's
 death, and never runs inside a process that forks training children.
 """
@@ -34,21 +40,92 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from model_core import Model
 from service.broker import JobQueue
-from service.db import dispatch, sweeps, webhooks
-from service.db.models import utcnow
+from service.db import dispatch, predictions, records, sweeps, webhooks
+from service.db.models import TrainedModel, utcnow
 from service.db.session import make_session_factory
 from service.logs import configure_logging
+from service.serving.live import METRICS_WINDOW, WINDOWS, live_figures
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 REDISPATCH_AFTER_SECONDS = 10.0
 BATCH = 100
+RETENTION_BATCH = 5000
+RETENTION_INTERVAL_SECONDS = 60.0
+
+
+class LogUpkeep:
+    """The prediction log's retention and the live figures, each run when it is due."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.next_retention = 0.0
+        self.next_figures = 0.0
+
+    def run_due(self, sessions: sessionmaker[Session]) -> None:
+        now = time.monotonic()
+        if now >= self.next_retention:
+            self.next_retention = now + RETENTION_INTERVAL_SECONDS
+            deleted = self.delete_expired(sessions)
+            if deleted:
+                logger.info("prediction log: %d rows deleted", deleted)
+        if now >= self.next_figures:
+            self.next_figures = now + self.settings.drift_interval
+            self.refresh_live_figures(sessions)
+
+    def delete_expired(self, sessions: sessionmaker[Session]) -> int:
+        """Delete, batch by batch, the rows retention no longer keeps; how many went."""
+        before = utcnow() - timedelta(days=self.settings.prediction_log_days)
+        max_rows = self.settings.prediction_log_max_rows
+        deleted = 0
+        with sessions() as session:
+            deleted += until_none_left(
+                lambda: predictions.delete_older_than(session, before, RETENTION_BATCH)
+            )
+            deleted += until_none_left(lambda: predictions.delete_orphans(session, RETENTION_BATCH))
+            deleted += predictions.delete_bin_counts(session, before)
+            for model_id in predictions.models_over(session, max_rows):
+                deleted += until_none_left(
+                    lambda model_id=model_id: predictions.delete_beyond(
+                        session, model_id, max_rows, RETENTION_BATCH
+                    )
+                )
+        return deleted
+
+    def refresh_live_figures(self, sessions: sessionmaker[Session]) -> None:
+        """Recompute the last day's figures of every model that logged rows in it, and forget
+        those of the models that logged none."""
+        now = utcnow()
+        with sessions() as session:
+            model_ids = predictions.models_logged_since(session, now - WINDOWS[METRICS_WINDOW])
+            for model_id, _ in predictions.live_figures(session):
+                if model_id not in model_ids:  # nothing logged for a day: nothing to export
+                    predictions.set_live_figures(session, model_id, None)
+        for model_id in model_ids:
+            with sessions() as session:
+                row = session.get(TrainedModel, model_id)
+                blob = records.get_model_blob(session, model_id)
+                if row is None or blob is None:
+                    continue
+                figures = live_figures(session, row, Model.from_bytes(blob), now, self.settings)
+                predictions.set_live_figures(session, model_id, figures)
+
+
+def until_none_left(delete_batch) -> int:
+    """Call ``delete_batch`` (which deletes at most a batch, and says how many) until it
+    deletes nothing; the total."""
+    total = 0
+    while deleted := delete_batch():
+        total += deleted
+    return total
 
 
 class Dispatcher:
@@ -62,8 +139,10 @@ class Dispatcher:
         interval: float,
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
         webhook_lease: float = Settings().webhook_lease_seconds(),
+        log_upkeep: LogUpkeep | None = None,
     ):
         self.sessions = sessions
+        self.log_upkeep = log_upkeep
         self.queue = queue
         self.max_attempts = max_attempts
         self.interval = interval
@@ -79,6 +158,7 @@ class Dispatcher:
             settings.max_attempts,
             settings.dispatch_interval_seconds,
             webhook_lease=settings.webhook_lease_seconds(),
+            log_upkeep=LogUpkeep(settings),
         )
 
     def run_forever(self) -> None:
@@ -100,11 +180,12 @@ class Dispatcher:
         self.stopped.set()
 
     def run_once(self) -> int:
-        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries, then
-        publish the jobs that need it; return how many jobs were sent."""
+        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries, keep the
+        prediction log, then publish the jobs that need it; return how many jobs were sent."""
         self.reap()
         self.advance_sweeps()
         self.dispatch_deliveries()
+        self.keep_prediction_log()
         with self.sessions() as session:
             job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
         for job_id in job_ids:
@@ -126,6 +207,15 @@ class Dispatcher:
             with self.sessions() as session:
                 webhooks.mark_dispatched(session, delivery_id)
         return len(delivery_ids)
+
+    def keep_prediction_log(self) -> None:
+        """The log's upkeep, when due; a failure is logged and never holds up the jobs."""
+        if self.log_upkeep is None:
+            return
+        try:
+            self.log_upkeep.run_due(self.sessions)
+        except Exception:
+            logger.exception("prediction log upkeep failed; retried when next due")
 
     def reap(self) -> None:
         with self.sessions() as session:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
 # The settings that take one of a few words, and those words.
-CHOICES = {"auth": ("off", "required"), "metrics": ("on", "off"), "log_format": ("json", "text")}
+CHOICES = {
+    "auth": ("off", "required"),
+    "metrics": ("on", "off"),
+    "log_format": ("json", "text"),
+    "prediction_log": ("on", "off"),
+    "prediction_log_inputs": ("on", "off"),
+}
 
 # A bare postgres:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
 _URL_PREFIX_ALIASES = {
@@ -154,6 +160,29 @@ class Settings:
     # prometheus_client's multiprocess folder for the API's gunicorn processes, emptied when the
     # API starts; empty: var/prometheus-<PORT>.
     prometheus_multiproc_dir: str = ""
+    # The prediction log (docs/operations.md, "The prediction log"): "on" or "off"; the share
+    # of requests logged (0 to 1); whether the inputs are kept ("off": the outputs, and of the
+    # inputs only per-hour counts of their reference bins).
+    # Rows wait in each API process's buffer (at most PREDICTION_LOG_BUFFER_ROWS: beyond, they
+    # are dropped and counted) and are written at least every PREDICTION_LOG_FLUSH_SECONDS.
+    # The dispatcher deletes rows older than PREDICTION_LOG_DAYS, and a version's oldest rows
+    # beyond PREDICTION_LOG_MAX_ROWS.
+    prediction_log: str = "on"
+    prediction_log_sample: float = 1.0
+    prediction_log_inputs: str = "on"
+    prediction_log_flush_seconds: float = 1.0
+    prediction_log_buffer_rows: int = 100_000
+    prediction_log_days: float = 30.0
+    prediction_log_max_rows: int = 1_000_000
+    # Drift against the training data: a feature has drifted when its PSI is above DRIFT_PSI,
+    # or when its Kolmogorov-Smirnov D is above DRIFT_KS with a p-value below DRIFT_P divided by
+    # the number of features; a window of fewer than DRIFT_MIN_ROWS rows gives no figure. The
+    # dispatcher recomputes the last day's figures for /metrics every DRIFT_INTERVAL seconds.
+    drift_psi: float = 0.2
+    drift_ks: float = 0.1
+    drift_p: float = 0.01
+    drift_min_rows: int = 100
+    drift_interval: float = 300.0
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -164,6 +193,11 @@ class Settings:
             raise ValueError(f"TRUSTED_PROXIES={self.trusted_proxies}: must be 0 or more")
         if self.webhook_max_attempts < 1:
             raise ValueError(f"WEBHOOK_MAX_ATTEMPTS={self.webhook_max_attempts}: must be 1 or more")
+
+        if not 0.0 <= self.prediction_log_sample <= 1.0:
+            raise ValueError(
+                f"PREDICTION_LOG_SAMPLE={self.prediction_log_sample}: must be between 0 and 1"
+            )
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all

@@ -78,9 +78,9 @@ LAYERS = (
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),
-    ("service.dispatcher", "service.datasets"),
+    ("service.datasets",),
     ("service.jobs", "service.serving", "service.webhooks"),
-    ("service.sweeps",),
+    ("service.sweeps", "service.dispatcher"),
     ("worker", "service.api"),
     ("service.commands",),
 )

@@ -27,6 +27,7 @@ from service.db.models import Dataset, TrainedModel, TrainingJob
 from service.generation import generation_for
 from service.jobs.specs import StoredSpecs, stored_specs
 from service.logs import request_id_set
+from service.serving.drift import reference_profile, reference_to_npz
 from service.settings import Settings
 from service.signatures import model_signature, output_signature
 from service.sweeps.asha import asha_for
@@ -59,6 +60,7 @@ def final_metrics(result: TrainResult) -> dict[str, Any]:
 def model_row(given: "TrainingInput", result: TrainResult, train_rows: np.ndarray) -> TrainedModel:
     job, dataset, model = given.job, given.dataset, result.model
     blob = model.to_bytes()
+    reference = reference_to_npz(reference_profile(model, given.arrays.x[train_rows]))
     return TrainedModel(
         tenant=job.tenant,
         job_id=job.id,
@@ -71,7 +73,8 @@ def model_row(given: "TrainingInput", result: TrainResult, train_rows: np.ndarra
         metrics=final_metrics(result),
         signature=trained_signature(given, model, train_rows),
         blob=blob,
-        stored_bytes=len(blob),
+        reference=reference,
+        stored_bytes=len(blob) + len(reference),
         name=job.model_name,
         parent_model_id=job.network.get("init_from"),
     )

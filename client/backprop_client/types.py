@@ -103,6 +103,7 @@ class Prediction(TypedDict, total=False):
     model_id: int
     name: str | None
     version: int | None
+    prediction_id: str
     predictions: list[Any]
     probabilities: list[list[float]]
 

@@ -14,6 +14,7 @@ from service.api.errors import EnvelopeApi, register_domain_errors
 from service.api.events import StreamSlots
 from service.api.limits import install_rate_limits, rate_limited_doc
 from service.api.metrics import install_metrics
+from service.api.prediction_logging import install_prediction_log
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
 from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_metrics(app, settings, app.extensions["backprop"].sessions)
     if "http_metrics" in app.extensions:
         app.extensions["backprop"].shadows.metrics = app.extensions["http_metrics"].shadows
+    install_prediction_log(app, settings)  # after the metrics: it counts its drops there
     install_web_page_guard(app, settings)
     app.before_request(identify_caller)
     install_rate_limits(app, settings)  # after identify_caller: it counts per caller's key

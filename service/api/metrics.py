@@ -6,7 +6,9 @@ figures.
   (service/metrics_files.py), so each process writes its figures to a file there and a scrape,
   whichever process answers it, sums them all.
 * Jobs, the queue, training speed, retries, leases and the dispatcher's lag are read from the
-  database at scrape time (``DatabaseCollector``), so workers on every host are counted.
+  database at scrape time (``DatabaseCollector``), so workers on every host are counted; so are
+  the live figures of each model (drift per feature, live accuracy), as the dispatcher last
+  stored them.
 
 Labels stay bounded: a route is its URL rule (``/v1/models/<ref>/predict``), never the path
 asked for, and a model is its id, never its name. The figures span tenants, so with
@@ -33,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import bearer_token
+from service.db import predictions
 from service.db.figures import DeliveryFigures, JobFigures, delivery_figures, job_figures
 from service.db.models import utcnow
 from service.serving.rollout import ShadowMetrics
@@ -75,6 +78,12 @@ class HttpMetrics:
             ("model_id", "action"),
             registry=registry,
         )
+        self.prediction_log_dropped = Counter(
+            "backprop_prediction_log_dropped_rows",
+            "Prediction log rows dropped: the process's buffer was full, or the database refused"
+            " a batch",
+            registry=registry,
+        )
         self.shadows = ShadowMetrics.registered(registry)
 
     def reset(self) -> None:
@@ -82,6 +91,7 @@ class HttpMetrics:
         shadows = (self.shadows.requests, self.shadows.rows, self.shadows.abs_difference)
         for metric in (self.requests, self.latency, self.predictions, *shadows):
             metric.clear()
+        self.prediction_log_dropped.reset()
 
     def observe(
         self, route: str, method: str, status: int, seconds: float, model_id: str | None
@@ -108,6 +118,7 @@ class DatabaseCollector:
                 now = utcnow()
                 figures = job_figures(session, now)
                 deliveries = delivery_figures(session, now)
+                live = predictions.live_figures(session)
         except SQLAlchemyError as error:
             logger.warning("/metrics: the database did not answer: %s", error)
             yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=0)
@@ -115,6 +126,7 @@ class DatabaseCollector:
         yield GaugeMetricFamily("backprop_database_up", DATABASE_UP_HELP, value=1)
         yield from job_metrics(figures)
         yield from delivery_metrics(deliveries)
+        yield from live_metrics(live)
 
 
 DATABASE_UP_HELP = "1 when the database answered this scrape's queries (the job figures follow)"
@@ -173,6 +185,34 @@ def delivery_metrics(figures: DeliveryFigures) -> Iterator[Metric]:
         "How long the oldest pending webhook delivery has been due (0: none is)",
         value=figures.lag_seconds,
     )
+
+
+def live_metrics(live: list[tuple[int, dict]]) -> Iterator[Metric]:
+    """The dispatcher's latest live figures per model (service/serving/live.py): read as
+    stored, never computed at scrape time."""
+    psi = GaugeMetricFamily(
+        "backprop_model_feature_psi",
+        "Population stability index of a model's input feature over the last day, against its"
+        " training rows (recomputed by the dispatcher every DRIFT_INTERVAL seconds)",
+        labels=["model_id", "feature"],
+    )
+    accuracy = GaugeMetricFamily(
+        "backprop_model_live_accuracy",
+        "Accuracy over the last day's predictions that were given feedback",
+        labels=["model_id"],
+    )
+    rows = GaugeMetricFamily(
+        "backprop_model_drift_rows",
+        "Logged rows (with inputs) of the last day that drift was computed on",
+        labels=["model_id"],
+    )
+    for model_id, figures in live:
+        rows.add_metric([str(model_id)], figures["rows"])
+        for feature, value in figures["psi"].items():
+            psi.add_metric([str(model_id), feature], value)
+        if figures["accuracy"] is not None:
+            accuracy.add_metric([str(model_id)], figures["accuracy"])
+    yield from (psi, accuracy, rows)
 
 
 def metrics_served(settings: Settings) -> bool:

@@ -1,6 +1,6 @@
 """Tables: datasets, training_jobs, epoch_metrics, job_checkpoints, models, the registry's
-model_names and model_aliases, api_keys, sweeps, and webhooks with their deliveries (the
-outbox of events) and each delivery's attempts.
+model_names and model_aliases, api_keys, sweeps, webhooks with their deliveries (the outbox of
+events) and each delivery's attempts, and the prediction log.
 
 Data sets, jobs, models, names, aliases and sweeps belong to a tenant (``TenantOwned``); epoch
 records and checkpoints belong to their job.
@@ -12,7 +12,9 @@ a trained model is the bytes of model_core's ``Model.to_bytes()``. Integer ids a
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -70,6 +73,22 @@ class UtcDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+class FloatRow(TypeDecorator):
+    """One row of numbers, stored as the bytes of its little-endian float64 values (a row of 64
+    features: 512 bytes, written without a float's text form, which costs the prediction log
+    more than anything else), read back as a float64 array."""
+
+    impl = LargeBinary
+    cache_ok = True
+    dtype = np.dtype("<f8")
+
+    def process_bind_param(self, value, _dialect) -> bytes | None:
+        return None if value is None else np.asarray(value, dtype=self.dtype).tobytes()
+
+    def process_result_value(self, value: bytes | None, _dialect) -> np.ndarray | None:
+        return None if value is None else np.frombuffer(value, dtype=self.dtype)
 
 
 class Base(DeclarativeBase):
@@ -272,6 +291,12 @@ class TrainedModel(TenantOwned, Base):
     name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
     version: Mapped[int | None]
     parent_model_id: Mapped[int | None] = mapped_column(index=True)
+    # The training rows' profile that drift is measured against (service/serving/drift.py), as
+    # .npz; None for models trained before it was kept.
+    reference: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # The dispatcher's latest live figures of the last day: {"computed_at", "rows", "psi":
+    # {feature: value}, "accuracy"}, exported by /metrics (never computed at scrape time).
+    live_figures: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
     job: Mapped[TrainingJob] = relationship(back_populates="model")
     aliases: Mapped[list["ModelAlias"]] = relationship(
@@ -282,6 +307,55 @@ class TrainedModel(TenantOwned, Base):
         lazy="selectin",
         order_by="ModelAlias.alias",
     )
+
+
+class PredictionRecord(TenantOwned, Base):
+    """One row of one logged prediction: ``prediction_id`` (a request's) and ``row`` (its index
+    in the request) address it. The model it came from (``alias`` and ``split_arm`` when the
+    request named an alias), its ``inputs`` (None when PREDICTION_LOG_INPUTS=off), what it
+    answered (``prediction``, and ``probabilities`` for a classifier), the request's latency in
+    milliseconds, and the truth once fed back (``label``: a class label or a target value).
+
+    No foreign key to the model: the API writes rows in batches after answering, and a model
+    deleted meanwhile must not fail the batch; the dispatcher deletes a deleted model's rows.
+    """
+
+    __tablename__ = "prediction_logs"
+    __table_args__ = (
+        UniqueConstraint("prediction_id", "row"),
+        Index("ix_prediction_logs_model_id_created_at", "model_id", "created_at"),
+        KEEP_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(32))
+    row: Mapped[int]
+    model_id: Mapped[int]
+    model_name: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    model_version: Mapped[int | None]
+    alias: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    split_arm: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    inputs: Mapped[np.ndarray | None] = mapped_column(FloatRow)
+    prediction: Mapped[Any] = mapped_column(JSON)
+    probabilities: Mapped[np.ndarray | None] = mapped_column(FloatRow)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    label: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    labelled_at: Mapped[datetime | None]
+
+
+class PredictionBinCount(TenantOwned, Base):
+    """What the log keeps of the inputs with PREDICTION_LOG_INPUTS=off: per model, hour (UTC,
+    its start), feature and bin of the model's reference profile (service/serving/drift.py),
+    how many logged rows fell in that bin. Enough for PSI, never a row's values."""
+
+    __tablename__ = "prediction_bin_counts"
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    feature: Mapped[int] = mapped_column(primary_key=True)
+    bin: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class ModelName(TenantOwned, Base):

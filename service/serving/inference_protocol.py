@@ -379,14 +379,18 @@ def encode_infer_response(
     specs: Mapping[str, TensorSpec],
     model_name: str,
     model_version: str | None,
+    prediction_id: str | None = None,
 ) -> tuple[bytes, int | None]:
     """The response body and, when some output travels in binary, the length of its JSON
-    header (the ``Inference-Header-Content-Length`` to send)."""
+    header (the ``Inference-Header-Content-Length`` to send). A ``prediction_id`` goes in the
+    response's ``parameters``."""
     response: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         response["model_version"] = model_version
     if request.request_id is not None:
         response["id"] = request.request_id
+    if prediction_id is not None:
+        response["parameters"] = {"prediction_id": prediction_id}
     tensors, chunks = [], []
     for output in request.outputs:
         array, datatype = outputs[output.name], specs[output.name].datatype

@@ -8,10 +8,12 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from selenium.webdriver.common.action_chains import ActionChains
 
+from service.datasets.samples import load_sample
 from tests.factories import free_port, job_body, wait_until
 from tests.integration.browser import chromium
 from tests.integration.conftest import ON_EMBEDDED, Stack
@@ -197,6 +199,39 @@ def test_the_model_page_predicts_from_the_form_and_from_a_drawn_digit(page, stac
         why["explanations"][0]["attributions"].values()
     )
     page.screenshot("model")
+
+
+@ON_EMBEDDED
+def test_the_model_pages_live_panel_draws_its_traffic_and_a_drift_bar_per_feature(
+    page, stack, digits_job
+):
+    model_id = stack.wait_for_job(digits_job["id"])["model_id"]
+    x = load_sample("digits").X
+    rows = x[np.random.default_rng(0).choice(len(x), 450, replace=False)].tolist()
+    stack.post(f"/v1/models/{model_id}/predict", json={"instances": rows})
+
+    def drift() -> dict:
+        return stack.get(f"/v1/models/{model_id}/drift").json()["versions"][0]
+
+    # (the module's other tests may have predicted with this model too)
+    wait_until(lambda: drift()["rows"] >= 450, timeout=30, what="the log written")
+    page.open(f"{stack.base_url}/#/models/{model_id}")
+    bars = page.wait_for(
+        lambda driver: driver.find_elements("css selector", "#drift .drift-row"), what="drift"
+    )
+    features = drift()["features"]
+    assert [bar.get_attribute("data-feature") for bar in bars] == [f["name"] for f in features]
+    red = {
+        bar.get_attribute("data-feature")
+        for bar in bars
+        if bar.get_attribute("data-level") == "drifted"
+    }
+    assert red == {f["name"] for f in features if f["psi"] > 0.2}
+    assert f"{drift()['rows']} predictions in the last day" in page.text("#live")
+    page.element("#predictions-per-hour .uplot")
+    page.driver.execute_script("document.getElementById('live').scrollIntoView()")
+    page.screenshot("live")
+    assert page.missing_values() == []
 
 
 @ON_EMBEDDED

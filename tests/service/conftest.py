@@ -48,6 +48,8 @@ class SharedApp:
             app.extensions["rate_limits"].reset()
         if "http_metrics" in app.extensions:
             app.extensions["http_metrics"].reset()
+        if "prediction_log" in app.extensions:
+            app.extensions["prediction_log"].clear()
         return app
 
 

@@ -7,8 +7,23 @@ from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
 from service.api.resources.keys import blp as keys
 from service.api.resources.models import blp as models
+from service.api.resources.predictions import blp as predictions
+from service.api.resources.predictions import models_blp as model_predictions
 from service.api.resources.sweeps import blp as sweeps
 from service.api.resources.v2 import blp as v2
 from service.api.resources.webhooks import blp as webhooks
 
-BLUEPRINTS = (datasets, jobs, sweeps, models, aliases, explanations, keys, webhooks, health, v2)
+BLUEPRINTS = (
+    datasets,
+    jobs,
+    sweeps,
+    models,
+    aliases,
+    explanations,
+    model_predictions,
+    predictions,
+    keys,
+    webhooks,
+    health,
+    v2,
+)

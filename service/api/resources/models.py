@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from model_core import Model
 from service.api.context import db, services
 from service.api.errors import INVALID_REQUEST, ErrorSchema, fail, load_or_fail
+from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
 from service.api.registry import (
     ModelIdentity,
     ServedModel,
@@ -110,6 +111,10 @@ PREDICT_BODY = {
         "application/json": {"schema": {"oneOf": PREDICT_FORM_SCHEMAS}},
         "text/csv": {"schema": {"type": "string"}},
     },
+}
+PREDICTION_ID_DOC = {
+    "description": "The answer's id in the prediction log (service/api/prediction_logging.py)",
+    "schema": {"type": "string"},
 }
 PREDICT_CSV_DOC = {
     "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -300,7 +305,7 @@ class ModelByRef(MethodView):
 @blp.route("/<ref>/predict", parameters=[REF_PARAMETER])
 class ModelPrediction(MethodView):
     @blp.doc(requestBody=PREDICT_BODY, responses={200: PREDICT_CSV_DOC})
-    @blp.response(200, PredictionSchema)
+    @blp.response(200, PredictionSchema, headers={PREDICTION_ID_HEADER: PREDICTION_ID_DOC})
     @blp.alt_response(400, schema=ErrorSchema, description="Not JSON")
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(415, schema=ErrorSchema, description="Neither JSON nor CSV")
@@ -314,10 +319,13 @@ class ModelPrediction(MethodView):
         budget = services().settings.max_request_memory
         arrays = prediction_arrays(served.model, x, budget, rows_field(body))
         run_shadow(served, x, arrays["predictions"])
+        prediction_id = log_prediction(served, x, arrays)
+        headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
         if wants_csv():
             text = predictions_csv(served.model, arrays)
-            return Response(text, mimetype="text/csv", headers=served.headers())
-        return json_response({**served.identity(), **as_lists(arrays)}, served.headers())
+            return Response(text, mimetype="text/csv", headers=headers)
+        answer = {**served.identity(), "prediction_id": prediction_id}
+        return json_response({**answer, **as_lists(arrays)}, headers)
 
 
 OPENAPI_DOC = {

@@ -16,6 +16,7 @@ from flask_smorest import Blueprint
 
 from service.api.context import services
 from service.api.errors import fail
+from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
 from service.api.registry import ServedModel, run_shadow, serve
 from service.api.resources.health import check_database
 from service.api.schemas.v2 import (
@@ -100,6 +101,7 @@ def infer(body: bytes, served: ServedModel) -> Response:
     except DataError as error:  # a row whose outputs overflowed: the protocol's 400
         fail(400, f"{error.path}: {error.message}")
     run_shadow(served, inference.x, arrays["predictions"])
+    prediction_id = log_prediction(served, inference.x, arrays)
     outputs = protocol.infer_outputs(served.model, arrays)
     body, header_length = protocol.encode_infer_response(
         inference,
@@ -107,12 +109,13 @@ def infer(body: bytes, served: ServedModel) -> Response:
         protocol.output_specs(served.model),
         protocol_name(served),
         protocol_version(served),
+        prediction_id,
     )
-    return infer_response(body, header_length, served)
+    headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
+    return infer_response(body, header_length, headers)
 
 
-def infer_response(body: bytes, header_length: int | None, served: ServedModel) -> Response:
-    headers = served.headers()
+def infer_response(body: bytes, header_length: int | None, headers: dict[str, str]) -> Response:
     if header_length is None:
         return Response(body, mimetype="application/json", headers=headers)
     headers[protocol.HEADER_LENGTH] = str(header_length)

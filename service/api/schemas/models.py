@@ -229,7 +229,14 @@ class AnsweringModelSchema(ma.Schema):
     version = ma.fields.Integer(allow_none=True)
 
 
+PREDICTION_ID_DESCRIPTION = (
+    "this answer's id in the prediction log (also in the X-Prediction-Id header): row i of the"
+    " request is (prediction_id, i), for GET /v1/predictions/{prediction_id} and feedback"
+)
+
+
 class PredictionSchema(AnsweringModelSchema):
+    prediction_id = ma.fields.String(metadata={"description": PREDICTION_ID_DESCRIPTION})
     predictions = ma.fields.List(ma.fields.Raw())
     probabilities = ma.fields.List(
         ma.fields.List(ma.fields.Float()), metadata={"description": "classification only"}

@@ -99,4 +99,7 @@ class InferResponseSchema(ma.Schema):
     model_name = ma.fields.String()
     model_version = ma.fields.String()
     id = ma.fields.String()
+    parameters = ma.fields.Dict(
+        metadata={"description": "prediction_id: this answer's id in the prediction log"}
+    )
     outputs = ma.fields.List(ma.fields.Nested(TensorSchema))

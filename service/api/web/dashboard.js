@@ -248,6 +248,26 @@ function lineChart(container, title, labels, yLabel, height = 260) {
   return chart;
 }
 
+/** A chart of one figure per hour (``hours``: the API's ISO times) over the last day. */
+function hourlyChart(container, title, hours, values, yLabel) {
+  const width = Math.max(320, container.clientWidth || 600);
+  const now = Date.now() / 1000;
+  const chart = new uPlot(
+    {
+      title,
+      width,
+      height: 200,
+      series: [{ label: "hour" }, { label: yLabel, stroke: SERIES_COLORS[0], width: 2, points: { show: true } }],
+      scales: { x: { time: true, range: () => [now - 24 * 3600, now] } },
+      axes: [{}, { label: yLabel, size: 70 }],
+    },
+    [hours.map((hour) => Date.parse(hour) / 1000), values],
+    container,
+  );
+  live.charts.push(chart);
+  return chart;
+}
+
 // ---------------------------------------------------------------- pages
 
 async function jobsPage() {
@@ -946,8 +966,65 @@ function digitPad(ref) {
   );
 }
 
-/** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
- * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
+/** How a PSI compares with DRIFT_PSI: "ok" under half of it, "watch" up to it, "drifted" above. */
+function psiLevel(psi, threshold) {
+  if (psi > threshold) return "drifted";
+  return psi > threshold / 2 ? "watch" : "ok";
+}
+
+/** One bar per feature, its length the feature's PSI (full width: twice DRIFT_PSI), coloured by
+ * the threshold; a message instead when the day has too few rows. */
+function driftBars(version, thresholds) {
+  if (!version.features) return h("p", { id: "drift", class: "muted" }, version.message);
+  const bar = (name, psi) => {
+    const level = psiLevel(psi, thresholds.psi);
+    const fill = h("span", { class: `bar ${level}` });
+    fill.style.width = `${Math.min(100, (50 * psi) / thresholds.psi)}%`; // CSSOM: the CSP allows it
+    return h(
+      "div",
+      { class: "drift-row", dataset: { feature: name, level } },
+      h("span", { class: "drift-name" }, name),
+      h("span", { class: "drift-track" }, fill),
+      h("span", { class: "num" }, fmt(psi, 3)),
+    );
+  };
+  return h(
+    "div",
+    { id: "drift" },
+    h("p", { class: "muted" }, `PSI per feature over ${version.rows} rows of the last day (drifted above ${thresholds.psi}):`),
+    ...version.features.map((feature) => bar(feature.name, feature.psi)),
+  );
+}
+
+/** The model's last day in service: predictions per hour, live accuracy per hour (once labels
+ * were fed back), and drift per feature against its training rows. */
+async function liveSection(model) {
+  const ref = encodeURIComponent(String(model.id));
+  const [performance, drift] = await Promise.all([
+    api(`v1/models/${ref}/performance?window=1d`),
+    api(`v1/models/${ref}/drift?window=1d`),
+  ]);
+  const [version] = performance.versions;
+  const hours = version.hourly.map((hour) => hour.hour);
+  const accuracy = version.accuracy === undefined ? "" : ` · live accuracy ${percent(version.accuracy)}`;
+  const countsBox = h("div", { id: "predictions-per-hour", class: "chart" });
+  const accuracyBox = h("div", { id: "live-accuracy", class: "chart" });
+  const section = h(
+    "section",
+    { id: "live" },
+    h("h2", {}, "Live"),
+    h("p", {}, `${version.predictions} predictions in the last day · ${version.labelled} labelled${accuracy}`),
+    hours.length ? countsBox : null,
+    version.hourly.some((hour) => hour.accuracy !== null) ? accuracyBox : null,
+    driftBars(drift.versions[0], drift.thresholds),
+  );
+  if (hours.length) {
+    hourlyChart(countsBox, "Predictions per hour", hours, version.hourly.map((hour) => hour.predictions), "predictions");
+    hourlyChart(accuracyBox, "Live accuracy", hours, version.hourly.map((hour) => hour.accuracy), "accuracy");
+  }
+  return section;
+}
+
 /** Each alias that points at this version: its canary split (each version's weight and the
  * requests it served) and its shadow's agreement. */
 async function rolloutSection(model) {
@@ -982,6 +1059,8 @@ async function rolloutSection(model) {
   );
 }
 
+/** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
+ * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
 function lineage(model) {
   const ancestors = model.lineage || [];
   if (!ancestors.length) return h("span", { id: "lineage", class: "muted" }, "fresh weights");
@@ -1024,6 +1103,9 @@ async function modelPage(ref) {
     await contractSection(model, ref),
     await rolloutSection(model),
     await webhookSection(model),
+
+
+    await liveSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
   );

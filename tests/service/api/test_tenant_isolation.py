@@ -41,6 +41,7 @@ class Holdings:
     name: str
     sweep_id: int
     webhook_id: int
+    prediction_id: str
 
 
 def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
@@ -61,8 +62,21 @@ def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
     webhook = client.post("/v1/webhooks", json=hook, headers=headers)
     assert webhook.status_code == 201, webhook.get_json()
     key_id = keys.parse_key(key)[0]
-    sweep_id, webhook_id = sweep.get_json()["id"], webhook.get_json()["id"]
-    return Holdings(key, key_id, dataset_id, job_id, model_id, name, sweep_id, webhook_id)
+    predicted = client.post(
+        f"/v1/models/{name}/predict", json={"instances": [XOR_ROW]}, headers=headers
+    )
+    client.application.extensions["prediction_log"].flush()
+    return Holdings(
+        key,
+        key_id,
+        dataset_id,
+        job_id,
+        model_id,
+        name,
+        sweep.get_json()["id"],
+        webhook.get_json()["id"],
+        predicted.headers["X-Prediction-Id"],
+    )
 
 
 @pytest.fixture
@@ -87,6 +101,7 @@ def path_values(owner: Holdings) -> dict[str, str]:
         "key_id": str(owner.key_id),
         "sweep_id": str(owner.sweep_id),
         "webhook_id": str(owner.webhook_id),
+        "prediction_id": owner.prediction_id,
     }
 
 
@@ -147,10 +162,27 @@ def assert_all_still_there(client, owner: Holdings) -> None:
         f"/v1/keys/{owner.key_id}",
         f"/v1/sweeps/{owner.sweep_id}",
         f"/v1/webhooks/{owner.webhook_id}",
+        f"/v1/predictions/{owner.prediction_id}",
     ):
         response = client.get(url, headers=headers)
         assert response.status_code == 200, url
     assert client.get(f"/v1/keys/{owner.key_id}", headers=headers).get_json()["revoked_at"] is None
+
+
+def test_feedback_on_another_tenants_prediction_is_refused_as_unknown(client, alice, bob):
+    item = {"prediction_id": alice.prediction_id, "row": 0, "label": 1}
+    response = client.post(
+        "/v1/predictions/feedback", json={"items": [item]}, headers=bearer(bob.key)
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "stored": 0,
+        "unknown": [{"index": 0, "prediction_id": alice.prediction_id, "row": 0}],
+    }
+    mine = client.get(f"/v1/predictions/{alice.prediction_id}", headers=bearer(alice.key))
+    assert mine.get_json()["rows"][0]["label"] is None
+    listed = client.get(f"/v1/models/{alice.name}/predictions", headers=bearer(bob.key))
+    assert listed.status_code == 404
 
 
 def test_lists_show_only_the_callers_own(client, alice, bob):

@@ -1,0 +1,290 @@
+"""The prediction log in the database: batches written, pages and rows read, feedback stored,
+windows read for drift and live accuracy, and retention's deletes in batches.
+
+A tenant's session (service/db/tenancy.py) sees only its tenant's rows; the API writes batches
+and the dispatcher deletes through sessions without a tenant, naming it on each row.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
+
+# INSERT ... ON CONFLICT DO UPDATE, as each database spells it in SQLAlchemy.
+UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def write_batch(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the log rows ``rows`` (each the columns of a ``PredictionRecord``) in one
+    statement, and commit."""
+    if rows:
+        session.execute(insert(PredictionRecord.__table__), rows)
+        session.commit()
+
+
+def add_bin_counts(session: Session, counts: list[dict[str, Any]]) -> None:
+    """Add ``counts`` (each the columns of a ``PredictionBinCount``) to the stored ones, in one
+    statement (an upsert), and commit."""
+    if not counts:
+        return
+    statement = UPSERTS[session.get_bind().dialect.name](PredictionBinCount).values(counts)
+    keys = ["model_id", "hour", "feature", "bin"]
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={"count": PredictionBinCount.count + statement.excluded.count}
+    )
+    session.execute(statement)
+    session.commit()
+
+
+def bin_counts_since(
+    session: Session, model_id: int, since: datetime
+) -> list[tuple[int, int, int]]:
+    """(feature, bin, count) summed over the model's hours that start at ``since`` or later."""
+    statement = (
+        select(
+            PredictionBinCount.feature, PredictionBinCount.bin, func.sum(PredictionBinCount.count)
+        )
+        .where(PredictionBinCount.model_id == model_id, PredictionBinCount.hour >= since)
+        .group_by(PredictionBinCount.feature, PredictionBinCount.bin)
+    )
+    return [(feature, bin_, int(count)) for feature, bin_, count in session.execute(statement)]
+
+
+def window_predictions(session: Session, model_id: int, since: datetime, limit: int) -> list[Any]:
+    """What the model answered on its newest ``limit`` rows logged at ``since`` or later."""
+    statement = (
+        select(PredictionRecord.prediction)
+        .where(PredictionRecord.model_id == model_id, PredictionRecord.created_at >= since)
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def delete_bin_counts(session: Session, before: datetime) -> int:
+    """Delete the bin counts of hours before ``before`` and of models that no longer exist (a
+    few hundred rows per model and hour: one statement)."""
+    statement = delete(PredictionBinCount).where(
+        (PredictionBinCount.hour < before)
+        | PredictionBinCount.model_id.not_in(select(TrainedModel.id))
+    )
+    deleted = session.execute(statement).rowcount
+    session.commit()
+    return deleted
+
+
+def list_predictions(
+    session: Session,
+    model_id: int,
+    after: int,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[PredictionRecord]:
+    """The model's log rows whose ``id`` is above ``after``, oldest first, at most ``limit``,
+    logged at ``since`` or later and before ``until`` when given."""
+    statement = select(PredictionRecord).where(
+        PredictionRecord.model_id == model_id, PredictionRecord.id > after
+    )
+    if since is not None:
+        statement = statement.where(PredictionRecord.created_at >= since)
+    if until is not None:
+        statement = statement.where(PredictionRecord.created_at < until)
+    return list(session.scalars(statement.order_by(PredictionRecord.id).limit(limit)))
+
+
+def prediction_rows(session: Session, prediction_id: str) -> list[PredictionRecord]:
+    """The rows of one logged request, in row order, of a model that still exists."""
+    statement = (
+        select(PredictionRecord)
+        .where(
+            PredictionRecord.prediction_id == prediction_id,
+            PredictionRecord.model_id.in_(select(TrainedModel.id)),
+        )
+        .order_by(PredictionRecord.row)
+    )
+    return list(session.scalars(statement))
+
+
+class Feedback(NamedTuple):
+    prediction_id: str
+    row: int
+    label: Any
+
+
+def store_feedback(session: Session, items: Iterable[Feedback]) -> list[bool]:
+    """Set the label of each item's logged row (a second label replaces the first); per item,
+    whether its row was found (in this session's tenant, of a model that still exists). One
+    commit for all."""
+    now = utcnow()
+    found = []
+    for item in items:
+        statement = (
+            update(PredictionRecord)
+            .where(
+                PredictionRecord.prediction_id == item.prediction_id,
+                PredictionRecord.row == item.row,
+                PredictionRecord.model_id.in_(select(TrainedModel.id)),
+            )
+            .values(label=item.label, labelled_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        found.append(session.execute(statement).rowcount == 1)
+    session.commit()
+    return found
+
+
+class WindowRows(NamedTuple):
+    """A model's logged rows of a window that kept their inputs, and what it answered them."""
+
+    inputs: list[np.ndarray]
+    predictions: list[Any]
+
+
+def window_rows(session: Session, model_id: int, since: datetime, limit: int) -> WindowRows:
+    """The model's newest ``limit`` rows logged with their inputs at ``since`` or later."""
+    statement = (
+        select(PredictionRecord.inputs, PredictionRecord.prediction)
+        .where(
+            PredictionRecord.model_id == model_id,
+            PredictionRecord.created_at >= since,
+            PredictionRecord.inputs.is_not(None),
+        )
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    found = session.execute(statement).all()
+    return WindowRows([inputs for inputs, _ in found], [prediction for _, prediction in found])
+
+
+def models_logged_since(session: Session, since: datetime) -> list[int]:
+    """The ids of the models with log rows at ``since`` or later."""
+    statement = (
+        select(PredictionRecord.model_id).where(PredictionRecord.created_at >= since).distinct()
+    )
+    return list(session.scalars(statement))
+
+
+def _delete_ids(session: Session, ids: list[int]) -> int:
+    if ids:
+        session.execute(delete(PredictionRecord).where(PredictionRecord.id.in_(ids)))
+    session.commit()
+    return len(ids)
+
+
+def delete_older_than(session: Session, before: datetime, batch: int) -> int:
+    """Delete at most ``batch`` rows logged before ``before``; how many went. Each batch is its
+    own short transaction that locks only the rows it deletes, so inserts go on meanwhile."""
+    statement = (
+        select(PredictionRecord.id)
+        .where(PredictionRecord.created_at < before)
+        .order_by(PredictionRecord.id)
+        .limit(batch)
+    )
+    return _delete_ids(session, list(session.scalars(statement)))
+
+
+def delete_orphans(session: Session, batch: int) -> int:
+    """Delete at most ``batch`` rows of models that no longer exist; how many went."""
+    statement = (
+        select(PredictionRecord.id)
+        .where(PredictionRecord.model_id.not_in(select(TrainedModel.id)))
+        .order_by(PredictionRecord.id)
+        .limit(batch)
+    )
+    return _delete_ids(session, list(session.scalars(statement)))
+
+
+def models_over(session: Session, max_rows: int) -> list[int]:
+    """The ids of the models with more than ``max_rows`` log rows."""
+    statement = (
+        select(PredictionRecord.model_id)
+        .group_by(PredictionRecord.model_id)
+        .having(func.count() > max_rows)
+    )
+    return list(session.scalars(statement))
+
+
+def delete_beyond(session: Session, model_id: int, max_rows: int, batch: int) -> int:
+    """Delete at most ``batch`` of the model's oldest rows beyond its newest ``max_rows``."""
+    newest_kept = (
+        select(PredictionRecord.id)
+        .where(PredictionRecord.model_id == model_id)
+        .order_by(PredictionRecord.id.desc())
+        .offset(max_rows - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = (
+        select(PredictionRecord.id)
+        .where(PredictionRecord.model_id == model_id, PredictionRecord.id < newest_kept)
+        .order_by(PredictionRecord.id)
+        .limit(batch)
+    )
+    return _delete_ids(session, list(session.scalars(statement)))
+
+
+def set_live_figures(session: Session, model_id: int, figures: dict | None) -> None:
+    session.execute(
+        update(TrainedModel).where(TrainedModel.id == model_id).values(live_figures=figures)
+    )
+    session.commit()
+
+
+def live_figures(session: Session) -> list[tuple[int, dict]]:
+    """Every model's latest live figures (id, figures), of the models that have some."""
+    statement = select(TrainedModel.id, TrainedModel.live_figures).where(
+        TrainedModel.live_figures.is_not(None)
+    )
+    return [(model_id, figures) for model_id, figures in session.execute(statement)]
+
+
+def count_since(session: Session, model_id: int, since: datetime) -> int:
+    """How many rows the model logged at ``since`` or later."""
+    statement = select(func.count()).where(
+        PredictionRecord.model_id == model_id, PredictionRecord.created_at >= since
+    )
+    return session.scalar(statement)
+
+
+def labelled_rows(
+    session: Session, model_id: int, since: datetime, limit: int
+) -> list[tuple[np.ndarray | None, Any]]:
+    """(inputs, label) of the model's newest ``limit`` rows logged at ``since`` or later that
+    were given a label."""
+    statement = (
+        select(PredictionRecord.inputs, PredictionRecord.label)
+        .where(
+            PredictionRecord.model_id == model_id,
+            PredictionRecord.created_at >= since,
+            PredictionRecord.label.is_not(None),
+        )
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    return [(inputs, label) for inputs, label in session.execute(statement)]
+
+
+def reference_blob(session: Session, model_id: int) -> bytes | None:
+    """The model's reference profile (.npz), None when it was trained before they were kept."""
+    return session.scalar(select(TrainedModel.reference).where(TrainedModel.id == model_id))
+
+
+def timed_rows(
+    session: Session, model_id: int, since: datetime, limit: int
+) -> list[tuple[datetime, Any, Any]]:
+    """(created_at, prediction, label) of the model's newest ``limit`` rows logged at
+    ``since`` or later."""
+    statement = (
+        select(PredictionRecord.created_at, PredictionRecord.prediction, PredictionRecord.label)
+        .where(PredictionRecord.model_id == model_id, PredictionRecord.created_at >= since)
+        .order_by(PredictionRecord.id.desc())
+        .limit(limit)
+    )
+    return [tuple(found) for found in session.execute(statement)]
