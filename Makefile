@@ -25,18 +25,23 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-runtime
 	$(BIN)/backprop run
 
-# Everything: the in-process tests, then the tests marked live (API, worker and browser
-# processes) in LIVE_WORKERS pytest-xdist workers, each stack's tests in one of them. Exit code 5
-# (PYTEST_ARGS selected none of a step's tests) is no failure.
+# Everything: the in-process tests in TEST_WORKERS pytest-xdist workers (auto: one per core, at
+# most 3: tests/conftest.py has Redis dbs for 3 workers), then the tests marked live (API, worker
+# and browser processes) in LIVE_WORKERS workers, each stack's tests in one of them. Each worker
+# has databases of its own (docs/testing.md). Exit code 5 (PYTEST_ARGS selected none of a step's
+# tests) is no failure; PYTEST_ARGS="-n 0" runs a step in one process.
+TEST_WORKERS ?= auto
 LIVE_WORKERS ?= 3
+IN_PROCESS_TESTS = $(BIN)/python -m pytest -m "not live" -n $(TEST_WORKERS) --maxprocesses 3 \
+	$(PYTEST_ARGS) || [ $$? -eq 5 ]
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(IN_PROCESS_TESTS)
 	$(BIN)/python -m pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS) \
 		|| [ $$? -eq 5 ]
 
 # Everything but the live stacks: the edit-test loop.
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(IN_PROCESS_TESTS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -65,9 +65,14 @@ def stack_of(tree: Path, folder: Path) -> Iterator[str]:
     }
     subprocess.run([str(BIN / "backprop"), "db", "upgrade"], env=env, check=True, cwd=tree)
     base_url = f"http://127.0.0.1:{port}"
-    with LocalStack(env, workers=1, logs=folder) as stack:
-        stack.wait_until_ready(base_url, timeout=180)
-        yield base_url
+    here = Path.cwd()
+    os.chdir(tree)  # gunicorn puts its working folder first on sys.path
+    try:
+        with LocalStack(env, workers=1, logs=folder) as stack:
+            stack.wait_until_ready(base_url, timeout=180)
+            yield base_url
+    finally:
+        os.chdir(here)
 
 
 def trained_digits(base_url: str) -> dict:
@@ -178,13 +183,16 @@ def report(before: list[dict], after: list[dict], rounds: int, seconds: int) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a checkout to compare with")
+    parser.add_argument(
+        "--after", type=Path, default=REPO, help="the checkout measured (default: this one)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args(argv)
     require_wrk()
     before, after = [], []
     for round_number in range(1, args.rounds + 1):
-        for tree, results in ((args.before.resolve(), before), (REPO, after)):
+        for tree, results in ((args.before.resolve(), before), (args.after.resolve(), after)):
             say(f"round {round_number}: {tree}")
             with tempfile.TemporaryDirectory(prefix="bench-contracts-") as folder:
                 results.append(measure_tree(tree, args.seconds, Path(folder)))

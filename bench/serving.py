@@ -80,7 +80,7 @@ POST_LUA = Path(__file__).with_name("wrk") / "post.lua"
 PEER_SCRIPT = Path(__file__).with_name("mlflow_peer.py")
 MLFLOW_REQUIREMENTS = ["mlflow==3.17.*", "scikit-learn"]
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-REDIS_URL = "redis://127.0.0.1:6379/14"  # tests use 11 and 13, bench.service 12
+REDIS_URL = "redis://127.0.0.1:6379/14"  # tests use 1 to 9, bench.service 12
 ALIAS = "production"
 CONNECTIONS = (1, 16)
 BIG_ROWS, SMALL_ROWS = 10_000, 1_000

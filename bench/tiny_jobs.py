@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.service import Client
 from bench.serving import running_service, say
 
-REDIS_URL = "redis://127.0.0.1:6379/15"  # tests use 11 and 13, bench.service 12, serving 14
+REDIS_URL = "redis://127.0.0.1:6379/15"  # tests use 1 to 9, bench.service 12, serving 14
 BACKEND_OPTIONS = {"embedded": {}, "postgres": {"redis_url": REDIS_URL}}
 TINY_JOB = {
     "network": {

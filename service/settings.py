@@ -166,6 +166,8 @@ class Settings:
             raise ValueError(f"WEBHOOK_MAX_ATTEMPTS={self.webhook_max_attempts}: must be 1 or more")
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
+        if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
+            raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""

@@ -6,6 +6,11 @@ reset (SQLite: an empty template restored through sqlite3's backup API; PostgreS
 ``TRUNCATE ... RESTART IDENTITY CASCADE``), so every test starts on empty tables whose ids
 start at 1, as on a new database.
 
+Under pytest-xdist (``make test`` runs both halves in workers) each worker is a test session of
+its own, so it has all of these to itself: its SQLite files (``tmp_path_factory`` gives each
+worker its own base folder), its PostgreSQL databases (new ones, named after the worker), the
+files ``Settings`` would keep under ``./var/``, and its Redis dbs (``redis_db_url``).
+
 With CI=true a missing PostgreSQL or Redis fails the test; elsewhere it is skipped.
 """
 
@@ -22,14 +27,46 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+import service.settings
 from service.db.models import Base
 from service.db.session import make_session_factory
 from tests.factories import sqlite_sessions
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# Redis has 16 dbs (0 to 15). xdist worker gwN (or a run without xdist, as gw0) owns dbs 3N+1 to
+# 3N+3: role 0 for the in-process tests (``redis_url``), roles 1 and 2 for the live stacks
+# (tests/integration/conftest.py), so that no two workers, nor the two halves of one session,
+# share a db. Three workers take dbs 1 to 9: 0 is left to `make run`, 12, 14 and 15 to the
+# benchmarks and `make fuzz`.
+REDIS_DBS_PER_WORKER = 3
+MAX_XDIST_WORKERS = 3
 # A test that left a transaction open must fail the next reset, not hang it.
 TRUNCATE_LOCK_TIMEOUT = "10s"
+
+
+def xdist_worker() -> str:
+    """This process's pytest-xdist worker id ("gw0", "gw1"...); "gw0" without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
+
+def redis_db_url(role: int) -> str:
+    """The URL of this xdist worker's Redis db number ``role`` (0, 1 or 2)."""
+    worker = int(xdist_worker().removeprefix("gw"))
+    if worker >= MAX_XDIST_WORKERS:
+        pytest.fail(f"{worker + 1} xdist workers: there are Redis dbs for {MAX_XDIST_WORKERS}")
+    return f"redis://127.0.0.1:6379/{1 + REDIS_DBS_PER_WORKER * worker + role}"
+
+
+def flushed(url: str) -> str:
+    """``url`` once its Redis db is empty."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as error:
+        unavailable("Redis on 127.0.0.1:6379", error)
+    finally:
+        client.close()
+    return url
 
 
 def unavailable(what: str, error: Exception):
@@ -72,6 +109,17 @@ def truncate_all(sessions: sessionmaker[Session]) -> None:
         session.commit()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_var_folder(tmp_path_factory):
+    """What ``Settings`` keeps under ``./var/`` when no SQLite database says where (the registry
+    generation file and the signing secret of an app on PostgreSQL without Redis) goes to a
+    folder of this session's: not the checkout's, which `make run` and other xdist workers use
+    (another worker's bump would empty this one's caches in the middle of a test)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service.settings, "DEFAULT_VAR_DIR", tmp_path_factory.mktemp("var"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def sqlite_database(tmp_path_factory):
     """One SQLite file for the session, and an empty copy of it kept in memory."""
@@ -112,37 +160,38 @@ def database_url(sessions) -> str:
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of a new, empty PostgreSQL database, dropped after the test session."""
-    yield from new_postgres_database()
+    yield from throwaway_database()
 
 
 @pytest.fixture
 def empty_postgres_url():
     """URL of a PostgreSQL database of the test's own, with no table: for the migration tests,
     which build the schema themselves (the session's database has every table already)."""
-    yield from new_postgres_database()
+    yield from throwaway_database()
 
 
-def new_postgres_database():
-    """Create a throwaway PostgreSQL database, yield its URL, drop it."""
-    name = f"backprop_test_{secrets.token_hex(4)}"
+def admin_connection() -> psycopg.Connection:
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+        return psycopg.connect(POSTGRES_ADMIN, autocommit=True)
     except psycopg.OperationalError as error:
         unavailable("PostgreSQL on 127.0.0.1:5432", error)
-    with admin:
+
+
+def throwaway_database():
+    """Create a PostgreSQL database, yield its URL, drop it. Its name says which xdist worker
+    made it; its random part keeps apart the runs of two checkouts on one server."""
+    name = f"backprop_test_{xdist_worker()}_{secrets.token_hex(4)}"
+    with admin_connection() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin_connection() as admin:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A Redis database number of its own, empty before and after the test session."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError as error:
-        unavailable("Redis on 127.0.0.1:6379", error)
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    """This xdist worker's Redis db for the in-process tests, empty before and after the
+    session."""
+    url = flushed(redis_db_url(0))
+    yield url
+    flushed(url)

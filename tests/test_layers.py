@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -104,7 +106,11 @@ def every_module_loaded(code: str, cwd: Path) -> set[str]:
 
 def modules_loaded(code: str, cwd: Path) -> set[str]:
     """The top-level packages of :func:`every_module_loaded`."""
-    return {name.split(".")[0] for name in every_module_loaded(code, cwd)}
+    return top_level(every_module_loaded(code, cwd))
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
 
 
 def under(name: str, packages: set[str]) -> set[str]:
@@ -112,10 +118,33 @@ def under(name: str, packages: set[str]) -> set[str]:
     return {package for package in packages if name == package or name.startswith(package + ".")}
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What an entry point loaded (every name in ``sys.modules``), and the folder it ran in."""
+
+    modules: set[str]
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def probe(tmp_path_factory) -> Callable[[str], Probe]:
+    """A function: the probe of ``ENTRY_POINTS[name]``, run once per session (a fresh
+    interpreter costs up to a second and a half, and three tests read the same ones)."""
+    probes: dict[str, Probe] = {}
+
+    def run(name: str) -> Probe:
+        if name not in probes:
+            folder = tmp_path_factory.mktemp("entry-point")
+            probes[name] = Probe(every_module_loaded(ENTRY_POINTS[name][0], folder), folder)
+        return probes[name]
+
+    return run
+
+
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
-def test_an_entry_point_loads_only_the_layers_below_it(entry_point, tmp_path):
-    code, forbidden = ENTRY_POINTS[entry_point]
-    loaded = every_module_loaded(code, tmp_path)
+def test_an_entry_point_loads_only_the_layers_below_it(entry_point, probe):
+    forbidden = ENTRY_POINTS[entry_point][1]
+    loaded = probe(entry_point).modules
     found = sorted({package for name in loaded for package in under(name, forbidden)})
     assert not found, f"{entry_point} loads {found}"
 
@@ -212,12 +241,11 @@ def test_the_rule_can_fail():
     assert not layer_violations("service.api.app", "service.db.records", True)
 
 
-def test_the_migration_entry_point_really_migrated(tmp_path):
-    modules_loaded(ENTRY_POINTS["backprop db upgrade"][0], tmp_path)
-    assert (tmp_path / "migrated.sqlite").stat().st_size > 0
+def test_the_migration_entry_point_really_migrated(probe):
+    assert (probe("backprop db upgrade").folder / "migrated.sqlite").stat().st_size > 0
 
 
-def test_the_probe_sees_what_an_entry_point_loads(tmp_path):
+def test_the_probe_sees_what_an_entry_point_loads(probe):
     """The check can fail: the API's factory does load Flask, and the worker our training code."""
-    assert {"flask", "service"} <= modules_loaded("import service.api.app", tmp_path)
-    assert "model_core" in modules_loaded("import worker.tasks", tmp_path)
+    assert {"flask", "service"} <= top_level(probe("backprop api").modules)
+    assert "model_core" in top_level(probe("worker tasks").modules)

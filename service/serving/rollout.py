@@ -273,6 +273,19 @@ class ShadowRun:
     max_bytes: int
 
 
+# A shadow batch: what one wake of the shadow thread takes, and how long it waits for more.
+BATCH_SECONDS = 0.02
+MAX_BATCH_RUNS = 256
+
+
+def grouped(runs: Sequence[ShadowRun]) -> list[list[ShadowRun]]:
+    """``runs`` by alias setting and shadow version, in order of arrival."""
+    groups: dict[tuple, list[ShadowRun]] = {}
+    for run in runs:
+        groups.setdefault((run.key, run.labels), []).append(run)
+    return list(groups.values())
+
+
 class ShadowRunner:
     """Runs shadows off the response path: a bounded queue drained by one background thread.
     A full queue drops the run and counts it; a request never waits for its shadow."""
@@ -307,33 +320,48 @@ class ShadowRunner:
         return True
 
     def _drain(self) -> None:
+        """Take what is queued in batches: after the first run, wait ``BATCH_SECONDS`` for more,
+        then run each shadow once over all its queued rows. A forward pass of one row is mostly
+        Python overhead, held under the GIL against the requests of this process; in batches
+        that overhead is paid once per batch, not once per request."""
         while True:
-            run = self.queue.get()
-            try:
-                self.compare(run)
-            except Exception:  # a shadow must never take its thread down with it
-                logger.exception("shadow run of %s failed", run.key)
-            finally:
+            runs = [self.queue.get()]
+            time.sleep(BATCH_SECONDS)
+            while len(runs) < MAX_BATCH_RUNS:
+                try:
+                    runs.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            for group in grouped(runs):
+                try:
+                    self.compare(group)
+                except Exception:  # a shadow must never take its thread down with it
+                    logger.exception("shadow run of %s failed", group[0].key)
+            for _ in runs:
                 self.queue.task_done()
 
-    def compare(self, run: ShadowRun) -> None:
-        """Predict with the shadow and count how far it is from what was answered: identical
-        labels for a classifier, absolute differences of the outputs for a regression."""
+    def compare(self, runs: Sequence[ShadowRun]) -> None:
+        """Predict with the shadow of ``runs`` (one alias setting, one shadow) over all their
+        rows and count how far it is from what was answered: identical labels for a
+        classifier, absolute differences of the outputs for a regression."""
+        run = runs[0]
         model = run.load()
-        shadowed = self.outputs(model, run.x, run.max_bytes)
-        self.counts.add(run.key, "shadow:requests")
+        x = np.concatenate([each.x for each in runs])
+        answered = np.concatenate([each.answered for each in runs])
+        shadowed = self.outputs(model, x, run.max_bytes)
+        self.counts.add(run.key, "shadow:requests", len(runs))
         self.counts.add(run.key, "shadow:rows", len(shadowed))
         if self.metrics:
-            self.metrics.requests.labels(*run.labels, "compared").inc()
+            self.metrics.requests.labels(*run.labels, "compared").inc(len(runs))
         if model.task == "classification":
-            agreed = int(np.sum(shadowed == run.answered))
+            agreed = int(np.sum(shadowed == answered))
             self.counts.add(run.key, "shadow:agreed", agreed)
             if self.metrics:
                 self.metrics.rows.labels(*run.labels, "true").inc(agreed)
                 self.metrics.rows.labels(*run.labels, "false").inc(len(shadowed) - agreed)
             return
         differences = np.abs(
-            np.asarray(shadowed, dtype=np.float64) - np.asarray(run.answered, dtype=np.float64)
+            np.asarray(shadowed, dtype=np.float64) - np.asarray(answered, dtype=np.float64)
         )
         self.counts.add(run.key, "shadow:values", differences.size)
         self.counts.add(run.key, "shadow:abs_sum", float(differences.sum()))
@@ -373,3 +401,42 @@ def served_counts(counts: Mapping[str, float]) -> dict[int, int]:
         for field, value in counts.items()
         if field.startswith(SERVED)
     }
+
+
+# --- The promotion gate --------------------------------------------------------------------
+
+# Evaluation figures a gate may require, and whether a larger one is better.
+GATE_METRICS = {
+    "classification": {"accuracy": True, "loss": False},
+    "regression": {"r2": True, "loss": False, "mse": False, "mae": False},
+}
+
+
+def gate_failures(
+    require: Mapping[str, Mapping[str, float]],
+    candidate: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+    task: str,
+) -> dict[str, str]:
+    """Each requirement the candidate's evaluation misses, by its path: a bound
+    (``require.accuracy.min``: ``0.91 < 0.95``) or, given the current version's evaluation, a
+    metric on which the candidate is worse (``not_worse_than_current.loss``)."""
+    failed = {}
+    for metric, bounds in require.items():
+        value = candidate[metric]
+        if value is None:
+            failed[f"require.{metric}"] = f"the evaluation has no {metric} (one row?)"
+            continue
+        if "min" in bounds and value < bounds["min"]:
+            failed[f"require.{metric}.min"] = f"{value:.6g} < {bounds['min']:.6g}"
+        if "max" in bounds and value > bounds["max"]:
+            failed[f"require.{metric}.max"] = f"{value:.6g} > {bounds['max']:.6g}"
+        if current is None or current[metric] is None:
+            continue
+        higher_is_better = GATE_METRICS[task][metric]
+        worse = value < current[metric] if higher_is_better else value > current[metric]
+        if worse:
+            failed[f"not_worse_than_current.{metric}"] = (
+                f"{value:.6g} against the current version's {current[metric]:.6g}"
+            )
+    return failed

@@ -12,29 +12,25 @@ stack is marked ``live``: ``make test-fast`` leaves them out.
 """
 
 import os
-import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 import requests
 
 from service.commands.supervisor import LocalStack
-from tests.conftest import POSTGRES_ADMIN, unavailable
+from tests.conftest import flushed, redis_db_url, throwaway_database
 from tests.factories import free_port
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 N_WORKERS = 2
 FINISHED = {"succeeded", "failed", "cancelled", "pruned"}
-# tests/conftest.py keeps Redis db 13 for the in-process tests; the stacks here take two each
-# per xdist worker (gw0: 1 and 2, gw1: 3 and 4...), so that no two stacks share a broker.
-REDIS_DBS_PER_WORKER = 2
-MAX_XDIST_WORKERS = 6
+# The Redis dbs (tests/conftest.py's redis_db_url) of this xdist worker's stacks: role 0 is the
+# in-process tests'.
+POSTGRES_STACK_REDIS_DB, SECURED_STACK_REDIS_DB = 1, 2
 
 
 def in_own_worker(group: str) -> list[pytest.MarkDecorator]:
@@ -111,55 +107,18 @@ def pytest_collection_modifyitems(config, items):
             item._id = type(item._id).parse(item.nodeid + suffix)
 
 
-def redis_db_url(role: int) -> str:
-    """The URL of Redis db number ``role`` (0 or 1) of this xdist worker."""
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-    if worker >= MAX_XDIST_WORKERS:
-        pytest.fail(f"{worker + 1} xdist workers: there are Redis dbs for {MAX_XDIST_WORKERS}")
-    return f"redis://127.0.0.1:6379/{1 + REDIS_DBS_PER_WORKER * worker + role}"
-
-
-def flushed(url: str) -> str:
-    """``url`` once its Redis db is empty."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError as error:
-        unavailable("Redis on 127.0.0.1:6379", error)
-    finally:
-        client.close()
-    return url
-
-
-def admin_connection() -> psycopg.Connection:
-    try:
-        return psycopg.connect(POSTGRES_ADMIN, autocommit=True)
-    except psycopg.OperationalError as error:
-        unavailable("PostgreSQL on 127.0.0.1:5432", error)
-
-
-def throwaway_database():
-    """Yield the URL of a new PostgreSQL database, dropped afterwards."""
-    name = f"backprop_test_{secrets.token_hex(4)}"
-    with admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin_connection() as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """Overrides the root fixture: in the same session, the in-process tests drop and create
-    every table of that one around each test."""
+    """Overrides the root fixture: a database of the stacks' own, since in the same session the
+    in-process tests truncate every table of the root one before each test."""
     yield from throwaway_database()
 
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """Overrides the root fixture (db 13, which the in-process tests flush): a db of this
-    xdist worker's own."""
-    yield flushed(redis_db_url(0))
+    """Overrides the root fixture (the db the in-process tests flush): the postgres stack's
+    broker."""
+    yield flushed(redis_db_url(POSTGRES_STACK_REDIS_DB))
 
 
 def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, ...] = ()):
@@ -219,7 +178,7 @@ def secured(tmp_path_factory):
     for database_url in throwaway_database():
         environment = {
             "DATABASE_URL": database_url,
-            "BROKER_URL": flushed(redis_db_url(1)),
+            "BROKER_URL": flushed(redis_db_url(SECURED_STACK_REDIS_DB)),
             "AUTH": "required",
             "TRUSTED_PROXIES": "1",
         }

@@ -431,6 +431,34 @@ def test_a_named_model_shows_its_contract_and_a_field_per_input(page, stack):
 
 
 @ON_EMBEDDED
+def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    network = {"layers": [{"units": 3, "activation": "softmax"}]}
+    body = {"dataset_id": dataset["id"], "network": network, "model_name": "rollout-iris"}
+    versions = [
+        stack.wait_for_job(
+            stack.create("/v1/jobs", 202, json={**body, "training": {"epochs": 5, "seed": seed}})[
+                "id"
+            ]
+        )["model_id"]
+        for seed in (1, 2, 3)
+    ]
+    split = {
+        "versions": [{"version": 1, "weight": 3}, {"version": 2, "weight": 1}],
+        "shadow": {"version": 3, "sample": 1.0},
+    }
+    moved = stack.http.put(f"{stack.base_url}/v1/models/rollout-iris/aliases/canary", json=split)
+    assert moved.status_code == 200, moved.text
+    stack.post("/v1/models/rollout-iris@canary/predict", json={"instances": [[5.9, 3.0, 5.1, 1.8]]})
+    page.open(f"{stack.base_url}/#/models/{versions[0]}")
+    row = page.element("#aliases tbody tr[data-alias='canary']")
+    assert row.find_element("css selector", ".split").text.startswith("v1: 75.0%")
+    assert "v2: 25.0%" in row.find_element("css selector", ".split").text
+    assert row.find_element("css selector", ".shadow").text.startswith("v3 (100.0% of requests)")
+    assert page.missing_values() == []
+
+
+@ON_EMBEDDED
 def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
     with Receiver() as receiver:
         hook = stack.create(

@@ -92,13 +92,15 @@ def without_seconds(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
 
+# The data travel as .npz: the fresh process needs model_core and numpy only (importing
+# scikit-learn there to load the digits again took a second per run).
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, json
     import numpy as np
-    from sklearn.datasets import load_digits
     from model_core import train
     network, training = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-    x, y = load_digits(return_X_y=True)
+    with np.load(sys.argv[5], allow_pickle=False) as data:
+        x, y = data["x"], data["y"]
     checkpoint = open(sys.argv[3], "rb").read()
     result = train(x, y, network, training, resume_from=checkpoint)
     np.savez(sys.argv[4], *[a for pair in result.model.weights for a in pair])
@@ -137,6 +139,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
 
     assert trainer.fit(stop_after_three).stopped_by_callback
     (tmp_path / "checkpoint.npz").write_bytes(saved["checkpoint"])
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
     done = subprocess.run(
         [
             sys.executable,
@@ -146,6 +149,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, optimi
             json.dumps(training),
             str(tmp_path / "checkpoint.npz"),
             str(tmp_path / "weights.npz"),
+            str(tmp_path / "digits.npz"),
         ],
         capture_output=True,
         text=True,

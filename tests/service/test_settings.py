@@ -31,3 +31,8 @@ def test_a_bad_value_names_the_variable():
 def test_sqlite_paths_are_the_embedded_files():
     settings = Settings(database_url="sqlite:///a/db.sqlite", broker_url="redis://h:6379/0")
     assert [str(path) for path in settings.sqlite_paths()] == ["a/db.sqlite"]
+
+
+def test_a_shadow_queue_has_a_bound():
+    with pytest.raises(ValueError, match="SHADOW_QUEUE_SIZE=0: must be 1 or more"):
+        Settings.from_env({"SHADOW_QUEUE_SIZE": "0"})

@@ -3,12 +3,14 @@ canary split of up to four by weight, and a shadow version that runs a sample of
 without answering them (issue 23). A move that would break the alias's callers (the versions'
 signatures differ, service/signatures.py) is a 409 unless ``?force=true``."""
 
+from dataclasses import asdict
+
 from flask.views import MethodView
 from marshmallow import ValidationError
 
 from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
-from service.api.registry import find_row, registry_changed
+from service.api.registry import ModelIdentity, cached_model, find_row, registry_changed
 from service.api.resources.models import (
     ALIAS_PARAMETER,
     NAME_PARAMETER,
@@ -20,14 +22,23 @@ from service.api.schemas.models import (
     AliasQuerySchema,
     AliasRequestSchema,
     AliasSchema,
+    PromoteRequestSchema,
+    PromotionSchema,
     check_name,
 )
-from service.db import registry
+from service.db import records, registry
+from service.db.models import Dataset, TrainedModel
 from service.db.models import ModelAlias as AliasRow
-from service.db.models import TrainedModel
 from service.db.registry import AliasTarget
 from service.model_refs import ModelNotFound
-from service.serving.rollout import served_counts, shadow_figures, split_key
+from service.serving import rows as request_rows
+from service.serving.rollout import (
+    GATE_METRICS,
+    gate_failures,
+    served_counts,
+    shadow_figures,
+    split_key,
+)
 from service.signatures import signature_changes
 
 blp = PagedBlueprint(
@@ -36,14 +47,15 @@ blp = PagedBlueprint(
 
 
 def requested_target(name: str, body: dict) -> tuple[AliasTarget, list[TrainedModel]]:
-    """What the body asks the alias to point at, and the rows of the versions that would answer
-    (the largest weight first); a version that does not exist is a 404."""
+    """What the body asks the alias to point at, and the rows of the versions that would see its
+    requests: those that answer (the largest weight first), then the shadow, which is sent the
+    same rows; a version that does not exist is a 404."""
     arms = body.get("versions") or [{"version": body["version"], "weight": 100}]
     arms = sorted(arms, key=lambda arm: (-arm["weight"], arm["version"]))
     rows = [find_row(db(), f"{name}:{arm['version']}") for arm in arms]
     shadow = body.get("shadow")
     if shadow:
-        find_row(db(), f"{name}:{shadow['version']}")
+        rows.append(find_row(db(), f"{name}:{shadow['version']}"))
     split = [dict(arm) for arm in arms] if len(arms) > 1 else None
     return AliasTarget(arms[0]["version"], split, shadow and dict(shadow)), rows
 
@@ -84,6 +96,81 @@ def alias_answer(row: AliasRow, changes: list[str] | None = None) -> dict:
     return answer
 
 
+def valid_alias(alias: str) -> str:
+    try:
+        check_name(alias)
+    except ValidationError as error:
+        fail(422, "Not a valid alias.", {"alias": error.messages})
+    return alias
+
+
+def refuse_breaking_callers(name: str, alias: str, changes: list[str], force: bool) -> None:
+    """A move whose versions would break the alias's callers is a 409 listing each
+    difference, unless forced."""
+    if changes and not force:
+        message = (
+            f"the new versions do not take and answer what {name}@{alias} does now; its callers"
+            " would break. Move it with ?force=true to do it anyway."
+        )
+        fail(409, message, {"signature": changes})
+
+
+def evaluation_of(row: TrainedModel, dataset: Dataset) -> dict:
+    """``/evaluate``'s answer for the version ``row`` on the stored ``dataset``."""
+    model = cached_model(ModelIdentity.of(row))
+    x, y, weights, field = request_rows.dataset_evaluation_data(db(), model, row.signature, dataset)
+    report = request_rows.evaluated(model, x, y, field, services().settings, weights)
+    identity = {"model_id": row.id, "name": row.name, "version": row.version}
+    return {**identity, "dataset_id": dataset.id, **asdict(report)}
+
+
+def gate_data_set(candidate: TrainedModel, body: dict) -> Dataset:
+    """The held-out data set of a promotion: never the one the candidate trained on; and the
+    figures it requires are its task's."""
+    dataset = records.get_dataset(db(), body["dataset_id"])
+    if dataset is None:
+        fail(404, f"No data set {body['dataset_id']}.")
+    if candidate.dataset_id == dataset.id:
+        message = (
+            f"version {candidate.version} was trained on it: a gate on training data proves nothing"
+        )
+        fail(422, "Evaluate on held-out data.", {"dataset_id": [message]})
+    task = candidate.task.value
+    for metric in body["require"]:
+        if metric not in GATE_METRICS[task]:
+            message = f"not a figure of {task}: one of {', '.join(GATE_METRICS[task])}"
+            fail(
+                422,
+                "A requirement the evaluation has no figure for.",
+                {f"require.{metric}": [message]},
+            )
+    return dataset
+
+
+def refuse_failed_gate(candidate: dict, current: dict | None, failed: dict, body: dict) -> None:
+    """A 409 naming each failed requirement, with both versions' figures."""
+    if not failed:
+        return
+    details = {path: [message] for path, message in failed.items()}
+    for metric in body["require"]:
+        details[f"candidate.{metric}"] = [str(candidate[metric])]
+        if current is not None:
+            details[f"current.{metric}"] = [str(current[metric])]
+    paths = ", ".join(failed)
+    fail(409, f"Version {body['version']} did not pass the gate: {paths}.", details)
+
+
+def written_move(
+    name: str, alias: str, target: AliasTarget, current: AliasRow | None, conflict: str
+) -> AliasRow:
+    """Move the alias to ``target`` if it is still ``current`` (else a 409 saying
+    ``conflict``), and tell every process."""
+    with conflicts_answered_409(f"{conflict}; try again"):
+        moved = registry.set_alias(db(), name, alias, target, current)
+    registry_changed()
+    return moved
+
+
 def existing_alias(name: str, alias: str) -> AliasRow:
     row = registry.get_alias(db(), name, alias)
     if row is None:
@@ -108,25 +195,13 @@ class ModelAlias(MethodView):
         """Point name@alias at a version, or split it between up to four by weight, with a
         shadow if asked; refusing versions whose signature would break the alias's callers
         unless ?force=true"""
-        try:
-            check_name(alias)
-        except ValidationError as error:
-            fail(422, "Not a valid alias.", {"alias": error.messages})
+        valid_alias(alias)
         target, rows = requested_target(existing_name(name), body)
         current = registry.get_alias(db(), name, alias)
         changes = callers_broken(name, current, rows)
-        if changes and not query["force"]:
-            versions = ", ".join(f"{name}:{row.version}" for row in rows)
-            now = f"{name}:{current.version}" if current else f"{name}:{rows[0].version}"
-            message = (
-                f"{versions} do not take and answer what {name}@{alias} ({now}) does; its"
-                " callers would break. Move it with ?force=true to do it anyway."
-            )
-            fail(409, message, {"signature": changes})
-        with conflicts_answered_409("the alias or the version changed meanwhile; try again"):
-            aliased = registry.set_alias(db(), name, alias, target, current)
-        registry_changed()
-        return alias_answer(aliased, changes)
+        refuse_breaking_callers(name, alias, changes, query["force"])
+        moved = written_move(name, alias, target, current, "the alias changed meanwhile")
+        return alias_answer(moved, changes)
 
     @blp.response(200, AliasSchema)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -141,3 +216,48 @@ class ModelAlias(MethodView):
         """Remove the alias name@alias (the versions it pointed at stay)"""
         registry.delete_alias(db(), existing_alias(name, alias))
         registry_changed()
+
+
+@blp.route("/<name>/aliases/<alias>/promote", parameters=[NAME_PARAMETER, ALIAS_PARAMETER])
+class AliasPromotion(MethodView):
+    @blp.arguments(PromoteRequestSchema)
+    @blp.arguments(AliasQuerySchema, location="query")
+    @blp.response(200, PromotionSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="No such name, version or data set")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="A requirement failed (details: each failed requirement and both versions'"
+        " figures), the signature would break callers, or the alias moved meanwhile",
+    )
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="The candidate's own training data, a figure its task has not, bad fields",
+    )
+    def post(self, body: dict, query: dict, name: str, alias: str):
+        """Evaluate a version on held-out data and move name@alias to it only when every
+        requirement holds (and, if asked, it is no worse than the alias's current version)"""
+        valid_alias(alias)
+        candidate = find_row(db(), f"{existing_name(name)}:{body['version']}")
+        dataset = gate_data_set(candidate, body)
+        current = registry.get_alias(db(), name, alias)
+        changes = callers_broken(name, current, [candidate])
+        refuse_breaking_callers(name, alias, changes, query["force"])
+        judged = evaluation_of(candidate, dataset)
+        compared = None
+        if body["not_worse_than_current"] and current is not None:
+            compared = evaluation_of(find_row(db(), f"{name}:{current.version}"), dataset)
+        failed = gate_failures(body["require"], judged, compared, candidate.task.value)
+        refuse_failed_gate(judged, compared, failed, body)
+        shadow = current and current.shadow
+        if shadow and shadow["version"] == candidate.version:
+            shadow = None
+        target = AliasTarget(candidate.version, None, shadow)
+        conflict = "the alias changed while the versions were evaluated"
+        moved = written_move(name, alias, target, current, conflict)
+        return {
+            "alias": alias_answer(moved, changes),
+            "candidate": {"version": candidate.version, "evaluation": judged},
+            "current": compared and {"version": current.version, "evaluation": compared},
+        }

@@ -347,6 +347,44 @@ class AliasQuerySchema(ma.Schema):
     )
 
 
+class BoundsSchema(ma.Schema):
+    min = ma.fields.Float(allow_nan=False, metadata={"description": "the figure must be at least"})
+    max = ma.fields.Float(allow_nan=False, metadata={"description": "the figure must be at most"})
+
+    @ma.validates_schema
+    def check_some_bound(self, data: dict, **_kwargs) -> None:
+        if not data:
+            raise ma.ValidationError("give min, max or both")
+
+
+class PromoteRequestSchema(ma.Schema):
+    """Evaluate a version on a data set, and move the alias to it only if it passes."""
+
+    version = version_field(required=True)
+    dataset_id = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_INT32),
+        metadata={"description": "held-out rows: never the data set the version trained on"},
+    )
+    require = ma.fields.Dict(
+        keys=ma.fields.String(
+            validate=validate.OneOf(["accuracy", "loss", "r2", "mse", "mae"]),
+            metadata={"description": "accuracy, loss (classification); r2, loss, mse, mae"},
+        ),
+        values=ma.fields.Nested(BoundsSchema),
+        load_default=dict,
+        metadata={"description": "evaluation figures and their bounds, all to hold"},
+    )
+    not_worse_than_current = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "also evaluate the alias's current version (a split's largest weight)"
+            " and require the candidate to be no worse on every figure of require"
+        },
+    )
+
+
 class ShadowFiguresSchema(ShadowSchema):
     requests_compared = ma.fields.Integer()
     requests_dropped = ma.fields.Integer(metadata={"description": "its queue was full"})
@@ -531,4 +569,19 @@ class EvaluationSchema(AnsweringModelSchema):
             "description": "a data set with row weights: the figures weighted by them (the"
             " others are unweighted); null otherwise"
         },
+    )
+
+
+class GateEvaluationSchema(ma.Schema):
+    version = ma.fields.Integer()
+    evaluation = ma.fields.Nested(EvaluationSchema)
+
+
+class PromotionSchema(ma.Schema):
+    alias = ma.fields.Nested(AliasSchema, metadata={"description": "the alias, moved"})
+    candidate = ma.fields.Nested(GateEvaluationSchema)
+    current = ma.fields.Nested(
+        GateEvaluationSchema,
+        allow_none=True,
+        metadata={"description": "with not_worse_than_current: the version it replaced"},
     )

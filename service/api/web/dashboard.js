@@ -948,6 +948,40 @@ function digitPad(ref) {
 
 /** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
  * named, not linked: its own parent is unknown); "fresh weights" for a model that has none. */
+/** Each alias that points at this version: its canary split (each version's weight and the
+ * requests it served) and its shadow's agreement. */
+async function rolloutSection(model) {
+  if (!model.name || !(model.aliases || []).length) return null;
+  const aliases = await Promise.all(
+    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
+  );
+  const share = (arm, arms) => percent(arm.weight / arms.reduce((sum, a) => sum + a.weight, 0));
+  const shadowText = (shadow) => {
+    if (!shadow) return "–";
+    const agreement = shadow.agreement ?? null;
+    const figure = agreement !== null ? `${percent(agreement)} agree` : shadow.mean_abs_difference !== null && shadow.mean_abs_difference !== undefined ? `mean |Δ| ${fmt(shadow.mean_abs_difference)}` : "nothing compared yet";
+    return `v${shadow.version} (${percent(shadow.sample)} of requests): ${figure}, ${fmt(shadow.requests_compared)} compared, ${fmt(shadow.requests_dropped)} dropped`;
+  };
+  return h(
+    "section",
+    { id: "rollout" },
+    h("h2", {}, "Rollout"),
+    table(
+      ["alias", "versions (share, requests served)", "shadow"],
+      aliases.map((alias) =>
+        h(
+          "tr",
+          { dataset: { alias: alias.alias } },
+          h("td", {}, `@${alias.alias}`),
+          h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
+          h("td", { class: "shadow" }, shadowText(alias.shadow)),
+        ),
+      ),
+      { id: "aliases" },
+    ),
+  );
+}
+
 function lineage(model) {
   const ancestors = model.lineage || [];
   if (!ancestors.length) return h("span", { id: "lineage", class: "muted" }, "fresh weights");
@@ -988,6 +1022,7 @@ async function modelPage(ref) {
     ]),
     architecture(model),
     await contractSection(model, ref),
+    await rolloutSection(model),
     await webhookSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),

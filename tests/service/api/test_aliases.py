@@ -7,7 +7,12 @@ import pytest
 from service.serving.rollout import pick_version
 from tests.factories import assert_envelope
 from tests.service.serving.test_contracts import reordered_iris_csv, train_version
-from tests.service.serving.test_models_evaluate import IRIS_COLUMNS, iris_csv
+from tests.service.serving.test_models_evaluate import (
+    IRIS_COLUMNS,
+    IRIS_NETWORK,
+    iris_csv,
+    trained_model,
+)
 
 ROW = [[5.9, 3.0, 5.1, 1.8]]
 
@@ -128,3 +133,107 @@ def test_the_contract_check_covers_every_version_of_a_split(client, sessions, ve
         == f"version {breaking}: inputs[2]: petal_length -> petal_width"
     )
     assert put(client, {"versions": split}, alias="production?force=true").status_code == 200
+
+
+# The promotion gate
+
+
+@pytest.fixture
+def held_out(client) -> int:
+    """Iris rows as a data set of their own: no version trained on it."""
+    from tests.service.serving.test_models_evaluate import upload_csv
+
+    return upload_csv(client, iris_csv(rows=slice(0, 150, 3)))
+
+
+def promote(client, body: dict):
+    return client.post("/v1/models/iris/aliases/production/promote", json=body)
+
+
+def accuracy(client, version: int, dataset_id: int) -> float:
+    body = {"dataset_id": dataset_id}
+    return client.post(f"/v1/models/iris:{version}/evaluate", json=body).get_json()["accuracy"]
+
+
+def test_a_version_that_meets_every_requirement_takes_the_alias(client, versions, held_out):
+    put(client, {"version": versions[0]})
+    score = accuracy(client, versions[1], held_out)
+    body = {
+        "version": versions[1],
+        "dataset_id": held_out,
+        "require": {"accuracy": {"min": score - 0.01}, "loss": {"max": 100}},
+    }
+    answer = promote(client, body)
+    assert answer.status_code == 200, answer.get_json()
+    shown = answer.get_json()
+    assert shown["alias"]["version"] == versions[1]
+    assert shown["candidate"]["evaluation"]["accuracy"] == score
+    assert shown["current"] is None
+
+
+def test_a_version_below_a_threshold_is_refused_with_its_figures(client, versions, held_out):
+    put(client, {"version": versions[0]})
+    score = accuracy(client, versions[1], held_out)
+    body = {
+        "version": versions[1],
+        "dataset_id": held_out,
+        "require": {"accuracy": {"min": score + 0.01}},
+    }
+    error = assert_envelope(promote(client, body), 409, "require.accuracy.min")
+    assert error["details"]["candidate.accuracy"] == [str(score)]
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[0]
+
+
+def test_not_worse_than_current_compares_both_on_the_same_rows(
+    client, sessions, versions, held_out
+):
+    dataset_id = client.get(f"/v1/models/iris:{versions[0]}").get_json()["dataset_id"]
+    trained = trained_model(
+        client, sessions, dataset_id, IRIS_NETWORK, epochs=60, model_name="iris"
+    )
+    better, worse = client.get(f"/v1/models/{trained}").get_json()["version"], versions[0]
+    scores = {version: accuracy(client, version, held_out) for version in (better, worse)}
+    assert scores[better] > scores[worse], scores
+    put(client, {"version": better})
+    body = {
+        "version": worse,
+        "dataset_id": held_out,
+        "require": {"accuracy": {"min": 0}},
+        "not_worse_than_current": True,
+    }
+    error = assert_envelope(promote(client, body), 409, "not_worse_than_current.accuracy")
+    assert error["details"]["current.accuracy"] == [str(scores[better])]
+    put(client, {"version": worse})
+    answer = promote(client, {**body, "version": better}).get_json()
+    assert answer["current"]["evaluation"]["accuracy"] == scores[worse]
+    assert answer["alias"]["version"] == better
+
+
+def test_a_gate_on_the_candidates_training_data_or_a_foreign_figure_is_422(client, versions):
+    trained_on = client.get(f"/v1/models/iris:{versions[1]}").get_json()["dataset_id"]
+    body = {"version": versions[1], "dataset_id": trained_on}
+    assert_envelope(promote(client, body), 422, "dataset_id")
+    body = {"version": versions[1], "dataset_id": trained_on + 1000, "require": {"r2": {"min": 0}}}
+    assert_envelope(promote(client, body), 404)
+    assert_envelope(promote(client, {**body, "require": {"speed": {"min": 1}}}), 422)
+
+
+def test_v2_infer_and_csv_predictions_honour_the_split_by_header(client, versions):
+    split = [{"version": versions[0], "weight": 50}, {"version": versions[1], "weight": 50}]
+    put(client, {"versions": split})
+    arms = [(versions[0], 50), (versions[1], 50)]
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW[0]}
+    for key in ("a", "b", "c", "d", "e", "f"):
+        expected = str(pick_version(arms, "iris@production", key))
+        headers = {"X-Routing-Key": key}
+        infer = client.post(
+            "/v2/models/iris@production/infer", json={"inputs": [tensor]}, headers=headers
+        )
+        assert infer.headers["X-Model-Version"] == expected
+        csv = client.post(
+            "/v1/models/iris@production/predict",
+            data=",".join(IRIS_COLUMNS) + "\n" + ",".join(map(str, ROW[0])) + "\n",
+            content_type="text/csv",
+            headers=headers,
+        )
+        assert csv.headers["X-Model-Version"] == expected

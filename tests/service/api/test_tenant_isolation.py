@@ -100,6 +100,7 @@ def request_body(path: str, method: str, caller: Holdings) -> dict | None:
         "importance": {"dataset_id": caller.dataset_id},
         "infer": INFER_BODY,
         "{alias}": {"version": 1},
+        "promote": {"version": 1, "dataset_id": caller.dataset_id},
         "cancel": None,
         "revoke": None,
     }
