@@ -1103,8 +1103,6 @@ async function modelPage(ref) {
     await contractSection(model, ref),
     await rolloutSection(model),
     await webhookSection(model),
-
-
     await liveSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),

@@ -13,6 +13,8 @@ from service.db.models import TrainingJob, Webhook, WebhookDelivery
 from service.webhooks import addresses
 from service.webhooks.signing import signed_headers
 from tests.factories import api_key, assert_envelope, bearer, job_body, sweep_body
+from tests.service.serving.test_contracts import train_version
+from tests.service.serving.test_models_evaluate import iris_csv, upload_csv
 from worker.training import run_training
 
 PUBLIC_ADDRESS = "93.184.215.14"  # resolved to, never connected to: no delivery runs here
@@ -323,3 +325,19 @@ def test_a_tenant_holds_at_most_max_webhooks_per_tenant(client_with):
     body = {"url": "https://hooks.example.com/third", "events": ["alias.moved"]}
     error = assert_envelope(client.post("/v1/webhooks", json=body), 409)
     assert "MAX_WEBHOOKS_PER_TENANT=2" in error["message"]
+
+
+def test_a_promotion_that_passes_is_an_alias_moved_event_and_a_refusal_none(client, sessions):
+    subscribe(client, events=["alias.moved"])
+    first, second = (train_version(client, sessions, iris_csv()) for _ in range(2))
+    held_out = upload_csv(client, iris_csv(rows=slice(0, 150, 3)))
+    first_move = client.put("/v1/models/iris/aliases/production", json={"version": first})
+    assert first_move.status_code == 200
+    gate = {"version": second, "dataset_id": held_out}
+    refused = {**gate, "require": {"accuracy": {"min": 1.01}}}
+    promote = "/v1/models/iris/aliases/production/promote"
+    assert client.post(promote, json=refused).status_code == 409
+    passed = {**gate, "require": {"loss": {"max": 100}}}
+    assert client.post(promote, json=passed).status_code == 200
+    moves = [(data["old_version"], data["new_version"]) for _, data in events_written(sessions)]
+    assert moves == [(None, first), (first, second)]
