@@ -67,7 +67,15 @@ def test_server_is_live_and_ready_and_describes_itself(client):
 def test_model_metadata_and_readiness(client, iris):
     for version in ("", "1"):
         metadata = client.get_model_metadata(NAME, model_version=version)
-        assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+        (tensor,) = metadata["inputs"]
+        assert {key: tensor[key] for key in ("name", "datatype", "shape")} == {
+            "name": "input",
+            "datatype": "FP32",
+            "shape": [-1, 4],
+        }
+        # MLServer's extension of the metadata, which tritonclient passes through as it is (the
+        # built-in sample names no features: they are numbered)
+        assert tensor["parameters"] == {"feature_names": ["x0", "x1", "x2", "x3"]}
         assert metadata["outputs"] == [
             {"name": "predictions", "datatype": "BYTES", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
