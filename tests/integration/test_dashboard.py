@@ -215,6 +215,7 @@ def test_the_model_pages_live_panel_draws_its_traffic_and_a_drift_bar_per_featur
 
     # (the module's other tests may have predicted with this model too)
     wait_until(lambda: drift()["rows"] >= 450, timeout=30, what="the log written")
+    page.open(f"{stack.base_url}/#/models")  # the same URL again would not load the page anew
     page.open(f"{stack.base_url}/#/models/{model_id}")
     bars = page.wait_for(
         lambda driver: driver.find_elements("css selector", "#drift .drift-row"), what="drift"
