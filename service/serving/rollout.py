@@ -24,7 +24,7 @@ import random
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,15 +189,20 @@ def merged(parts: list[Mapping[str, float]]) -> dict[str, float]:
 
 class CountPublisher:
     """This process's counts, published by a background thread at most every
-    ``PUBLISH_SECONDS`` (started on first use, so after a server forks its workers)."""
+    ``PUBLISH_SECONDS`` (started on first use in each process, so after a server forks its
+    workers).
+
+    A request only appends to a deque (atomic, no lock: with many requests in flight a lock on
+    every one was contended); the publishing side folds what arrived into the totals."""
 
     def __init__(self, store: CountStore, process: str | None = None):
         self.store = store
         self.named_process = process
-        self.lock = threading.Lock()
+        self.arrivals: deque[tuple[str, str, float]] = deque()
+        self.lock = threading.Lock()  # the folding side only: publish and read
         self.totals: dict[str, dict[str, float]] = {}
         self.pending: dict[str, Counter] = {}
-        self.thread: threading.Thread | None = None
+        self.thread_pid: int | None = None
 
     @property
     def process(self) -> str:
@@ -210,35 +215,44 @@ class CountPublisher:
         return f"{SHADOW_MAX}{self.process}"
 
     def add(self, key: str, field: str, amount: float = 1.0) -> None:
-        with self.lock:
-            totals = self.totals.setdefault(key, {})
-            totals[field] = totals.get(field, 0.0) + amount
-            self.pending.setdefault(key, Counter())[field] += amount
-            self._start()
+        self.arrivals.append((key, field, amount))
+        self._start()
 
     def raise_max(self, key: str, value: float) -> None:
         """Keep ``value`` as this process's largest difference under ``key`` if it is one."""
-        with self.lock:
-            totals = self.totals.setdefault(key, {})
-            if value > totals.get(self.process_field, -1.0):
-                totals[self.process_field] = value
-                self.pending.setdefault(key, Counter())[self.process_field] += 0.0
-            self._start()
+        self.arrivals.append((key, SHADOW_MAX, value))
+        self._start()
 
     def _start(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="rollout-counts", daemon=True)
-            self.thread.start()
+        if self.thread_pid != os.getpid():
+            self.thread_pid = os.getpid()
+            threading.Thread(target=self._run, name="rollout-counts", daemon=True).start()
 
     def _run(self) -> None:
         while True:
             time.sleep(PUBLISH_SECONDS)
             self.publish()
 
+    def _fold(self) -> None:
+        """Move what arrived into the totals and the pending deltas (under ``lock``)."""
+        while self.arrivals:
+            key, field, amount = self.arrivals.popleft()
+            totals = self.totals.setdefault(key, {})
+            if field == SHADOW_MAX:
+                field = self.process_field
+                if amount <= totals.get(field, -1.0):
+                    continue
+                totals[field] = amount
+                self.pending.setdefault(key, Counter())[field] += 0.0
+                continue
+            totals[field] = totals.get(field, 0.0) + amount
+            self.pending.setdefault(key, Counter())[field] += amount
+
     def publish(self) -> None:
         """Publish what was added since the last time; a store that is away is logged and
         tried again with everything at the next tick."""
         with self.lock:
+            self._fold()
             deltas, self.pending = self.pending, {}
             totals = {key: dict(fields) for key, fields in self.totals.items()}
         if not deltas:
