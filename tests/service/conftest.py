@@ -103,10 +103,15 @@ def shared_apps() -> dict[Settings, SharedApp]:
 
 @pytest.fixture
 def app(settings, sessions, shared_apps):
-    """The app of ``settings`` on the database of ``sessions``, as new."""
+    """The app of ``settings`` on the database of ``sessions``, as new. Afterwards its
+    prediction log is emptied (waiting for a write its thread has begun), so that no row of
+    this test is written into the next test's tables after they are reset."""
     if settings not in shared_apps:
         shared_apps[settings] = SharedApp.build(settings)
-    return shared_apps[settings].reset()
+    app = shared_apps[settings].reset()
+    yield app
+    if "prediction_log" in app.extensions:
+        app.extensions["prediction_log"].clear()
 
 
 @pytest.fixture
@@ -119,10 +124,16 @@ def client_with(settings, sessions):
     """A function: a test client of a new app with ``changes`` to ``settings`` (two calls, two
     apps: as two API processes)."""
 
-    def make(**changes):
-        return testing_app(dataclasses.replace(settings, **changes)).test_client()
+    made = []
 
-    return make
+    def make(**changes):
+        made.append(testing_app(dataclasses.replace(settings, **changes)))
+        return made[-1].test_client()
+
+    yield make
+    for app in made:  # as the app fixture: no late row of theirs in the next test's tables
+        if "prediction_log" in app.extensions:
+            app.extensions["prediction_log"].clear()
 
 
 @pytest.fixture
