@@ -10,12 +10,6 @@ from model_core.serialization import weight_arrays
 from service.vocabulary import DataError
 
 
-def predict(model: Model, x: np.ndarray, max_bytes: int, field: str) -> dict[str, Any]:
-    """Predictions for rows ``x`` (n_samples, n_features) of the request's ``field``;
-    probabilities for classification."""
-    return as_lists(prediction_arrays(model, x, max_bytes, field))
-
-
 def as_lists(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """:func:`prediction_arrays`' answer as plain lists, for JSON."""
     return {name: array.tolist() for name, array in arrays.items()}
@@ -24,7 +18,7 @@ def as_lists(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 def prediction_arrays(
     model: Model, x: np.ndarray, max_bytes: int, field: str
 ) -> dict[str, np.ndarray]:
-    """What :func:`predict` answers, as arrays: ``predictions`` (n_samples,) labels or values
+    """What a prediction answers, as arrays: ``predictions`` (n_samples,) labels or values
     ((n_samples, n_outputs) for several targets) and, for classification, ``probabilities``
     (n_samples, n_classes), from one forward pass whose activations take at most ``max_bytes``
     at a time (MAX_REQUEST_MEMORY: a wide model predicts fewer rows per chunk). A row whose

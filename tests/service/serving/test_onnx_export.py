@@ -19,7 +19,7 @@ from service.serving.onnx_export import (
     NotExportable,
     onnx_model_bytes,
 )
-from service.serving.predictions import predict
+from service.serving.predictions import as_lists, prediction_arrays
 from service.settings import Settings
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-9}
@@ -90,7 +90,7 @@ def onnx_outputs(model: Model, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def assert_same_as_serving(model: Model, rows: np.ndarray = ROWS) -> dict[str, np.ndarray]:
     """onnxruntime's outputs against ``predict``'s: labels exact, numbers within TOLERANCE."""
-    served = predict(model, rows, Settings().max_request_memory, "instances")
+    served = as_lists(prediction_arrays(model, rows, Settings().max_request_memory, "instances"))
     exported = onnx_outputs(model, rows)
     tolerance = TOLERANCE[model.dtype.name]
     if model.task == "classification":
