@@ -4,10 +4,15 @@ A worker that dies stops renewing; once its lease expires the reaper (service/di
 the job to another attempt. A heartbeat that finds the attempt fenced off (``StaleAttempt``: the job
 was re-queued, cancelled or claimed again) sets ``lost``, and training stops at the next epoch
 without writing anything more.
+
+The epoch recorder's flushes renew the lease too (worker/recorder.py): a beat that comes less than
+an interval after the last renewal, of either kind, is skipped, so a job that flushes often costs
+no heartbeat transactions.
 """
 
 import logging
 import threading
+import time
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +41,7 @@ class Heartbeat:
         self.lease_seconds = lease_seconds
         self.interval = interval
         self.lost = threading.Event()
+        self.renewed_at = time.monotonic()
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"heartbeat-job-{job_id}", daemon=True
@@ -43,9 +49,12 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stopped.wait(self.interval):
+            if time.monotonic() - self.renewed_at < self.interval:
+                continue
             try:
                 with self.sessions() as session:
                     attempts.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
+                self.renewed()
             except attempts.StaleAttempt:
                 logger.warning("job %s: attempt %s lost its lease", self.job_id, self.attempt)
                 self.lost.set()
@@ -55,6 +64,10 @@ class Heartbeat:
                 # reaper re-queues the job and the next beat finds the attempt fenced off.
                 level = logging.WARNING if is_transient(error) else logging.ERROR
                 logger.log(level, "job %s: heartbeat failed: %s", self.job_id, error.orig)
+
+    def renewed(self) -> None:
+        """Note that the lease was just renewed (by this thread or by a flush)."""
+        self.renewed_at = time.monotonic()
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

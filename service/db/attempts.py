@@ -9,7 +9,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.db import registry, sweeps, webhooks
@@ -146,6 +166,34 @@ class Checkpoint:
     blob: bytes
 
 
+class EpochRecords(list):
+    """The epoch records of one flush (consecutive epochs, following the last one stored), with
+    what the flush does besides: renew the lease (``lease_seconds`` from now; None: not at all),
+    and whether its commit must be durable before it returns (``synchronous``) or may be
+    asynchronous (PostgreSQL's ``synchronous_commit = off``: a crash of the database may lose it,
+    which the next flush notices, ``HistoryGap``)."""
+
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]] = (),
+        lease_seconds: float | None = None,
+        synchronous: bool = True,
+    ):
+        super().__init__(records)
+        self.lease_seconds = lease_seconds
+        self.synchronous = synchronous
+
+
+class HistoryGap(Exception):
+    """The job's stored history ends at ``stored_epoch``, before the records of a flush begin:
+    an asynchronous commit acknowledged earlier was lost (the database crashed). Nothing was
+    written; the caller writes again from ``stored_epoch + 1``."""
+
+    def __init__(self, job_id: int, stored_epoch: int):
+        super().__init__(f"job {job_id}: history stored up to epoch {stored_epoch} only")
+        self.stored_epoch = stored_epoch
+
+
 def record_progress(
     session: Session,
     job_id: int,
@@ -153,26 +201,175 @@ def record_progress(
     records: Sequence[Mapping[str, Any]],
     checkpoint: Checkpoint | None = None,
 ) -> bool:
-    """Insert a batch of epoch records, move the job's latest figures and replace its checkpoint
-    (which covers those records), in one transaction; return whether a cancel was requested.
+    """Insert a batch of epoch records, move the job's latest figures, renew the lease (when
+    ``records`` is ``EpochRecords`` with ``lease_seconds``) and replace the checkpoint (which
+    covers those records), atomically; return whether a cancel was requested.
 
-    The cancel flag comes back from the same fenced UPDATE, so reading it costs no round trip.
+    On PostgreSQL this is one statement, so one round trip (docs/scaling.md). The records must
+    follow the last stored epoch (the job's ``epoch``): ``HistoryGap`` otherwise, and nothing is
+    written; ``StaleAttempt`` when the attempt is no longer current.
     """
-    values = {} if checkpoint is None else {"checkpoint_epoch": checkpoint.epoch}
-    cancel_requested = _write_attempt(session, job_id, attempt, records, **values)
+    batch = records if isinstance(records, EpochRecords) else EpochRecords(records)
+    if session.get_bind().dialect.name == "postgresql":
+        cancel_requested = _record_in_one_statement(session, job_id, attempt, batch, checkpoint)
+    else:
+        cancel_requested = _record_in_one_transaction(session, job_id, attempt, batch, checkpoint)
+    if cancel_requested is None:
+        _raise_fenced_off(session, job_id, attempt, batch)
+    return cancel_requested
+
+
+def _progress_values(batch: EpochRecords, checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """The job columns a flush sets: latest figures, lease, checkpoint epoch."""
+    values = latest_metrics(batch[-1]) if batch else {}
+    if batch.lease_seconds is not None:
+        values["lease_expires_at"] = utcnow() + timedelta(seconds=batch.lease_seconds)
+    if checkpoint is not None:
+        values["checkpoint_epoch"] = checkpoint.epoch
+    return values
+
+
+def _fence(job_id: int, attempt: int, batch: EpochRecords) -> list[ColumnElement[bool]]:
+    """The job row a flush may write: running under ``attempt``, its history ending right
+    before the batch."""
+    conditions = [
+        TrainingJob.id == job_id,
+        TrainingJob.attempt == attempt,
+        TrainingJob.status == JobStatus.RUNNING,
+    ]
+    if batch:
+        conditions.append(func.coalesce(TrainingJob.epoch, 0) == batch[0]["epoch"] - 1)
+    return conditions
+
+
+def _raise_fenced_off(session: Session, job_id: int, attempt: int, batch: EpochRecords) -> None:
+    """Say why a flush wrote nothing: ``StaleAttempt``, or ``HistoryGap`` (a rare second round
+    trip, after the database lost acknowledged commits)."""
+    session.rollback()
+    stored_epoch = session.scalar(
+        select(func.coalesce(TrainingJob.epoch, 0)).where(*_fence(job_id, attempt, EpochRecords()))
+    )
+    session.rollback()
+    if stored_epoch is None:
+        raise StaleAttempt(f"job {job_id} is no longer running as attempt {attempt}")
+    raise HistoryGap(job_id, stored_epoch)
+
+
+def _record_in_one_transaction(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    batch: EpochRecords,
+    checkpoint: Checkpoint | None,
+) -> bool | None:
+    """The portable flush (SQLite): fenced UPDATE, multi-row INSERT, checkpoint, commit."""
+    cancel_requested = session.execute(
+        update(TrainingJob)
+        .where(*_fence(job_id, attempt, batch))
+        .values(**_progress_values(batch, checkpoint))
+        .returning(TrainingJob.cancel_requested)
+    ).scalar()
+    if cancel_requested is None:
+        return None
+    if batch:
+        session.execute(insert(EpochMetric), [_epoch_row(job_id, record) for record in batch])
     if checkpoint is not None:
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
-        session.add(
-            JobCheckpoint(
-                job_id=job_id,
-                attempt=attempt,
-                epoch=checkpoint.epoch,
-                blob=checkpoint.blob,
-                stored_bytes=len(checkpoint.blob),
-            )
-        )
+        session.add(_checkpoint_row(job_id, attempt, checkpoint))
     session.commit()
     return cancel_requested
+
+
+def _checkpoint_row(job_id: int, attempt: int, checkpoint: Checkpoint) -> JobCheckpoint:
+    return JobCheckpoint(
+        job_id=job_id,
+        attempt=attempt,
+        epoch=checkpoint.epoch,
+        blob=checkpoint.blob,
+        stored_bytes=len(checkpoint.blob),
+    )
+
+
+EPOCH_ROW_TYPES = {
+    "epoch": Integer,
+    **{name: Float for name in (*EPOCH_FIGURES, "learning_rate", "seconds")},
+}
+
+
+def _record_in_one_statement(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    batch: EpochRecords,
+    checkpoint: Checkpoint | None,
+) -> bool | None:
+    """The PostgreSQL flush: the fenced UPDATE (lease and latest figures), the epoch rows (one
+    INSERT of ``unnest``ed arrays) and the checkpoint (an upsert) as data-modifying CTEs of one
+    statement, run in autocommit: one round trip, and one statement shape whatever the batch
+    size (so it is compiled once and stays a prepared statement). An asynchronous batch commits
+    with ``synchronous_commit = off``, set for its own transaction by ``set_config`` inside the
+    statement (``SET LOCAL`` would cost a round trip)."""
+    durability = "on" if batch.synchronous else "off"
+    job = (
+        update(TrainingJob)
+        .where(
+            *_fence(job_id, attempt, batch),
+            func.set_config("synchronous_commit", durability, True).is_not(None),
+        )
+        .values(**_progress_values(batch, checkpoint))
+        .returning(TrainingJob.id, TrainingJob.cancel_requested)
+        .cte("job")
+    )
+    statement = select(job.c.cancel_requested)
+    if batch:
+        statement = statement.add_cte(_epoch_rows_cte(job, batch))
+    if checkpoint is not None:
+        statement = statement.add_cte(_checkpoint_cte(job, attempt, checkpoint))
+    connection = session.connection(
+        execution_options={} if session.in_transaction() else {"isolation_level": "AUTOCOMMIT"}
+    )
+    cancel_requested = connection.execute(statement).scalar()
+    session.commit()
+    return cancel_requested
+
+
+def _epoch_rows_cte(job: CTE, batch: EpochRecords) -> CTE:
+    arrays = [
+        bindparam(name, [record[name] for record in batch], type_=ARRAY(column_type))
+        for name, column_type in EPOCH_ROW_TYPES.items()
+    ]
+    rows = func.unnest(*arrays).table_valued(*EPOCH_ROW_TYPES).render_derived("rows")
+    names = list(EPOCH_ROW_TYPES)
+    each_row = select(job.c.id, *(rows.c[name] for name in names)).select_from(
+        job.join(rows, true())
+    )
+    return insert(EpochMetric).from_select(["job_id", *names], each_row).cte("epoch_rows")
+
+
+def _checkpoint_cte(job: CTE, attempt: int, checkpoint: Checkpoint) -> CTE:
+    upsert = postgresql.insert(JobCheckpoint).from_select(
+        ["job_id", "attempt", "epoch", "blob", "stored_bytes", "saved_at"],
+        select(
+            job.c.id,
+            literal(attempt),
+            literal(checkpoint.epoch),
+            literal(checkpoint.blob, LargeBinary),
+            literal(len(checkpoint.blob), BigInteger),
+            literal(utcnow(), DateTime),
+        ),
+    )
+    replaced = {
+        name: upsert.excluded[name]
+        for name in ("attempt", "epoch", "blob", "stored_bytes", "saved_at")
+    }
+    return upsert.on_conflict_do_update(index_elements=["job_id"], set_=replaced).cte("checkpoint")
+
+
+def stored_epoch(session: Session, job_id: int) -> int:
+    """The last epoch of the job's stored history (its ``epoch``: moved with each batch)."""
+    return session.scalar(
+        select(func.coalesce(TrainingJob.epoch, 0)).where(TrainingJob.id == job_id)
+    )
 
 
 def end_attempt(
