@@ -44,10 +44,9 @@ logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = (*EPOCH_FIGURES, "learning_rate", "seconds")
 T = TypeVar("T")
-# A flush slower than this share of the interval means the database queues flushes: the
-# interval doubles (at most MAX_FLUSH_SLOWDOWN times the policy's); one under a quarter of that
-# share halves it back.
-BUSY_FLUSH_SHARE = 0.25
+# A flush slower than the interval itself means the database queues flushes: the interval
+# doubles (at most MAX_FLUSH_SLOWDOWN times the policy's); one quicker than a quarter of it
+# halves the interval back.
 MAX_FLUSH_SLOWDOWN = 16
 
 
@@ -235,9 +234,9 @@ class EpochRecorder:
     def _adapt_interval(self, seconds: float) -> None:
         """Double the flush interval after a busy flush, halve it back after a quick one."""
         base = self.policy.flush_seconds
-        if seconds > BUSY_FLUSH_SHARE * self.flush_seconds:
+        if seconds > self.flush_seconds:
             self.flush_seconds = min(max(base, 2 * self.flush_seconds), MAX_FLUSH_SLOWDOWN * base)
-        elif seconds < BUSY_FLUSH_SHARE / 4 * self.flush_seconds:
+        elif seconds < self.flush_seconds / 4:
             self.flush_seconds = max(base, self.flush_seconds / 2)
 
     def unwritten(self, session: Session) -> list[dict[str, Any]]:

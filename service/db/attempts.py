@@ -10,30 +10,29 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
-    BigInteger,
     ColumnElement,
-    DateTime,
-    Float,
-    Integer,
-    LargeBinary,
+    TextClause,
     and_,
     bindparam,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
-    true,
+    text,
     update,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.db import registry, sweeps, webhooks
-from service.db.models import EpochMetric, JobCheckpoint, TrainedModel, TrainingJob, utcnow
+from service.db.models import (
+    EpochMetric,
+    JobCheckpoint,
+    TrainedModel,
+    TrainingJob,
+    UtcDateTime,
+    utcnow,
+)
 from service.vocabulary import EPOCH_FIGURES, JobStatus
 
 
@@ -210,7 +209,7 @@ def record_progress(
     written; ``StaleAttempt`` when the attempt is no longer current.
     """
     batch = records if isinstance(records, EpochRecords) else EpochRecords(records)
-    if session.get_bind().dialect.name == "postgresql":
+    if batch and session.get_bind().dialect.name == "postgresql":
         cancel_requested = _record_in_one_statement(session, job_id, attempt, batch, checkpoint)
     else:
         cancel_requested = _record_in_one_transaction(session, job_id, attempt, batch, checkpoint)
@@ -290,10 +289,46 @@ def _checkpoint_row(job_id: int, attempt: int, checkpoint: Checkpoint) -> JobChe
     )
 
 
+def _flush_sql(with_checkpoint: bool) -> TextClause:
+    """The PostgreSQL flush as one statement of data-modifying CTEs: the fenced UPDATE (latest
+    figures, lease, checkpoint epoch), the epoch rows (one INSERT of ``unnest``ed arrays) and
+    the checkpoint (an upsert), each only if the fence let the UPDATE through. Its text is the
+    same whatever the batch size, so it is parsed once and stays a prepared statement."""
+    figures = ", ".join(f"{name} = :last_{name}" for name in EPOCH_FIGURES)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in EPOCH_ROW_TYPES.items())
+    checkpoint_epoch = ", checkpoint_epoch = :checkpoint_epoch" if with_checkpoint else ""
+    checkpoint = """,
+    checkpoint AS (
+        INSERT INTO job_checkpoints (job_id, attempt, epoch, blob, stored_bytes, saved_at)
+        SELECT job.id, :attempt, :checkpoint_epoch, :blob, :stored_bytes, :saved_at FROM job
+        ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, epoch = excluded.epoch,
+            blob = excluded.blob, stored_bytes = excluded.stored_bytes,
+            saved_at = excluded.saved_at
+    )"""
+    return text(
+        f"""
+    WITH job AS (
+        UPDATE training_jobs
+        SET epoch = :last_epoch, {figures},
+            lease_expires_at = COALESCE(:lease_expires_at, lease_expires_at){checkpoint_epoch}
+        WHERE id = :job_id AND attempt = :attempt AND status = :running
+            AND COALESCE(epoch, 0) = :after_epoch
+            AND set_config('synchronous_commit', :synchronous_commit, true) IS NOT NULL
+        RETURNING id, cancel_requested
+    ),
+    epoch_rows AS (
+        INSERT INTO epoch_metrics (job_id, {", ".join(EPOCH_ROW_TYPES)})
+        SELECT job.id, batch.* FROM job, unnest({arrays}) AS batch
+    ){checkpoint if with_checkpoint else ""}
+    SELECT cancel_requested FROM job"""
+    ).bindparams(bindparam("lease_expires_at", type_=UtcDateTime))
+
+
 EPOCH_ROW_TYPES = {
-    "epoch": Integer,
-    **{name: Float for name in (*EPOCH_FIGURES, "learning_rate", "seconds")},
+    "epoch": "integer",
+    **{name: "float8" for name in (*EPOCH_FIGURES, "learning_rate", "seconds")},
 }
+FLUSH = {False: _flush_sql(False), True: _flush_sql(True)}
 
 
 def _record_in_one_statement(
@@ -303,66 +338,35 @@ def _record_in_one_statement(
     batch: EpochRecords,
     checkpoint: Checkpoint | None,
 ) -> bool | None:
-    """The PostgreSQL flush: the fenced UPDATE (lease and latest figures), the epoch rows (one
-    INSERT of ``unnest``ed arrays) and the checkpoint (an upsert) as data-modifying CTEs of one
-    statement, run in autocommit: one round trip, and one statement shape whatever the batch
-    size (so it is compiled once and stays a prepared statement). An asynchronous batch commits
-    with ``synchronous_commit = off``, set for its own transaction by ``set_config`` inside the
-    statement (``SET LOCAL`` would cost a round trip)."""
-    durability = "on" if batch.synchronous else "off"
-    job = (
-        update(TrainingJob)
-        .where(
-            *_fence(job_id, attempt, batch),
-            func.set_config("synchronous_commit", durability, True).is_not(None),
-        )
-        .values(**_progress_values(batch, checkpoint))
-        .returning(TrainingJob.id, TrainingJob.cancel_requested)
-        .cte("job")
-    )
-    statement = select(job.c.cancel_requested)
-    if batch:
-        statement = statement.add_cte(_epoch_rows_cte(job, batch))
+    """The PostgreSQL flush (``FLUSH``), run in autocommit: one round trip. An asynchronous
+    batch commits with ``synchronous_commit = off``, set for its own transaction by
+    ``set_config`` inside the statement (``SET LOCAL`` would cost a round trip)."""
+    latest = latest_metrics(batch[-1])
+    lease = batch.lease_seconds
+    parameters = {
+        "job_id": job_id,
+        "attempt": attempt,
+        "running": JobStatus.RUNNING.value,
+        "after_epoch": batch[0]["epoch"] - 1,
+        "synchronous_commit": "on" if batch.synchronous else "off",
+        "lease_expires_at": None if lease is None else utcnow() + timedelta(seconds=lease),
+        "last_epoch": latest["epoch"],
+        **{f"last_{name}": latest[name] for name in EPOCH_FIGURES},
+        **{name: [record[name] for record in batch] for name in EPOCH_ROW_TYPES},
+    }
     if checkpoint is not None:
-        statement = statement.add_cte(_checkpoint_cte(job, attempt, checkpoint))
+        parameters.update(
+            checkpoint_epoch=checkpoint.epoch,
+            blob=checkpoint.blob,
+            stored_bytes=len(checkpoint.blob),
+            saved_at=utcnow(),
+        )
     connection = session.connection(
         execution_options={} if session.in_transaction() else {"isolation_level": "AUTOCOMMIT"}
     )
-    cancel_requested = connection.execute(statement).scalar()
+    cancel_requested = connection.execute(FLUSH[checkpoint is not None], parameters).scalar()
     session.commit()
     return cancel_requested
-
-
-def _epoch_rows_cte(job: CTE, batch: EpochRecords) -> CTE:
-    arrays = [
-        bindparam(name, [record[name] for record in batch], type_=ARRAY(column_type))
-        for name, column_type in EPOCH_ROW_TYPES.items()
-    ]
-    rows = func.unnest(*arrays).table_valued(*EPOCH_ROW_TYPES).render_derived("rows")
-    names = list(EPOCH_ROW_TYPES)
-    each_row = select(job.c.id, *(rows.c[name] for name in names)).select_from(
-        job.join(rows, true())
-    )
-    return insert(EpochMetric).from_select(["job_id", *names], each_row).cte("epoch_rows")
-
-
-def _checkpoint_cte(job: CTE, attempt: int, checkpoint: Checkpoint) -> CTE:
-    upsert = postgresql.insert(JobCheckpoint).from_select(
-        ["job_id", "attempt", "epoch", "blob", "stored_bytes", "saved_at"],
-        select(
-            job.c.id,
-            literal(attempt),
-            literal(checkpoint.epoch),
-            literal(checkpoint.blob, LargeBinary),
-            literal(len(checkpoint.blob), BigInteger),
-            literal(utcnow(), DateTime),
-        ),
-    )
-    replaced = {
-        name: upsert.excluded[name]
-        for name in ("attempt", "epoch", "blob", "stored_bytes", "saved_at")
-    }
-    return upsert.on_conflict_do_update(index_elements=["job_id"], set_=replaced).cte("checkpoint")
 
 
 def stored_epoch(session: Session, job_id: int) -> int:

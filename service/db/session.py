@@ -17,17 +17,20 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; connections are checked before use (databases restart)."""
-    engine = create_engine(url, pool_pre_ping=True)
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url``; connections are checked before use (databases restart)
+    unless ``pre_ping`` is False: for callers that retry a transient error anyway (the
+    training worker), to whom the check is a round trip on every checkout for nothing."""
+    engine = create_engine(url, pool_pre_ping=pre_ping)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
 
 
-def make_session_factory(url: str) -> sessionmaker[Session]:
-    """A session factory bound to a new engine for ``url``; objects stay readable after commit."""
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+def make_session_factory(url: str, pre_ping: bool = True) -> sessionmaker[Session]:
+    """A session factory bound to a new engine for ``url`` (``make_engine``); objects stay
+    readable after commit."""
+    return sessionmaker(make_engine(url, pre_ping), expire_on_commit=False)
 
 
 def create_sqlite_folders(settings: Settings) -> Settings:

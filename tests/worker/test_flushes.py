@@ -113,7 +113,9 @@ def test_slow_flushes_stretch_the_interval_and_quick_ones_bring_it_back(sessions
         sessions, job_id, attempt, policy, threading.Event(), clock=lambda: now[0]
     )
     recorder._adapt_interval(0.4)
-    recorder._adapt_interval(0.4)
+    assert recorder.flush_seconds == 0.5
+    recorder._adapt_interval(0.6)
+    recorder._adapt_interval(1.2)
     assert recorder.flush_seconds == 2.0
     for _ in range(10):
         recorder._adapt_interval(100)
