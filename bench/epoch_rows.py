@@ -11,24 +11,31 @@ cancel flag, commit) in a loop for ``--seconds``, with ``--batch`` epoch records
 (a worker flushes every METRICS_FLUSH_SECONDS, 0.5 s, all the epochs finished since). Reports
 flushes (transactions) and epoch records per second, summed over the writers.
 
-``--fleet`` plays ``--jobs`` running attempts at once, in ``--processes`` processes of a thread
-per attempt, sharing ``--connections`` connections to a PostgreSQL server of the bench's own
-(stock durability: fsync and synchronous_commit on; 100 connections at most). Each attempt runs
-the worker's own ``EpochRecorder`` and ``Heartbeat`` (worker/recorder.py, worker/lease.py) of the
-tree measured, on an epoch every ``--epoch-seconds`` with a checkpoint every 10 epochs; the
-old code (``--before``, a checkout: ``git worktree add /tmp/before <commit>``) and this one run
-in turn for each fleet size. Reported: flushes/s offered (one per attempt every 0.5 s) and
-achieved, flushes that failed, p50/p99 flush latency (from the epoch that triggers it to the
-recorder's return: waiting for a connection included), heartbeats that came late (a lease left
-unrenewed for over the heartbeat interval plus 1 s) and leases lost. The first 3 s are warm-up.
+``--fleet`` plays ``--jobs`` running attempts at once in ``--processes`` processes, sharing
+``--connections`` connections (the server side of a pooler such as PgBouncer: 16, a few per
+core, serve this 2-core machine better than PostgreSQL's 100) to a PostgreSQL server of the
+bench's own (stock durability: fsync and synchronous_commit on). Each attempt runs the worker's
+own ``EpochRecorder`` and ``Heartbeat`` (worker/recorder.py, worker/lease.py) of the tree
+measured: an event loop plays its epochs (one every ``--epoch-seconds``, 0.5 s: one record per
+flush, the database's worst case) with a checkpoint of 8 KB every 10 epochs, a pool of threads
+runs the epochs that flush, and each heartbeat is a thread, as in the worker. The old code
+(``--before``, a checkout: ``git worktree add /tmp/before <commit>``) and this one run in turn
+for each fleet size. Reported: flushes/s offered (one per attempt every METRICS_FLUSH_SECONDS,
+0.5 s) and achieved, flushes that failed, p50/p99 flush latency (from the start of the epoch
+that flushes to the recorder's return: waiting for a connection included), heartbeats that
+came late (a lease left unrenewed for over the heartbeat interval plus 1 s), leases lost, the
+bench's own CPU per flush (simulation and client) and the machine's load average. The first
+3 s are warm-up.
 """
 
 import argparse
+import heapq
 import inspect
 import itertools
 import json
 import multiprocessing
 import os
+import queue
 import random
 import secrets
 import subprocess
@@ -36,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -121,7 +129,7 @@ class Fleet:
     ``lease_seconds`` renewed every ``heartbeat_seconds``, as the worker's defaults say."""
 
     seconds: float = 20.0
-    epoch_seconds: float = 0.1
+    epoch_seconds: float = 0.5
     checkpoint_bytes: int = 8192
     flush_seconds: float = 0.5
     lease_seconds: float = 15.0
@@ -168,35 +176,42 @@ class FleetStats:
         self.renewals.setdefault(job_id, []).append(time.monotonic())
 
 
-def simulate_attempt(sessions, job_id: int, fleet: Fleet, deadline: float, stats: FleetStats):
-    """One running attempt: the worker's own recorder and heartbeat, on made-up epochs."""
+@dataclass
+class SimulatedAttempt:
+    """A running attempt: the worker's own recorder and heartbeat, fed made-up epochs."""
+
+    job_id: int
+    recorder: EpochRecorder
+    heartbeat: Heartbeat
+    flushes_renew_lease: bool
+    epoch: int = 0
+
+    def flush_due(self) -> bool:
+        """Whether the recorder flushes at the next epoch (the old code's interval is fixed)."""
+        interval = getattr(self.recorder, "flush_seconds", self.recorder.policy.flush_seconds)
+        return self.recorder.clock() - self.recorder.flushed_at >= interval
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.recorder({**RECORD, "epoch": self.epoch})
+
+
+def simulated_attempt(sessions, job_id: int, fleet: Fleet) -> SimulatedAttempt:
     heartbeat = Heartbeat(sessions, job_id, 1, fleet.lease_seconds, fleet.heartbeat_seconds)
     lease = {"lease": heartbeat} if hasattr(attempts, "EpochRecords") else {}
     policy = RecordingPolicy(fleet.flush_seconds, CHECKPOINT_EVERY_EPOCHS, 30.0, 10**9)
     recorder = EpochRecorder(sessions, job_id, 1, policy, heartbeat.lost, **lease)
     blob = secrets.token_bytes(fleet.checkpoint_bytes)
     recorder.snapshot = lambda: blob
-    stats.renewed(job_id)
-    with heartbeat:
-        time.sleep(random.uniform(0, fleet.flush_seconds))
-        epoch = 0
-        while time.monotonic() < deadline and recorder.stop is None:
-            time.sleep(fleet.epoch_seconds)
-            epoch += 1
-            flushed_at, started = recorder.flushed_at, time.monotonic()
-            recorder({**RECORD, "epoch": epoch})
-            if recorder.flushed_at != flushed_at:
-                stats.flushed(started, recorder.flushed_at, ok=not recorder.pending)
-                if lease and not recorder.pending:
-                    stats.renewed(job_id)
-    if recorder.stop is not None or heartbeat.lost.is_set():
-        with stats.lock:
-            stats.lost += 1
+    return SimulatedAttempt(job_id, recorder, heartbeat, bool(lease))
 
 
 def run_fleet_process(config: dict) -> dict:
-    """A process of the fleet: a thread per attempt of ``config["jobs"]``; returns what they saw
-    (JSON-able)."""
+    """A process of the fleet: an event loop plays the epochs of the attempts of
+    ``config["jobs"]`` (each ``epoch_seconds`` after the attempt's previous one returned), and
+    hands an epoch that flushes to a pool of as many threads as connections (a training thread
+    blocks on its flush, so its next epoch waits for it); each heartbeat is a thread of its own,
+    as in the worker. Returns what the attempts saw (JSON-able)."""
     fleet = Fleet(**config["fleet"])
     sessions = fleet_sessions(config["url"], config["connections"])
     start = time.monotonic()
@@ -208,16 +223,56 @@ def run_fleet_process(config: dict) -> dict:
         stats.renewed(job_id)
 
     attempts.renew_lease = counted_renewal
-    threading.stack_size(256 * 1024)
     deadline = start + WARM_UP_SECONDS + fleet.seconds
-    threads = [
-        threading.Thread(target=simulate_attempt, args=(sessions, job, fleet, deadline, stats))
-        for job in config["jobs"]
+    fleet_attempts = [simulated_attempt(sessions, job, fleet) for job in config["jobs"]]
+    events = [
+        (start + random.uniform(0, fleet.flush_seconds), index)
+        for index in range(len(fleet_attempts))
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    heapq.heapify(events)
+    finished: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
+
+    def flush(index: int) -> None:
+        attempt = fleet_attempts[index]
+        started = time.monotonic()
+        attempt.next_epoch()
+        written = not attempt.recorder.pending
+        stats.flushed(started, attempt.recorder.flushed_at, ok=written)
+        if attempt.flushes_renew_lease and written:
+            stats.renewed(attempt.job_id)
+        finished.put((time.monotonic() + fleet.epoch_seconds, index))
+
+    for attempt in fleet_attempts:
+        stats.renewed(attempt.job_id)
+        attempt.heartbeat.__enter__()
+    in_flight = 0
+    with ThreadPoolExecutor(config["connections"]) as pool:
+        while events or in_flight:
+            wait = events[0][0] - time.monotonic() if events else 1.0
+            try:
+                event = finished.get(timeout=wait) if wait > 0 else finished.get_nowait()
+            except queue.Empty:
+                event = None
+            if event is not None:
+                in_flight -= 1
+                heapq.heappush(events, event)
+                continue
+            if not events:
+                continue
+            _, index = heapq.heappop(events)
+            attempt = fleet_attempts[index]
+            if time.monotonic() >= deadline or attempt.recorder.stop is not None:
+                continue
+            if attempt.flush_due():
+                in_flight += 1
+                pool.submit(flush, index)
+            else:
+                attempt.next_epoch()
+                heapq.heappush(events, (time.monotonic() + fleet.epoch_seconds, index))
+    for attempt in fleet_attempts:
+        attempt.heartbeat.__exit__(None, None, None)
+        if attempt.recorder.stop is not None or attempt.heartbeat.lost.is_set():
+            stats.lost += 1
     late = sum(
         later - earlier > fleet.heartbeat_seconds + 1
         for times in stats.renewals.values()
@@ -228,6 +283,7 @@ def run_fleet_process(config: dict) -> dict:
         "failed": stats.failed,
         "late": late,
         "lost": stats.lost,
+        "cpu_seconds": time.process_time(),
     }
 
 
@@ -283,6 +339,7 @@ def measure_fleet(tree: Path, url: str, count: int, fleet: Fleet, processes: int
     if any(child.wait() for child in children):
         raise RuntimeError(f"a fleet process of {tree} failed")
     latencies = sorted(latency for result in results for latency in result["latencies"])
+    flushes = max(len(latencies), 1) * (fleet.seconds + WARM_UP_SECONDS) / fleet.seconds
     return {
         "offered": count / fleet.flush_seconds,
         "achieved": len(latencies) / fleet.seconds,
@@ -291,21 +348,24 @@ def measure_fleet(tree: Path, url: str, count: int, fleet: Fleet, processes: int
         "p99": latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
         "late": sum(result["late"] for result in results),
         "lost": sum(result["lost"] for result in results),
+        "client_ms": 1000 * sum(result["cpu_seconds"] for result in results) / flushes,
+        "load": os.getloadavg()[0],
     }
 
 
 def fleet_table(rows: list[tuple[int, str, dict]]) -> str:
     lines = [
         "| running attempts | code | offered flushes/s | achieved flushes/s | achieved/offered"
-        " | failed flushes | p50 flush ms | p99 flush ms | late heartbeats | leases lost |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | failed flushes | p50 flush ms | p99 flush ms | late heartbeats | leases lost"
+        " | bench CPU ms/flush | load average |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for count, code, row in rows:
         lines.append(
             f"| {count:,} | {code} | {row['offered']:,.0f} | {row['achieved']:,.0f}"
             f" | {row['achieved'] / row['offered']:.2f} | {row['failed']}"
             f" | {row['p50'] * 1000:,.1f} | {row['p99'] * 1000:,.1f} | {row['late']}"
-            f" | {row['lost']} |"
+            f" | {row['lost']} | {row['client_ms']:.2f} | {row['load']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -343,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the old code (fleet)")
     parser.add_argument("--after", type=Path, default=REPO, help="the new code (fleet)")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=80)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--epoch-seconds", type=float, default=Fleet.epoch_seconds)
     parser.add_argument("--fleet-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
