@@ -5,9 +5,9 @@ the job to another attempt. A heartbeat that finds the attempt fenced off (``Sta
 was re-queued, cancelled or claimed again) sets ``lost``, and training stops at the next epoch
 without writing anything more.
 
-The epoch recorder's flushes renew the lease too (worker/recorder.py): a beat that comes less than
-an interval after the last renewal, of either kind, is skipped, so a job that flushes often costs
-no heartbeat transactions.
+The epoch recorder's flushes renew the lease too (worker/recorder.py): a beat is due an interval
+after the last renewal of either kind, so a job that flushes often costs no heartbeat
+transactions, and one that flushes seldom is renewed as often as before.
 """
 
 import logging
@@ -48,9 +48,9 @@ class Heartbeat:
         )
 
     def _beat(self) -> None:
-        while not self._stopped.wait(self.interval):
-            if time.monotonic() - self.renewed_at < self.interval:
-                continue
+        while not self._stopped.wait(self._until_due()):
+            if self._until_due() > 0:
+                continue  # a flush renewed the lease meanwhile
             try:
                 with self.sessions() as session:
                     attempts.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
@@ -64,6 +64,10 @@ class Heartbeat:
                 # reaper re-queues the job and the next beat finds the attempt fenced off.
                 level = logging.WARNING if is_transient(error) else logging.ERROR
                 logger.log(level, "job %s: heartbeat failed: %s", self.job_id, error.orig)
+
+    def _until_due(self) -> float:
+        """Seconds until the next beat is due: an interval after the last renewal."""
+        return max(0.0, self.renewed_at + self.interval - time.monotonic())
 
     def renewed(self) -> None:
         """Note that the lease was just renewed (by this thread or by a flush)."""
