@@ -24,8 +24,9 @@ for each fleet size. Reported: flushes/s offered (one per attempt every METRICS_
 0.5 s) and achieved, flushes that failed, p50/p99 flush latency (from the start of the epoch
 that flushes to the recorder's return: waiting for a connection included), heartbeats that
 came late (a lease left unrenewed for over the heartbeat interval plus 1 s), leases lost, the
-bench's own CPU per flush (simulation and client) and the machine's load average. The first
-3 s are warm-up.
+bench's own CPU per flush (simulation and client), how late the event loop played epochs
+(median: when it lags, the bench is what limits the flushes offered, not the database) and
+the machine's load average. The first 3 s are warm-up.
 """
 
 import argparse
@@ -38,6 +39,7 @@ import os
 import queue
 import random
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,6 +164,8 @@ class FleetStats:
         self.measured_from = measured_from
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        # How late the event loop played each epoch: the bench's own limit, not the database's.
+        self.lags: list[float] = []
         self.failed = 0
         self.renewals: dict[int, list[float]] = {}
         self.lost = 0
@@ -232,9 +236,8 @@ def run_fleet_process(config: dict) -> dict:
     heapq.heapify(events)
     finished: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
 
-    def flush(index: int) -> None:
+    def flush(index: int, started: float) -> None:
         attempt = fleet_attempts[index]
-        started = time.monotonic()
         attempt.next_epoch()
         written = not attempt.recorder.pending
         stats.flushed(started, attempt.recorder.flushed_at, ok=written)
@@ -259,13 +262,15 @@ def run_fleet_process(config: dict) -> dict:
                 continue
             if not events:
                 continue
-            _, index = heapq.heappop(events)
-            attempt = fleet_attempts[index]
-            if time.monotonic() >= deadline or attempt.recorder.stop is not None:
+            due, index = heapq.heappop(events)
+            attempt, now = fleet_attempts[index], time.monotonic()
+            if now >= deadline or attempt.recorder.stop is not None:
                 continue
+            if due >= stats.measured_from:
+                stats.lags.append(now - due)
             if attempt.flush_due():
                 in_flight += 1
-                pool.submit(flush, index)
+                pool.submit(flush, index, now)
             else:
                 attempt.next_epoch()
                 heapq.heappush(events, (time.monotonic() + fleet.epoch_seconds, index))
@@ -280,6 +285,7 @@ def run_fleet_process(config: dict) -> dict:
     )
     return {
         "latencies": stats.latencies,
+        "lag": statistics.median(stats.lags) if stats.lags else 0.0,
         "failed": stats.failed,
         "late": late,
         "lost": stats.lost,
@@ -350,6 +356,7 @@ def measure_fleet(tree: Path, url: str, count: int, fleet: Fleet, processes: int
         "lost": sum(result["lost"] for result in results),
         "client_ms": 1000 * sum(result["cpu_seconds"] for result in results) / flushes,
         "load": os.getloadavg()[0],
+        "lag": max(result["lag"] for result in results),
     }
 
 
@@ -357,15 +364,16 @@ def fleet_table(rows: list[tuple[int, str, dict]]) -> str:
     lines = [
         "| running attempts | code | offered flushes/s | achieved flushes/s | achieved/offered"
         " | failed flushes | p50 flush ms | p99 flush ms | late heartbeats | leases lost"
-        " | bench CPU ms/flush | load average |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | bench CPU ms/flush | epochs late by (p50 ms) | load average |",
+        "| ---: | --- |" + " ---: |" * 11,
     ]
     for count, code, row in rows:
         lines.append(
             f"| {count:,} | {code} | {row['offered']:,.0f} | {row['achieved']:,.0f}"
             f" | {row['achieved'] / row['offered']:.2f} | {row['failed']}"
             f" | {row['p50'] * 1000:,.1f} | {row['p99'] * 1000:,.1f} | {row['late']}"
-            f" | {row['lost']} | {row['client_ms']:.2f} | {row['load']:.1f} |"
+            f" | {row['lost']} | {row['client_ms']:.2f} | {row['lag'] * 1000:,.0f}"
+            f" | {row['load']:.1f} |"
         )
     return "\n".join(lines)
 
