@@ -189,7 +189,7 @@ class EpochRecorder:
         try:
             cancel_requested = self._write(record, unwritten)
         except attempts.HistoryGap as gap:
-            self._rewind(gap.stored_epoch)
+            self._resync(gap.stored_epoch)
             return attempts.HistoryGap
         finally:
             self.flushed_at = self.clock()
@@ -212,23 +212,27 @@ class EpochRecorder:
         if checkpoint is not None:
             self.checkpointed_epoch, self.checkpointed_at = checkpoint.epoch, self.flushed_at
 
-    def _rewind(self, stored_epoch: int) -> None:
-        """Make pending again the records after ``stored_epoch``, which the database lost."""
-        lost = [record for record in self.unconfirmed if record["epoch"] > stored_epoch]
-        first = (lost or self.pending or [{"epoch": stored_epoch + 1}])[0]["epoch"]
-        if first != stored_epoch + 1:
+    def _resync(self, stored_epoch: int) -> None:
+        """Match the records held to a stored history that ends at ``stored_epoch``: those the
+        database lost (asynchronous commits, a crash) become pending again; pending ones it has
+        already (a commit whose answer the connection lost) are dropped."""
+        held = self.unconfirmed + self.pending
+        self.unconfirmed = [record for record in held if record["epoch"] <= stored_epoch]
+        self.pending = [record for record in held if record["epoch"] > stored_epoch]
+        if self.pending and self.pending[0]["epoch"] != stored_epoch + 1:
             raise RuntimeError(
                 f"job {self.job_id}: stored history ends at epoch {stored_epoch}, and this "
                 f"attempt no longer holds epoch {stored_epoch + 1}"
             )
+        what = "lost" if stored_epoch < self.stored_epoch else "already had"
         logger.warning(
-            "job %s: the database lost epochs %s to %s; writing them again",
+            "job %s: the database %s epochs %s to %s; writing on from epoch %s",
             self.job_id,
+            what,
+            min(stored_epoch, self.stored_epoch) + 1,
+            max(stored_epoch, self.stored_epoch),
             stored_epoch + 1,
-            self.stored_epoch,
         )
-        self.unconfirmed = [r for r in self.unconfirmed if r["epoch"] <= stored_epoch]
-        self.pending = lost + self.pending
         self.stored_epoch = stored_epoch
 
     def _adapt_interval(self, seconds: float) -> None:
@@ -240,13 +244,12 @@ class EpochRecorder:
             self.flush_seconds = max(base, self.flush_seconds / 2)
 
     def unwritten(self, session: Session) -> list[dict[str, Any]]:
-        """The records the attempt's ending must write: the pending ones, after those of
-        asynchronous commits the database lost (read in ``session``, the ending's transaction,
-        so that a loss just before it is seen)."""
-        if self.unconfirmed:
+        """The records the attempt's ending must write: the pending ones, matched to the stored
+        history as read in ``session``, the ending's transaction (``_resync``)."""
+        if self.pending or self.unconfirmed:
             stored = attempts.stored_epoch(session, self.job_id)
-            if stored < self.stored_epoch:
-                self._rewind(stored)
+            if stored != self.stored_epoch:
+                self._resync(stored)
         return self.pending
 
     def _write(self, write: Callable[[Session], T], unwritten: str) -> T | None:

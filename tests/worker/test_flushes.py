@@ -105,6 +105,18 @@ def test_the_recorder_writes_again_the_epochs_the_database_lost(sessions):
         assert [r["epoch"] for r in recorder.unwritten(session)] == [5, 6, 7]
 
 
+def test_the_recorder_drops_the_epochs_of_a_commit_whose_answer_was_lost(sessions):
+    job_id, attempt = running(sessions)
+    policy = RecordingPolicy(0.0, 10**6, 10**6, 10**6)
+    recorder = EpochRecorder(sessions, job_id, attempt, policy, threading.Event())
+    recorder(record(1))
+    flush(sessions, job_id, attempt, [2, 3])  # committed, but the recorder never heard back
+    recorder.pending = [record(2), record(3), record(4)]
+    recorder.flush()
+    assert stored(sessions, job_id) == [(epoch, 1.0 / epoch) for epoch in range(1, 5)]
+    assert (recorder.pending, recorder.stored_epoch) == ([], 4)
+
+
 def test_slow_flushes_stretch_the_interval_and_quick_ones_bring_it_back(sessions):
     job_id, attempt = running(sessions)
     now = [0.0]
