@@ -8,8 +8,8 @@ would cost more than the training), and brings back the job's cancel flag in the
 
 A flush also renews the attempt's lease (the heartbeat then has nothing to do), and on PostgreSQL
 it is one statement: one round trip (docs/scaling.md). When flushes slow down (the database is
-queueing them) the interval between them grows, up to ``MAX_FLUSH_SLOWDOWN`` times the policy's,
-and shrinks back when they are quick again.
+queueing them) the interval between them grows, up to ``max_flush_seconds``, and shrinks back
+when they are quick again.
 
 A flush without a checkpoint may commit asynchronously; a database that crashes can lose such a
 commit after acknowledging it. The recorder keeps the records of those commits until a
@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 RECORD_FIELDS = (*EPOCH_FIGURES, "learning_rate", "seconds")
 T = TypeVar("T")
 # A flush slower than the interval itself means the database queues flushes: the interval
-# doubles (at most MAX_FLUSH_SLOWDOWN times the policy's); one quicker than a quarter of it
-# halves the interval back.
+# doubles, up to MAX_FLUSH_SLOWDOWN times the policy's, and, for an attempt whose flushes renew
+# its lease, up to half the heartbeat interval at most (past it the heartbeat would renew the
+# lease in transactions of its own, which cost the database more than the flushes saved). One
+# quicker than a quarter of the interval halves it back.
 MAX_FLUSH_SLOWDOWN = 16
 
 
@@ -118,6 +120,10 @@ class EpochRecorder:
         # Records committed asynchronously, not yet made durable by a synchronous commit.
         self.unconfirmed: list[dict[str, Any]] = []
         self.flush_seconds = policy.flush_seconds
+        slowest = MAX_FLUSH_SLOWDOWN * policy.flush_seconds
+        if lease is not None:
+            slowest = min(slowest, lease.interval / 2)
+        self.max_flush_seconds = max(policy.flush_seconds, slowest)
         self.stop: Stop | None = None
         self.snapshot: Callable[[], bytes] | None = None
         self.epoch = self.checkpointed_epoch = self.stored_epoch = 0
@@ -239,7 +245,7 @@ class EpochRecorder:
         """Double the flush interval after a busy flush, halve it back after a quick one."""
         base = self.policy.flush_seconds
         if seconds > self.flush_seconds:
-            self.flush_seconds = min(max(base, 2 * self.flush_seconds), MAX_FLUSH_SLOWDOWN * base)
+            self.flush_seconds = min(max(base, 2 * self.flush_seconds), self.max_flush_seconds)
         elif seconds < self.flush_seconds / 4:
             self.flush_seconds = max(base, self.flush_seconds / 2)
 

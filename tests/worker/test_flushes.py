@@ -12,6 +12,7 @@ from service.db import attempts
 from service.db.models import EpochMetric, JobCheckpoint, TrainingJob, utcnow
 from tests.conftest import BACKENDS
 from tests.factories import queued_xor_job
+from worker.lease import Heartbeat
 from worker.recorder import MAX_FLUSH_SLOWDOWN, EpochRecorder, RecordingPolicy
 
 pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
@@ -132,6 +133,11 @@ def test_slow_flushes_stretch_the_interval_and_quick_ones_bring_it_back(sessions
     for _ in range(10):
         recorder._adapt_interval(100)
     assert recorder.flush_seconds == MAX_FLUSH_SLOWDOWN * 0.5
+    heartbeat = Heartbeat(sessions, job_id, attempt, lease_seconds=15, interval=3.0)
+    with_lease = EpochRecorder(sessions, job_id, attempt, policy, heartbeat.lost, lease=heartbeat)
+    for _ in range(10):
+        with_lease._adapt_interval(100)
+    assert with_lease.flush_seconds == 1.5
     for _ in range(10):
         recorder._adapt_interval(0.001)
     assert recorder.flush_seconds == 0.5
