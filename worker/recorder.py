@@ -175,11 +175,13 @@ class EpochRecorder:
 
     def flush(self) -> None:
         """Write the pending records (and a checkpoint when due); once more at once if the
-        stored history turned out to have lost its last epochs (written again first)."""
-        if self._flush_once() is attempts.HistoryGap:
+        stored history did not end where this attempt thought (``_resync``)."""
+        if not self._flush_once():
             self._flush_once()
 
-    def _flush_once(self) -> type[attempts.HistoryGap] | None:
+    def _flush_once(self) -> bool:
+        """One flush; False when the stored history ended elsewhere than expected (nothing was
+        written, and the records held are matched to it for the next try)."""
         checkpoint = self._due_checkpoint()
         batch = attempts.EpochRecords(
             self.pending,
@@ -196,16 +198,15 @@ class EpochRecorder:
             cancel_requested = self._write(record, unwritten)
         except attempts.HistoryGap as gap:
             self._resync(gap.stored_epoch)
-            return attempts.HistoryGap
+            return False
         finally:
             self.flushed_at = self.clock()
             self._adapt_interval(self.flushed_at - started)
-        if cancel_requested is None:
-            return None
-        self._written(batch, checkpoint)
-        if cancel_requested:
-            self.stop = Stop.CANCELLED
-        return None
+        if cancel_requested is not None:
+            self._written(batch, checkpoint)
+            if cancel_requested:
+                self.stop = Stop.CANCELLED
+        return True
 
     def _written(self, batch: attempts.EpochRecords, checkpoint: attempts.Checkpoint | None):
         self.pending = []
