@@ -19,9 +19,12 @@ from service.settings import Settings
 # Task names: stable strings, sent by the API and the dispatcher, registered by the worker.
 TRAIN_MODEL = "backprop.train_model"
 DELIVER_WEBHOOK = "backprop.deliver_webhook"
-# Deliveries have a queue of their own, consumed by `backprop webhook-worker` only: on the
-# training queue one would wait behind every job ahead of it (prefetch 1, jobs of hours).
+RUN_OPERATION = "backprop.run_operation"
+# Deliveries and operations have queues of their own, consumed by `backprop webhook-worker`
+# only: on the training queue one would wait behind every job ahead of it (prefetch 1, jobs of
+# hours), and an operation of minutes must not hold up a delivery.
 WEBHOOK_QUEUE = "webhooks"
+OPERATION_QUEUE = "operations"
 
 DECLARE_ATTEMPTS = 3
 # Publishing while the broker is down must not hang a request: retry briefly, then give up.
@@ -199,6 +202,16 @@ class JobQueue:
             DELIVER_WEBHOOK,
             args=[delivery_id],
             queue=WEBHOOK_QUEUE,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
+
+    def enqueue_operation(self, operation_id: int) -> None:
+        """Ask a webhook worker to run operation ``operation_id`` (committed)."""
+        self.celery.send_task(
+            RUN_OPERATION,
+            args=[operation_id],
+            queue=OPERATION_QUEUE,
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )

@@ -15,6 +15,10 @@ Each round, every ``dispatch_interval_seconds``:
 * webhooks (their outbox): deliveries due (new, or whose backoff ended) are published to the
   webhook queue and marked; one published that long ago and still not claimed, or claimed
   under a lease that expired (its webhook worker died mid-attempt), is published again;
+* operations (their outbox): those never published, or published that long ago and still
+  unclaimed, or claimed under a lease that expired (their worker died), are published to the
+  operations queue; a worker's claim ends failed one whose workers died OPERATION_MAX_ATTEMPTS
+  times;
 * re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
   when the broker's queue is empty. A message that is not in the queue is held by a worker, and
   a worker that holds a message claims its job at once unless it is busy with another; so an
@@ -47,7 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Model
 from service.broker import JobQueue
-from service.db import dispatch, predictions, records, sweeps, webhooks
+from service.db import dispatch, operations, predictions, records, sweeps, webhooks
 from service.db.models import TrainedModel, utcnow
 from service.db.session import make_session_factory
 from service.logs import configure_logging
@@ -140,6 +144,7 @@ class Dispatcher:
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
         webhook_lease: float = Settings().webhook_lease_seconds(),
         log_upkeep: LogUpkeep | None = None,
+        operation_lease: float = Settings().operation_lease_seconds,
     ):
         self.sessions = sessions
         self.log_upkeep = log_upkeep
@@ -148,6 +153,7 @@ class Dispatcher:
         self.interval = interval
         self.redispatch_after = redispatch_after
         self.webhook_lease = webhook_lease
+        self.operation_lease = operation_lease
         self.stopped = threading.Event()
 
     @classmethod
@@ -159,6 +165,7 @@ class Dispatcher:
             settings.dispatch_interval_seconds,
             webhook_lease=settings.webhook_lease_seconds(),
             log_upkeep=LogUpkeep(settings),
+            operation_lease=settings.operation_lease_seconds,
         )
 
     def run_forever(self) -> None:
@@ -180,11 +187,13 @@ class Dispatcher:
         self.stopped.set()
 
     def run_once(self) -> int:
-        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries, keep the
-        prediction log, then publish the jobs that need it; return how many jobs were sent."""
+        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries and the
+        operations that need it, keep the prediction log, then publish the jobs that need it;
+        return how many jobs were sent."""
         self.reap()
         self.advance_sweeps()
         self.dispatch_deliveries()
+        self.dispatch_operations()
         self.keep_prediction_log()
         with self.sessions() as session:
             job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
@@ -207,6 +216,18 @@ class Dispatcher:
             with self.sessions() as session:
                 webhooks.mark_dispatched(session, delivery_id)
         return len(delivery_ids)
+
+    def dispatch_operations(self) -> int:
+        """Publish the operations that need it (to the operations queue) and mark them;
+        return how many."""
+        lost_before = utcnow() - timedelta(seconds=self.operation_lease)
+        with self.sessions() as session:
+            operation_ids = operations.operations_to_dispatch(session, lost_before, BATCH)
+        for operation_id in operation_ids:
+            self.queue.enqueue_operation(operation_id)
+            with self.sessions() as session:
+                operations.mark_dispatched(session, operation_id)
+        return len(operation_ids)
 
     def keep_prediction_log(self) -> None:
         """The log's upkeep, when due; a failure is logged and never holds up the jobs."""

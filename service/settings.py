@@ -7,7 +7,7 @@ on kombu's SQLAlchemy transport, both as files under ``./var/``.
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 DEFAULT_VAR_DIR = Path("var")
@@ -100,6 +100,16 @@ class Settings:
     # 2^n_features x background rows).
     explain_shapley_max_features: int = 12
     explain_max_evaluations: int = 2_000_000
+    # Operations (/v1/operations): what is answered later, by a `backprop webhook-worker`
+    # process, never behind training. An importance above EXPLAIN_MAX_EVALUATIONS runs there,
+    # up to EXPLAIN_MAX_OPERATION_EVALUATIONS forward rows; a promotion gate there when its data
+    # set has more than GATE_SYNC_ROWS rows (or when the request says `Prefer: respond-async`).
+    # A worker holds an operation under a lease of OPERATION_LEASE_SECONDS, renewed while it
+    # runs; one whose workers died OPERATION_MAX_ATTEMPTS times ends failed.
+    explain_max_operation_evaluations: int = 100_000_000
+    gate_sync_rows: int = 50_000
+    operation_lease_seconds: float = 30.0
+    operation_max_attempts: int = 3
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
@@ -200,6 +210,10 @@ class Settings:
             )
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
+        if self.operation_max_attempts < 1:
+            raise ValueError(
+                f"OPERATION_MAX_ATTEMPTS={self.operation_max_attempts}: must be 1 or more"
+            )
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
             raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
 
@@ -233,6 +247,11 @@ class Settings:
         if "database_url" in values:
             values["database_url"] = normalize_database_url(values["database_url"])
         return cls(**values)
+
+    def for_operations(self) -> "Settings":
+        """These settings as a worker runs an operation with them: its explanations may run
+        the network on EXPLAIN_MAX_OPERATION_EVALUATIONS rows."""
+        return replace(self, explain_max_evaluations=self.explain_max_operation_evaluations)
 
     def webhook_lease_seconds(self) -> float:
         """How long a webhook worker holds a delivery it sends: a lookup, a connection and a
