@@ -9,7 +9,8 @@ flower`), on a throwaway PostgreSQL database, and samples every part's process t
 the sum of PSS (proportional set size: a page shared by a forked pool counts once, as the
 container's memory cgroup charges it) and of RSS. Phases: idle after start, then the API takes a
 digits upload and 2,000 predictions while the worker trains a digits job of 200 epochs. The
-migration (`backprop db upgrade` on an empty database) is measured alone, by its peak RSS (VmHWM).
+migration (`backprop db upgrade` on an empty database) and the workers' liveness probe (Celery's
+ping, docker-compose.yml's health check) are measured alone, by their peak RSS (VmHWM).
 Prints one JSON object, MiB: ``{part: {"idle_pss", "peak_pss", "peak_rss"}}``.
 """
 
@@ -93,16 +94,25 @@ class Sampler(threading.Thread):
                 self.peak[name] = (max(old[0], pss), max(old[1], rss))
 
 
-def migration_peak_rss(env: dict[str, str]) -> int:
-    """Peak RSS in bytes of `backprop db upgrade` on the (empty) database of ``env``."""
+def peak_rss(env: dict[str, str], code: str) -> int:
+    """Peak RSS in bytes (VmHWM) of a Python process that runs ``code``."""
     script = (
-        "from service.commands.cli import main; main(['db', 'upgrade']); "
+        f"{code}\n"
         "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
     )
     return int(done.stdout.split()[-1]) * 1024
+
+
+MIGRATION = "from service.commands.cli import main; main(['db', 'upgrade'])"
+# The workers' liveness probe (docker-compose.yml's health check), run in their containers.
+CELERY_PING = (
+    "import socket; from service.settings import Settings; from service.broker import "
+    "create_celery_app; app = create_celery_app(Settings.from_env()); "
+    "app.control.ping(destination=['celery@' + socket.gethostname()], timeout=3)"
+)
 
 
 @contextmanager
@@ -150,7 +160,7 @@ def measure(predictions: int) -> dict[str, dict[str, float]]:
         port = free_port()
         env = {**os.environ, **urls, "PORT": str(port), "AUTH": "off", "WEB_CONCURRENCY": "2"}
         env["RATE_LIMIT"] = env["PREDICT_RATE_LIMIT"] = "off"
-        migration = migration_peak_rss(env)
+        migration = peak_rss(env, MIGRATION)
         with LocalStack(env, workers=1, logs=folder) as stack, flower(env, folder) as monitor:
             stack.wait_until_ready(f"http://127.0.0.1:{port}")
             roots = {name: process.pid for name, process in stack.processes.items()}
@@ -161,6 +171,7 @@ def measure(predictions: int) -> dict[str, dict[str, float]]:
             say("idle figures taken; loading")
             load(f"http://127.0.0.1:{port}", predictions)
             time.sleep(1)
+            probe = peak_rss(env, CELERY_PING)
             sampler.stopped.set()
             sampler.join()
     figures = {
@@ -172,6 +183,7 @@ def measure(predictions: int) -> dict[str, dict[str, float]]:
         for name in sampler.roots
     }
     figures["migrate"] = {"peak_rss": round(migration / MIB, 1)}
+    figures["celery_ping_probe"] = {"peak_rss": round(probe / MIB, 1)}
     return figures
 
 
