@@ -29,8 +29,8 @@ from tests.factories import queued_xor_job, sqlite_sessions
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "deploy" / "kubernetes"
 KEDA_CRDS = Path(__file__).resolve().parent / "keda"
-# The oldest Kubernetes the manifests are for: the preStop `sleep` action is on by default from
-# 1.30; KEDA 2.20 supports 1.32 and later.
+# The oldest Kubernetes the manifests are written for (docs/deploy.md); the API's preStop `sleep`
+# action is on by default from 1.30.
 KUBERNETES_VERSION = "1.32.0"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 KUSTOMIZATION = yaml.safe_load((FOLDER / "kustomization.yaml").read_text())
