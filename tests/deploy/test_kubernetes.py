@@ -56,8 +56,8 @@ OTHER_VARIABLES = {
 SECRET_VARIABLES = {
     "DATABASE_URL", "BROKER_URL", "SECRET_KEY", "METRICS_TOKEN", "FLOWER_BASIC_AUTH"
 }  # fmt: skip
-# docker-compose's gunicorn drains DRAIN_SECONDS on SIGTERM before its graceful stop (issue 27:
-# the default of `backprop api`).
+# On SIGTERM `backprop api` drains for DRAIN_SECONDS before gunicorn's graceful stop: 5 by
+# default (issue 27's load balancer part, which adds the setting).
 API_DRAIN_SECONDS = 5
 
 
@@ -78,25 +78,17 @@ def named(kind: str, name: str) -> dict:
     return found
 
 
-def pod_specs() -> dict[str, dict]:
-    """The pod template of every workload, by its component label (a compose service's name)."""
-    return {
-        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: doc["spec"][
-            "template"
-        ]["spec"]
-        for doc in MANIFESTS
-        if doc["kind"] in {"Deployment", "Job"}
-    }
-
-
-PODS = pod_specs()
+# The pod template of every workload, by its component label (a compose service's name).
+TEMPLATES = {
+    doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: doc["spec"][
+        "template"
+    ]
+    for doc in MANIFESTS
+    if doc["kind"] in {"Deployment", "Job"}
+}
+PODS = {component: template["spec"] for component, template in TEMPLATES.items()}
 PODS_LABELS = {
-    component: next(
-        doc["spec"]["template"]["metadata"]["labels"]
-        for doc in MANIFESTS
-        if doc["kind"] in {"Deployment", "Job"} and doc["spec"]["template"]["spec"] is pod
-    )
-    for component, pod in PODS.items()
+    component: template["metadata"]["labels"] for component, template in TEMPLATES.items()
 }
 
 
@@ -221,7 +213,7 @@ def test_every_part_of_the_compose_stack_but_its_servers_is_here():
 def test_each_part_runs_the_compose_image_and_command(component):
     image, tag = COMPOSE[component]["image"].split(":")
     assert container(component)["image"] == image
-    assert KUSTOMIZATION["images"] == [{"name": image, "newTag": tag}]
+    assert {"name": image, "newTag": tag} in KUSTOMIZATION["images"]
     command = container(component)["command"]
     assert command == COMPOSE[component]["command"]
     args, extra = build_parser().parse_known_args(command[1:])
@@ -290,6 +282,8 @@ SETTINGS_VARIABLES = {name.upper() for name in Settings.__dataclass_fields__}
 
 @pytest.mark.parametrize("component", sorted(PODS))
 def test_every_variable_is_a_setting_or_read_by_a_named_program(component):
+    (generator,) = KUSTOMIZATION["configMapGenerator"]
+    assert container(component)["envFrom"] == [{"configMapRef": {"name": generator["name"]}}]
     names = [item["name"] for item in container(component)["env"]] + list(shared_settings())
     for name in names:
         assert name in SETTINGS_VARIABLES or name in OTHER_VARIABLES, f"{component}: {name}"
