@@ -7,8 +7,8 @@ Starts the stack as the Kubernetes manifests run it, each part on its own (`back
 WEB_CONCURRENCY=2, `backprop worker`, `backprop webhook-worker`, `backprop dispatcher`, `backprop
 flower`), on a throwaway PostgreSQL database, and samples every part's process tree every 0.2 s:
 the sum of PSS (proportional set size: a page shared by a forked pool counts once, as the
-container's memory cgroup charges it) and of RSS. Phases: idle after start, then the API takes a
-digits upload and 2,000 predictions while the worker trains a digits job of 200 epochs. The
+container's memory cgroup charges it) and of RSS. Phases: idle 5 s after start, then a digits
+upload, a digits job of 200 epochs trained to the end, and 2,000 predictions of its model. The
 migration (`backprop db upgrade` on an empty database) and the workers' liveness probe (Celery's
 ping, docker-compose.yml's health check) are measured alone, by their peak RSS (VmHWM).
 Prints one JSON object, MiB: ``{part: {"idle_pss", "peak_pss", "peak_rss"}}``.
