@@ -198,22 +198,15 @@ class JobQueue:
 
     def enqueue_delivery(self, delivery_id: int) -> None:
         """Ask a webhook worker to attempt delivery ``delivery_id`` (committed, due)."""
-        self.celery.send_task(
-            DELIVER_WEBHOOK,
-            args=[delivery_id],
-            queue=WEBHOOK_QUEUE,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-        )
+        self._send(DELIVER_WEBHOOK, delivery_id, WEBHOOK_QUEUE)
 
     def enqueue_operation(self, operation_id: int) -> None:
         """Ask a webhook worker to run operation ``operation_id`` (committed)."""
+        self._send(RUN_OPERATION, operation_id, OPERATION_QUEUE)
+
+    def _send(self, task: str, row_id: int, queue: str) -> None:
         self.celery.send_task(
-            RUN_OPERATION,
-            args=[operation_id],
-            queue=OPERATION_QUEUE,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
+            task, args=[row_id], queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY
         )
 
     def queued_messages(self) -> int:

@@ -45,7 +45,8 @@ import logging
 import signal
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -208,26 +209,40 @@ class Dispatcher:
     def dispatch_deliveries(self) -> int:
         """Publish the webhook deliveries due (to the webhook queue) and mark them; return how
         many."""
-        lost_before = utcnow() - timedelta(seconds=self.webhook_lease)
-        with self.sessions() as session:
-            delivery_ids = webhooks.deliveries_to_dispatch(session, lost_before, BATCH)
-        for delivery_id in delivery_ids:
-            self.queue.enqueue_delivery(delivery_id)
-            with self.sessions() as session:
-                webhooks.mark_dispatched(session, delivery_id)
-        return len(delivery_ids)
+        return self.publish_outbox(
+            webhooks.deliveries_to_dispatch,
+            self.queue.enqueue_delivery,
+            webhooks.mark_dispatched,
+            self.webhook_lease,
+        )
 
     def dispatch_operations(self) -> int:
         """Publish the operations that need it (to the operations queue) and mark them;
         return how many."""
-        lost_before = utcnow() - timedelta(seconds=self.operation_lease)
+        return self.publish_outbox(
+            operations.operations_to_dispatch,
+            self.queue.enqueue_operation,
+            operations.mark_dispatched,
+            self.operation_lease,
+        )
+
+    def publish_outbox(
+        self,
+        to_dispatch: Callable[[Session, datetime, int], list[int]],
+        enqueue: Callable[[int], None],
+        mark_dispatched: Callable[[Session, int], None],
+        lease: float,
+    ) -> int:
+        """Publish the rows ``to_dispatch`` lists (a batch: never published, or published
+        more than ``lease`` seconds ago and held by no worker), marking each once sent."""
+        lost_before = utcnow() - timedelta(seconds=lease)
         with self.sessions() as session:
-            operation_ids = operations.operations_to_dispatch(session, lost_before, BATCH)
-        for operation_id in operation_ids:
-            self.queue.enqueue_operation(operation_id)
+            row_ids = to_dispatch(session, lost_before, BATCH)
+        for row_id in row_ids:
+            enqueue(row_id)
             with self.sessions() as session:
-                operations.mark_dispatched(session, operation_id)
-        return len(operation_ids)
+                mark_dispatched(session, row_id)
+        return len(row_ids)
 
     def keep_prediction_log(self) -> None:
         """The log's upkeep, when due; a failure is logged and never holds up the jobs."""
