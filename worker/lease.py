@@ -4,10 +4,15 @@ A worker that dies stops renewing; once its lease expires the reaper (service/di
 the job to another attempt. A heartbeat that finds the attempt fenced off (``StaleAttempt``: the job
 was re-queued, cancelled or claimed again) sets ``lost``, and training stops at the next epoch
 without writing anything more.
+
+The epoch recorder's flushes renew the lease too (worker/recorder.py): a beat is due an interval
+after the last renewal of either kind, so a job that flushes often costs no heartbeat
+transactions, and one that flushes seldom is renewed as often as before.
 """
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
@@ -20,22 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Renews a lease every ``interval`` seconds by calling ``renew`` with a new session (a
-    daemon thread between ``start`` and ``stop``, or inside ``with``); ``what`` names the holder
-    in the log. ``renew`` raises ``StaleAttempt`` once the lease is lost."""
+    """Renews a lease of ``lease_seconds`` every ``interval`` seconds by calling ``renew`` with a
+    new session (a daemon thread between ``start`` and ``stop``, or inside ``with``); ``what``
+    names the holder in the log. ``renew`` raises ``StaleAttempt`` once the lease is lost."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         renew: Callable[[Session], None],
+        lease_seconds: float,
         interval: float,
         what: str,
     ):
         self.sessions = sessions
         self.renew = renew
+        self.lease_seconds = lease_seconds
         self.interval = interval
         self.what = what
         self.lost = threading.Event()
+        self.renewed_at = time.monotonic()
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"heartbeat-{what.replace(' ', '-')}", daemon=True
@@ -55,13 +63,16 @@ class Heartbeat:
         def renew(session: Session) -> None:
             attempts.renew_lease(session, job_id, attempt, lease_seconds)
 
-        return cls(sessions, renew, interval, f"job {job_id}")
+        return cls(sessions, renew, lease_seconds, interval, f"job {job_id}")
 
     def _beat(self) -> None:
-        while not self._stopped.wait(self.interval):
+        while not self._stopped.wait(self._until_due()):
+            if self._until_due() > 0:
+                continue  # a flush renewed the lease meanwhile
             try:
                 with self.sessions() as session:
                     self.renew(session)
+                self.renewed()
             except attempts.StaleAttempt:
                 logger.warning("%s: this attempt lost its lease", self.what)
                 self.lost.set()
@@ -71,6 +82,14 @@ class Heartbeat:
                 # reaper re-queues the work and the next beat finds the attempt fenced off.
                 level = logging.WARNING if is_transient(error) else logging.ERROR
                 logger.log(level, "%s: heartbeat failed: %s", self.what, error.orig)
+
+    def _until_due(self) -> float:
+        """Seconds until the next beat is due: an interval after the last renewal."""
+        return max(0.0, self.renewed_at + self.interval - time.monotonic())
+
+    def renewed(self) -> None:
+        """Note that the lease was just renewed (by this thread or by a flush)."""
+        self.renewed_at = time.monotonic()
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

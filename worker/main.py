@@ -50,7 +50,10 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     problem = visibility_timeout_problem(settings)
     if problem:
         logging.getLogger(__name__).warning(problem)
-    register_tasks(app, make_session_factory(settings.database_url), settings)
+    # Every database call of an attempt retries transient errors (worker/retries.py, the
+    # recorder, the heartbeat): a connection left stale by a restart costs one, so no ping.
+    sessions = make_session_factory(settings.database_url, pre_ping=False)
+    register_tasks(app, sessions, settings)
     if broker_profile(settings.broker_url).declare_before_consuming:
         # The consumer would die on the race; this declaration retries it.
         declare_task_queue(app, settings.broker_timeout_seconds)

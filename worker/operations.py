@@ -75,7 +75,8 @@ def heartbeat_of(sessions: sessionmaker[Session], claim: Claim, lease_seconds: f
     def renew(session: Session) -> None:
         operations.renew_claim(session, claim, lease_seconds)
 
-    return Heartbeat(sessions, renew, lease_seconds / 3, f"operation {claim.operation_id}")
+    what = f"operation {claim.operation_id}"
+    return Heartbeat(sessions, renew, lease_seconds, lease_seconds / 3, what)
 
 
 def end(sessions: sessionmaker[Session], claim: Claim, ending: dict) -> None:

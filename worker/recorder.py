@@ -6,6 +6,17 @@ one is due (every ``checkpoint_every_epochs`` epochs or ``checkpoint_every_secon
 whichever comes first, and at most one per flush: on tiny epochs a checkpoint every few epochs
 would cost more than the training), and brings back the job's cancel flag in the same round trip.
 
+A flush also renews the attempt's lease (the heartbeat then has nothing to do), and on PostgreSQL
+it is one statement: one round trip (docs/scaling.md). When flushes slow down (the database is
+queueing them) the interval between them grows, up to ``MAX_FLUSH_SLOWDOWN`` times the policy's,
+and shrinks back when they are quick again.
+
+A flush without a checkpoint may commit asynchronously; a database that crashes can lose such a
+commit after acknowledging it. The recorder keeps the records of those commits until a
+synchronous one (a checkpoint, the ending) makes them durable, and every flush checks that it
+follows the last stored epoch: after a loss it is told where the stored history ends
+(``HistoryGap``) and writes the missing epochs again from memory, so each is stored once.
+
 A sweep's trial with early termination (ASHA) flushes at each rung epoch and then asks the
 database how its value there ranks among the trials that reached it (service/db/sweeps.py):
 the decision is stored on the trial, and a trial that falls below the cutoff stops, pruned.
@@ -26,12 +37,17 @@ from model_core import Trainer
 from service.db import attempts
 from service.sweeps.asha import Asha, rung_decision
 from service.vocabulary import EPOCH_FIGURES
+from worker.lease import Heartbeat
 from worker.retries import is_transient
 
 logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = (*EPOCH_FIGURES, "learning_rate", "seconds")
 T = TypeVar("T")
+# A flush slower than the interval itself means the database queues flushes: the interval
+# doubles (at most MAX_FLUSH_SLOWDOWN times the policy's); one quicker than a quarter of it
+# halves the interval back.
+MAX_FLUSH_SLOWDOWN = 16
 
 
 def plain_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +91,7 @@ class EpochRecorder:
     ``flush_seconds`` at most, and says when to stop: a cancel, the time limit, a lost lease.
 
     A flush that meets a transient database error keeps its records for the next one.
+    ``lease``, when given, is the attempt's heartbeat: the flushes renew its lease with it.
     """
 
     def __init__(
@@ -86,6 +103,7 @@ class EpochRecorder:
         lease_lost: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         early_termination: EarlyTermination | None = None,
+        lease: Heartbeat | None = None,
     ):
         self.sessions = sessions
         self.job_id = job_id
@@ -95,17 +113,21 @@ class EpochRecorder:
         self.clock = clock
         self.early_termination = early_termination
         self.rungs = list(early_termination.rungs) if early_termination else []
+        self.lease = lease
         self.pending: list[dict[str, Any]] = []
+        # Records committed asynchronously, not yet made durable by a synchronous commit.
+        self.unconfirmed: list[dict[str, Any]] = []
+        self.flush_seconds = policy.flush_seconds
         self.stop: Stop | None = None
         self.snapshot: Callable[[], bytes] | None = None
-        self.epoch = self.checkpointed_epoch = 0
+        self.epoch = self.checkpointed_epoch = self.stored_epoch = 0
         self.trained_seconds = 0.0
         self.flushed_at = self.checkpointed_at = clock()
 
     def follow(self, trainer: Trainer) -> None:
         """Checkpoint ``trainer``, counting from the state it resumed (if any)."""
         self.snapshot = trainer.checkpoint
-        self.epoch = self.checkpointed_epoch = trainer.epoch
+        self.epoch = self.checkpointed_epoch = self.stored_epoch = trainer.epoch
         self.trained_seconds = sum(record["seconds"] for record in trainer.history)
 
     def __call__(self, record: dict[str, Any]) -> bool:
@@ -119,7 +141,7 @@ class EpochRecorder:
         elif self._at_rung(self.epoch):
             self.flush()
             self._decide_rung(self.epoch)
-        elif self.clock() - self.flushed_at >= self.policy.flush_seconds:
+        elif self.clock() - self.flushed_at >= self.flush_seconds:
             self.flush()
         return self.stop is not None
 
@@ -146,23 +168,86 @@ class EpochRecorder:
             self.stop = Stop.PRUNED
 
     def flush(self) -> None:
+        """Write the pending records (and a checkpoint when due); once more at once if the
+        stored history turned out to have lost its last epochs (written again first)."""
+        if self._flush_once() is attempts.HistoryGap:
+            self._flush_once()
+
+    def _flush_once(self) -> type[attempts.HistoryGap] | None:
         checkpoint = self._due_checkpoint()
+        batch = attempts.EpochRecords(
+            self.pending,
+            lease_seconds=self.lease and self.lease.lease_seconds,
+            synchronous=checkpoint is not None,
+        )
 
         def record(session: Session) -> bool:
-            return attempts.record_progress(
-                session, self.job_id, self.attempt, self.pending, checkpoint
-            )
+            return attempts.record_progress(session, self.job_id, self.attempt, batch, checkpoint)
 
         unwritten = f"cannot write yet; keeping {len(self.pending)} epoch records"
-        cancel_requested = self._write(record, unwritten)
-        self.flushed_at = self.clock()
+        started = self.clock()
+        try:
+            cancel_requested = self._write(record, unwritten)
+        except attempts.HistoryGap as gap:
+            self._rewind(gap.stored_epoch)
+            return attempts.HistoryGap
+        finally:
+            self.flushed_at = self.clock()
+            self._adapt_interval(self.flushed_at - started)
         if cancel_requested is None:
-            return
-        self.pending = []
-        if checkpoint is not None:
-            self.checkpointed_epoch, self.checkpointed_at = checkpoint.epoch, self.flushed_at
+            return None
+        self._written(batch, checkpoint)
         if cancel_requested:
             self.stop = Stop.CANCELLED
+        return None
+
+    def _written(self, batch: attempts.EpochRecords, checkpoint: attempts.Checkpoint | None):
+        self.pending = []
+        if batch:
+            self.stored_epoch = batch[-1]["epoch"]
+        # A synchronous commit makes every earlier (asynchronous) one durable too.
+        self.unconfirmed = [] if batch.synchronous else self.unconfirmed + batch
+        if self.lease is not None:
+            self.lease.renewed()
+        if checkpoint is not None:
+            self.checkpointed_epoch, self.checkpointed_at = checkpoint.epoch, self.flushed_at
+
+    def _rewind(self, stored_epoch: int) -> None:
+        """Make pending again the records after ``stored_epoch``, which the database lost."""
+        lost = [record for record in self.unconfirmed if record["epoch"] > stored_epoch]
+        first = (lost or self.pending or [{"epoch": stored_epoch + 1}])[0]["epoch"]
+        if first != stored_epoch + 1:
+            raise RuntimeError(
+                f"job {self.job_id}: stored history ends at epoch {stored_epoch}, and this "
+                f"attempt no longer holds epoch {stored_epoch + 1}"
+            )
+        logger.warning(
+            "job %s: the database lost epochs %s to %s; writing them again",
+            self.job_id,
+            stored_epoch + 1,
+            self.stored_epoch,
+        )
+        self.unconfirmed = [r for r in self.unconfirmed if r["epoch"] <= stored_epoch]
+        self.pending = lost + self.pending
+        self.stored_epoch = stored_epoch
+
+    def _adapt_interval(self, seconds: float) -> None:
+        """Double the flush interval after a busy flush, halve it back after a quick one."""
+        base = self.policy.flush_seconds
+        if seconds > self.flush_seconds:
+            self.flush_seconds = min(max(base, 2 * self.flush_seconds), MAX_FLUSH_SLOWDOWN * base)
+        elif seconds < self.flush_seconds / 4:
+            self.flush_seconds = max(base, self.flush_seconds / 2)
+
+    def unwritten(self, session: Session) -> list[dict[str, Any]]:
+        """The records the attempt's ending must write: the pending ones, after those of
+        asynchronous commits the database lost (read in ``session``, the ending's transaction,
+        so that a loss just before it is seen)."""
+        if self.unconfirmed:
+            stored = attempts.stored_epoch(session, self.job_id)
+            if stored < self.stored_epoch:
+                self._rewind(stored)
+        return self.pending
 
     def _write(self, write: Callable[[Session], T], unwritten: str) -> T | None:
         """``write(session)``'s result in a transaction of its own, or None when it wrote

@@ -10,7 +10,6 @@ transaction; they are published right after (or by the dispatcher, when that fai
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,7 +206,7 @@ def run_training(
     )
     ending = Ending(sessions, settings, queue)
     with request_id_set(claim.request_id), heartbeat:
-        return train_attempt(ending, job_id, claim, cache, heartbeat.lost)
+        return train_attempt(ending, job_id, claim, cache, heartbeat)
 
 
 def claim_job(
@@ -224,7 +223,7 @@ def train_attempt(
     job_id: int,
     claim: attempts.Claim,
     cache: ArraysCache | None,
-    lease_lost: threading.Event,
+    heartbeat: Heartbeat,
 ) -> JobStatus | None:
     sessions, settings = ending.sessions, ending.settings
     recorder: EpochRecorder | None = None
@@ -240,8 +239,9 @@ def train_attempt(
             job_id,
             claim.attempt,
             policy,
-            lease_lost,
+            heartbeat.lost,
             early_termination=given.early_termination,
+            lease=heartbeat,
         )
         trainer = Trainer(
             given.arrays.x,
@@ -334,10 +334,10 @@ class Ending:
     ) -> JobStatus | None:
         """Write the attempt's last records and its final ``status`` (retrying a database that
         is away); None when the attempt turns out to be stale."""
-        records = recorder.pending if recorder else []
 
         def write() -> sweeps.Advance:
             with self.sessions() as session:
+                records = recorder.unwritten(session) if recorder else []
                 return attempts.end_attempt(session, job_id, attempt, records, status, error, model)
 
         try:

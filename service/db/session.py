@@ -1,6 +1,15 @@
-"""Engines and sessions from a URL; SQLite gets WAL, a busy timeout and foreign keys."""
+"""Engines and sessions from a URL; SQLite gets WAL, a busy timeout and foreign keys.
 
-from sqlalchemy import Engine, create_engine, event
+Nothing here keeps state in a PostgreSQL session beyond a transaction (no ``SET`` but the local
+kind, no advisory lock, no ``LISTEN``), so the URL may point at a pooler in transaction mode
+(PgBouncer: docs/scaling.md). One thing to say to it: psycopg prepares a statement on the
+server after its fifth run on a connection, which a pooler that does not track prepared
+statements (PgBouncer before 1.21, or without ``max_prepared_statements``) breaks, as it hands
+the next transaction another server connection. ``?prepare_threshold=none`` in the URL turns
+that off (a number sets the threshold), as psycopg's parameter of that name does.
+"""
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -17,17 +26,33 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; connections are checked before use (databases restart)."""
-    engine = create_engine(url, pool_pre_ping=True)
+PREPARE_THRESHOLD = "prepare_threshold"
+
+
+def _prepare_threshold(url: URL) -> tuple[URL, dict]:
+    """``url`` without ``?prepare_threshold=``, and that as psycopg's connect argument."""
+    threshold = url.query.get(PREPARE_THRESHOLD)
+    if threshold is None:
+        return url, {}
+    value = None if threshold.lower() == "none" else int(threshold)
+    return url.difference_update_query([PREPARE_THRESHOLD]), {PREPARE_THRESHOLD: value}
+
+
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url``; connections are checked before use (databases restart)
+    unless ``pre_ping`` is False: for callers that retry a transient error anyway (the
+    training worker), to whom the check is a round trip on every checkout for nothing."""
+    engine_url, connect_args = _prepare_threshold(make_url(url))
+    engine = create_engine(engine_url, pool_pre_ping=pre_ping, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
 
 
-def make_session_factory(url: str) -> sessionmaker[Session]:
-    """A session factory bound to a new engine for ``url``; objects stay readable after commit."""
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+def make_session_factory(url: str, pre_ping: bool = True) -> sessionmaker[Session]:
+    """A session factory bound to a new engine for ``url`` (``make_engine``); objects stay
+    readable after commit."""
+    return sessionmaker(make_engine(url, pre_ping), expire_on_commit=False)
 
 
 def create_sqlite_folders(settings: Settings) -> Settings:

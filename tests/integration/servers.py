@@ -82,18 +82,21 @@ class PostgresServer:
         self.pg_ctl("-m", "immediate", "stop")
 
 
-def write_settings(data: Path, port: int) -> None:
-    """No fsync: nothing here has to outlive a crash of the machine."""
+def write_settings(data: Path, port: int, settings: str) -> None:
+    """No fsync: nothing here has to outlive a crash of the machine; then ``settings`` (lines of
+    postgresql.conf, which override those)."""
     with (data / "postgresql.conf").open("a") as conf:
         conf.write(
             f"port = {port}\nlisten_addresses = '127.0.0.1'\n"
             f"unix_socket_directories = '{data}'\nfsync = off\nsynchronous_commit = off\n"
+            f"{settings}"
         )
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A new cluster with trust authentication and an empty ``DATABASE``; deleted afterwards."""
+def postgres_server(settings: str = "") -> Iterator[PostgresServer]:
+    """A new cluster with trust authentication and an empty ``DATABASE``, configured with
+    ``settings`` (lines of postgresql.conf); deleted afterwards."""
     bin = postgres_bin()
     data = Path(tempfile.mkdtemp(prefix="backprop-postgres-"))
     if os.geteuid() == 0:
@@ -101,7 +104,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     initdb = [str(bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]
     subprocess.run(as_postgres(initdb), check=True, capture_output=True)
     server = PostgresServer(bin, data, free_port())
-    write_settings(data, server.port)
+    write_settings(data, server.port, settings)
     server.start()
     try:
         admin = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"

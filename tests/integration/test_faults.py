@@ -18,11 +18,16 @@ import pytest
 
 from model_core import train
 from service.datasets.ingest import dataset_from_sample
+from service.db.models import Base
 from service.db.npz import npz_to_arrays
-from tests.factories import job_body, wait_until
+from service.db.session import make_session_factory
+from service.settings import Settings
+from service.vocabulary import JobStatus
+from tests.factories import job_body, queued_xor_job, wait_until
 from tests.integration.conftest import in_own_worker, run_stack
 from tests.integration.servers import port_open, postgres_server, redis_server
 from worker.faults import INCLUDE_OPTION, KILL_WORKER_ON_DATASET
+from worker.training import run_training
 
 pytestmark = in_own_worker("faults")
 
@@ -44,9 +49,14 @@ def digits_training(epochs: int, **extra) -> dict:
     }
 
 
+# Asynchronous commits stay in PostgreSQL's memory for up to this long (its default is 200 ms),
+# so that an immediate shutdown loses the last ones the worker was told were written.
+WAL_WRITER_DELAY = "wal_writer_delay = 10s\n"
+
+
 @pytest.fixture(scope="module")
 def postgres():
-    with postgres_server() as server:
+    with postgres_server(WAL_WRITER_DELAY) as server:
         yield server
 
 
@@ -301,3 +311,32 @@ def test_a_sweep_whose_trial_loses_its_worker_still_finishes(stack, digits, data
     for entry in shown["leaderboard"]:
         assert_each_epoch_once(stack, entry["job_id"], 150)
     assert stack.get("/v1/models/sweep-survivor").json()["id"] == shown["model_id"]
+
+
+def test_epochs_lost_by_a_crash_of_postgresql_are_written_again_exactly_once(postgres, caplog):
+    """A training attempt in this process writes an epoch a flush, committed asynchronously;
+    PostgreSQL is stopped with an immediate shutdown (a crash: what it acknowledged but had not
+    written to its log is gone) and started again. The attempt finds the stored history shorter
+    than it wrote, writes the missing epochs again from memory, and ends with each epoch stored
+    once. Its own database, where commits other than flushes are synchronous (as by default)."""
+    admin = f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute('CREATE DATABASE "crash"')
+        connection.execute('ALTER DATABASE "crash" SET synchronous_commit = on')
+    url = postgres.url.rsplit("/", 1)[0] + "/crash"
+    sessions = make_session_factory(url, pre_ping=False)
+    Base.metadata.create_all(sessions.kw["bind"])
+    job_id = queued_xor_job(sessions, epochs=2000)
+    settings = Settings(metrics_flush_seconds=0.0, checkpoint_every_epochs=10**6)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        attempt = pool.submit(run_training, sessions, job_id, settings)
+        wait_until(lambda: job_columns(url, job_id, "epoch")[0] >= 300, 60, "epoch 300")
+        postgres.stop()
+        postgres.start()
+        assert attempt.result(timeout=120) is JobStatus.SUCCEEDED
+    assert "the database lost epochs" in caplog.text
+    with psycopg.connect(url.replace("+psycopg", "")) as connection:
+        stored = connection.execute(
+            "SELECT epoch FROM epoch_metrics WHERE job_id = %s ORDER BY epoch", (job_id,)
+        )
+        assert [epoch for (epoch,) in stored] == list(range(1, 2001))
