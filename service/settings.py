@@ -6,9 +6,12 @@ on kombu's SQLAlchemy transport, both as files under ``./var/``.
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from service.vocabulary import TENANT_PATTERN
 
 DEFAULT_VAR_DIR = Path("var")
 # The settings that take one of a few words, and those words.
@@ -114,6 +117,18 @@ class Settings:
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
     model_cache_bytes: int = 1024 * 1024 * 1024
+    # Warm-up (issue 27): /health/ready answers 200 only once every API process has loaded
+    # these models and run one forward pass on each. WARM_MODELS: "tenant/reference" items,
+    # comma-separated ("acme/digits@production,acme/42"); empty: every version an alias serves
+    # (a split's too), the most recently moved aliases first, at most WARM_MODELS_MAX of them
+    # (0: no warm-up). At most MODEL_CACHE_SIZE: more would push each other out of the cache.
+    warm_models: str = ""
+    warm_models_max: int = 20
+    # On SIGTERM `backprop api` answers 503 on /health/ready and keeps serving for this long, so
+    # that a load balancer sees it leave (its check interval times its fall count: 2 s x 2 in
+    # deploy/haproxy/haproxy.cfg) before it stops taking connections; then in-flight requests
+    # end and it exits. `backprop run` sets 0 unless DRAIN_SECONDS is given.
+    drain_seconds: float = 5.0
     # Shadow runs waiting per API process (issue 23); a request whose shadow finds the queue
     # full is answered as ever, its shadow run dropped and counted.
     shadow_queue_size: int = 1000
@@ -216,6 +231,35 @@ class Settings:
             )
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
             raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
+        if self.drain_seconds < 0:
+            raise ValueError(f"DRAIN_SECONDS={self.drain_seconds}: must be 0 or more")
+        self._check_warm_models()
+
+    def _check_warm_models(self) -> None:
+        if not 0 <= self.warm_models_max <= self.model_cache_size:
+            raise ValueError(
+                f"WARM_MODELS_MAX={self.warm_models_max}: must be between 0 and "
+                f"MODEL_CACHE_SIZE ({self.model_cache_size}), or warmed models evict each other"
+            )
+        named = self.warm_model_refs()
+        if len(named) > self.warm_models_max:
+            raise ValueError(
+                f"WARM_MODELS names {len(named)} models, more than WARM_MODELS_MAX="
+                f"{self.warm_models_max}"
+            )
+
+    def warm_model_refs(self) -> list[tuple[str, str]]:
+        """WARM_MODELS as ``(tenant, reference)`` pairs (the reference parsed where it is
+        used); ``ValueError`` naming an item that is not ``tenant/reference``."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in self.warm_models.split(","))):
+            tenant, _, reference = item.partition("/")
+            if not re.fullmatch(TENANT_PATTERN, tenant) or not reference:
+                raise ValueError(
+                    f"WARM_MODELS: {item!r} is not tenant/reference (acme/digits@production)"
+                )
+            pairs.append((tenant, reference))
+        return pairs
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""

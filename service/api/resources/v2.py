@@ -19,7 +19,7 @@ from service.api.context import services
 from service.api.errors import fail
 from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
 from service.api.registry import ServedModel, run_shadow, serve
-from service.api.resources.health import check_database
+from service.api.resources.health import check_database, refuse_while_not_serving
 from service.api.schemas.v2 import (
     InferRequestSchema,
     InferResponseSchema,
@@ -139,10 +139,15 @@ class ServerLive(MethodView):
 @blp.route("/health/ready")
 class ServerReady(MethodView):
     @blp.response(200, ReadySchema)
-    @blp.alt_response(503, schema=ProtocolErrorSchema, description="The database is unreachable")
+    @blp.alt_response(
+        503,
+        schema=ProtocolErrorSchema,
+        description="Warming up, draining, or the database is unreachable",
+    )
     @blp.doc(responses={"default": PROTOCOL_ERROR_DOC})
     def get(self):
-        """The database answers, so models can be loaded"""
+        """Every process has warmed its models, none is draining, and the database answers"""
+        refuse_while_not_serving()
         try:
             check_database()
         except Exception as error:
