@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.support.ui import Select
 
 from service.datasets.samples import load_sample
 from tests.factories import free_port, job_body, wait_until
@@ -525,3 +526,112 @@ def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
         assert page.missing_values() == []
         page.screenshot("model-webhooks")
     assert stack.http.delete(f"{stack.base_url}/v1/webhooks/{hook['id']}").status_code == 204
+
+
+# ---------------------------------------------------------------- the workbench's forms
+
+
+def form_field(browser, path: str):
+    return browser.element(f'[data-path="{path}"] input, [data-path="{path}"] select')
+
+
+def field_error(browser, path: str) -> str:
+    element = browser.element(f'[data-path="{path}"] .field-error')
+    return element.get_attribute("textContent")
+
+
+def type_into(browser, path: str, text: str) -> None:
+    control = form_field(browser, path)
+    control.clear()
+    control.send_keys(text)
+
+
+def choose(browser, path: str, value: str) -> None:
+    Select(form_field(browser, path)).select_by_value(value)
+
+
+def spec_of(job: dict) -> str:
+    return json.dumps({"network": job["network"], "training": job["training"]}, sort_keys=True)
+
+
+@ON_EMBEDDED
+def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stack):
+    """The API's own messages under the fields they name as the person types (a 422 of the
+    schema and a spec error of the report), the resolved defaults in grey, then a job, and "train
+    again" submitting that job's spec byte for byte."""
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}")
+    page.element("#train-link").click()
+    page.wait_for(
+        lambda _: page.text('[data-path="training.epochs"] .resolved') == "default: 100",
+        what="the resolved default epochs in grey",
+    )
+    network = {
+        "layers": [{"units": 16, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    }
+    type_into(page, "training.epochs", "-1")
+    report = stack.post(
+        "/v1/jobs/validate",
+        json={"dataset_id": dataset["id"], "network": network, "training": {"epochs": -1}},
+    ).json()
+    page.wait_for(
+        lambda _: field_error(page, "training.epochs") == report["errors"]["training.epochs"][0],
+        what="the report's error under epochs",
+    )
+    type_into(page, "model_name", "not a name!")
+    refused = stack.post(
+        "/v1/jobs/validate",
+        json={"dataset_id": dataset["id"], "network": network, "model_name": "not a name!"},
+    )
+    assert refused.status_code == 422
+    page.wait_for(
+        lambda _: (
+            field_error(page, "model_name")
+            == " ".join(refused.json()["error"]["details"]["model_name"])
+        ),
+        what="the 422's message under model_name",
+    )
+    assert form_field(page, "model_name").get_attribute("aria-invalid") == "true"
+    type_into(page, "model_name", "form-iris")
+    type_into(page, "training.epochs", "8")
+    type_into(page, "training.seed", "5")
+    type_into(page, "training.validation_split", "0.2")
+    type_into(page, "network.layers[0].dropout", "0.1")
+    choose(page, "training.optimizer.name", "adam")
+    type_into(page, "training.optimizer.learning_rate", "0.02")
+    choose(page, "training.schedule.name", "step")
+    type_into(page, "training.schedule.step_size", "3")
+    page.element("#early-stopping").click()
+    type_into(page, "training.early_stopping.patience", "4")
+    page.wait_for(
+        lambda _: page.text('[data-path="training.optimizer.beta1"] .resolved') == "default: 0.9",
+        what="adam's defaults once the form is valid",
+    )
+    assert page.driver.find_elements("css selector", ".field-error:not(:empty)") == []
+    page.screenshot("train-form")
+    page.element("#train").click()
+    page.wait_for(lambda driver: "#/jobs/" in driver.current_url, what="the job's page")
+    job_id = int(page.driver.current_url.rsplit("/", 1)[1])
+    job = stack.wait_for_job(job_id)
+    assert job["model_name"] == "form-iris" and job["training"]["seed"] == 5
+    assert job["training"]["optimizer"]["learning_rate"] == 0.02
+    assert job["training"]["schedule"] == {"name": "step", "step_size": 3, "gamma": 0.1}
+    assert job["training"]["early_stopping"]["patience"] == 4
+    assert job["network"]["layers"][0]["dropout"] == 0.1
+
+    page.element("#train-again").click()
+    page.wait_for(
+        lambda _: form_field(page, "training.seed").get_attribute("value") == "5",
+        what="the form filled from the job",
+    )
+    page.element("#train").click()
+    page.wait_for(
+        lambda driver: (
+            "#/jobs/" in driver.current_url and not driver.current_url.endswith(f"#/jobs/{job_id}")
+        ),
+        what="the second job's page",
+    )
+    again = stack.wait_for_job(int(page.driver.current_url.rsplit("/", 1)[1]))
+    assert again["id"] != job_id
+    assert spec_of(again) == spec_of(job)
+    assert again["model_name"] == "form-iris"

@@ -108,6 +108,7 @@ class ApiError extends Error {
     const message = error.message || `HTTP ${status}`;
     super(details && !message.includes(details) ? `${message} (${details})` : message);
     this.status = status;
+    this.details = error.details || null; // {field path: [messages]}, for a form to place
   }
 }
 
@@ -316,6 +317,7 @@ function jobHeader(job, onCancel) {
       ? h("button", { id: "cancel", class: "danger", onclick: onCancel }, "Cancel job")
       : null,
     job.cancel_requested && active ? h("span", { class: "muted" }, "cancelling…") : null,
+    job.dataset_id ? h("a", { id: "train-again", class: "button", href: `#/datasets/${job.dataset_id}/train/from/${job.id}` }, "Train again") : null,
   );
 }
 
@@ -466,7 +468,9 @@ async function datasetPage(id) {
   ]);
   here();
   render(
-    h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
+    h("div", { class: "title" },
+      h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
+      h("a", { id: "train-link", class: "button", href: `#/datasets/${dataset.id}/train` }, "Train a network")),
     definitions([
         ["task", dataset.task],
         ["rows", fmt(dataset.rows)],
@@ -1263,6 +1267,7 @@ const ROUTES = [
   [/^#\/jobs\/(\d+)$/, jobPage, "jobs"],
   [/^#\/jobs$/, jobsPage, "jobs"],
   [/^#\/datasets\/(\d+)$/, datasetPage, "datasets"],
+  [/^#\/datasets\/(\d+)\/train(?:\/from\/(\d+))?$/, trainPage, "datasets"],
   [/^#\/datasets$/, datasetsPage, "datasets"],
   [/^#\/models\/(.+)$/, modelPage, "models"],
   [/^#\/models$/, modelsPage, "models"],
@@ -1289,7 +1294,7 @@ async function route() {
       link.classList.toggle("active", link.dataset.nav === section);
     }
     try {
-      await page(...match.slice(1).map(decodeURIComponent));
+      await page(...match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part))));
     } catch (error) {
       if (error !== GONE && error.status !== 401) render(failure(error));
     }

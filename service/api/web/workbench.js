@@ -1,0 +1,329 @@
+// The workbench: forms that send the API's own requests, and the comparison of jobs. Loaded before
+// dashboard.js, whose helpers (h, api, render, visit, failure...) it calls once the page runs.
+// A form validates nothing itself: what the person typed goes to the API as typed (a number as a
+// number, anything else as text), and the API's errors, which name their fields, are shown under
+// those fields.
+"use strict";
+
+const VALIDATE_DELAY_MS = 300;
+const ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid", "linear", "softmax"];
+const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
+// The training fields the train form has inputs for; any other (the service's own, such as a
+// time limit) of a job trained again is sent as that job had it.
+const TRAINING_FIELDS = new Set([
+  "epochs", "batch_size", "shuffle", "seed", "optimizer", "l2", "validation_split",
+  "early_stopping", "standardize", "class_weight", "schedule", "warmup_epochs", "clip_norm",
+]);
+const SCHEDULE_FIELDS = {
+  step: ["step_size", "gamma"],
+  exponential: ["gamma"],
+  cosine: ["t_max", "eta_min"],
+  plateau: ["factor", "patience", "threshold", "min_lr"],
+};
+const OPTIMIZER_FIELDS = {
+  sgd: ["learning_rate", "momentum", "nesterov", "decay"],
+  adam: ["learning_rate", "beta1", "beta2", "epsilon", "decay"],
+};
+
+// ---------------------------------------------------------------- paths into a JSON body
+
+/** ``"network.layers[0].units"`` -> ``["network", "layers", 0, "units"]``. */
+function pathKeys(path) {
+  return path.split(/\.|(?=\[)/).map((key) => (key.startsWith("[") ? Number(key.slice(1, -1)) : key));
+}
+
+function getPath(object, path) {
+  return pathKeys(path).reduce((value, key) => (value === null || value === undefined ? undefined : value[key]), object);
+}
+
+function setPath(object, path, value) {
+  const keys = pathKeys(path);
+  let at = object;
+  keys.slice(0, -1).forEach((key, i) => {
+    if (at[key] === undefined || at[key] === null) at[key] = typeof keys[i + 1] === "number" ? [] : {};
+    at = at[key];
+  });
+  at[keys[keys.length - 1]] = value;
+}
+
+// ---------------------------------------------------------------- fields
+
+/** What a field's text stands for in the body: nothing when empty, a number when it reads as one,
+ * else the text itself (for the API to name the field if it wants something else). */
+const READERS = {
+  value: (text) => (text === "" ? undefined : NUMBER.test(text.trim()) ? Number(text) : text),
+  text: (text) => (text === "" ? undefined : text),
+  boolean: (text) => (text === "" ? undefined : text === "true"),
+  json: (text) => {
+    if (text.trim() === "") return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text; // "balanced", or JSON the API will call wrong
+    }
+  },
+};
+
+function shownValue(value, kind) {
+  if (value === undefined || value === null) return "";
+  if (kind === "json") return typeof value === "string" ? value : JSON.stringify(value);
+  return String(value);
+}
+
+let fieldCount = 0;
+
+/** A labelled input (or select, with ``choices``) for the body's ``path``: its label, the resolved
+ * default in grey once the API said it, and the API's error under it. */
+function field(path, label, { kind = "value", choices = null, hint = null } = {}) {
+  fieldCount += 1;
+  const id = `field-${fieldCount}`;
+  const control = choices
+    ? h("select", { id, name: path }, h("option", { value: "" }, "default"), choices.map((c) => h("option", { value: c }, c)))
+    : h("input", { id, name: path, type: "text", autocomplete: "off", spellcheck: "false" });
+  control.setAttribute("aria-describedby", `${id}-resolved ${id}-error`);
+  const resolved = h("span", { id: `${id}-resolved`, class: "resolved" });
+  const error = h("p", { id: `${id}-error`, class: "field-error" });
+  const box = h("div", { class: "field", dataset: { path } }, h("label", { for: id }, label), control, resolved, hint ? h("span", { class: "hint" }, hint) : null, error);
+  return {
+    path,
+    box,
+    control,
+    read: () => READERS[kind](control.value),
+    write: (value) => {
+      control.value = shownValue(value, kind);
+    },
+    showResolved: (value) => {
+      const text = value === null ? "none" : shownValue(value, "json");
+      resolved.textContent = control.value === "" && value !== undefined ? `default: ${text}` : "";
+    },
+    showError: (messages) => {
+      error.textContent = messages.join(" ");
+      if (messages.length) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
+    },
+  };
+}
+
+/** The error box of a group of fields (a layer, the optimizer...), for errors naming the group. */
+function groupError(path) {
+  const error = h("p", { class: "field-error", dataset: { errorOf: path } });
+  return { path, box: error, showError: (messages) => { error.textContent = messages.join(" "); } };
+}
+
+// ---------------------------------------------------------------- the train form
+
+/** ``box`` holding ``children`` and nothing else; left alone when it already does (moving the
+ * field being typed into would take its focus). */
+function showOnly(box, children) {
+  const same = box.children.length === children.length && children.every((child, i) => box.children[i] === child);
+  if (!same) box.replaceChildren(...children);
+}
+
+/** A first network for ``dataset``: one hidden layer and an output layer that fits its targets. */
+function firstNetwork(dataset) {
+  const output = dataset.task === "classification" ? "softmax" : "linear";
+  return { layers: [{ units: 16, activation: "relu" }, { units: dataset.outputs, activation: output }] };
+}
+
+/** The train form of ``dataset``, filled from ``job`` (train again) if given, else with a first
+ * network to change. */
+function trainForm(dataset, job) {
+  const fields = [];
+  const groups = [];
+  const group = (path) => {
+    const made = groupError(path);
+    groups.push(made);
+    return made.box;
+  };
+
+  // Layers: one row each, added and removed by the person.
+  const layerRows = h("div", { id: "layers" });
+  let layers = [];
+  const layerRow = () => {
+    const i = layers.length;
+    const row = {
+      fields: [
+        field(`network.layers[${i}].units`, `Layer ${i + 1} units`),
+        field(`network.layers[${i}].activation`, `Layer ${i + 1} activation`, { choices: ACTIVATIONS }),
+        field(`network.layers[${i}].dropout`, `Layer ${i + 1} dropout`),
+      ],
+      error: groupError(`network.layers[${i}]`),
+    };
+    row.box = h("div", { class: "layer-row", dataset: { layer: i } }, row.fields.map((f) => f.box), row.error.box);
+    layers.push(row);
+    layerRows.append(row.box);
+    return row;
+  };
+  const setLayerCount = (n) => {
+    while (layers.length > n) layers.pop().box.remove();
+    while (layers.length < n) layerRow();
+  };
+  const addLayer = h("button", { type: "button", id: "add-layer", class: "secondary", onclick: () => { layerRow(); changed(); } }, "Add a layer");
+  const removeLayer = h("button", { type: "button", id: "remove-layer", class: "secondary", onclick: () => { setLayerCount(Math.max(0, layers.length - 1)); changed(); } }, "Remove the last layer");
+
+  const scheduleName = field("training.schedule.name", "Schedule", { kind: "text", choices: Object.keys(SCHEDULE_FIELDS) });
+  const scheduleParams = Object.fromEntries(
+    [...new Set(Object.values(SCHEDULE_FIELDS).flat())].map((name) => [name, field(`training.schedule.${name}`, name.replaceAll("_", " "))]),
+  );
+  const optimizerName = field("training.optimizer.name", "Optimizer", { kind: "text", choices: Object.keys(OPTIMIZER_FIELDS) });
+  const optimizerParams = Object.fromEntries(
+    [...new Set(Object.values(OPTIMIZER_FIELDS).flat())].map((name) => [
+      name,
+      field(`training.optimizer.${name}`, name.replaceAll("_", " "), name === "nesterov" ? { kind: "boolean", choices: ["true", "false"] } : {}),
+    ]),
+  );
+  const earlyStopping = h("input", { type: "checkbox", id: "early-stopping" });
+  const earlyParams = [
+    field("training.early_stopping.patience", "patience"),
+    field("training.early_stopping.min_delta", "min delta"),
+    field("training.early_stopping.restore_best", "restore best", { kind: "boolean", choices: ["true", "false"] }),
+  ];
+  const optimizerBox = h("div", { class: "fields" });
+  const scheduleBox = h("div", { class: "fields" });
+  const earlyBox = h("div", { class: "fields" });
+  const general = h("div", { id: "form-errors" });
+  const warnings = h("div", { id: "form-warnings" });
+  const kept = {}; // a trained-again job's training fields the form has no input for
+
+  const modelName = field("model_name", "Model name", { kind: "text", hint: "the next version of this name" });
+  const initFrom = field("network.init_from", "Start from model", { hint: "an id, name, name:version or name@alias" });
+  const replaceOutput = field("network.replace_output", "New output layer", { kind: "boolean", choices: ["true", "false"] });
+  const networkFields = [
+    field("network.loss", "Loss", { choices: ["cross_entropy", "binary_cross_entropy", "mse", "sse"] }),
+    field("network.init", "Initialisation", { choices: ["he", "xavier", "normal"] }),
+    field("network.dtype", "dtype", { choices: ["float32", "float64"] }),
+  ];
+  const trainingFields = [
+    field("training.epochs", "Epochs"),
+    field("training.batch_size", "Batch size", { hint: "a number or full" }),
+    field("training.validation_split", "Validation split"),
+    field("training.seed", "Seed"),
+    field("training.l2", "L2"),
+    field("training.warmup_epochs", "Warm-up epochs"),
+    field("training.clip_norm", "Clip norm"),
+    field("training.shuffle", "Shuffle", { kind: "boolean", choices: ["true", "false"] }),
+    field("training.standardize", "Standardize", { kind: "boolean", choices: ["true", "false"] }),
+    field("training.class_weight", "Class weight", { kind: "json", hint: "balanced, or {\"label\": weight}" }),
+  ];
+  fields.push(modelName, initFrom, replaceOutput, ...networkFields, ...trainingFields, optimizerName, scheduleName);
+  fields.push(...Object.values(optimizerParams), ...Object.values(scheduleParams), ...earlyParams);
+
+  /** Only the fields that belong: the chosen optimizer's and schedule's, early stopping's when on. */
+  const showRelevant = () => {
+    const optimizer = OPTIMIZER_FIELDS[optimizerName.control.value || "sgd"] || [];
+    showOnly(optimizerBox, optimizer.map((name) => optimizerParams[name].box));
+    const schedule = SCHEDULE_FIELDS[scheduleName.control.value] || [];
+    showOnly(scheduleBox, schedule.map((name) => scheduleParams[name].box));
+    showOnly(earlyBox, earlyStopping.checked ? earlyParams.map((f) => f.box) : []);
+  };
+  const shownFields = () => fields.concat(layers.flatMap((row) => row.fields)).filter((f) => form.contains(f.box));
+
+  /** The request body, exactly as POST /v1/jobs takes it. */
+  const body = () => {
+    const built = { dataset_id: dataset.id, network: { layers: layers.map(() => ({})) }, training: { ...kept } };
+    if (earlyStopping.checked) built.training.early_stopping = {};
+    for (const f of shownFields()) {
+      const value = f.read();
+      if (value !== undefined) setPath(built, f.path, value);
+    }
+    if (!layers.length) delete built.network.layers;
+    return built;
+  };
+
+  const showErrors = (errors) => {
+    const unplaced = [];
+    const targets = shownFields().concat(groups, layers.map((row) => row.error));
+    for (const target of targets) target.showError([]);
+    for (const [path, messages] of Object.entries(errors)) {
+      const target = targets.find((t) => t.path === path) || targets.find((t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`));
+      if (target) target.showError([].concat(messages));
+      else unplaced.push(h("p", { class: "error", dataset: { path } }, `${path}: ${[].concat(messages).join(" ")}`));
+    }
+    general.replaceChildren(...unplaced);
+  };
+  const showResolved = (report) => {
+    for (const f of shownFields()) f.showResolved(report.network || report.training ? getPath(report, f.path) : undefined);
+  };
+
+  let asked = 0;
+  let timer = null;
+  const validate = async () => {
+    const mine = ++asked;
+    let report;
+    try {
+      report = await api("v1/jobs/validate", { method: "POST", body: body() });
+    } catch (error) {
+      if (mine !== asked) return;
+      showErrors(error.details || {});
+      if (!error.details) general.replaceChildren(failure(error));
+      showResolved({});
+      return;
+    }
+    if (mine !== asked) return; // a later answer is on its way
+    showErrors(report.errors);
+    showResolved(report);
+    warnings.replaceChildren(...report.warnings.map((text) => h("p", { class: "warning" }, text)));
+  };
+  const changed = () => {
+    showRelevant();
+    clearTimeout(timer);
+    timer = setTimeout(() => validate().catch(() => {}), VALIDATE_DELAY_MS);
+  };
+  const submit = async (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    asked += 1; // an answer of validate still on its way is no longer wanted
+    try {
+      const job = await api("v1/jobs", { method: "POST", body: body() });
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) {
+      showErrors(error.details || {});
+      if (!error.details) general.replaceChildren(failure(error));
+    }
+  };
+
+  const network = job ? { ...job.network } : firstNetwork(dataset);
+  delete network.initial_weights; // never echoed into a form
+  const training = job ? job.training : {};
+  setLayerCount((network.layers || []).length);
+  earlyStopping.checked = Boolean(training.early_stopping);
+  for (const [key, value] of Object.entries(training)) if (!TRAINING_FIELDS.has(key)) kept[key] = value;
+  const spec = { network, training, model_name: job ? job.model_name : null };
+  for (const f of fields.concat(layers.flatMap((row) => row.fields))) f.write(getPath(spec, f.path));
+  showRelevant();
+
+  const form = h(
+    "form",
+    { id: "train-form", class: "workbench", novalidate: true, oninput: changed, onchange: changed, onsubmit: submit },
+    h("fieldset", {}, h("legend", {}, "Network"), group("network"), layerRows, h("div", { class: "buttons" }, addLayer, removeLayer), group("network.layers"),
+      h("div", { class: "fields" }, networkFields.map((f) => f.box)),
+      h("div", { class: "fields" }, initFrom.box, replaceOutput.box)),
+    h("fieldset", {}, h("legend", {}, "Training"), group("training"), h("div", { class: "fields" }, trainingFields.map((f) => f.box))),
+    h("fieldset", {}, h("legend", {}, "Optimizer"), group("training.optimizer"), h("div", { class: "fields" }, optimizerName.box), optimizerBox),
+    h("fieldset", {}, h("legend", {}, "Learning-rate schedule"), group("training.schedule"), h("div", { class: "fields" }, scheduleName.box), scheduleBox),
+    h("fieldset", {}, h("legend", {}, "Early stopping"), group("training.early_stopping"),
+      h("div", { class: "check" }, earlyStopping, h("label", { for: "early-stopping" }, "Stop when the validation loss stops improving")), earlyBox),
+    h("fieldset", {}, h("legend", {}, "Model"), h("div", { class: "fields" }, modelName.box)),
+    Object.keys(kept).length ? h("p", { class: "muted", id: "kept" }, `Also sent as job #${job.id} had them: ${Object.keys(kept).join(", ")}`) : null,
+    general,
+    warnings,
+    h("button", { type: "submit", id: "train" }, "Train"),
+  );
+  validate().catch(() => {});
+  return form;
+}
+
+async function trainPage(datasetId, jobId) {
+  const here = visit();
+  const [dataset, job] = await Promise.all([
+    api(`v1/datasets/${datasetId}`),
+    jobId ? api(`v1/jobs/${jobId}`) : null,
+  ]);
+  here();
+  render(
+    h("h1", {}, job ? `Train again: job #${job.id}` : `Train on data set #${dataset.id}: ${dataset.name}`),
+    h("p", { class: "muted" }, `${dataset.task}, ${fmt(dataset.rows)} rows, ${fmt(dataset.features)} features, ${targetsOf(dataset)}. ` +
+      "Each field left empty takes the default shown in grey; the API checks the form as you type."),
+    trainForm(dataset, job),
+  );
+}
