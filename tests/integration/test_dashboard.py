@@ -635,3 +635,47 @@ def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stac
     assert again["id"] != job_id
     assert spec_of(again) == spec_of(job)
     assert again["model_name"] == "form-iris"
+
+
+@ON_EMBEDDED
+def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, stack):
+    """The file's first rows read in the browser, a role per column, the API's 422 under the
+    field it names, then the data set the API stores from the same file and fields."""
+    iris = ROOT / "examples" / "data" / "iris.csv"
+    page.open(f"{stack.base_url}/#/datasets")
+    page.element("#upload-link").click()
+    page.element("#upload-file").send_keys(str(iris))
+    page.wait_for(
+        lambda driver: len(driver.find_elements("css selector", "#upload-preview tbody tr")) == 6,
+        what="the roles and the first 5 rows",
+    )
+    assert page.text("#upload-preview tbody tr:nth-child(2)") == "5.1 3.5 1.4 0.2 setosa"
+    assert form_field(page, "target").get_attribute("value") == "species"
+    Select(page.element("#role-4")).select_by_value("feature")
+    page.element("#upload").click()
+    refused = stack.post("/v1/datasets", files={"file": iris.read_bytes()})
+    page.wait_for(
+        lambda _: field_error(page, "target") == refused.json()["error"]["details"]["target"][0],
+        what="the 422's message under target",
+    )
+    Select(page.element("#role-4")).select_by_value("target")
+    Select(page.element("#role-0")).select_by_value("drop")
+    type_into(page, "name", "iris-from-the-page")
+    page.screenshot("upload")
+    page.element("#upload").click()
+    page.wait_for(
+        lambda driver: driver.current_url.rsplit("/", 1)[1].isdigit(), what="the data set's page"
+    )
+    shown_id = int(page.driver.current_url.rsplit("/", 1)[1])
+    fields = {"target": "species", "drop": "sepal_length", "name": "iris-from-the-page"}
+    created = stack.create("/v1/datasets", 201, files={"file": iris.read_bytes()}, data=fields)
+    expected = stack.get(f"/v1/datasets/{created['id']}").json()
+    shown = stack.get(f"/v1/datasets/{shown_id}").json()
+    different = {"id", "created_at"}
+    assert {k: v for k, v in shown.items() if k not in different} == {
+        k: v for k, v in expected.items() if k not in different
+    }
+    assert (
+        stack.get(f"/v1/datasets/{shown_id}/rows?limit=150").json()
+        == stack.get(f"/v1/datasets/{expected['id']}/rows?limit=150").json()
+    )

@@ -429,7 +429,7 @@ async function datasetsPage() {
   const datasets = await newest("v1/datasets");
   here();
   render(
-    h("h1", {}, "Data sets"),
+    h("div", { class: "title" }, h("h1", {}, "Data sets"), h("a", { id: "upload-link", class: "button", href: "#/datasets/upload" }, "Upload a data set")),
     table(
       ["data set", "name", "rows", "features", "task", "classes / targets", "source", "created"],
       datasets.map((d) =>
@@ -448,7 +448,7 @@ async function datasetsPage() {
       ),
       { id: "datasets" },
     ),
-    datasets.length ? null : h("p", {}, "No data sets yet: upload one with POST /v1/datasets or `backprop datasets upload`."),
+    datasets.length ? null : h("p", {}, "No data sets yet: upload one here, with POST /v1/datasets or `backprop datasets upload`."),
   );
 }
 
@@ -1269,6 +1269,7 @@ const ROUTES = [
   [/^#\/datasets\/(\d+)$/, datasetPage, "datasets"],
   [/^#\/datasets\/(\d+)\/train(?:\/from\/(\d+))?$/, trainPage, "datasets"],
   [/^#\/datasets$/, datasetsPage, "datasets"],
+  [/^#\/datasets\/upload$/, uploadPage, "datasets"],
   [/^#\/models\/(.+)$/, modelPage, "models"],
   [/^#\/models$/, modelsPage, "models"],
   [/^#\/sweeps\/(\d+)$/, sweepPage, "sweeps"],

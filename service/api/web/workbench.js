@@ -327,3 +327,186 @@ async function trainPage(datasetId, jobId) {
     trainForm(dataset, job),
   );
 }
+
+// ---------------------------------------------------------------- the upload form
+
+const PREVIEW_BYTES = 64 * 1024;
+const PREVIEW_ROWS = 5;
+const COLUMN_ROLES = ["feature", "target", "weight", "drop"];
+
+/** The format the API would take a file of this name for (its rule: .parquet or .pq is parquet,
+ * .npz is npz, any other csv), for the preview only: the request sends no format unless chosen. */
+function formatOf(fileName) {
+  const name = fileName.toLowerCase();
+  if (name.endsWith(".parquet") || name.endsWith(".pq")) return "parquet";
+  return name.endsWith(".npz") ? "npz" : "csv";
+}
+
+/** The rows of the start of a CSV text (quoted cells with commas and doubled quotes allowed);
+ * the last line is left out when the text was cut in its middle. */
+function csvRows(text, complete) {
+  const lines = text.split(/\r?\n/);
+  if (!complete) lines.pop();
+  return lines.filter((line) => line.trim() !== "").map((line) => {
+    const cells = [];
+    let cell = "";
+    let quoted = false;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (quoted && c === '"' && line[i + 1] === '"') { cell += '"'; i++; }
+      else if (c === '"') quoted = !quoted;
+      else if (c === "," && !quoted) { cells.push(cell); cell = ""; }
+      else cell += c;
+    }
+    cells.push(cell);
+    return cells;
+  });
+}
+
+/** POST ``form`` (multipart) to ``path``, calling ``onProgress(fraction)`` as the body goes up;
+ * resolves with the answer's JSON, rejects with an ApiError. */
+function upload(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    const key = apiKey();
+    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // an answer that is not JSON: the status says enough
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, body));
+    });
+    xhr.addEventListener("error", () => reject(new Error("The upload failed: no answer from the server.")));
+    xhr.send(form);
+  });
+}
+
+function uploadPage() {
+  fieldCount = 0;
+  const fileInput = h("input", { type: "file", id: "upload-file", name: "file", accept: ".csv,.txt,.parquet,.pq,.npz" });
+  const fileError = h("p", { id: "upload-file-error", class: "field-error" });
+  fileInput.setAttribute("aria-describedby", "upload-file-error");
+  const drop = h("div", { id: "drop-zone", class: "drop-zone" }, h("label", { for: "upload-file" }, "Drop a CSV, Parquet or npz file here, or pick one: "), fileInput, fileError);
+  const name = field("name", "Name", { kind: "text", hint: "by default the file's name" });
+  const format = field("format", "Format", { kind: "text", choices: ["csv", "parquet", "npz"], hint: "by default from the file's name" });
+  const task = field("task", "Task", { kind: "text", choices: ["classification", "regression"], hint: "by default inferred from the targets" });
+  const header = field("header", "First line names the columns", { kind: "text", choices: ["true", "false"] });
+  const target = field("target", "Target column(s)", { kind: "text", hint: "comma-separated; npz: the targets array (default y)" });
+  const features = field("features", "Feature columns", { kind: "text", hint: "comma-separated; npz: the features array (default X)" });
+  const weight = field("weight", "Weight column", { kind: "text" });
+  const dropped = field("drop", "Columns to leave out", { kind: "text", hint: "comma-separated; not with features" });
+  const columnFields = [target, features, weight, dropped];
+  const all = [name, format, task, header, ...columnFields];
+  const preview = h("div", { id: "csv-preview" });
+  const bar = h("progress", { id: "upload-progress", max: 1, value: 0, hidden: true, "aria-label": "upload progress" });
+  const general = h("div", { id: "upload-errors" });
+  let file = null;
+
+  /** The role select of each column of a CSV's preview writes the column fields, as text the
+   * person could have typed. */
+  const showRoles = (columns, selects) => {
+    const named = (role) => columns.filter((_, j) => selects[j].value === role).join(",");
+    target.write(named("target"));
+    weight.write(named("weight"));
+    dropped.write(named("drop"));
+    features.write("");
+  };
+  const showPreview = async () => {
+    preview.replaceChildren();
+    if (!file || (format.control.value || formatOf(file.name)) !== "csv") return;
+    const text = await file.slice(0, PREVIEW_BYTES).text();
+    const rows = csvRows(text, file.size <= PREVIEW_BYTES);
+    if (!rows.length) return;
+    const hasHeader = header.control.value !== "false";
+    const columns = hasHeader ? rows[0] : rows[0].map((_, j) => String(j));
+    const shown = rows.slice(hasHeader ? 1 : 0, (hasHeader ? 1 : 0) + PREVIEW_ROWS);
+    const selects = columns.map((column, j) =>
+      h("select", { id: `role-${j}`, "aria-label": `role of column ${column}`, dataset: { column } },
+        COLUMN_ROLES.map((role) => h("option", { value: role }, role))),
+    );
+    const last = selects[selects.length - 1];
+    if (last) last.value = "target"; // the usual place of a target; the person can change it
+    for (const select of selects) select.addEventListener("change", () => showRoles(columns, selects));
+    showRoles(columns, selects);
+    preview.replaceChildren(
+      h("p", { class: "muted" }, `The first ${shown.length} rows, read in this browser; choose each column's role:`),
+      h("div", { class: "scroll" }, table(columns, [h("tr", {}, selects.map((select) => h("td", {}, select))), ...shown.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))], { id: "upload-preview" })),
+    );
+  };
+  const choose = (chosen) => {
+    file = chosen;
+    fileError.textContent = "";
+    if (file && name.control.value === "") name.control.placeholder = file.name;
+    showPreview().catch((error) => preview.replaceChildren(failure(error)));
+  };
+  fileInput.addEventListener("change", () => choose(fileInput.files[0] || null));
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    choose(event.dataTransfer.files[0] || null);
+  });
+  format.control.addEventListener("change", () => showPreview().catch(() => {}));
+  header.control.addEventListener("change", () => showPreview().catch(() => {}));
+
+  const showErrors = (details) => {
+    for (const f of all) f.showError([]);
+    fileError.textContent = "";
+    const unplaced = [];
+    for (const [path, messages] of Object.entries(details)) {
+      const text = [].concat(messages).join(" ");
+      const target = all.find((f) => f.path === path);
+      if (target) target.showError([text]);
+      else if (path === "file") fileError.textContent = text;
+      else unplaced.push(h("p", { class: "error" }, `${path}: ${text}`));
+    }
+    general.replaceChildren(...unplaced);
+  };
+  const submit = async (event) => {
+    event.preventDefault();
+    general.replaceChildren();
+    const body = new FormData();
+    if (file) body.append("file", file, file.name);
+    for (const f of all) {
+      const value = f.read();
+      if (value !== undefined) body.append(f.path, value);
+    }
+    bar.hidden = false;
+    bar.value = 0;
+    try {
+      const dataset = await upload("v1/datasets", body, (fraction) => { bar.value = fraction; });
+      location.hash = `#/datasets/${dataset.id}`;
+    } catch (error) {
+      bar.hidden = true;
+      if (error.status === 401) askForKey(error.message);
+      else if (error.details) showErrors(error.details);
+      else general.replaceChildren(failure(error));
+    }
+  };
+  render(
+    h("h1", {}, "Upload a data set"),
+    h(
+      "form",
+      // An error stays until what it is about changes: then it is the next answer's to say.
+      { id: "upload-form", class: "workbench", novalidate: true, onsubmit: submit, onchange: () => showErrors({}) },
+      h("fieldset", {}, h("legend", {}, "File"), drop, preview),
+      h("fieldset", {}, h("legend", {}, "Columns"), h("div", { class: "fields" }, columnFields.map((f) => f.box))),
+      h("fieldset", {}, h("legend", {}, "Data set"), h("div", { class: "fields" }, [name, task, format, header].map((f) => f.box))),
+      general,
+      h("div", { class: "buttons" }, h("button", { type: "submit", id: "upload" }, "Upload"), bar),
+    ),
+  );
+}
