@@ -679,3 +679,48 @@ def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, s
         stack.get(f"/v1/datasets/{shown_id}/rows?limit=150").json()
         == stack.get(f"/v1/datasets/{expected['id']}/rows?limit=150").json()
     )
+
+
+@ON_EMBEDDED
+def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differences(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    network = {"layers": [{"units": 3, "activation": "softmax"}]}
+    trainings = [
+        {"epochs": 10, "seed": 1, "validation_split": 0.2, "optimizer": {"learning_rate": rate}}
+        | ({"batch_size": 16} if i == 2 else {})
+        for i, rate in enumerate([0.05, 0.1, 0.1])
+    ]
+    ids = [
+        stack.create(
+            "/v1/jobs", 202, json={"dataset_id": dataset["id"], "network": network, "training": t}
+        )["id"]
+        for t in trainings
+    ]
+    jobs = [stack.wait_for_job(job_id) for job_id in ids]
+    page.open(f"{stack.base_url}/#/jobs")
+    for job_id in ids:
+        page.element(f'input[data-compare="{job_id}"]').click()
+    page.element("#compare-link").click()
+    page.wait_for(
+        lambda driver: driver.current_url.endswith(f"#/compare/{','.join(map(str, ids))}"),
+        what="the selection in the URL",
+    )
+    for figure in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate"):
+        chart = page.element(f"#compare-{figure}[data-series]")
+        assert chart.get_attribute("data-series") == "3", figure
+        assert chart.get_attribute("data-points") == "30", figure
+    rows = page.driver.find_elements("css selector", "#differences tbody tr")
+    assert [row.get_attribute("data-field") for row in rows] == [
+        "training.batch_size",
+        "training.optimizer.learning_rate",
+    ]
+    assert rows[1].text.split() == [
+        "training.optimizer.learning_rate",
+        "0.05",
+        "0.1",
+        "0.1",
+    ]
+    final = page.element('#final-figures tr[data-figure="val_loss"]').text.split()[2:]
+    assert final == [f"{job['val_loss']:.4f}" for job in jobs]
+    assert page.missing_values() == []
+    page.screenshot("compare")

@@ -274,11 +274,31 @@ function hourlyChart(container, title, hours, values, yLabel) {
 async function jobsPage() {
   const here = visit();
   const body = h("tbody");
-  const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
+  const heading = ["compare", "job", "status", "progress", "train loss", "val loss", "val accuracy",
     "data set", "model", "created"];
+  const ticked = new Set(); // the jobs to compare, kept across the list's refreshes
+  const compare = h("a", { id: "compare-link", class: "button" }, "Compare");
+  const showCompare = () => {
+    const ids = [...ticked].sort((a, b) => a - b);
+    compare.textContent = `Compare ${ids.length} jobs`;
+    if (ids.length >= 2) compare.setAttribute("href", `#/compare/${ids.join(",")}`);
+    else compare.removeAttribute("href");
+    compare.classList.toggle("disabled", ids.length < 2);
+  };
+  const tick = (job) => {
+    const box = h("input", { type: "checkbox", "aria-label": `compare job ${job.id}`, dataset: { compare: job.id } });
+    box.checked = ticked.has(job.id);
+    box.addEventListener("change", () => {
+      if (box.checked) ticked.add(job.id);
+      else ticked.delete(job.id);
+      showCompare();
+    });
+    return box;
+  };
+  showCompare();
   render(
-    h("h1", {}, "Jobs"),
-    h("p", { class: "muted" }, "Live: the list refreshes every two seconds."),
+    h("div", { class: "title" }, h("h1", {}, "Jobs"), compare),
+    h("p", { class: "muted" }, "Live: the list refreshes every two seconds. Tick two jobs or more to compare them."),
     h("table", { id: "jobs" }, h("thead", {}, h("tr", {}, heading.map((t) => h("th", {}, t)))), body),
   );
   const refresh = async () => {
@@ -288,6 +308,7 @@ async function jobsPage() {
         h(
           "tr",
           { dataset: { job: job.id } },
+          h("td", {}, tick(job)),
           h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `#${job.id}`)),
           h("td", {}, status(job.status)),
           h("td", {}, progress(job)),
@@ -1231,6 +1252,9 @@ async function sweepPage(id) {
         "div",
         { class: "title" },
         h("h1", {}, `Sweep #${sweep.id} `, status(sweep.status)),
+        sweep.leaderboard.length > 1
+          ? h("a", { id: "compare-trials", class: "button", href: `#/compare/${sweep.leaderboard.map((e) => e.job_id).join(",")}` }, "Compare the trials")
+          : null,
         active ? h("button", { id: "cancel-sweep", class: "danger", onclick: cancel }, "Cancel sweep") : null,
       ),
       definitions([
@@ -1274,6 +1298,7 @@ const ROUTES = [
   [/^#\/models$/, modelsPage, "models"],
   [/^#\/sweeps\/(\d+)$/, sweepPage, "sweeps"],
   [/^#\/sweeps$/, sweepsPage, "sweeps"],
+  [/^#\/compare\/([\d,]+)$/, comparePage, "jobs"],
 ];
 
 function stopLiveViews() {

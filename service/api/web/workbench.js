@@ -510,3 +510,113 @@ function uploadPage() {
     ),
   );
 }
+
+// ---------------------------------------------------------------- comparing jobs
+
+const COMPARED_FIGURES = [
+  ["train_loss", "Train loss"],
+  ["val_loss", "Validation loss"],
+  ["train_accuracy", "Train accuracy"],
+  ["val_accuracy", "Validation accuracy"],
+  ["learning_rate", "Learning rate"],
+];
+const FINAL_FIGURES = ["status", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"];
+
+/** ``value`` as ``{path: leaf}``: ``{"a": {"b": [1]}}`` -> ``{"a.b[0]": 1}``. */
+function leaves(value, path = "", out = {}) {
+  if (Array.isArray(value) && value.length) value.forEach((item, i) => leaves(item, `${path}[${i}]`, out));
+  else if (value !== null && typeof value === "object" && Object.keys(value).length) {
+    for (const [key, item] of Object.entries(value)) leaves(item, path ? `${path}.${key}` : key, out);
+  } else out[path] = value;
+  return out;
+}
+
+/** The spec fields (paths) whose values are not the same in every job, in the first job's order
+ * and then any a later job adds. */
+function differingFields(specs) {
+  const flat = specs.map((spec) => leaves(spec));
+  const paths = [...new Set(flat.flatMap((f) => Object.keys(f)))];
+  return {
+    flat,
+    paths: paths.filter((path) => new Set(flat.map((f) => JSON.stringify(f[path] ?? null))).size > 1),
+  };
+}
+
+function comparedSpec(job) {
+  const network = { ...job.network };
+  delete network.initial_weights;
+  return { dataset_id: job.dataset_id, model_name: job.model_name, network, training: job.training };
+}
+
+/** Every epoch record of job ``id``, a page of up to 10,000 at a time. */
+async function allEpochs(id) {
+  const epochs = [];
+  for (;;) {
+    const page = await api(`v1/jobs/${id}/epochs?after=${epochs.length ? epochs[epochs.length - 1].epoch : 0}&limit=10000`);
+    epochs.push(...page);
+    if (page.length < 10000) return epochs;
+  }
+}
+
+function comparisonChart(container, title, ids, histories, figure) {
+  const longest = Math.max(0, ...histories.map((epochs) => epochs.length));
+  const x = Array.from({ length: longest }, (_, i) => i + 1);
+  const series = histories.map((epochs) => {
+    const values = new Array(longest).fill(null);
+    for (const epoch of epochs) values[epoch.epoch - 1] = epoch[figure] ?? null;
+    return values;
+  });
+  const chart = new uPlot(
+    {
+      title,
+      width: Math.max(320, container.clientWidth || 500),
+      height: 240,
+      scales: { x: { time: false } },
+      axes: [{ label: "epoch" }, { size: 70 }],
+      series: [{ label: "epoch" }].concat(
+        ids.map((id, i) => ({ label: `job ${id}`, stroke: `hsl(${(i * 137) % 360} 70% 40%)`, width: 1.5, spanGaps: true })),
+      ),
+    },
+    [x, ...series],
+    container,
+  );
+  live.charts.push(chart);
+  container.dataset.series = String(series.filter((values) => values.some((v) => v !== null)).length);
+  container.dataset.points = String(series.reduce((n, values) => n + values.filter((v) => v !== null).length, 0));
+}
+
+async function comparePage(list) {
+  const here = visit();
+  const ids = [...new Set(list.split(",").filter(Boolean).map(Number))];
+  const [jobs, histories] = await Promise.all([
+    Promise.all(ids.map((id) => api(`v1/jobs/${id}`))),
+    Promise.all(ids.map(allEpochs)),
+  ]);
+  here();
+  const { flat, paths } = differingFields(jobs.map(comparedSpec));
+  const boxes = COMPARED_FIGURES.map(([figure]) => h("div", { id: `compare-${figure}`, class: "chart", dataset: { figure } }));
+  const finalCell = (job, figure) => {
+    if (figure === "status") return h("td", {}, status(job.status));
+    return h("td", { class: "num" }, figure.includes("accuracy") ? percent(job[figure]) : fmt(job[figure]));
+  };
+  render(
+    h("h1", {}, `Comparing ${ids.length} jobs`),
+    h("p", { class: "muted" }, "This page's address holds the selection: share it to share the comparison."),
+    h("h2", {}, "Spec fields that differ"),
+    paths.length
+      ? h("div", { class: "scroll" }, table(
+          ["field", ...ids.map((id) => `job #${id}`)],
+          paths.map((path) => h("tr", { dataset: { field: path } }, h("th", { scope: "row" }, path), flat.map((f) => h("td", {}, f[path] === undefined ? "–" : shownValue(f[path], "json"))))),
+          { id: "differences" },
+        ))
+      : h("p", { id: "differences" }, "The jobs' specs are the same."),
+    h("h2", {}, "Final figures"),
+    h("div", { class: "scroll" }, table(
+      ["figure", ...ids.map((id) => h("a", { href: `#/jobs/${id}` }, `job #${id}`))],
+      FINAL_FIGURES.map((figure) => h("tr", { dataset: { figure } }, h("th", { scope: "row" }, figure.replaceAll("_", " ")), jobs.map((job) => finalCell(job, figure)))),
+      { id: "final-figures" },
+    )),
+    h("section", { class: "charts" }, boxes),
+  );
+  COMPARED_FIGURES.forEach(([figure, title], i) => comparisonChart(boxes[i], title, ids, histories, figure));
+}
