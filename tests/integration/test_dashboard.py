@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
 
 from service.datasets.samples import load_sample
@@ -270,6 +271,13 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     page.wait_for(lambda _: page.text("h1") == f"Model #{tuned_id}", what="the tuned model's page")
     assert page.text("#lineage") == f"fine-tuned from #{model_id}"
     assert page.attribute("#lineage a", "href").endswith(f"#/models/{model_id}")
+    page.element("#delete-model").click()
+    assert f"Delete model #{tuned_id}" in confirmation(page, accept=False)
+    assert stack.get(f"/v1/models/{tuned_id}").status_code == 200
+    page.element("#delete-model").click()
+    confirmation(page)
+    page.wait_for(lambda driver: driver.current_url.endswith("#/models"), what="the models list")
+    assert stack.get(f"/v1/models/{tuned_id}").status_code == 404
     for listing in ("jobs", "datasets", "models"):
         page.open(f"{stack.base_url}/#/{listing}")
         page.element(f"#{listing} tbody tr")
@@ -494,6 +502,40 @@ def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
     assert row.find_element("css selector", ".shadow").text.startswith("v3 (100.0% of requests)")
     assert page.missing_values() == []
 
+    # A split set from the page is the API's: v1 at 1, v2 at 3, v3 as a shadow of half.
+    type_into(page, "alias", "beta")
+    type_into(page, "versions[0].weight", "1")
+    page.element("#add-version").click()
+    type_into(page, "versions[1].version", "2")
+    type_into(page, "versions[1].weight", "3")
+    type_into(page, "shadow.version", "3")
+    type_into(page, "shadow.sample", "0.5")
+    page.element("#set-alias").click()
+    assert "rollout-iris@beta" in confirmation(page)
+    shown = page.element("#alias-set tbody tr[data-alias='beta'] .split").text
+    beta = stack.get("/v1/models/rollout-iris/aliases/beta").json()
+    assert [(arm["version"], arm["weight"]) for arm in beta["versions"]] == [(2, 3), (1, 1)]
+    assert beta["shadow"]["version"] == 3 and beta["shadow"]["sample"] == 0.5
+    assert shown == "v2: 75.0%, 0 · v1: 25.0%, 0"
+
+    # The promotion gate on held-out rows, its figures shown.
+    held_out = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    type_into(page, "dataset_id", str(held_out["id"]))
+    page.driver.find_elements("css selector", '#gate-form [data-path="alias"] input')[0].send_keys(
+        "gated"
+    )
+    choose(page, "require.metric", "accuracy")
+    type_into(page, "require.min", "0")
+    page.element("#run-gate").click()
+    confirmation(page)
+    accuracy = page.element('#gate-figures tr[data-figure="accuracy"] td').text
+    evaluated = stack.post(
+        f"/v1/models/{versions[0]}/evaluate", json={"dataset_id": held_out["id"]}
+    ).json()
+    assert float(accuracy) == pytest.approx(evaluated["accuracy"], abs=5e-5)
+    assert stack.get("/v1/models/rollout-iris/aliases/gated").json()["version"] == 1
+    page.screenshot("model-rollout")
+
 
 @ON_EMBEDDED
 def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
@@ -548,6 +590,14 @@ def type_into(browser, path: str, text: str) -> None:
 
 def choose(browser, path: str, value: str) -> None:
     Select(form_field(browser, path)).select_by_value(value)
+
+
+def confirmation(browser, accept: bool = True) -> str:
+    """The text of the confirmation a destructive action asks for, answered."""
+    alert = browser.wait_for(lambda driver: EC.alert_is_present()(driver), what="a confirmation")
+    text = alert.text
+    alert.accept() if accept else alert.dismiss()
+    return text
 
 
 def spec_of(job: dict) -> str:

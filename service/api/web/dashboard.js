@@ -1050,13 +1050,9 @@ async function liveSection(model) {
   return section;
 }
 
-/** Each alias that points at this version: its canary split (each version's weight and the
- * requests it served) and its shadow's agreement. */
-async function rolloutSection(model) {
-  if (!model.name || !(model.aliases || []).length) return null;
-  const aliases = await Promise.all(
-    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
-  );
+/** Aliases (GET /v1/models/{name}/aliases/{alias} answers) as a table: each one's canary split
+ * (each version's share and the requests it served) and its shadow's agreement. */
+function aliasTable(aliases, id) {
   const share = (arm, arms) => percent(arm.weight / arms.reduce((sum, a) => sum + a.weight, 0));
   const shadowText = (shadow) => {
     if (!shadow) return "–";
@@ -1064,24 +1060,28 @@ async function rolloutSection(model) {
     const figure = agreement !== null ? `${percent(agreement)} agree` : shadow.mean_abs_difference !== null && shadow.mean_abs_difference !== undefined ? `mean |Δ| ${fmt(shadow.mean_abs_difference)}` : "nothing compared yet";
     return `v${shadow.version} (${percent(shadow.sample)} of requests): ${figure}, ${fmt(shadow.requests_compared)} compared, ${fmt(shadow.requests_dropped)} dropped`;
   };
-  return h(
-    "section",
-    { id: "rollout" },
-    h("h2", {}, "Rollout"),
-    table(
-      ["alias", "versions (share, requests served)", "shadow"],
-      aliases.map((alias) =>
-        h(
-          "tr",
-          { dataset: { alias: alias.alias } },
-          h("td", {}, `@${alias.alias}`),
-          h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
-          h("td", { class: "shadow" }, shadowText(alias.shadow)),
-        ),
+  return table(
+    ["alias", "versions (share, requests served)", "shadow"],
+    aliases.map((alias) =>
+      h(
+        "tr",
+        { dataset: { alias: alias.alias } },
+        h("td", {}, `@${alias.alias}`),
+        h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
+        h("td", { class: "shadow" }, shadowText(alias.shadow)),
       ),
-      { id: "aliases" },
     ),
+    { id },
   );
+}
+
+/** Each alias that points at this version, as ``aliasTable`` shows it. */
+async function rolloutSection(model) {
+  if (!model.name || !(model.aliases || []).length) return null;
+  const aliases = await Promise.all(
+    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
+  );
+  return h("section", { id: "rollout" }, h("h2", {}, "Rollout"), aliasTable(aliases, "aliases"));
 }
 
 /** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
@@ -1131,6 +1131,7 @@ async function modelPage(ref) {
     await liveSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
+    manageSection(model),
   );
 }
 

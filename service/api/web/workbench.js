@@ -620,3 +620,166 @@ async function comparePage(list) {
   );
   COMPARED_FIGURES.forEach(([figure, title], i) => comparisonChart(boxes[i], title, ids, histories, figure));
 }
+
+// ---------------------------------------------------------------- managing a model's versions
+
+const MAX_SPLIT = 4;
+const GATE_METRICS = ["accuracy", "loss", "r2", "mse", "mae"];
+
+/** A form's error handling: ``targets`` (fields and groups with a ``path``) show the errors that
+ * name them, the rest go to ``general``. */
+function errorShower(targets, general) {
+  return (details) => {
+    for (const target of targets()) target.showError([]);
+    const unplaced = [];
+    for (const [path, messages] of Object.entries(details || {})) {
+      const target = targets().find((t) => t.path === path);
+      if (target) target.showError([].concat(messages));
+      else unplaced.push(h("p", { class: "error" }, `${path}: ${[].concat(messages).join(" ")}`));
+    }
+    general.replaceChildren(...unplaced);
+  };
+}
+
+/** The body's fields, each read from its field: ``{path: value}`` set into one object. */
+function bodyOf(fields, start = {}) {
+  for (const f of fields) {
+    const value = f.read();
+    if (value !== undefined) setPath(start, f.path, value);
+  }
+  return start;
+}
+
+/** Point an alias of the model's name at a split of its versions, with a shadow if wanted
+ * (PUT /v1/models/{name}/aliases/{alias}); asks first, since callers of the alias change model. */
+function aliasForm(model) {
+  const alias = field("alias", "Alias", { kind: "text" });
+  const rows = h("div", { id: "split-rows" });
+  const arms = [];
+  const addArm = (version) => {
+    const i = arms.length;
+    const arm = [field(`versions[${i}].version`, `Version ${i + 1}`), field(`versions[${i}].weight`, `Weight ${i + 1}`)];
+    arm[0].write(version ?? "");
+    arm[1].write(version === undefined ? "" : 100);
+    arms.push(arm);
+    rows.append(h("div", { class: "fields" }, arm.map((f) => f.box)));
+  };
+  addArm(model.version);
+  const shadow = [field("shadow.version", "Shadow version"), field("shadow.sample", "Shadow sample", { hint: "share of requests, default 1" })];
+  const force = h("input", { type: "checkbox", id: "alias-force" });
+  const general = h("div");
+  const result = h("div", { id: "alias-result" });
+  const fields = () => [alias, ...arms.flat(), ...shadow];
+  const showErrors = errorShower(fields, general);
+  const more = h("button", { type: "button", class: "secondary", id: "add-version", onclick: () => arms.length < MAX_SPLIT && addArm() }, "Add a version to the split");
+  const submit = async (event) => {
+    event.preventDefault();
+    const name = alias.read();
+    if (name === undefined) return showErrors({ alias: ["is required"] });
+    const body = bodyOf([...arms.flat(), ...shadow], { versions: arms.map(() => ({})) });
+    const split = body.versions.map((arm) => `v${arm.version} weight ${arm.weight}`).join(", ");
+    if (!confirm(`Point ${model.name}@${name} at ${split}? Its callers are answered by these versions from now on.`)) return;
+    try {
+      const query = force.checked ? "?force=true" : "";
+      const answer = await api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(name)}${query}`, { method: "PUT", body });
+      showErrors({});
+      result.replaceChildren(h("p", {}, `${model.name}@${answer.alias} is now:`), aliasTable([answer], "alias-set"));
+    } catch (error) {
+      showErrors(error.details);
+      if (!error.details) general.replaceChildren(failure(error));
+    }
+  };
+  return h(
+    "form",
+    { id: "alias-form", class: "workbench", novalidate: true, onsubmit: submit },
+    h("fieldset", {}, h("legend", {}, "Move an alias or set its split"),
+      h("div", { class: "fields" }, alias.box), rows, h("div", { class: "buttons" }, more),
+      h("div", { class: "fields" }, shadow.map((f) => f.box)),
+      h("div", { class: "check" }, force, h("label", { for: "alias-force" }, "Even if the versions' inputs differ from what the alias's callers send")),
+      general, h("button", { type: "submit", id: "set-alias" }, "Set the alias"), result),
+  );
+}
+
+/** Evaluate this version on held-out data and move the alias to it only if it passes
+ * (POST .../aliases/{alias}/promote): the figures shown whether it passed or not. */
+function gateForm(model) {
+  const alias = field("alias", "Alias", { kind: "text" });
+  const dataset = field("dataset_id", "Held-out data set id");
+  const metric = field("require.metric", "Required figure", { kind: "text", choices: GATE_METRICS });
+  const min = field("require.min", "at least");
+  const max = field("require.max", "at most");
+  const notWorse = field("not_worse_than_current", "No worse than the current version", { kind: "boolean", choices: ["true", "false"] });
+  const general = h("div");
+  const result = h("div", { id: "gate-result" });
+  const fields = () => [alias, dataset, metric, min, max, notWorse];
+  const showErrors = errorShower(fields, general);
+  const figures = (answer) => {
+    const evaluated = [answer.candidate, answer.current].filter(Boolean);
+    const names = ["n_samples", "loss", "accuracy", "mse", "mae", "r2"].filter((n) => evaluated.some((e) => typeof e.evaluation[n] === "number"));
+    return table(["figure", ...evaluated.map((e) => `v${e.version}`)],
+      names.map((n) => h("tr", { dataset: { figure: n } }, h("th", { scope: "row" }, n), evaluated.map((e) => h("td", { class: "num" }, fmt(e.evaluation[n]))))),
+      { id: "gate-figures" });
+  };
+  const submit = async (event) => {
+    event.preventDefault();
+    result.replaceChildren();
+    const name = alias.read();
+    if (name === undefined) return showErrors({ alias: ["is required"] });
+    const body = { version: model.version, dataset_id: dataset.read() };
+    const figure = metric.read();
+    if (figure !== undefined) {
+      const bounds = {};
+      for (const [bound, f] of [["min", min], ["max", max]]) if (f.read() !== undefined) bounds[bound] = f.read();
+      body.require = { [figure]: bounds };
+    }
+    const worse = notWorse.read();
+    if (worse !== undefined) body.not_worse_than_current = worse;
+    if (!confirm(`Evaluate v${model.version} and, if it passes, point ${model.name}@${name} at it?`)) return;
+    try {
+      const answer = await api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(name)}/promote`, { method: "POST", body });
+      showErrors({});
+      result.replaceChildren(h("p", { class: "passed" }, `Passed: ${model.name}@${name} now points at v${answer.alias.version}.`), figures(answer));
+    } catch (error) {
+      if (error.status === 409 && error.details) {
+        showErrors({});
+        const rows = Object.entries(error.details).map(([path, messages]) => h("tr", {}, h("th", { scope: "row" }, path), h("td", {}, [].concat(messages).join(" "))));
+        result.replaceChildren(failure(error), table(["requirement or figure", "value"], rows, { id: "gate-failures" }));
+      } else {
+        showErrors(error.details);
+        if (!error.details) general.replaceChildren(failure(error));
+      }
+    }
+  };
+  return h(
+    "form",
+    { id: "gate-form", class: "workbench", novalidate: true, onsubmit: submit },
+    h("fieldset", {}, h("legend", {}, `Promotion gate for v${model.version}`),
+      h("div", { class: "fields" }, [alias, dataset, metric, min, max, notWorse].map((f) => f.box)),
+      general, h("button", { type: "submit", id: "run-gate" }, "Run the gate"), result),
+  );
+}
+
+/** Delete this version (DELETE /v1/models/{ref}), after asking. */
+function deleteButton(model) {
+  const general = h("div");
+  const remove = async () => {
+    if (!confirm(`Delete model #${model.id} (${modelLabel(model)})? This cannot be undone.`)) return;
+    try {
+      await api(`v1/models/${model.id}`, { method: "DELETE" });
+      location.hash = "#/models";
+    } catch (error) {
+      general.replaceChildren(failure(error));
+    }
+  };
+  return h("div", {}, h("button", { type: "button", id: "delete-model", class: "danger", onclick: remove }, `Delete ${modelLabel(model)}`), general);
+}
+
+function manageSection(model) {
+  return h(
+    "section",
+    { id: "manage" },
+    h("h2", {}, "Roll out"),
+    model.name ? [aliasForm(model), gateForm(model)] : h("p", { class: "muted" }, "A model without a name has no aliases: train with a model_name to roll it out."),
+    deleteButton(model),
+  );
+}
