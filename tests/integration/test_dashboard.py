@@ -774,3 +774,46 @@ def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differe
     assert final == [f"{job['val_loss']:.4f}" for job in jobs]
     assert page.missing_values() == []
     page.screenshot("compare")
+
+
+def test_an_admin_key_makes_a_key_shown_once_and_revokes_it(browser, secured):
+    """The Keys page with an admin key (AUTH=required): a key made, shown once and copied, that
+    works; then revoked after a confirmation, and refused."""
+    stack, env = secured
+    admin = make_key(env, "keys-page", "admin")
+    browser.forget()
+    browser.open(f"{stack.base_url}/#/keys")
+    browser.element("#api-key").send_keys(admin)
+    browser.element("#key-form button").click()
+    browser.wait_for(
+        lambda driver: driver.find_element("id", "nav-keys").is_displayed(), what="Keys"
+    )
+    type_into(browser, "description", "made on the page")
+    Select(form_field(browser, "scope")).select_by_value("read")
+    browser.element("#create-key").click()
+    key = browser.element("#new-key").get_attribute("value")
+    browser.element("#copy-key").click()
+    browser.wait_for(
+        lambda _: browser.text("#new-key-box [role=status]"), what="copied or selected"
+    )
+    headers = {"Authorization": f"Bearer {key}"}
+    assert requests.get(f"{stack.base_url}/v1/jobs", headers=headers, timeout=30).ok
+    made = next(k for k in stack_keys(stack, admin) if k["description"] == "made on the page")
+    assert made["scope"] == "read" and made["revoked_at"] is None
+    browser.screenshot("keys")
+    browser.element(f'button[data-revoke="{made["id"]}"]').click()
+    assert f"Revoke key #{made['id']}" in confirmation(browser)
+    browser.wait_for(
+        lambda _: browser.text(f'#keys tr[data-key="{made["id"]}"] .revoked').startswith("revoked"),
+        what="the key shown revoked",
+    )
+    assert requests.get(f"{stack.base_url}/v1/jobs", headers=headers, timeout=30).status_code == 401
+    assert browser.outside_requests(f"{stack.base_url}/") == []
+    assert browser.errors() == []
+
+
+def stack_keys(stack: Stack, key: str) -> list[dict]:
+    answer = requests.get(
+        f"{stack.base_url}/v1/keys", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    return answer.json()

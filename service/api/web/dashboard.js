@@ -1300,6 +1300,7 @@ const ROUTES = [
   [/^#\/sweeps\/(\d+)$/, sweepPage, "sweeps"],
   [/^#\/sweeps$/, sweepsPage, "sweeps"],
   [/^#\/compare\/([\d,]+)$/, comparePage, "jobs"],
+  [/^#\/keys$/, keysPage, "keys"],
 ];
 
 function stopLiveViews() {
@@ -1313,6 +1314,7 @@ async function route() {
   generation += 1;
   stopLiveViews();
   showWho();
+  showKeysLink().catch(() => {});
   const hash = location.hash || "#/jobs";
   for (const [pattern, page, section] of ROUTES) {
     const match = hash.match(pattern);

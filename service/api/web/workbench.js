@@ -783,3 +783,99 @@ function manageSection(model) {
     deleteButton(model),
   );
 }
+
+// ---------------------------------------------------------------- keys (an admin key's page)
+
+/** Copy ``input``'s text to the clipboard, or select it for the person to copy where the
+ * browser refuses (no focus, no permission); says which in ``said``. */
+async function copyText(input, said) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    said.textContent = "Copied.";
+  } catch {
+    input.select();
+    said.textContent = "Selected: copy it with Ctrl+C.";
+  }
+}
+
+function keyRow(key, revoke) {
+  return h(
+    "tr",
+    { dataset: { key: key.id } },
+    h("td", {}, `#${key.id}`),
+    h("td", {}, key.scope),
+    h("td", {}, key.description ?? "–"),
+    h("td", {}, when(key.created_at)),
+    h("td", {}, key.expires_at ? when(key.expires_at) : "never"),
+    h("td", { class: "revoked" }, key.revoked_at ? `revoked ${when(key.revoked_at)}` : "active"),
+    h("td", {}, key.revoked_at ? null : h("button", { type: "button", class: "danger", dataset: { revoke: key.id }, onclick: () => revoke(key) }, `Revoke #${key.id}`)),
+  );
+}
+
+async function keysPage() {
+  const here = visit();
+  const body = h("tbody");
+  const errors = h("div", { id: "keys-errors" });
+  const refresh = async () => {
+    const keys = await api("v1/keys");
+    body.replaceChildren(...keys.map((key) => keyRow(key, revoke)));
+  };
+  const revoke = async (key) => {
+    if (!confirm(`Revoke key #${key.id} (${key.scope}${key.description ? `, ${key.description}` : ""})? Every request with it is refused from now on.`)) return;
+    try {
+      await api(`v1/keys/${key.id}/revoke`, { method: "POST" });
+      await refresh();
+    } catch (error) {
+      errors.replaceChildren(failure(error));
+    }
+  };
+  await refresh();
+  here();
+  const scope = field("scope", "Scope", { kind: "text", choices: ["read", "write", "admin"] });
+  const days = field("expires_in_days", "Expires in days", { hint: "empty: never" });
+  const description = field("description", "Description", { kind: "text" });
+  const fields = [scope, days, description];
+  const general = h("div");
+  const made = h("div", { id: "new-key-box" });
+  const showErrors = errorShower(() => fields, general);
+  const create = async (event) => {
+    event.preventDefault();
+    made.replaceChildren();
+    try {
+      const key = await api("v1/keys", { method: "POST", body: bodyOf(fields) });
+      showErrors({});
+      const shown = h("input", { id: "new-key", type: "text", readonly: true, value: key.key, size: 60, "aria-label": "the new key" });
+      const said = h("span", { class: "muted", role: "status" });
+      made.replaceChildren(
+        h("p", { class: "warning" }, `Key #${key.id} (${key.scope}) is shown this once: keep it now.`),
+        h("div", { class: "check" }, shown, h("button", { type: "button", id: "copy-key", onclick: () => copyText(shown, said) }, "Copy"), said),
+      );
+      await refresh();
+    } catch (error) {
+      showErrors(error.details);
+      if (!error.details) general.replaceChildren(failure(error));
+    }
+  };
+  render(
+    h("h1", {}, "API keys"),
+    h("p", { class: "muted" }, "This tenant's keys (never the keys themselves). A new key is shown once, when it is made."),
+    errors,
+    h("table", { id: "keys" }, h("thead", {}, h("tr", {}, ["key", "scope", "description", "created", "expires", "state", "revoke"].map((t) => h("th", {}, t)))), body),
+    h("form", { id: "key-create", class: "workbench", novalidate: true, onsubmit: create },
+      h("fieldset", {}, h("legend", {}, "Make a key"), h("div", { class: "fields" }, fields.map((f) => f.box)), general,
+        h("button", { type: "submit", id: "create-key" }, "Make the key"), made)),
+  );
+}
+
+/** Show the Keys link only to a key that may manage keys (GET /v1/keys answers it). */
+let adminProbe = { key: undefined, admin: false };
+async function showKeysLink() {
+  const link = document.getElementById("nav-keys");
+  const key = apiKey();
+  if (adminProbe.key !== key) {
+    adminProbe = { key, admin: false };
+    const response = await fetch("v1/keys", { headers: { Accept: "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) } });
+    adminProbe.admin = response.ok;
+  }
+  link.hidden = !adminProbe.admin;
+}
