@@ -817,3 +817,33 @@ def stack_keys(stack: Stack, key: str) -> list[dict]:
         f"{stack.base_url}/v1/keys", headers={"Authorization": f"Bearer {key}"}, timeout=30
     )
     return answer.json()
+
+
+@ON_EMBEDDED
+def test_the_train_form_starts_a_sweep_over_the_fields_searched(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}/train")
+    page.element("#search-toggle").click()
+    type_into(page, "training.epochs", "4")
+    type_into(page, "training.seed", "1")
+    type_into(page, "training.validation_split", "0.2")
+    page.element('[data-path="training.optimizer.learning_rate"] .vary').click()
+    page.element('[data-path="training.optimizer.learning_rate"] .search-values input').send_keys(
+        "0.01, 0.1"
+    )
+    page.element('[data-path="network.layers[0].units"] .vary').click()
+    page.element('[data-path="network.layers[0].units"] .search-values input').send_keys("4, 8")
+    type_into(page, "max_parallel", "2")
+    page.element("#asha").click()
+    type_into(page, "early_termination.min_epochs", "2")
+    page.screenshot("sweep-form")
+    page.element("#train").click()
+    page.wait_for(lambda driver: "#/sweeps/" in driver.current_url, what="the sweep's page")
+    sweep = stack.get(f"/v1/sweeps/{page.driver.current_url.rsplit('/', 1)[1]}").json()
+    assert sweep["search"]["method"] == "grid" and sweep["max_parallel"] == 2
+    assert sweep["search"]["parameters"] == {
+        "training.optimizer.learning_rate": [0.01, 0.1],
+        "network.layers[0].units": [4, 8],
+    }
+    assert sweep["early_termination"] == {"method": "asha", "min_epochs": 2, "reduction_factor": 3}
+    assert sweep["n_trials"] == 4

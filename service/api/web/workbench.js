@@ -110,6 +110,34 @@ function groupError(path) {
   return { path, box: error, showError: (messages) => { error.textContent = messages.join(" "); } };
 }
 
+/** What a searched field's text asks for: ``loguniform 1e-4 1e-1``, ``uniform a b`` or ``int a b``
+ * (a distribution, random search), ``choice a, b`` or a list ``a, b, c`` (grid values); each value
+ * read as the field reads its own. */
+function searchSpec(text, read) {
+  const distribution = text.trim().match(/^(loguniform|uniform|int)\s+(\S+)\s+(\S+)$/);
+  if (distribution) return { [distribution[1]]: [READERS.value(distribution[2]), READERS.value(distribution[3])] };
+  const choice = text.trim().match(/^choice\s+(.*)$/);
+  const values = (choice ? choice[1] : text).split(",").map((value) => read(value.trim()));
+  return choice ? { choice: values } : values;
+}
+
+/** Give field ``f`` a "search" box: ticked, the field leaves the job's body and its values (or a
+ * distribution) go to the sweep's ``search.parameters`` under its path. */
+function searchable(f, kind) {
+  f.vary = h("input", { type: "checkbox", id: `${f.control.id}-vary`, class: "vary" });
+  f.values = h("input", { type: "text", id: `${f.control.id}-values`, autocomplete: "off", spellcheck: "false" });
+  const values = h("div", { class: "search-values" }, h("label", { for: f.values.id }, "values to search"), f.values);
+  const toggle = h("div", { class: "check search-toggle" }, f.vary, h("label", { for: f.vary.id }, "search"));
+  values.hidden = true;
+  f.vary.addEventListener("change", () => { values.hidden = !f.vary.checked; });
+  f.box.insertBefore(toggle, f.box.lastChild);
+  f.box.insertBefore(values, f.box.lastChild);
+  const read = f.read;
+  f.read = () => (f.vary.checked ? undefined : read());
+  f.searched = () => (f.vary.checked && f.values.value.trim() !== "" ? searchSpec(f.values.value, READERS[kind]) : undefined);
+  return f;
+}
+
 // ---------------------------------------------------------------- the train form
 
 /** ``box`` holding ``children`` and nothing else; left alone when it already does (moving the
@@ -143,9 +171,9 @@ function trainForm(dataset, job) {
     const i = layers.length;
     const row = {
       fields: [
-        field(`network.layers[${i}].units`, `Layer ${i + 1} units`),
-        field(`network.layers[${i}].activation`, `Layer ${i + 1} activation`, { choices: ACTIVATIONS }),
-        field(`network.layers[${i}].dropout`, `Layer ${i + 1} dropout`),
+        searchable(field(`network.layers[${i}].units`, `Layer ${i + 1} units`), "value"),
+        searchable(field(`network.layers[${i}].activation`, `Layer ${i + 1} activation`, { choices: ACTIVATIONS }), "text"),
+        searchable(field(`network.layers[${i}].dropout`, `Layer ${i + 1} dropout`), "value"),
       ],
       error: groupError(`network.layers[${i}]`),
     };
@@ -207,6 +235,32 @@ function trainForm(dataset, job) {
   ];
   fields.push(modelName, initFrom, replaceOutput, ...networkFields, ...trainingFields, optimizerName, scheduleName);
   fields.push(...Object.values(optimizerParams), ...Object.values(scheduleParams), ...earlyParams);
+  for (const f of [...networkFields, ...trainingFields.slice(0, -3), ...Object.values(optimizerParams), ...Object.values(scheduleParams), ...earlyParams.slice(0, 2)]) {
+    searchable(f, f.control.tagName === "SELECT" ? (f.path.endsWith("nesterov") ? "boolean" : "text") : "value");
+  }
+  searchable(optimizerName, "text");
+
+  // The sweep: the same form with fields searched, and how trials are ranked and stopped.
+  const searching = h("input", { type: "checkbox", id: "search-toggle" });
+  const method = field("search.method", "Search", { kind: "text", choices: ["grid", "random"] });
+  const sweepFields = [
+    method,
+    field("search.trials", "Trials", { hint: "random search: how many to draw" }),
+    field("search.seed", "Search seed", { hint: "random search" }),
+    field("metric", "Metric", { kind: "text", choices: ["val_loss", "val_accuracy", "train_loss", "train_accuracy"] }),
+    field("goal", "Goal", { kind: "text", choices: ["minimize", "maximize"] }),
+    field("max_parallel", "Trials at once"),
+  ];
+  const asha = h("input", { type: "checkbox", id: "asha" });
+  const ashaFields = [field("early_termination.min_epochs", "ASHA first rung (epochs)"), field("early_termination.reduction_factor", "ASHA reduction factor")];
+  const ashaBox = h("div", { class: "fields" }, ashaFields.map((f) => f.box));
+  const sweepBox = h("fieldset", { id: "sweep-settings" }, h("legend", {}, "Sweep"), group("search"),
+    h("div", { class: "fields" }, sweepFields.map((f) => f.box)),
+    h("div", { class: "check" }, asha, h("label", { for: "asha" }, "Stop poor trials early (ASHA)")), ashaBox);
+  sweepBox.hidden = true;
+  ashaBox.hidden = true;
+  asha.addEventListener("change", () => { ashaBox.hidden = !asha.checked; });
+  method.write("grid");
 
   /** Only the fields that belong: the chosen optimizer's and schedule's, early stopping's when on. */
   const showRelevant = () => {
@@ -217,6 +271,7 @@ function trainForm(dataset, job) {
     showOnly(earlyBox, earlyStopping.checked ? earlyParams.map((f) => f.box) : []);
   };
   const shownFields = () => fields.concat(layers.flatMap((row) => row.fields)).filter((f) => form.contains(f.box));
+  const sweepShown = () => (searching.checked ? sweepFields.concat(asha.checked ? ashaFields : []) : []);
 
   /** The request body, exactly as POST /v1/jobs takes it. */
   const body = () => {
@@ -229,10 +284,22 @@ function trainForm(dataset, job) {
     if (!layers.length) delete built.network.layers;
     return built;
   };
+  /** The request body of POST /v1/sweeps: the job's, the searched fields and the sweep's own. */
+  const sweepBody = () => {
+    const built = body();
+    const parameters = {};
+    for (const f of shownFields()) {
+      const spec = f.searched ? f.searched() : undefined;
+      if (spec !== undefined) parameters[f.path] = spec;
+    }
+    built.search = { parameters };
+    if (asha.checked) built.early_termination = { method: "asha" };
+    return bodyOf(sweepShown(), built);
+  };
 
   const showErrors = (errors) => {
     const unplaced = [];
-    const targets = shownFields().concat(groups, layers.map((row) => row.error));
+    const targets = shownFields().concat(sweepShown(), groups, layers.map((row) => row.error));
     for (const target of targets) target.showError([]);
     for (const [path, messages] of Object.entries(errors)) {
       const target = targets.find((t) => t.path === path) || targets.find((t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`));
@@ -274,8 +341,13 @@ function trainForm(dataset, job) {
     clearTimeout(timer);
     asked += 1; // an answer of validate still on its way is no longer wanted
     try {
-      const job = await api("v1/jobs", { method: "POST", body: body() });
-      location.hash = `#/jobs/${job.id}`;
+      if (searching.checked) {
+        const sweep = await api("v1/sweeps", { method: "POST", body: sweepBody() });
+        location.hash = `#/sweeps/${sweep.id}`;
+      } else {
+        const job = await api("v1/jobs", { method: "POST", body: body() });
+        location.hash = `#/jobs/${job.id}`;
+      }
     } catch (error) {
       showErrors(error.details || {});
       if (!error.details) general.replaceChildren(failure(error));
@@ -292,9 +364,17 @@ function trainForm(dataset, job) {
   for (const f of fields.concat(layers.flatMap((row) => row.fields))) f.write(getPath(spec, f.path));
   showRelevant();
 
+  searching.addEventListener("change", () => {
+    sweepBox.hidden = !searching.checked;
+    form.classList.toggle("searching", searching.checked);
+    trainButton.textContent = searching.checked ? "Start the sweep" : "Train";
+  });
+  const trainButton = h("button", { type: "submit", id: "train" }, "Train");
   const form = h(
     "form",
     { id: "train-form", class: "workbench", novalidate: true, oninput: changed, onchange: changed, onsubmit: submit },
+    h("div", { class: "check" }, searching, h("label", { for: "search-toggle" }, "Search: a sweep over the fields ticked \u201csearch\u201d (grid values a, b, c; or loguniform, uniform or int low high for random search)")),
+    sweepBox,
     h("fieldset", {}, h("legend", {}, "Network"), group("network"), layerRows, h("div", { class: "buttons" }, addLayer, removeLayer), group("network.layers"),
       h("div", { class: "fields" }, networkFields.map((f) => f.box)),
       h("div", { class: "fields" }, initFrom.box, replaceOutput.box)),
@@ -307,7 +387,7 @@ function trainForm(dataset, job) {
     Object.keys(kept).length ? h("p", { class: "muted", id: "kept" }, `Also sent as job #${job.id} had them: ${Object.keys(kept).join(", ")}`) : null,
     general,
     warnings,
-    h("button", { type: "submit", id: "train" }, "Train"),
+    trainButton,
   );
   validate().catch(() => {});
   return form;
