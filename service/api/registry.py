@@ -2,8 +2,8 @@
 generation (service/generation.py) has not moved, else from the database.
 
 A prediction thus costs one generation read (a poll of the socket Redis pushes it on, or a small
-file read) and two dictionary lookups when nothing changed; a new version, an alias moved or a model deleted anywhere is seen
-by the very next request of every process.
+file read) and two dictionary lookups when nothing changed; a new version, an alias moved or a
+model deleted anywhere is seen by the very next request of every process.
 """
 
 import logging

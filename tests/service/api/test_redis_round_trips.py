@@ -1,6 +1,7 @@
 """With Redis as the broker, keys required, the prediction log on and a canary split on the
 alias, a prediction costs at most one Redis round trip: the rate limits' windows counted in one
-script, the registry generation pushed (service/generation.py); none with the rate limits off. Counted on the real Redis by wrapping the client's connections."""
+script, the registry generation pushed (service/generation.py); none with the rate limits off.
+Counted on the real Redis by wrapping the client's connections."""
 
 import dataclasses
 
