@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-explain bench-dashboard compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-explain bench-dashboard bench-balancer compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench-uploads: $(VENV)/.installed-bench
 bench-explain: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.explanations $(BENCH_ARGS)
 
+# API replicas behind HAProxy: requests/s through 1 to 3 replicas, and the warm-up's start-up
+# time and first requests (docs/benchmarks.md, issue 27). Needs haproxy and wrk (apt-get).
+bench-balancer: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.balancer $(BENCH_ARGS)
+
 # What the dashboard downloads and how fast each page shows its data, in Debian's chromium.
 bench-dashboard: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
@@ -81,7 +86,8 @@ postman: $(VENV)/.installed-test
 	$(BIN)/python -m tests.postman.run $(POSTMAN_ARGS)
 
 # docker-compose.yml built and run for real: health checks, a key, train, predict, two workers,
-# a killed worker, a Redis restart (tests/compose/run.sh, docs/deploy.md). As root on Debian:
+# a killed worker, a Redis restart, three API replicas behind the balancer losing no request
+# while one is killed and one drained (tests/compose/run.sh, docs/deploy.md). As root on Debian:
 # installs Docker from Debian if missing and starts dockerd; not part of `make test`.
 compose-test: $(VENV)/.installed-runtime
 	PYTHON=$(BIN)/python bash tests/compose/run.sh

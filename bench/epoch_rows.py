@@ -201,7 +201,9 @@ class SimulatedAttempt:
 
 
 def simulated_attempt(sessions, job_id: int, fleet: Fleet) -> SimulatedAttempt:
-    heartbeat = Heartbeat(sessions, job_id, 1, fleet.lease_seconds, fleet.heartbeat_seconds)
+    # Trees before the operations' heartbeat (issue 25) built a job's heartbeat directly.
+    of_job = getattr(Heartbeat, "of_job", Heartbeat)
+    heartbeat = of_job(sessions, job_id, 1, fleet.lease_seconds, fleet.heartbeat_seconds)
     lease = {"lease": heartbeat} if hasattr(attempts, "EpochRecords") else {}
     policy = RecordingPolicy(fleet.flush_seconds, CHECKPOINT_EVERY_EPOCHS, 30.0, 10**9)
     recorder = EpochRecorder(sessions, job_id, 1, policy, heartbeat.lost, **lease)

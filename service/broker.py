@@ -19,9 +19,12 @@ from service.settings import Settings
 # Task names: stable strings, sent by the API and the dispatcher, registered by the worker.
 TRAIN_MODEL = "backprop.train_model"
 DELIVER_WEBHOOK = "backprop.deliver_webhook"
-# Deliveries have a queue of their own, consumed by `backprop webhook-worker` only: on the
-# training queue one would wait behind every job ahead of it (prefetch 1, jobs of hours).
+RUN_OPERATION = "backprop.run_operation"
+# Deliveries and operations have queues of their own, consumed by `backprop webhook-worker`
+# only: on the training queue one would wait behind every job ahead of it (prefetch 1, jobs of
+# hours), and an operation of minutes must not hold up a delivery.
 WEBHOOK_QUEUE = "webhooks"
+OPERATION_QUEUE = "operations"
 
 DECLARE_ATTEMPTS = 3
 # Publishing while the broker is down must not hang a request: retry briefly, then give up.
@@ -195,12 +198,15 @@ class JobQueue:
 
     def enqueue_delivery(self, delivery_id: int) -> None:
         """Ask a webhook worker to attempt delivery ``delivery_id`` (committed, due)."""
+        self._send(DELIVER_WEBHOOK, delivery_id, WEBHOOK_QUEUE)
+
+    def enqueue_operation(self, operation_id: int) -> None:
+        """Ask a webhook worker to run operation ``operation_id`` (committed)."""
+        self._send(RUN_OPERATION, operation_id, OPERATION_QUEUE)
+
+    def _send(self, task: str, row_id: int, queue: str) -> None:
         self.celery.send_task(
-            DELIVER_WEBHOOK,
-            args=[delivery_id],
-            queue=WEBHOOK_QUEUE,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
+            task, args=[row_id], queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY
         )
 
     def queued_messages(self) -> int:

@@ -15,6 +15,10 @@ Each round, every ``dispatch_interval_seconds``:
 * webhooks (their outbox): deliveries due (new, or whose backoff ended) are published to the
   webhook queue and marked; one published that long ago and still not claimed, or claimed
   under a lease that expired (its webhook worker died mid-attempt), is published again;
+* operations (their outbox): those never published, or published that long ago and still
+  unclaimed, or claimed under a lease that expired (their worker died), are published to the
+  operations queue; a worker's claim ends failed one whose workers died OPERATION_MAX_ATTEMPTS
+  times;
 * re-dispatch: queued jobs sent more than ``REDISPATCH_AFTER_SECONDS`` ago are published again
   when the broker's queue is empty. A message that is not in the queue is held by a worker, and
   a worker that holds a message claims its job at once unless it is busy with another; so an
@@ -41,13 +45,14 @@ import logging
 import signal
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from model_core import Model
 from service.broker import JobQueue
-from service.db import dispatch, predictions, records, sweeps, webhooks
+from service.db import dispatch, operations, predictions, records, sweeps, webhooks
 from service.db.models import TrainedModel, utcnow
 from service.db.session import make_session_factory
 from service.logs import configure_logging
@@ -140,6 +145,7 @@ class Dispatcher:
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
         webhook_lease: float = Settings().webhook_lease_seconds(),
         log_upkeep: LogUpkeep | None = None,
+        operation_lease: float = Settings().operation_lease_seconds,
     ):
         self.sessions = sessions
         self.log_upkeep = log_upkeep
@@ -148,6 +154,7 @@ class Dispatcher:
         self.interval = interval
         self.redispatch_after = redispatch_after
         self.webhook_lease = webhook_lease
+        self.operation_lease = operation_lease
         self.stopped = threading.Event()
 
     @classmethod
@@ -159,6 +166,7 @@ class Dispatcher:
             settings.dispatch_interval_seconds,
             webhook_lease=settings.webhook_lease_seconds(),
             log_upkeep=LogUpkeep(settings),
+            operation_lease=settings.operation_lease_seconds,
         )
 
     def run_forever(self) -> None:
@@ -180,11 +188,13 @@ class Dispatcher:
         self.stopped.set()
 
     def run_once(self) -> int:
-        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries, keep the
-        prediction log, then publish the jobs that need it; return how many jobs were sent."""
+        """Reap expired leases, advance stalled sweeps, publish due webhook deliveries and the
+        operations that need it, keep the prediction log, then publish the jobs that need it;
+        return how many jobs were sent."""
         self.reap()
         self.advance_sweeps()
         self.dispatch_deliveries()
+        self.dispatch_operations()
         self.keep_prediction_log()
         with self.sessions() as session:
             job_ids = dispatch.jobs_to_dispatch(session, self._lost_before(), BATCH)
@@ -199,14 +209,40 @@ class Dispatcher:
     def dispatch_deliveries(self) -> int:
         """Publish the webhook deliveries due (to the webhook queue) and mark them; return how
         many."""
-        lost_before = utcnow() - timedelta(seconds=self.webhook_lease)
+        return self.publish_outbox(
+            webhooks.deliveries_to_dispatch,
+            self.queue.enqueue_delivery,
+            webhooks.mark_dispatched,
+            self.webhook_lease,
+        )
+
+    def dispatch_operations(self) -> int:
+        """Publish the operations that need it (to the operations queue) and mark them;
+        return how many."""
+        return self.publish_outbox(
+            operations.operations_to_dispatch,
+            self.queue.enqueue_operation,
+            operations.mark_dispatched,
+            self.operation_lease,
+        )
+
+    def publish_outbox(
+        self,
+        to_dispatch: Callable[[Session, datetime, int], list[int]],
+        enqueue: Callable[[int], None],
+        mark_dispatched: Callable[[Session, int], None],
+        lease: float,
+    ) -> int:
+        """Publish the rows ``to_dispatch`` lists (a batch: never published, or published
+        more than ``lease`` seconds ago and held by no worker), marking each once sent."""
+        lost_before = utcnow() - timedelta(seconds=lease)
         with self.sessions() as session:
-            delivery_ids = webhooks.deliveries_to_dispatch(session, lost_before, BATCH)
-        for delivery_id in delivery_ids:
-            self.queue.enqueue_delivery(delivery_id)
+            row_ids = to_dispatch(session, lost_before, BATCH)
+        for row_id in row_ids:
+            enqueue(row_id)
             with self.sessions() as session:
-                webhooks.mark_dispatched(session, delivery_id)
-        return len(delivery_ids)
+                mark_dispatched(session, row_id)
+        return len(row_ids)
 
     def keep_prediction_log(self) -> None:
         """The log's upkeep, when due; a failure is logged and never holds up the jobs."""

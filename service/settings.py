@@ -6,9 +6,12 @@ on kombu's SQLAlchemy transport, both as files under ``./var/``.
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from service.vocabulary import TENANT_PATTERN
 
 DEFAULT_VAR_DIR = Path("var")
 # The settings that take one of a few words, and those words.
@@ -100,10 +103,32 @@ class Settings:
     # 2^n_features x background rows).
     explain_shapley_max_features: int = 12
     explain_max_evaluations: int = 2_000_000
+    # Operations (/v1/operations): what is answered later, by a `backprop webhook-worker`
+    # process, never behind training. An importance above EXPLAIN_MAX_EVALUATIONS runs there,
+    # up to EXPLAIN_MAX_OPERATION_EVALUATIONS forward rows; a promotion gate there when its data
+    # set has more than GATE_SYNC_ROWS rows (or when the request says `Prefer: respond-async`).
+    # A worker holds an operation under a lease of OPERATION_LEASE_SECONDS, renewed while it
+    # runs; one whose workers died OPERATION_MAX_ATTEMPTS times ends failed.
+    explain_max_operation_evaluations: int = 100_000_000
+    gate_sync_rows: int = 50_000
+    operation_lease_seconds: float = 30.0
+    operation_max_attempts: int = 3
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32
     model_cache_bytes: int = 1024 * 1024 * 1024
+    # Warm-up (issue 27): /health/ready answers 200 only once every API process has loaded
+    # these models and run one forward pass on each. WARM_MODELS: "tenant/reference" items,
+    # comma-separated ("acme/digits@production,acme/42"); empty: every version an alias serves
+    # (a split's too), the most recently moved aliases first, at most WARM_MODELS_MAX of them
+    # (0: no warm-up). At most MODEL_CACHE_SIZE: more would push each other out of the cache.
+    warm_models: str = ""
+    warm_models_max: int = 20
+    # On SIGTERM `backprop api` answers 503 on /health/ready and keeps serving for this long, so
+    # that a load balancer sees it leave (its check interval times its fall count: 2 s x 2 in
+    # deploy/haproxy/haproxy.cfg) before it stops taking connections; then in-flight requests
+    # end and it exits. `backprop run` sets 0 unless DRAIN_SECONDS is given.
+    drain_seconds: float = 5.0
     # Shadow runs waiting per API process (issue 23); a request whose shadow finds the queue
     # full is answered as ever, its shadow run dropped and counted.
     shadow_queue_size: int = 1000
@@ -200,8 +225,41 @@ class Settings:
             )
         if self.streams_per_tenant < 1:
             raise ValueError(f"STREAMS_PER_TENANT={self.streams_per_tenant}: must be 1 or more")
+        if self.operation_max_attempts < 1:
+            raise ValueError(
+                f"OPERATION_MAX_ATTEMPTS={self.operation_max_attempts}: must be 1 or more"
+            )
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
             raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
+        if self.drain_seconds < 0:
+            raise ValueError(f"DRAIN_SECONDS={self.drain_seconds}: must be 0 or more")
+        self._check_warm_models()
+
+    def _check_warm_models(self) -> None:
+        if not 0 <= self.warm_models_max <= self.model_cache_size:
+            raise ValueError(
+                f"WARM_MODELS_MAX={self.warm_models_max}: must be between 0 and "
+                f"MODEL_CACHE_SIZE ({self.model_cache_size}), or warmed models evict each other"
+            )
+        named = self.warm_model_refs()
+        if len(named) > self.warm_models_max:
+            raise ValueError(
+                f"WARM_MODELS names {len(named)} models, more than WARM_MODELS_MAX="
+                f"{self.warm_models_max}"
+            )
+
+    def warm_model_refs(self) -> list[tuple[str, str]]:
+        """WARM_MODELS as ``(tenant, reference)`` pairs (the reference parsed where it is
+        used); ``ValueError`` naming an item that is not ``tenant/reference``."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in self.warm_models.split(","))):
+            tenant, _, reference = item.partition("/")
+            if not re.fullmatch(TENANT_PATTERN, tenant) or not reference:
+                raise ValueError(
+                    f"WARM_MODELS: {item!r} is not tenant/reference (acme/digits@production)"
+                )
+            pairs.append((tenant, reference))
+        return pairs
 
     def exposure_problem(self) -> str | None:
         """Why serving on ``host`` with these settings would be unsafe, if it would."""
@@ -233,6 +291,11 @@ class Settings:
         if "database_url" in values:
             values["database_url"] = normalize_database_url(values["database_url"])
         return cls(**values)
+
+    def for_operations(self) -> "Settings":
+        """These settings as a worker runs an operation with them: its explanations may run
+        the network on EXPLAIN_MAX_OPERATION_EVALUATIONS rows."""
+        return replace(self, explain_max_evaluations=self.explain_max_operation_evaluations)
 
     def webhook_lease_seconds(self) -> float:
         """How long a webhook worker holds a delivery it sends: a lookup, a connection and a

@@ -43,6 +43,23 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class OperationStatus(enum.StrEnum):
+    """An asynchronous operation (a promotion gate or an importance on a large data set):
+    waiting for a worker, being run, or ended with a result or an error."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OperationKind(enum.StrEnum):
+    """What an operation runs: the promotion gate of an alias, or a model's feature importance."""
+
+    PROMOTION = "promotion"
+    IMPORTANCE = "importance"
+
+
 # What a webhook may subscribe to (its deliveries' ``type``).
 WEBHOOK_EVENTS = ("model.version.created", "alias.moved", "job.finished", "sweep.finished")
 

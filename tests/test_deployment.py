@@ -7,13 +7,16 @@ app services build from is there.
 
 import ast
 import importlib
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from service.api.app import create_app
 from service.commands.cli import build_parser
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -54,7 +57,11 @@ def test_dependencies_and_volumes_exist():
     for name, service in SERVICES.items():
         assert set(service.get("depends_on", {})) <= set(SERVICES), name
         for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in COMPOSE["volumes"], name
+            source = volume.split(":")[0]
+            if source.startswith("./"):  # a file of this repository, mounted
+                assert (ROOT / source).is_file(), name
+            else:
+                assert source in COMPOSE["volumes"], name
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -136,3 +143,62 @@ def test_the_ci_override_swaps_images_only():
     assert set(CI_OVERRIDE) == {"services"}
     for name, service in CI_OVERRIDE["services"].items():
         assert name in SERVICES and set(service) == {"image"}, name
+
+
+# The load balancer (issue 27)
+
+HAPROXY_CONFIG = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+
+
+def haproxy_lines(keyword: str) -> list[list[str]]:
+    """The configuration's lines that start with ``keyword``, split into words."""
+    lines = (line.split() for line in HAPROXY_CONFIG.splitlines())
+    return [words for words in lines if words[: len(keyword.split())] == keyword.split()]
+
+
+def test_the_api_replicas_are_reached_through_the_balancer_only():
+    lb, api = SERVICES["lb"], SERVICES["api"]
+    assert lb["image"].startswith("haproxy:") and lb["ports"] == ["8000:8000"]
+    assert lb["volumes"] == ["./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert "ports" not in api and "container_name" not in api  # scalable
+    assert api["environment"]["TRUSTED_PROXIES"] == "1"
+    (template,) = haproxy_lines("server-template")
+    assert template[3] == f"api:{api['environment']['PORT']}"
+
+
+def test_a_draining_replica_leaves_the_rotation_before_it_stops_taking_connections():
+    """The checks see /health/ready's 503 within ``inter`` + (``fall`` - 1) x ``fastinter``:
+    under DRAIN_SECONDS, and docker waits for the drain and gunicorn's graceful timeout."""
+    (defaults,) = haproxy_lines("default-server")
+    value = {word: defaults[i + 1] for i, word in enumerate(defaults[:-1])}
+    inter, fastinter = (float(value[key].removesuffix("s")) for key in ("inter", "fastinter"))
+    drain = float(SERVICES["api"]["environment"]["DRAIN_SECONDS"])
+    assert inter + (int(value["fall"]) - 1) * fastinter < drain
+    assert ["http-check", "send", "meth", "GET", "uri", "/health/ready"] in haproxy_lines(
+        "http-check send"
+    )
+    graceful = 30  # gunicorn's default graceful_timeout
+    assert float(SERVICES["api"]["stop_grace_period"].removesuffix("s")) >= drain + graceful
+
+
+def replayed(method: str, path: str) -> bool:
+    """Whether the configuration lets HAProxy replay this request at layer 7."""
+    safe_methods = {word for line in haproxy_lines("acl replay_safe method") for word in line[3:]}
+    patterns = [line[3] for line in haproxy_lines("acl replay_safe path_reg")]
+    return method in safe_methods or any(re.search(pattern, path) for pattern in patterns)
+
+
+def test_only_requests_that_change_nothing_are_replayed(tmp_path):
+    """Every route of the app: a job, an upload, a cancel or an alias change replayed would be
+    done twice; a prediction, an evaluation, an explanation or an infer call would not."""
+    assert ["http-request", "disable-l7-retry", "unless", "replay_safe"] in haproxy_lines(
+        "http-request"
+    )
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    computations = ("predict", "evaluate", "explain", "importance", "infer")
+    for rule in create_app(settings).url_map.iter_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"x\1", rule.rule)
+        for method in rule.methods - {"GET", "HEAD", "OPTIONS"}:
+            expected = method == "POST" and path.rsplit("/", 1)[-1] in computations
+            assert replayed(method, path) == expected, (method, rule.rule)
+        assert replayed("GET", path)

@@ -13,6 +13,7 @@ transactions, and one that flushes seldom is renewed as often as before.
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,28 +25,45 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Renews the lease of ``attempt`` of job ``job_id`` every ``interval`` seconds (a daemon
-    thread between ``start`` and ``stop``, or inside ``with``)."""
+    """Renews a lease of ``lease_seconds`` every ``interval`` seconds by calling ``renew`` with a
+    new session (a daemon thread between ``start`` and ``stop``, or inside ``with``); ``what``
+    names the holder in the log. ``renew`` raises ``StaleAttempt`` once the lease is lost."""
 
     def __init__(
         self,
+        sessions: sessionmaker[Session],
+        renew: Callable[[Session], None],
+        lease_seconds: float,
+        interval: float,
+        what: str,
+    ):
+        self.sessions = sessions
+        self.renew = renew
+        self.lease_seconds = lease_seconds
+        self.interval = interval
+        self.what = what
+        self.lost = threading.Event()
+        self.renewed_at = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-{what.replace(' ', '-')}", daemon=True
+        )
+
+    @classmethod
+    def of_job(
+        cls,
         sessions: sessionmaker[Session],
         job_id: int,
         attempt: int,
         lease_seconds: float,
         interval: float,
-    ):
-        self.sessions = sessions
-        self.job_id = job_id
-        self.attempt = attempt
-        self.lease_seconds = lease_seconds
-        self.interval = interval
-        self.lost = threading.Event()
-        self.renewed_at = time.monotonic()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"heartbeat-job-{job_id}", daemon=True
-        )
+    ) -> "Heartbeat":
+        """The heartbeat of ``attempt`` of training job ``job_id``."""
+
+        def renew(session: Session) -> None:
+            attempts.renew_lease(session, job_id, attempt, lease_seconds)
+
+        return cls(sessions, renew, lease_seconds, interval, f"job {job_id}")
 
     def _beat(self) -> None:
         while not self._stopped.wait(self._until_due()):
@@ -53,17 +71,17 @@ class Heartbeat:
                 continue  # a flush renewed the lease meanwhile
             try:
                 with self.sessions() as session:
-                    attempts.renew_lease(session, self.job_id, self.attempt, self.lease_seconds)
+                    self.renew(session)
                 self.renewed()
             except attempts.StaleAttempt:
-                logger.warning("job %s: attempt %s lost its lease", self.job_id, self.attempt)
+                logger.warning("%s: this attempt lost its lease", self.what)
                 self.lost.set()
                 return
             except DBAPIError as error:
                 # The database is away: keep trying; if it stays away past the lease, the
-                # reaper re-queues the job and the next beat finds the attempt fenced off.
+                # reaper re-queues the work and the next beat finds the attempt fenced off.
                 level = logging.WARNING if is_transient(error) else logging.ERROR
-                logger.log(level, "job %s: heartbeat failed: %s", self.job_id, error.orig)
+                logger.log(level, "%s: heartbeat failed: %s", self.what, error.orig)
 
     def _until_due(self) -> float:
         """Seconds until the next beat is due: an interval after the last renewal."""

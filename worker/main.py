@@ -1,5 +1,6 @@
 """`backprop worker`: a Celery worker process that trains jobs; `backprop webhook-worker`: one
-that sends webhook deliveries, from a queue of their own (service/broker.py)."""
+that sends webhook deliveries and runs operations (a large promotion gate or importance), from
+queues of their own (service/broker.py)."""
 
 import argparse
 import logging
@@ -8,6 +9,7 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from service.broker import (
+    OPERATION_QUEUE,
     WEBHOOK_QUEUE,
     broker_profile,
     create_celery_app,
@@ -73,14 +75,16 @@ def celery_argv(app: Celery, settings: Settings, celery_args: list[str]) -> list
 
 
 def run_webhook_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Send webhook deliveries until stopped, WEBHOOK_CONCURRENCY at once (each in a process
-    of its own: a killed one loses only its attempt, which the dispatcher sends again);
-    ``args.celery_args`` go to ``celery worker``."""
+    """Send webhook deliveries and run operations until stopped, WEBHOOK_CONCURRENCY at once
+    (each in a process of its own: a killed one loses only its attempt, which the dispatcher
+    sends again); ``args.celery_args`` go to ``celery worker``."""
     log_like_the_service(settings)
     app = create_celery_app(settings)
     register_webhook_task(app, make_session_factory(settings.database_url), settings)
     if broker_profile(settings.broker_url).declare_before_consuming:
-        declare_task_queue(app, settings.broker_timeout_seconds, WEBHOOK_QUEUE)
-    queue_args = [f"--queues={WEBHOOK_QUEUE}", f"--concurrency={settings.webhook_concurrency}"]
+        for queue in (WEBHOOK_QUEUE, OPERATION_QUEUE):
+            declare_task_queue(app, settings.broker_timeout_seconds, queue)
+    queues = f"--queues={WEBHOOK_QUEUE},{OPERATION_QUEUE}"
+    queue_args = [queues, f"--concurrency={settings.webhook_concurrency}"]
     app.worker_main(celery_argv(app, settings, [*queue_args, *args.celery_args]))
     return 0

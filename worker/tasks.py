@@ -4,9 +4,11 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.broker import DELIVER_WEBHOOK, TRAIN_MODEL, JobQueue
+from service.broker import DELIVER_WEBHOOK, RUN_OPERATION, TRAIN_MODEL, JobQueue
+from service.generation import generation_for
 from service.settings import Settings
 from service.webhooks.sending import Sender
+from worker.operations import run_operation
 from worker.training import arrays_cache, run_training
 
 
@@ -24,12 +26,17 @@ def register_tasks(app: Celery, sessions: sessionmaker[Session], settings: Setti
 
 
 def register_webhook_task(app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
-    """Register the delivery task on ``app`` (`backprop webhook-worker`)."""
+    """Register the delivery and operation tasks on ``app`` (`backprop webhook-worker`)."""
     sender = Sender.from_settings(settings, sessions)
+    generation = generation_for(settings)
 
     @app.task(name=DELIVER_WEBHOOK)
     def deliver_webhook(delivery_id: int) -> None:
         sender.attempt(delivery_id)
+
+    @app.task(name=RUN_OPERATION)
+    def run_operation_task(operation_id: int) -> None:
+        run_operation(sessions, operation_id, settings, generation)
 
     forget_parent_connections(sessions)
 

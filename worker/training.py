@@ -201,7 +201,7 @@ def run_training(
     if claim is None:
         logger.info("job %s is not claimable; nothing to do", job_id)
         return None
-    heartbeat = Heartbeat(
+    heartbeat = Heartbeat.of_job(
         sessions, job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds
     )
     ending = Ending(sessions, settings, queue)

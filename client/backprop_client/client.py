@@ -14,12 +14,14 @@ from backprop_client.errors import ApiError
 from backprop_client.events import Event, parse_events
 from backprop_client.types import (
     FINISHED,
+    OPERATION_ENDED,
     Alias,
     Dataset,
     Epoch,
     Explanation,
     Job,
     Model,
+    Operation,
     Prediction,
     Sweep,
     Weights,
@@ -213,9 +215,70 @@ class Client:
         body = {"instances": [list(row) for row in rows], **options}
         return self._request("POST", f"/v1/models/{_ref(ref)}/explain", json=body).json()
 
+    def importance(
+        self, ref: int | str, dataset_id: int, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Global feature importance over a seeded sample of a data set's rows; ``options``
+        are the body's ``rows``, ``seed``, ``method``... (docs/api.md, "Feature importance").
+        One too large for a request is run by a worker: this waits for its operation."""
+        body = {"dataset_id": dataset_id, **options}
+        response = self._request("POST", f"/v1/models/{_ref(ref)}/importance", json=body)
+        return self._answer_of(response, timeout)
+
     def set_alias(self, name: str, alias: str, version: int) -> Alias:
         path = f"/v1/models/{_ref(name)}/aliases/{_ref(alias)}"
         return self._request("PUT", path, json={"version": version}).json()
+
+    def promote(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        dataset_id: int,
+        require: dict[str, dict[str, float]] | None = None,
+        not_worse_than_current: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Move ``name@alias`` to ``version`` only if it passes the gate on held-out data
+        (docs/api.md, "Rolling out a version"); ``ApiError`` 409 when it does not. A gate on a
+        large data set is run by a worker: this waits for its operation."""
+        body = {
+            "version": version,
+            "dataset_id": dataset_id,
+            "require": require or {},
+            "not_worse_than_current": not_worse_than_current,
+        }
+        path = f"/v1/models/{_ref(name)}/aliases/{_ref(alias)}/promote"
+        return self._answer_of(self._request("POST", path, json=body), timeout)
+
+    # Operations
+
+    def operation(self, operation_id: int) -> Operation:
+        return self._request("GET", f"/v1/operations/{operation_id}").json()
+
+    def wait_for_operation(
+        self, operation_id: int, timeout: float | None = None, poll: float = 0.5
+    ) -> Operation:
+        """The operation once it has succeeded or failed; ``TimeoutError`` when it has not
+        after ``timeout`` seconds (None: wait as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (operation := self.operation(operation_id))["status"] not in OPERATION_ENDED:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"operation {operation_id} is still {operation['status']} after {timeout} s"
+                )
+            time.sleep(poll)
+        return operation
+
+    def _answer_of(self, response: requests.Response, timeout: float | None) -> dict[str, Any]:
+        """The body of a 200, or of the operation a 202 accepted once it ended: its result, or
+        its error raised as the ``ApiError`` the request would have answered."""
+        if response.status_code != 202:
+            return response.json()
+        operation = self.wait_for_operation(response.json()["id"], timeout)
+        if operation["status"] == "failed":
+            raise ApiError.from_operation(operation["error"])
+        return operation["result"]
 
     # HTTP
 

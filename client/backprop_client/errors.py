@@ -45,6 +45,16 @@ class ApiError(Exception):
         message = error if isinstance(error, str) else response.text[:500]
         return cls(response.status_code, fallback, message)
 
+    @classmethod
+    def from_operation(cls, error: dict[str, Any]) -> "ApiError":
+        """From a failed operation's ``error``: the envelope with its HTTP ``status``."""
+        return cls(
+            int(error["status"]),
+            str(error.get("code") or "error"),
+            str(error.get("message") or ""),
+            _details(error.get("details")),
+        )
+
 
 def _json_body(response: requests.Response) -> dict[str, Any]:
     try:

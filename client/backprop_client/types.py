@@ -134,6 +134,32 @@ class Alias(TypedDict, total=False):
     version: int
 
 
+OperationStatus = Literal["queued", "running", "succeeded", "failed"]
+OPERATION_ENDED: frozenset[str] = frozenset({"succeeded", "failed"})
+
+
+class OperationError(TypedDict, total=False):
+    status: int
+    code: str
+    message: str
+    details: dict[str, list[str]]
+
+
+class Operation(TypedDict, total=False):
+    """A request answered later (docs/api.md, "Operations"): ``result`` is the body it would
+    have answered, ``error`` the error envelope with its ``status``."""
+
+    id: int
+    kind: Literal["promotion", "importance"]
+    status: OperationStatus
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    result: dict[str, Any] | None
+    error: OperationError | None
+
+
 SweepStatus = Literal["running", "succeeded", "failed", "cancelled"]
 SWEEP_FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 

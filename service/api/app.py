@@ -15,6 +15,7 @@ from service.api.events import StreamSlots
 from service.api.limits import install_rate_limits, rate_limited_doc
 from service.api.metrics import install_metrics
 from service.api.prediction_logging import install_prediction_log
+from service.api.readiness import AlwaysReady, Readiness
 from service.api.request_hooks import track_requests
 from service.api.resources import BLUEPRINTS
 from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
@@ -82,8 +83,10 @@ def shadow_predictions(model: Model, x: np.ndarray, max_bytes: int) -> np.ndarra
     return prediction_arrays(model, x, max_bytes, "shadow")["predictions"]
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask app: settings (from the environment when not given), extensions, blueprints."""
+def create_app(settings: Settings | None = None, readiness: Readiness | None = None) -> Flask:
+    """The Flask app: settings (from the environment when not given), extensions, blueprints;
+    ``readiness``: what ``/health/ready`` waits for besides the database and the broker (the
+    warm-up and drain of `backprop api`'s processes; none by default)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.request_class = BodyLimitedRequest
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         rollout_counts=counts,
         shadows=ShadowRunner(counts, settings.shadow_queue_size, shadow_predictions),
     )
+    app.extensions["readiness"] = readiness or AlwaysReady()
     app.extensions["event_streams"] = StreamSlots(per_tenant=settings.streams_per_tenant)
     scope_sessions_to_tenants(app.extensions["backprop"].sessions)
     track_requests(app)  # first: a request refused by a later hook still gets its id and line

@@ -1,4 +1,5 @@
-"""The dashboard at ``/``: one page, its script, stylesheet and the vendored uPlot (1.6.32, MIT,
+"""The dashboard at ``/``: one page, its scripts (the workbench's forms in workbench.js, the rest in
+dashboard.js), stylesheet and the vendored uPlot (1.6.32, MIT,
 service/api/web/vendor/), all served from the package, so that it works on a host with no internet.
 
 The page is a client of the public API like any other: it reads and writes through ``/v1`` with the

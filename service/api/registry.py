@@ -1,9 +1,9 @@
 """What a model reference names, per request: from this process's caches while the registry
 generation (service/generation.py) has not moved, else from the database.
 
-A prediction thus costs one generation read (a Redis ``GET`` or a ``stat``) and two dictionary
-lookups when nothing changed; a new version, an alias moved or a model deleted anywhere is seen
-by the very next request of every process.
+A prediction thus costs one generation read (a poll of the socket Redis pushes it on, or a small
+file read) and two dictionary lookups when nothing changed; a new version, an alias moved or a
+model deleted anywhere is seen by the very next request of every process.
 """
 
 import logging
@@ -17,7 +17,7 @@ from flask import g
 from sqlalchemy.orm import Session
 
 from model_core import Model
-from service.api.context import current_generation, db, services
+from service.api.context import Services, current_generation, db, services
 from service.db import records, registry
 from service.db.models import TrainedModel
 from service.db.tenancy import session_for
@@ -162,19 +162,22 @@ def model_loader(identity: ModelIdentity, tenant: str) -> Callable[[], Model]:
     """A function that returns ``identity``'s model from this process's cache, read with a
     session of its own on a miss: for a thread that runs outside the request."""
     context = services()
+    return lambda: load_outside_request(context, tenant, identity.model_id)
+
+
+def load_outside_request(context: Services, tenant: str, model_id: int) -> Model:
+    """``model_id``'s model from ``context``'s cache, read on a miss with a session of its own
+    that sees only ``tenant``'s rows; ``ModelNotFound`` when there is none."""
 
     def read() -> Model | None:
         with session_for(context.sessions, tenant) as session:
-            blob = records.get_model_blob(session, identity.model_id)
+            blob = records.get_model_blob(session, model_id)
         return None if blob is None else Model.from_bytes(blob)
 
-    def load() -> Model:
-        model = context.models.get(identity.model_id, read)
-        if model is None:
-            raise ModelNotFound(f"No model {identity.model_id}.")
-        return model
-
-    return load
+    model = context.models.get(model_id, read)
+    if model is None:
+        raise ModelNotFound(f"No model {model_id}.")
+    return model
 
 
 def run_shadow(served: ServedModel, x: np.ndarray, answered: np.ndarray) -> None:

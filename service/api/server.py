@@ -5,13 +5,16 @@ import os
 import queue
 import signal
 import sys
+import time
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
 from prometheus_client import multiprocess
 
 from service.api.app import create_app
 from service.api.events import THREADS_PER_PROCESS
+from service.api.readiness import ServerReadiness, start_warm_up
 from service.logs import configure_logging
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.metrics_files import remove_metrics_folder
@@ -73,12 +76,52 @@ def hand_over_arbiter_signals(arbiter, worker) -> None:
     worker.arbiter_signals = arbiter.SIG_QUEUE
 
 
-def forget_dead_worker_gauges(_arbiter, worker) -> None:
-    """``child_exit``, in the arbiter: prometheus_client drops the live gauges of a worker
-    process that died; its counters stay, summed into the totals (prometheus_client's recipe
-    for gunicorn)."""
+def claim_readiness_slot(arbiter, worker) -> None:
+    """``pre_fork``, in the arbiter: the slot in which the new worker reports its warm-up."""
+    worker.readiness_slot = arbiter.app.readiness.claim_slot()
+
+
+def warm_up_in_background(worker) -> None:
+    """``post_worker_init``, in the worker once its app is loaded: warm up in a thread, then
+    report ready (service/api/readiness.py)."""
+    start_warm_up(worker.wsgi, worker.app.readiness, worker.readiness_slot)
+
+
+def forget_dead_worker(arbiter, worker) -> None:
+    """``child_exit``, in the arbiter: the worker's readiness slot is freed for the next one,
+    and prometheus_client drops the live gauges of the process; its counters stay, summed into
+    the totals (prometheus_client's recipe for gunicorn)."""
+    arbiter.app.readiness.free_slot(worker.readiness_slot)
     if os.environ.get(METRICS_FOLDER) is not None:
         multiprocess.mark_process_dead(worker.pid)
+
+
+class DrainingArbiter(Arbiter):
+    """gunicorn's arbiter, which on SIGTERM first drains for DRAIN_SECONDS: every worker
+    answers 503 on /health/ready and keeps serving, so that a load balancer takes the server
+    out of rotation before it stops taking connections; then gunicorn's graceful stop (the
+    listeners closed, in-flight requests finished, at most ``graceful_timeout``). A second
+    SIGTERM stops at once; SIGINT and SIGQUIT stop quickly, as ever."""
+
+    drain_until: float | None = None
+
+    def handle_term(self) -> None:
+        seconds = self.app.settings.drain_seconds
+        if self.drain_until is not None or seconds == 0:
+            raise StopIteration
+        self.app.readiness.start_draining()
+        self.drain_until = time.monotonic() + seconds
+        self.log.info("Draining for %s s: /health/ready answers 503, requests are served", seconds)
+
+    def wait_for_signals(self, timeout: float = 1.0) -> list:
+        if self.drain_until is not None:
+            timeout = max(0.0, min(timeout, self.drain_until - time.monotonic()))
+        return super().wait_for_signals(timeout)
+
+    def manage_workers(self) -> None:
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            raise StopIteration  # the main loop's graceful stop
+        super().manage_workers()
 
 
 class GunicornApp(BaseApplication):
@@ -86,6 +129,8 @@ class GunicornApp(BaseApplication):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # Mapped here, in the arbiter, so that every worker forked later shares it.
+        self.readiness = ServerReadiness(settings.web_concurrency)
         super().__init__()
 
     def load_config(self) -> None:
@@ -95,8 +140,10 @@ class GunicornApp(BaseApplication):
         self.cfg.set("bind", f"{self.settings.host}:{self.settings.port}")
         self.cfg.set("workers", self.settings.web_concurrency)
         self.cfg.set("worker_class", ThreadWorkerLeavingInterruptsToTheArbiter)
+        self.cfg.set("pre_fork", claim_readiness_slot)
         self.cfg.set("post_fork", hand_over_arbiter_signals)
-        self.cfg.set("child_exit", forget_dead_worker_gauges)
+        self.cfg.set("post_worker_init", warm_up_in_background)
+        self.cfg.set("child_exit", forget_dead_worker)
         self.cfg.set("on_exit", lambda _arbiter: remove_metrics_folder())
         self.cfg.set("threads", THREADS_PER_PROCESS)
         self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
@@ -108,7 +155,15 @@ class GunicornApp(BaseApplication):
         self.cfg.set("control_socket_disable", True)
 
     def load(self):
-        return create_app(self.settings)
+        return create_app(self.settings, self.readiness)
+
+    def run(self) -> None:
+        """``BaseApplication.run`` with the draining arbiter."""
+        try:
+            DrainingArbiter(self).run()
+        except RuntimeError as error:
+            print(f"\nError: {error}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
 
 def serve_api(settings: Settings, _args: argparse.Namespace) -> int:

@@ -36,9 +36,11 @@ class LocalStack:
     """``backprop api``, ``workers`` x ``backprop worker``, ``backprop webhook-worker`` and
     ``backprop dispatcher``, stopped together.
 
-    ``env`` is the children's whole environment (settings come from it); with ``logs`` set each
-    child writes to ``logs/<name>.log``, otherwise to this process's output. ``worker_args`` go
-    to every `backprop worker` (and so to celery worker).
+    ``env`` is the children's whole environment (settings come from it), with DRAIN_SECONDS 0
+    unless it says otherwise: no load balancer stands in front of a local stack, so the API
+    stops at once; with ``logs`` set each child writes to ``logs/<name>.log``, otherwise to
+    this process's output. ``worker_args`` go to every `backprop worker` (and so to celery
+    worker).
     """
 
     env: Mapping[str, str]
@@ -61,7 +63,7 @@ class LocalStack:
         command = [sys.executable, "-m", "service.commands.cli", *args]
         self.processes[name] = subprocess.Popen(
             command,
-            env=dict(self.env),
+            env={"DRAIN_SECONDS": "0", **self.env},
             stdout=output,
             stderr=subprocess.STDOUT,
             process_group=0,

@@ -41,6 +41,8 @@ from service.vocabulary import (
     MAX_TENANT_LENGTH,
     DeliveryStatus,
     JobStatus,
+    OperationKind,
+    OperationStatus,
     Scope,
     SweepStatus,
     Task,
@@ -539,3 +541,34 @@ class WebhookAttempt(Base):
     finished_at: Mapped[datetime | None]
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Operation(TenantOwned, Base):
+    """A request answered later (202 + ``Location: /v1/operations/{id}``): ``request`` is what a
+    worker needs to run it (validated, with the references resolved when it was accepted),
+    ``result`` or ``error`` (the error envelope's ``{"code", "message", "details"}``, with
+    ``status``, the HTTP status it would have had) what it ended with.
+
+    Dispatched like a webhook delivery: ``dispatched_at`` is the outbox mark, ``claimed_until``
+    the lease of the worker running it (renewed while it runs), ``attempts`` the claims so far.
+    """
+
+    __tablename__ = "operations"
+    __table_args__ = KEEP_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[OperationKind] = mapped_column(_enum_column(OperationKind, "operation_kind"))
+    status: Mapped[OperationStatus] = mapped_column(
+        _enum_column(OperationStatus, "operation_status"),
+        default=OperationStatus.QUEUED,
+        index=True,
+    )
+    request: Mapped[dict]
+    result: Mapped[dict | None]
+    error: Mapped[dict | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    dispatched_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

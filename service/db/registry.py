@@ -142,6 +142,33 @@ def versions_in_rollout(session: Session, name: str) -> dict[int, list[str]]:
     return held
 
 
+def aliased_models(session: Session, limit: int) -> list[tuple[str, int]]:
+    """``(tenant, model id)`` of the versions aliases serve (a split's every arm), the most
+    recently moved aliases first, at most ``limit``: what an API process warms up by default.
+    Over every tenant: for a session opened without one."""
+    wanted: dict[tuple[str, str, int], None] = {}
+    aliases = select(ModelAlias).order_by(
+        ModelAlias.updated_at.desc(), ModelAlias.tenant, ModelAlias.name, ModelAlias.alias
+    )
+    for row in session.scalars(aliases):
+        for version in (row.version, *(arm["version"] for arm in row.split or [])):
+            wanted.setdefault((row.tenant, row.name, version))
+        if len(wanted) >= limit:
+            break
+    found = []
+    for tenant, name, version in list(wanted)[:limit]:
+        model_id = session.scalar(
+            select(TrainedModel.id).where(
+                TrainedModel.tenant == tenant,
+                TrainedModel.name == name,
+                TrainedModel.version == version,
+            )
+        )
+        if model_id is not None:
+            found.append((tenant, model_id))
+    return found
+
+
 def delete_alias(session: Session, row: ModelAlias) -> None:
     """Remove the alias (an ``alias.moved`` event to no version), and commit."""
     old = AliasTarget(row.version, row.split, row.shadow)

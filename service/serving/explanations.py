@@ -268,6 +268,28 @@ def importance(
     }
 
 
+def checked_importance(
+    session: Session, model: Model, dataset: Dataset, request: dict, settings: Settings
+) -> int:
+    """The forward rows an importance request would run (its sample of ``dataset`` by
+    ``steps`` by its baseline's rows), refused as :func:`importance` would refuse it within
+    ``settings``, without reading any rows."""
+    refused_method_fields(request)
+    method = request["method"]
+    n_rows = min(request["rows"], dataset.n_samples)
+    n_baselines = 1
+    baseline = request.get("baseline")
+    if method in BASELINE_METHODS and isinstance(baseline, dict):
+        background = records.get_dataset(session, baseline["dataset_id"])
+        if background is None:
+            raise DataError("baseline.dataset_id", f"no data set {baseline['dataset_id']}")
+        n_baselines = min(baseline["rows"], background.n_samples)
+    steps = request.get("steps", DEFAULT_STEPS)
+    quadrature = request.get("quadrature", GAUSS_LEGENDRE)
+    checked_work(model, method, n_rows, n_baselines, steps, quadrature, settings, "rows")
+    return evaluations(method, n_rows, model.n_features, n_baselines, steps, quadrature)
+
+
 def default_target(model: Model) -> object:
     """``"predicted"`` for classification, output 0 for regression."""
     return "predicted" if model.task == "classification" else 0

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PrometheusCounter
 
 from model_core import Model
+from service.db.models import ModelAlias
 
 logger = logging.getLogger(__name__)
 
@@ -406,6 +407,27 @@ def shadow_figures(counts: Mapping[str, float], task: str) -> dict[str, Any]:
         )
         figures["max_abs_difference"] = counts.get(SHADOW_MAX) if values else None
     return figures
+
+
+def alias_view(
+    row: ModelAlias, shadow_task: str | None, counts: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """An alias as ``GET .../aliases/{alias}`` shows it: its versions with the requests each
+    served since the split was set (in ``counts``; none given: none yet), and its shadow with
+    its figures (which need the shadow version's ``shadow_task``)."""
+    counts = counts or {}
+    served = served_counts(counts)
+    arms = row.split or [{"version": row.version, "weight": 100}]
+    shadow = None
+    if row.shadow:
+        shadow = {**row.shadow, **shadow_figures(counts, shadow_task)}
+    return {
+        "name": row.name,
+        "alias": row.alias,
+        "version": row.version,
+        "versions": [{**arm, "served": served.get(arm["version"], 0)} for arm in arms],
+        "shadow": shadow,
+    }
 
 
 def served_counts(counts: Mapping[str, float]) -> dict[int, int]:

@@ -181,3 +181,50 @@ def test_importing_the_client_loads_none_of_the_service_stack(tmp_path):
     assert "requests" in loaded
     forbidden = {"flask", "sqlalchemy", "celery", "numpy", "service", "worker", "model_core"}
     assert not loaded & forbidden
+
+
+class Answers:
+    """Stands in for ``Client._request``: each call gets the next of ``answers`` and is kept."""
+
+    def __init__(self, *answers: requests.Response):
+        self.answers = list(answers)
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, method: str, path: str, **_kwargs) -> requests.Response:
+        self.calls.append((method, path))
+        return self.answers.pop(0)
+
+
+def operation(status: str, **fields) -> requests.Response:
+    return response(200, json.dumps({"id": 7, "status": status, **fields}).encode())
+
+
+def test_a_gate_accepted_for_later_is_waited_for_and_its_result_returned(monkeypatch):
+    client = Client("http://api.example")
+    answers = Answers(
+        response(202, json.dumps({"id": 7, "status": "queued"}).encode()),
+        operation("running"),
+        operation("succeeded", result={"alias": {"version": 4}}),
+    )
+    monkeypatch.setattr(client, "_request", answers)
+    assert client.promote("iris", "production", 4, 9) == {"alias": {"version": 4}}
+    assert answers.calls[1:] == [("GET", "/v1/operations/7")] * 2
+
+
+def test_a_failed_operation_raises_the_error_its_request_would_have_answered(monkeypatch):
+    client = Client("http://api.example")
+    error = {
+        "status": 409,
+        "code": "conflict",
+        "message": "Version 4 did not pass the gate: require.accuracy.min.",
+        "details": {"require.accuracy.min": ["0.9 < 0.95"]},
+    }
+    answers = Answers(
+        response(202, json.dumps({"id": 7, "status": "queued"}).encode()),
+        operation("failed", error=error),
+    )
+    monkeypatch.setattr(client, "_request", answers)
+    with pytest.raises(ApiError) as raised:
+        client.importance("iris", 9, rows=10)
+    assert (raised.value.status, raised.value.code) == (409, "conflict")
+    assert raised.value.details == {"require.accuracy.min": ["0.9 < 0.95"]}

@@ -3,8 +3,8 @@
 #
 # Needs root on a Debian bookworm machine that reaches Debian's packages and PyPI, and no image
 # registry: it installs Docker from Debian when missing, starts dockerd when it is not running,
-# builds a Debian base image with debootstrap, stand-ins for the official postgres and redis
-# images (tests/compose/images/), a wheelhouse on the host and the app image from the real
+# builds a Debian base image with debootstrap, stand-ins for the official postgres, redis and
+# haproxy images (tests/compose/images/), a wheelhouse on the host and the app image from the real
 # Dockerfile, then runs docker-compose.yml with docker-compose.ci.yml (the images only).
 # Images are kept, so a second run builds nothing new; the stack and its volumes are removed at
 # the end, whatever happens. A daemon that cannot start fails the run with its own error.
@@ -112,6 +112,8 @@ build_images() {
         tests/compose/images/postgres
     build_replacing backprop-ci/redis:7 -q --build-arg BASE="$BASE_IMAGE" \
         tests/compose/images/redis
+    build_replacing backprop-ci/haproxy:2.6 -q --build-arg BASE="$BASE_IMAGE" \
+        tests/compose/images/haproxy
     step "building backprop-service:latest from the Dockerfile on $BASE_IMAGE"
     local args=(--build-arg BASE="$BASE_IMAGE" --build-arg WHEELHOUSE="$WHEELHOUSE" .)
     # The dependency stage tagged too, so that it is kept (the next run's cache) and replaced.

@@ -5,14 +5,17 @@ and takes the stack down afterwards, whatever happened. Not a pytest module: `ma
 Docker. Every step prints what it does; the first check that fails ends the run with a message
 and exit status 1.
 
-Against the API published on 127.0.0.1:8000 with AUTH=required:
+Against the API published on 127.0.0.1:8000 by the balancer, with AUTH=required:
 - every health check passes, after the migration has exited 0;
 - no key is a 401, /metrics takes METRICS_TOKEN, Flower wants FLOWER_BASIC_AUTH;
 - a key from `backprop keys create` in a container; the digits uploaded, trained, followed over
   the event stream, and predicted with accuracy >= 0.95 on rows the network never saw;
 - two workers: four jobs, both workers train;
 - a worker container killed mid-job: the job finishes on the other, resumed from its checkpoint;
-- the redis container restarted mid-job: the job finishes.
+- the redis container restarted mid-job: the job finishes;
+- three API replicas behind the balancer (`lb`, HAProxy): predictions at a steady rate from
+  keep-alive sessions while one replica is killed (`docker kill`) and another stopped (`docker
+  stop`, it drains) and started again: not one fails, each is the model's answer.
 """
 
 import gzip
@@ -21,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 
 import numpy as np
@@ -39,6 +43,8 @@ LONG_TRAINING = {
     "optimizer": {"name": "adam", "learning_rate": 0.001},
     "checkpoint_every_epochs": 20,
 }
+# The balancer's check (issue 27): predictions at a steady rate from keep-alive sessions.
+BALANCED_PREDICTIONS, BALANCED_RATE, BALANCED_CLIENTS = 600, 30.0, 4
 # Health checks run every 5 to 30 s (docker-compose.yml); a first start also migrates.
 HEALTHY_TIMEOUT = 240
 JOB_TIMEOUT = 300
@@ -208,8 +214,8 @@ def make_key() -> str:
     return out.strip().splitlines()[-1]
 
 
-def train_and_predict(client: Client) -> int:
-    """Upload, train, follow, predict; the id of the uploaded data set."""
+def train_and_predict(client: Client) -> tuple[int, int]:
+    """Upload, train, follow, predict; the ids of the uploaded data set and of the model."""
     x_train, y_train, x_test, y_test = digits_split()
     step(f"uploading {len(y_train)} rows of digits")
     dataset = client.upload_dataset(
@@ -233,7 +239,7 @@ def train_and_predict(client: Client) -> int:
     accuracy = float(np.mean(predicted == y_test))
     print(f"   30 epochs streamed; accuracy {accuracy:.4f} on {len(y_test)} held-out rows")
     check(accuracy >= 0.95, f"accuracy {accuracy:.4f} < 0.95")
-    return dataset["id"]
+    return dataset["id"], model_id
 
 
 def submit_long(client: Client, dataset_id: int, epochs: int) -> int:
@@ -298,20 +304,91 @@ def redis_restart_under_a_job(client: Client, dataset_id: int) -> None:
     print(f"   job {job_id} succeeded", flush=True)
 
 
+def predictions_at_a_steady_rate(
+    url: str, key: str, rows: list, started: float, numbers: range, results: dict
+) -> None:
+    """Predictions ``numbers`` over one keep-alive session, each at its time of the rate:
+    ``results[number]`` is what was predicted, or what went wrong."""
+    with requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {key}"
+        for number in numbers:
+            time.sleep(max(0.0, started + number / BALANCED_RATE - time.monotonic()))
+            try:
+                response = http.post(url, json={"instances": rows}, timeout=30)
+            except requests.RequestException as error:
+                results[number] = repr(error)
+                continue
+            ok = response.status_code == 200
+            results[number] = (
+                response.json()["predictions"] if ok else f"{response.status_code} {response.text}"
+            )
+
+
+def served_a_listing(container: str) -> bool:
+    return "GET /v1/datasets 200" in logs(container)
+
+
+def replicas_behind_the_balancer_lose_no_request(client: Client, key: str, model_id: int) -> None:
+    step("docker-compose up --scale api=3: three API replicas behind lb")
+    compose("up", "-d", "--no-build", "--no-recreate", "--scale", "api=3", "--scale", "worker=2")
+    wait_for_health(["api"])
+    apis = containers("api")
+    check(len(apis) == 3, f"{len(apis)} api containers, not 3")
+    wait_until(
+        lambda: client.datasets() is not None and all(map(served_a_listing, apis)),
+        HEALTHY_TIMEOUT,
+        "every replica in the balancer's rotation",
+    )
+    rows = digits_split()[2][:8].tolist()
+    expected = client.predict(model_id, rows)["predictions"]
+    url = f"{API_URL}/v1/models/{model_id}/predict"
+    results: dict[int, object] = {}
+    step(f"{BALANCED_PREDICTIONS} predictions at {BALANCED_RATE:.0f}/s through lb")
+    started = time.monotonic()
+    with ThreadPoolExecutor(BALANCED_CLIENTS) as pool:
+        sent = [
+            pool.submit(
+                predictions_at_a_steady_rate,
+                url,
+                key,
+                rows,
+                started,
+                range(n, BALANCED_PREDICTIONS, BALANCED_CLIENTS),
+                results,
+            )
+            for n in range(BALANCED_CLIENTS)
+        ]
+        wait_until(lambda: len(results) >= BALANCED_PREDICTIONS // 4, JOB_TIMEOUT, "a quarter")
+        step(f"docker kill {apis[0][:12]} under load")
+        run("docker", "kill", apis[0])
+        wait_until(lambda: len(results) >= BALANCED_PREDICTIONS // 2, JOB_TIMEOUT, "a half")
+        step(f"docker stop {apis[1][:12]} under load (it drains), then docker start")
+        run("docker", "stop", apis[1])
+        run("docker", "start", apis[1])
+        for future in sent:
+            future.result()
+    failed = {number: result for number, result in results.items() if result != expected}
+    check(len(results) == BALANCED_PREDICTIONS, f"{len(results)} predictions answered")
+    check(not failed, f"{len(failed)} predictions failed or differed: {list(failed.items())[:5]}")
+    print(f"   {BALANCED_PREDICTIONS} predictions, none lost, each the model's", flush=True)
+
+
 def main() -> int:
     try:
         step("docker-compose up -d --no-build")
         compose("down", "-v", "--remove-orphans")
         compose("up", "-d", "--no-build")
         wait_for_health(
-            ["postgres", "redis", "api", "worker", "webhook-worker", "dispatcher", "flower"]
+            ["postgres", "redis", "api", "lb", "worker", "webhook-worker", "dispatcher", "flower"]
         )
         settings_reach_the_containers()
-        client = Client(API_URL, api_key=make_key(), timeout=30)
-        dataset_id = train_and_predict(client)
+        key = make_key()
+        client = Client(API_URL, api_key=key, timeout=30)
+        dataset_id, model_id = train_and_predict(client)
         two_workers_share_four_jobs(client, dataset_id)
         killed_worker_resumes_elsewhere(client, dataset_id)
         redis_restart_under_a_job(client, dataset_id)
+        replicas_behind_the_balancer_lose_no_request(client, key, model_id)
     except (StackError, AssertionError) as error:  # AssertionError: wait_until timed out
         subprocess.run(["docker-compose", "logs", "--no-color", "--tail", "40"])
         print(f"FAILED: {error}", file=sys.stderr, flush=True)

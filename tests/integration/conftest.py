@@ -43,6 +43,7 @@ STACK_BACKENDS = [
     pytest.param(name, marks=in_own_worker(f"{name}-stack")) for name in ("embedded", "postgres")
 ]
 ON_EMBEDDED = pytest.mark.parametrize("stack", STACK_BACKENDS[:1], indirect=True)
+ON_POSTGRES = pytest.mark.parametrize("stack", STACK_BACKENDS[1:], indirect=True)
 
 
 @dataclass

@@ -28,6 +28,7 @@ def api_url(tmp_path_factory) -> Iterator[str]:
         "BROKER_URL": f"sqla+sqlite:///{home / 'broker.sqlite'}",
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
+        "DRAIN_SECONDS": "0",  # no load balancer in front: a SIGTERM stops it at once
         "MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
     }
     subprocess.run([BACKPROP, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=home)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import requests
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select
 
 from service.datasets.samples import load_sample
 from tests.factories import free_port, job_body, wait_until
@@ -269,6 +271,13 @@ def test_a_model_not_of_digits_and_the_lists_show_no_missing_value(page, stack):
     page.wait_for(lambda _: page.text("h1") == f"Model #{tuned_id}", what="the tuned model's page")
     assert page.text("#lineage") == f"fine-tuned from #{model_id}"
     assert page.attribute("#lineage a", "href").endswith(f"#/models/{model_id}")
+    page.element("#delete-model").click()
+    assert f"Delete model #{tuned_id}" in confirmation(page, accept=False)
+    assert stack.get(f"/v1/models/{tuned_id}").status_code == 200
+    page.element("#delete-model").click()
+    confirmation(page)
+    page.wait_for(lambda driver: driver.current_url.endswith("#/models"), what="the models list")
+    assert stack.get(f"/v1/models/{tuned_id}").status_code == 404
     for listing in ("jobs", "datasets", "models"):
         page.open(f"{stack.base_url}/#/{listing}")
         page.element(f"#{listing} tbody tr")
@@ -493,6 +502,40 @@ def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
     assert row.find_element("css selector", ".shadow").text.startswith("v3 (100.0% of requests)")
     assert page.missing_values() == []
 
+    # A split set from the page is the API's: v1 at 1, v2 at 3, v3 as a shadow of half.
+    type_into(page, "alias", "beta")
+    type_into(page, "versions[0].weight", "1")
+    page.element("#add-version").click()
+    type_into(page, "versions[1].version", "2")
+    type_into(page, "versions[1].weight", "3")
+    type_into(page, "shadow.version", "3")
+    type_into(page, "shadow.sample", "0.5")
+    page.element("#set-alias").click()
+    assert "rollout-iris@beta" in confirmation(page)
+    shown = page.element("#alias-set tbody tr[data-alias='beta'] .split").text
+    beta = stack.get("/v1/models/rollout-iris/aliases/beta").json()
+    assert [(arm["version"], arm["weight"]) for arm in beta["versions"]] == [(2, 3), (1, 1)]
+    assert beta["shadow"]["version"] == 3 and beta["shadow"]["sample"] == 0.5
+    assert shown == "v2: 75.0%, 0 · v1: 25.0%, 0"
+
+    # The promotion gate on held-out rows, its figures shown.
+    held_out = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    type_into(page, "dataset_id", str(held_out["id"]))
+    page.driver.find_elements("css selector", '#gate-form [data-path="alias"] input')[0].send_keys(
+        "gated"
+    )
+    choose(page, "require.metric", "accuracy")
+    type_into(page, "require.min", "0")
+    page.element("#run-gate").click()
+    confirmation(page)
+    accuracy = page.element('#gate-figures tr[data-figure="accuracy"] td').text
+    evaluated = stack.post(
+        f"/v1/models/{versions[0]}/evaluate", json={"dataset_id": held_out["id"]}
+    ).json()
+    assert float(accuracy) == pytest.approx(evaluated["accuracy"], abs=5e-5)
+    assert stack.get("/v1/models/rollout-iris/aliases/gated").json()["version"] == 1
+    page.screenshot("model-rollout")
+
 
 @ON_EMBEDDED
 def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
@@ -525,3 +568,282 @@ def test_a_model_page_shows_the_last_webhook_deliveries_about_it(page, stack):
         assert page.missing_values() == []
         page.screenshot("model-webhooks")
     assert stack.http.delete(f"{stack.base_url}/v1/webhooks/{hook['id']}").status_code == 204
+
+
+# ---------------------------------------------------------------- the workbench's forms
+
+
+def form_field(browser, path: str):
+    return browser.element(f'[data-path="{path}"] input, [data-path="{path}"] select')
+
+
+def field_error(browser, path: str) -> str:
+    element = browser.element(f'[data-path="{path}"] .field-error')
+    return element.get_attribute("textContent")
+
+
+def type_into(browser, path: str, text: str) -> None:
+    control = form_field(browser, path)
+    control.clear()
+    control.send_keys(text)
+
+
+def choose(browser, path: str, value: str) -> None:
+    Select(form_field(browser, path)).select_by_value(value)
+
+
+def confirmation(browser, accept: bool = True) -> str:
+    """The text of the confirmation a destructive action asks for, answered."""
+    alert = browser.wait_for(lambda driver: EC.alert_is_present()(driver), what="a confirmation")
+    text = alert.text
+    alert.accept() if accept else alert.dismiss()
+    return text
+
+
+def spec_of(job: dict) -> str:
+    return json.dumps({"network": job["network"], "training": job["training"]}, sort_keys=True)
+
+
+@ON_EMBEDDED
+def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stack):
+    """The API's own messages under the fields they name as the person types (a 422 of the
+    schema and a spec error of the report), the resolved defaults in grey, then a job, and "train
+    again" submitting that job's spec byte for byte."""
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}")
+    page.element("#train-link").click()
+    page.wait_for(
+        lambda _: page.text('[data-path="training.epochs"] .resolved') == "default: 100",
+        what="the resolved default epochs in grey",
+    )
+    network = {
+        "layers": [{"units": 16, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    }
+    type_into(page, "training.epochs", "-1")
+    report = stack.post(
+        "/v1/jobs/validate",
+        json={"dataset_id": dataset["id"], "network": network, "training": {"epochs": -1}},
+    ).json()
+    page.wait_for(
+        lambda _: field_error(page, "training.epochs") == report["errors"]["training.epochs"][0],
+        what="the report's error under epochs",
+    )
+    type_into(page, "model_name", "not a name!")
+    refused = stack.post(
+        "/v1/jobs/validate",
+        json={"dataset_id": dataset["id"], "network": network, "model_name": "not a name!"},
+    )
+    assert refused.status_code == 422
+    page.wait_for(
+        lambda _: (
+            field_error(page, "model_name")
+            == " ".join(refused.json()["error"]["details"]["model_name"])
+        ),
+        what="the 422's message under model_name",
+    )
+    assert form_field(page, "model_name").get_attribute("aria-invalid") == "true"
+    type_into(page, "model_name", "form-iris")
+    type_into(page, "training.epochs", "8")
+    type_into(page, "training.seed", "5")
+    type_into(page, "training.validation_split", "0.2")
+    type_into(page, "network.layers[0].dropout", "0.1")
+    choose(page, "training.optimizer.name", "adam")
+    type_into(page, "training.optimizer.learning_rate", "0.02")
+    choose(page, "training.schedule.name", "step")
+    type_into(page, "training.schedule.step_size", "3")
+    page.element("#early-stopping").click()
+    type_into(page, "training.early_stopping.patience", "4")
+    page.wait_for(
+        lambda _: page.text('[data-path="training.optimizer.beta1"] .resolved') == "default: 0.9",
+        what="adam's defaults once the form is valid",
+    )
+    assert page.driver.find_elements("css selector", ".field-error:not(:empty)") == []
+    page.screenshot("train-form")
+    page.element("#train").click()
+    page.wait_for(lambda driver: "#/jobs/" in driver.current_url, what="the job's page")
+    job_id = int(page.driver.current_url.rsplit("/", 1)[1])
+    job = stack.wait_for_job(job_id)
+    assert job["model_name"] == "form-iris" and job["training"]["seed"] == 5
+    assert job["training"]["optimizer"]["learning_rate"] == 0.02
+    assert job["training"]["schedule"] == {"name": "step", "step_size": 3, "gamma": 0.1}
+    assert job["training"]["early_stopping"]["patience"] == 4
+    assert job["network"]["layers"][0]["dropout"] == 0.1
+
+    page.element("#train-again").click()
+    page.wait_for(
+        lambda _: form_field(page, "training.seed").get_attribute("value") == "5",
+        what="the form filled from the job",
+    )
+    page.element("#train").click()
+    page.wait_for(
+        lambda driver: (
+            "#/jobs/" in driver.current_url and not driver.current_url.endswith(f"#/jobs/{job_id}")
+        ),
+        what="the second job's page",
+    )
+    again = stack.wait_for_job(int(page.driver.current_url.rsplit("/", 1)[1]))
+    assert again["id"] != job_id
+    assert spec_of(again) == spec_of(job)
+    assert again["model_name"] == "form-iris"
+
+
+@ON_EMBEDDED
+def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, stack):
+    """The file's first rows read in the browser, a role per column, the API's 422 under the
+    field it names, then the data set the API stores from the same file and fields."""
+    iris = ROOT / "examples" / "data" / "iris.csv"
+    page.open(f"{stack.base_url}/#/datasets")
+    page.element("#upload-link").click()
+    page.element("#upload-file").send_keys(str(iris))
+    page.wait_for(
+        lambda driver: len(driver.find_elements("css selector", "#upload-preview tbody tr")) == 6,
+        what="the roles and the first 5 rows",
+    )
+    assert page.text("#upload-preview tbody tr:nth-child(2)") == "5.1 3.5 1.4 0.2 setosa"
+    assert form_field(page, "target").get_attribute("value") == "species"
+    Select(page.element("#role-4")).select_by_value("feature")
+    page.element("#upload").click()
+    refused = stack.post("/v1/datasets", files={"file": iris.read_bytes()})
+    page.wait_for(
+        lambda _: field_error(page, "target") == refused.json()["error"]["details"]["target"][0],
+        what="the 422's message under target",
+    )
+    Select(page.element("#role-4")).select_by_value("target")
+    Select(page.element("#role-0")).select_by_value("drop")
+    type_into(page, "name", "iris-from-the-page")
+    page.screenshot("upload")
+    page.element("#upload").click()
+    page.wait_for(
+        lambda driver: driver.current_url.rsplit("/", 1)[1].isdigit(), what="the data set's page"
+    )
+    shown_id = int(page.driver.current_url.rsplit("/", 1)[1])
+    fields = {"target": "species", "drop": "sepal_length", "name": "iris-from-the-page"}
+    created = stack.create("/v1/datasets", 201, files={"file": iris.read_bytes()}, data=fields)
+    expected = stack.get(f"/v1/datasets/{created['id']}").json()
+    shown = stack.get(f"/v1/datasets/{shown_id}").json()
+    different = {"id", "created_at"}
+    assert {k: v for k, v in shown.items() if k not in different} == {
+        k: v for k, v in expected.items() if k not in different
+    }
+    assert (
+        stack.get(f"/v1/datasets/{shown_id}/rows?limit=150").json()
+        == stack.get(f"/v1/datasets/{expected['id']}/rows?limit=150").json()
+    )
+
+
+@ON_EMBEDDED
+def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differences(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    network = {"layers": [{"units": 3, "activation": "softmax"}]}
+    trainings = [
+        {"epochs": 10, "seed": 1, "validation_split": 0.2, "optimizer": {"learning_rate": rate}}
+        | ({"batch_size": 16} if i == 2 else {})
+        for i, rate in enumerate([0.05, 0.1, 0.1])
+    ]
+    ids = [
+        stack.create(
+            "/v1/jobs", 202, json={"dataset_id": dataset["id"], "network": network, "training": t}
+        )["id"]
+        for t in trainings
+    ]
+    jobs = [stack.wait_for_job(job_id) for job_id in ids]
+    page.open(f"{stack.base_url}/#/jobs")
+    for job_id in ids:
+        page.element(f'input[data-compare="{job_id}"]').click()
+    page.element("#compare-link").click()
+    page.wait_for(
+        lambda driver: driver.current_url.endswith(f"#/compare/{','.join(map(str, ids))}"),
+        what="the selection in the URL",
+    )
+    for figure in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate"):
+        chart = page.element(f"#compare-{figure}[data-series]")
+        assert chart.get_attribute("data-series") == "3", figure
+        assert chart.get_attribute("data-points") == "30", figure
+    rows = page.driver.find_elements("css selector", "#differences tbody tr")
+    assert [row.get_attribute("data-field") for row in rows] == [
+        "training.batch_size",
+        "training.optimizer.learning_rate",
+    ]
+    assert rows[1].text.split() == [
+        "training.optimizer.learning_rate",
+        "0.05",
+        "0.1",
+        "0.1",
+    ]
+    final = page.element('#final-figures tr[data-figure="val_loss"]').text.split()[2:]
+    assert final == [f"{job['val_loss']:.4f}" for job in jobs]
+    assert page.missing_values() == []
+    page.screenshot("compare")
+
+
+def test_an_admin_key_makes_a_key_shown_once_and_revokes_it(browser, secured):
+    """The Keys page with an admin key (AUTH=required): a key made, shown once and copied, that
+    works; then revoked after a confirmation, and refused."""
+    stack, env = secured
+    admin = make_key(env, "keys-page", "admin")
+    browser.forget()
+    browser.open(f"{stack.base_url}/#/keys")
+    browser.element("#api-key").send_keys(admin)
+    browser.element("#key-form button").click()
+    browser.wait_for(
+        lambda driver: driver.find_element("id", "nav-keys").is_displayed(), what="Keys"
+    )
+    type_into(browser, "description", "made on the page")
+    Select(form_field(browser, "scope")).select_by_value("read")
+    browser.element("#create-key").click()
+    key = browser.element("#new-key").get_attribute("value")
+    browser.element("#copy-key").click()
+    browser.wait_for(
+        lambda _: browser.text("#new-key-box [role=status]"), what="copied or selected"
+    )
+    headers = {"Authorization": f"Bearer {key}"}
+    assert requests.get(f"{stack.base_url}/v1/jobs", headers=headers, timeout=30).ok
+    made = next(k for k in stack_keys(stack, admin) if k["description"] == "made on the page")
+    assert made["scope"] == "read" and made["revoked_at"] is None
+    browser.screenshot("keys")
+    browser.element(f'button[data-revoke="{made["id"]}"]').click()
+    assert f"Revoke key #{made['id']}" in confirmation(browser)
+    browser.wait_for(
+        lambda _: browser.text(f'#keys tr[data-key="{made["id"]}"] .revoked').startswith("revoked"),
+        what="the key shown revoked",
+    )
+    assert requests.get(f"{stack.base_url}/v1/jobs", headers=headers, timeout=30).status_code == 401
+    assert browser.outside_requests(f"{stack.base_url}/") == []
+    assert browser.errors() == []
+
+
+def stack_keys(stack: Stack, key: str) -> list[dict]:
+    answer = requests.get(
+        f"{stack.base_url}/v1/keys", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    return answer.json()
+
+
+@ON_EMBEDDED
+def test_the_train_form_starts_a_sweep_over_the_fields_searched(page, stack):
+    dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
+    page.open(f"{stack.base_url}/#/datasets/{dataset['id']}/train")
+    page.element("#search-toggle").click()
+    type_into(page, "training.epochs", "4")
+    type_into(page, "training.seed", "1")
+    type_into(page, "training.validation_split", "0.2")
+    page.element('[data-path="training.optimizer.learning_rate"] .vary').click()
+    page.element('[data-path="training.optimizer.learning_rate"] .search-values input').send_keys(
+        "0.01, 0.1"
+    )
+    page.element('[data-path="network.layers[0].units"] .vary').click()
+    page.element('[data-path="network.layers[0].units"] .search-values input').send_keys("4, 8")
+    type_into(page, "max_parallel", "2")
+    page.element("#asha").click()
+    type_into(page, "early_termination.min_epochs", "2")
+    page.screenshot("sweep-form")
+    page.element("#train").click()
+    page.wait_for(lambda driver: "#/sweeps/" in driver.current_url, what="the sweep's page")
+    sweep = stack.get(f"/v1/sweeps/{page.driver.current_url.rsplit('/', 1)[1]}").json()
+    assert sweep["search"]["method"] == "grid" and sweep["max_parallel"] == 2
+    assert sweep["search"]["parameters"] == {
+        "training.optimizer.learning_rate": [0.01, 0.1],
+        "network.layers[0].units": [4, 8],
+    }
+    assert sweep["early_termination"] == {"method": "asha", "min_epochs": 2, "reduction_factor": 3}
+    assert sweep["n_trials"] == 4

@@ -222,6 +222,7 @@ def api_with_a_dead_broker(request, stack) -> Iterator[Stack]:
         "BROKER_TIMEOUT_SECONDS": "0.5",
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
+        "DRAIN_SECONDS": "0",  # no load balancer in front: a SIGTERM stops it at once
     }
     log = (stack.logs / "api-dead-broker.log").open("w")
     process = subprocess.Popen(

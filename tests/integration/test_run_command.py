@@ -65,6 +65,7 @@ def start_in_new_session(
 def embedded_env(port: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
     env["PORT"] = str(port)
+    env["DRAIN_SECONDS"] = "0"  # no load balancer in front: a SIGTERM stops `backprop api` at once
     return env
 
 

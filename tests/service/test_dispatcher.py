@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from service.db import attempts, webhooks
+from service.db import attempts, operations, webhooks
 from service.db.models import TrainingJob, WebhookDelivery, utcnow
 from service.dispatcher import Dispatcher
-from service.vocabulary import JobStatus
+from service.vocabulary import JobStatus, OperationKind
 from tests.factories import queued_xor_job
 
 
@@ -20,6 +20,7 @@ class FakeQueue:
     def __init__(self, waiting: int = 0, down: bool = False):
         self.sent: list[int] = []
         self.deliveries: list[int] = []
+        self.operations: list[int] = []
         self.waiting = waiting
         self.down = down
 
@@ -30,6 +31,9 @@ class FakeQueue:
 
     def enqueue_delivery(self, delivery_id: int) -> None:
         self.deliveries.append(delivery_id)
+
+    def enqueue_operation(self, operation_id: int) -> None:
+        self.operations.append(operation_id)
 
     def queued_messages(self) -> int:
         return self.waiting
@@ -166,3 +170,21 @@ def move_delivery(sessions, delivery_id: int, **values) -> None:
             update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
         )
         session.commit()
+
+
+def test_operations_are_sent_to_their_queue_once_and_again_when_their_worker_died(sessions):
+    with sessions() as session:
+        operation_id = operations.create_operation(
+            session, OperationKind.IMPORTANCE, {"model_id": 1, "body": {}}
+        ).id
+    queue = FakeQueue()
+    dispatcher(sessions, queue).run_once()
+    dispatcher(sessions, queue).run_once()
+    assert queue.operations == [operation_id]
+    with sessions() as session:
+        operations.claim_operation(session, operation_id, lease_seconds=-1, max_attempts=3)
+    lost = Dispatcher(
+        sessions, queue, max_attempts=3, interval=0.01, redispatch_after=10, operation_lease=-1
+    )
+    lost.run_once()
+    assert queue.operations == [operation_id, operation_id]

@@ -36,3 +36,35 @@ def test_sqlite_paths_are_the_embedded_files():
 def test_a_shadow_queue_has_a_bound():
     with pytest.raises(ValueError, match="SHADOW_QUEUE_SIZE=0: must be 1 or more"):
         Settings.from_env({"SHADOW_QUEUE_SIZE": "0"})
+
+
+def test_warm_models_are_tenant_reference_pairs():
+    settings = Settings.from_env({"WARM_MODELS": "acme/digits@production, acme/42,beta/iris:3"})
+    assert settings.warm_model_refs() == [
+        ("acme", "digits@production"),
+        ("acme", "42"),
+        ("beta", "iris:3"),
+    ]
+    assert Settings().warm_model_refs() == []
+
+
+@pytest.mark.parametrize("item", ["digits@production", "/42", "acme/", "Acme/42"])
+def test_a_warm_model_that_is_not_tenant_reference_names_the_item(item):
+    with pytest.raises(ValueError, match=f"WARM_MODELS: '{item}' is not tenant/reference"):
+        Settings(warm_models=item)
+
+
+def test_warm_models_stay_within_their_maximum_and_the_cache():
+    with pytest.raises(ValueError, match="WARM_MODELS names 2 models, more than WARM_MODELS_MAX=1"):
+        Settings(warm_models="a/1,a/2", warm_models_max=1)
+    with pytest.raises(ValueError, match=r"WARM_MODELS_MAX=33: must be between 0 and MODEL_CACHE"):
+        Settings(warm_models_max=33)
+    with pytest.raises(ValueError, match="WARM_MODELS_MAX=-1"):
+        Settings(warm_models_max=-1)
+    assert Settings(warm_models_max=0, model_cache_size=1).warm_models_max == 0
+
+
+def test_a_drain_lasts_zero_seconds_or_more():
+    assert Settings.from_env({"DRAIN_SECONDS": "0"}).drain_seconds == 0
+    with pytest.raises(ValueError, match="DRAIN_SECONDS=-1.0: must be 0 or more"):
+        Settings(drain_seconds=-1.0)

@@ -240,7 +240,7 @@ def test_the_heartbeat_renews_the_lease_and_notices_when_it_is_lost(sessions):
     job_id = queued_xor_job(sessions)
     attempt = claim(sessions, job_id).attempt
     first = job_row(sessions, job_id).lease_expires_at
-    with Heartbeat(sessions, job_id, attempt, lease_seconds=15, interval=0.02) as heartbeat:
+    with Heartbeat.of_job(sessions, job_id, attempt, 15, interval=0.02) as heartbeat:
         heartbeat.lost.wait(0.2)
         assert job_row(sessions, job_id).lease_expires_at > first
         set_job(sessions, job_id, attempt=attempt + 1)

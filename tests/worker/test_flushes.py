@@ -133,7 +133,7 @@ def test_slow_flushes_stretch_the_interval_and_quick_ones_bring_it_back(sessions
     for _ in range(10):
         recorder._adapt_interval(100)
     assert recorder.flush_seconds == MAX_FLUSH_SLOWDOWN * 0.5
-    heartbeat = Heartbeat(sessions, job_id, attempt, lease_seconds=15, interval=3.0)
+    heartbeat = Heartbeat.of_job(sessions, job_id, attempt, 15, interval=3.0)
     with_lease = EpochRecorder(sessions, job_id, attempt, policy, heartbeat.lost, lease=heartbeat)
     for _ in range(10):
         with_lease._adapt_interval(100)

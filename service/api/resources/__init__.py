@@ -7,6 +7,7 @@ from service.api.resources.health import blp as health
 from service.api.resources.jobs import blp as jobs
 from service.api.resources.keys import blp as keys
 from service.api.resources.models import blp as models
+from service.api.resources.operations import blp as operations
 from service.api.resources.predictions import blp as predictions
 from service.api.resources.predictions import models_blp as model_predictions
 from service.api.resources.sweeps import blp as sweeps
@@ -24,6 +25,7 @@ BLUEPRINTS = (
     predictions,
     keys,
     webhooks,
+    operations,
     health,
     v2,
 )

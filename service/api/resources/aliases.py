@@ -3,11 +3,10 @@ canary split of up to four by weight, and a shadow version that runs a sample of
 without answering them (issue 23). A move that would break the alias's callers (the versions'
 signatures differ, service/signatures.py) is a 409 unless ``?force=true``."""
 
-from dataclasses import asdict
-
 from flask.views import MethodView
 from marshmallow import ValidationError
 
+from model_core import Model
 from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
 from service.api.registry import ModelIdentity, cached_model, find_row, registry_changed
@@ -17,6 +16,7 @@ from service.api.resources.models import (
     conflicts_answered_409,
     existing_name,
 )
+from service.api.resources.operations import ACCEPTED_DOC, accepted, prefers_async
 from service.api.resources.paging import PagedBlueprint
 from service.api.schemas.models import (
     AliasQuerySchema,
@@ -26,20 +26,16 @@ from service.api.schemas.models import (
     PromotionSchema,
     check_name,
 )
+from service.api.schemas.operations import OperationSchema
 from service.db import records, registry
 from service.db.models import Dataset, TrainedModel
 from service.db.models import ModelAlias as AliasRow
 from service.db.registry import AliasTarget
 from service.model_refs import ModelNotFound
-from service.serving import rows as request_rows
-from service.serving.rollout import (
-    GATE_METRICS,
-    gate_failures,
-    served_counts,
-    shadow_figures,
-    split_key,
-)
+from service.serving import promotion
+from service.serving.rollout import alias_view, split_key
 from service.signatures import signature_changes
+from service.vocabulary import OperationKind
 
 blp = PagedBlueprint(
     "aliases", __name__, url_prefix="/v1/models", description="Aliases: splits and shadows"
@@ -79,18 +75,8 @@ def alias_answer(row: AliasRow, changes: list[str] | None = None) -> dict:
     counts = services().rollout_counts.read(
         split_key(row.tenant, row.name, row.alias, row.split_id or "-")
     )
-    served = served_counts(counts)
-    arms = row.split or [{"version": row.version, "weight": 100}]
-    answer = {
-        "name": row.name,
-        "alias": row.alias,
-        "version": row.version,
-        "versions": [{**arm, "served": served.get(arm["version"], 0)} for arm in arms],
-        "shadow": None,
-    }
-    if row.shadow:
-        task = find_row(db(), f"{row.name}:{row.shadow['version']}").task.value
-        answer["shadow"] = {**row.shadow, **shadow_figures(counts, task)}
+    shadow_task = row.shadow and find_row(db(), f"{row.name}:{row.shadow['version']}").task.value
+    answer = alias_view(row, shadow_task or None, counts)
     if changes is not None:
         answer["changes"] = changes
     return answer
@@ -115,49 +101,18 @@ def refuse_breaking_callers(name: str, alias: str, changes: list[str], force: bo
         fail(409, message, {"signature": changes})
 
 
-def evaluation_of(row: TrainedModel, dataset: Dataset) -> dict:
-    """``/evaluate``'s answer for the version ``row`` on the stored ``dataset``."""
-    model = cached_model(ModelIdentity.of(row))
-    x, y, weights, field = request_rows.dataset_evaluation_data(db(), model, row.signature, dataset)
-    report = request_rows.evaluated(model, x, y, field, services().settings, weights)
-    identity = {"model_id": row.id, "name": row.name, "version": row.version}
-    return {**identity, "dataset_id": dataset.id, **asdict(report)}
-
-
 def gate_data_set(candidate: TrainedModel, body: dict) -> Dataset:
-    """The held-out data set of a promotion: never the one the candidate trained on; and the
-    figures it requires are its task's."""
+    """The held-out data set of a promotion (a 404 when there is none, a 422 when it is not
+    held out or lacks a required figure: promotion.checked_gate_data_set)."""
     dataset = records.get_dataset(db(), body["dataset_id"])
     if dataset is None:
         fail(404, f"No data set {body['dataset_id']}.")
-    if candidate.dataset_id == dataset.id:
-        message = (
-            f"version {candidate.version} was trained on it: a gate on training data proves nothing"
-        )
-        fail(422, "Evaluate on held-out data.", {"dataset_id": [message]})
-    task = candidate.task.value
-    for metric in body["require"]:
-        if metric not in GATE_METRICS[task]:
-            message = f"not a figure of {task}: one of {', '.join(GATE_METRICS[task])}"
-            fail(
-                422,
-                "A requirement the evaluation has no figure for.",
-                {f"require.{metric}": [message]},
-            )
+    promotion.checked_gate_data_set(candidate, dataset, body["require"])
     return dataset
 
 
-def refuse_failed_gate(candidate: dict, current: dict | None, failed: dict, body: dict) -> None:
-    """A 409 naming each failed requirement, with both versions' figures."""
-    if not failed:
-        return
-    details = {path: [message] for path, message in failed.items()}
-    for metric in body["require"]:
-        details[f"candidate.{metric}"] = [str(candidate[metric])]
-        if current is not None:
-            details[f"current.{metric}"] = [str(current[metric])]
-    paths = ", ".join(failed)
-    fail(409, f"Version {body['version']} did not pass the gate: {paths}.", details)
+def cached_version(row: TrainedModel) -> Model:
+    return cached_model(ModelIdentity.of(row))
 
 
 def written_move(
@@ -223,6 +178,7 @@ class AliasPromotion(MethodView):
     @blp.arguments(PromoteRequestSchema)
     @blp.arguments(AliasQuerySchema, location="query")
     @blp.response(200, PromotionSchema)
+    @blp.alt_response(202, schema=OperationSchema, **ACCEPTED_DOC)
     @blp.alt_response(404, schema=ErrorSchema, description="No such name, version or data set")
     @blp.alt_response(
         409,
@@ -237,27 +193,30 @@ class AliasPromotion(MethodView):
     )
     def post(self, body: dict, query: dict, name: str, alias: str):
         """Evaluate a version on held-out data and move name@alias to it only when every
-        requirement holds (and, if asked, it is no worse than the alias's current version)"""
+        requirement holds (and, if asked, it is no worse than the alias's current version); on a
+        data set of more than GATE_SYNC_ROWS rows (or with Prefer: respond-async), a worker does
+        it: 202 and the operation at Location"""
         valid_alias(alias)
         candidate = find_row(db(), f"{existing_name(name)}:{body['version']}")
         dataset = gate_data_set(candidate, body)
         current = registry.get_alias(db(), name, alias)
         changes = callers_broken(name, current, [candidate])
         refuse_breaking_callers(name, alias, changes, query["force"])
-        judged = evaluation_of(candidate, dataset)
+        settings = services().settings
+        if prefers_async() or promotion.is_large(dataset, settings):
+            seen = promotion.alias_state(current)
+            work = {"name": name, "alias": alias, "body": body, "seen": seen, "changes": changes}
+            return accepted(OperationKind.PROMOTION, work)
         compared = None
         if body["not_worse_than_current"] and current is not None:
-            compared = evaluation_of(find_row(db(), f"{name}:{current.version}"), dataset)
-        failed = gate_failures(body["require"], judged, compared, candidate.task.value)
-        refuse_failed_gate(judged, compared, failed, body)
-        shadow = current and current.shadow
-        if shadow and shadow["version"] == candidate.version:
-            shadow = None
-        target = AliasTarget(candidate.version, None, shadow)
+            compared = find_row(db(), f"{name}:{current.version}")
+        try:
+            judged = promotion.judged_versions(
+                db(), candidate, compared, dataset, body, settings, cached_version
+            )
+        except promotion.GateRefused as refusal:
+            fail(409, refusal.message, refusal.details)
+        target = promotion.promoted_target(current, candidate.version)
         conflict = "the alias changed while the versions were evaluated"
         moved = written_move(name, alias, target, current, conflict)
-        return {
-            "alias": alias_answer(moved, changes),
-            "candidate": {"version": candidate.version, "evaluation": judged},
-            "current": compared and {"version": current.version, "evaluation": compared},
-        }
+        return {"alias": alias_answer(moved, changes), **judged}

@@ -12,6 +12,7 @@ from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
 from service.api.registry import serve
 from service.api.resources.models import REF_PARAMETER
+from service.api.resources.operations import ACCEPTED_DOC, accepted, prefers_async
 from service.api.schemas.explanations import (
     EXPLAIN_BODY,
     ExplainRequestSchema,
@@ -19,9 +20,11 @@ from service.api.schemas.explanations import (
     ImportanceRequestSchema,
     ImportanceSchema,
 )
+from service.api.schemas.operations import OperationSchema
 from service.db import records
 from service.serving import rows
-from service.serving.explanations import explanation, importance
+from service.serving.explanations import checked_importance, explanation, importance
+from service.vocabulary import OperationKind
 
 blp = Blueprint(
     "explanations",
@@ -57,22 +60,28 @@ class ModelExplanation(MethodView):
 class ModelImportance(MethodView):
     @blp.arguments(ImportanceRequestSchema)
     @blp.response(200, ImportanceSchema)
+    @blp.alt_response(202, schema=OperationSchema, **ACCEPTED_DOC)
     @blp.alt_response(404, schema=ErrorSchema, description="No such model or data set")
     @blp.alt_response(
         422,
         schema=ErrorSchema,
         description="A data set that does not fit the model, a bad option, or more work than"
-        " EXPLAIN_MAX_EVALUATIONS (the field named: rows, steps, baseline.rows)",
+        " EXPLAIN_MAX_OPERATION_EVALUATIONS (the field named: rows, steps, baseline.rows)",
     )
     def post(self, body: dict, ref: str):
         """Global feature importance: the mean absolute attribution of each feature over a
-        seeded sample of a data set's rows"""
+        seeded sample of a data set's rows; above EXPLAIN_MAX_EVALUATIONS forward rows (or with
+        Prefer: respond-async), a worker computes it: 202 and the operation at Location"""
         served = serve(ref)
         session, dataset_id = db(), body["dataset_id"]
         dataset = records.get_dataset(session, dataset_id) or fail(
             404, f"No data set {dataset_id}."
         )
         settings = services().settings
+        work = checked_importance(session, served.model, dataset, body, settings.for_operations())
+        if prefers_async() or work > settings.explain_max_evaluations:
+            operation = {"model_id": served.model_id, "body": body}
+            return accepted(OperationKind.IMPORTANCE, operation)
         answer = importance(session, served.model, served.signature, dataset, body, settings)
         return ordered_json({**served.identity(), **answer}, served.headers())
 

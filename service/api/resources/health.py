@@ -1,11 +1,14 @@
-"""``/health/live`` (the process answers) and ``/health/ready`` (database and broker reachable)."""
+"""``/health/live`` (the process answers) and ``/health/ready`` (every process of the server has
+warmed its models, it is not draining, and the database and broker are reachable)."""
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from service.api.context import db, services
 from service.api.errors import ErrorSchema, fail
+from service.api.readiness import readiness_problem
 from service.api.schemas.health import HealthSchema
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Probes")
@@ -24,6 +27,13 @@ def check_broker() -> str:
 READINESS_CHECKS = {"database": check_database, "broker": check_broker}
 
 
+def refuse_while_not_serving() -> None:
+    """503 while the server warms up its models or drains (service/api/readiness.py)."""
+    problem = readiness_problem(current_app)
+    if problem is not None:
+        fail(503, f"Not ready: {problem}.", {"serving": [problem]})
+
+
 @blp.route("/live")
 class Live(MethodView):
     @blp.response(200, HealthSchema)
@@ -35,9 +45,15 @@ class Live(MethodView):
 @blp.route("/ready")
 class Ready(MethodView):
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, schema=ErrorSchema, description="A dependency is unreachable")
+    @blp.alt_response(
+        503,
+        schema=ErrorSchema,
+        description="Warming up, draining, or a dependency is unreachable",
+    )
     def get(self):
-        """The database and the broker answer"""
+        """Every process has warmed its models, none is draining, the database and the broker
+        answer"""
+        refuse_while_not_serving()
         checks, problems = {}, {}
         for name, check in READINESS_CHECKS.items():
             try:

@@ -14,11 +14,12 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api.bodies import read_infer_body
 from service.api.context import services
 from service.api.errors import fail
 from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
 from service.api.registry import ServedModel, run_shadow, serve
-from service.api.resources.health import check_database
+from service.api.resources.health import check_database, refuse_while_not_serving
 from service.api.schemas.v2 import (
     InferRequestSchema,
     InferResponseSchema,
@@ -84,7 +85,7 @@ def protocol_version(served: ServedModel) -> str | None:
     return None if served.version is None else str(served.version)
 
 
-def infer(body: bytes, served: ServedModel) -> Response:
+def infer(body: bytes | memoryview, served: ServedModel) -> Response:
     """Parse the request ``body``, predict as /v1 does, encode the answer."""
     try:
         inference = protocol.parse_infer_request(
@@ -115,11 +116,15 @@ def infer(body: bytes, served: ServedModel) -> Response:
     return infer_response(body, header_length, headers)
 
 
-def infer_response(body: bytes, header_length: int | None, headers: dict[str, str]) -> Response:
+def infer_response(
+    chunks: list[bytes], header_length: int | None, headers: dict[str, str]
+) -> Response:
+    """The pieces of the body sent one after the other, with their total length."""
+    headers["Content-Length"] = str(sum(len(chunk) for chunk in chunks))
     if header_length is None:
-        return Response(body, mimetype="application/json", headers=headers)
+        return Response(chunks, mimetype="application/json", headers=headers)
     headers[protocol.HEADER_LENGTH] = str(header_length)
-    return Response(body, mimetype="application/octet-stream", headers=headers)
+    return Response(chunks, mimetype="application/octet-stream", headers=headers)
 
 
 @blp.route("/health/live")
@@ -134,10 +139,15 @@ class ServerLive(MethodView):
 @blp.route("/health/ready")
 class ServerReady(MethodView):
     @blp.response(200, ReadySchema)
-    @blp.alt_response(503, schema=ProtocolErrorSchema, description="The database is unreachable")
+    @blp.alt_response(
+        503,
+        schema=ProtocolErrorSchema,
+        description="Warming up, draining, or the database is unreachable",
+    )
     @blp.doc(responses={"default": PROTOCOL_ERROR_DOC})
     def get(self):
-        """The database answers, so models can be loaded"""
+        """Every process has warmed its models, none is draining, and the database answers"""
+        refuse_while_not_serving()
         try:
             check_database()
         except Exception as error:
@@ -199,5 +209,4 @@ class ModelInfer(MethodView):
         """Predict for the rows of the `input` tensor (FP32 or FP64, [rows, n_features])"""
         # The body first, as /v1 predict does: one over MAX_REQUEST_BYTES is a 413 whatever
         # the name, and the client is never answered before it has finished sending.
-        body = request.get_data(cache=False)
-        return infer(body, served_model(name, version))
+        return infer(read_infer_body(request), served_model(name, version))

@@ -108,6 +108,7 @@ class ApiError extends Error {
     const message = error.message || `HTTP ${status}`;
     super(details && !message.includes(details) ? `${message} (${details})` : message);
     this.status = status;
+    this.details = error.details || null; // {field path: [messages]}, for a form to place
   }
 }
 
@@ -273,11 +274,31 @@ function hourlyChart(container, title, hours, values, yLabel) {
 async function jobsPage() {
   const here = visit();
   const body = h("tbody");
-  const heading = ["job", "status", "progress", "train loss", "val loss", "val accuracy",
+  const heading = ["compare", "job", "status", "progress", "train loss", "val loss", "val accuracy",
     "data set", "model", "created"];
+  const ticked = new Set(); // the jobs to compare, kept across the list's refreshes
+  const compare = h("a", { id: "compare-link", class: "button" }, "Compare");
+  const showCompare = () => {
+    const ids = [...ticked].sort((a, b) => a - b);
+    compare.textContent = `Compare ${ids.length} jobs`;
+    if (ids.length >= 2) compare.setAttribute("href", `#/compare/${ids.join(",")}`);
+    else compare.removeAttribute("href");
+    compare.classList.toggle("disabled", ids.length < 2);
+  };
+  const tick = (job) => {
+    const box = h("input", { type: "checkbox", "aria-label": `compare job ${job.id}`, dataset: { compare: job.id } });
+    box.checked = ticked.has(job.id);
+    box.addEventListener("change", () => {
+      if (box.checked) ticked.add(job.id);
+      else ticked.delete(job.id);
+      showCompare();
+    });
+    return box;
+  };
+  showCompare();
   render(
-    h("h1", {}, "Jobs"),
-    h("p", { class: "muted" }, "Live: the list refreshes every two seconds."),
+    h("div", { class: "title" }, h("h1", {}, "Jobs"), compare),
+    h("p", { class: "muted" }, "Live: the list refreshes every two seconds. Tick two jobs or more to compare them."),
     h("table", { id: "jobs" }, h("thead", {}, h("tr", {}, heading.map((t) => h("th", {}, t)))), body),
   );
   const refresh = async () => {
@@ -287,6 +308,7 @@ async function jobsPage() {
         h(
           "tr",
           { dataset: { job: job.id } },
+          h("td", {}, tick(job)),
           h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `#${job.id}`)),
           h("td", {}, status(job.status)),
           h("td", {}, progress(job)),
@@ -316,6 +338,7 @@ function jobHeader(job, onCancel) {
       ? h("button", { id: "cancel", class: "danger", onclick: onCancel }, "Cancel job")
       : null,
     job.cancel_requested && active ? h("span", { class: "muted" }, "cancelling…") : null,
+    job.dataset_id ? h("a", { id: "train-again", class: "button", href: `#/datasets/${job.dataset_id}/train/from/${job.id}` }, "Train again") : null,
   );
 }
 
@@ -427,7 +450,7 @@ async function datasetsPage() {
   const datasets = await newest("v1/datasets");
   here();
   render(
-    h("h1", {}, "Data sets"),
+    h("div", { class: "title" }, h("h1", {}, "Data sets"), h("a", { id: "upload-link", class: "button", href: "#/datasets/upload" }, "Upload a data set")),
     table(
       ["data set", "name", "rows", "features", "task", "classes / targets", "source", "created"],
       datasets.map((d) =>
@@ -446,7 +469,7 @@ async function datasetsPage() {
       ),
       { id: "datasets" },
     ),
-    datasets.length ? null : h("p", {}, "No data sets yet: upload one with POST /v1/datasets or `backprop datasets upload`."),
+    datasets.length ? null : h("p", {}, "No data sets yet: upload one here, with POST /v1/datasets or `backprop datasets upload`."),
   );
 }
 
@@ -466,7 +489,9 @@ async function datasetPage(id) {
   ]);
   here();
   render(
-    h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
+    h("div", { class: "title" },
+      h("h1", {}, `Data set #${dataset.id}: ${dataset.name}`),
+      h("a", { id: "train-link", class: "button", href: `#/datasets/${dataset.id}/train` }, "Train a network")),
     definitions([
         ["task", dataset.task],
         ["rows", fmt(dataset.rows)],
@@ -1025,13 +1050,9 @@ async function liveSection(model) {
   return section;
 }
 
-/** Each alias that points at this version: its canary split (each version's weight and the
- * requests it served) and its shadow's agreement. */
-async function rolloutSection(model) {
-  if (!model.name || !(model.aliases || []).length) return null;
-  const aliases = await Promise.all(
-    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
-  );
+/** Aliases (GET /v1/models/{name}/aliases/{alias} answers) as a table: each one's canary split
+ * (each version's share and the requests it served) and its shadow's agreement. */
+function aliasTable(aliases, id) {
   const share = (arm, arms) => percent(arm.weight / arms.reduce((sum, a) => sum + a.weight, 0));
   const shadowText = (shadow) => {
     if (!shadow) return "–";
@@ -1039,24 +1060,28 @@ async function rolloutSection(model) {
     const figure = agreement !== null ? `${percent(agreement)} agree` : shadow.mean_abs_difference !== null && shadow.mean_abs_difference !== undefined ? `mean |Δ| ${fmt(shadow.mean_abs_difference)}` : "nothing compared yet";
     return `v${shadow.version} (${percent(shadow.sample)} of requests): ${figure}, ${fmt(shadow.requests_compared)} compared, ${fmt(shadow.requests_dropped)} dropped`;
   };
-  return h(
-    "section",
-    { id: "rollout" },
-    h("h2", {}, "Rollout"),
-    table(
-      ["alias", "versions (share, requests served)", "shadow"],
-      aliases.map((alias) =>
-        h(
-          "tr",
-          { dataset: { alias: alias.alias } },
-          h("td", {}, `@${alias.alias}`),
-          h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
-          h("td", { class: "shadow" }, shadowText(alias.shadow)),
-        ),
+  return table(
+    ["alias", "versions (share, requests served)", "shadow"],
+    aliases.map((alias) =>
+      h(
+        "tr",
+        { dataset: { alias: alias.alias } },
+        h("td", {}, `@${alias.alias}`),
+        h("td", { class: "split" }, alias.versions.map((arm) => `v${arm.version}: ${share(arm, alias.versions)}, ${fmt(arm.served)}`).join(" · ")),
+        h("td", { class: "shadow" }, shadowText(alias.shadow)),
       ),
-      { id: "aliases" },
     ),
+    { id },
   );
+}
+
+/** Each alias that points at this version, as ``aliasTable`` shows it. */
+async function rolloutSection(model) {
+  if (!model.name || !(model.aliases || []).length) return null;
+  const aliases = await Promise.all(
+    model.aliases.map((alias) => api(`v1/models/${encodeURIComponent(model.name)}/aliases/${encodeURIComponent(alias)}`)),
+  );
+  return h("section", { id: "rollout" }, h("h2", {}, "Rollout"), aliasTable(aliases, "aliases"));
 }
 
 /** The models ``model`` was fine-tuned from, its parent first, each a link (a deleted one is
@@ -1106,6 +1131,7 @@ async function modelPage(ref) {
     await liveSection(model),
     isDigitsModel(model) ? digitPad(ref) : null,
     predictForm(model, ref, preview ? preview.features : [new Array(model.n_features).fill(0)]),
+    manageSection(model),
   );
 }
 
@@ -1227,6 +1253,9 @@ async function sweepPage(id) {
         "div",
         { class: "title" },
         h("h1", {}, `Sweep #${sweep.id} `, status(sweep.status)),
+        sweep.leaderboard.length > 1
+          ? h("a", { id: "compare-trials", class: "button", href: `#/compare/${sweep.leaderboard.map((e) => e.job_id).join(",")}` }, "Compare the trials")
+          : null,
         active ? h("button", { id: "cancel-sweep", class: "danger", onclick: cancel }, "Cancel sweep") : null,
       ),
       definitions([
@@ -1263,11 +1292,15 @@ const ROUTES = [
   [/^#\/jobs\/(\d+)$/, jobPage, "jobs"],
   [/^#\/jobs$/, jobsPage, "jobs"],
   [/^#\/datasets\/(\d+)$/, datasetPage, "datasets"],
+  [/^#\/datasets\/(\d+)\/train(?:\/from\/(\d+))?$/, trainPage, "datasets"],
   [/^#\/datasets$/, datasetsPage, "datasets"],
+  [/^#\/datasets\/upload$/, uploadPage, "datasets"],
   [/^#\/models\/(.+)$/, modelPage, "models"],
   [/^#\/models$/, modelsPage, "models"],
   [/^#\/sweeps\/(\d+)$/, sweepPage, "sweeps"],
   [/^#\/sweeps$/, sweepsPage, "sweeps"],
+  [/^#\/compare\/([\d,]+)$/, comparePage, "jobs"],
+  [/^#\/keys$/, keysPage, "keys"],
 ];
 
 function stopLiveViews() {
@@ -1281,6 +1314,7 @@ async function route() {
   generation += 1;
   stopLiveViews();
   showWho();
+  showKeysLink().catch(() => {});
   const hash = location.hash || "#/jobs";
   for (const [pattern, page, section] of ROUTES) {
     const match = hash.match(pattern);
@@ -1289,7 +1323,7 @@ async function route() {
       link.classList.toggle("active", link.dataset.nav === section);
     }
     try {
-      await page(...match.slice(1).map(decodeURIComponent));
+      await page(...match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part))));
     } catch (error) {
       if (error !== GONE && error.status !== 401) render(failure(error));
     }

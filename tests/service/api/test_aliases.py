@@ -6,6 +6,7 @@ import pytest
 
 from service.serving.rollout import pick_version
 from tests.factories import assert_envelope
+from tests.service.operation_runs import run_accepted
 from tests.service.serving.test_contracts import reordered_iris_csv, train_version
 from tests.service.serving.test_models_evaluate import (
     IRIS_COLUMNS,
@@ -146,8 +147,8 @@ def held_out(client) -> int:
     return upload_csv(client, iris_csv(rows=slice(0, 150, 3)))
 
 
-def promote(client, body: dict):
-    return client.post("/v1/models/iris/aliases/production/promote", json=body)
+def promote(client, body: dict, headers: dict | None = None):
+    return client.post("/v1/models/iris/aliases/production/promote", json=body, headers=headers)
 
 
 def accuracy(client, version: int, dataset_id: int) -> float:
@@ -237,3 +238,54 @@ def test_v2_infer_and_csv_predictions_honour_the_split_by_header(client, version
             headers=headers,
         )
         assert csv.headers["X-Model-Version"] == expected
+
+
+def test_a_gate_on_a_large_data_set_is_an_operation_that_moves_the_alias(
+    client, client_with, sessions, settings, versions, held_out
+):
+    put(client, {"version": versions[0]})
+    score = accuracy(client, versions[1], held_out)
+    body = {"version": versions[1], "dataset_id": held_out, "require": {"accuracy": {"min": 0}}}
+    small_limit = client_with(gate_sync_rows=10)
+    response = promote(small_limit, {**body, "not_worse_than_current": True})
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[0]
+    operation = run_accepted(client, sessions, settings, response)
+    assert (operation["kind"], operation["status"], operation["error"]) == (
+        "promotion",
+        "succeeded",
+        None,
+    )
+    result = operation["result"]
+    assert result["alias"]["version"] == versions[1] and result["alias"]["changes"] == []
+    assert result["candidate"]["evaluation"]["accuracy"] == score
+    assert result["current"]["version"] == versions[0]
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[1]
+
+
+def test_a_gate_operation_that_fails_ends_with_the_409_the_request_would_have_had(
+    client, sessions, settings, versions, held_out
+):
+    put(client, {"version": versions[0]})
+    score = accuracy(client, versions[1], held_out)
+    body = {"version": versions[1], "dataset_id": held_out, "require": {"accuracy": {"min": 2}}}
+    synchronous = assert_envelope(promote(client, body), 409, "require.accuracy.min")
+    asynchronous = promote(client, body, headers={"Prefer": "respond-async"})
+    operation = run_accepted(client, sessions, settings, asynchronous)
+    assert operation["status"] == "failed" and operation["result"] is None
+    assert operation["error"] == {"status": 409, **synchronous}
+    assert operation["error"]["details"]["candidate.accuracy"] == [str(score)]
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[0]
+
+
+def test_a_gate_operation_leaves_an_alias_that_moved_since_the_request(
+    client, sessions, settings, versions, held_out
+):
+    put(client, {"version": versions[0]})
+    body = {"version": versions[1], "dataset_id": held_out, "require": {"accuracy": {"min": 0}}}
+    response = promote(client, body, headers={"Prefer": "respond-async"})
+    put(client, {"version": versions[2]})
+    operation = run_accepted(client, sessions, settings, response)
+    assert operation["status"] == "failed"
+    assert operation["error"]["status"] == 409 and operation["error"]["code"] == "conflict"
+    assert "changed since" in operation["error"]["message"]
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[2]

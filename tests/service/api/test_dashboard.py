@@ -25,7 +25,11 @@ def test_the_page_and_every_file_it_loads_are_ours(client):
     base = urljoin("http://localhost/", base_of(html))
     assets = [urlsplit(urljoin(base, ref)) for ref in page_references(html)]
     scripts = [asset.path for asset in assets if asset.path.endswith(".js")]
-    assert scripts == ["/dashboard/vendor/uPlot.iife.min.js", "/dashboard/dashboard.js"]
+    assert scripts == [
+        "/dashboard/vendor/uPlot.iife.min.js",
+        "/dashboard/workbench.js",
+        "/dashboard/dashboard.js",
+    ]
     for asset in assets:
         if asset.scheme == "data":  # the empty favicon, so that the browser asks for none
             continue
@@ -42,6 +46,14 @@ def test_the_script_asks_only_relative_urls(client):
     script = client.get("/dashboard/dashboard.js").get_data(as_text=True)
     assert not re.search(r"https?://", script)
     assert "fetch(path" in script  # every API call goes through request(path), relative to <base>
+
+
+@pytest.mark.parametrize("name", ["dashboard.js", "workbench.js"])
+def test_no_script_parses_html(client, name):
+    """Every string from the API is set as text: nothing in our scripts turns text into markup."""
+    script = client.get(f"/dashboard/{name}").get_data(as_text=True)
+    markup = r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|https?://"
+    assert not re.search(markup, script)
 
 
 def test_a_trusted_proxys_sub_path_becomes_the_pages_base(client_with):

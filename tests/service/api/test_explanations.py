@@ -8,6 +8,7 @@ from model_core import Model
 from model_core.explanations import explain, resolve_targets
 from service.db import records
 from tests.factories import assert_envelope
+from tests.service.operation_runs import accepted_operation, run_accepted
 from tests.service.serving.test_models_evaluate import (
     IRIS_COLUMNS,
     IRIS_NETWORK,
@@ -220,7 +221,7 @@ def test_importance_samples_with_its_seed(client, iris):
 
 def test_importance_refusals_name_their_field(client, client_with, iris):
     xor = client.post("/v1/datasets", json={"builtin": "xor"}).get_json()["id"]
-    tight = client_with(explain_max_evaluations=1000)
+    tight = client_with(explain_max_evaluations=1000, explain_max_operation_evaluations=1000)
     cases = [
         (client, {"dataset_id": 999}, 404, None),
         (client, {"dataset_id": xor}, 422, "dataset_id"),
@@ -235,3 +236,35 @@ def test_importance_refusals_name_their_field(client, client_with, iris):
     ]
     for answering, body, status, field in cases:
         assert_envelope(answering.post("/v1/models/iris/importance", json=body), status, field)
+
+
+def test_an_importance_above_the_synchronous_limit_is_an_operation_with_the_same_answer(
+    client, client_with, sessions, settings, iris
+):
+    body = {"dataset_id": iris["dataset_id"], "rows": 40, "steps": 16}
+    synchronous = client.post("/v1/models/iris/importance", json=body).get_json()
+    tight = client_with(explain_max_evaluations=40 * 16 - 1)
+    operation = run_accepted(
+        tight, sessions, settings, tight.post("/v1/models/iris/importance", json=body)
+    )
+    assert operation["kind"] == "importance" and operation["status"] == "succeeded"
+    assert operation["result"] == synchronous
+    assert operation["created_at"] <= operation["started_at"] <= operation["finished_at"]
+
+
+def test_prefer_respond_async_makes_any_importance_an_operation(client, iris):
+    body = {"dataset_id": iris["dataset_id"], "rows": 10}
+    response = client.post(
+        "/v1/models/iris/importance", json=body, headers={"Prefer": "respond-async, wait=5"}
+    )
+    accepted_operation(response)
+    assert response.headers["Preference-Applied"] == "respond-async"
+
+
+def test_an_importance_above_the_operation_limit_is_422_before_any_operation(
+    client_with, sessions, iris
+):
+    tight = client_with(explain_max_evaluations=10, explain_max_operation_evaluations=99)
+    body = {"dataset_id": iris["dataset_id"], "rows": 100, "method": "gradient"}
+    assert_envelope(tight.post("/v1/models/iris/importance", json=body), 422, "rows")
+    assert tight.get("/v1/operations").get_json() == []

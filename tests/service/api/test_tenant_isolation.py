@@ -31,7 +31,7 @@ def settings(settings):
 @dataclasses.dataclass
 class Holdings:
     """What one tenant has made: a key, a data set, a job, its model (named), an alias, a
-    sweep and a webhook."""
+    sweep, a webhook, a logged prediction and an operation."""
 
     key: str
     key_id: int
@@ -42,6 +42,7 @@ class Holdings:
     sweep_id: int
     webhook_id: int
     prediction_id: str
+    operation_id: int
 
 
 def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
@@ -66,6 +67,12 @@ def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
         f"/v1/models/{name}/predict", json={"instances": [XOR_ROW]}, headers=headers
     )
     client.application.extensions["prediction_log"].flush()
+    importance = client.post(
+        f"/v1/models/{name}/importance",
+        json={"dataset_id": dataset_id},
+        headers={**headers, "Prefer": "respond-async"},
+    )
+    assert importance.status_code == 202, importance.get_json()
     return Holdings(
         key,
         key_id,
@@ -76,6 +83,7 @@ def holdings(client, sessions, settings, tenant: str, name: str) -> Holdings:
         sweep.get_json()["id"],
         webhook.get_json()["id"],
         predicted.headers["X-Prediction-Id"],
+        importance.get_json()["id"],
     )
 
 
@@ -102,6 +110,7 @@ def path_values(owner: Holdings) -> dict[str, str]:
         "sweep_id": str(owner.sweep_id),
         "webhook_id": str(owner.webhook_id),
         "prediction_id": owner.prediction_id,
+        "operation_id": str(owner.operation_id),
     }
 
 
@@ -163,6 +172,7 @@ def assert_all_still_there(client, owner: Holdings) -> None:
         f"/v1/sweeps/{owner.sweep_id}",
         f"/v1/webhooks/{owner.webhook_id}",
         f"/v1/predictions/{owner.prediction_id}",
+        f"/v1/operations/{owner.operation_id}",
     ):
         response = client.get(url, headers=headers)
         assert response.status_code == 200, url
@@ -196,6 +206,7 @@ def test_lists_show_only_the_callers_own(client, alice, bob):
         ("/v1/keys", {bob.key_id}),
         ("/v1/sweeps", {bob.sweep_id}),
         ("/v1/webhooks", {bob.webhook_id}),
+        ("/v1/operations", {bob.operation_id}),
     ):
         listed = client.get(path, headers=bearer(bob.key)).get_json()
         assert {row["id"] for row in listed} == owned, path
