@@ -519,7 +519,7 @@ function uploadPage() {
     showRoles(columns, selects);
     preview.replaceChildren(
       h("p", { class: "muted" }, `The first ${shown.length} rows, read in this browser; choose each column's role:`),
-      h("div", { class: "scroll" }, table(columns, [h("tr", {}, selects.map((select) => h("td", {}, select))), ...shown.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))], { id: "upload-preview" })),
+      scrolling("the file's first rows", table(columns, [h("tr", {}, selects.map((select) => h("td", {}, select))), ...shown.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))], { id: "upload-preview" })),
     );
   };
   const choose = (chosen) => {
@@ -684,14 +684,14 @@ async function comparePage(list) {
     h("p", { class: "muted" }, "This page's address holds the selection: share it to share the comparison."),
     h("h2", {}, "Spec fields that differ"),
     paths.length
-      ? h("div", { class: "scroll" }, table(
+      ? scrolling("spec fields that differ", table(
           ["field", ...ids.map((id) => `job #${id}`)],
           paths.map((path) => h("tr", { dataset: { field: path } }, h("th", { scope: "row" }, path), flat.map((f) => h("td", {}, f[path] === undefined ? "–" : shownValue(f[path], "json"))))),
           { id: "differences" },
         ))
       : h("p", { id: "differences" }, "The jobs' specs are the same."),
     h("h2", {}, "Final figures"),
-    h("div", { class: "scroll" }, table(
+    scrolling("final figures", table(
       ["figure", ...ids.map((id) => h("a", { href: `#/jobs/${id}` }, `job #${id}`))],
       FINAL_FIGURES.map((figure) => h("tr", { dataset: { figure } }, h("th", { scope: "row" }, figure.replaceAll("_", " ")), jobs.map((job) => finalCell(job, figure)))),
       { id: "final-figures" },
