@@ -138,6 +138,24 @@ function searchable(f, kind) {
   return f;
 }
 
+/** A form's way of showing the API's errors (``{path: [messages]}``): each under the target (a
+ * field, or a group of fields) of its path, else of the nearest path above it (a layer for
+ * ``network.layers[0].foo``); any other in ``general``. ``targets()``: those shown now. */
+function errorShower(targets, general) {
+  return (details) => {
+    const shown = targets();
+    for (const target of shown) target.showError([]);
+    const unplaced = [];
+    for (const [path, messages] of Object.entries(details || {})) {
+      const within = (t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`);
+      const target = shown.find((t) => t.path === path) || shown.find(within);
+      if (target) target.showError([].concat(messages));
+      else unplaced.push(h("p", { class: "error", dataset: { path } }, `${path}: ${[].concat(messages).join(" ")}`));
+    }
+    general.replaceChildren(...unplaced);
+  };
+}
+
 // ---------------------------------------------------------------- the train form
 
 /** ``box`` holding ``children`` and nothing else; left alone when it already does (moving the
@@ -297,17 +315,7 @@ function trainForm(dataset, job) {
     return bodyOf(sweepShown(), built);
   };
 
-  const showErrors = (errors) => {
-    const unplaced = [];
-    const targets = shownFields().concat(sweepShown(), groups, layers.map((row) => row.error));
-    for (const target of targets) target.showError([]);
-    for (const [path, messages] of Object.entries(errors)) {
-      const target = targets.find((t) => t.path === path) || targets.find((t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`));
-      if (target) target.showError([].concat(messages));
-      else unplaced.push(h("p", { class: "error", dataset: { path } }, `${path}: ${[].concat(messages).join(" ")}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
+  const showErrors = errorShower(() => shownFields().concat(sweepShown(), groups, layers.map((row) => row.error)), general);
   const showResolved = (report) => {
     for (const f of shownFields()) f.showResolved(report.network || report.training ? getPath(report, f.path) : undefined);
   };
@@ -471,7 +479,6 @@ function upload(path, form, onProgress) {
 }
 
 function uploadPage() {
-  fieldCount = 0;
   const fileInput = h("input", { type: "file", id: "upload-file", name: "file", accept: ".csv,.txt,.parquet,.pq,.npz" });
   const fileError = h("p", { id: "upload-file-error", class: "field-error" });
   fileInput.setAttribute("aria-describedby", "upload-file-error");
@@ -542,19 +549,8 @@ function uploadPage() {
   format.control.addEventListener("change", () => showPreview().catch(() => {}));
   header.control.addEventListener("change", () => showPreview().catch(() => {}));
 
-  const showErrors = (details) => {
-    for (const f of all) f.showError([]);
-    fileError.textContent = "";
-    const unplaced = [];
-    for (const [path, messages] of Object.entries(details)) {
-      const text = [].concat(messages).join(" ");
-      const target = all.find((f) => f.path === path);
-      if (target) target.showError([text]);
-      else if (path === "file") fileError.textContent = text;
-      else unplaced.push(h("p", { class: "error" }, `${path}: ${text}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
+  const fileTarget = { path: "file", showError: (messages) => { fileError.textContent = messages.join(" "); } };
+  const showErrors = errorShower(() => [fileTarget, ...all], general);
   const submit = async (event) => {
     event.preventDefault();
     general.replaceChildren();
@@ -706,20 +702,6 @@ async function comparePage(list) {
 const MAX_SPLIT = 4;
 const GATE_METRICS = ["accuracy", "loss", "r2", "mse", "mae"];
 
-/** A form's error handling: ``targets`` (fields and groups with a ``path``) show the errors that
- * name them, the rest go to ``general``. */
-function errorShower(targets, general) {
-  return (details) => {
-    for (const target of targets()) target.showError([]);
-    const unplaced = [];
-    for (const [path, messages] of Object.entries(details || {})) {
-      const target = targets().find((t) => t.path === path);
-      if (target) target.showError([].concat(messages));
-      else unplaced.push(h("p", { class: "error" }, `${path}: ${[].concat(messages).join(" ")}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
-}
 
 /** The body's fields, each read from its field: ``{path: value}`` set into one object. */
 function bodyOf(fields, start = {}) {
