@@ -411,6 +411,13 @@ def test_a_sweep_page_draws_every_trial_and_its_leaderboard(page, stack):
     assert [row.get_attribute("data-trial") for row in rows] == [str(e["trial"]) for e in board]
     page.screenshot("sweep")
     assert page.accessibility_violations() == []
+    page.element("#compare-trials").click()
+    chart = page.element('#compare-train_loss[data-points="60"]')
+    assert chart.get_attribute("data-series") == "2"
+    fields = page.driver.find_elements("css selector", "#differences tbody tr")
+    assert [row.get_attribute("data-field") for row in fields] == [
+        "training.optimizer.learning_rate"
+    ]
 
 
 @ON_EMBEDDED
