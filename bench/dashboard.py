@@ -5,9 +5,12 @@ how long each page takes to show its data, in Debian's headless Chromium.
     python -m bench.dashboard --visits 30
 
 It starts the service as `make run` does (the embedded default), stores the digits data set
-and trains one model on it (64-32-10, 60 epochs), then opens each page ``--visits`` times in
-one browser: the jobs list, that job's page until its 60 epochs are on the chart (read from the
-event stream), the model page until its architecture is drawn, and the data set's preview.
+and trains one model on it (64-32-10, 60 epochs), and ten jobs of 300 epochs on iris, then opens
+each page ``--visits`` times in one browser: the jobs list, that job's page until its 60 epochs
+are on the chart (read from the event stream), the model page until its architecture is drawn,
+the data set's preview, and the workbench's pages (issue 28): the train form until the API's
+resolved defaults are shown (one POST /v1/jobs/validate), the upload form, and the comparison of
+the ten jobs until their 3,000 epochs are on its charts (each job and all its epochs read).
 Per page: the median and worst time from navigation to the data on screen, measured by the
 page's own clock (``performance.now()`` when the element appeared). Bytes: the sum of
 ``transferSize`` of the page and every file it loaded on the first, cold visit.
@@ -31,6 +34,12 @@ JOB = {
     },
     "training": {"epochs": EPOCHS, "validation_split": 0.2, "seed": 1},
 }
+COMPARED_JOBS = 10
+COMPARED_EPOCHS = 300
+COMPARED_JOB = {
+    "network": {"layers": [{"units": 3, "activation": "softmax"}]},
+    "training": {"epochs": COMPARED_EPOCHS, "batch_size": "full", "validation_split": 0.2},
+}
 # Reports performance.now() once ``selector`` is in the page (polled every 5 ms).
 WAIT_FOR = """
 const [selector, done] = [arguments[0], arguments[arguments.length - 1]];
@@ -42,6 +51,13 @@ const entries = performance.getEntriesByType("navigation")
   .concat(performance.getEntriesByType("resource"));
 return entries.map((e) => [e.name, e.transferSize, e.decodedBodySize]);
 """
+
+
+def compared_job(seed: int) -> dict:
+    """One of the compared jobs: the same network, its own seed and learning rate."""
+    training = {**COMPARED_JOB["training"], "seed": seed}
+    training["optimizer"] = {"name": "adam", "learning_rate": 0.001 * (seed + 1)}
+    return {"network": COMPARED_JOB["network"], "training": training}
 
 
 def browser() -> webdriver.Chrome:
@@ -85,6 +101,13 @@ def main() -> None:
         dataset = client.post("/v1/datasets", {"builtin": "digits"})
         job = client.post("/v1/jobs", {"dataset_id": dataset["id"], **JOB})
         model_id = client.wait_for(job["id"], {"succeeded"})["model_id"]
+        iris = client.post("/v1/datasets", {"builtin": "iris"})
+        compared = [
+            client.post("/v1/jobs", {"dataset_id": iris["id"], **compared_job(seed)})["id"]
+            for seed in range(COMPARED_JOBS)
+        ]
+        for compared_id in compared:
+            client.wait_for(compared_id, {"succeeded"})
         pages = {
             "jobs list": (f"{base}/#/jobs", f'#jobs tr[data-job="{job["id"]}"]'),
             "job page (60 epochs charted)": (
@@ -95,6 +118,15 @@ def main() -> None:
             "data set preview (20 rows)": (
                 f"{base}/#/datasets/{dataset['id']}",
                 "#preview tbody tr:nth-child(20)",
+            ),
+            "train form (defaults from the API)": (
+                f"{base}/#/datasets/{dataset['id']}/train",
+                '[data-path="training.epochs"] .resolved:not(:empty)',
+            ),
+            "upload form": (f"{base}/#/datasets/upload", "#upload-form"),
+            f"comparison of {COMPARED_JOBS} jobs x {COMPARED_EPOCHS} epochs": (
+                f"{base}/#/compare/{','.join(map(str, compared))}",
+                f'#compare-learning_rate[data-points="{COMPARED_JOBS * COMPARED_EPOCHS}"]',
             ),
         }
         driver = browser()

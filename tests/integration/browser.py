@@ -17,6 +17,20 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
+# axe-core 4.10.3 (MPL-2.0, npm's axe-core, vendor/axe.LICENSE): for the tests only, never served.
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"
+# The rules of WCAG 2.1 levels A and AA.
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# Runs axe on the page as it is and reports each violation with the elements it found.
+RUN_AXE = """
+const [tags, done] = [arguments[0], arguments[arguments.length - 1]];
+axe.run(document, { runOnly: { type: "tag", values: tags } }).then(
+  (result) => done(result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")),
+  }))),
+  (error) => done([{ id: "axe failed", help: String(error), nodes: [] }]),
+);
+"""
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Screenshots, kept after the run as test artifacts (README.md shows one of them).
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "var/test-artifacts")) / "screenshots"
@@ -84,6 +98,13 @@ class Browser:
         """The words "null" and "undefined" in what ``css`` shows: a value the page lacked."""
         texts = self.driver.execute_script(SHOWN_TEXTS, css)
         return [word for text in texts for word in MISSING_VALUES.findall(text)]
+
+    def accessibility_violations(self) -> list[dict]:
+        """axe-core's WCAG 2.1 A and AA violations on the page as shown now. axe is put in the
+        page through the driver (as devtools do, which its Content-Security-Policy allows)."""
+        if not self.driver.execute_script("return typeof axe !== 'undefined'"):
+            self.driver.execute_script(AXE.read_text())
+        return self.driver.execute_async_script(RUN_AXE, WCAG_21_AA)
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

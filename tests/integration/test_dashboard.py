@@ -410,6 +410,14 @@ def test_a_sweep_page_draws_every_trial_and_its_leaderboard(page, stack):
     rows = page.driver.find_elements("css selector", "#leaderboard tbody tr")
     assert [row.get_attribute("data-trial") for row in rows] == [str(e["trial"]) for e in board]
     page.screenshot("sweep")
+    assert page.accessibility_violations() == []
+    page.element("#compare-trials").click()
+    chart = page.element('#compare-train_loss[data-points="60"]')
+    assert chart.get_attribute("data-series") == "2"
+    fields = page.driver.find_elements("css selector", "#differences tbody tr")
+    assert [row.get_attribute("data-field") for row in fields] == [
+        "training.optimizer.learning_rate"
+    ]
 
 
 @ON_EMBEDDED
@@ -535,6 +543,7 @@ def test_a_model_page_shows_its_aliases_split_and_shadow(page, stack):
     assert float(accuracy) == pytest.approx(evaluated["accuracy"], abs=5e-5)
     assert stack.get("/v1/models/rollout-iris/aliases/gated").json()["version"] == 1
     page.screenshot("model-rollout")
+    assert page.accessibility_violations() == []  # with the alias set and the gate's figures
 
 
 @ON_EMBEDDED
@@ -642,6 +651,7 @@ def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stac
         what="the 422's message under model_name",
     )
     assert form_field(page, "model_name").get_attribute("aria-invalid") == "true"
+    assert page.accessibility_violations() == []  # with errors shown
     type_into(page, "model_name", "form-iris")
     type_into(page, "training.epochs", "8")
     type_into(page, "training.seed", "5")
@@ -658,6 +668,7 @@ def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stac
         what="adam's defaults once the form is valid",
     )
     assert page.driver.find_elements("css selector", ".field-error:not(:empty)") == []
+    page.driver.execute_script("window.scrollTo(0, 0)")
     page.screenshot("train-form")
     page.element("#train").click()
     page.wait_for(lambda driver: "#/jobs/" in driver.current_url, what="the job's page")
@@ -712,6 +723,7 @@ def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, s
     Select(page.element("#role-0")).select_by_value("drop")
     type_into(page, "name", "iris-from-the-page")
     page.screenshot("upload")
+    assert page.accessibility_violations() == []  # with the preview and its role selects
     page.element("#upload").click()
     page.wait_for(
         lambda driver: driver.current_url.rsplit("/", 1)[1].isdigit(), what="the data set's page"
@@ -774,6 +786,7 @@ def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differe
     assert final == [f"{job['val_loss']:.4f}" for job in jobs]
     assert page.missing_values() == []
     page.screenshot("compare")
+    assert page.accessibility_violations() == []
 
 
 def test_an_admin_key_makes_a_key_shown_once_and_revokes_it(browser, secured):
@@ -801,6 +814,7 @@ def test_an_admin_key_makes_a_key_shown_once_and_revokes_it(browser, secured):
     made = next(k for k in stack_keys(stack, admin) if k["description"] == "made on the page")
     assert made["scope"] == "read" and made["revoked_at"] is None
     browser.screenshot("keys")
+    assert browser.accessibility_violations() == []
     browser.element(f'button[data-revoke="{made["id"]}"]').click()
     assert f"Revoke key #{made['id']}" in confirmation(browser)
     browser.wait_for(
@@ -837,6 +851,7 @@ def test_the_train_form_starts_a_sweep_over_the_fields_searched(page, stack):
     page.element("#asha").click()
     type_into(page, "early_termination.min_epochs", "2")
     page.screenshot("sweep-form")
+    assert page.accessibility_violations() == []
     page.element("#train").click()
     page.wait_for(lambda driver: "#/sweeps/" in driver.current_url, what="the sweep's page")
     sweep = stack.get(f"/v1/sweeps/{page.driver.current_url.rsplit('/', 1)[1]}").json()
@@ -847,3 +862,31 @@ def test_the_train_form_starts_a_sweep_over_the_fields_searched(page, stack):
     }
     assert sweep["early_termination"] == {"method": "asha", "min_epochs": 2, "reduction_factor": 3}
     assert sweep["n_trials"] == 4
+
+
+@ON_EMBEDDED
+def test_every_page_passes_axe_for_wcag_21_aa(page, stack, digits_job):
+    """axe-core finds no violation of WCAG 2.1 A and AA on any page, once its data is shown.
+    The forms are checked where their tests fill them (the train form with errors shown, the
+    upload form with a preview, the sweep form, the alias and gate forms with their answers, the
+    comparison, the sweep page, the keys page on the stack with keys)."""
+    job = stack.wait_for_job(digits_job["id"])
+    dataset_id, model_id = job["dataset_id"], job["model_id"]
+    pages = {
+        "#/jobs": f'#jobs tr[data-job="{job["id"]}"]',
+        f"#/jobs/{job['id']}": f'#loss-chart[data-points="{EPOCHS}"]',
+        "#/datasets": "#datasets tbody tr",
+        f"#/datasets/{dataset_id}": "#preview tbody tr",
+        f"#/datasets/{dataset_id}/train/from/{job['id']}": "#train-form .resolved:not(:empty)",
+        "#/models": "#models tbody tr",
+        f"#/models/{model_id}": "#manage",
+        "#/sweeps": "#sweeps",
+    }
+    page.open(f"{stack.base_url}/#/jobs")
+    found = {}
+    for address, shown in pages.items():  # one document: axe is put in it once
+        page.driver.execute_script("location.hash = arguments[0]", address)
+        page.element(shown)
+        found[address] = page.accessibility_violations()
+    failing = {address: v for address, v in found.items() if v}
+    assert not failing, json.dumps(failing, indent=1)

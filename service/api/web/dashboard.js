@@ -76,6 +76,11 @@ function table(headings, rows, attrs = {}) {
   );
 }
 
+/** A region that scrolls sideways, reachable by the keyboard (tab to it, then the arrow keys). */
+function scrolling(label, child) {
+  return h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": label }, child);
+}
+
 function status(value) {
   return h("span", { class: `status ${value}`, dataset: { status: value } }, value);
 }
@@ -501,7 +506,7 @@ async function datasetPage(id) {
         ["created", when(dataset.created_at)],
     ]),
     h("h2", {}, `The first ${preview.features.length} rows`),
-    h("div", { class: "scroll" }, previewTable(preview)),
+    scrolling("the first rows", previewTable(preview)),
   );
 }
 

@@ -138,6 +138,24 @@ function searchable(f, kind) {
   return f;
 }
 
+/** A form's way of showing the API's errors (``{path: [messages]}``): each under the target (a
+ * field, or a group of fields) of its path, else of the nearest path above it (a layer for
+ * ``network.layers[0].foo``); any other in ``general``. ``targets()``: those shown now. */
+function errorShower(targets, general) {
+  return (details) => {
+    const shown = targets();
+    for (const target of shown) target.showError([]);
+    const unplaced = [];
+    for (const [path, messages] of Object.entries(details || {})) {
+      const within = (t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`);
+      const target = shown.find((t) => t.path === path) || shown.find(within);
+      if (target) target.showError([].concat(messages));
+      else unplaced.push(h("p", { class: "error", dataset: { path } }, `${path}: ${[].concat(messages).join(" ")}`));
+    }
+    general.replaceChildren(...unplaced);
+  };
+}
+
 // ---------------------------------------------------------------- the train form
 
 /** ``box`` holding ``children`` and nothing else; left alone when it already does (moving the
@@ -153,22 +171,13 @@ function firstNetwork(dataset) {
   return { layers: [{ units: 16, activation: "relu" }, { units: dataset.outputs, activation: output }] };
 }
 
-/** The train form of ``dataset``, filled from ``job`` (train again) if given, else with a first
- * network to change. */
-function trainForm(dataset, job) {
-  const fields = [];
-  const groups = [];
-  const group = (path) => {
-    const made = groupError(path);
-    groups.push(made);
-    return made.box;
-  };
-
-  // Layers: one row each, added and removed by the person.
-  const layerRows = h("div", { id: "layers" });
-  let layers = [];
-  const layerRow = () => {
-    const i = layers.length;
+/** The network's layers, a row of fields each (all searchable), added and removed by the person;
+ * ``changed`` is called after each. */
+function layerEditor(changed) {
+  const rows = [];
+  const list = h("div", { id: "layers" });
+  const addRow = () => {
+    const i = rows.length;
     const row = {
       fields: [
         searchable(field(`network.layers[${i}].units`, `Layer ${i + 1} units`), "value"),
@@ -178,72 +187,50 @@ function trainForm(dataset, job) {
       error: groupError(`network.layers[${i}]`),
     };
     row.box = h("div", { class: "layer-row", dataset: { layer: i } }, row.fields.map((f) => f.box), row.error.box);
-    layers.push(row);
-    layerRows.append(row.box);
-    return row;
+    rows.push(row);
+    list.append(row.box);
   };
-  const setLayerCount = (n) => {
-    while (layers.length > n) layers.pop().box.remove();
-    while (layers.length < n) layerRow();
+  const setCount = (n) => {
+    while (rows.length > n) rows.pop().box.remove();
+    while (rows.length < n) addRow();
   };
-  const addLayer = h("button", { type: "button", id: "add-layer", class: "secondary", onclick: () => { layerRow(); changed(); } }, "Add a layer");
-  const removeLayer = h("button", { type: "button", id: "remove-layer", class: "secondary", onclick: () => { setLayerCount(Math.max(0, layers.length - 1)); changed(); } }, "Remove the last layer");
-
-  const scheduleName = field("training.schedule.name", "Schedule", { kind: "text", choices: Object.keys(SCHEDULE_FIELDS) });
-  const scheduleParams = Object.fromEntries(
-    [...new Set(Object.values(SCHEDULE_FIELDS).flat())].map((name) => [name, field(`training.schedule.${name}`, name.replaceAll("_", " "))]),
+  const buttons = h(
+    "div",
+    { class: "buttons" },
+    h("button", { type: "button", id: "add-layer", class: "secondary", onclick: () => { addRow(); changed(); } }, "Add a layer"),
+    h("button", { type: "button", id: "remove-layer", class: "secondary", onclick: () => { setCount(Math.max(0, rows.length - 1)); changed(); } }, "Remove the last layer"),
   );
-  const optimizerName = field("training.optimizer.name", "Optimizer", { kind: "text", choices: Object.keys(OPTIMIZER_FIELDS) });
-  const optimizerParams = Object.fromEntries(
-    [...new Set(Object.values(OPTIMIZER_FIELDS).flat())].map((name) => [
-      name,
-      field(`training.optimizer.${name}`, name.replaceAll("_", " "), name === "nesterov" ? { kind: "boolean", choices: ["true", "false"] } : {}),
-    ]),
+  return {
+    box: h("div", {}, list, buttons),
+    rows,
+    setCount,
+    fields: () => rows.flatMap((row) => row.fields),
+    errors: () => rows.map((row) => row.error),
+  };
+}
+
+/** A spec object chosen by name (``training.optimizer``, ``training.schedule``): the name's
+ * select and the fields of the chosen name's parameters (``table``: name -> parameter names);
+ * ``fallback``: the name the API takes when none is chosen. */
+function namedChoice(prefix, label, table, fallback, kinds = {}) {
+  const name = field(`${prefix}.name`, label, { kind: "text", choices: Object.keys(table) });
+  const params = Object.fromEntries(
+    [...new Set(Object.values(table).flat())].map((param) => [param, field(`${prefix}.${param}`, param.replaceAll("_", " "), kinds[param] || {})]),
   );
-  const earlyStopping = h("input", { type: "checkbox", id: "early-stopping" });
-  const earlyParams = [
-    field("training.early_stopping.patience", "patience"),
-    field("training.early_stopping.min_delta", "min delta"),
-    field("training.early_stopping.restore_best", "restore best", { kind: "boolean", choices: ["true", "false"] }),
-  ];
-  const optimizerBox = h("div", { class: "fields" });
-  const scheduleBox = h("div", { class: "fields" });
-  const earlyBox = h("div", { class: "fields" });
-  const general = h("div", { id: "form-errors" });
-  const warnings = h("div", { id: "form-warnings" });
-  const kept = {}; // a trained-again job's training fields the form has no input for
+  const box = h("div", { class: "fields" });
+  return {
+    name,
+    params: Object.values(params),
+    box: h("div", {}, h("div", { class: "fields" }, name.box), box),
+    show: () => showOnly(box, (table[name.control.value || fallback] || []).map((param) => params[param].box)),
+  };
+}
 
-  const modelName = field("model_name", "Model name", { kind: "text", hint: "the next version of this name" });
-  const initFrom = field("network.init_from", "Start from model", { hint: "an id, name, name:version or name@alias" });
-  const replaceOutput = field("network.replace_output", "New output layer", { kind: "boolean", choices: ["true", "false"] });
-  const networkFields = [
-    field("network.loss", "Loss", { choices: ["cross_entropy", "binary_cross_entropy", "mse", "sse"] }),
-    field("network.init", "Initialisation", { choices: ["he", "xavier", "normal"] }),
-    field("network.dtype", "dtype", { choices: ["float32", "float64"] }),
-  ];
-  const trainingFields = [
-    field("training.epochs", "Epochs"),
-    field("training.batch_size", "Batch size", { hint: "a number or full" }),
-    field("training.validation_split", "Validation split"),
-    field("training.seed", "Seed"),
-    field("training.l2", "L2"),
-    field("training.warmup_epochs", "Warm-up epochs"),
-    field("training.clip_norm", "Clip norm"),
-    field("training.shuffle", "Shuffle", { kind: "boolean", choices: ["true", "false"] }),
-    field("training.standardize", "Standardize", { kind: "boolean", choices: ["true", "false"] }),
-    field("training.class_weight", "Class weight", { kind: "json", hint: "balanced, or {\"label\": weight}" }),
-  ];
-  fields.push(modelName, initFrom, replaceOutput, ...networkFields, ...trainingFields, optimizerName, scheduleName);
-  fields.push(...Object.values(optimizerParams), ...Object.values(scheduleParams), ...earlyParams);
-  for (const f of [...networkFields, ...trainingFields.slice(0, -3), ...Object.values(optimizerParams), ...Object.values(scheduleParams), ...earlyParams.slice(0, 2)]) {
-    searchable(f, f.control.tagName === "SELECT" ? (f.path.endsWith("nesterov") ? "boolean" : "text") : "value");
-  }
-  searchable(optimizerName, "text");
-
-  // The sweep: the same form with fields searched, and how trials are ranked and stopped.
-  const searching = h("input", { type: "checkbox", id: "search-toggle" });
+/** The sweep's own fields: the search, the metric to rank by, how many at once, ASHA. */
+function sweepSettings(group) {
   const method = field("search.method", "Search", { kind: "text", choices: ["grid", "random"] });
-  const sweepFields = [
+  method.write("grid");
+  const fields = [
     method,
     field("search.trials", "Trials", { hint: "random search: how many to draw" }),
     field("search.seed", "Search seed", { hint: "random search" }),
@@ -253,61 +240,100 @@ function trainForm(dataset, job) {
   ];
   const asha = h("input", { type: "checkbox", id: "asha" });
   const ashaFields = [field("early_termination.min_epochs", "ASHA first rung (epochs)"), field("early_termination.reduction_factor", "ASHA reduction factor")];
-  const ashaBox = h("div", { class: "fields" }, ashaFields.map((f) => f.box));
-  const sweepBox = h("fieldset", { id: "sweep-settings" }, h("legend", {}, "Sweep"), group("search"),
-    h("div", { class: "fields" }, sweepFields.map((f) => f.box)),
-    h("div", { class: "check" }, asha, h("label", { for: "asha" }, "Stop poor trials early (ASHA)")), ashaBox);
-  sweepBox.hidden = true;
-  ashaBox.hidden = true;
+  const ashaBox = h("div", { class: "fields", hidden: true }, ashaFields.map((f) => f.box));
   asha.addEventListener("change", () => { ashaBox.hidden = !asha.checked; });
-  method.write("grid");
+  return {
+    box: h("fieldset", { id: "sweep-settings", hidden: true }, h("legend", {}, "Sweep"), group("search"),
+      h("div", { class: "fields" }, fields.map((f) => f.box)),
+      h("div", { class: "check" }, asha, h("label", { for: "asha" }, "Stop poor trials early (ASHA)")), ashaBox),
+    fields: () => fields.concat(asha.checked ? ashaFields : []),
+    /** ``body`` (a job's) made a sweep's: ``parameters`` searched, and these fields. */
+    body: (body, parameters) => {
+      body.search = { parameters };
+      if (asha.checked) body.early_termination = { method: "asha" };
+      return bodyOf(fields.concat(asha.checked ? ashaFields : []), body);
+    },
+  };
+}
+
+/** The network's and training's fields other than layers, optimizer, schedule and early
+ * stopping, each searchable where a sweep can vary it. */
+function specFields() {
+  const network = [
+    field("network.loss", "Loss", { choices: ["cross_entropy", "binary_cross_entropy", "mse", "sse"] }),
+    field("network.init", "Initialisation", { choices: ["he", "xavier", "normal"] }),
+    field("network.dtype", "dtype", { choices: ["float32", "float64"] }),
+  ].map((f) => searchable(f, "text"));
+  const training = [
+    ...[["epochs", "Epochs"], ["batch_size", "Batch size", "a number or full"], ["validation_split", "Validation split"], ["seed", "Seed"],
+      ["l2", "L2"], ["warmup_epochs", "Warm-up epochs"], ["clip_norm", "Clip norm"]].map(([name, label, hint]) => searchable(field(`training.${name}`, label, { hint }), "value")),
+    field("training.shuffle", "Shuffle", { kind: "boolean", choices: ["true", "false"] }),
+    field("training.standardize", "Standardize", { kind: "boolean", choices: ["true", "false"] }),
+    field("training.class_weight", "Class weight", { kind: "json", hint: "balanced, or {\"label\": weight}" }),
+  ];
+  return { network, training };
+}
+
+/** The train form of ``dataset``, filled from ``job`` (train again) if given, else with a first
+ * network to change. As a sweep's form (the search toggle) it starts a sweep instead. */
+function trainForm(dataset, job) {
+  const groups = [];
+  const group = (path) => {
+    const made = groupError(path);
+    groups.push(made);
+    return made.box;
+  };
+  const layers = layerEditor(() => changed());
+  const optimizer = namedChoice("training.optimizer", "Optimizer", OPTIMIZER_FIELDS, "sgd", { nesterov: { kind: "boolean", choices: ["true", "false"] } });
+  const schedule = namedChoice("training.schedule", "Schedule", SCHEDULE_FIELDS, "");
+  const earlyStopping = h("input", { type: "checkbox", id: "early-stopping" });
+  const earlyParams = [
+    searchable(field("training.early_stopping.patience", "patience"), "value"),
+    searchable(field("training.early_stopping.min_delta", "min delta"), "value"),
+    field("training.early_stopping.restore_best", "restore best", { kind: "boolean", choices: ["true", "false"] }),
+  ];
+  const earlyBox = h("div", { class: "fields" });
+  const { network: networkFields, training: trainingFields } = specFields();
+  searchable(optimizer.name, "text");
+  for (const f of optimizer.params) searchable(f, f.path.endsWith("nesterov") ? "boolean" : "value");
+  for (const f of schedule.params) searchable(f, "value");
+  const modelName = field("model_name", "Model name", { kind: "text", hint: "the next version of this name" });
+  const initFrom = field("network.init_from", "Start from model", { hint: "an id, name, name:version or name@alias" });
+  const replaceOutput = field("network.replace_output", "New output layer", { kind: "boolean", choices: ["true", "false"] });
+  const fields = [modelName, initFrom, replaceOutput, ...networkFields, ...trainingFields, optimizer.name, ...optimizer.params, schedule.name, ...schedule.params, ...earlyParams];
+  const searching = h("input", { type: "checkbox", id: "search-toggle" });
+  const sweep = sweepSettings(group);
+  const general = h("div", { id: "form-errors" });
+  const warnings = h("div", { id: "form-warnings" });
+  const kept = {}; // a trained-again job's training fields the form has no input for
 
   /** Only the fields that belong: the chosen optimizer's and schedule's, early stopping's when on. */
   const showRelevant = () => {
-    const optimizer = OPTIMIZER_FIELDS[optimizerName.control.value || "sgd"] || [];
-    showOnly(optimizerBox, optimizer.map((name) => optimizerParams[name].box));
-    const schedule = SCHEDULE_FIELDS[scheduleName.control.value] || [];
-    showOnly(scheduleBox, schedule.map((name) => scheduleParams[name].box));
+    optimizer.show();
+    schedule.show();
     showOnly(earlyBox, earlyStopping.checked ? earlyParams.map((f) => f.box) : []);
   };
-  const shownFields = () => fields.concat(layers.flatMap((row) => row.fields)).filter((f) => form.contains(f.box));
-  const sweepShown = () => (searching.checked ? sweepFields.concat(asha.checked ? ashaFields : []) : []);
+  const shownFields = () => fields.concat(layers.fields()).filter((f) => form.contains(f.box));
 
   /** The request body, exactly as POST /v1/jobs takes it. */
   const body = () => {
-    const built = { dataset_id: dataset.id, network: { layers: layers.map(() => ({})) }, training: { ...kept } };
+    const built = { dataset_id: dataset.id, network: { layers: layers.rows.map(() => ({})) }, training: { ...kept } };
     if (earlyStopping.checked) built.training.early_stopping = {};
-    for (const f of shownFields()) {
-      const value = f.read();
-      if (value !== undefined) setPath(built, f.path, value);
-    }
-    if (!layers.length) delete built.network.layers;
+    bodyOf(shownFields(), built);
+    if (!layers.rows.length) delete built.network.layers;
     return built;
   };
   /** The request body of POST /v1/sweeps: the job's, the searched fields and the sweep's own. */
   const sweepBody = () => {
-    const built = body();
     const parameters = {};
     for (const f of shownFields()) {
       const spec = f.searched ? f.searched() : undefined;
       if (spec !== undefined) parameters[f.path] = spec;
     }
-    built.search = { parameters };
-    if (asha.checked) built.early_termination = { method: "asha" };
-    return bodyOf(sweepShown(), built);
+    return sweep.body(body(), parameters);
   };
-
-  const showErrors = (errors) => {
-    const unplaced = [];
-    const targets = shownFields().concat(sweepShown(), groups, layers.map((row) => row.error));
-    for (const target of targets) target.showError([]);
-    for (const [path, messages] of Object.entries(errors)) {
-      const target = targets.find((t) => t.path === path) || targets.find((t) => path.startsWith(`${t.path}.`) || path.startsWith(`${t.path}[`));
-      if (target) target.showError([].concat(messages));
-      else unplaced.push(h("p", { class: "error", dataset: { path } }, `${path}: ${[].concat(messages).join(" ")}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
+  const sweepShown = () => (searching.checked ? sweep.fields() : []);
+  const showErrors = errorShower(() => shownFields().concat(sweepShown(), groups, layers.errors()), general);
   const showResolved = (report) => {
     for (const f of shownFields()) f.showResolved(report.network || report.training ? getPath(report, f.path) : undefined);
   };
@@ -342,11 +368,11 @@ function trainForm(dataset, job) {
     asked += 1; // an answer of validate still on its way is no longer wanted
     try {
       if (searching.checked) {
-        const sweep = await api("v1/sweeps", { method: "POST", body: sweepBody() });
-        location.hash = `#/sweeps/${sweep.id}`;
+        const started = await api("v1/sweeps", { method: "POST", body: sweepBody() });
+        location.hash = `#/sweeps/${started.id}`;
       } else {
-        const job = await api("v1/jobs", { method: "POST", body: body() });
-        location.hash = `#/jobs/${job.id}`;
+        const queued = await api("v1/jobs", { method: "POST", body: body() });
+        location.hash = `#/jobs/${queued.id}`;
       }
     } catch (error) {
       showErrors(error.details || {});
@@ -357,30 +383,30 @@ function trainForm(dataset, job) {
   const network = job ? { ...job.network } : firstNetwork(dataset);
   delete network.initial_weights; // never echoed into a form
   const training = job ? job.training : {};
-  setLayerCount((network.layers || []).length);
+  layers.setCount((network.layers || []).length);
   earlyStopping.checked = Boolean(training.early_stopping);
   for (const [key, value] of Object.entries(training)) if (!TRAINING_FIELDS.has(key)) kept[key] = value;
   const spec = { network, training, model_name: job ? job.model_name : null };
-  for (const f of fields.concat(layers.flatMap((row) => row.fields))) f.write(getPath(spec, f.path));
+  for (const f of fields.concat(layers.fields())) f.write(getPath(spec, f.path));
   showRelevant();
 
+  const trainButton = h("button", { type: "submit", id: "train" }, "Train");
   searching.addEventListener("change", () => {
-    sweepBox.hidden = !searching.checked;
+    sweep.box.hidden = !searching.checked;
     form.classList.toggle("searching", searching.checked);
     trainButton.textContent = searching.checked ? "Start the sweep" : "Train";
   });
-  const trainButton = h("button", { type: "submit", id: "train" }, "Train");
   const form = h(
     "form",
     { id: "train-form", class: "workbench", novalidate: true, oninput: changed, onchange: changed, onsubmit: submit },
     h("div", { class: "check" }, searching, h("label", { for: "search-toggle" }, "Search: a sweep over the fields ticked \u201csearch\u201d (grid values a, b, c; or loguniform, uniform or int low high for random search)")),
-    sweepBox,
-    h("fieldset", {}, h("legend", {}, "Network"), group("network"), layerRows, h("div", { class: "buttons" }, addLayer, removeLayer), group("network.layers"),
+    sweep.box,
+    h("fieldset", {}, h("legend", {}, "Network"), group("network"), layers.box, group("network.layers"),
       h("div", { class: "fields" }, networkFields.map((f) => f.box)),
       h("div", { class: "fields" }, initFrom.box, replaceOutput.box)),
     h("fieldset", {}, h("legend", {}, "Training"), group("training"), h("div", { class: "fields" }, trainingFields.map((f) => f.box))),
-    h("fieldset", {}, h("legend", {}, "Optimizer"), group("training.optimizer"), h("div", { class: "fields" }, optimizerName.box), optimizerBox),
-    h("fieldset", {}, h("legend", {}, "Learning-rate schedule"), group("training.schedule"), h("div", { class: "fields" }, scheduleName.box), scheduleBox),
+    h("fieldset", {}, h("legend", {}, "Optimizer"), group("training.optimizer"), optimizer.box),
+    h("fieldset", {}, h("legend", {}, "Learning-rate schedule"), group("training.schedule"), schedule.box),
     h("fieldset", {}, h("legend", {}, "Early stopping"), group("training.early_stopping"),
       h("div", { class: "check" }, earlyStopping, h("label", { for: "early-stopping" }, "Stop when the validation loss stops improving")), earlyBox),
     h("fieldset", {}, h("legend", {}, "Model"), h("div", { class: "fields" }, modelName.box)),
@@ -471,7 +497,6 @@ function upload(path, form, onProgress) {
 }
 
 function uploadPage() {
-  fieldCount = 0;
   const fileInput = h("input", { type: "file", id: "upload-file", name: "file", accept: ".csv,.txt,.parquet,.pq,.npz" });
   const fileError = h("p", { id: "upload-file-error", class: "field-error" });
   fileInput.setAttribute("aria-describedby", "upload-file-error");
@@ -519,7 +544,7 @@ function uploadPage() {
     showRoles(columns, selects);
     preview.replaceChildren(
       h("p", { class: "muted" }, `The first ${shown.length} rows, read in this browser; choose each column's role:`),
-      h("div", { class: "scroll" }, table(columns, [h("tr", {}, selects.map((select) => h("td", {}, select))), ...shown.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))], { id: "upload-preview" })),
+      scrolling("the file's first rows", table(columns, [h("tr", {}, selects.map((select) => h("td", {}, select))), ...shown.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))], { id: "upload-preview" })),
     );
   };
   const choose = (chosen) => {
@@ -542,19 +567,8 @@ function uploadPage() {
   format.control.addEventListener("change", () => showPreview().catch(() => {}));
   header.control.addEventListener("change", () => showPreview().catch(() => {}));
 
-  const showErrors = (details) => {
-    for (const f of all) f.showError([]);
-    fileError.textContent = "";
-    const unplaced = [];
-    for (const [path, messages] of Object.entries(details)) {
-      const text = [].concat(messages).join(" ");
-      const target = all.find((f) => f.path === path);
-      if (target) target.showError([text]);
-      else if (path === "file") fileError.textContent = text;
-      else unplaced.push(h("p", { class: "error" }, `${path}: ${text}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
+  const fileTarget = { path: "file", showError: (messages) => { fileError.textContent = messages.join(" "); } };
+  const showErrors = errorShower(() => [fileTarget, ...all], general);
   const submit = async (event) => {
     event.preventDefault();
     general.replaceChildren();
@@ -684,14 +698,14 @@ async function comparePage(list) {
     h("p", { class: "muted" }, "This page's address holds the selection: share it to share the comparison."),
     h("h2", {}, "Spec fields that differ"),
     paths.length
-      ? h("div", { class: "scroll" }, table(
+      ? scrolling("spec fields that differ", table(
           ["field", ...ids.map((id) => `job #${id}`)],
           paths.map((path) => h("tr", { dataset: { field: path } }, h("th", { scope: "row" }, path), flat.map((f) => h("td", {}, f[path] === undefined ? "–" : shownValue(f[path], "json"))))),
           { id: "differences" },
         ))
       : h("p", { id: "differences" }, "The jobs' specs are the same."),
     h("h2", {}, "Final figures"),
-    h("div", { class: "scroll" }, table(
+    scrolling("final figures", table(
       ["figure", ...ids.map((id) => h("a", { href: `#/jobs/${id}` }, `job #${id}`))],
       FINAL_FIGURES.map((figure) => h("tr", { dataset: { figure } }, h("th", { scope: "row" }, figure.replaceAll("_", " ")), jobs.map((job) => finalCell(job, figure)))),
       { id: "final-figures" },
@@ -706,20 +720,6 @@ async function comparePage(list) {
 const MAX_SPLIT = 4;
 const GATE_METRICS = ["accuracy", "loss", "r2", "mse", "mae"];
 
-/** A form's error handling: ``targets`` (fields and groups with a ``path``) show the errors that
- * name them, the rest go to ``general``. */
-function errorShower(targets, general) {
-  return (details) => {
-    for (const target of targets()) target.showError([]);
-    const unplaced = [];
-    for (const [path, messages] of Object.entries(details || {})) {
-      const target = targets().find((t) => t.path === path);
-      if (target) target.showError([].concat(messages));
-      else unplaced.push(h("p", { class: "error" }, `${path}: ${[].concat(messages).join(" ")}`));
-    }
-    general.replaceChildren(...unplaced);
-  };
-}
 
 /** The body's fields, each read from its field: ``{path: value}`` set into one object. */
 function bodyOf(fields, start = {}) {
