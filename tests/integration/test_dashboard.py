@@ -18,11 +18,12 @@ from selenium.webdriver.support.ui import Select
 from service.datasets.samples import load_sample
 from tests.factories import free_port, job_body, wait_until
 from tests.integration.browser import chromium
-from tests.integration.conftest import ON_EMBEDDED, Stack
+from tests.integration.conftest import ON_EMBEDDED, ON_POSTGRES, Stack
 from tests.integration.test_auth_stack import make_key
 from tests.service.webhooks.receivers import Receiver
 
-# The pages run @ON_EMBEDDED: what a page does is the same on both backends.
+# The pages run on one backend each (what a page does is the same on both): most @ON_EMBEDDED,
+# the workbench's forms @ON_POSTGRES, so that the two stacks' groups take similar times.
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"
@@ -613,7 +614,7 @@ def spec_of(job: dict) -> str:
     return json.dumps({"network": job["network"], "training": job["training"]}, sort_keys=True)
 
 
-@ON_EMBEDDED
+@ON_POSTGRES
 def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stack):
     """The API's own messages under the fields they name as the person types (a 422 of the
     schema and a spec error of the report), the resolved defaults in grey, then a job, and "train
@@ -698,7 +699,7 @@ def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stac
     assert again["model_name"] == "form-iris"
 
 
-@ON_EMBEDDED
+@ON_POSTGRES
 def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, stack):
     """The file's first rows read in the browser, a role per column, the API's 422 under the
     field it names, then the data set the API stores from the same file and fields."""
@@ -743,7 +744,7 @@ def test_a_csv_uploaded_through_the_page_lands_as_the_api_would_store_it(page, s
     )
 
 
-@ON_EMBEDDED
+@ON_POSTGRES
 def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differences(page, stack):
     dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
     network = {"layers": [{"units": 3, "activation": "softmax"}]}
@@ -833,7 +834,7 @@ def stack_keys(stack: Stack, key: str) -> list[dict]:
     return answer.json()
 
 
-@ON_EMBEDDED
+@ON_POSTGRES
 def test_the_train_form_starts_a_sweep_over_the_fields_searched(page, stack):
     dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
     page.open(f"{stack.base_url}/#/datasets/{dataset['id']}/train")
