@@ -44,6 +44,7 @@ class Heartbeat:
         self.what = what
         self.lost = threading.Event()
         self.renewed_at = time.monotonic()
+        self._failed_at = float("-inf")
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"heartbeat-{what.replace(' ', '-')}", daemon=True
@@ -69,23 +70,33 @@ class Heartbeat:
         while not self._stopped.wait(self._until_due()):
             if self._until_due() > 0:
                 continue  # a flush renewed the lease meanwhile
-            try:
-                with self.sessions() as session:
-                    self.renew(session)
-                self.renewed()
-            except attempts.StaleAttempt:
-                logger.warning("%s: this attempt lost its lease", self.what)
-                self.lost.set()
+            if not self._beat_once():
                 return
-            except DBAPIError as error:
-                # The database is away: keep trying; if it stays away past the lease, the
-                # reaper re-queues the work and the next beat finds the attempt fenced off.
-                level = logging.WARNING if is_transient(error) else logging.ERROR
-                logger.log(level, "%s: heartbeat failed: %s", self.what, error.orig)
+
+    def _beat_once(self) -> bool:
+        """Renew the lease once; False when it is lost (``lost`` is set)."""
+        try:
+            with self.sessions() as session:
+                self.renew(session)
+            self.renewed()
+        except attempts.StaleAttempt:
+            logger.warning("%s: this attempt lost its lease", self.what)
+            self.lost.set()
+            return False
+        except DBAPIError as error:
+            # The database is away: try again an interval later; if it stays away past the
+            # lease, the reaper re-queues the work and a later beat finds the attempt fenced off.
+            self._failed_at = time.monotonic()
+            level = logging.WARNING if is_transient(error) else logging.ERROR
+            logger.log(level, "%s: heartbeat failed: %s", self.what, error.orig)
+        return True
 
     def _until_due(self) -> float:
-        """Seconds until the next beat is due: an interval after the last renewal."""
-        return max(0.0, self.renewed_at + self.interval - time.monotonic())
+        """Seconds until the next beat is due: an interval after the last renewal, or after
+        the last failed try (else a database that refuses connections would be retried in a
+        busy loop)."""
+        last = max(self.renewed_at, self._failed_at)
+        return max(0.0, last + self.interval - time.monotonic())
 
     def renewed(self) -> None:
         """Note that the lease was just renewed (by this thread or by a flush)."""

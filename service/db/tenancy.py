@@ -18,7 +18,11 @@ TENANT = "tenant"
 
 
 def session_for(sessions: sessionmaker[Session], tenant: str) -> Session:
-    """A new session of ``sessions`` that sees only ``tenant``'s rows."""
+    """A new session of ``sessions`` that sees only ``tenant``'s rows, whoever made
+    ``sessions``: a factory not yet scoped (a worker's) is scoped first, or the tenant in the
+    session's info would filter nothing."""
+    if not event.contains(sessions, "do_orm_execute", _only_the_tenants_rows):
+        scope_sessions_to_tenants(sessions)
     return sessions(info={TENANT: tenant})
 
 

@@ -247,6 +247,20 @@ def test_the_heartbeat_renews_the_lease_and_notices_when_it_is_lost(sessions):
         assert heartbeat.lost.wait(2)
 
 
+def test_a_heartbeat_that_fails_tries_again_an_interval_later(sessions):
+    tries = []
+
+    def unreachable(_session) -> None:
+        tries.append(1)
+        raise OperationalError("UPDATE", {}, Exception("connection refused"))
+
+    heartbeat = Heartbeat(sessions, unreachable, 15, 5.0, "job 1")
+    heartbeat.renewed_at -= 60  # the last renewal long ago: a beat is due
+    assert heartbeat._until_due() == 0
+    assert heartbeat._beat_once() and tries == [1] and not heartbeat.lost.is_set()
+    assert heartbeat._until_due() > 0
+
+
 def test_a_flush_that_meets_a_transient_error_keeps_its_records(sessions, monkeypatch):
     real = attempts.record_progress
     failures = []

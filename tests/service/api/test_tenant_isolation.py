@@ -10,8 +10,10 @@ import pytest
 from service.db import keys, records
 from service.db.models import Dataset
 from service.db.tenancy import session_for
+from service.generation import generation_for
 from tests.conftest import BACKENDS
 from tests.factories import api_key, bearer, job_body, sweep_body
+from worker.operations import run_operation
 from worker.training import run_training
 
 OPEN_PATHS = re.compile(r"^/(health|v2/health)/")
@@ -300,3 +302,26 @@ def test_blobs_read_outside_the_orm_are_the_tenants_too(sessions, alice, bob):
         arrays = Dataset.__table__.c.arrays
         assert records.read_blob(session, arrays, alice.dataset_id) is None
         assert records.read_blob(session, arrays, bob.dataset_id)
+
+
+def test_an_operation_runs_in_its_tenants_rows_only(client, sessions, settings):
+    """The worker's sessions (``sessions`` here: not the API's, so not scoped by it) see only
+    the operation's tenant: bob's promotion finds his own ``digits``, not alice's, and the
+    alias it creates is his."""
+    alices = holdings(client, sessions, settings, "alice", "digits")
+    bobs = holdings(client, sessions, settings, "bob", "digits")
+    headers = bearer(bobs.key)
+    held_out = client.post("/v1/datasets", json={"builtin": "xor"}, headers=headers)
+    promote = client.post(
+        "/v1/models/digits/aliases/staging/promote",
+        json={"version": 1, "dataset_id": held_out.get_json()["id"]},
+        headers={**headers, "Prefer": "respond-async"},
+    )
+    run_operation(sessions, promote.get_json()["id"], settings, generation_for(settings))
+    operation = client.get(promote.headers["Location"], headers=headers).get_json()
+    assert operation["status"] == "succeeded", operation["error"]
+    staging = client.get("/v1/models/digits/aliases/staging", headers=headers)
+    assert staging.status_code == 200 and staging.get_json()["version"] == 1
+    assert staging.get_json()["versions"] == [{"version": 1, "weight": 100, "served": 0}]
+    elsewhere = client.get("/v1/models/digits/aliases/staging", headers=bearer(alices.key))
+    assert elsewhere.status_code == 404
