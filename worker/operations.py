@@ -3,15 +3,17 @@ that a heartbeat renews while the work runs, ended with the answer the request w
 its result, or its error envelope with the HTTP status (a failed gate's 409, a 422 naming a
 field, a 404 for what was deleted meanwhile).
 
-A promotion moves its alias only if the alias is as it was when the gate was asked for; the
-move commits before the operation ends, so a worker that dies between the two leaves a moved
-alias and an operation that a later attempt ends with "the alias changed since the request".
+A runner's writes (a promotion's alias move) commit in one transaction with the operation's
+result, fenced by the claim: an attempt that outlived its lease (another holds the operation now)
+writes neither. A promotion moves its alias only if the alias is as it was when the gate was
+asked for.
 """
 
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import operations, records, registry
@@ -54,8 +56,11 @@ def run_operation(
     with heartbeat_of(sessions, claim, settings.operation_lease_seconds):
         try:
             with session_for(sessions, claim.tenant) as session:
-                result = RUNNERS[claim.kind](session, claim.request, settings, generation)
-            ending = {"result": result}
+                result = RUNNERS[claim.kind](session, claim.request, settings)
+                ended = end(session, claim, {"result": result})
+            if ended and claim.kind is OperationKind.PROMOTION:
+                bump(generation)
+            return
         except OperationFailed as failure:
             ending = {"error": failure.body}
         except promotion.GateRefused as refusal:
@@ -66,9 +71,11 @@ def run_operation(
             ending = {"error": error_body(404, str(error))}
         except Exception as error:
             message = f"the operation failed: {type(error).__name__}; see the worker's log"
-            end(sessions, claim, {"error": error_body(500, message)})
+            with sessions() as session:
+                end(session, claim, {"error": error_body(500, message)})
             raise
-    end(sessions, claim, ending)
+    with sessions() as session:
+        end(session, claim, ending)
 
 
 def heartbeat_of(sessions: sessionmaker[Session], claim: Claim, lease_seconds: float) -> Heartbeat:
@@ -79,16 +86,18 @@ def heartbeat_of(sessions: sessionmaker[Session], claim: Claim, lease_seconds: f
     return Heartbeat(sessions, renew, lease_seconds, lease_seconds / 3, what)
 
 
-def end(sessions: sessionmaker[Session], claim: Claim, ending: dict) -> None:
-    with sessions() as session:
-        if not operations.end_operation(session, claim, **ending):
-            logger.warning("operation %s: a later attempt holds it", claim.operation_id)
+def end(session: Session, claim: Claim, ending: dict) -> bool:
+    """End the claimed operation with ``ending`` (its result or error), committing with it
+    what the session wrote; False, and nothing written, when a later attempt holds it."""
+    ended = operations.end_operation(session, claim, **ending)
+    if not ended:
+        logger.warning("operation %s: a later attempt holds it", claim.operation_id)
+    return ended
 
 
-def run_promotion(
-    session: Session, request: dict, settings: Settings, generation: Generation
-) -> dict:
-    """The promotion gate, then the move, as ``POST .../promote`` answers them."""
+def run_promotion(session: Session, request: dict, settings: Settings) -> dict:
+    """The promotion gate, then the move (written, not committed), as ``POST .../promote``
+    answers them."""
     name, alias = request["name"], request["alias"]
     body = request["body"]
     dataset = records.get_dataset(session, body["dataset_id"])
@@ -105,20 +114,18 @@ def run_promotion(
     judged = promotion.judged_versions(session, candidate, compared, dataset, body, settings, load)
     target = promotion.promoted_target(current, candidate.version)
     try:
-        moved = registry.set_alias(session, name, alias, target, current)
-    except registry.AliasMoved:
+        moved = registry.set_alias(session, name, alias, target, current, commit=False)
+    except (registry.AliasMoved, IntegrityError):
+        session.rollback()
         raise OperationFailed(
             409, f"{name}@{alias} changed while the versions were evaluated."
         ) from None
-    bump(generation)
     shadow_task = moved.shadow and version_row(session, name, moved.shadow["version"]).task.value
     view = alias_view(moved, shadow_task or None)
     return {"alias": {**view, "changes": request["changes"]}, **judged}
 
 
-def run_importance(
-    session: Session, request: dict, settings: Settings, _generation: Generation
-) -> dict:
+def run_importance(session: Session, request: dict, settings: Settings) -> dict:
     """Global feature importance, as ``POST .../importance`` answers it, of the version the
     request's reference named when it was accepted."""
     row = session.scalar(select(TrainedModel).where(TrainedModel.id == request["model_id"]))
@@ -150,7 +157,7 @@ def bump(generation: Generation) -> None:
         logger.exception("the registry generation did not move")
 
 
-RUNNERS: dict[OperationKind, Callable[[Session, dict, Settings, Generation], dict]] = {
+RUNNERS: dict[OperationKind, Callable[[Session, dict, Settings], dict]] = {
     OperationKind.PROMOTION: run_promotion,
     OperationKind.IMPORTANCE: run_importance,
 }

@@ -89,12 +89,18 @@ class AliasTarget:
 
 
 def set_alias(
-    session: Session, name: str, alias: str, target: AliasTarget, seen: ModelAlias | None
+    session: Session,
+    name: str,
+    alias: str,
+    target: AliasTarget,
+    seen: ModelAlias | None,
+    commit: bool = True,
 ) -> ModelAlias:
     """Point ``name@alias`` at ``target`` (whose versions the caller has checked exist), with a
-    new ``split_id``, and commit, provided the alias is still as the caller ``seen`` it (None:
-    it did not exist); ``AliasMoved`` otherwise, so that what the caller checked still holds
-    when the move is written. A move is an ``alias.moved`` event, committed with it."""
+    new ``split_id``, and commit (unless ``commit`` is false: the caller commits it with what
+    else it writes), provided the alias is still as the caller ``seen`` it (None: it did not
+    exist); ``AliasMoved`` otherwise, so that what the caller checked still holds when the move
+    is written. A move is an ``alias.moved`` event, committed with it."""
     values = {
         "version": target.version,
         "split": target.split,
@@ -106,7 +112,8 @@ def set_alias(
         session.add(row)
         session.flush()
         alias_moved(session, row.tenant, name, alias, None, target)
-        session.commit()
+        if commit:
+            session.commit()
         return row
     same_split = (
         ModelAlias.split_id.is_(None)
@@ -125,7 +132,7 @@ def set_alias(
         raise AliasMoved(f"{name}@{alias} moved meanwhile")
     if old != target:
         alias_moved(session, seen.tenant, name, alias, old, target)
-    session.commit()
+    session.commit() if commit else session.flush()
     session.expire_all()
     return get_alias(session, name, alias)
 

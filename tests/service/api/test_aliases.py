@@ -4,9 +4,11 @@ routing, what GET shows, the shadow's figures, and what the API refuses."""
 import numpy as np
 import pytest
 
+from service.db import operations
+from service.db.tenancy import session_for
 from service.serving.rollout import pick_version
 from tests.factories import assert_envelope
-from tests.service.operation_runs import run_accepted
+from tests.service.operation_runs import accepted_operation, run_accepted
 from tests.service.serving.test_contracts import reordered_iris_csv, train_version
 from tests.service.serving.test_models_evaluate import (
     IRIS_COLUMNS,
@@ -14,6 +16,7 @@ from tests.service.serving.test_models_evaluate import (
     iris_csv,
     trained_model,
 )
+from worker import operations as worker_operations
 
 ROW = [[5.9, 3.0, 5.1, 1.8]]
 
@@ -289,3 +292,19 @@ def test_a_gate_operation_leaves_an_alias_that_moved_since_the_request(
     assert operation["error"]["status"] == 409 and operation["error"]["code"] == "conflict"
     assert "changed since" in operation["error"]["message"]
     assert client.get("/v1/models/iris@production").get_json()["version"] == versions[2]
+
+
+def test_a_gate_attempt_that_lost_its_claim_moves_nothing(
+    client, sessions, settings, versions, held_out
+):
+    put(client, {"version": versions[0]})
+    body = {"version": versions[1], "dataset_id": held_out, "require": {"accuracy": {"min": 0}}}
+    operation_id = accepted_operation(promote(client, body, headers={"Prefer": "respond-async"}))
+    with sessions() as session:
+        first = operations.claim_operation(session, operation_id, -1, 3)  # its lease expired
+        operations.claim_operation(session, operation_id, 30, 3)  # another worker holds it
+    with session_for(sessions, first.tenant) as session:
+        result = worker_operations.run_promotion(session, first.request, settings)
+        assert not worker_operations.end(session, first, {"result": result})
+    assert client.get("/v1/models/iris@production").get_json()["version"] == versions[0]
+    assert client.get(f"/v1/operations/{operation_id}").get_json()["status"] == "running"
