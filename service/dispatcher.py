@@ -30,7 +30,8 @@ Each round, every ``dispatch_interval_seconds``:
 Lease times are written from the workers' clocks and compared with the dispatcher's: hosts must
 keep their clocks in sync (NTP); a lease of several seconds absorbs the usual skew.
 
-And, for the prediction log (``LogUpkeep``), once a minute: delete rows older than
+And, for the prediction log and the operations (``LogUpkeep``), once a minute: delete operations
+that ended ``OPERATION_RETENTION_DAYS`` ago, and the log's rows older than
 ``PREDICTION_LOG_DAYS``, a version's oldest rows beyond ``PREDICTION_LOG_MAX_ROWS`` and a deleted
 model's rows, in batches of ``RETENTION_BATCH`` rows, each batch its own short transaction (so
 inserts are never held up); and every ``DRIFT_INTERVAL`` seconds, the live figures /metrics
@@ -68,7 +69,8 @@ RETENTION_INTERVAL_SECONDS = 60.0
 
 
 class LogUpkeep:
-    """The prediction log's retention and the live figures, each run when it is due."""
+    """The retention of the prediction log and of the operations, and the live figures, each run
+    when it is due."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -81,7 +83,7 @@ class LogUpkeep:
             self.next_retention = now + RETENTION_INTERVAL_SECONDS
             deleted = self.delete_expired(sessions)
             if deleted:
-                logger.info("prediction log: %d rows deleted", deleted)
+                logger.info("retention: %d rows deleted (prediction log, operations)", deleted)
         if now >= self.next_figures:
             self.next_figures = now + self.settings.drift_interval
             self.refresh_live_figures(sessions)
@@ -97,6 +99,10 @@ class LogUpkeep:
             )
             deleted += until_none_left(lambda: predictions.delete_orphans(session, RETENTION_BATCH))
             deleted += predictions.delete_bin_counts(session, before)
+            ended_before = utcnow() - timedelta(days=self.settings.operation_retention_days)
+            deleted += until_none_left(
+                lambda: operations.delete_ended_before(session, ended_before, RETENTION_BATCH)
+            )
             for model_id in predictions.models_over(session, max_rows):
                 deleted += until_none_left(
                     lambda model_id=model_id: predictions.delete_beyond(

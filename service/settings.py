@@ -108,11 +108,13 @@ class Settings:
     # up to EXPLAIN_MAX_OPERATION_EVALUATIONS forward rows; a promotion gate there when its data
     # set has more than GATE_SYNC_ROWS rows (or when the request says `Prefer: respond-async`).
     # A worker holds an operation under a lease of OPERATION_LEASE_SECONDS, renewed while it
-    # runs; one whose workers died OPERATION_MAX_ATTEMPTS times ends failed.
+    # runs; one whose workers died OPERATION_MAX_ATTEMPTS times ends failed. The dispatcher
+    # deletes operations OPERATION_RETENTION_DAYS after they ended.
     explain_max_operation_evaluations: int = 100_000_000
     gate_sync_rows: int = 50_000
     operation_lease_seconds: float = 30.0
     operation_max_attempts: int = 3
+    operation_retention_days: float = 7.0
     # Models kept deserialized per API process: at most MODEL_CACHE_SIZE of them and at most
     # MODEL_CACHE_BYTES of their arrays.
     model_cache_size: int = 32

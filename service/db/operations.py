@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.attempts import StaleAttempt
@@ -151,6 +151,19 @@ def end_operation(
         return False
     session.commit()
     return True
+
+
+def delete_ended_before(session: Session, before: datetime, batch: int) -> int:
+    """Delete at most ``batch`` operations that ended before ``before``, and commit; how many
+    went. Unfinished ones stay, however old."""
+    ended_ids = select(Operation.id).where(
+        Operation.status.not_in(UNFINISHED), Operation.finished_at < before
+    )
+    deleted = session.execute(
+        delete(Operation).where(Operation.id.in_(ended_ids.order_by(Operation.id).limit(batch)))
+    ).rowcount
+    session.commit()
+    return deleted
 
 
 def _held_by(claim: Claim) -> Any:

@@ -108,3 +108,23 @@ def claim_of(sessions, operation_id: int) -> operations.Claim:
     """The claim that holds the running ``operation_id`` now."""
     row = shown(sessions, operation_id)
     return operations.Claim(operation_id, row.attempts, row.tenant, row.kind, row.request)
+
+
+def test_retention_deletes_only_operations_that_ended_before_the_cutoff(sessions):
+    old, recent, unfinished = (accepted(sessions) for _ in range(3))
+    for operation_id in (old, recent):
+        held = claim(sessions, operation_id)
+        with sessions() as session:
+            operations.end_operation(session, held, result={})
+    with sessions() as session:
+        session.execute(
+            update(Operation)
+            .where(Operation.id.in_([old, unfinished]))
+            .values(finished_at=utcnow() - timedelta(days=8))
+        )
+        session.commit()
+        cutoff = utcnow() - timedelta(days=7)
+        assert operations.delete_ended_before(session, cutoff, batch=10) == 1
+        assert operations.delete_ended_before(session, cutoff, batch=10) == 0
+    assert shown(sessions, old) is None
+    assert shown(sessions, recent) is not None and shown(sessions, unfinished) is not None
