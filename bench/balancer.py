@@ -12,8 +12,9 @@ the alias ``production``, and ``cold`` under none.
   (WEB_CONCURRENCY=1), and three HAProxy instances with deploy/haproxy/haproxy.cfg in front of
   1, 2 and 3 of them (only the server lines differ). wrk (``-t1``, bench/wrk/post.lua) sends one
   digits row per request to ``/v1/models/m01@production/predict`` at 16 connections, for
-  ``--seconds`` after a 2 s warm-up, straight to one replica and through each balancer, in turn,
-  ``--rounds`` times; the report gives the median requests/s, p50 and p99.
+  ``--seconds`` after a 2 s warm-up, straight to one replica and through each balancer, and at
+  one connection straight and through the balancer of one replica, in turn, ``--rounds`` times;
+  the report gives the median requests/s, p50 and p99.
 * Warm-up: ``backprop api`` started anew with one gunicorn process (WEB_CONCURRENCY=1, so that
   every request below reaches the same process), with the default warm-up (the 20 aliased
   models) and with none (WARM_MODELS_MAX=0), in turn, ``--rounds`` times: seconds from the
@@ -182,16 +183,22 @@ def balanced(folder: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
             stop(api)
 
 
-def measure_balancer(folder: Path, env: dict, rounds: int, seconds: int) -> dict[str, list]:
-    results: dict[str, list[WrkResult]] = {}
+def measure_balancer(folder: Path, env: dict, rounds: int, seconds: int) -> dict[tuple, list]:
+    """wrk's figures per (way in, connections): every way at CONNECTIONS, and the first two
+    (straight to a replica, through a balancer of one) at one connection too, where the
+    difference is the balancer's own cost per request."""
+    results: dict[tuple[str, int], list[WrkResult]] = {}
     body = digits_row_body()
     with balanced(folder, env) as ways:
+        runs = [(way, CONNECTIONS) for way in ways] + [(way, 1) for way in list(ways)[:2]]
         for round_number in range(1, rounds + 1):
-            for way, base_url in ways.items():
-                say(f"round {round_number}: {way}")
-                request = Request("ours", way, f"{base_url}/v1/models/m01@production/predict", body)
-                run_wrk(request, CONNECTIONS, 2, folder)
-                results.setdefault(way, []).append(run_wrk(request, CONNECTIONS, seconds, folder))
+            for way, connections in runs:
+                say(f"round {round_number}: {way}, {connections} connection(s)")
+                url = f"{ways[way]}/v1/models/m01@production/predict"
+                request = Request("ours", way, url, body)
+                run_wrk(request, connections, 2, folder)
+                figures = run_wrk(request, connections, seconds, folder)
+                results.setdefault((way, connections), []).append(figures)
     return results
 
 
@@ -238,21 +245,21 @@ def measure_warm_up(folder: Path, env: dict, rounds: int) -> dict[str, dict[str,
     return figures
 
 
-def report(balancer: dict[str, list[WrkResult]], warm_up: dict, rounds: int, seconds: int) -> str:
+def report(balancer: dict[tuple, list[WrkResult]], warm_up: dict, rounds: int, seconds: int) -> str:
     lines = [
-        "`/v1/models/m01@production/predict`, one digits row (64-512-512-10),"
-        f" wrk -t1 -c{CONNECTIONS}, {seconds} s per run, median of {rounds} interleaved rounds;"
-        " each replica one gunicorn process:",
+        "`/v1/models/m01@production/predict`, one digits row (64-512-512-10), wrk -t1,"
+        f" {seconds} s per run, median of {rounds} interleaved rounds; each replica one gunicorn"
+        " process:",
         "",
-        "| way in | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|",
+        "| way in | connections | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
     ]
-    for way, runs in balancer.items():
+    for (way, connections), runs in balancer.items():
         rps = statistics.median(run.requests_per_second for run in runs)
         p50 = statistics.median(run.p50_ms for run in runs)
         p99 = statistics.median(run.p99_ms for run in runs)
         errors = sum(run.errors for run in runs)
-        lines.append(f"| {way} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+        lines.append(f"| {way} | {connections} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
     lines += [
         "",
         f"`backprop api` (one process) started anew, median of {rounds} interleaved rounds:",
