@@ -3,23 +3,48 @@ change of what a model reference means (a new version, an alias set, moved or de
 deleted) changes, so that caches of resolved references are dropped on the very next request in
 every process without a database round trip while nothing changes.
 
-Redis holds it when the broker is Redis (an ``INCR``ed key: one ``GET`` per request); otherwise a
-file beside the SQLite database, replaced on each change by a new random token (one small read
-per request): the embedded default, where every process shares one disk.
+Redis holds it when the broker is Redis, and pushes it: each change sets the key to a new random
+token and publishes that token on a channel, in one script; each process subscribes once and, per
+request, takes whatever the subscription has delivered with a non-blocking read of its socket (a
+``poll``, no round trip). Redis writes the message to every subscriber's socket in the same turn
+of its loop as its reply to the change, so on one host a request that could know of the change
+(it came after the change's answer) finds the message already in its process's socket; across
+hosts the bound is the network's delivery time (docs/benchmarks.md, issue 29, measures it). While
+the subscription is down a ``GET`` per request stands in (as before), and the subscription is tried
+again after ``RESUBSCRIBE_SECONDS``.
+
+Otherwise a file beside the SQLite database, replaced on each change by a new random token (one
+small read per request): the embedded default, where every process shares one disk.
 """
 
+import contextlib
+import logging
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.client import PubSub
+from redis.retry import Retry
 
 from service.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 REDIS_KEY = "backprop:registry-generation"
+REDIS_CHANNEL = "backprop:registry-generation"
 REDIS_TIMEOUT_SECONDS = 1.0
+RESUBSCRIBE_SECONDS = 5.0
+# Set the token and tell every subscriber, atomically: a subscriber that reads the key after
+# subscribing misses no change.
+BUMP_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+"""
 
 
 class Generation(Protocol):
@@ -30,22 +55,97 @@ class Generation(Protocol):
         """Tell every process that references may now resolve differently."""
 
 
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
 class RedisGeneration:
+    """The token pushed by Redis to each process (see the module's docstring). Tokens are only
+    compared for equality: any message changes the token, and so drops the caches."""
+
     def __init__(self, url: str):
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
-        )
+        timeouts = {
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        }
+        self.client = redis.Redis.from_url(url, **timeouts)
+        # No silent reconnection for the subscription: messages sent while it was down would be
+        # lost unseen; a failure instead falls back to reads until a new subscription has read
+        # the key.
+        self.subscriber = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **timeouts)
+        self._bump = self.client.register_script(BUMP_SCRIPT)
+        self._lock = threading.Lock()
+        self._subscription: PubSub | None = None
+        self._subscribed_pid = 0
+        self._token: object = None
+        self._subscribe_at = 0.0
 
     def current(self) -> object:
-        """The counter; while Redis is unreachable a new token per call (so every request
-        resolves from the database: slower, never stale)."""
+        """The last token pushed; while not subscribed the key read per call, and while Redis is
+        unreachable a new token per call (so every request resolves from the database: slower,
+        never stale)."""
+        with self._lock:
+            if self._listening():
+                try:
+                    return self._received()
+                except redis.RedisError as error:
+                    self._unsubscribe(error)
         try:
             return self.client.get(REDIS_KEY)
         except redis.RedisError:
             return object()
 
     def bump(self) -> None:
-        self.client.incr(REDIS_KEY)
+        self._bump(keys=[REDIS_KEY, REDIS_CHANNEL], args=[new_token()])
+
+    def _listening(self) -> bool:
+        """Subscribed in this process (a forked child subscribes anew), subscribing when due."""
+        if self._subscription is not None and self._subscribed_pid == os.getpid():
+            return True
+        self._subscription = None
+        if time.monotonic() < self._subscribe_at:
+            return False
+        try:
+            self._subscribe()
+        except redis.RedisError as error:
+            self._unsubscribe(error)
+            return False
+        return True
+
+    def _subscribe(self) -> None:
+        """Subscribe, wait for Redis to confirm, then read the key: every later change arrives
+        as a message."""
+        subscription = self.subscriber.pubsub()
+        subscription.subscribe(REDIS_CHANNEL)
+        confirmation = subscription.get_message(timeout=REDIS_TIMEOUT_SECONDS)
+        if confirmation is None or confirmation["type"] != "subscribe":
+            subscription.close()
+            raise redis.ConnectionError("the subscription to the registry generation timed out")
+        try:
+            self._token = self.client.get(REDIS_KEY)
+        except redis.RedisError:
+            subscription.close()
+            raise
+        self._subscription, self._subscribed_pid = subscription, os.getpid()
+
+    def _received(self) -> object:
+        """The token of the last message already in the socket, without waiting."""
+        while (message := self._subscription.get_message(timeout=0.0)) is not None:
+            if message["type"] == "message":
+                self._token = message["data"]
+        return self._token
+
+    def _unsubscribe(self, error: Exception) -> None:
+        logger.warning(
+            "the registry generation is read per request for %s s: its subscription failed: %s",
+            RESUBSCRIBE_SECONDS,
+            error,
+        )
+        if self._subscription is not None and self._subscribed_pid == os.getpid():
+            with contextlib.suppress(redis.RedisError):
+                self._subscription.close()
+        self._subscription = None
+        self._subscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
 
 
 class FileGeneration:
@@ -64,7 +164,7 @@ class FileGeneration:
         """Replace the file at once with a new random token (readers see the old or the new)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-        temporary.write_text(uuid.uuid4().hex)
+        temporary.write_text(new_token())
         os.replace(temporary, self.path)
 
 

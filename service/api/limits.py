@@ -14,6 +14,8 @@ small prediction's throughput (docs/benchmarks.md, "What the request hooks cost"
 The counts live in Redis when Redis is the broker (every API process then shares them), else in
 each API process's memory. While Redis cannot be reached the counting goes on in memory, and
 Redis is tried again after ``REDIS_RETRY_SECONDS``: an outage of Redis does not fail requests.
+In Redis all of a budget's windows are counted by one script: one round trip per request (the
+registry generation costs none: service/generation.py).
 
 A request over its budget is a 429 with ``Retry-After`` (seconds) and the error envelope naming
 the limit and its setting.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask, Request, g, request
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from service.api.auth import guarded
@@ -40,6 +42,22 @@ OFF = ("", "off")
 PREDICTION_RULE_ENDINGS = ("/predict", "/infer")
 REDIS_SCHEMES = ("redis://", "rediss://")
 REDIS_RETRY_SECONDS = 5.0
+# Count a request against each of a budget's windows in turn, stopping at the first it exceeds
+# (as ``FixedWindowRateLimiter.hit`` per limit: the key expires with its window, made on the
+# first hit): one round trip for the whole budget. KEYS: the windows' keys; ARGV: each window's
+# expiry (seconds) and amount. Returns the 1-based index of the window exceeded, 0 for none.
+COUNT_SCRIPT = """
+for i, key in ipairs(KEYS) do
+    local count = redis.call('INCRBY', key, 1)
+    if count == 1 then
+        redis.call('EXPIRE', key, ARGV[2 * i - 1])
+    end
+    if count > tonumber(ARGV[2 * i]) then
+        return i
+    end
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,11 @@ class RateLimits:
 
     def __post_init__(self) -> None:
         self.counter = FixedWindowRateLimiter(self.storage)
+        self.count_in_redis = (
+            self.storage.get_connection().register_script(COUNT_SCRIPT)
+            if isinstance(self.storage, RedisStorage)
+            else None
+        )
 
     def check(self) -> None:
         """``before_request``: count the request against its budget, or answer 429."""
@@ -104,20 +127,40 @@ class RateLimits:
         if spent is None:
             return
         key = caller_key()
-        for limit in spent.limits:
-            counter = self.available_counter()
+        counter, limit = self.first_exceeded(spent, key)
+        if limit is not None:
+            reset = counter.get_window_stats(limit, key, spent.scope).reset_time
+            fail(
+                429,
+                f"Rate limit {limit} ({spent.setting}) exceeded.",
+                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+            )
+
+    def first_exceeded(
+        self, spent: Budget, key: str
+    ) -> tuple[FixedWindowRateLimiter, RateLimitItem | None]:
+        """The counter that counted the request, and the first of ``spent``'s limits it exceeds
+        (None: within them all). Each limit is counted in turn up to that one: in Redis in one
+        script call, in memory while Redis is unreachable or not the broker."""
+        if self.count_in_redis is not None and time.monotonic() >= self.redis_retry_at:
             try:
-                allowed = counter.hit(limit, key, spent.scope)
+                return self.counter, self.first_exceeded_in_redis(spent, key)
             except self.storage.base_exceptions as error:
                 self.redis_unreachable(error)
-                counter, allowed = self.fallback, self.fallback.hit(limit, key, spent.scope)
-            if not allowed:
-                reset = counter.get_window_stats(limit, key, spent.scope).reset_time
-                fail(
-                    429,
-                    f"Rate limit {limit} ({spent.setting}) exceeded.",
-                    headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
-                )
+        counter = self.counter if self.count_in_redis is None else self.fallback
+        for limit in spent.limits:
+            if not counter.hit(limit, key, spent.scope):
+                return counter, limit
+        return counter, None
+
+    def first_exceeded_in_redis(self, spent: Budget, key: str) -> RateLimitItem | None:
+        """As ``FixedWindowRateLimiter.hit`` on each limit, on the keys it uses (so its window
+        figures and ``reset`` still apply), in one round trip."""
+        limits = spent.limits
+        keys = [self.storage.prefixed_key(limit.key_for(key, spent.scope)) for limit in limits]
+        windows = [figure for limit in limits for figure in (limit.get_expiry(), limit.amount)]
+        index = int(self.count_in_redis(keys=keys, args=windows))
+        return limits[index - 1] if index else None
 
     def reset(self) -> None:
         """Forget every count, in Redis too (every API process's), and try Redis again at once:
@@ -125,9 +168,6 @@ class RateLimits:
         self.storage.reset()
         self.fallback.storage.reset()
         self.redis_retry_at = 0.0
-
-    def available_counter(self) -> FixedWindowRateLimiter:
-        return self.counter if time.monotonic() >= self.redis_retry_at else self.fallback
 
     def redis_unreachable(self, error: Exception) -> None:
         with self._lock:

@@ -1,9 +1,9 @@
 """What a model reference names, per request: from this process's caches while the registry
 generation (service/generation.py) has not moved, else from the database.
 
-A prediction thus costs one generation read (a Redis ``GET`` or a ``stat``) and two dictionary
-lookups when nothing changed; a new version, an alias moved or a model deleted anywhere is seen
-by the very next request of every process.
+A prediction thus costs one generation read (a poll of the socket Redis pushes it on, or a small
+file read) and two dictionary lookups when nothing changed; a new version, an alias moved or a
+model deleted anywhere is seen by the very next request of every process.
 """
 
 import logging
