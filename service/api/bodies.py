@@ -14,6 +14,9 @@ from service.api.errors import DeclaredResponse, fail
 from service.json_depth import MAX_JSON_DEPTH, json_depth
 from service.serving.inference_protocol import HEADER_LENGTH
 
+# Each read of a large body: gunicorn receives up to 1 MiB per recv.
+BODY_READ_BYTES = 1 << 20
+
 
 class UnsizedBodyStream(LimitedStream):
     """A body without Content-Length (chunked), cut off with a 413 once it is over ``max_bytes``.
@@ -44,6 +47,25 @@ class BodyLimitedRequest(Request):
         if limit is None or not unsized:
             return super().stream
         return UnsizedBodyStream(self.environ["wsgi.input"], limit)
+
+
+def read_infer_body(req: Request) -> bytes | memoryview:
+    """The body of a /v2 infer. One in the binary tensor extension (``HEADER_LENGTH``) with a
+    Content-Length is read with large reads straight into a buffer of that length (no chunks
+    joined, no copy at the end: 10,000 rows of 784 FP32 are 31 MB); any other as ``get_data``
+    reads it (a JSON one ``refuse_deep_json`` has already read and kept). Over
+    ``MAX_REQUEST_BYTES`` either is a 413, as with ``get_data``."""
+    length = req.content_length
+    if length is None or HEADER_LENGTH not in req.headers:
+        return req.get_data(cache=False)
+    stream, view = req.stream, memoryview(bytearray(length))
+    filled = 0
+    while filled < length:
+        count = stream.readinto(view[filled : filled + BODY_READ_BYTES])
+        if not count:  # a stream that ended early (werkzeug raises ClientDisconnected first)
+            break
+        filled += count
+    return view[:filled]
 
 
 def refuse_deep_json() -> None:

@@ -117,10 +117,11 @@ def model_metadata(
 
 
 def parse_infer_request(
-    body: bytes, header_length: str | None, model: Model, max_rows: int
+    body: bytes | memoryview, header_length: str | None, model: Model, max_rows: int
 ) -> InferRequest:
     """The rows and requested outputs of an infer request's ``body``; ``header_length`` is the
-    ``Inference-Header-Content-Length`` header as sent (None: the body is all JSON)."""
+    ``Inference-Header-Content-Length`` header as sent (None: the body is all JSON). Binary
+    rows in the model's dtype are a view of ``body``, not a copy."""
     header, binary = split_body(body, header_length)
     x = input_rows(header, binary, model, max_rows)
     request_id = header.get("id")
@@ -129,7 +130,7 @@ def parse_infer_request(
     return InferRequest(x, requested_outputs(header, output_specs(model)), request_id)
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
+def split_body(body: bytes | memoryview, header_length: str | None) -> tuple[dict, memoryview]:
     """The JSON header as a dict and the binary tensor data after it (a view, not a copy)."""
     size = len(body) if header_length is None else parse_header_length(header_length, len(body))
     view = memoryview(body)
@@ -380,10 +381,11 @@ def encode_infer_response(
     model_name: str,
     model_version: str | None,
     prediction_id: str | None = None,
-) -> tuple[bytes, int | None]:
-    """The response body and, when some output travels in binary, the length of its JSON
-    header (the ``Inference-Header-Content-Length`` to send). A ``prediction_id`` goes in the
-    response's ``parameters``."""
+) -> tuple[list[bytes], int | None]:
+    """The response body as its pieces, to be sent one after the other (the JSON header, then
+    each binary output: never joined into a copy of them all), and, when some output travels in
+    binary, the length of the header (the ``Inference-Header-Content-Length`` to send). A
+    ``prediction_id`` goes in the response's ``parameters``."""
     response: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         response["model_version"] = model_version
@@ -403,9 +405,7 @@ def encode_infer_response(
         tensors.append(tensor)
     response["outputs"] = tensors
     header = json.dumps(response, separators=(",", ":")).encode()
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)
+    return [header, *chunks], len(header) if chunks else None
 
 
 def tensor_bytes(array: np.ndarray, datatype: str) -> bytes:

@@ -14,6 +14,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api.bodies import read_infer_body
 from service.api.context import services
 from service.api.errors import fail
 from service.api.prediction_logging import PREDICTION_ID_HEADER, log_prediction
@@ -84,7 +85,7 @@ def protocol_version(served: ServedModel) -> str | None:
     return None if served.version is None else str(served.version)
 
 
-def infer(body: bytes, served: ServedModel) -> Response:
+def infer(body: bytes | memoryview, served: ServedModel) -> Response:
     """Parse the request ``body``, predict as /v1 does, encode the answer."""
     try:
         inference = protocol.parse_infer_request(
@@ -115,11 +116,15 @@ def infer(body: bytes, served: ServedModel) -> Response:
     return infer_response(body, header_length, headers)
 
 
-def infer_response(body: bytes, header_length: int | None, headers: dict[str, str]) -> Response:
+def infer_response(
+    chunks: list[bytes], header_length: int | None, headers: dict[str, str]
+) -> Response:
+    """The pieces of the body sent one after the other, with their total length."""
+    headers["Content-Length"] = str(sum(len(chunk) for chunk in chunks))
     if header_length is None:
-        return Response(body, mimetype="application/json", headers=headers)
+        return Response(chunks, mimetype="application/json", headers=headers)
     headers[protocol.HEADER_LENGTH] = str(header_length)
-    return Response(body, mimetype="application/octet-stream", headers=headers)
+    return Response(chunks, mimetype="application/octet-stream", headers=headers)
 
 
 @blp.route("/health/live")
@@ -199,5 +204,4 @@ class ModelInfer(MethodView):
         """Predict for the rows of the `input` tensor (FP32 or FP64, [rows, n_features])"""
         # The body first, as /v1 predict does: one over MAX_REQUEST_BYTES is a 413 whatever
         # the name, and the client is never answered before it has finished sending.
-        body = request.get_data(cache=False)
-        return infer(body, served_model(name, version))
+        return infer(read_infer_body(request), served_model(name, version))

@@ -9,12 +9,14 @@ import tritonclient.http as triton
 from tritonclient.utils import np_to_triton_dtype
 
 from model_core import Model
+from service.api import bodies
 from service.api.app import create_app
 from service.serving import inference_protocol as protocol
 from service.serving.inference_protocol import ProtocolError
 from service.serving.predictions import prediction_arrays
 from service.settings import Settings
 from tests.factories import job_body
+from tests.service.conftest import MAX_REQUEST_BYTES
 from worker.training import run_training
 
 XOR_ROWS = [[0, 0], [0, 1], [1, 0], [1, 1]]
@@ -62,7 +64,8 @@ def round_trip(model: Model, inputs: list, outputs: list | None = None) -> trito
         "m",
         "1",
     )
-    return triton.InferenceServerClient.parse_response_body(answer, header_length=length)
+    body = b"".join(answer)
+    return triton.InferenceServerClient.parse_response_body(body, header_length=length)
 
 
 def rows_for(model: Model, n: int = 4, dtype=np.float32) -> np.ndarray:
@@ -123,6 +126,17 @@ def test_binary_round_trip_gives_model_cores_numbers():
     assert np.array_equal(result.as_numpy("predictions"), labels)
     assert np.array_equal(result.as_numpy("probabilities"), probabilities)
     assert all("binary_data_size" in o["parameters"] for o in result.get_response()["outputs"])
+
+
+def test_binary_rows_are_a_view_of_the_body_not_a_copy():
+    model = make_model()
+    body, json_size = triton.InferenceServerClient.generate_request_body(
+        [triton_input(rows_for(model))]
+    )
+    buffer = bytearray(body)
+    request = protocol.parse_infer_request(memoryview(buffer), str(json_size), model, MAX_ROWS)
+    assert np.shares_memory(request.x, np.frombuffer(buffer, np.uint8))
+    assert np.array_equal(request.x, rows_for(model))
 
 
 def test_json_round_trip_of_named_outputs():
@@ -381,6 +395,27 @@ def test_infer_in_binary_equals_v1_predict(client, model_id):
     assert np.array_equal(
         result.as_numpy("probabilities"), np.array(v1["probabilities"], dtype=np.float32)
     )
+
+
+def test_a_binary_body_read_in_many_pieces_answers_the_same(client, model_id, monkeypatch):
+    """The body is read into one buffer in reads of ``BODY_READ_BYTES``; the answer is sent in
+    pieces (header, then each output) with their total length."""
+    rows = np.array(XOR_ROWS, dtype=np.float32)
+    _, whole = infer_binary(client, "/v2/models/xor/infer", rows)
+    monkeypatch.setattr(bodies, "BODY_READ_BYTES", 5)
+    response, pieces = infer_binary(client, "/v2/models/xor/infer", rows)
+    assert int(response.headers["Content-Length"]) == len(response.data)
+    for name in ("predictions", "probabilities"):
+        assert np.array_equal(pieces.as_numpy(name), whole.as_numpy(name))
+
+
+def test_a_binary_body_over_max_request_bytes_is_a_413(client, model_id):
+    rows = np.zeros((MAX_REQUEST_BYTES // 8 + 1, 2), dtype=np.float32)
+    body, json_size = triton.InferenceServerClient.generate_request_body([triton_input(rows)])
+    response = client.post(
+        "/v2/models/xor/infer", data=body, headers={protocol.HEADER_LENGTH: str(json_size)}
+    )
+    assert_protocol_error(response, 413)
 
 
 def test_infer_in_json_with_a_content_type_and_a_version(client, model_id):
