@@ -2,7 +2,7 @@
 ``AUTH=required``, the prediction log, a canary split on the alias, both rate limits (in
 Redis, with Redis as the broker), the JSON log line per request (issue 29).
 
-    python -m bench.predict_profile [--requests 20000] [--top 25]
+    python -m bench.predict_profile [--requests 20000] [--top 25] [--in-memory] [--no-profile]
 
 The app is built in this process on a throwaway SQLite database and Redis db 15; the digits
 model (64-64-10) is trained twice by the worker's own function and ``digits@production`` split
@@ -46,12 +46,15 @@ JOB = {
 }
 
 
-def prepared_app(folder: Path):
-    """The app with every feature on, a key, and ``digits@production`` split over 2 versions."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
+def prepared_app(folder: Path, in_memory: bool):
+    """The app with every feature on, a key, and ``digits@production`` split over 2 versions;
+    ``in_memory``: on the embedded broker (rate limits counted in memory, no Redis)."""
+    broker_url = f"sqla+sqlite:///{folder / 'broker.sqlite'}" if in_memory else REDIS_URL
+    if not in_memory:
+        redis.Redis.from_url(REDIS_URL).flushdb()
     settings = Settings(
         database_url=f"sqlite:///{folder / 'backprop.sqlite'}",
-        broker_url=REDIS_URL,
+        broker_url=broker_url,
         auth="required",
         log_level="INFO",
         prediction_log="on",
@@ -99,9 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--no-profile", action="store_true", help="the mean time only")
+    parser.add_argument(
+        "--in-memory", action="store_true", help="the embedded broker: no Redis, limits in memory"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as name:
-        app, headers = prepared_app(Path(name))
+        app, headers = prepared_app(Path(name), args.in_memory)
         logging.getLogger().handlers[0].setStream(open("/dev/null", "w"))  # noqa: SIM115
         request_loop(app, headers, 500)  # warm-up
         start = time.perf_counter()
@@ -109,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
         mean = (time.perf_counter() - start) / args.requests
         print(f"{mean * 1e6:.0f} us per request, unprofiled, mean of {args.requests}")
         profile = cProfile.Profile()
-        profile.runcall(request_loop, app, headers, args.requests)
+        if not args.no_profile:
+            profile.runcall(request_loop, app, headers, args.requests)
         app.extensions["prediction_log"].clear()
+    if args.no_profile:
+        return
     stats = pstats.Stats(profile, stream=sys.stdout).strip_dirs()
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
