@@ -18,8 +18,6 @@ from service.vocabulary import ACTIVE_STATUSES, JobStatus
 
 # No table holds this many rows; a larger offset would overflow the driver's integer.
 MAX_OFFSET = 2**62
-# Each write of a data set's arrays into SQLite's blob (add_dataset).
-BLOB_WRITE_BYTES = 1 << 20
 
 
 def page(session: Session, statement: Select, offset: int, limit: int) -> tuple[list, int]:
@@ -36,30 +34,6 @@ def add(session: Session, row: Dataset | TrainingJob) -> Dataset | TrainingJob:
     session.add(row)
     session.commit()
     return row
-
-
-def add_dataset(session: Session, dataset: Dataset) -> Dataset:
-    """Insert ``dataset`` and commit. On SQLite the row is inserted with a ``zeroblob`` of the
-    arrays' size, which SQLite does not allocate, and the arrays are written into it through
-    its incremental blob I/O in the same transaction: a blob bound to the ``INSERT`` is copied
-    by the driver (``SQLITE_TRANSIENT``) and again into the record SQLite assembles, three
-    copies of a data set at once (docs/benchmarks.md, issue 29)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return add(session, dataset)
-    arrays = memoryview(dataset.arrays)
-    dataset.arrays = func.zeroblob(len(arrays))
-    session.add(dataset)
-    try:
-        session.flush()
-        connection = session.connection().connection.driver_connection
-        with connection.blobopen(Dataset.__tablename__, "arrays", dataset.id) as blob:
-            for start in range(0, len(arrays), BLOB_WRITE_BYTES):
-                blob.write(arrays[start : start + BLOB_WRITE_BYTES])
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()
-    return dataset
 
 
 def list_datasets(session: Session, offset: int, limit: int) -> tuple[list[Dataset], int]:

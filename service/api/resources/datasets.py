@@ -102,7 +102,7 @@ def store_dataset(dataset: Dataset) -> Dataset:
     """Insert ``dataset``, unless it would take the tenant over its storage quota."""
     session = db()
     check_room_for(session, services().settings, dataset.stored_bytes)
-    return records.add_dataset(session, dataset)
+    return records.add(session, dataset)
 
 
 BODY_READERS: dict[str, Callable[[], NewDataset]] = {
