@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-explain bench-dashboard bench-balancer compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-servers bench-big-infer bench-generation bench-explain bench-dashboard bench-balancer compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,17 @@ bench-prediction-log: $(VENV)/.installed-bench
 # Time and the API process's peak memory per upload, CSV, Parquet and .npz (docs/benchmarks.md).
 bench-uploads: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.uploads $(BENCH_ARGS)
+
+# Issue 29: the request path's servers under wrk; the 10,000-row binary /v2 infer against a
+# checkout (BENCH_ARGS="--before PATH"); the registry generation's staleness when pushed.
+bench-servers: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.servers $(BENCH_ARGS)
+
+bench-big-infer: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.big_infer $(BENCH_ARGS)
+
+bench-generation: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.generation $(BENCH_ARGS)
 
 # Explanations over HTTP (IG of a digits row, exact Shapley of an iris row) and against captum.
 bench-explain: $(VENV)/.installed-bench

@@ -3,7 +3,7 @@ against model_core's forward pass in this process (issue 29's target: >= 60% of 
 
     python -m bench.big_infer --before PATH [--repeats 7] [--rows 10000]
 
-``--before`` is a checkout of the code to compare with (``git archive c5a6c03 | tar -x -C
+``--before`` is a checkout of the code to compare with (``git archive e218183 | tar -x -C
 /tmp/before``). The model is trained once, through the stack of this tree (bench/serving.py's
 ``train_synthetic``: the synthetic rows of bench/workloads.py, 2 epochs); then a second stack of
 the ``--before`` tree is started on the same SQLite database, and the two answer the same

@@ -97,6 +97,27 @@ def budget(settings: Settings, setting: str, scope: str) -> Budget | None:
         raise ValueError(f"{setting}={text!r}: {error}") from None
 
 
+class ThreadlessMemoryStorage(MemoryStorage):
+    """limits' memory storage without its expiry thread: ``MemoryStorage.incr`` starts a
+    ``threading.Timer`` whenever the last one has run (10 ms after it started), so that a
+    prediction at one connection started a thread every few requests (27% of the app's time
+    under cProfile on a loaded machine: docs/benchmarks.md, issue 29). A count is dropped when
+    its window has ended all the same (``get`` checks on every hit); only the sweep of keys no
+    one hits again (callers gone) runs here, inline, at most once per ``SWEEP_SECONDS``."""
+
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.swept_at = time.monotonic()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the parent's private hook
+        now = time.monotonic()
+        if now - self.swept_at >= self.SWEEP_SECONDS:
+            self.swept_at = now
+            self._MemoryStorage__expire_events()
+
+
 @dataclass
 class RateLimits:
     """The two budgets, counted in Redis or in memory, with memory standing in while Redis is
@@ -106,7 +127,7 @@ class RateLimits:
     predictions: Budget | None
     storage: Storage
     fallback: FixedWindowRateLimiter = field(
-        default_factory=lambda: FixedWindowRateLimiter(MemoryStorage())
+        default_factory=lambda: FixedWindowRateLimiter(ThreadlessMemoryStorage())
     )
     redis_retry_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,7 +207,7 @@ def counting_storage(settings: Settings) -> Storage:
         return storage_from_string(
             settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
-    return MemoryStorage()
+    return ThreadlessMemoryStorage()
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> None:

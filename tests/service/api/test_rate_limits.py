@@ -6,10 +6,13 @@ Budgets are "N/minute" so that no window ends during a test."""
 
 import dataclasses
 import secrets
+import threading
+import time
 
 import pytest
 
 from service.api.app import create_app
+from service.api.limits import ThreadlessMemoryStorage
 from tests.factories import api_key, assert_envelope, bearer, free_port
 
 XOR_ROWS = {"instances": [[0, 1]]}
@@ -170,3 +173,30 @@ def test_a_tenant_holds_at_most_max_keys_per_tenant_live_keys(client_with, sessi
     assert mint(client, admin).status_code == 201
     # Another tenant's keys are its own count.
     assert mint(client, bearer(api_key(sessions, "other", "admin"))).status_code == 201
+
+
+def test_counting_in_memory_starts_no_thread(client_with, monkeypatch):
+    """limits' memory storage started a timer thread on a hit every 10 ms or so."""
+    client = client_with(rate_limit="1000/minute")
+    started = []
+
+    class CountingTimer(threading.Timer):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Timer", CountingTimer)
+    for _ in range(3):
+        time.sleep(0.05)  # the last timer, had one started, would have run by now
+        assert client.get("/v1/datasets").status_code == 200
+    assert started == []
+
+
+def test_counts_of_callers_gone_are_swept_without_a_thread():
+    storage = ThreadlessMemoryStorage()
+    storage.incr("gone", 60)
+    storage.expirations["gone"] = time.time() - 1  # its window has ended; no one hits it again
+    storage.swept_at -= ThreadlessMemoryStorage.SWEEP_SECONDS
+    storage.incr("here", 60)
+    assert "gone" not in storage.storage
+    assert storage.get("here") == 1
