@@ -85,6 +85,19 @@ class Browser:
             css,
         )
 
+    def click(self, css: str, timeout: float = 30) -> None:
+        """Click the element ``css`` names; one the page redraws between finding it and the
+        click is found again (a live page redraws as its data arrives)."""
+
+        def clicked(driver) -> bool:
+            element = next(iter(driver.find_elements("css selector", css)), None)
+            if element is None:
+                return False
+            element.click()
+            return True
+
+        self.wait_for(clicked, timeout, css)
+
     def text(self, css: str) -> str:
         return self.wait_for(lambda driver: driver.find_element("css selector", css).text)
 

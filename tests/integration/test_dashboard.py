@@ -681,7 +681,7 @@ def test_the_train_form_shows_the_apis_errors_trains_and_trains_again(page, stac
     assert job["training"]["early_stopping"]["patience"] == 4
     assert job["network"]["layers"][0]["dropout"] == 0.1
 
-    page.element("#train-again").click()
+    page.click("#train-again")  # the job's page redraws as the job ends
     page.wait_for(
         lambda _: form_field(page, "training.seed").get_attribute("value") == "5",
         what="the form filled from the job",
