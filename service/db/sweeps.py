@@ -232,7 +232,9 @@ def training_seconds(session: Session, sweep_id: int) -> dict[int, float]:
 
 
 def status_counts(session: Session, sweep: Sweep) -> dict[str, int]:
-    """How many trials are in each job status, and ``waiting`` (not yet a job)."""
+    """How many trials are in each job status, and ``waiting`` (not yet a job), from one
+    query: every trial that is a job is counted once, whatever became of it meanwhile (the
+    sweep row read before could already be behind a trial queued since)."""
     rows = session.execute(
         select(TrainingJob.status, func.count())
         .where(TrainingJob.sweep_id == sweep.id)
@@ -240,7 +242,7 @@ def status_counts(session: Session, sweep: Sweep) -> dict[str, int]:
     )
     counts = {status.value: 0 for status in JobStatus}
     counts.update({status.value: count for status, count in rows})
-    return {"waiting": sweep.n_trials - sweep.next_trial, **counts}
+    return {"waiting": sweep.n_trials - sum(counts.values()), **counts}
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> bool:
