@@ -359,8 +359,9 @@ def return_freed_memory() -> None:
     """Hand the memory the parse freed back to the system before the data set is stored.
 
     glibc keeps freed memory at the top of its heap (up to twice its mmap threshold, which
-    grows to 32 MB as large blocks are freed): about 30 MB after a 92 MB CSV, held through the
-    insert, where the database makes its own copies of the arrays (docs/benchmarks.md, issue 29).
+    grows to 32 MB as large blocks are freed), held through the insert, where the database makes
+    its own copies of the arrays: 10 MB off a 92 MB CSV's peak under gunicorn, 30 MB in a bare
+    process (docs/benchmarks.md, issue 29).
     """
     if MALLOC_TRIM is not None:
         MALLOC_TRIM(0)
