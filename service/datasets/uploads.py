@@ -12,6 +12,7 @@ Without the form's ``task``, the targets choose it (``ingest.inferred_task``): a
 column is read alone for that first, then again with the features as the task says.
 """
 
+import ctypes
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -350,11 +351,28 @@ def format_of(filename: str | None) -> str:
     return FORMAT_EXTENSIONS.get(PurePath(filename or "").suffix.lower(), "csv")
 
 
+# glibc's malloc_trim, None where the C library has none (musl, macOS).
+MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
+def return_freed_memory() -> None:
+    """Hand the memory the parse freed back to the system before the data set is stored.
+
+    glibc keeps freed memory at the top of its heap (up to twice its mmap threshold, which
+    grows to 32 MB as large blocks are freed), held through the insert, where the database makes
+    its own copies of the arrays: 10 MB off a 92 MB CSV's peak under gunicorn, 30 MB in a bare
+    process (docs/benchmarks.md, issue 29).
+    """
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
 def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> Dataset:
     """A data set from an uploaded file in ``file_format`` (a key of ``FILE_READERS``); what
-    the reader held besides the arrays is freed before they are packed."""
+    the reader held besides the arrays is freed before they are packed, and the arrays before
+    the data set is returned to be stored."""
     arrays = FILE_READERS[file_format](upload, limits)
-    return build_dataset(
+    dataset = build_dataset(
         name=upload.name,
         task=arrays.task,
         source=file_format,
@@ -365,3 +383,6 @@ def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> D
         target_names=arrays.target_names,
         sample_weight=arrays.sample_weight,
     )
+    del arrays
+    return_freed_memory()
+    return dataset

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from service.datasets import uploads
 from service.db.models import Dataset
 from service.db.npz import npz_to_arrays
 from tests.conftest import BACKENDS
@@ -148,3 +149,13 @@ def test_parquet_integers_beyond_float64s_precision_are_rounded_as_in_csv(client
     dataset = created(post_file(client, data, "big.parquet", task="regression", target="y"))
     features = stored_arrays(sessions, dataset["id"])["X"]
     assert features.tolist() == [[float(2**53 + 1), float(2**64 - 1)], [float(2**63 - 1), 2.0**53]]
+
+
+def test_the_parse_s_freed_memory_is_returned_before_the_data_set_is_stored(
+    client, sessions, monkeypatch
+):
+    trims = []
+    monkeypatch.setattr(uploads, "MALLOC_TRIM", trims.append)
+    body = created(post_file(client, npz_bytes(X=FEATURES, y=np.array([0, 1, 2, 0])), "d.npz"))
+    assert trims == [0]
+    assert np.array_equal(stored_arrays(sessions, body["id"])["X"], FEATURES)
