@@ -240,7 +240,7 @@ def measure_backend(database: str, args: argparse.Namespace, folder: Path, mlflo
         if mlflow:
             backend.mlflow, backend.mlflow_why = measure_mlflow_beside(ready["off"], args, folder)
         else:
-            backend.mlflow_why = "not measured (MLflow runs beside the first backend only)"
+            backend.mlflow_why = "skipped (--no-mlflow)"
         return backend
 
 
@@ -281,7 +281,7 @@ def load_table(backends: list[Backend]) -> list[str]:
         for row in backend.mlflow:
             if row.result is not None:
                 lines.append(
-                    f"| (MLflow, {backend.database} run) | {row.request.server} | "
+                    f"| (beside {backend.database}) | {row.request.server} | "
                     f"{row.connections} | {row.result.requests_per_second:,.0f} | "
                     f"{row.result.p50_ms:.3f} | {row.result.p99_ms:.2f} | "
                     f"{row.result.errors} of {row.result.requests:,} |"
@@ -309,8 +309,10 @@ def difference_lines(backends: list[Backend]) -> list[str]:
     return lines
 
 
-def target_rows(backend: Backend) -> list[str]:
-    """Each target's verdict for one backend, in the order of TARGETS."""
+def target_rows(backend: Backend, peer: tuple[str, WrkResult] | None, why: str) -> list[str]:
+    """Each target's verdict for one backend, in the order of TARGETS; ``peer``: MLflow's best
+    configuration at 16 connections (measured once, beside the first backend), or None and
+    ``why``."""
     on, off = backend.stacks["on"], backend.stacks["off"]
     single = list(zip(on.results[1], off.results[1], strict=True))
     loaded = on.results[max(CONNECTIONS)]
@@ -322,9 +324,8 @@ def target_rows(backend: Backend) -> list[str]:
         f"{verdict([r.p99_ms < 20 for r in loaded])}",
         f"{sum(r.errors for r in loaded)}, {verdict([r.errors == 0 for r in loaded])}",
     ]
-    peer = best_mlflow(backend.mlflow, on.model.title)
     if peer is None:
-        cells.append(backend.mlflow_why or "not measured on this backend")
+        cells.append(why)
     else:
         ratios = [r.requests_per_second / peer[1].requests_per_second for r in loaded]
         cells.append(
@@ -348,7 +349,9 @@ def targets_table(backends: list[Backend]) -> list[str]:
         "| target | " + " | ".join(b.database for b in backends) + " |",
         "| --- |" + " --- |" * len(backends),
     ]
-    cells = [target_rows(backend) for backend in backends]
+    first = backends[0]
+    peer = best_mlflow(first.mlflow, first.stacks["on"].model.title)
+    cells = [target_rows(backend, peer, first.mlflow_why) for backend in backends]
     for index, target in enumerate(TARGETS):
         lines.append(f"| {target} | " + " | ".join(c[index] for c in cells) + " |")
     return lines
