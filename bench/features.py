@@ -30,9 +30,12 @@ bench/wrk/post.lua) at 1 and 16 connections. The report gives the median of the 
 target per round: "met" when every round met it, "not met" when none did, "noisy" otherwise.
 
 With MLflow's venv present (bench/serving.py ``--setup-mlflow`` makes it), the first backend's
-OFF stack also gives the digits weights to MLflow's scoring server, measured after the rounds
-(``-w 1`` and ``-w 2``, bench/serving.py's functions) for the ">= 3x MLflow's best at 16
-connections" target; without it that target is reported as skipped.
+OFF stack also gives the digits weights to MLflow's scoring server (bench/serving.py's functions:
+the same network as an MLPClassifier, checked against our probabilities), with ``-w 1`` and
+``-w 2`` side by side through that backend's rounds, each loaded at 16 connections after ON and
+OFF; the ">= 3x MLflow's best" target compares each round of ours with that round's better
+configuration (for the other backend: the same round number of the first backend's run).
+Without the venv that target is reported as skipped.
 """
 
 import argparse
@@ -51,14 +54,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.service import Client
 from bench.serving import (
     CONNECTIONS,
+    MLFLOW_WORKERS,
     REPO,
     BenchModel,
-    LoadRow,
     Request,
     WrkResult,
-    best_mlflow,
+    check_mlflow_answer,
     machine,
-    measure_mlflow,
+    mlflow_server,
     one_row_bodies,
     our_probabilities,
     probe,
@@ -109,26 +112,33 @@ LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
-class Stack:
-    """One running stack, trained and ready: what wrk sends it, what it answered."""
+class Loaded:
+    """A request wrk repeats in every round at each of ``connections``, and what it answered."""
+
+    request: Request
+    connections: tuple[int, ...] = CONNECTIONS
+    results: dict[int, list[WrkResult]] = field(default_factory=dict)
+    answered: int = 1  # the probe's
+
+    def load(self, warmup: int, seconds: int, folder: Path) -> None:
+        say(f"wrk: {self.request.server}, {self.request.label}")
+        if warmup > 0:
+            self.answered += run_wrk(self.request, max(self.connections), warmup, folder).requests
+        for connections in self.connections:
+            result = run_wrk(self.request, connections, seconds, folder)
+            self.results.setdefault(connections, []).append(result)
+            self.answered += result.requests
+
+
+@dataclass(kw_only=True)
+class Stack(Loaded):
+    """One of our stacks, trained and ready."""
 
     features: str
     client: Client
     settings: Settings
     model: BenchModel
-    request: Request
     model_ids: list[int]
-    results: dict[int, list[WrkResult]] = field(default_factory=dict)
-    answered: int = 1  # the probe's
-
-    def load(self, warmup: int, seconds: int, folder: Path) -> None:
-        say(f"wrk: features {self.features}")
-        if warmup > 0:
-            self.answered += run_wrk(self.request, max(CONNECTIONS), warmup, folder).requests
-        for connections in CONNECTIONS:
-            result = run_wrk(self.request, connections, seconds, folder)
-            self.results.setdefault(connections, []).append(result)
-            self.answered += result.requests
 
 
 def new_key(settings: Settings) -> str:
@@ -157,11 +167,18 @@ def prepared(features: str, client: Client, settings: Settings) -> Stack:
         ).raise_for_status()
     url = f"{client.base_url}/v1/models/{model.alias}/predict"
     body = one_row_bodies(model.rows[0])["v1"]
-    request = Request("ours", features, url, body, header=header)
+    request = Request("ours", f"every feature {features}", url, body, header=header)
     why = probe(request)
     if why:
         raise RuntimeError(why)
-    return Stack(features, client, settings, model, request, model_ids)
+    return Stack(
+        request=request,
+        features=features,
+        client=client,
+        settings=settings,
+        model=model,
+        model_ids=model_ids,
+    )
 
 
 @contextmanager
@@ -207,48 +224,61 @@ class Backend:
     database: str
     stacks: dict[str, Stack]
     load_averages: list[float]
+    mlflow: list[Loaded]
+    mlflow_why: str = ""
     dropped: float = 0.0
     logged: list[int] = field(default_factory=list)
-    mlflow: list[LoadRow] = field(default_factory=list)
-    mlflow_why: str = ""
 
 
-def measure_mlflow_beside(stack: Stack, args: argparse.Namespace, folder: Path):
-    """MLflow's scoring server on the same digits weights (bench/serving.py), or why not."""
-    python = args.mlflow_venv / "bin" / "python"
-    if not (args.mlflow_venv / "bin" / "mlflow").exists():
-        return [], f"skipped: no MLflow venv at {args.mlflow_venv}"
+@contextmanager
+def mlflow_servers(stack: Stack, python: Path, folder: Path) -> Iterator[list[Loaded]]:
+    """MLflow's scoring server in each of bench/serving.py's configurations, on the digits
+    weights of ``stack``, side by side until the block ends; each checked against our
+    probabilities, then loaded at 16 connections in every round."""
     say(f"saving {stack.model.title} for MLflow")
     peer = save_peer(stack.client, stack.model, python, folder)
     ours = our_probabilities(stack.client, stack.model, stack.model.rows[:1])
-    return measure_mlflow(python, peer, stack.model, ours, args, folder), ""
+    body = one_row_bodies(stack.model.rows[0])["mlflow"]
+    with ExitStack() as running:
+        servers = []
+        for configuration, workers in MLFLOW_WORKERS.items():
+            base_url = running.enter_context(mlflow_server(python, peer, workers, folder))
+            url = base_url + "/invocations"
+            request = Request(f"MLflow {configuration}", "/invocations", url, body)
+            check_mlflow_answer(request, ours)
+            servers.append(Loaded(request, (max(CONNECTIONS),)))
+        yield servers
 
 
 def measure_backend(database: str, args: argparse.Namespace, folder: Path, mlflow: bool):
-    with stacks(database, folder) as ready:
+    """The rounds on one backend (and MLflow's servers beside it when ``mlflow``), then the
+    prediction log's figures."""
+    with stacks(database, folder) as ready, ExitStack() as peers:
+        servers, why = [], ""
+        if mlflow and not (args.mlflow_venv / "bin" / "mlflow").exists():
+            why = f"skipped: no MLflow venv at {args.mlflow_venv}"
+        elif mlflow:
+            python = args.mlflow_venv / "bin" / "python"
+            servers = peers.enter_context(mlflow_servers(ready["off"], python, folder))
         load_averages = []
         for round_number in range(1, args.rounds + 1):
-            for stack in ready.values():
-                say(f"{database}, round {round_number}")
+            say(f"{database}, round {round_number}")
+            for loaded in [*ready.values(), *servers]:
                 load_averages.append(os.getloadavg()[0])
-                stack.load(args.warmup, args.seconds, folder)
+                loaded.load(args.warmup, args.seconds, folder)
         load_averages.append(os.getloadavg()[0])
-        backend = Backend(database, ready, load_averages)
+        backend = Backend(database, ready, load_averages, servers, why)
         time.sleep(SETTLE_SECONDS)
         backend.dropped = dropped_rows(ready["on"])
         backend.logged = logged_rows(ready["on"])
-        if mlflow:
-            backend.mlflow, backend.mlflow_why = measure_mlflow_beside(ready["off"], args, folder)
-        else:
-            backend.mlflow_why = "skipped (--no-mlflow)"
         return backend
 
 
 # --- The report -----------------------------------------------------------------------------
 
 
-def median(stack: Stack, connections: int, figure: str) -> float:
-    return statistics.median(getattr(result, figure) for result in stack.results[connections])
+def median(loaded: Loaded, connections: int, figure: str) -> float:
+    return statistics.median(getattr(result, figure) for result in loaded.results[connections])
 
 
 def verdict(per_round: list[bool]) -> str:
@@ -260,32 +290,30 @@ def verdict(per_round: list[bool]) -> str:
     return f"noisy ({sum(per_round)} of {len(per_round)} rounds met)"
 
 
+def load_lines(backend: str, server: str, loaded: Loaded, connections: int) -> str:
+    results = loaded.results[connections]
+    errors = sum(result.errors for result in results)
+    requests_sent = sum(result.requests for result in results)
+    return (
+        f"| {backend} | {server} | {connections} | "
+        f"{median(loaded, connections, 'requests_per_second'):,.0f} | "
+        f"{median(loaded, connections, 'p50_ms'):.3f} | "
+        f"{median(loaded, connections, 'p99_ms'):.2f} | {errors} of {requests_sent:,} |"
+    )
+
+
 def load_table(backends: list[Backend]) -> list[str]:
     lines = [
-        "| backend | features | connections | requests/s | p50 ms | p99 ms | errors (all rounds) |",
+        "| backend | server | connections | requests/s | p50 ms | p99 ms | errors (all rounds) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for backend in backends:
         for connections in CONNECTIONS:
             for features, stack in backend.stacks.items():
-                results = stack.results[connections]
-                errors = sum(result.errors for result in results)
-                requests_sent = sum(result.requests for result in results)
-                lines.append(
-                    f"| {backend.database} | {features.upper()} | {connections} | "
-                    f"{median(stack, connections, 'requests_per_second'):,.0f} | "
-                    f"{median(stack, connections, 'p50_ms'):.3f} | "
-                    f"{median(stack, connections, 'p99_ms'):.2f} | "
-                    f"{errors} of {requests_sent:,} |"
-                )
-        for row in backend.mlflow:
-            if row.result is not None:
-                lines.append(
-                    f"| (beside {backend.database}) | {row.request.server} | "
-                    f"{row.connections} | {row.result.requests_per_second:,.0f} | "
-                    f"{row.result.p50_ms:.3f} | {row.result.p99_ms:.2f} | "
-                    f"{row.result.errors} of {row.result.requests:,} |"
-                )
+                lines.append(load_lines(backend.database, features.upper(), stack, connections))
+        for server in backend.mlflow:
+            name, beside = server.request.server, f"(beside {backend.database})"
+            lines += [load_lines(beside, name, server, c) for c in server.connections]
     return lines
 
 
@@ -309,10 +337,9 @@ def difference_lines(backends: list[Backend]) -> list[str]:
     return lines
 
 
-def target_rows(backend: Backend, peer: tuple[str, WrkResult] | None, why: str) -> list[str]:
-    """Each target's verdict for one backend, in the order of TARGETS; ``peer``: MLflow's best
-    configuration at 16 connections (measured once, beside the first backend), or None and
-    ``why``."""
+def target_rows(backend: Backend, servers: list[Loaded], why: str) -> list[str]:
+    """Each target's verdict for one backend, in the order of TARGETS; ``servers``: MLflow's
+    (run beside the first backend, round by round), or none and ``why``."""
     on, off = backend.stacks["on"], backend.stacks["off"]
     single = list(zip(on.results[1], off.results[1], strict=True))
     loaded = on.results[max(CONNECTIONS)]
@@ -324,14 +351,23 @@ def target_rows(backend: Backend, peer: tuple[str, WrkResult] | None, why: str) 
         f"{verdict([r.p99_ms < 20 for r in loaded])}",
         f"{sum(r.errors for r in loaded)}, {verdict([r.errors == 0 for r in loaded])}",
     ]
-    if peer is None:
+    if not servers:
         cells.append(why)
-    else:
-        ratios = [r.requests_per_second / peer[1].requests_per_second for r in loaded]
-        cells.append(
-            f"{statistics.median(ratios):.2f}x {peer[0]} "
-            f"({peer[1].requests_per_second:,.0f}/s), {verdict([x >= 3 for x in ratios])}"
-        )
+        return cells
+    # Each round's best MLflow configuration against the same round of ours.
+    best = [
+        max(round_results, key=lambda r: r.requests_per_second)
+        for round_results in zip(*(s.results[max(CONNECTIONS)] for s in servers), strict=True)
+    ]
+    ratios = [
+        ours.requests_per_second / theirs.requests_per_second
+        for ours, theirs in zip(loaded, best, strict=True)
+    ]
+    cells.append(
+        f"{statistics.median(ratios):.2f}x (MLflow's best "
+        f"{statistics.median(r.requests_per_second for r in best):,.0f}/s), "
+        f"{verdict([x >= 3 for x in ratios])}"
+    )
     return cells
 
 
@@ -350,8 +386,8 @@ def targets_table(backends: list[Backend]) -> list[str]:
         "| --- |" + " --- |" * len(backends),
     ]
     first = backends[0]
-    peer = best_mlflow(first.mlflow, first.stacks["on"].model.title)
-    cells = [target_rows(backend, peer, first.mlflow_why) for backend in backends]
+    why = first.mlflow_why or "skipped (--no-mlflow)"
+    cells = [target_rows(backend, first.mlflow, why) for backend in backends]
     for index, target in enumerate(TARGETS):
         lines.append(f"| {target} | " + " | ".join(c[index] for c in cells) + " |")
     return lines
