@@ -8,14 +8,14 @@ every feature off, under wrk, on both backends.
 Every feature on (``ON``):
 
 * ``AUTH=required`` and a write key made with the storage layer (as ``backprop keys create``),
-  sent by wrk as ``Authorization: Bearer ...``;
+  sent by wrk as ``Authorization: Bearer ...`` (a request without it must answer 401);
 * both rate limits at their defaults (``RATE_LIMIT``, ``PREDICT_RATE_LIMIT``: every request is
   counted, none is refused at this pace; a refusal would show as an error);
 * the prediction log on; after the rounds the report checks ``/metrics``'s dropped-rows counter
   and the rows written against the requests answered;
 * the digits model trained twice and ``bench-digits@production`` split 90/10 between the two
   versions (a canary), the requests sent to ``bench-digits@production``;
-* gunicorn's access log on (``ACCESS_LOG=-``: into the API's log file).
+* gunicorn's access log on (``ACCESS_LOG=-``: into the API's log file; its lines counted).
 
 Every feature off (``OFF``): ``AUTH=off``, ``RATE_LIMIT=off``, ``PREDICT_RATE_LIMIT=off``,
 ``PREDICTION_LOG=off``, ``ACCESS_LOG=off``, one training and ``bench-digits@production`` on its
@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.service import Client
@@ -121,6 +122,7 @@ class Loaded:
     answered: int = 1  # the probe's
 
     def load(self, warmup: int, seconds: int, folder: Path) -> None:
+        """A warm-up at the most connections, then a run at each; every answer counted."""
         say(f"wrk: {self.request.server}, {self.request.label}")
         if warmup > 0:
             self.answered += run_wrk(self.request, max(self.connections), warmup, folder).requests
@@ -171,6 +173,11 @@ def prepared(features: str, client: Client, settings: Settings) -> Stack:
     why = probe(request)
     if why:
         raise RuntimeError(why)
+    if features == "on":
+        plain = {"Content-Type": "application/json"}
+        refused = requests.post(url, data=body, headers=plain, timeout=60)
+        if refused.status_code != 401:
+            raise RuntimeError(f"AUTH=required, yet no key answered {refused.status_code}")
     return Stack(
         request=request,
         features=features,
@@ -213,6 +220,14 @@ def dropped_rows(stack: Stack) -> float:
     )
 
 
+def access_log_lines(folder: Path) -> int:
+    """gunicorn's access-log lines of the predictions in the API's log file: the request line
+    in quotes, with its protocol (our own JSON line per request has no protocol)."""
+    request_line = '"POST /v1/models/bench-digits@production/predict HTTP/1.1"'
+    with (folder / "api.log").open(errors="replace") as log:
+        return sum(request_line in line for line in log)
+
+
 def logged_rows(stack: Stack) -> list[int]:
     """The rows the prediction log wrote, per version (the canary's two)."""
     with make_session_factory(stack.settings.database_url)() as session:
@@ -228,6 +243,7 @@ class Backend:
     mlflow_why: str = ""
     dropped: float = 0.0
     logged: list[int] = field(default_factory=list)
+    access_lines: int = 0
 
 
 @contextmanager
@@ -271,6 +287,7 @@ def measure_backend(database: str, args: argparse.Namespace, folder: Path, mlflo
         time.sleep(SETTLE_SECONDS)
         backend.dropped = dropped_rows(ready["on"])
         backend.logged = logged_rows(ready["on"])
+        backend.access_lines = access_log_lines(folder / f"{database}-on")
         return backend
 
 
@@ -398,7 +415,8 @@ def prediction_log_lines(backends: list[Backend]) -> list[str]:
         f"- {b.database}, prediction log (ON): {b.dropped:.0f} rows dropped (/metrics), "
         f"{sum(b.logged):,} rows written ({' and '.join(f'{n:,}' for n in b.logged)} by the "
         f"canary's versions 1 and 2) for {b.stacks['on'].answered:,} requests wrk saw answered "
-        "(a request still in flight when wrk stops is written but not counted by wrk)"
+        "(a request still in flight when wrk stops is written but not counted by wrk); "
+        f"{b.access_lines:,} access-log lines"
         for b in backends
     ]
 
