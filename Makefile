@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-servers bench-big-infer bench-generation bench-explain bench-dashboard bench-balancer compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-servers bench-big-infer bench-generation bench-features bench-explain bench-dashboard bench-balancer compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench-big-infer: $(VENV)/.installed-bench
 
 bench-generation: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.generation $(BENCH_ARGS)
+
+# Issue 29's targets: a single-row predict with every production feature on against every
+# feature off, interleaved, SQLite and PostgreSQL + Redis (and MLflow when var/mlflow-venv exists).
+bench-features: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.features $(BENCH_ARGS)
 
 # Explanations over HTTP (IG of a digits row, exact Shapley of an iris row) and against captum.
 bench-explain: $(VENV)/.installed-bench

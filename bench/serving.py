@@ -134,10 +134,12 @@ def embedded_database(folder: Path) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def postgres_database(_folder: Path, redis_url: str = REDIS_URL) -> Iterator[dict[str, str]]:
+def postgres_database(
+    _folder: Path, redis_url: str = REDIS_URL, label: str = "serving"
+) -> Iterator[dict[str, str]]:
     """A new PostgreSQL database (dropped afterwards) and a Redis db, by default 14 (flushed
-    before and after)."""
-    name = f"backprop_bench_serving_{os.getpid()}"
+    before and after); ``label`` in the database's name tells two of one process apart."""
+    name = f"backprop_bench_{label}_{os.getpid()}"
     broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
