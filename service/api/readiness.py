@@ -13,6 +13,7 @@ import logging
 import mmap
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -84,12 +85,18 @@ def readiness_problem(app: Flask) -> str | None:
     return app.extensions["readiness"].problem()
 
 
-def start_warm_up(app: Flask, readiness: ServerReadiness, slot: int) -> threading.Thread:
+def start_warm_up(
+    app: Flask,
+    readiness: ServerReadiness,
+    slot: int,
+    before_ready: Callable[[], None] = lambda: None,
+) -> threading.Thread:
     """In a new worker process: warm up in a thread (the process answers /health/live
-    meanwhile), then mark ``slot`` ready."""
+    meanwhile), call ``before_ready``, then mark ``slot`` ready."""
 
     def run() -> None:
         warm_up(app.extensions["backprop"])
+        before_ready()
         readiness.mark_ready(slot)
 
     thread = threading.Thread(target=run, name="warm-up", daemon=True)

@@ -1,6 +1,7 @@
 """``backprop api``: the Flask app under gunicorn, one app per worker process."""
 
 import argparse
+import gc
 import os
 import queue
 import signal
@@ -82,9 +83,27 @@ def claim_readiness_slot(arbiter, worker) -> None:
 
 
 def warm_up_in_background(worker) -> None:
-    """``post_worker_init``, in the worker once its app is loaded: warm up in a thread, then
-    report ready (service/api/readiness.py)."""
-    start_warm_up(worker.wsgi, worker.app.readiness, worker.readiness_slot)
+    """``post_worker_init``, in the worker once its app is loaded: warm up in a thread, freeze
+    what the process has built, then report ready (service/api/readiness.py)."""
+    start_warm_up(
+        worker.wsgi, worker.app.readiness, worker.readiness_slot, freeze_long_lived_objects
+    )
+
+
+def freeze_long_lived_objects() -> None:
+    """Collect once, then move every object the worker has so far (its modules, the app, the
+    warmed models: about 240,000) out of the collector's reach for good (``gc.freeze``).
+
+    Python's oldest generation is collected whenever the objects that survived into it since
+    its last collection outnumber a quarter of those it already holds; each such collection
+    walks every one of them, holding the GIL: 120 to 250 ms of CPU in an API worker, a stall of
+    every request in flight in the process, every few thousand requests (docs/benchmarks.md,
+    "The tail at 16 connections"). Frozen, they are never walked again; the objects made by
+    requests are collected as before. The one collection here runs before the worker reports
+    ready, so no request waits for it; a reference cycle among the frozen objects is kept
+    rather than freed, which for a process's start-up objects costs nothing."""
+    gc.collect()
+    gc.freeze()
 
 
 def forget_dead_worker(arbiter, worker) -> None:

@@ -124,3 +124,21 @@ def test_a_worker_reports_ready_once_its_warm_up_is_done(app, client, iris_versi
     start_warm_up(app, readiness, slot).join(timeout=60)
     assert readiness.problem() is None
     assert app.extensions["backprop"].models.get(ids[0], lambda: None) is not None
+
+
+def test_a_worker_runs_its_last_step_after_the_warm_up_and_before_it_reports_ready(
+    app, client, iris_versions
+):
+    ids = model_ids(client, iris_versions)
+    app.extensions["backprop"].models.clear()
+    readiness = ServerReadiness(1)
+    slot = readiness.claim_slot()
+    seen = []
+
+    def before_ready() -> None:
+        warmed = app.extensions["backprop"].models.get(ids[0], lambda: None) is not None
+        seen.append((warmed, readiness.problem()))
+
+    start_warm_up(app, readiness, slot, before_ready).join(timeout=60)
+    assert seen == [(True, "warming up: 0 of 1 processes have loaded their models")]
+    assert readiness.problem() is None
