@@ -60,8 +60,11 @@ class Variant:
     spans: dict[str, list[float]] = dataclasses.field(
         default_factory=lambda: {span: [] for span in SPANS}
     )
-    gc: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
-    flushes: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
+    gc: list[tuple[int, float, float, float]] = dataclasses.field(default_factory=list)
+    flushes: list[tuple[int, float, float, float]] = dataclasses.field(default_factory=list)
+    # Per request: its time in ``handle``, and whether a prediction-log write or a collection of
+    # generation 1 or 2 of its own process overlapped it.
+    overlaps: list[tuple[float, bool, bool]] = dataclasses.field(default_factory=list)
     loads: list[float] = dataclasses.field(default_factory=list)
 
     def collect(self, keep: bool) -> None:
@@ -77,6 +80,26 @@ class Variant:
                     self.spans[span] += values
                 self.gc += [tuple(each) for each in figures["gc"]]
                 self.flushes += [tuple(each) for each in figures["flushes"]]
+                self.overlaps += overlaps(figures)
+
+
+def overlapping(requests: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
+    """Which of ``requests`` (rows of start, end) overlap any of ``intervals``."""
+    hit = np.zeros(len(requests), dtype=bool)
+    for start, end in intervals:
+        hit |= (requests[:, 0] < end) & (requests[:, 1] > start)
+    return hit
+
+
+def overlaps(figures: dict) -> list[tuple[float, bool, bool]]:
+    """One process's requests: time in ``handle``, overlapped by a write of its prediction
+    log, overlapped by one of its collections of generation 1 or 2."""
+    requests = np.array(figures["requests"], dtype=float).reshape(-1, 2)
+    writes = [(start, start + wall) for _, start, wall, _ in figures["flushes"]]
+    collections = [(start, start + wall) for g, start, wall, _ in figures["gc"] if g > 0]
+    by_write, by_collection = overlapping(requests, writes), overlapping(requests, collections)
+    times = requests[:, 1] - requests[:, 0]
+    return list(zip(times.tolist(), by_write.tolist(), by_collection.tolist(), strict=True))
 
 
 def variant_env(settings, port: int) -> dict[str, str]:
@@ -134,8 +157,8 @@ def gc_lines(variants: list[Variant]) -> list[str]:
     for v in variants:
         requests = max(len(v.spans["app"]), 1)
         for generation in (0, 1, 2):
-            walls = [w for g, w, _ in v.gc if g == generation]
-            cpus = [c for g, _, c in v.gc if g == generation]
+            walls = [w for g, _, w, _ in v.gc if g == generation]
+            cpus = [c for g, _, _, c in v.gc if g == generation]
             lines.append(
                 f"| {v.name} | {generation} | {len(walls):,} | "
                 f"{len(walls) * 1000 / requests:.1f} | {ms(walls, 50)} | {ms(walls, 100)} | "
@@ -151,14 +174,35 @@ def flush_lines(variants: list[Variant]) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for v in variants:
-        rows = [r for r, _, _ in v.flushes]
-        walls = [w for _, w, _ in v.flushes]
-        cpus = [c for _, _, c in v.flushes]
+        rows = [r for r, _, _, _ in v.flushes]
+        walls = [w for _, _, w, _ in v.flushes]
+        cpus = [c for _, _, _, c in v.flushes]
         per_row = sum(cpus) * 1e6 / max(sum(rows), 1)
         lines.append(
             f"| {v.name} | {len(rows)} | {statistics.median(rows) if rows else 0:,.0f} | "
             f"{ms(walls, 50)} | {ms(walls, 100)} | {ms(cpus, 50)} | {ms(cpus, 100)} | "
             f"{per_row:.1f} |"
+        )
+    return lines
+
+
+def overlap_lines(variants: list[Variant]) -> list[str]:
+    lines = [
+        "| variant | requests | overlapped by a prediction-log write | their handle p99 ms | "
+        "the others' p99 ms | of the slowest 1%: during a write | during a gen 1/2 collection |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in variants:
+        if not v.overlaps:
+            continue
+        times = np.array([t for t, _, _ in v.overlaps])
+        by_write = np.array([w for _, w, _ in v.overlaps])
+        by_collection = np.array([c for _, _, c in v.overlaps])
+        slowest = times >= np.percentile(times, 99)
+        lines.append(
+            f"| {v.name} | {len(times):,} | {by_write.mean():.1%} | {ms(times[by_write], 99)} | "
+            f"{ms(times[~by_write], 99)} | {by_write[slowest].mean():.1%} | "
+            f"{by_collection[slowest].mean():.1%} |"
         )
     return lines
 
@@ -181,6 +225,10 @@ def report(variants: list[Variant], args, started: str) -> str:
             "The prediction log's writes (its thread, once a second per worker):",
             "",
             *flush_lines(variants),
+            "",
+            "Which requests the writes and the collections overlapped (in their own process):",
+            "",
+            *overlap_lines(variants),
         ]
     )
 

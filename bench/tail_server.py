@@ -13,8 +13,10 @@ Each worker records, with ``time.perf_counter``:
 * ``handle``: the pool thread's whole request (parse, app, write), and ``handle_cpu``, the CPU
   time that thread spent on it (``time.thread_time``: the request's own work, without its waits
   for the GIL or a core);
-* ``gc``: every collection's generation and pause, wall and CPU (``gc.callbacks``);
-* ``flushes``: each write of the prediction log's thread: rows, wall and CPU time.
+* ``requests``: each ``handle``'s start and end (``perf_counter``, the system's monotonic
+  clock, as every start below), to tell which requests a pause or a write overlapped;
+* ``gc``: every collection's generation, start, wall and CPU time (``gc.callbacks``);
+* ``flushes``: each write of the prediction log's thread: rows, start, wall and CPU time.
 
 SIGUSR2 makes a worker write what it recorded since the last one to
 ``TRACE_FOLDER/<pid>-<n>.json`` and start again. ``VARIANT`` (``VARIANTS``) is applied once the
@@ -57,12 +59,22 @@ class Trace:
             "handle": [],
             "handle_cpu": [],
         }
-        self.gc: list[tuple[int, float, float]] = []
-        self.flushes: list[tuple[int, float, float]] = []
+        self.requests: list[tuple[float, float]] = []  # each handle's start and end
+        self.gc: list[tuple[int, float, float, float]] = []
+        self.flushes: list[tuple[int, float, float, float]] = []
 
     def dump(self, folder: Path, number: int) -> None:
         path = folder / f"{os.getpid()}-{number}.json"
-        path.write_text(json.dumps({"spans": self.spans, "gc": self.gc, "flushes": self.flushes}))
+        path.write_text(
+            json.dumps(
+                {
+                    "spans": self.spans,
+                    "requests": self.requests,
+                    "gc": self.gc,
+                    "flushes": self.flushes,
+                }
+            )
+        )
         self.reset()
 
 
@@ -85,6 +97,7 @@ class TracedWorker(ThreadWorkerLeavingInterruptsToTheArbiter):
             conn.handled_at = time.perf_counter()
             TRACE.spans["handle"].append(conn.handled_at - started)
             TRACE.spans["handle_cpu"].append(time.thread_time() - cpu)
+            TRACE.requests.append((started, conn.handled_at))
 
     def finish_request(self, conn, fs) -> None:
         handled_at = getattr(conn, "handled_at", None)
@@ -115,7 +128,7 @@ def gc_recorder():
         elif started:
             wall, cpu = started.pop()
             TRACE.gc.append(
-                (info["generation"], time.perf_counter() - wall, time.thread_time() - cpu)
+                (info["generation"], wall, time.perf_counter() - wall, time.thread_time() - cpu)
             )
 
     return on_gc
@@ -129,7 +142,7 @@ def timed_flushes() -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
         rows = flush(self)
         if rows:
-            TRACE.flushes.append((rows, time.perf_counter() - wall, time.thread_time() - cpu))
+            TRACE.flushes.append((rows, wall, time.perf_counter() - wall, time.thread_time() - cpu))
         return rows
 
     PredictionLog.flush = timed
@@ -139,14 +152,33 @@ def switch_interval(seconds: float):
     return lambda: sys.setswitchinterval(seconds)
 
 
+def flush_with_short_switches() -> None:
+    """Each prediction-log write run with a 0.5 ms switch interval (the process's, restored
+    after it): a request thread waiting for the GIL gets it from the writer sooner."""
+    flush = PredictionLog.flush
+
+    def flush_switching_often(self) -> int:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        try:
+            return flush(self)
+        finally:
+            sys.setswitchinterval(interval)
+
+    PredictionLog.flush = flush_switching_often
+
+
 VARIANTS = {
     "shipped": lambda: None,
-    # The server before its warm-up froze the start-up objects (service/api/server.py).
-    "unfrozen": gc.unfreeze,
+    # The server as it was before its warm-up froze the start-up objects (service/api/server.py):
+    # no freeze, and none of its collection (``gc.unfreeze`` afterwards would not do: the
+    # collection before the freeze moves the next full collection's trigger far off).
+    "unfrozen": lambda: None,
     "gc-off": gc.disable,  # an upper bound for what the collector costs, not a candidate
     "switch-1ms": switch_interval(0.001),
     "switch-0.5ms": switch_interval(0.0005),
     "switch-20ms": switch_interval(0.020),
+    "flush-switch-0.5ms": flush_with_short_switches,
 }
 
 
@@ -162,8 +194,10 @@ class TracedApp(GunicornApp):
         self.cfg.set("post_worker_init", self.post_worker_init)
 
     def post_worker_init(self, worker) -> None:
+        changes = self.variant.split("+")  # "unfrozen+switch-1ms": both
+        before_ready = (lambda: None) if "unfrozen" in changes else freeze_long_lived_objects
         warm_up = start_warm_up(
-            worker.wsgi, worker.app.readiness, worker.readiness_slot, freeze_long_lived_objects
+            worker.wsgi, worker.app.readiness, worker.readiness_slot, before_ready
         )
         worker.wsgi = timed_app(worker.wsgi)
         gc.callbacks.append(gc_recorder())
@@ -174,7 +208,7 @@ class TracedApp(GunicornApp):
 
         def apply_variant() -> None:
             warm_up.join()
-            for change in self.variant.split("+"):  # "gc-freeze+switch-1ms": both
+            for change in changes:
                 VARIANTS[change]()
 
         threading.Thread(target=apply_variant, daemon=True).start()
