@@ -78,7 +78,8 @@ bench-features: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.features $(BENCH_ARGS)
 
 # The tail at 16 connections, every feature on: the server's variants in turn, measured inside
-# its workers (hand-offs, GC pauses, prediction-log writes); BENCH_ARGS="--variants unfrozen shipped".
+# its workers (hand-offs, GC pauses, prediction-log writes);
+# BENCH_ARGS="--variants unfrozen shipped --rounds 4 --seconds 10".
 bench-tail: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.tail $(BENCH_ARGS)
 

@@ -100,8 +100,9 @@ def freeze_long_lived_objects() -> None:
     every request in flight in the process, every few thousand requests (docs/benchmarks.md,
     "The tail at 16 connections"). Frozen, they are never walked again; the objects made by
     requests are collected as before. The one collection here runs before the worker reports
-    ready, so no request waits for it; a reference cycle among the frozen objects is kept
-    rather than freed, which for a process's start-up objects costs nothing."""
+    ready, so no request waits for it. A frozen object nothing refers to any more (a warmed
+    model evicted from the cache later) is still freed by its reference count; only one caught
+    in a reference cycle would be kept for the process's life."""
     gc.collect()
     gc.freeze()
 
