@@ -2,7 +2,7 @@
 from, measured inside the server's workers, and what a change to the server does to it, the
 variants taking turns in one run.
 
-    python -m bench.tail [--variants shipped gc-freeze] [--rounds 3] [--seconds 8]
+    python -m bench.tail [--variants unfrozen shipped] [--rounds 3] [--seconds 8]  # bench-tail
 
 A stack with every feature on (bench/features.py's ``ON``: ``AUTH=required`` and a key, both
 rate limits counted, the prediction log, a 90/10 canary on ``bench-digits@production``, the
@@ -14,9 +14,10 @@ and then ``--seconds`` of wrk (one thread, 16 connections, one digits row per re
 workers recorded during that run is collected after it (SIGUSR2). The report gives wrk's
 figures (median of the rounds) and the workers' own, pooled over the rounds: the app's time per
 request, the two hand-offs of gunicorn's gthread worker (poller to pool thread, pool thread
-back to the poller), the pool thread's whole request, and the collector's pauses. The in-worker
-figures are the ones to compare on a shared machine: a pause of the collector is a pause
-whatever the load.
+back to the poller), the pool thread's whole request and its CPU time, the collector's pauses,
+the prediction log's writes, and which requests a write or a collection overlapped. The
+in-worker figures are the ones to compare on a shared machine: a collection's or a write's CPU
+time is the same whatever the load. The variants are bench/tail_server.py's ``VARIANTS``.
 """
 
 import argparse
