@@ -371,10 +371,7 @@ class Trainer:
         dropout = buffers.dropout
         if dropout is not None and draw_masks:
             dropout.draw(self.dropout_rng, self.dropout_rates)
-        if self.split.splits(n):
-            self.split.by_rows(lambda part: self.gather(batch[part], x[part], targets[part]), n)
-        else:
-            self.gather(batch, x, targets)
+        self.gather_batch(batch, x, targets)
         output = forward(x, self.weights, self.activations, outputs, dropout, self.split)
         l2 = self.training["l2"]
         loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
@@ -388,6 +385,14 @@ class Trainer:
             self.split,
         )
         return loss, outputs
+
+    def gather_batch(self, batch: np.ndarray, x: np.ndarray, targets: np.ndarray) -> None:
+        """:meth:`gather`, by rows over the split's threads when the batch is big enough."""
+        n = len(batch)
+        if self.split.splits(n):
+            self.split.by_rows(lambda part: self.gather(batch[part], x[part], targets[part]), n)
+        else:
+            self.gather(batch, x, targets)
 
     def gather(self, batch: np.ndarray, x: np.ndarray, targets: np.ndarray) -> None:
         """The rows ``batch`` (n,) of the data into ``x`` (n, features), standardised, and of
