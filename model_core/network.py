@@ -88,14 +88,15 @@ def forward(
     ``dropout`` (training only), a layer with a mask passes on its activation times the mask.
     ``split`` runs the passes after each product by rows over its threads (same bits).
     """
-    a = x
+    a, threaded = x, split.splits(len(x))
     for i, ((w, b), activation, out) in enumerate(zip(weights, activations, outputs, strict=True)):
         # np.dot: for 2-D arrays the same BLAS call (same bits) as np.matmul, in half the
         # overhead per call (0.5 against 1 us), which counts at batch 1.
         np.dot(a, w, out=out)
-        mask = None if dropout is None else dropout.masks[i]
-        dropped = None if mask is None else dropout.dropped[i]
-        if split.splits(len(out)):
+        mask = dropped = None
+        if dropout is not None and dropout.masks[i] is not None:
+            mask, dropped = dropout.masks[i], dropout.dropped[i]
+        if threaded:
             split.by_rows(_layer_rows(out, b, activation, mask, dropped), len(out))
         else:
             finish_layer(out, b, activation, mask, dropped)

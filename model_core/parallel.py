@@ -15,12 +15,14 @@ NumPy sums half the columns of a (1024, 256) array, strided, in about the time o
 thread, with no hand-off) and runs the parts; :data:`SERIAL` never splits and has no threads.
 """
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+# Two: BLAS's threads and ours take turns on the two cores of the machines this was measured on.
+# model_core asks nothing of the machine (no os): the service passes TRAIN_THREADS, which
+# defaults to min(2, cores).
+DEFAULT_THREADS = 2
 # Batches of fewer rows run every pass on the calling thread: below this the hand-off to another
 # thread (tens of microseconds) costs more than half a pass saves.
 MIN_ROWS = 256
@@ -32,16 +34,45 @@ ALIGN_ITEMS = 16
 ITEMS_PER_ROW = 256
 
 
+class Task:
+    """One part of a pass, run by whichever thread claims it first: its helper, or the caller
+    once the caller's own part is done. So a helper that the machine's load keeps off the CPU
+    costs a pass nothing but the hand-off: the caller does that part too."""
+
+    def __init__(self, function: Callable[[slice], object], part: slice):
+        self.function = function
+        self.part = part
+        self.error: BaseException | None = None
+        self._claim = threading.Lock()
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def claim(self) -> bool:
+        return self._claim.acquire(blocking=False)
+
+    def run(self) -> None:
+        """Run by the thread that claimed it; :meth:`wait` returns once it has ended."""
+        try:
+            self.function(self.part)
+        except BaseException as error:  # handed to the caller, which raises it
+            self.error = error
+        finally:
+            self._done.release()
+
+    def wait(self) -> None:
+        self._done.acquire()
+
+
 class Workers:
     """``threads - 1`` persistent helper threads; the calling thread always takes the first part.
 
-    Each helper waits on its own queue; :meth:`run` hands one part to each, runs its own, and
-    waits for all. An exception in any part is raised in the caller once every part has ended.
+    Each helper waits on its own queue; :meth:`run` hands one part to each, runs its own, then
+    runs any handed part that no helper has started yet, and waits for the others. An exception
+    in any part is raised in the caller once every part has ended.
     """
 
     def __init__(self, threads: int):
         self._tasks = [queue.SimpleQueue() for _ in range(threads - 1)]
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, args=(tasks,), name=f"model_core-{i}", daemon=True)
             for i, tasks in enumerate(self._tasks, 1)
@@ -49,26 +80,26 @@ class Workers:
         for thread in self._threads:
             thread.start()
 
-    def _serve(self, tasks: queue.SimpleQueue) -> None:
+    @staticmethod
+    def _serve(tasks: queue.SimpleQueue) -> None:
         while (task := tasks.get()) is not None:
-            function, part = task
-            try:
-                function(part)
-            except BaseException as error:  # handed to the caller, which raises it
-                self._done.put(error)
-            else:
-                self._done.put(None)
+            if task.claim():
+                task.run()
 
     def run(self, function: Callable[[slice], object], parts: Sequence[slice]) -> None:
-        for tasks, part in zip(self._tasks, parts[1:], strict=False):
-            tasks.put((function, part))
+        handed = [Task(function, part) for part in parts[1:]]
+        for tasks, task in zip(self._tasks, handed, strict=False):
+            tasks.put(task)
         try:
             function(parts[0])
         finally:
-            errors = [self._done.get() for _ in parts[1:]]
-        for error in errors:
-            if error is not None:
-                raise error
+            for task in handed:
+                if task.claim():
+                    task.run()
+                task.wait()
+        for task in handed:
+            if task.error is not None:
+                raise task.error
 
     def close(self) -> None:
         for tasks in self._tasks:

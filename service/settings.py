@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from model_core.parallel import DEFAULT_THREADS
 from service.vocabulary import TENANT_PATTERN
 
 DEFAULT_VAR_DIR = Path("var")
@@ -150,7 +149,7 @@ class Settings:
     # Threads a training job's elementwise passes and optimizer update may use between the
     # matrix products (model_core/parallel.py; batches of 256 rows or more); BLAS has its own.
     # Results are the same bits whatever the number. 1: everything on the calling thread.
-    train_threads: int = DEFAULT_THREADS
+    train_threads: int = min(2, os.cpu_count() or 1)
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
     # Request rates per API key (per client address with AUTH=off), in the notation of
