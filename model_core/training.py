@@ -329,7 +329,8 @@ class Trainer:
         if self.training["shuffle"]:
             rows = rows[self.rng.permutation(len(rows))]
         scale = self.optimizer.gradient_scale()
-        step, params, grads, split = self.optimizer.step, self.flat_params, self.flat_grads, self.split
+        step, params, grads = self.optimizer.step, self.flat_params, self.flat_grads
+        split = self.split
         labels = self.targets.labels
         predicted = None if labels is None else np.empty(len(rows), np.intp)
         size = self._batch_size()
@@ -381,7 +382,15 @@ class Trainer:
             loss = self._weigh_batch(batch, output, targets, deltas[-1], scale)
         loss += l2_penalty(self.weights, l2)
         backward(
-            x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale, dropout,
+            x,
+            self.weights,
+            self.activations,
+            outputs,
+            deltas,
+            self.grads,
+            l2,
+            scale,
+            dropout,
             self.split,
         )
         return loss, outputs

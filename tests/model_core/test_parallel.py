@@ -45,7 +45,9 @@ def test_parts_cover_the_range_once_on_aligned_boundaries(length, count, align, 
 def test_the_threshold_decides_and_one_thread_never_splits():
     split = Split(2, min_rows=256)
     assert not split.splits(255) and split.splits(256)
-    assert not split.splits_items(256 * ITEMS_PER_ROW - 1) and split.splits_items(256 * ITEMS_PER_ROW)
+    assert not split.splits_items(256 * ITEMS_PER_ROW - 1) and split.splits_items(
+        256 * ITEMS_PER_ROW
+    )
     assert not Split(1, min_rows=1).splits(10**6) and not SERIAL.splits(10**6)
     with pytest.raises(ValueError, match="threads"):
         Split(0)
@@ -189,7 +191,12 @@ def test_training_on_two_threads_gives_the_same_model_and_history(optimizer):
 
 def test_resuming_on_two_threads_continues_a_one_thread_run_exactly():
     x, y = wide_data()
-    training = {"batch_size": 600, "epochs": 3, "seed": 7, "optimizer": {"name": "sgd", "momentum": 0.9}}
+    training = {
+        "batch_size": 600,
+        "epochs": 3,
+        "seed": 7,
+        "optimizer": {"name": "sgd", "momentum": 0.9},
+    }
     whole = train(x, y, WIDE_NETWORK, training, threads=1)
     first = Trainer(x, y, WIDE_NETWORK, {**training, "epochs": 1}, threads=1)
     first.fit()
