@@ -26,10 +26,13 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from bench.frameworks import FRAMEWORKS, ONE_THREAD, PER_SAMPLE_FRAMEWORKS, Train
+from bench.frameworks import FRAMEWORKS, PER_SAMPLE_FRAMEWORKS, Train, model_core_runner
 from bench.workloads import Workload, digits_workload, synthetic_workloads, tutorial_workload
+from model_core.parallel import DEFAULT_THREADS
 
 WARM_UP_ROWS = 2048
+# The row --compare-threads adds: model_core with every pass on the calling thread.
+ONE_THREAD = "model_core 1 thread"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocess")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads of model_core's elementwise passes and update (default: model_core's)",
+    )
+    parser.add_argument(
         "--compare-threads",
         action="store_true",
         help="also time model_core with every pass on one thread (as before issue 29)",
@@ -117,16 +125,19 @@ def _seconds(function) -> float:
 
 
 def frameworks_for(
-    w: Workload, compare_threads: bool = False, names: str | None = None
+    w: Workload, threads: int | None = None, compare_threads: bool = False, names: str | None = None
 ) -> dict[str, Callable[[Workload], Train]]:
     """Batch 1 compares with the tutorial's per-sample loop; every other batch size with all.
-    ``compare_threads`` adds model_core on one thread next to model_core; ``names`` (comma-
-    separated) keeps only those frameworks, model_core always first."""
-    frameworks = PER_SAMPLE_FRAMEWORKS if w.batch_size == 1 else FRAMEWORKS
+    ``threads``: model_core's (None: its default); ``compare_threads`` adds model_core on one
+    thread beside it; ``names`` (comma-separated) keeps only those frameworks, model_core's
+    rows always."""
+    base = PER_SAMPLE_FRAMEWORKS if w.batch_size == 1 else FRAMEWORKS
+    ours = {"model_core": base["model_core"] if threads is None else model_core_runner(threads)}
     if compare_threads:
-        frameworks = {"model_core": frameworks["model_core"]} | ONE_THREAD | frameworks
+        ours[ONE_THREAD] = model_core_runner(1)
+    frameworks = ours | {name: prepare for name, prepare in base.items() if name not in ours}
     if names is not None:
-        kept = {"model_core", *ONE_THREAD, *(name.strip() for name in names.split(","))}
+        kept = {"model_core", ONE_THREAD, *(name.strip() for name in names.split(","))}
         frameworks = {name: prepare for name, prepare in frameworks.items() if name in kept}
     return frameworks
 
@@ -254,7 +265,7 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
         ],
         "d": [(13, "vs per-sample numpy", lambda: ratio("d", "per-sample numpy"), 1.0, "x")],
     }
-    one = "model_core 1 thread"  # with --compare-threads
+    one = ONE_THREAD
     for w in "bc":
         checks[w] += [
             (29, "vs itself on 1 thread", lambda w=w: ratio(w, one), 1.0, "x"),
@@ -283,7 +294,7 @@ def _can_judge(runs: dict[str, Measurement], label: str) -> bool:
         "textbook": "textbook numpy",
         "per-sample": "per-sample numpy",
         "products-alone": "products alone",
-        "1 thread": "model_core 1 thread",
+        "1 thread": ONE_THREAD,
     }
     return all(name in runs for word, name in needed.items() if word in label)
 
@@ -362,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     peaks = [matmul_peak_gflops()]
     info = machine()
     print_machine(info, peaks[0])
+    threads = DEFAULT_THREADS if args.threads is None else args.threads
+    print(f"  model_core: {threads} thread(s) for the passes between the products (--threads)")
     workloads = [
         digits_workload(args.digits_epochs),
         *synthetic_workloads(args.rows, args.epochs),
@@ -373,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         if results:
             peaks.append(matmul_peak_gflops())
-        frameworks = frameworks_for(w, args.compare_threads, args.frameworks)
+        frameworks = frameworks_for(w, args.threads, args.compare_threads, args.frameworks)
         measured = measure(w, args.repeats, frameworks)
         results[w.name] = {m.framework: m for m in measured}
         described[w.name] = describe(w, measured)

@@ -159,8 +159,6 @@ FRAMEWORKS: dict[str, Callable[[Workload], Train]] = {
     "textbook numpy": prepare_textbook,
     "products alone": prepare_products,
 }
-# bench.engine --compare-threads: model_core as before issue 29, every pass on the calling thread.
-ONE_THREAD: dict[str, Callable[[Workload], Train]] = {"model_core 1 thread": model_core_runner(1)}
 # Batch 1 (workload (d)): the tutorial's loop is the yardstick; the others add nothing there.
 PER_SAMPLE_FRAMEWORKS: dict[str, Callable[[Workload], Train]] = {
     "model_core": prepare_model_core,

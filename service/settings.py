@@ -148,8 +148,9 @@ class Settings:
     checkpoint_every_seconds: float = 30.0
     # Threads a training job's elementwise passes and optimizer update may use between the
     # matrix products (model_core/parallel.py; batches of 256 rows or more); BLAS has its own.
-    # Results are the same bits whatever the number. 1: everything on the calling thread.
-    train_threads: int = min(2, os.cpu_count() or 1)
+    # Results are the same bits whatever the number. 1 (everything on the calling thread) until
+    # 2 measures faster on an idle machine (docs/benchmarks.md, issue 29); at most the cores.
+    train_threads: int = 1
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
     # Request rates per API key (per client address with AUTH=off), in the notation of
