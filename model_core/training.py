@@ -93,8 +93,8 @@ class Trainer:
     continues that run exactly. ``sample_weight`` (n_samples,) weighs each row's loss
     (model_core/weighting.py). ``init_from`` is a trained :class:`Model` to start from: its
     weights (but a fresh output layer with ``replace_output``) and its standardisation.
-    ``threads`` (default 1) is how many threads the elementwise passes and the optimizer's update may use
-    between the matrix products (model_core/parallel.py): batches of at least
+    ``threads`` (default 1) is how many threads the elementwise passes and the optimizer's
+    update may use between the matrix products (model_core/parallel.py): batches of at least
     ``parallel.MIN_ROWS`` rows split them, bit for bit the result of one thread; BLAS keeps its
     own threads for the products. :meth:`fit` stops the helper threads when it returns.
     """
