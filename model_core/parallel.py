@@ -141,7 +141,7 @@ class Split:
     def splits_items(self, items: int) -> bool:
         """Whether a pass over a flat buffer of ``items`` is split: it counts as rows of
         ITEMS_PER_ROW items."""
-        return self.splits(items // ITEMS_PER_ROW)
+        return self.threads > 1 and items >= self.min_rows * ITEMS_PER_ROW
 
     def by_rows(self, function: Callable[[slice], object], rows: int) -> None:
         """``function(part)`` for parts of ``range(rows)`` (one part, ``slice(None)``, when the
