@@ -19,10 +19,11 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-# One until two measure faster: on the saturated machine of issue 29 (load 12 to 30 on 2 cores)
-# two threads measured 0.97x to 1.03x one (docs/benchmarks.md); the idle figure is owed
-# (`python -m bench.engine --workloads bc --threads 2 --compare-threads`). model_core asks
-# nothing of the machine (no os): the service passes TRAIN_THREADS.
+# One until two measure faster: on the saturated machine of issue 29 (load 16 to 39 on 2 cores)
+# two threads measured 0.97x to 1.21x one in paired runs, 0.51x to 2.31x in bench.engine's:
+# noise (docs/benchmarks.md); the idle figure is owed (`python -m bench.engine --workloads bc
+# --threads 2 --compare-threads`). model_core asks nothing of the machine (no os): the service
+# passes TRAIN_THREADS.
 DEFAULT_THREADS = 1
 # Batches of fewer rows run every pass on the calling thread: below this the hand-off to another
 # thread (tens of microseconds) costs more than half a pass saves.
