@@ -18,19 +18,28 @@ from bench.products import prepare_products
 from bench.textbook import train_per_sample, train_textbook
 from bench.workloads import Workload, model_core_specs
 from model_core import train
+from model_core.parallel import DEFAULT_THREADS
 
 Train = Callable[[], float]
 
 
-def prepare_model_core(w: Workload) -> Train:
-    """model_core in float32, no standardisation, so it does the same work as the others."""
-    network, training = model_core_specs(w)
+def model_core_runner(threads: int = DEFAULT_THREADS) -> Callable[[Workload], Train]:
+    """model_core in float32, no standardisation, so it does the same work as the others, its
+    elementwise passes on ``threads`` threads (model_core/parallel.py)."""
 
-    def run() -> float:
-        result = train(w.X, w.y, network=network, training=training, task="classification")
-        return result.history[-1]["train_loss"]
+    def prepare(w: Workload) -> Train:
+        network, training = model_core_specs(w)
 
-    return run
+        def run() -> float:
+            result = train(w.X, w.y, network, training, "classification", threads=threads)
+            return result.history[-1]["train_loss"]
+
+        return run
+
+    return prepare
+
+
+prepare_model_core = model_core_runner()
 
 
 class MLPWithInitialWeights(MLPClassifier):

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from model_core.buffers import flat_buffer
+from model_core.parallel import SERIAL, Split
 from model_core.schedules import Schedule, make_schedule
 
 SCHEDULE_PREFIX = "schedule."
@@ -65,13 +66,15 @@ class Optimizer:
     def gradient_scale(self) -> float:
         return 1.0
 
-    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
-        """``params`` and ``grads`` (times :meth:`gradient_scale`) are the flat buffers."""
+    def step(self, params: np.ndarray, grads: np.ndarray, split: Split = SERIAL) -> None:
+        """``params`` and ``grads`` (times :meth:`gradient_scale`) are the flat buffers.
+        ``split`` runs the update by slices of them over its threads (same bits); the clipping
+        norm, a sum over all of them, is not split."""
         if self.clip_norm is not None:
             clip_global_norm(grads, self.clip_norm, self.gradient_scale())
-        self.update(params, grads)
+        self.update(params, grads, split)
 
-    def update(self, params: np.ndarray, grads: np.ndarray) -> None:
+    def update(self, params: np.ndarray, grads: np.ndarray, split: Split = SERIAL) -> None:
         raise NotImplementedError
 
     def state(self) -> dict[str, np.ndarray]:
@@ -132,7 +135,7 @@ class SGD(Optimizer):
     def gradient_scale(self) -> float:
         return self.learning_rate
 
-    def update(self, params: np.ndarray, scaled_grads: np.ndarray) -> None:
+    def update(self, params: np.ndarray, scaled_grads: np.ndarray, split: Split = SERIAL) -> None:
         if not self.momentum:
             params -= scaled_grads
             return
@@ -140,6 +143,13 @@ class SGD(Optimizer):
         decay = self.momentum * (lr / self.lr if self.lr else 1.0)
         self.lr = lr
         u, g = self.velocity, scaled_grads
+        if split.splits_items(len(params)):
+            split.by_items(lambda s: self.apply(params[s], g[s], u[s], decay), len(params))
+        else:
+            self.apply(params, g, u, decay)
+
+    def apply(self, params: np.ndarray, g: np.ndarray, u: np.ndarray, decay: float) -> None:
+        """The momentum update of (a slice of) the flat buffers."""
         u *= decay
         u += g
         if self.nesterov:
@@ -195,13 +205,31 @@ class Adam(Optimizer):
     ) -> "Adam":
         return cls(params, schedule, clip_norm, spec["beta1"], spec["beta2"], spec["epsilon"])
 
-    def update(self, params: np.ndarray, grads: np.ndarray) -> None:
+    def update(self, params: np.ndarray, grads: np.ndarray, split: Split = SERIAL) -> None:
         lr = self.learning_rate
         self.t += 1
         correction1 = 1.0 - self.beta1**self.t
         sqrt_correction2 = np.sqrt(1.0 - self.beta2**self.t)
         step_size = lr / correction1
-        m, v, g = self.moment1, self.moment2, grads
+        m, v = self.moment1, self.moment2
+        if split.splits_items(len(params)):
+            split.by_items(
+                lambda s: self.apply(params[s], grads[s], m[s], v[s], sqrt_correction2, step_size),
+                len(params),
+            )
+        else:
+            self.apply(params, grads, m, v, sqrt_correction2, step_size)
+
+    def apply(
+        self,
+        params: np.ndarray,
+        g: np.ndarray,
+        m: np.ndarray,
+        v: np.ndarray,
+        sqrt_correction2: float,
+        step_size: float,
+    ) -> None:
+        """The update of (a slice of) the flat buffers, given the step's corrections."""
         m *= self.beta1
         m += (1.0 - self.beta1) * g
         v *= self.beta2

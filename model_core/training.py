@@ -46,6 +46,7 @@ from model_core.network import (
     write_class_indices,
 )
 from model_core.optimizers import make_optimizer
+from model_core.parallel import DEFAULT_THREADS, SERIAL, Split
 from model_core.preprocessing import (
     as_features,
     count_outputs,
@@ -92,6 +93,10 @@ class Trainer:
     continues that run exactly. ``sample_weight`` (n_samples,) weighs each row's loss
     (model_core/weighting.py). ``init_from`` is a trained :class:`Model` to start from: its
     weights (but a fresh output layer with ``replace_output``) and its standardisation.
+    ``threads`` (default 1) is how many threads the elementwise passes and the optimizer's
+    update may use between the matrix products (model_core/parallel.py): batches of at least
+    ``parallel.MIN_ROWS`` rows split them, bit for bit the result of one thread; BLAS keeps its
+    own threads for the products. :meth:`fit` stops the helper threads when it returns.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Trainer:
         sample_weight=None,
         init_from: Model | None = None,
         replace_output: bool = False,
+        threads: int = DEFAULT_THREADS,
     ):
         self.dtype = np.dtype(network_dtype(network))
         self.x = as_features(X, self.dtype)
@@ -139,6 +145,8 @@ class Trainer:
         self.history: list[dict] = []
         self.early_stopping = EarlyStopping.from_spec(self.training["early_stopping"])
         self._allocate_buffers()
+        split = Split(threads)
+        self.split = split if split.splits(self._batch_size()) else SERIAL
         if saved is not None:
             restore_checkpoint(self, *saved)
 
@@ -276,7 +284,7 @@ class Trainer:
         """Trains up to ``training.epochs`` epochs; ``on_epoch(record)`` may return True to stop."""
         stopped_by_callback = False
         # Overflow is reported as TrainingDiverged, naming the epoch, not as numpy warnings.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with self.split, np.errstate(over="ignore", invalid="ignore"):
             while self.epoch < self.training["epochs"] and not self._patience_exhausted():
                 record = self._run_epoch()
                 if on_epoch is not None and on_epoch(record):
@@ -322,6 +330,7 @@ class Trainer:
             rows = rows[self.rng.permutation(len(rows))]
         scale = self.optimizer.gradient_scale()
         step, params, grads = self.optimizer.step, self.flat_params, self.flat_grads
+        split = self.split
         labels = self.targets.labels
         predicted = None if labels is None else np.empty(len(rows), np.intp)
         size = self._batch_size()
@@ -329,7 +338,7 @@ class Trainer:
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
             loss, outputs = self.compute_gradients(batch, scale)
-            step(params, grads)
+            step(params, grads, split)
             if not math.isfinite(loss):
                 raise TrainingDiverged(epoch, "the training loss")
             loss_sum += loss * self._batch_weight(batch)
@@ -363,10 +372,8 @@ class Trainer:
         dropout = buffers.dropout
         if dropout is not None and draw_masks:
             dropout.draw(self.dropout_rng, self.dropout_rates)
-        self.x.take(batch, axis=0, out=x, mode="clip")
-        standardize_into(x, self.mean, self.scale)
-        self.targets.matrix.take(batch, axis=0, out=targets, mode="clip")
-        output = forward(x, self.weights, self.activations, outputs, dropout)
+        self.gather_batch(batch, x, targets)
+        output = forward(x, self.weights, self.activations, outputs, dropout, self.split)
         l2 = self.training["l2"]
         loss = self.loss.value_and_delta(output, targets, deltas[-1], self.activations[-1])
         if self.row_weights is None:
@@ -374,8 +381,34 @@ class Trainer:
         else:
             loss = self._weigh_batch(batch, output, targets, deltas[-1], scale)
         loss += l2_penalty(self.weights, l2)
-        backward(x, self.weights, self.activations, outputs, deltas, self.grads, l2, scale, dropout)
+        backward(
+            x,
+            self.weights,
+            self.activations,
+            outputs,
+            deltas,
+            self.grads,
+            l2,
+            scale,
+            dropout,
+            self.split,
+        )
         return loss, outputs
+
+    def gather_batch(self, batch: np.ndarray, x: np.ndarray, targets: np.ndarray) -> None:
+        """:meth:`gather`, by rows over the split's threads when the batch is big enough."""
+        n = len(batch)
+        if self.split.splits(n):
+            self.split.by_rows(lambda part: self.gather(batch[part], x[part], targets[part]), n)
+        else:
+            self.gather(batch, x, targets)
+
+    def gather(self, batch: np.ndarray, x: np.ndarray, targets: np.ndarray) -> None:
+        """The rows ``batch`` (n,) of the data into ``x`` (n, features), standardised, and of
+        the targets into ``targets``."""
+        self.x.take(batch, axis=0, out=x, mode="clip")
+        standardize_into(x, self.mean, self.scale)
+        self.targets.matrix.take(batch, axis=0, out=targets, mode="clip")
 
     def _weigh_batch(
         self,
@@ -462,6 +495,7 @@ def train(
     sample_weight=None,
     init_from: Model | None = None,
     replace_output: bool = False,
+    threads: int = DEFAULT_THREADS,
 ) -> TrainResult:
     """Trains a feedforward network by backpropagation; see :class:`Trainer` for the arguments."""
     trainer = Trainer(
@@ -475,5 +509,6 @@ def train(
         sample_weight,
         init_from,
         replace_output,
+        threads,
     )
     return trainer.fit(on_epoch)

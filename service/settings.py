@@ -146,6 +146,11 @@ class Settings:
     max_attempts: int = 3
     checkpoint_every_epochs: int = 10
     checkpoint_every_seconds: float = 30.0
+    # Threads a training job's elementwise passes and optimizer update may use between the
+    # matrix products (model_core/parallel.py; batches of 256 rows or more); BLAS has its own.
+    # Results are the same bits whatever the number. 1 (everything on the calling thread) until
+    # 2 measures faster on an idle machine (docs/benchmarks.md, issue 29); at most the cores.
+    train_threads: int = 1
     dispatch_interval_seconds: float = 1.0
     idempotency_ttl_seconds: int = 24 * 3600
     # Request rates per API key (per client address with AUTH=off), in the notation of
@@ -233,6 +238,8 @@ class Settings:
             )
         if self.shadow_queue_size < 1:  # queue.Queue(0) would have no bound at all
             raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
+        if self.train_threads < 1:
+            raise ValueError(f"TRAIN_THREADS={self.train_threads}: must be 1 or more")
         if self.drain_seconds < 0:
             raise ValueError(f"DRAIN_SECONDS={self.drain_seconds}: must be 0 or more")
         self._check_warm_models()

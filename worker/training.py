@@ -253,6 +253,7 @@ def train_attempt(
             sample_weight=given.arrays.sample_weight,
             init_from=given.init_from,
             replace_output=given.specs.replace_output,
+            threads=settings.train_threads,
         )
         recorder.follow(trainer)
         result = trainer.fit(recorder)

@@ -38,6 +38,13 @@ def test_a_shadow_queue_has_a_bound():
         Settings.from_env({"SHADOW_QUEUE_SIZE": "0"})
 
 
+def test_train_threads_default_to_one_and_take_more():
+    assert Settings().train_threads == 1
+    assert Settings.from_env({"TRAIN_THREADS": "2"}).train_threads == 2
+    with pytest.raises(ValueError, match="TRAIN_THREADS=0: must be 1 or more"):
+        Settings.from_env({"TRAIN_THREADS": "0"})
+
+
 def test_warm_models_are_tenant_reference_pairs():
     settings = Settings.from_env({"WARM_MODELS": "acme/digits@production, acme/42,beta/iris:3"})
     assert settings.warm_model_refs() == [

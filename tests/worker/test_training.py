@@ -229,3 +229,17 @@ def test_a_receiver_of_attempt_started_sees_the_claimed_attempt_and_its_data_set
     finally:
         training.attempt_started.disconnect(observe)
     assert seen == [(1, job_id, "xor")]
+
+
+def test_the_trainer_gets_train_threads_from_the_settings(sessions, monkeypatch):
+    threads = []
+    real_trainer = training.Trainer
+
+    def spy(*args, **kwargs):
+        threads.append(kwargs["threads"])
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Trainer", spy)
+    job_id = queued_xor_job(sessions, epochs=2)
+    assert run_training(sessions, job_id, Settings(train_threads=2)) is JobStatus.SUCCEEDED
+    assert threads == [2]
