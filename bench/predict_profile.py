@@ -1,8 +1,9 @@
-"""Where a single-row ``/v1`` predict spends its time inside the app, with every feature on:
-``AUTH=required``, the prediction log, a canary split on the alias, both rate limits (in
-Redis, with Redis as the broker), the JSON log line per request (issue 29).
+"""Where a single-row ``/v1`` predict (or ``/v2`` JSON infer) spends its time inside the app,
+with every feature on: ``AUTH=required``, the prediction log, a canary split on the alias, both
+rate limits (in Redis, with Redis as the broker), the JSON log line per request (issue 29).
 
     python -m bench.predict_profile [--requests 20000] [--top 25] [--in-memory] [--no-profile]
+        [--path v1|v2] [--before PATH [--rounds 3]]
 
 The app is built in this process on a throwaway SQLite database and Redis db 15; the digits
 model (64-64-10) is trained twice by the worker's own function and ``digits@production`` split
@@ -10,6 +11,14 @@ model (64-64-10) is trained twice by the worker's own function and ``digits@prod
 once, a fresh body stream each): no server, no client, so the figures are the app's alone. It
 prints the mean time per request, then cProfile's functions sorted by own time and by
 cumulative time. (gunicorn's share is measured by bench/servers.py and py-spy, not here.)
+
+``--path v2`` sends the same row to ``/v2/models/digits@production/infer`` as the protocol's JSON
+(one FP64 ``input`` tensor) instead of ``/v1/models/digits@production/predict``.
+
+``--before PATH`` compares with a checkout of the code (``git archive main | tar -x -C
+/tmp/before``): each of ``--rounds`` rounds measures the mean time unprofiled in a fresh process
+of the before tree, then in one of this tree (this file run on each tree's packages), and the
+per-round figures and their medians are printed with the load average.
 """
 
 import argparse
@@ -17,7 +26,11 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
+import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,11 +89,19 @@ def prepared_app(folder: Path, in_memory: bool):
     return app, headers
 
 
-def request_loop(app, headers: dict[str, str], n: int) -> None:
+def request_of(path: str) -> tuple[str, bytes]:
+    """The URL and JSON body of one single-row prediction on ``path`` (``v1`` or ``v2``)."""
     row = load_sample("digits").X[0].astype(float).tolist()
-    body = json.dumps({"instances": [row]}).encode()
+    if path == "v2":
+        tensor = {"name": "input", "shape": [1, len(row)], "datatype": "FP64", "data": row}
+        return "/v2/models/digits@production/infer", json.dumps({"inputs": [tensor]}).encode()
+    return "/v1/models/digits@production/predict", json.dumps({"instances": [row]}).encode()
+
+
+def request_loop(app, headers: dict[str, str], n: int, path: str = "v1") -> None:
+    url, body = request_of(path)
     environ = EnvironBuilder(
-        path="/v1/models/digits@production/predict",
+        path=url,
         method="POST",
         data=body,
         content_type="application/json",
@@ -98,6 +119,36 @@ def request_loop(app, headers: dict[str, str], n: int) -> None:
         raise RuntimeError(f"answers: {set(statuses)}")
 
 
+MEAN_LINE = re.compile(r"^(\d+) us per request, unprofiled")
+
+
+def mean_in_fresh_process(tree: Path, args: argparse.Namespace) -> int:
+    """The mean microseconds per request of ``tree``'s code, measured by this file in a fresh
+    process whose packages are ``tree``'s."""
+    # -P: this file's folder (bench/, whose profile.py would shadow the stdlib's) not on the path
+    command = [sys.executable, "-P", str(Path(__file__).resolve()), "--no-profile"]
+    command += ["--requests", str(args.requests), "--path", args.path]
+    command += ["--in-memory"] if args.in_memory else []
+    environment = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'client'}"}
+    output = subprocess.run(
+        command, env=environment, cwd=tree, capture_output=True, text=True, check=True
+    ).stdout
+    return next(int(match[1]) for line in output.splitlines() if (match := MEAN_LINE.match(line)))
+
+
+def compare_with(before: Path, args: argparse.Namespace) -> None:
+    """Before and after in turn, ``args.rounds`` times; each round's means and the medians."""
+    trees = {"before": before.resolve(), "after": Path(__file__).resolve().parents[1]}
+    means: dict[str, list[int]] = {name: [] for name in trees}
+    for round_number in range(1, args.rounds + 1):
+        for name, tree in trees.items():
+            means[name].append(mean_in_fresh_process(tree, args))
+            load = os.getloadavg()[0]
+            print(f"round {round_number} {name}: {means[name][-1]} us (load {load:.1f})")
+    before_us, after_us = (statistics.median(means[name]) for name in trees)
+    print(f"median before {before_us:.0f} us, after {after_us:.0f} us: {after_us / before_us:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -106,18 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--in-memory", action="store_true", help="the embedded broker: no Redis, limits in memory"
     )
+    parser.add_argument("--path", choices=("v1", "v2"), default="v1", help="/v1 predict or /v2 JSON")
+    parser.add_argument("--before", type=Path, help="a checkout to compare with, unprofiled")
+    parser.add_argument("--rounds", type=int, default=3, help="with --before")
     args = parser.parse_args(argv)
+    if args.before is not None:
+        compare_with(args.before, args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as name:
         app, headers = prepared_app(Path(name), args.in_memory)
         logging.getLogger().handlers[0].setStream(open("/dev/null", "w"))  # noqa: SIM115
-        request_loop(app, headers, 500)  # warm-up
+        request_loop(app, headers, 500, args.path)  # warm-up
         start = time.perf_counter()
-        request_loop(app, headers, args.requests)
+        request_loop(app, headers, args.requests, args.path)
         mean = (time.perf_counter() - start) / args.requests
         print(f"{mean * 1e6:.0f} us per request, unprofiled, mean of {args.requests}")
         profile = cProfile.Profile()
         if not args.no_profile:
-            profile.runcall(request_loop, app, headers, args.requests)
+            profile.runcall(request_loop, app, headers, args.requests, args.path)
         app.extensions["prediction_log"].clear()
     if args.no_profile:
         return
