@@ -75,9 +75,10 @@ def refuse_deep_json() -> None:
     /v2 body with ``Inference-Header-Content-Length`` is JSON only up to that length, binary
     after it: the protocol's parser checks its header itself.
     """
-    if not request.is_json or HEADER_LENGTH in request.headers:
+    req = request._get_current_object()  # one lookup of the proxy, not one per use
+    if not req.is_json or HEADER_LENGTH in req.headers:
         return
-    body = request.get_data(cache=True)
+    body = req.get_data(cache=True)
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return  # too few brackets to nest that deep: a prediction's body skips the scan (60 us)
     depth = json_depth(body)
