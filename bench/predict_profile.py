@@ -120,6 +120,31 @@ def request_loop(app, headers: dict[str, str], n: int, path: str = "v1") -> None
 
 
 CHUNK = 200
+# The parts of a request the profile's summary names: (label, file, function), each part's
+# cumulative time as a share of ``wsgi_app``'s; indented labels are inside the part above them.
+PARTS = (
+    ("Flask: request context (environ, routing) and its pop", "ctx.py", "push"),
+    ("", "ctx.py", "pop"),
+    ("before_request hooks", "flask/app.py", "preprocess_request"),
+    ("  request id and clock", "request_hooks.py", "start_request"),
+    ("  key and scope", "auth.py", "identify_caller"),
+    ("  rate limits", "limits.py", "check"),
+    ("  JSON depth (reads the body)", "bodies.py", "refuse_deep_json"),
+    ("the view (/v1)", "models.py", "predict"),
+    ("the view (/v2)", "v2.py", "model_infer"),
+    ("  body parsed and checked (/v1)", "models.py", "predict_body"),
+    ("  rows of the body (/v1)", "models.py", "rows_to_predict"),
+    ("  body parsed and checked (/v2)", "inference_protocol.py", "parse_infer_request"),
+    ("  model reference, canary split", "registry.py", "serve"),
+    ("  forward pass", "network.py", "predict_with_proba"),
+    ("  prediction log", "prediction_logging.py", "log_prediction"),
+    ("  answer encoded (/v1)", "models.py", "json_response"),
+    ("  answer encoded (/v2)", "inference_protocol.py", "encode_infer_response"),
+    ("after_request hooks", "flask/app.py", "process_response"),
+    ("  the request's log line", "request_hooks.py", "log_request"),
+    ("teardown", "flask/app.py", "do_teardown_request"),
+    ("the response handed to WSGI", "wrappers/response.py", "__call__"),
+)
 FIGURES = ("wall", "cpu", "best")
 TIMES_LINE = re.compile(r"^(\d+) us per request \(wall, mean\), (\d+) us CPU, (\d+) us best")
 
@@ -175,6 +200,36 @@ def compare_with(before: Path, args: argparse.Namespace) -> None:
         )
 
 
+def print_parts(stats: pstats.Stats) -> None:
+    """Each of ``PARTS``'s cumulative time under the profile, as a share of ``wsgi_app``'s (the
+    pop of the request context is added to its push's line)."""
+    total = cumulative_of(stats, "flask/app.py", "wsgi_app")
+    shares: list[tuple[str, float]] = []
+    for label, file, name in PARTS:
+        seconds = cumulative_of(stats, file, name)
+        if not seconds:
+            continue
+        if label:
+            shares.append((label, seconds))
+        else:
+            shares[-1] = (shares[-1][0], shares[-1][1] + seconds)
+    print(f"where wsgi_app's {total:.2f} s went (cumulative, under cProfile):")
+    for label, seconds in shares:
+        print(f"  {label:<58} {seconds:7.2f} s {seconds / total:6.1%}")
+
+
+def cumulative_of(stats: pstats.Stats, file: str, name: str) -> float:
+    """The cumulative seconds of ``file``'s function ``name``; of the largest when the file
+    has several of that name (ctx.py's two ``push``: the request context's calls the app
+    context's)."""
+    matches = [
+        entry[3]
+        for (filename, _line, function), entry in stats.stats.items()
+        if function == name and filename.endswith(file)
+    ]
+    return max(matches, default=0.0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -207,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         app.extensions["prediction_log"].clear()
     if args.no_profile:
         return
+    print_parts(pstats.Stats(profile))
     stats = pstats.Stats(profile, stream=sys.stdout).strip_dirs()
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
