@@ -39,6 +39,8 @@ REDIS_KEY = "backprop:registry-generation"
 REDIS_CHANNEL = "backprop:registry-generation"
 REDIS_TIMEOUT_SECONDS = 1.0
 RESUBSCRIBE_SECONDS = 5.0
+# More than a token's length (new_token): a read of the file returns the whole of it.
+TOKEN_READ_BYTES = 4096
 # Set the token and tell every subscriber, atomically: a subscriber that reads the key after
 # subscribing misses no change.
 BUMP_SCRIPT = """
@@ -156,9 +158,13 @@ class FileGeneration:
         """The file's text: a new random token at each bump (a stat would not do: inodes are
         reused and a coarse clock gives two bumps one mtime)."""
         try:
-            return self.path.read_bytes()
+            descriptor = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:  # os calls, not Path.read_bytes: no file object built per request
+            return os.read(descriptor, TOKEN_READ_BYTES)
+        finally:
+            os.close(descriptor)
 
     def bump(self) -> None:
         """Replace the file at once with a new random token (readers see the old or the new)."""

@@ -61,3 +61,11 @@ def json_depth(text: bytes | memoryview, block_bytes: int = BLOCK_BYTES) -> int:
     for start in range(0, data.size, block_bytes):
         scan.feed(data[start : start + block_bytes])
     return scan.deepest
+
+
+def depth_unless_shallow(text: bytes) -> int:
+    """``json_depth(text)`` when ``text`` has more than ``MAX_JSON_DEPTH`` brackets, else their
+    count: every level opens one, so a text with no more than that many nests no deeper, and a
+    prediction's body skips the scan (about 60 us of numpy calls for a single row)."""
+    brackets = text.count(b"[") + text.count(b"{")
+    return brackets if brackets <= MAX_JSON_DEPTH else json_depth(text)

@@ -1,7 +1,10 @@
 """The Flask app factory of the HTTP API: validate, store, enqueue and predict. It never trains."""
 
+from collections.abc import Callable
+from inspect import iscoroutinefunction
+
 import numpy as np
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -17,7 +20,7 @@ from service.api.metrics import install_metrics
 from service.api.prediction_logging import install_prediction_log
 from service.api.readiness import AlwaysReady, Readiness
 from service.api.request_hooks import track_requests
-from service.api.resources import BLUEPRINTS
+from service.api.resources import BLUEPRINTS, DIRECT_VIEWS
 from service.api.swagger_ui import SWAGGER_UI_URL, install_swagger_ui_files
 from service.api.web_pages import install_web_page_guard
 from service.broker import JobQueue
@@ -57,6 +60,44 @@ class RowId(IntegerConverter):
         super().__init__(url_map, *args, **{"max": MAX_INT32, **kwargs})
 
 
+class ApiFlask(Flask):
+    """Flask, asking ``inspect.iscoroutinefunction`` once per function rather than per call:
+    ``ensure_sync`` is called for every hook and view of every request (18 times for a
+    prediction), and the answer never changes for a function. A method is remembered by its
+    function; at most ``SYNC_MEMO_SIZE`` are remembered (any others are asked each time)."""
+
+    SYNC_MEMO_SIZE = 4096
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coroutine_functions: dict[Callable, bool] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        function = getattr(func, "__func__", func)
+        is_coroutine = self.coroutine_functions.get(function)
+        if is_coroutine is None:
+            is_coroutine = iscoroutinefunction(function)
+            if len(self.coroutine_functions) < self.SYNC_MEMO_SIZE:
+                self.coroutine_functions[function] = is_coroutine
+        return self.async_to_sync(func) if is_coroutine else func
+
+
+def dispatch_directly(app: Flask, views: dict[type, Callable[..., Response]]) -> None:
+    """Route the endpoints of each view class in ``views`` straight to its function.
+
+    flask-smorest wraps a documented method once per decorator (``doc``, ``response``, each
+    ``alt_response``), every wrapper looking ``current_app`` up and asking its ``ensure_sync``
+    again, and Flask's MethodView makes an instance per request to find the method: seven calls
+    deep before a prediction starts. The functions answer a ``Response``, which those wrappers
+    hand back untouched, and raise the errors they would. The OpenAPI document is built from
+    the classes when the blueprints are registered, before this runs, so it is unchanged
+    (tests/service/api/test_direct_views.py)."""
+    for endpoint, view in list(app.view_functions.items()):
+        function = views.get(getattr(view, "view_class", None))
+        if function is not None:
+            app.view_functions[endpoint] = function
+
+
 def behind_proxies(wsgi_app, hops: int) -> ProxyFix:
     """Trust the ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Prefix`` headers of ``hops``
     reverse proxies: links, ``Location`` headers and the dashboard then carry the proxy's sub-path
@@ -88,7 +129,7 @@ def create_app(settings: Settings | None = None, readiness: Readiness | None = N
     ``readiness``: what ``/health/ready`` waits for besides the database and the broker (the
     warm-up and drain of `backprop api`'s processes; none by default)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = ApiFlask(__name__)
     app.request_class = BodyLimitedRequest
     app.url_map.converters["int"] = RowId
     app.config.update(API_CONFIG, MAX_CONTENT_LENGTH=settings.max_request_bytes)
@@ -124,6 +165,7 @@ def create_app(settings: Settings | None = None, readiness: Readiness | None = N
     register_domain_errors(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    dispatch_directly(app, DIRECT_VIEWS)
     install_swagger_ui_files(app)
     install_dashboard(app)
     if settings.trusted_proxies:

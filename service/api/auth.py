@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import g, request
+from flask import Request, g, request
 
 from service.api.context import current_generation, services
 from service.api.errors import fail
@@ -75,31 +75,32 @@ def guarded(path: str) -> bool:
 
 def identify_caller() -> None:
     """``before_request``: set ``g.principal``, or answer 401 / 403."""
-    if not guarded(request.path):
+    req = request._get_current_object()  # one lookup of the proxy, not one per use
+    if not guarded(req.path):
         return
     if services().settings.auth == "off":
         g.principal = LOCAL_PRINCIPAL
         return
-    g.principal = principal_from_request()
-    needed = scope_needed()
-    if _SCOPE_RANK[g.principal.scope] < _SCOPE_RANK[needed]:
-        fail(403, f"This key's scope is {g.principal.scope}; this request needs {needed}.")
+    principal = g.principal = principal_from_request()
+    needed = scope_needed(req)
+    if _SCOPE_RANK[principal.scope] < _SCOPE_RANK[needed]:
+        fail(403, f"This key's scope is {principal.scope}; this request needs {needed}.")
 
 
-def scope_needed() -> Scope:
+def scope_needed(req: Request) -> Scope:
     """Keys and webhooks need admin; GETs and reading POSTs need read; every other change
     needs write.
 
     Decided by the route that matched, never by the path's text: an alias may be called
     ``predict``."""
-    if request.url_rule is None:
+    if req.url_rule is None:
         return Scope.READ  # no route: the router's 404 or 405 answers, whoever asks
-    rule = request.url_rule.rule
+    rule = req.url_rule.rule
     if any(rule == prefix or rule.startswith(prefix + "/") for prefix in ADMIN_PREFIXES):
         return Scope.ADMIN
-    if request.method in SAFE_METHODS:
+    if req.method in SAFE_METHODS:
         return Scope.READ
-    if request.method == "POST" and rule.endswith(READING_POSTS):
+    if req.method == "POST" and rule.endswith(READING_POSTS):
         return Scope.READ
     return Scope.WRITE
 

@@ -11,7 +11,7 @@ from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
 from service.api.errors import DeclaredResponse, fail
-from service.json_depth import MAX_JSON_DEPTH, json_depth
+from service.json_depth import MAX_JSON_DEPTH, depth_unless_shallow
 from service.serving.inference_protocol import HEADER_LENGTH
 
 # Each read of a large body: gunicorn receives up to 1 MiB per recv.
@@ -75,12 +75,10 @@ def refuse_deep_json() -> None:
     /v2 body with ``Inference-Header-Content-Length`` is JSON only up to that length, binary
     after it: the protocol's parser checks its header itself.
     """
-    if not request.is_json or HEADER_LENGTH in request.headers:
+    req = request._get_current_object()  # one lookup of the proxy, not one per use
+    if not req.is_json or HEADER_LENGTH in req.headers:
         return
-    body = request.get_data(cache=True)
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return  # too few brackets to nest that deep: a prediction's body skips the scan (60 us)
-    depth = json_depth(body)
+    depth = depth_unless_shallow(req.get_data(cache=True))
     if depth > MAX_JSON_DEPTH:
         fail(400, too_deep(depth), {"json": [too_deep(depth)]})
 

@@ -142,9 +142,10 @@ class RateLimits:
 
     def check(self) -> None:
         """``before_request``: count the request against its budget, or answer 429."""
-        if not guarded(request.path):
+        req = request._get_current_object()  # one lookup of the proxy, not one per use
+        if not guarded(req.path):
             return
-        spent = self.predictions if is_prediction(request) else self.general
+        spent = self.predictions if is_prediction(req) else self.general
         if spent is None:
             return
         key = caller_key()

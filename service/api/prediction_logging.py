@@ -49,15 +49,17 @@ def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndar
     """The answer's prediction id; the request's rows ``x`` and answers ``arrays`` (of
     ``prediction_arrays``) buffered for the log when it is on and this request is sampled."""
     prediction_id = new_prediction_id()
-    log: PredictionLog | None = current_app.extensions.get(EXTENSION)
-    settings = current_app.extensions["backprop"].settings
+    extensions = current_app.extensions
+    log: PredictionLog | None = extensions.get(EXTENSION)
+    settings = extensions["backprop"].settings
     if log is None or random.random() >= settings.prediction_log_sample:
         return prediction_id
     alias, arm = route_of(served)
+    state = g._get_current_object()  # one lookup of the proxy, not one per use
     log.record(
         LoggedRequest(
             prediction_id=prediction_id,
-            tenant=g.principal.tenant,
+            tenant=state.principal.tenant,
             model_id=served.model_id,
             model_name=served.name,
             model_version=served.version,
@@ -67,7 +69,7 @@ def log_prediction(served: ServedModel, x: np.ndarray, arrays: dict[str, np.ndar
             keep_inputs=settings.prediction_log_inputs == "on",
             predictions=arrays["predictions"],
             probabilities=arrays.get("probabilities"),
-            latency_ms=(time.perf_counter() - g.request_started) * 1000.0,
+            latency_ms=(time.perf_counter() - state.request_started) * 1000.0,
             created_at=utcnow(),
         )
     )

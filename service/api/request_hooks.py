@@ -12,8 +12,9 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 
+from service.api.auth import Principal
 from service.logs import REQUEST_ID
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -33,40 +34,43 @@ def request_id_from(header: str | None) -> str:
 
 def start_request() -> None:
     """``before_request``, registered before every other: the clock and the request id."""
-    g.request_started = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    REQUEST_ID.set(g.request_id)
+    state = g._get_current_object()  # one lookup of the context's proxies per hook, not per use
+    state.request_started = time.perf_counter()
+    state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    REQUEST_ID.set(state.request_id)
 
 
 def finish_request(response: Response) -> Response:
     """``after_request``: echo the id, count the request, write its log line."""
-    seconds = time.perf_counter() - g.request_started
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    state, req = g._get_current_object(), request._get_current_object()
+    seconds = time.perf_counter() - state.request_started
+    route = req.url_rule.rule if req.url_rule is not None else UNMATCHED
     status = response.status_code
-    response.headers[REQUEST_ID_HEADER] = g.request_id
+    response.headers[REQUEST_ID_HEADER] = state.request_id
     metrics = current_app.extensions.get("http_metrics")
     if metrics is not None:
-        metrics.observe(route, request.method, status, seconds, response.headers.get("X-Model-Id"))
+        metrics.observe(route, req.method, status, seconds, response.headers.get("X-Model-Id"))
     if request_log.isEnabledFor(logging.INFO):
-        log_request(route, status, seconds)
+        log_request(req, state.get("principal"), route, status, seconds)
     return response
 
 
-def log_request(route: str, status: int, seconds: float) -> None:
-    principal = g.get("principal")
+def log_request(
+    req: Request, principal: Principal | None, route: str, status: int, seconds: float
+) -> None:
     request_log.info(
         "%s %s %s",
-        request.method,
-        request.path,
+        req.method,
+        req.path,
         status,
         extra={
             "route": route,
-            "method": request.method,
+            "method": req.method,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
             "tenant": None if principal is None else principal.tenant,
             "key_id": None if principal is None else principal.key_id,
-            "remote_addr": request.remote_addr,
+            "remote_addr": req.remote_addr,
         },
     )
 

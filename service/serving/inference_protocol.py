@@ -23,7 +23,7 @@ import numpy as np
 
 from model_core import Model, SpecError
 from model_core.preprocessing import check_finite
-from service.json_depth import MAX_JSON_DEPTH, json_depth
+from service.json_depth import MAX_JSON_DEPTH, depth_unless_shallow
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # More than any body's length (MAX_REQUEST_BYTES) has digits.
@@ -134,9 +134,10 @@ def split_body(body: bytes | memoryview, header_length: str | None) -> tuple[dic
     """The JSON header as a dict and the binary tensor data after it (a view, not a copy)."""
     size = len(body) if header_length is None else parse_header_length(header_length, len(body))
     view = memoryview(body)
-    check_depth(view[:size])
+    text = view[:size].tobytes()
+    check_depth(text)
     try:
-        header = json.loads(view[:size].tobytes())
+        header = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         where = "the request body" if header_length is None else f"the first {size} bytes"
         raise ProtocolError(f"{where} must be a JSON inference request: {error}") from None
@@ -145,9 +146,9 @@ def split_body(body: bytes | memoryview, header_length: str | None) -> tuple[dic
     return header, view[size:]
 
 
-def check_depth(header: memoryview) -> None:
+def check_depth(header: bytes) -> None:
     """The JSON header nests at most ``MAX_JSON_DEPTH`` levels: ``json.loads`` recurses."""
-    depth = json_depth(header)
+    depth = depth_unless_shallow(header)
     if depth > MAX_JSON_DEPTH:
         raise ProtocolError(
             f"the inference request nests {depth} levels deep; at most {MAX_JSON_DEPTH} are"

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,3 +42,14 @@ def test_a_thousand_levels_are_measured_without_recursion():
 
 def test_brackets_inside_strings_do_not_count():
     assert scan.json_depth(json.dumps(["[[[{{", '\\"[[', "\\\\"]).encode()) == 1
+
+
+def test_a_text_with_few_brackets_skips_the_scan_and_many_are_scanned(monkeypatch):
+    limit = scan.MAX_JSON_DEPTH
+    deep = b"[" * (limit + 1) + b"]" * (limit + 1)
+    in_strings = json.dumps(["[" * (limit + 1)]).encode()
+    assert scan.depth_unless_shallow(deep) == limit + 1
+    assert scan.depth_unless_shallow(in_strings) == 1  # scanned: the brackets are in a string
+    monkeypatch.setattr(scan, "json_depth", lambda _text: pytest.fail("scanned"))
+    assert scan.depth_unless_shallow(b"[" * limit + b"]" * limit) == limit
+    assert scan.depth_unless_shallow(json.dumps({"instances": [[0.5, 1.0]]}).encode()) == 3

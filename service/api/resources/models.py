@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
-from flask import Response, jsonify, request
+from flask import Request, Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy.exc import IntegrityError
@@ -124,22 +124,22 @@ PREDICT_CSV_DOC = {
 }
 
 
-def predict_body() -> dict | bytes:
+def predict_body(req: Request) -> dict | bytes:
     """The body of a prediction, read before the model is looked up (so that an oversized body
     is a 413 whatever the ref): the bytes of a CSV body, or the checked JSON body."""
-    if request.mimetype == "text/csv":
-        return request.get_data()
-    if not request.is_json:
+    if req.mimetype == "text/csv":
+        return req.get_data()
+    if not req.is_json:
         fail(415, "Send application/json or text/csv.")
-    payload = request.get_json(silent=True)
+    payload = req.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
     return load_or_fail(PREDICT_REQUEST, payload)
 
 
-def rows_to_predict(served: ServedModel, body: dict | bytes) -> np.ndarray:
-    """The rows of ``predict_body``: JSON in one of its forms, or CSV with a header row."""
-    limit = services().settings.max_predict_rows
+def rows_to_predict(served: ServedModel, body: dict | bytes, limit: int) -> np.ndarray:
+    """The rows of ``predict_body`` (at most ``limit``): JSON in one of its forms, or CSV with a
+    header row."""
     if isinstance(body, bytes):
         return rows.csv_rows(served.model, served.signature, body, limit)
     return rows.request_rows(served.model, served.signature, body, limit)
@@ -153,17 +153,17 @@ def json_response(body: dict, headers: dict[str, str]) -> Response:
     return response
 
 
-def wants_csv() -> bool:
+def wants_csv(req: Request) -> bool:
     """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie)."""
-    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+    return req.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
-def routing_key(body: dict | bytes) -> str | None:
+def routing_key(req: Request, body: dict | bytes) -> str | None:
     """What routes the request on an alias's split: the JSON body's ``routing_key``, else the
     ``X-Routing-Key`` header (CSV, or JSON without one)."""
     if isinstance(body, dict) and "routing_key" in body:
         return body["routing_key"]
-    return request.headers.get("X-Routing-Key")
+    return req.headers.get("X-Routing-Key")
 
 
 def rows_field(body: dict | bytes) -> str:
@@ -313,19 +313,25 @@ class ModelPrediction(MethodView):
     def post(self, ref: str):
         """Predict labels (and class probabilities) or values for rows of features, as JSON or
         CSV (Content-Type and Accept: text/csv)"""
-        body = predict_body()
-        served = serve(ref, routing_key(body))
-        x = rows_to_predict(served, body)
-        budget = services().settings.max_request_memory
-        arrays = prediction_arrays(served.model, x, budget, rows_field(body))
-        run_shadow(served, x, arrays["predictions"])
-        prediction_id = log_prediction(served, x, arrays)
-        headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
-        if wants_csv():
-            text = predictions_csv(served.model, arrays)
-            return Response(text, mimetype="text/csv", headers=headers)
-        answer = {**served.identity(), "prediction_id": prediction_id}
-        return json_response({**answer, **as_lists(arrays)}, headers)
+        return predict(ref)
+
+
+def predict(ref: str) -> Response:
+    """``POST /v1/models/{ref}/predict``; the app routes it here directly (DIRECT_VIEWS), past
+    the wrappers of ``ModelPrediction.post``, which document the operation."""
+    req, settings = request._get_current_object(), services().settings  # each proxy once
+    body = predict_body(req)
+    served = serve(ref, routing_key(req, body))
+    x = rows_to_predict(served, body, settings.max_predict_rows)
+    arrays = prediction_arrays(served.model, x, settings.max_request_memory, rows_field(body))
+    run_shadow(served, x, arrays["predictions"])
+    prediction_id = log_prediction(served, x, arrays)
+    headers = {**served.headers(), PREDICTION_ID_HEADER: prediction_id}
+    if wants_csv(req):
+        text = predictions_csv(served.model, arrays)
+        return Response(text, mimetype="text/csv", headers=headers)
+    answer = {**served.identity(), "prediction_id": prediction_id}
+    return json_response({**answer, **as_lists(arrays)}, headers)
 
 
 OPENAPI_DOC = {

@@ -207,6 +207,12 @@ class ModelInfer(MethodView):
     )
     def post(self, name: str, version: str | None = None):
         """Predict for the rows of the `input` tensor (FP32 or FP64, [rows, n_features])"""
-        # The body first, as /v1 predict does: one over MAX_REQUEST_BYTES is a 413 whatever
-        # the name, and the client is never answered before it has finished sending.
-        return infer(read_infer_body(request), served_model(name, version))
+        return model_infer(name, version)
+
+
+def model_infer(name: str, version: str | None = None) -> Response:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``; the app routes it here directly
+    (DIRECT_VIEWS), past the wrappers of ``ModelInfer.post``, which document the operation."""
+    # The body first, as /v1 predict does: one over MAX_REQUEST_BYTES is a 413 whatever the
+    # name, and the client is never answered before it has finished sending.
+    return infer(read_infer_body(request), served_model(name, version))
