@@ -29,6 +29,7 @@ from service.datasets.ingest import (
     ColumnChoice,
     DataLimits,
     Header,
+    PackedDataset,
     build_dataset,
     chosen_columns,
     class_labels,
@@ -55,7 +56,6 @@ from service.datasets.tables import (
     require_number_types,
     text_labels,
 )
-from service.db.models import Dataset
 from service.db.npz import read_npy_header
 from service.vocabulary import DataError, Task
 
@@ -367,10 +367,10 @@ def return_freed_memory() -> None:
         MALLOC_TRIM(0)
 
 
-def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> Dataset:
+def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> PackedDataset:
     """A data set from an uploaded file in ``file_format`` (a key of ``FILE_READERS``); what
-    the reader held besides the arrays is freed before they are packed, and the arrays before
-    the data set is returned to be stored."""
+    the reader held besides the arrays is freed before they are packed (to a temporary file),
+    and the arrays before the data set is returned to be stored."""
     arrays = FILE_READERS[file_format](upload, limits)
     dataset = build_dataset(
         name=upload.name,

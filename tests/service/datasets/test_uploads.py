@@ -9,8 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from service.datasets import uploads
-from service.db.models import Dataset
-from service.db.npz import npz_to_arrays
+from service.db import records
 from tests.conftest import BACKENDS
 from tests.factories import job_body
 from worker.training import run_training
@@ -49,7 +48,8 @@ def created(response) -> dict:
 
 def stored_arrays(sessions, dataset_id: int) -> dict[str, np.ndarray]:
     with sessions() as session:
-        return npz_to_arrays(session.get(Dataset, dataset_id).arrays)
+        x, y, weights = records.get_dataset_arrays(session, dataset_id)
+    return {"X": x, "y": y} | ({} if weights is None else {"w": weights})
 
 
 IRIS_PARQUET = parquet_bytes(
