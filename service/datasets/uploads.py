@@ -113,8 +113,9 @@ def choose_columns(header: Header, choice: ColumnChoice, task: Task) -> ChosenCo
 
 
 def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
-    """The file's bytes are read once, and freed on return, before the data set is packed."""
-    csv_file = open_csv(upload.stream.read(), upload.header)
+    """The file is parsed from its stream, a block at a time (service/datasets/tables.py): not
+    held whole in memory beside its numbers."""
+    csv_file = open_csv(upload.stream, upload.header)
     task = upload.task or csv_task(csv_file, upload.columns)
     chosen = choose_columns(csv_file.header, upload.columns, task)
     read = read_csv_numbers(csv_file, chosen.numbers, chosen.labels, limits)
