@@ -183,10 +183,9 @@ def running_service(
         }
         settings = create_sqlite_folders(Settings.from_env(env))
         base_url = f"http://127.0.0.1:{port}"
-        with code_of(tree, env, settings):
-            with LocalStack(env, workers=workers, logs=folder) as stack:
-                stack.wait_until_ready(base_url, timeout=180)  # a loaded machine
-                yield Client(base_url), settings
+        with code_of(tree, env, settings), LocalStack(env, workers=workers, logs=folder) as stack:
+            stack.wait_until_ready(base_url, timeout=180)  # a loaded machine
+            yield Client(base_url), settings
 
 
 @contextmanager

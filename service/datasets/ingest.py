@@ -268,7 +268,7 @@ class PackedDataset:
 def packed_npz(**arrays: np.ndarray) -> tuple[BinaryIO, int]:
     """``arrays`` as ``.npz`` in a new temporary file, at its start, and its size: a data set
     is not held in memory a second time as bytes to store it."""
-    file = tempfile.TemporaryFile()
+    file = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; PackedDataset closes it)
     try:
         size = write_npz(file, **arrays)
     except BaseException:

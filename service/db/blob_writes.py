@@ -29,9 +29,7 @@ def file_pieces(file: BinaryIO) -> Iterator[memoryview]:
 
 
 def write_sqlite(session: Session, dataset_id: int, npz: BinaryIO, size: int) -> None:
-    session.execute(
-        insert(DatasetBlob).values(dataset_id=dataset_id, arrays=func.zeroblob(size))
-    )
+    session.execute(insert(DatasetBlob).values(dataset_id=dataset_id, arrays=func.zeroblob(size)))
     sqlite = session.connection().connection.driver_connection
     # dataset_id is the table's INTEGER PRIMARY KEY, that is its rowid.
     with sqlite.blobopen(DatasetBlob.__tablename__, "arrays", dataset_id) as blob:

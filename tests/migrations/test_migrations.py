@@ -69,7 +69,8 @@ def test_upgrade_matches_the_models_and_downgrade_removes_everything(
 
 
 @pytest.mark.parametrize(
-    ("table", "column"), [("job_checkpoints", "blob"), ("dataset_arrays", "arrays"), ("models", "blob")]
+    ("table", "column"),
+    [("job_checkpoints", "blob"), ("dataset_arrays", "arrays"), ("models", "blob")],
 )
 def test_blobs_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request, table, column):
     url = request.getfixturevalue("empty_postgres_url")

@@ -54,9 +54,9 @@ def test_a_failure_part_way_through_the_arrays_leaves_neither_row(sessions, monk
             yield piece
 
     monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)
-    with packed_regression(2 * blob_writes.PIECE_BYTES // 24) as packed:
-        with sessions() as session, pytest.raises(OSError, match="went away"):
-            records.add_dataset(session, packed.row, packed.npz)
+    packed = packed_regression(2 * blob_writes.PIECE_BYTES // 24)
+    with packed, sessions() as session, pytest.raises(OSError, match="went away"):
+        records.add_dataset(session, packed.row, packed.npz)
     assert row_counts(sessions) == (0, 0)
 
 
