@@ -360,9 +360,9 @@ def return_freed_memory() -> None:
     """Hand the memory the parse freed back to the system before the data set is stored.
 
     glibc keeps freed memory at the top of its heap (up to twice its mmap threshold, which
-    grows to 32 MB as large blocks are freed), held through the insert, where the database makes
-    its own copies of the arrays: 10 MB off a 92 MB CSV's peak under gunicorn, 30 MB in a bare
-    process (docs/benchmarks.md, issue 29).
+    grows to 32 MB as large blocks are freed), and the process would keep it after the upload:
+    about 30 MB of a 92 MB CSV's (docs/benchmarks.md, issue 29). The insert no longer copies
+    the arrays (service/db/blob_writes.py), so this is not what sets the upload's peak now.
     """
     if MALLOC_TRIM is not None:
         MALLOC_TRIM(0)
