@@ -228,11 +228,12 @@ def column_types(
 
 
 def arrow_file(stream: BinaryIO) -> pa.NativeFile:
-    """``stream`` as pyarrow reads it without the GIL: a ``BytesIO``'s bytes in place, else the
+    """``stream`` as pyarrow reads it without the GIL: a ``BytesIO``'s bytes in place (its
+    ``getvalue`` is the very bytes it was made from; ``getbuffer`` would copy them), else the
     file under its descriptor (a spooled upload is rolled over to disk if it was not), opened
     again, so that the parse holds a block of it at a time."""
     if isinstance(stream, io.BytesIO):
-        return pa.BufferReader(stream.getbuffer())
+        return pa.BufferReader(stream.getvalue())
     descriptor = stream.fileno()
     stream.flush()
     return pa.OSFile(f"/dev/fd/{descriptor}")
