@@ -102,7 +102,7 @@ def as_json(workload: Workload) -> tuple[dict, dict]:
 def store_dataset(settings: Settings, workload: Workload) -> int:
     sessions = make_session_factory(settings.database_url)
     with sessions() as session:
-        dataset = build_dataset(
+        packed = build_dataset(
             name=workload.title,
             task=Task.CLASSIFICATION,
             source="json",
@@ -110,7 +110,8 @@ def store_dataset(settings: Settings, workload: Workload) -> int:
             y=workload.y,
             target_field="targets",
         )
-        return records.add(session, dataset).id
+        with packed:
+            return records.add_dataset(session, packed.row, packed.npz).id
 
 
 def time_engine(workload: Workload, network: dict, training: dict) -> float:

@@ -163,12 +163,14 @@ def running_service(
     folder: Path,
     changes: dict[str, str] | None = None,
     workers: int = 1,
+    tree: Path | None = None,
     **database_options: str,
 ) -> Iterator[tuple[Client, Settings]]:
     """Our API (gunicorn, 2 processes), ``workers`` workers and the dispatcher, as `make run`
     starts them, on a migrated throwaway database; children's logs in ``folder``. Without keys
     and rate limits (issue 9's targets are stated so) unless ``changes`` to the environment say
-    so."""
+    so. ``tree``: another checkout of the code (a before tree), whose own migrations and
+    processes run instead of this one's."""
     with DATABASES[database](folder, **database_options) as urls:
         port = free_port()
         env = {
@@ -180,11 +182,30 @@ def running_service(
             **(changes or {}),
         }
         settings = create_sqlite_folders(Settings.from_env(env))
-        upgrade(settings)
         base_url = f"http://127.0.0.1:{port}"
-        with LocalStack(env, workers=workers, logs=folder) as stack:
-            stack.wait_until_ready(base_url)
+        with code_of(tree, env, settings), LocalStack(env, workers=workers, logs=folder) as stack:
+            stack.wait_until_ready(base_url, timeout=180)  # a loaded machine
             yield Client(base_url), settings
+
+
+@contextmanager
+def code_of(tree: Path | None, env: dict[str, str], settings: Settings) -> Iterator[None]:
+    """The database migrated by ``tree``'s code (this checkout's when None), and, while
+    inside, the children started with ``env`` running that code: ``PYTHONPATH`` and the
+    working folder, which gunicorn puts first on ``sys.path``."""
+    if tree is None:
+        upgrade(settings)
+        yield
+        return
+    env["PYTHONPATH"] = f"{tree}{os.pathsep}{tree / 'client'}"
+    backprop = Path(sys.executable).with_name("backprop")
+    subprocess.run([str(backprop), "db", "upgrade"], env=env, check=True, cwd=tree)
+    here = Path.cwd()
+    os.chdir(tree)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 # --- The models -----------------------------------------------------------------------------

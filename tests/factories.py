@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.datasets.ingest import dataset_from_sample
-from service.db import keys
+from service.db import keys, records
 from service.db.models import Base, EpochMetric, TrainingJob
 from service.db.session import make_session_factory
 from service.vocabulary import Scope
@@ -84,9 +84,8 @@ def queued_xor_job(
 ) -> int:
     """Store the XOR sample and a queued job on it, as the API would; return the job id."""
     with sessions() as session:
-        dataset = dataset_from_sample("xor", None)
-        session.add(dataset)
-        session.flush()
+        with dataset_from_sample("xor", None) as packed:
+            dataset = records.add_dataset(session, packed.row, packed.npz)
         job = TrainingJob(
             dataset_id=dataset.id,
             network=network or XOR_NETWORK,

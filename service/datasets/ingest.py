@@ -6,17 +6,19 @@ naming the field, which the API answers with a 422.
 """
 
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from typing import BinaryIO
 
 import numpy as np
 
 from service.datasets.samples import load_sample
 from service.db.models import Dataset
-from service.db.npz import arrays_to_npz
+from service.db.npz import write_npz
 from service.vocabulary import DataError, Task
 
 # numpy keeps text as fixed-width UTF-32: every label as wide as the longest, 4 bytes a character.
@@ -245,6 +247,37 @@ def checked_weights(w: np.ndarray, n_samples: int, field: str) -> np.ndarray:
     return w.astype(np.float64, copy=False)
 
 
+@dataclass(frozen=True)
+class PackedDataset:
+    """A data set ready to be stored: its row, and its arrays as ``.npz`` in a temporary file
+    (``row.stored_bytes`` long, at its start), removed when closed (``with`` or ``close``)."""
+
+    row: Dataset
+    npz: BinaryIO
+
+    def close(self) -> None:
+        self.npz.close()
+
+    def __enter__(self) -> "PackedDataset":
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self.close()
+
+
+def packed_npz(**arrays: np.ndarray) -> tuple[BinaryIO, int]:
+    """``arrays`` as ``.npz`` in a new temporary file, at its start, and its size: a data set
+    is not held in memory a second time as bytes to store it."""
+    file = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; PackedDataset closes it)
+    try:
+        size = write_npz(file, **arrays)
+    except BaseException:
+        file.close()
+        raise
+    file.seek(0)
+    return file, size
+
+
 def build_dataset(
     *,
     name: str,
@@ -257,9 +290,9 @@ def build_dataset(
     target_names: Sequence[str] | None = None,
     sample_weight: np.ndarray | None = None,
     weight_field: str = "weight",
-) -> Dataset:
-    """A new ``Dataset`` row from features ``x`` (n, n_features), raw targets ``y`` and,
-    when given, each row's weight ``sample_weight`` (n,), stored as ``w``."""
+) -> PackedDataset:
+    """A new ``Dataset`` row and its arrays from features ``x`` (n, n_features), raw targets
+    ``y`` and, when given, each row's weight ``sample_weight`` (n,), stored as ``w``."""
     y = TARGET_READERS[task](y, target_field)
     if len(y) != len(x):
         raise DataError(target_field, f"has {len(y)} rows but the features have {len(x)}")
@@ -269,8 +302,8 @@ def build_dataset(
     weights = {}
     if sample_weight is not None:
         weights["w"] = checked_weights(sample_weight, len(x), weight_field)
-    arrays = arrays_to_npz(X=compact_features(x), y=y, **weights)
-    return Dataset(
+    npz, size = packed_npz(X=compact_features(x), y=y, **weights)
+    row = Dataset(
         name=name,
         task=task,
         source=source,
@@ -278,11 +311,11 @@ def build_dataset(
         n_features=x.shape[1],
         feature_names=list(feature_names) if feature_names else None,
         target_names=list(target_names) if target_names else None,
-        arrays=arrays,
-        stored_bytes=len(arrays),
+        stored_bytes=size,
         weighted=sample_weight is not None,
         **summary,
     )
+    return PackedDataset(row, npz)
 
 
 def dataset_from_json(
@@ -292,7 +325,7 @@ def dataset_from_json(
     targets: object,
     limits: DataLimits,
     sample_weights: object = None,
-) -> Dataset:
+) -> PackedDataset:
     """A data set from JSON ``features`` (rows of numbers), ``targets`` (labels or values) and
     optional ``sample_weights`` (a number per row)."""
     x = numeric_matrix(features, "features")
@@ -360,7 +393,7 @@ def first_long_text(value: list, max_chars: int) -> tuple[str, int] | None:
     return None
 
 
-def dataset_from_sample(sample_name: str, name: str | None) -> Dataset:
+def dataset_from_sample(sample_name: str, name: str | None) -> PackedDataset:
     """A data set from one of the built-in samples (``service.datasets.samples.SAMPLE_NAMES``)."""
     sample = load_sample(sample_name)
     return build_dataset(

@@ -1,8 +1,9 @@
 """CSV and Parquet files read with pyarrow into float64 arrays, every error naming its row.
 
-pyarrow parses a CSV file on every core, block by block, straight into one float64 array: no
-string per cell, no whole table held. It parses the file's bytes, read once: from a Python file
-object each block would wait for the GIL (seconds per upload while another thread of the
+pyarrow parses a CSV file block by block, straight into one float64 array: no string per cell,
+no whole table held, and not the whole file either: a file on disk (an upload werkzeug spooled)
+is read by its descriptor, bytes in memory in place, both without the GIL (through a Python
+file object each block would wait for it: seconds per upload while another thread of the
 process is busy). A Parquet file is read one column at a time into such an array.
 
 When pyarrow refuses a CSV file (a cell that is not a number, a short line) or a value is not
@@ -49,10 +50,12 @@ LONG_ROW_ERROR = "straddling object"
 
 @dataclass(frozen=True)
 class CsvFile:
-    """A CSV file's bytes, its ``header``, the offset where its data rows start, and the
-    request ``field`` its problems are reported on."""
+    """A CSV file: its seekable ``stream`` (read again from its start for each pass), its
+    ``size``, its ``header``, the offset where its data rows start, and the request ``field``
+    its problems are reported on."""
 
-    data: bytes
+    stream: BinaryIO
+    size: int
     header: Header
     data_start: int
     field: str
@@ -60,7 +63,7 @@ class CsvFile:
 
     def data_bytes(self) -> int:
         """The size of the file from its first data row on."""
-        return len(self.data) - self.data_start
+        return self.size - self.data_start
 
 
 class TextLines:
@@ -93,10 +96,12 @@ def numbered_rows(lines: TextLines) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
-def open_csv(data: bytes, header: bool, field: str = "file") -> CsvFile:
-    """The CSV file ``data``, its first row read: the column names, or without a ``header``
-    only how many columns there are."""
-    lines = TextLines(io.BytesIO(data))
+def open_csv(stream: BinaryIO, header: bool, field: str = "file") -> CsvFile:
+    """The CSV file in seekable ``stream``, its first row read: the column names, or without a
+    ``header`` only how many columns there are."""
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    lines = TextLines(stream)
     try:
         _, first = next(numbered_rows(lines), (0, None))
     except UnicodeDecodeError:
@@ -106,7 +111,8 @@ def open_csv(data: bytes, header: bool, field: str = "file") -> CsvFile:
     if first is None:
         raise DataError(field, "has no data rows")
     names = [name.strip() for name in first] if header else None
-    return CsvFile(data, Header(names, len(first)), lines.bytes_read if header else 0, field)
+    data_start = lines.bytes_read if header else 0
+    return CsvFile(stream, size, Header(names, len(first)), data_start, field)
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,34 @@ def stream_numbers(
     """pyarrow's streaming read, block by block into one array: no whole table in memory."""
     values = np.empty((row_capacity(csv_file, len(numbers), limits), len(numbers)))
     kind = pa.string() if as_text else pa.float64()
-    reader = arrow_reader(csv_file, column_types(numbers, kind, labels))
+    with arrow_file(csv_file.stream) as source:
+        source.seek(csv_file.data_start)
+        batches = arrow_reader(csv_file, source, column_types(numbers, kind, labels))
+        values, not_numbers, label_chunks, rows = read_batches(
+            csv_file, batches, values, len(numbers), limits, as_text
+        )
+    if rows == 0:
+        raise DataError(csv_file.field, "has no data rows")
+    text = pa.chunked_array(label_chunks, pa.string()) if labels else None
+    return NumberColumns(values[:rows], not_numbers, text)
+
+
+def read_batches(
+    csv_file: CsvFile,
+    batches: pa.RecordBatchReader,
+    values: np.ndarray,
+    n_numbers: int,
+    limits: DataLimits | None,
+    as_text: bool,
+) -> tuple[np.ndarray, dict[int, int], list[pa.Array], int]:
+    """The batches' number columns written into ``values`` (grown when a row is shorter than
+    ``row_capacity`` assumes), as ``stream_numbers`` returns them: the values, the first row
+    of each column that is not a number, the label columns' chunks, and the rows read."""
     not_numbers, label_chunks, rows = {}, [], 0
-    for batch in reader:
+    for batch in batches:
         if rows + batch.num_rows > len(values):  # a row shorter than row_capacity assumes
             values = np.concatenate([values[:rows], np.empty_like(values)])
-        for position in range(len(numbers)):
+        for position in range(n_numbers):
             out = values[rows : rows + batch.num_rows, position]
             if not as_text:
                 out[:] = batch.column(position).to_numpy()
@@ -186,13 +214,10 @@ def stream_numbers(
                 bad_row = fill_from_text(out, batch.column(position))
                 if bad_row is not None:
                     not_numbers[position] = rows + bad_row
-        label_chunks += batch.columns[len(numbers) :]
+        label_chunks += batch.columns[n_numbers:]
         rows += batch.num_rows
-        check_size(csv_file, rows, len(numbers), limits)
-    if rows == 0:
-        raise DataError(csv_file.field, "has no data rows")
-    text = pa.chunked_array(label_chunks, pa.string()) if labels else None
-    return NumberColumns(values[:rows], not_numbers, text)
+        check_size(csv_file, rows, n_numbers, limits)
+    return values, not_numbers, label_chunks, rows
 
 
 def column_types(
@@ -202,10 +227,23 @@ def column_types(
     return {str(i): kind for i in columns} | {str(i): pa.string() for i in labels}
 
 
-def arrow_reader(csv_file: CsvFile, types: dict[str, pa.DataType]) -> pa.RecordBatchReader:
-    """pyarrow's streaming reader of the data rows, the columns of ``types`` in their order; no
-    cell is null (an empty cell is not a number)."""
-    rows = pa.py_buffer(csv_file.data)[csv_file.data_start :]  # a view: no copy
+def arrow_file(stream: BinaryIO) -> pa.NativeFile:
+    """``stream`` as pyarrow reads it without the GIL: a ``BytesIO``'s bytes in place (its
+    ``getvalue`` is the very bytes it was made from; ``getbuffer`` would copy them), else the
+    file under its descriptor (a spooled upload is rolled over to disk if it was not), opened
+    again, so that the parse holds a block of it at a time."""
+    if isinstance(stream, io.BytesIO):
+        return pa.BufferReader(stream.getvalue())
+    descriptor = stream.fileno()
+    stream.flush()
+    return pa.OSFile(f"/dev/fd/{descriptor}")
+
+
+def arrow_reader(
+    csv_file: CsvFile, source: pa.NativeFile, types: dict[str, pa.DataType]
+) -> pa.RecordBatchReader:
+    """pyarrow's streaming reader of the data rows in ``source`` (at the first), the columns of
+    ``types`` in their order; no cell is null (an empty cell is not a number)."""
     names = [str(index) for index in range(csv_file.header.width)]
     convert = pa_csv.ConvertOptions(
         column_types=types,
@@ -215,7 +253,7 @@ def arrow_reader(csv_file: CsvFile, types: dict[str, pa.DataType]) -> pa.RecordB
         quoted_strings_can_be_null=False,
     )
     return pa_csv.open_csv(
-        pa.BufferReader(rows),
+        source,
         read_options=pa_csv.ReadOptions(column_names=names, block_size=csv_file.block_size),
         parse_options=PARSE_OPTIONS,
         convert_options=convert,
@@ -255,7 +293,8 @@ def structure_error(csv_file: CsvFile, error: pa.ArrowException) -> DataError:
 
 def data_rows(csv_file: CsvFile, with_header: bool = False) -> Iterator[tuple[int, list[str]]]:
     """The file's rows again from its start, with their lines, by the csv module."""
-    rows = numbered_rows(TextLines(io.BytesIO(csv_file.data), errors="replace"))
+    csv_file.stream.seek(0)
+    rows = numbered_rows(TextLines(csv_file.stream, errors="replace"))
     skip = 1 if csv_file.header.names is not None and not with_header else 0
     try:
         yield from itertools.islice(rows, skip, None)

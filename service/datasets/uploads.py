@@ -29,6 +29,7 @@ from service.datasets.ingest import (
     ColumnChoice,
     DataLimits,
     Header,
+    PackedDataset,
     build_dataset,
     chosen_columns,
     class_labels,
@@ -55,7 +56,6 @@ from service.datasets.tables import (
     require_number_types,
     text_labels,
 )
-from service.db.models import Dataset
 from service.db.npz import read_npy_header
 from service.vocabulary import DataError, Task
 
@@ -113,8 +113,9 @@ def choose_columns(header: Header, choice: ColumnChoice, task: Task) -> ChosenCo
 
 
 def csv_arrays(upload: Upload, limits: DataLimits) -> FileArrays:
-    """The file's bytes are read once, and freed on return, before the data set is packed."""
-    csv_file = open_csv(upload.stream.read(), upload.header)
+    """The file is parsed from its stream, a block at a time (service/datasets/tables.py): not
+    held whole in memory beside its numbers."""
+    csv_file = open_csv(upload.stream, upload.header)
     task = upload.task or csv_task(csv_file, upload.columns)
     chosen = choose_columns(csv_file.header, upload.columns, task)
     read = read_csv_numbers(csv_file, chosen.numbers, chosen.labels, limits)
@@ -359,18 +360,18 @@ def return_freed_memory() -> None:
     """Hand the memory the parse freed back to the system before the data set is stored.
 
     glibc keeps freed memory at the top of its heap (up to twice its mmap threshold, which
-    grows to 32 MB as large blocks are freed), held through the insert, where the database makes
-    its own copies of the arrays: 10 MB off a 92 MB CSV's peak under gunicorn, 30 MB in a bare
-    process (docs/benchmarks.md, issue 29).
+    grows to 32 MB as large blocks are freed), and the process would keep it after the upload:
+    about 30 MB of a 92 MB CSV's (docs/benchmarks.md, issue 29). The insert no longer copies
+    the arrays (service/db/blob_writes.py), so this is not what sets the upload's peak now.
     """
     if MALLOC_TRIM is not None:
         MALLOC_TRIM(0)
 
 
-def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> Dataset:
+def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> PackedDataset:
     """A data set from an uploaded file in ``file_format`` (a key of ``FILE_READERS``); what
-    the reader held besides the arrays is freed before they are packed, and the arrays before
-    the data set is returned to be stored."""
+    the reader held besides the arrays is freed before they are packed (to a temporary file),
+    and the arrays before the data set is returned to be stored."""
     arrays = FILE_READERS[file_format](upload, limits)
     dataset = build_dataset(
         name=upload.name,

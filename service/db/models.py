@@ -123,7 +123,8 @@ class Dataset(TenantOwned, Base):
     """Features ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or (n, n_targets),
     and, when ``weighted``, each row's weight in the loss ``w`` (n_samples,).
 
-    ``stored_bytes`` is the size of ``arrays``, counted against the tenant's storage quota.
+    The arrays, as ``.npz`` bytes, are a row of their own (``DatasetBlob``). ``stored_bytes``
+    is their size, counted against the tenant's storage quota.
     """
 
     __tablename__ = "datasets"
@@ -141,9 +142,25 @@ class Dataset(TenantOwned, Base):
     classes: Mapped[list | None]
     target_stats: Mapped[dict | None]
     weighted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    arrays: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetBlob(Base):
+    """A data set's arrays as ``.npz`` bytes (service/db/npz.py), deleted with the data set.
+
+    A table of its own, ``arrays`` its last column: SQLite builds a row's record in memory, the
+    bound blob and a copy of it, unless the blob is a ``zeroblob`` in the record's last column,
+    which it leaves unmaterialised for blob I/O to fill in pieces (service/db/blob_writes.py;
+    docs/benchmarks.md, issue 29).
+    """
+
+    __tablename__ = "dataset_arrays"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    arrays: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class TrainingJob(TenantOwned, Base):

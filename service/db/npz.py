@@ -23,19 +23,26 @@ ALIGNMENT = 64  # .npy headers are padded to 64 bytes, so the data stays aligned
 
 
 def arrays_to_npz(**arrays: np.ndarray) -> bytes:
-    """Pack named arrays into ``.npz`` bytes, each member's data 64-byte aligned in the bytes
-    (no pickle: object arrays are refused)."""
+    """Pack named arrays into ``.npz`` bytes (``write_npz``)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+    write_npz(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_npz(file: BinaryIO, **arrays: np.ndarray) -> int:
+    """Pack named arrays into ``file`` (empty, at its start) as ``.npz``, each member's data
+    64-byte aligned from the file's start (no pickle: object arrays are refused); return the
+    size written. Each array goes in pieces straight into the archive: no copy of a data set
+    is made on the way, and none is held when ``file`` is a file on disk."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             array = np.asanyarray(array)
             info = zipfile.ZipInfo(f"{name}.npy")
-            info.extra = aligning_extra(buffer.tell(), len(info.filename.encode()))
+            info.extra = aligning_extra(file.tell(), len(info.filename.encode()))
             info.file_size = array.nbytes  # so that zipfile knows whether it needs ZIP64
-            # Written in pieces straight into the archive: no second copy of a data set.
             with archive.open(info, "w") as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
-    return buffer.getvalue()
+    return file.tell()
 
 
 def aligning_extra(header_offset: int, name_length: int) -> bytes:

@@ -5,13 +5,14 @@ Blobs (data set arrays, model bytes) are read the fastest way the database allow
 """
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
-from sqlalchemy import Column, Select, exists, func, select, update
+from sqlalchemy import Column, Select, Table, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Dataset, EpochMetric, TrainedModel, TrainingJob
+from service.db.blob_writes import write_dataset_arrays
+from service.db.models import Dataset, DatasetBlob, EpochMetric, TrainedModel, TrainingJob
 from service.db.npz import npz_to_arrays
 from service.db.tenancy import tenant_of
 from service.vocabulary import ACTIVE_STATUSES, JobStatus
@@ -29,11 +30,25 @@ def page(session: Session, statement: Select, offset: int, limit: int) -> tuple[
     return list(rows), total
 
 
-def add(session: Session, row: Dataset | TrainingJob) -> Dataset | TrainingJob:
+def add(session: Session, row: TrainingJob) -> TrainingJob:
     """Insert ``row`` and commit; the row comes back with its id."""
     session.add(row)
     session.commit()
     return row
+
+
+def add_dataset(session: Session, dataset: Dataset, npz: BinaryIO) -> Dataset:
+    """Insert ``dataset`` and its arrays, ``dataset.stored_bytes`` of ``.npz`` read in pieces
+    from ``npz``, and commit: both rows or, on any failure, neither."""
+    try:
+        session.add(dataset)
+        session.flush()
+        write_dataset_arrays(session, dataset.id, npz, dataset.stored_bytes)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return dataset
 
 
 def list_datasets(session: Session, offset: int, limit: int) -> tuple[list[Dataset], int]:
@@ -100,43 +115,44 @@ def row_exists(
     return bool(session.scalar(select(exists().where(entity.id == row_id))))
 
 
-def select_blob(session: Session, column: Column, row_id: int, tenant: str | None) -> bytes | None:
-    statement = select(column).where(column.table.c.id == row_id)
-    if tenant is not None:
-        statement = statement.where(column.table.c.tenant == tenant)
+def blob_statement(column: Column, owner: Table, row_id: int, tenant: str | None) -> Select:
+    """``column`` of row ``row_id`` of ``owner``, the table it is in or a table that has its
+    row by a foreign key; of ``tenant``'s rows only, unless None."""
+    source = owner if column.table is owner else owner.join(column.table)
+    statement = select(column).select_from(source).where(owner.c.id == row_id)
+    return statement if tenant is None else statement.where(owner.c.tenant == tenant)
+
+
+def select_blob(session: Session, statement: Select) -> bytes | None:
     return session.scalar(statement)
 
 
-def select_blob_binary(
-    session: Session, column: Column, row_id: int, tenant: str | None
-) -> bytes | None:
+def select_blob_binary(session: Session, statement: Select) -> bytes | None:
     """PostgreSQL: psycopg sends bytea as hex text unless asked for binary results, which
     makes a 200 MB data set take seconds longer to load."""
-    query = f"SELECT {column.name} FROM {column.table.name} WHERE id = %s"
-    parameters: tuple = (row_id,)
-    if tenant is not None:
-        query, parameters = query + " AND tenant = %s", (row_id, tenant)
+    compiled = statement.compile(dialect=session.get_bind().dialect)
     driver_connection = session.connection().connection.driver_connection
     with driver_connection.cursor(binary=True) as cursor:
-        cursor.execute(query, parameters)
+        cursor.execute(str(compiled), compiled.params)
         row = cursor.fetchone()
     return None if row is None else row[0]
 
 
-BLOB_READERS: dict[str, Callable[[Session, Column, int, str | None], bytes | None]] = {
+BLOB_READERS: dict[str, Callable[[Session, Select], bytes | None]] = {
     "postgresql": select_blob_binary,
 }
 
 
-def read_blob(session: Session, column: Column, row_id: int) -> bytes | None:
-    """The bytes in ``column`` of row ``row_id``, read the fastest way the database allows:
-    not through the ORM, so the session's tenant (service/db/tenancy.py) is applied here."""
+def read_blob(session: Session, column: Column, owner: Table, row_id: int) -> bytes | None:
+    """The bytes in ``column`` of row ``row_id`` of ``owner`` (``blob_statement``), read the
+    fastest way the database allows: not through the ORM, so the session's tenant
+    (service/db/tenancy.py) is applied here."""
     reader = BLOB_READERS.get(session.get_bind().dialect.name, select_blob)
-    return reader(session, column, row_id, tenant_of(session))
+    return reader(session, blob_statement(column, owner, row_id, tenant_of(session)))
 
 
 def get_model_blob(session: Session, model_id: int) -> bytes | None:
-    return read_blob(session, TrainedModel.__table__.c.blob, model_id)
+    return read_blob(session, TrainedModel.__table__.c.blob, TrainedModel.__table__, model_id)
 
 
 class DatasetArrays(NamedTuple):
@@ -150,7 +166,8 @@ class DatasetArrays(NamedTuple):
 
 def get_dataset_arrays(session: Session, dataset_id: int) -> DatasetArrays:
     """The data set's arrays, as stored."""
-    arrays = npz_to_arrays(read_blob(session, Dataset.__table__.c.arrays, dataset_id))
+    column = DatasetBlob.__table__.c.arrays
+    arrays = npz_to_arrays(read_blob(session, column, Dataset.__table__, dataset_id))
     return DatasetArrays(arrays["X"], arrays["y"], arrays.get("w"))
 
 

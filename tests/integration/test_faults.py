@@ -153,7 +153,8 @@ def test_a_killed_training_process_resumes_from_its_checkpoint_to_the_same_weigh
     assert job["attempt"] == 2
     records = assert_each_epoch_once(stack, job_id, epochs)
 
-    sample = npz_to_arrays(dataset_from_sample("digits", None).arrays)
+    with dataset_from_sample("digits", None) as packed:
+        sample = npz_to_arrays(packed.npz.read())
     training = {key: value for key, value in job["training"].items() if key != "max_seconds"}
     uninterrupted = train(sample["X"], sample["y"], job["network"], training)
     weights = stack.get(f"/v1/models/{job['model_id']}/weights").json()["layers"]

@@ -11,10 +11,11 @@ from sqlalchemy import Text, cast, func, inspect, select, text
 from model_core import Trainer
 from service.commands.cli import main
 from service.datasets.samples import load_sample
-from service.db import registry
+from service.db import records, registry
 from service.db.models import (
     Base,
     Dataset,
+    DatasetBlob,
     EpochMetric,
     JobCheckpoint,
     ModelAlias,
@@ -68,7 +69,8 @@ def test_upgrade_matches_the_models_and_downgrade_removes_everything(
 
 
 @pytest.mark.parametrize(
-    ("table", "column"), [("job_checkpoints", "blob"), ("datasets", "arrays"), ("models", "blob")]
+    ("table", "column"),
+    [("job_checkpoints", "blob"), ("dataset_arrays", "arrays"), ("models", "blob")],
 )
 def test_blobs_are_stored_uncompressed_on_postgresql(monkeypatch, tmp_path, request, table, column):
     url = request.getfixturevalue("empty_postgres_url")
@@ -375,4 +377,65 @@ def test_0012_keeps_the_epoch_records_stored_without_a_learning_rate(
         rates = session.scalars(select(EpochMetric.learning_rate).order_by(EpochMetric.epoch))
         assert list(rates) == [None, None]
     sessions.kw["bind"].dispose()
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def stored_before_0018(database_url: str, arrays: bytes) -> int:
+    """A data set stored as 0017 stored it, its ``arrays`` in its row, and a job on it;
+    returns the data set's id."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        dataset_id = connection.execute(
+            text(
+                "INSERT INTO datasets (tenant, name, task, source, n_samples, n_features,"
+                " n_outputs, classes, weighted, arrays, stored_bytes, created_at) VALUES"
+                " ('default', 'iris', 'classification', 'sample', 150, 4, 3, :classes, false,"
+                " :arrays, :size, CURRENT_TIMESTAMP) RETURNING id"
+            ),
+            {"classes": json.dumps(IRIS_CLASSES), "arrays": arrays, "size": len(arrays)},
+        ).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO training_jobs (tenant, dataset_id, status, attempt, network,"
+                " training, warnings, epoch, epochs, created_at, cancel_requested,"
+                " stored_bytes) VALUES ('default', :dataset, 'queued', 0, '{}', '{}',"
+                " '[]', 0, 1, CURRENT_TIMESTAMP, false, 0)"
+            ),
+            {"dataset": dataset_id},
+        )
+    engine.dispose()
+    return dataset_id
+
+
+def test_0018_moves_the_arrays_to_their_own_table_and_back(database_url, monkeypatch, tmp_path):
+    """Arrays stored in ``datasets`` before 0018 are read from ``dataset_arrays`` after it,
+    byte for byte, and go back to ``datasets`` on a downgrade; the models' foreign keys hold
+    through SQLite's rebuild of the table."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    assert main(["db", "upgrade", "0017"]) == 0
+    sample = load_sample("iris")
+    stored = arrays_to_npz(X=sample.X, y=sample.y)
+    dataset_id = stored_before_0018(database_url, stored)
+    before = count_rows(database_url)
+    assert (before["datasets"], before["jobs with a data set"]) == (1, 1)
+    assert main(["db", "upgrade", "0018"]) == 0
+    assert count_rows(database_url) == before
+    sessions = make_session_factory(database_url)
+    with sessions() as session:
+        x, y, weights = records.get_dataset_arrays(session, dataset_id)
+        assert session.get(DatasetBlob, dataset_id).arrays == stored
+    sessions.kw["bind"].dispose()
+    np.testing.assert_array_equal(x, sample.X)
+    np.testing.assert_array_equal(y, sample.y)
+    assert weights is None
+    assert main(["db", "downgrade", "0017"]) == 0
+    assert count_rows(database_url) == before
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        arrays = connection.execute(
+            text("SELECT arrays FROM datasets WHERE id = :id"), {"id": dataset_id}
+        ).scalar_one()
+    engine.dispose()
+    assert bytes(arrays) == stored
     assert main(["db", "downgrade", "base"]) == 0

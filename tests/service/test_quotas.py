@@ -18,7 +18,8 @@ from tests.factories import api_key, assert_envelope, bearer, job_body, sweep_bo
 from tests.service.datasets.test_uploads import post_file
 from worker.training import run_training
 
-XOR_BYTES = dataset_from_sample("xor", None).stored_bytes
+with dataset_from_sample("xor", None) as XOR:
+    XOR_BYTES = XOR.row.stored_bytes
 # More than the JSON of an XOR job of job_body (about 460 bytes), less than an XOR data set.
 JOB_ROOM = 600
 # The 200 KB quota of issue 21's reproduction (row 9).

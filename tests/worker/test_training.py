@@ -94,7 +94,7 @@ def regression_job(sessions, learning_rate: float) -> int:
         "optimizer": {"name": "sgd", "learning_rate": learning_rate},
     }
     with sessions() as session:
-        dataset = build_dataset(
+        packed = build_dataset(
             name="wide",
             task=Task.REGRESSION,
             source="json",
@@ -102,8 +102,8 @@ def regression_job(sessions, learning_rate: float) -> int:
             y=x @ [1.0, 2.0, 3.0],
             target_field="targets",
         )
-        session.add(dataset)
-        session.flush()
+        with packed:
+            dataset = records.add_dataset(session, packed.row, packed.npz)
         job = TrainingJob(dataset_id=dataset.id, network=network, training=training_spec, epochs=50)
         session.add(job)
         session.commit()

@@ -20,7 +20,13 @@ from service.api.schemas.datasets import (
     NewDataset,
     NewDatasetSchema,
 )
-from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
+from service.datasets.ingest import (
+    ColumnChoice,
+    DataLimits,
+    PackedDataset,
+    dataset_from_json,
+    dataset_from_sample,
+)
 from service.datasets.uploads import Upload, dataset_from_file, format_of
 from service.db import records
 from service.db.models import Dataset
@@ -51,28 +57,26 @@ def data_limits() -> DataLimits:
     )
 
 
-def dataset_from_json_body() -> NewDataset:
+# A data set read from a request's body, and whether the service chose its task.
+ReadDataset = tuple[PackedDataset, bool]
+
+
+def dataset_from_json_body() -> ReadDataset:
     payload = request.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
     body = load_or_fail(DatasetCreateSchema(), payload)
     if "builtin" in body:
-        return NewDataset(dataset_from_sample(body["builtin"], body.get("name")))
+        return dataset_from_sample(body["builtin"], body.get("name")), False
     name = body.get("name") or "dataset"
     task = Task(body["task"])
-    return NewDataset(
-        dataset_from_json(
-            name,
-            task,
-            body["features"],
-            body["targets"],
-            data_limits(),
-            body.get("sample_weights"),
-        )
+    packed = dataset_from_json(
+        name, task, body["features"], body["targets"], data_limits(), body.get("sample_weights")
     )
+    return packed, False
 
 
-def dataset_from_file_upload() -> NewDataset:
+def dataset_from_file_upload() -> ReadDataset:
     """The uploaded file parsed from its own stream: werkzeug spools a large one to disk."""
     form = load_or_fail(FileUploadSchema(), {**request.form.to_dict(), **request.files.to_dict()})
     file = form["file"]
@@ -86,8 +90,7 @@ def dataset_from_file_upload() -> NewDataset:
         header=form["header"],
     )
     file_format = form.get("format") or format_of(file.filename)
-    dataset = dataset_from_file(file_format, upload, data_limits())
-    return NewDataset(dataset, task_inferred=upload.task is None)
+    return dataset_from_file(file_format, upload, data_limits()), upload.task is None
 
 
 def refuse_when_storage_is_full() -> None:
@@ -98,14 +101,15 @@ def refuse_when_storage_is_full() -> None:
     session.rollback()
 
 
-def store_dataset(dataset: Dataset) -> Dataset:
-    """Insert ``dataset``, unless it would take the tenant over its storage quota."""
+def store_dataset(packed: PackedDataset) -> Dataset:
+    """Insert the data set and its arrays, unless they would take the tenant over its storage
+    quota."""
     session = db()
-    check_room_for(session, services().settings, dataset.stored_bytes)
-    return records.add(session, dataset)
+    check_room_for(session, services().settings, packed.row.stored_bytes)
+    return records.add_dataset(session, packed.row, packed.npz)
 
 
-BODY_READERS: dict[str, Callable[[], NewDataset]] = {
+BODY_READERS: dict[str, Callable[[], ReadDataset]] = {
     "application/json": dataset_from_json_body,
     "multipart/form-data": dataset_from_file_upload,
 }
@@ -142,8 +146,9 @@ class Datasets(MethodView):
         if reader is None:
             fail(415, "Send application/json or multipart/form-data.")
         refuse_when_storage_is_full()
-        new = reader()
-        return NewDataset(store_dataset(new.dataset), new.task_inferred)
+        packed, task_inferred = reader()
+        with packed:
+            return NewDataset(store_dataset(packed), task_inferred)
 
 
 @blp.route("/<int:dataset_id>")

@@ -112,7 +112,7 @@ def store_jobs_of_every_kind(sessions) -> None:
     with sessions() as session:
         dataset = Dataset(
             name="d", task="classification", source="test", n_samples=400, n_features=2,
-            n_outputs=2, arrays=b"",
+            n_outputs=2,
         )  # fmt: skip
         session.add(dataset)
         session.flush()

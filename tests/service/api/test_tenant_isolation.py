@@ -8,7 +8,7 @@ import re
 import pytest
 
 from service.db import keys, records
-from service.db.models import Dataset
+from service.db.models import Dataset, DatasetBlob
 from service.db.tenancy import session_for
 from service.generation import generation_for
 from tests.conftest import BACKENDS
@@ -299,9 +299,9 @@ def test_blobs_read_outside_the_orm_are_the_tenants_too(sessions, alice, bob):
     with session_for(sessions, "bob") as session:
         assert records.get_model_blob(session, alice.model_id) is None
         assert records.get_model_blob(session, bob.model_id)
-        arrays = Dataset.__table__.c.arrays
-        assert records.read_blob(session, arrays, alice.dataset_id) is None
-        assert records.read_blob(session, arrays, bob.dataset_id)
+        arrays, datasets = DatasetBlob.__table__.c.arrays, Dataset.__table__
+        assert records.read_blob(session, arrays, datasets, alice.dataset_id) is None
+        assert records.read_blob(session, arrays, datasets, bob.dataset_id)
 
 
 def test_an_operation_runs_in_its_tenants_rows_only(client, sessions, settings):

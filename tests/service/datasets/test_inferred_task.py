@@ -9,8 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from service.datasets.ingest import MAX_INFERRED_CLASSES
-from service.db.models import Dataset
-from service.db.npz import npz_to_arrays
+from service.db import records
 from tests.factories import assert_envelope
 
 N_ROWS = 30
@@ -72,7 +71,7 @@ def test_the_targets_choose_the_task_when_the_form_names_none(client, sessions, 
     assert dataset["rows"] == N_ROWS
     assert "task_inferred" not in client.get(f"/v1/datasets/{dataset['id']}").get_json()
     with sessions() as session:
-        stored = npz_to_arrays(session.get(Dataset, dataset["id"]).arrays)["y"]
+        stored = records.get_dataset_arrays(session, dataset["id"]).y
     if task == "regression":
         np.testing.assert_array_equal(stored, y)
 

@@ -8,7 +8,7 @@ from service.vocabulary import Task
 
 
 def stored_features(x: np.ndarray) -> np.ndarray:
-    dataset = build_dataset(
+    packed = build_dataset(
         name="d",
         task=Task.CLASSIFICATION,
         source="json",
@@ -16,7 +16,8 @@ def stored_features(x: np.ndarray) -> np.ndarray:
         y=np.array([0, 1]),
         target_field="targets",
     )
-    return npz_to_arrays(dataset.arrays)["X"]
+    with packed:
+        return npz_to_arrays(packed.npz.read())["X"]
 
 
 def test_features_exact_in_float32_are_stored_as_float32():
@@ -33,7 +34,7 @@ def test_features_that_need_float64_keep_it():
 def test_features_that_need_float64_only_after_the_sampled_rows_keep_it():
     x = np.zeros((1500, 2))
     x[1200, 1] = 0.1
-    dataset = build_dataset(
+    packed = build_dataset(
         name="d",
         task=Task.REGRESSION,
         source="json",
@@ -41,5 +42,6 @@ def test_features_that_need_float64_only_after_the_sampled_rows_keep_it():
         y=np.zeros(1500),
         target_field="targets",
     )
-    stored = npz_to_arrays(dataset.arrays)["X"]
+    with packed:
+        stored = npz_to_arrays(packed.npz.read())["X"]
     assert stored.dtype == np.float64 and stored[1200, 1] == 0.1

@@ -250,13 +250,15 @@ def wide_parquet(pandas_index: bool) -> bytes:
 
 def test_a_parquet_file_of_20000_columns_is_a_data_set():
     upload = Upload("w", Task.CLASSIFICATION, io.BytesIO(wide_parquet(False)), ColumnChoice(["y"]))
-    dataset = dataset_from_file("parquet", upload, LIMITS)
+    with dataset_from_file("parquet", upload, LIMITS) as packed:
+        dataset = packed.row
     assert (dataset.n_features, dataset.feature_names[-1]) == (WIDE, f"c{WIDE - 1}")
 
 
 def test_20000_parquet_columns_with_pandas_metadata_leave_its_index_out():
     upload = Upload("w", Task.REGRESSION, io.BytesIO(wide_parquet(True)), ColumnChoice(["c0"]))
-    dataset = dataset_from_file("parquet", upload, LIMITS)
+    with dataset_from_file("parquet", upload, LIMITS) as packed:
+        dataset = packed.row
     assert dataset.n_features == WIDE - 1 and "y" not in dataset.feature_names
 
 
@@ -273,7 +275,8 @@ def test_a_csv_upload_of_20000_chosen_features_is_a_data_set():
     text += ",".join(["2"] * WIDE + ["1"]) + "\n"
     choice = ColumnChoice(["y"], features=list(reversed(WIDE_NAMES)))
     upload = Upload("w", Task.CLASSIFICATION, io.BytesIO(text.encode()), choice)
-    dataset = dataset_from_file("csv", upload, LIMITS)
+    with dataset_from_file("csv", upload, LIMITS) as packed:
+        dataset = packed.row
     assert dataset.n_features == WIDE and dataset.feature_names[0] == f"c{WIDE - 1}"
 
 

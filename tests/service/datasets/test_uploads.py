@@ -7,10 +7,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import func, select
 
 from service.datasets import uploads
-from service.db.models import Dataset
-from service.db.npz import npz_to_arrays
+from service.db import blob_writes, records
+from service.db.models import DatasetBlob
 from tests.conftest import BACKENDS
 from tests.factories import job_body
 from worker.training import run_training
@@ -49,7 +50,8 @@ def created(response) -> dict:
 
 def stored_arrays(sessions, dataset_id: int) -> dict[str, np.ndarray]:
     with sessions() as session:
-        return npz_to_arrays(session.get(Dataset, dataset_id).arrays)
+        x, y, weights = records.get_dataset_arrays(session, dataset_id)
+    return {"X": x, "y": y} | ({} if weights is None else {"w": weights})
 
 
 IRIS_PARQUET = parquet_bytes(
@@ -159,3 +161,30 @@ def test_the_parse_s_freed_memory_is_returned_before_the_data_set_is_stored(
     body = created(post_file(client, npz_bytes(X=FEATURES, y=np.array([0, 1, 2, 0])), "d.npz"))
     assert trims == [0]
     assert np.array_equal(stored_arrays(sessions, body["id"])["X"], FEATURES)
+
+
+def test_an_upload_failing_part_way_through_its_arrays_stores_neither_row(
+    client, sessions, row_counts, monkeypatch
+):
+    """The data set's row is flushed before its arrays are written in pieces: a failure on the
+    second piece rolls both back, and the next upload is stored whole."""
+    pieces = blob_writes.file_pieces
+
+    def failing_after_one_piece(file):
+        for count, piece in enumerate(pieces(file)):
+            if count == 1:
+                raise OSError("the disk went away")
+            yield piece
+
+    x = np.random.default_rng(0).normal(size=(500, 8))  # a 36 kB .npz: 9 pieces of 4 kB
+    data = npz_bytes(X=x, y=np.arange(500) % 2)
+    monkeypatch.setattr(blob_writes, "PIECE_BYTES", 4096)
+    monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)
+    with pytest.raises(OSError, match="went away"):  # the test app raises what a 500 answers
+        post_file(client, data, "big.npz")
+    assert row_counts()["datasets"] == 0
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(DatasetBlob)) == 0
+    monkeypatch.setattr(blob_writes, "file_pieces", pieces)
+    dataset = created(post_file(client, data, "big.npz"))
+    np.testing.assert_array_equal(stored_arrays(sessions, dataset["id"])["X"], x)

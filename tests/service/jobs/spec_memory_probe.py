@@ -115,9 +115,8 @@ class Probe:
 
     def check(self, shape: tuple[Task, int, int, int], network: dict, training: dict) -> None:
         with self.sessions() as session:
-            dataset = synthetic_dataset(*shape)
-            session.add(dataset)
-            session.commit()
+            with synthetic_dataset(*shape) as packed:
+                dataset = records.add_dataset(session, packed.row, packed.npz)
             report = check_job(
                 session, SETTINGS, dataset_id=dataset.id, network=network, training=training
             )

@@ -1,0 +1,67 @@
+"""A data set's arrays written in pieces (service/db/blob_writes.py), on SQLite and PostgreSQL:
+byte for byte as packed, and a failure part way leaves no row behind."""
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from service.datasets.ingest import build_dataset
+from service.db import blob_writes, records
+from service.db.models import Dataset, DatasetBlob
+from service.vocabulary import Task
+from tests.conftest import BACKENDS
+
+pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
+
+
+def packed_regression(n_rows: int):
+    """A data set whose ``.npz`` is several pieces long: 3 x 8 bytes a row, and a header."""
+    x = np.arange(n_rows * 2, dtype=np.float64).reshape(n_rows, 2) + 0.1
+    return build_dataset(
+        name="pieces", task=Task.REGRESSION, source="json", x=x, y=x[:, 0], target_field="y"
+    )
+
+
+def row_counts(sessions) -> tuple[int, int]:
+    with sessions() as session:
+        datasets = session.scalar(select(func.count()).select_from(Dataset))
+        return datasets, session.scalar(select(func.count()).select_from(DatasetBlob))
+
+
+def test_arrays_of_several_pieces_are_stored_byte_for_byte(sessions):
+    n_rows = 3 * blob_writes.PIECE_BYTES // 24 + 1000
+    with packed_regression(n_rows) as packed:
+        assert packed.row.stored_bytes > 3 * blob_writes.PIECE_BYTES
+        packed_bytes = packed.npz.read()
+        packed.npz.seek(0)
+        with sessions() as session:
+            dataset_id = records.add_dataset(session, packed.row, packed.npz).id
+    with sessions() as session:
+        assert bytes(session.get(DatasetBlob, dataset_id).arrays) == packed_bytes
+        x, y, weights = records.get_dataset_arrays(session, dataset_id)
+    assert x.shape == (n_rows, 2) and x[-1, 1] == n_rows * 2 - 1 + 0.1
+    np.testing.assert_array_equal(y, x[:, 0])
+    assert weights is None
+
+
+def test_a_failure_part_way_through_the_arrays_leaves_neither_row(sessions, monkeypatch):
+    pieces = blob_writes.file_pieces
+
+    def failing_after_one_piece(file):
+        for count, piece in enumerate(pieces(file)):
+            if count == 1:
+                raise OSError("the disk went away")
+            yield piece
+
+    monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)
+    packed = packed_regression(2 * blob_writes.PIECE_BYTES // 24)
+    with packed, sessions() as session, pytest.raises(OSError, match="went away"):
+        records.add_dataset(session, packed.row, packed.npz)
+    assert row_counts(sessions) == (0, 0)
+
+
+def test_deleting_a_data_set_deletes_its_arrays(sessions):
+    with packed_regression(10) as packed, sessions() as session:
+        dataset = records.add_dataset(session, packed.row, packed.npz)
+        records.delete_row(session, dataset)
+    assert row_counts(sessions) == (0, 0)
