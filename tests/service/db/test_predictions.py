@@ -5,7 +5,6 @@ inserts go on while a batch is being deleted."""
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-
 import pytest
 from sqlalchemy import delete, func, insert, select, text
 
@@ -30,8 +29,7 @@ def trained_model(sessions) -> int:
 def log_rows(sessions, model_id: int, n: int, age: timedelta = timedelta(0), start: int = 0):
     created = utcnow() - age
     rows = [
-        one_row_request(f"{start + i:032x}", model_id, created, inputs=[0.0, 1.0])
-        for i in range(n)
+        one_row_request(f"{start + i:032x}", model_id, created, inputs=[0.0, 1.0]) for i in range(n)
     ]
     with sessions() as session:
         predictions.write_batch(session, rows)
