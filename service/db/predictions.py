@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
@@ -93,15 +93,31 @@ def _encoded_rows(statement: _LogInsert, requests: list[LogRows]) -> list[tuple]
     return list(zip(*columns, strict=True))
 
 
+def _copy_rows(connection: Connection, rows: list[tuple]) -> None:
+    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` (psycopg's ``write_row``), which
+    costs the log's thread a fifth less CPU per row than psycopg's ``executemany``."""
+    names = ", ".join(SHARED_COLUMNS + ROW_COLUMNS)
+    copy_sql = f"COPY {PredictionRecord.__tablename__} ({names}) FROM STDIN"
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def write_batch(session: Session, requests: list[LogRows]) -> int:
-    """Insert the rows of ``requests`` with the driver's own ``executemany`` (SQLAlchemy's,
-    with its per-row bind processing, cost the log's thread 2 to 3 times more CPU, holding
-    the GIL the requests need), in the session's transaction, and commit; how many rows."""
-    statement = _log_insert(type(session.get_bind().dialect))
+    """Insert the rows of ``requests`` with the driver's own bulk insert (SQLAlchemy's
+    ``executemany``, with its per-row bind processing, cost the log's thread up to twice the
+    CPU, holding the GIL the requests need): sqlite3's ``executemany``, PostgreSQL's COPY; in
+    the session's transaction, then commit; how many rows."""
+    connection = session.connection()
+    statement = _log_insert(type(connection.dialect))
     rows = _encoded_rows(statement, requests)
-    if rows:
-        session.connection().exec_driver_sql(statement.sql, rows)
-        session.commit()
+    if not rows:
+        return 0
+    if connection.dialect.name == "postgresql":
+        _copy_rows(connection, rows)
+    else:
+        connection.connection.driver_connection.executemany(statement.sql, rows)
+    session.commit()
     return len(rows)
 
 
