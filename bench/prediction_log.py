@@ -14,12 +14,16 @@ answered request left its row: the rows in the database against wrk's count of r
 the rounds and the issue's two targets: at 16 connections the log on keeps at least 90% of the
 requests per second, and at 1 connection its p50 rises by at most 0.1 ms.
 
-    python -m bench.prediction_log --writer-only
+    python -m bench.prediction_log --writer-only [--rounds 20] [--requests 400]
+        [--databases sqlite postgres]
 
-measures instead, in this process, what the log's thread spends per row: ``--requests``
-single-row digits requests (64 inputs, 10 probabilities) buffered, then written in one flush to
-a new SQLite database, best of ``--rounds``. That figure depends far less on the machine's
-load than wrk's, and it is what the log takes from the API process's CPU.
+measures instead, in this process, what the log's thread spends per row: flushes of
+``--requests`` single-row digits requests (64 inputs, 10 probabilities, the batch a worker writes
+each second at 16 connections) to a new SQLite database and a new PostgreSQL one, by the log's
+writer (the driver's own ``executemany``) and by SQLAlchemy's ``executemany`` as before, taking
+turns: rows per second and the writing thread's CPU per row (``time.thread_time``), median of
+``--rounds``. The CPU figure depends far less on the machine's load than wrk's, and it is what
+the log takes from the API process's CPU, holding the GIL.
 """
 
 import argparse
@@ -28,23 +32,31 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from bench.contracts import bodies, stack_of, trained_digits
-from bench.serving import Request, require_wrk, run_wrk
-from service.db.models import Base, utcnow
+from bench.serving import Request, postgres_database, require_wrk, run_wrk
+from service.db.models import Base, PredictionRecord, utcnow
+from service.db.predictions import ROW_COLUMNS, SHARED_COLUMNS, write_batch
 from service.db.session import make_session_factory
-from service.serving.prediction_log import LoggedRequest, PredictionLog, new_prediction_id
+from service.serving.prediction_log import LoggedRequest, new_prediction_id
 
 REPO = Path(__file__).resolve().parents[1]
 CONNECTIONS = (1, 16)
 SETTINGS = {"on": {"PREDICTION_LOG": "on"}, "off": {"PREDICTION_LOG": "off"}}
 # Longer than PREDICTION_LOG_FLUSH_SECONDS (1): every process's buffer has been written.
 SETTLE_SECONDS = 3.0
+# The Redis db of ad-hoc runs (bench/serving.py's postgres_database flushes it).
+REDIS_DB_13 = "redis://127.0.0.1:6379/13"
 
 
 def say(message: str) -> None:
@@ -143,21 +155,89 @@ def digits_request(rng: np.random.Generator) -> LoggedRequest:
     )
 
 
-def writer_microseconds_per_row(requests_count: int, rounds: int) -> float:
-    """The best of ``rounds`` flushes of ``requests_count`` single-row requests, per row."""
+def sqlalchemy_write(session: Session, taken: list[LoggedRequest]) -> int:
+    """The batch insert as it was before the driver's ``executemany``: one dict per row, then
+    SQLAlchemy's ``executemany`` with its bind processing (the reference ``--writer-only``
+    compares against)."""
+    columns = SHARED_COLUMNS + ROW_COLUMNS
+    rows = []
+    for request in taken:
+        log_rows = request.log_rows()
+        rows += [
+            dict(zip(columns, log_rows.shared + row, strict=True))
+            for row in zip(*log_rows.columns, strict=True)
+        ]
+    session.execute(insert(PredictionRecord.__table__), rows)
+    session.commit()
+    return len(rows)
+
+
+def driver_write(session: Session, taken: list[LoggedRequest]) -> int:
+    """The batch insert as the log's thread writes it (service/db/predictions.py)."""
+    return write_batch(session, [request.log_rows() for request in taken])
+
+
+WRITERS = {"sqlalchemy": sqlalchemy_write, "driver": driver_write}
+
+
+class WriteCost(NamedTuple):
+    rows_per_second: float
+    cpu_us_per_row: float
+
+
+def write_costs(sessions, requests_count: int, rounds: int) -> dict[str, list[WriteCost]]:
+    """Each writer's flushes of ``requests_count`` single-row requests, taking turns round
+    after round: rows per second of wall time, and the writing thread's CPU per row."""
     rng = np.random.default_rng(0)
-    best = float("inf")
-    with tempfile.TemporaryDirectory(prefix="bench-prediction-log-") as folder:
-        sessions = make_session_factory(f"sqlite:///{Path(folder) / 'log.sqlite'}")
-        Base.metadata.create_all(sessions.kw["bind"])
-        log = PredictionLog(sessions, capacity=requests_count, flush_seconds=3600)
-        for _ in range(rounds):
-            for _ in range(requests_count):
-                log.record(digits_request(rng))
-            started = time.perf_counter()
-            log.flush()
-            best = min(best, time.perf_counter() - started)
-    return best / requests_count * 1e6
+    costs: dict[str, list[WriteCost]] = {name: [] for name in WRITERS}
+    for _ in range(rounds):
+        for name, write in WRITERS.items():
+            taken = [digits_request(rng) for _ in range(requests_count)]
+            wall, cpu = time.perf_counter(), time.thread_time()
+            with sessions() as session:
+                rows = write(session, taken)
+            cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+            costs[name].append(WriteCost(rows / wall, cpu / rows * 1e6))
+    return costs
+
+
+@contextmanager
+def log_database(database: str, folder: Path) -> Iterator[str]:
+    if database == "sqlite":
+        yield f"sqlite:///{folder / 'log.sqlite'}"
+        return
+    with postgres_database(folder, redis_url=REDIS_DB_13, label="logwrite") as urls:
+        yield urls["DATABASE_URL"]
+
+
+def writer_report(database: str, costs: dict[str, list[WriteCost]], requests_count: int) -> str:
+    rounds = len(costs["driver"])
+    lines = [
+        f"{database}: {requests_count} single-row digits requests per flush, {rounds} rounds"
+        " (median; CPU: the writing thread's):",
+        "",
+        "| writer | rows/s | CPU us per row |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, found in costs.items():
+        rate = statistics.median(cost.rows_per_second for cost in found)
+        cpu = statistics.median(cost.cpu_us_per_row for cost in found)
+        lines.append(f"| {name} | {rate:,.0f} | {cpu:.1f} |")
+    return "\n".join(lines)
+
+
+def compare_writers(databases: list[str], requests_count: int, rounds: int) -> None:
+    for database in databases:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-prediction-log-") as folder,
+            log_database(database, Path(folder)) as url,
+        ):
+            sessions = make_session_factory(url)
+            Base.metadata.create_all(sessions.kw["bind"])
+            write_costs(sessions, requests_count, 1)  # warm-up: statements compiled, caches
+            costs = write_costs(sessions, requests_count, rounds)
+            sessions.kw["bind"].dispose()
+            print(writer_report(database, costs, requests_count) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,14 +245,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--writer-only", action="store_true", help="the thread's cost per row")
-    parser.add_argument("--requests", type=int, default=2000, help="--writer-only: per flush")
+    parser.add_argument("--requests", type=int, default=400, help="--writer-only: per flush")
+    parser.add_argument(
+        "--databases", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"]
+    )
     args = parser.parse_args(argv)
     if args.writer_only:
-        cost = writer_microseconds_per_row(args.requests, args.rounds)
-        print(
-            f"The log's thread: {cost:.1f} us per row ({args.requests} single-row digits"
-            f" requests in one flush to SQLite, best of {args.rounds})"
-        )
+        compare_writers(args.databases, args.requests, args.rounds)
         return
     require_wrk()
     on, off = [], []

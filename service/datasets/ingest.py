@@ -21,6 +21,10 @@ from service.db.models import Dataset
 from service.db.npz import write_npz
 from service.vocabulary import DataError, Task
 
+# The formats a data set file is uploaded in (service/datasets/uploads.py reads each; named here
+# so that the API's schemas need not import the readers and pyarrow with them).
+FILE_FORMATS = ("csv", "parquet", "npz")
+
 # numpy keeps text as fixed-width UTF-32: every label as wide as the longest, 4 bytes a character.
 LABEL_CHAR_BYTES = 4
 # A feature cell as float64: class labels may take as many bytes as the largest features may.

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from service.datasets.ingest import (
+    FILE_FORMATS,
     LABEL_CHAR_BYTES,
     ColumnChoice,
     DataLimits,
@@ -339,11 +340,9 @@ def npz_numbers(array: np.ndarray, name: str, field: str = "file") -> np.ndarray
 
 # --- Formats ----------------------------------------------------------------------------------
 
-FILE_READERS: dict[str, Callable[[Upload, DataLimits], FileArrays]] = {
-    "csv": csv_arrays,
-    "parquet": parquet_arrays,
-    "npz": npz_arrays,
-}
+FILE_READERS: dict[str, Callable[[Upload, DataLimits], FileArrays]] = dict(
+    zip(FILE_FORMATS, (csv_arrays, parquet_arrays, npz_arrays), strict=True)
+)
 FORMAT_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
 

@@ -5,13 +5,16 @@ A tenant's session (service/db/tenancy.py) sees only its tenant's rows; the API 
 and the dispatcher deletes through sessions without a tenant, naming it on each row.
 """
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
@@ -20,12 +23,99 @@ from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel
 UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
-def write_batch(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert the log rows ``rows`` (each the columns of a ``PredictionRecord``) in one
-    statement, and commit."""
-    if rows:
-        session.execute(insert(PredictionRecord.__table__), rows)
-        session.commit()
+# A logged request's columns: the same for each of its rows, then each row's own.
+SHARED_COLUMNS = (
+    "prediction_id",
+    "tenant",
+    "model_id",
+    "model_name",
+    "model_version",
+    "alias",
+    "split_arm",
+    "latency_ms",
+    "created_at",
+)
+ROW_COLUMNS = ("row", "inputs", "prediction", "probabilities")
+
+
+class LogRows(NamedTuple):
+    """One logged request's rows, as the log's thread hands them over: ``shared`` holds the
+    values of SHARED_COLUMNS (one per column), ``columns`` the values of ROW_COLUMNS (one list
+    per column, one value per row)."""
+
+    shared: tuple
+    columns: tuple[list, ...]
+
+
+class _LogInsert(NamedTuple):
+    sql: str
+    shared: tuple[Callable | None, ...]
+    row: tuple[Callable | None, ...]
+
+
+@functools.cache
+def _log_insert(dialect_class: type[Dialect]) -> _LogInsert:
+    """The statement the driver runs for a batch (sqlite3: an INSERT of positional
+    parameters; psycopg: a COPY) and each column's bind processor (None when the driver takes
+    the value as it is): SQLAlchemy's own, so that a row is stored exactly as SQLAlchemy's
+    insert would store it."""
+    dialect = dialect_class()
+    columns = SHARED_COLUMNS + ROW_COLUMNS
+    table = PredictionRecord.__table__
+    processors = insert(table).compile(dialect=dialect, column_keys=columns)._bind_processors
+    names = ", ".join(dialect.identifier_preparer.quote(column) for column in columns)
+    if dialect.name == "postgresql":
+        sql = f"COPY {table.name} ({names}) FROM STDIN"
+    else:
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    return _LogInsert(
+        sql,
+        tuple(processors.get(column) for column in SHARED_COLUMNS),
+        tuple(processors.get(column) for column in ROW_COLUMNS),
+    )
+
+
+def _encoded_rows(statement: _LogInsert, requests: list[LogRows]) -> list[tuple]:
+    """Every row of ``requests`` as the driver's parameters, built column by column (a column
+    is one ``map`` over the batch, no Python loop per row and column): a request's shared
+    values are encoded once and repeated for each of its rows."""
+    counts = [len(request.columns[0]) for request in requests]
+    columns = []
+    for index, process in enumerate(statement.shared):
+        values = [request.shared[index] for request in requests]
+        if process is not None:
+            values = list(map(process, values))
+        columns.append(list(chain.from_iterable(map(repeat, values, counts))))
+    for index, process in enumerate(statement.row):
+        values = list(chain.from_iterable(request.columns[index] for request in requests))
+        columns.append(values if process is None else list(map(process, values)))
+    return list(zip(*columns, strict=True))
+
+
+def _copy_rows(connection: Connection, copy_sql: str, rows: list[tuple]) -> None:
+    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` (psycopg's ``write_row``), which
+    costs the log's thread a fifth less CPU per row than psycopg's ``executemany``."""
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def write_batch(session: Session, requests: list[LogRows]) -> int:
+    """Insert the rows of ``requests`` with the driver's own bulk insert (SQLAlchemy's
+    ``executemany``, with its per-row bind processing, cost the log's thread up to twice the
+    CPU, holding the GIL the requests need): sqlite3's ``executemany``, PostgreSQL's COPY; in
+    the session's transaction, then commit; how many rows."""
+    connection = session.connection()
+    statement = _log_insert(type(connection.dialect))
+    rows = _encoded_rows(statement, requests)
+    if not rows:
+        return 0
+    if connection.dialect.name == "postgresql":
+        _copy_rows(connection, statement.sql, rows)
+    else:
+        connection.connection.driver_connection.executemany(statement.sql, rows)
+    session.commit()
+    return len(rows)
 
 
 def add_bin_counts(session: Session, counts: list[dict[str, Any]]) -> None:

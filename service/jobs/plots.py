@@ -2,7 +2,8 @@
 
 Drawn with matplotlib's object-oriented API (a ``Figure`` and its own Agg or SVG canvas) and
 never pyplot: pyplot keeps global state that the API's threads would share, a ``Figure`` does
-not.
+not. matplotlib is imported by the first chart drawn, not with this module: an API process that
+never draws one never holds its modules and objects (which its full collections would walk).
 """
 
 import io
@@ -11,14 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
-
 ImageFormat = Literal["svg", "png"]
 MEDIA_TYPES: dict[ImageFormat, str] = {"svg": "image/svg+xml", "png": "image/png"}
-CANVASES = {"svg": FigureCanvasSVG, "png": FigureCanvasAgg}
 FIGURE_INCHES = (8, 4.5)
 PNG_DPI = 100
 NO_EPOCHS = "no epochs yet"
@@ -41,6 +36,9 @@ def loss_chart(
 ) -> bytes:
     """One chart of ``curves``: one colour per curve, train solid, validation dashed; an empty
     chart, its title saying so, while no curve has an epoch."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=FIGURE_INCHES, layout="tight")
     axes = figure.add_subplot()
     colours = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors
@@ -70,9 +68,13 @@ def draw_curve(axes, curve: LossCurve, colour) -> None:
         )
 
 
-def figure_bytes(figure: Figure, image_format: ImageFormat) -> bytes:
+def figure_bytes(figure, image_format: ImageFormat) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    canvases = {"svg": FigureCanvasSVG, "png": FigureCanvasAgg}
     buffer = io.BytesIO()
-    CANVASES[image_format](figure).print_figure(
+    canvases[image_format](figure).print_figure(
         buffer, format=image_format, dpi=PNG_DPI, metadata=NO_DATE[image_format]
     )
     return buffer.getvalue()

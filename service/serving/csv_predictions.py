@@ -14,7 +14,6 @@ import numpy as np
 
 from model_core import Model
 from service.datasets.ingest import column_indices
-from service.datasets.tables import checked_numbers, csv_cell_errors, open_csv, read_csv_numbers
 
 CSV_FIELD = "body"
 
@@ -27,6 +26,17 @@ def csv_features(data: bytes, feature_names: Sequence[str] | None) -> np.ndarray
     is a feature, in the file's order (the caller checks their number against the model).
     """
     csv_file = open_csv(io.BytesIO(data), header=True, field=CSV_FIELD)
+
+    # pyarrow (service/datasets/tables.py) is imported by the first CSV body, not at start-up:
+    # an API process that never reads a CSV file never holds its modules and objects.
+    from service.datasets.tables import (
+        checked_numbers,
+        csv_cell_errors,
+        open_csv,
+        read_csv_numbers,
+    )
+
+    csv_file = open_csv(data, header=True, field=CSV_FIELD)
     if feature_names:
         columns = column_indices(csv_file.header, feature_names, CSV_FIELD)
     else:

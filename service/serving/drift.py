@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import kstwo
 
 from model_core import Model
 
@@ -81,6 +80,10 @@ def ks_statistic(sample: np.ndarray, other: np.ndarray) -> float:
 
 def ks_pvalue(d: float, n1: int, n2: int) -> float:
     """The asymptotic two-sided p-value of D for samples of ``n1`` and ``n2`` values."""
+    # SciPy is imported by the first drift check, not at start-up: an API process that only
+    # predicts never holds its modules and objects (its full collections walk fewer).
+    from scipy.stats import kstwo
+
     effective = np.round(n1 * n2 / (n1 + n2))
     return float(np.clip(kstwo.sf(d, effective), 0.0, 1.0))
 

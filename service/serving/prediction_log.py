@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.predictions import add_bin_counts, reference_blob, write_batch
+from service.db.predictions import LogRows, add_bin_counts, reference_blob, write_batch
 from service.serving.drift import bin_counts, reference_from_npz
 
 logger = logging.getLogger(__name__)
@@ -60,29 +60,26 @@ class LoggedRequest:
     def n_rows(self) -> int:
         return len(self.predictions)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The request's log rows: the columns of one ``PredictionRecord`` per row."""
-        shared = {
-            "prediction_id": self.prediction_id,
-            "tenant": self.tenant,
-            "model_id": self.model_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "alias": self.alias,
-            "split_arm": self.split_arm,
-            "latency_ms": self.latency_ms,
-            "created_at": self.created_at,
-        }
+    def log_rows(self) -> LogRows:
+        """The request's log rows, as ``write_batch`` takes them."""
+        shared = (
+            self.prediction_id,
+            self.tenant,
+            self.model_id,
+            self.model_name,
+            self.model_version,
+            self.alias,
+            self.split_arm,
+            self.latency_ms,
+            self.created_at,
+        )
         inputs = list(self.x) if self.keep_inputs else [None] * self.n_rows
         probabilities = (
             list(self.probabilities) if self.probabilities is not None else [None] * self.n_rows
         )
-        return [
-            {**shared, "row": row, "inputs": x, "prediction": y, "probabilities": p}
-            for row, (x, y, p) in enumerate(
-                zip(inputs, self.predictions.tolist(), probabilities, strict=True)
-            )
-        ]
+        return LogRows(
+            shared, (list(range(self.n_rows)), inputs, self.predictions.tolist(), probabilities)
+        )
 
 
 class PredictionLog:
@@ -147,18 +144,18 @@ class PredictionLog:
         refused them: they are counted as dropped and logged)."""
         with self._flushing:
             taken = self._take()
-            rows = [row for request in taken for row in request.rows()]
-            if not rows:
+            n_rows = sum(request.n_rows for request in taken)
+            if not n_rows:
                 return 0
             try:
                 with self.sessions() as session:
-                    write_batch(session, rows)
+                    write_batch(session, [request.log_rows() for request in taken])
                     add_bin_counts(session, self._bin_counts(session, taken))
             except Exception as error:  # an outage must not kill the thread
-                logger.warning("prediction log: %d rows dropped: %s", len(rows), error)
-                self._count_dropped(len(rows))
+                logger.warning("prediction log: %d rows dropped: %s", n_rows, error)
+                self._count_dropped(n_rows)
                 return 0
-            return len(rows)
+            return n_rows
 
     def _bin_counts(self, session: Session, taken: list[LoggedRequest]) -> list[dict[str, Any]]:
         """The bin counts of the requests whose inputs are not kept, summed per tenant, model,

@@ -8,9 +8,8 @@ from marshmallow import validate
 from werkzeug.datastructures import FileStorage
 
 from service.api.schemas.text import dataset_name_field
-from service.datasets.ingest import MAX_INFERRED_CLASSES
+from service.datasets.ingest import FILE_FORMATS, MAX_INFERRED_CLASSES
 from service.datasets.samples import SAMPLE_NAMES
-from service.datasets.uploads import FILE_READERS
 from service.db.models import Dataset
 from service.vocabulary import Task
 
@@ -127,7 +126,7 @@ class FileUploadSchema(ma.Schema):
 
     file = UploadedFile(required=True, metadata={"type": "string", "format": "binary"})
     format = ma.fields.String(
-        validate=validate.OneOf(list(FILE_READERS)),
+        validate=validate.OneOf(FILE_FORMATS),
         metadata={
             "description": "csv, parquet or npz; by default from the file name: .parquet or .pq "
             "is parquet, .npz is npz, any other csv"

@@ -2,10 +2,11 @@
 each in batches (the dispatcher's ``LogUpkeep``), on SQLite and PostgreSQL; and on PostgreSQL,
 inserts go on while a batch is being deleted."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 
 from service.db import predictions
 from service.db.models import PredictionBinCount, PredictionRecord, TrainedModel, utcnow
@@ -28,20 +29,15 @@ def trained_model(sessions) -> int:
 def log_rows(sessions, model_id: int, n: int, age: timedelta = timedelta(0), start: int = 0):
     created = utcnow() - age
     rows = [
-        {
-            "prediction_id": f"{start + i:032x}",
-            "row": 0,
-            "tenant": "default",
-            "model_id": model_id,
-            "inputs": [0.0, 1.0],
-            "prediction": 1,
-            "latency_ms": 0.5,
-            "created_at": created,
-        }
-        for i in range(n)
+        one_row_request(f"{start + i:032x}", model_id, created, inputs=[0.0, 1.0]) for i in range(n)
     ]
     with sessions() as session:
         predictions.write_batch(session, rows)
+
+
+def one_row_request(prediction_id, model_id, created_at, inputs=None, tenant="default"):
+    shared = (prediction_id, tenant, model_id, None, None, None, None, 0.5, created_at)
+    return predictions.LogRows(shared, ([0], [inputs], [1], [None]))
 
 
 def model_rows(sessions, model_id: int) -> list[int]:
@@ -91,20 +87,7 @@ def test_inserts_go_on_while_a_batch_is_deleted(sessions):
         # the batch's transaction is still open: an insert must not wait for it
         with sessions() as inserting:
             inserting.execute(text("SET LOCAL lock_timeout = '2s'"))
-            predictions.write_batch(
-                inserting,
-                [
-                    {
-                        "prediction_id": "e" * 32,
-                        "row": 0,
-                        "tenant": "default",
-                        "model_id": model_id,
-                        "prediction": 0,
-                        "latency_ms": 1.0,
-                        "created_at": utcnow(),
-                    }
-                ],
-            )
+            predictions.write_batch(inserting, [one_row_request("e" * 32, model_id, utcnow())])
         deleting.commit()
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(PredictionRecord)) == 11
@@ -138,3 +121,61 @@ def test_bin_counts_add_up_and_go_with_their_hour_or_their_model(sessions):
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(PredictionBinCount)) == 2
         assert sorted(predictions.bin_counts_since(session, kept, old)) == [(0, 1, 7), (1, 1, 7)]
+
+
+def batch_of_two_requests(model_id: int) -> list[predictions.LogRows]:
+    """A classifier's request of two rows with its inputs and names, and a regressor's of one
+    row without inputs or probabilities, of another tenant."""
+    created = datetime(2026, 12, 7, 13, 1, 2, 345678, tzinfo=UTC)
+    classifier = predictions.LogRows(
+        ("a" * 32, "default", model_id, "digits", 3, "production", "canary", 1.25, created),
+        (
+            [0, 1],
+            [np.array([0.5, -1.0]), np.array([1e-300, 2.0])],
+            [7, 2],
+            [np.array([0.25, 0.75]), np.array([1.0, 0.0])],
+        ),
+    )
+    regressor = predictions.LogRows(
+        ("b" * 32, "acme", model_id, None, None, None, None, 0.5, created),
+        ([0], [None], [[1.5, -2.5]], [None]),
+    )
+    return [classifier, regressor]
+
+
+def stored_rows(session) -> list[tuple]:
+    """The log's rows as the database holds them (the driver's values, no type processing)."""
+    columns = ", ".join(predictions.SHARED_COLUMNS + predictions.ROW_COLUMNS + ("label",))
+    sql = f"SELECT {columns} FROM prediction_logs ORDER BY prediction_id, row"
+    return [tuple(found) for found in session.connection().exec_driver_sql(sql)]
+
+
+def test_a_batch_is_stored_as_sqlalchemys_insert_stores_it(sessions):
+    model_id = trained_model(sessions)
+    batch = batch_of_two_requests(model_id)
+    with sessions() as session:
+        assert predictions.write_batch(session, batch) == 3
+        written = stored_rows(session)
+        read = session.scalars(select(PredictionRecord).order_by(PredictionRecord.id)).all()
+        session.execute(delete(PredictionRecord))
+        columns = predictions.SHARED_COLUMNS + predictions.ROW_COLUMNS
+        as_dicts = [
+            dict(zip(columns, request.shared + row, strict=True))
+            for request in batch
+            for row in zip(*request.columns, strict=True)
+        ]
+        session.execute(insert(PredictionRecord), as_dicts)
+        assert written == stored_rows(session)
+    expected = [
+        ("a" * 32, 0, "default", "digits", 3, "production", "canary", [0.5, -1.0], 7, [0.25, 0.75]),
+        ("a" * 32, 1, "default", "digits", 3, "production", "canary", [1e-300, 2.0], 2, [1.0, 0.0]),
+        ("b" * 32, 0, "acme", None, None, None, None, None, [1.5, -2.5], None),
+    ]
+    for record, values in zip(read, expected, strict=True):
+        kept = (record.prediction_id, record.row, record.tenant, record.model_name)
+        kept += (record.model_version, record.alias, record.split_arm)
+        arrays = [None if a is None else a.tolist() for a in (record.inputs, record.probabilities)]
+        assert kept + (arrays[0], record.prediction, arrays[1]) == values
+        assert record.model_id == model_id and record.label is None
+        assert record.created_at == datetime(2026, 12, 7, 13, 1, 2, 345678, tzinfo=UTC)
+    assert [record.latency_ms for record in read] == [1.25, 1.25, 0.5]
