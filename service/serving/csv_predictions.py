@@ -25,8 +25,6 @@ def csv_features(data: bytes, feature_names: Sequence[str] | None) -> np.ndarray
     the model's order, and any others (an id, the target) are left out; otherwise every column
     is a feature, in the file's order (the caller checks their number against the model).
     """
-    csv_file = open_csv(io.BytesIO(data), header=True, field=CSV_FIELD)
-
     # pyarrow (service/datasets/tables.py) is imported by the first CSV body, not at start-up:
     # an API process that never reads a CSV file never holds its modules and objects.
     from service.datasets.tables import (
@@ -36,7 +34,7 @@ def csv_features(data: bytes, feature_names: Sequence[str] | None) -> np.ndarray
         read_csv_numbers,
     )
 
-    csv_file = open_csv(data, header=True, field=CSV_FIELD)
+    csv_file = open_csv(io.BytesIO(data), header=True, field=CSV_FIELD)
     if feature_names:
         columns = column_indices(csv_file.header, feature_names, CSV_FIELD)
     else:

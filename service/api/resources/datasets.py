@@ -27,9 +27,6 @@ from service.datasets.ingest import (
     dataset_from_json,
     dataset_from_sample,
 )
-from service.datasets.uploads import Upload, dataset_from_file, format_of
-
-from service.datasets.ingest import ColumnChoice, DataLimits, dataset_from_json, dataset_from_sample
 from service.db import records
 from service.db.models import Dataset
 from service.quotas import check_room_for, check_upload_admission
@@ -79,9 +76,6 @@ def dataset_from_json_body() -> ReadDataset:
 
 
 def dataset_from_file_upload() -> ReadDataset:
-    """The uploaded file parsed from its own stream: werkzeug spools a large one to disk."""
-
-def dataset_from_file_upload() -> NewDataset:
     """The uploaded file parsed from its own stream: werkzeug spools a large one to disk.
     The readers (and pyarrow) are imported by the first upload, not at start-up: an API
     process that never reads a file never holds their modules and objects."""
