@@ -25,23 +25,22 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-runtime
 	$(BIN)/backprop run
 
-# Everything: the in-process tests in TEST_WORKERS pytest-xdist workers (auto: one per core, at
-# most 3: tests/conftest.py has Redis dbs for 3 workers), then the tests marked live (API, worker
-# and browser processes) in LIVE_WORKERS workers, each stack's tests in one of them. Each worker
-# has databases of its own (docs/testing.md). Exit code 5 (PYTEST_ARGS selected none of a step's
-# tests) is no failure; PYTEST_ARGS="-n 0" runs a step in one process.
-TEST_WORKERS ?= auto
-LIVE_WORKERS ?= 3
-IN_PROCESS_TESTS = $(BIN)/python -m pytest -m "not live" -n $(TEST_WORKERS) --maxprocesses 3 \
-	$(PYTEST_ARGS) || [ $$? -eq 5 ]
+# Everything, in one pytest session of SUITE_WORKERS pytest-xdist workers with --dist loadgroup:
+# each live stack's tests (API, worker and browser processes) are one group, which one worker
+# runs; the groups go out first, largest first, and the in-process tests fill the time the
+# live tests spend waiting on their processes (docs/testing.md, "Timing"). At most 3 workers:
+# tests/conftest.py has Redis dbs for 3. Each worker has databases of its own. Exit code 5
+# (PYTEST_ARGS selected no test) is no failure; PYTEST_ARGS="-n 0" runs it in one process.
+SUITE_WORKERS ?= 3
 test: $(VENV)/.installed-test
-	$(IN_PROCESS_TESTS)
-	$(BIN)/python -m pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS) \
-		|| [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -n $(SUITE_WORKERS) --dist loadgroup $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# Everything but the live stacks: the edit-test loop.
+# Everything but the live stacks, the edit-test loop: TEST_WORKERS workers (auto: one per core,
+# at most 3).
+TEST_WORKERS ?= auto
 test-fast: $(VENV)/.installed-test
-	$(IN_PROCESS_TESTS)
+	$(BIN)/python -m pytest -m "not live" -n $(TEST_WORKERS) --maxprocesses 3 $(PYTEST_ARGS) \
+		|| [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
