@@ -31,6 +31,11 @@ FINISHED = {"succeeded", "failed", "cancelled", "pruned"}
 # The Redis dbs (tests/conftest.py's redis_db_url) of this xdist worker's stacks: role 0 is the
 # in-process tests'.
 POSTGRES_STACK_REDIS_DB, SECURED_STACK_REDIS_DB = 1, 2
+# How long a stack, or an API process a test starts of its own, may take to answer before the
+# test errors: a deadline for one that never comes up, not a measure (a passing run never waits
+# it out). `make test` starts three stacks at once beside the in-process tests, and on a loaded
+# machine their processes' imports took over 60 s (LocalStack's default) at load 20 to 25.
+START_DEADLINE_SECONDS = 240
 
 
 def in_own_worker(group: str) -> list[pytest.MarkDecorator]:
@@ -147,7 +152,7 @@ def run_stack(environment: dict[str, str], logs: Path, worker_args: tuple[str, .
     stack = Stack(f"http://127.0.0.1:{port}", logs)
     with LocalStack(env, workers=N_WORKERS, logs=logs, worker_args=worker_args) as processes:
         try:
-            processes.wait_until_ready(stack.base_url)
+            processes.wait_until_ready(stack.base_url, START_DEADLINE_SECONDS)
         except TimeoutError as error:
             raise AssertionError(f"{error}\n{stack.log_tail()}") from None
         yield stack

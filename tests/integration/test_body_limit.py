@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.factories import free_port, wait_until
-from tests.integration.conftest import BACKPROP, in_own_worker
+from tests.integration.conftest import BACKPROP, START_DEADLINE_SECONDS, in_own_worker
 
 pytestmark = in_own_worker("body-limit")
 
@@ -38,7 +38,7 @@ def api_url(tmp_path_factory) -> Iterator[str]:
     try:
         wait_until(
             lambda: requests.get(f"{url}/health/live", timeout=5).ok,
-            60,
+            START_DEADLINE_SECONDS,
             "the API",
             ignoring=(requests.ConnectionError,),
         )

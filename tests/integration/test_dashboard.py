@@ -762,8 +762,8 @@ def test_three_jobs_ticked_in_the_list_compare_as_three_curves_and_their_differe
     jobs = [stack.wait_for_job(job_id) for job_id in ids]
     page.open(f"{stack.base_url}/#/jobs")
     for job_id in ids:
-        page.element(f'input[data-compare="{job_id}"]').click()
-    page.element("#compare-link").click()
+        page.click(f'input[data-compare="{job_id}"]')
+    page.click("#compare-link")
     page.wait_for(
         lambda driver: driver.current_url.endswith(f"#/compare/{','.join(map(str, ids))}"),
         what="the selection in the URL",

@@ -20,7 +20,7 @@ import requests
 from service.api.events import MAX_OPEN_STREAMS
 from service.settings import Settings
 from tests.factories import free_port, job_body, wait_until
-from tests.integration.conftest import FINISHED, ON_POSTGRES, Stack
+from tests.integration.conftest import FINISHED, ON_POSTGRES, START_DEADLINE_SECONDS, Stack
 
 # About 6 ms an epoch on the digits sample: a job of LONG_EPOCHS outlasts any test here.
 DIGITS_NETWORK = {
@@ -230,7 +230,12 @@ def api_with_a_dead_broker(request, stack) -> Iterator[Stack]:
     )
     api = Stack(f"http://127.0.0.1:{port}", stack.logs)
     try:
-        retrying(api.get, "/health/live")
+        wait_until(
+            lambda: api.get("/health/live").ok,
+            START_DEADLINE_SECONDS,
+            "the API with a dead broker",
+            ignoring=(requests.ConnectionError,),
+        )
         yield api
     finally:
         process.terminate()

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.factories import free_port, job_body, wait_until
+from tests.integration.conftest import START_DEADLINE_SECONDS
 
 pytestmark = pytest.mark.live
 
@@ -71,7 +72,10 @@ def embedded_env(port: int) -> dict:
 
 def wait_until_answering(url: str) -> None:
     wait_until(
-        lambda: requests.get(url, timeout=5).ok, 60, url, ignoring=(requests.ConnectionError,)
+        lambda: requests.get(url, timeout=5).ok,
+        START_DEADLINE_SECONDS,
+        url,
+        ignoring=(requests.ConnectionError,),
     )
 
 
