@@ -29,8 +29,8 @@ from model_core import Trainer
 from service.db import records
 from service.db.migrate import upgrade
 from service.db.models import TrainingJob
-from service.db.session import create_sqlite_folders, make_session_factory
-from service.settings import Settings
+from service.db.session import make_session_factory
+from service.settings import Settings, create_sqlite_folders
 from worker.training import arrays_cache, run_training
 
 NEVER = 10**9

@@ -33,8 +33,8 @@ from service.commands.supervisor import LocalStack
 from service.datasets.ingest import build_dataset
 from service.db import records
 from service.db.migrate import upgrade
-from service.db.session import create_sqlite_folders, make_session_factory
-from service.settings import Settings
+from service.db.session import make_session_factory
+from service.settings import Settings, create_sqlite_folders
 from service.vocabulary import Task
 
 # Benchmarks measure the service, not its guards: no rate limits, no job quota.

@@ -72,8 +72,8 @@ from service.commands.supervisor import LocalStack
 from service.datasets.samples import load_sample
 from service.db import records
 from service.db.migrate import upgrade
-from service.db.session import create_sqlite_folders, make_session_factory
-from service.settings import Settings
+from service.db.session import make_session_factory
+from service.settings import Settings, create_sqlite_folders
 
 REPO = Path(__file__).resolve().parents[1]
 POST_LUA = Path(__file__).with_name("wrk") / "post.lua"

@@ -343,6 +343,13 @@ class Settings:
         ]
 
 
+def create_sqlite_folders(settings: Settings) -> Settings:
+    """Create the folders of the embedded SQLite files (database and broker) of ``settings``."""
+    for path in settings.sqlite_paths():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
 def parse_bool(raw: str) -> bool:
     """``true`` or ``false`` (any case; also 1/0, yes/no, on/off)."""
     words = {"true": True, "1": True, "yes": True, "on": True}

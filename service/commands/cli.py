@@ -28,9 +28,8 @@ from collections.abc import Callable
 
 from service.commands.key_commands import add_key_commands
 from service.commands.people_commands import add_people_commands
-from service.db.session import create_sqlite_folders
 from service.metrics_files import prepare_metrics_files
-from service.settings import Settings
+from service.settings import Settings, create_sqlite_folders
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -95,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     flower.set_defaults(
         handler=imported_on_call("service.commands.flower", "run_flower"), passes_options=True
     )
-    add_key_commands(commands, lambda name: imported_on_call("service.commands.key_commands", name))
+    add_key_commands(commands, lambda name: imported_on_call("service.commands.key_actions", name))
     add_people_commands(
         commands, lambda name: imported_on_call("service.commands.people_cli", name)
     )

@@ -12,8 +12,6 @@ that off (a number sets the threshold), as psycopg's parameter of that name does
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.settings import Settings
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -53,10 +51,3 @@ def make_session_factory(url: str, pre_ping: bool = True) -> sessionmaker[Sessio
     """A session factory bound to a new engine for ``url`` (``make_engine``); objects stay
     readable after commit."""
     return sessionmaker(make_engine(url, pre_ping), expire_on_commit=False)
-
-
-def create_sqlite_folders(settings: Settings) -> Settings:
-    """Create the folders of the embedded SQLite files (database and broker) of ``settings``."""
-    for path in settings.sqlite_paths():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return settings
