@@ -25,26 +25,30 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-runtime
 	$(BIN)/backprop run
 
-# Everything: the in-process tests in TEST_WORKERS pytest-xdist workers (auto: one per core, at
-# most 3), at the same time as the tests marked live (API, worker and browser processes) in
-# LIVE_WORKERS workers with --dist loadgroup, each stack's tests in one of them. The live half
-# is the long pole and mostly waits on its processes: the in-process half runs beside it under
-# `nice`, on the CPU the live tests leave, its output kept in var/in-process-tests.log and shown
-# when both are done (docs/testing.md, "Timing: both halves at once"). Each worker has
-# databases of its own, the two sessions too (tests/conftest.py: the in-process tests' Redis db
-# is not the stacks'). Exit code 5 (PYTEST_ARGS selected none of a half's tests) is no failure;
-# PYTEST_ARGS="-n 0" runs each half in one process.
+# Everything: the in-process tests at the same time as the tests marked live (API, worker and
+# browser processes) in LIVE_WORKERS workers with --dist loadgroup, each stack's tests in one of
+# them. The live half is the long pole: the in-process half runs beside it under `nice`, in
+# TEST_WORKERS workers (auto: one per core, at most 3), on the CPU the live tests leave, its
+# output kept in var/in-process-tests.log and shown when both are done (docs/testing.md,
+# "Timing: both halves at once"). Every pytest worker imports every module it collects (about
+# 15 s of CPU for all of tests/), so the live half collects tests/integration only (where every
+# live test is) unless PYTEST_ARGS names paths. Each worker has databases of its own, the two
+# sessions too (tests/conftest.py: the in-process tests' Redis db is not the stacks'). Exit code
+# 5 (PYTEST_ARGS selected none of a half's tests) is no failure; PYTEST_ARGS="-n 0" runs each
+# half in one process. `make test-fast`: the in-process tests alone.
 TEST_WORKERS ?= auto
 LIVE_WORKERS ?= 3
 IN_PROCESS_LOG := var/in-process-tests.log
-IN_PROCESS_TESTS = $(BIN)/python -m pytest -m "not live" -n $(TEST_WORKERS) --maxprocesses 3 \
+in_process_tests = $(BIN)/python -m pytest -m "not live" -n $(1) --maxprocesses 3 $(PYTEST_ARGS)
+LIVE_PATHS = $(if $(filter tests%,$(PYTEST_ARGS)),,tests/integration)
+LIVE_TESTS = $(BIN)/python -m pytest $(LIVE_PATHS) -m live -n $(LIVE_WORKERS) --dist loadgroup \
 	$(PYTEST_ARGS)
-LIVE_TESTS = $(BIN)/python -m pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 passed = { [ $(1) -eq 0 ] || [ $(1) -eq 5 ]; }
 test: $(VENV)/.installed-test
 	@mkdir -p var
 	@echo "make test: the in-process half runs beside the live half, its output in $(IN_PROCESS_LOG)"
-	@nice -n 10 $(IN_PROCESS_TESTS) > $(IN_PROCESS_LOG) 2>&1 & in_process=$$!; \
+	@nice -n 10 $(call in_process_tests,$(TEST_WORKERS)) > $(IN_PROCESS_LOG) 2>&1 & \
+	in_process=$$!; \
 	trap 'kill $$in_process 2>/dev/null' INT TERM; \
 	$(LIVE_TESTS); live=$$?; \
 	wait $$in_process; in_process_status=$$?; \
@@ -53,7 +57,7 @@ test: $(VENV)/.installed-test
 
 # Everything but the live stacks: the edit-test loop.
 test-fast: $(VENV)/.installed-test
-	$(IN_PROCESS_TESTS) || [ $$? -eq 5 ]
+	$(call in_process_tests,$(TEST_WORKERS)) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
