@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.datasets.ingest import dataset_from_sample
-from service.db import keys, records
+from service.db import blob_writes, keys, records
 from service.db.models import Base, EpochMetric, TrainingJob
 from service.db.session import make_session_factory
 from service.vocabulary import Scope
@@ -222,3 +222,16 @@ def page_references(html: str) -> list[str]:
     parser = References()
     parser.feed(html)
     return parser.found
+
+
+def fail_blob_writes_after_one_piece(monkeypatch) -> None:
+    """Make the arrays' piecewise write raise on its second piece (a disk gone mid-write)."""
+    pieces = blob_writes.file_pieces
+
+    def failing_after_one_piece(file):
+        for count, piece in enumerate(pieces(file)):
+            if count == 1:
+                raise OSError("the disk went away")
+            yield piece
+
+    monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)

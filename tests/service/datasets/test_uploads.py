@@ -13,7 +13,7 @@ from service.datasets import uploads
 from service.db import blob_writes, records
 from service.db.models import DatasetBlob
 from tests.conftest import BACKENDS
-from tests.factories import job_body
+from tests.factories import fail_blob_writes_after_one_piece, job_body
 from worker.training import run_training
 
 FEATURES = np.array([[5.1, 3.5], [7.0, 3.2], [6.3, 3.3], [4.9, 3.0]])
@@ -168,18 +168,11 @@ def test_an_upload_failing_part_way_through_its_arrays_stores_neither_row(
 ):
     """The data set's row is flushed before its arrays are written in pieces: a failure on the
     second piece rolls both back, and the next upload is stored whole."""
-    pieces = blob_writes.file_pieces
-
-    def failing_after_one_piece(file):
-        for count, piece in enumerate(pieces(file)):
-            if count == 1:
-                raise OSError("the disk went away")
-            yield piece
-
     x = np.random.default_rng(0).normal(size=(500, 8))  # a 36 kB .npz: 9 pieces of 4 kB
     data = npz_bytes(X=x, y=np.arange(500) % 2)
     monkeypatch.setattr(blob_writes, "PIECE_BYTES", 4096)
-    monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)
+    pieces = blob_writes.file_pieces
+    fail_blob_writes_after_one_piece(monkeypatch)
     with pytest.raises(OSError, match="went away"):  # the test app raises what a 500 answers
         post_file(client, data, "big.npz")
     assert row_counts()["datasets"] == 0

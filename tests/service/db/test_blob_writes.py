@@ -10,6 +10,7 @@ from service.db import blob_writes, records
 from service.db.models import Dataset, DatasetBlob
 from service.vocabulary import Task
 from tests.conftest import BACKENDS
+from tests.factories import fail_blob_writes_after_one_piece
 
 pytestmark = pytest.mark.parametrize("sessions", BACKENDS, indirect=True)
 
@@ -45,15 +46,7 @@ def test_arrays_of_several_pieces_are_stored_byte_for_byte(sessions):
 
 
 def test_a_failure_part_way_through_the_arrays_leaves_neither_row(sessions, monkeypatch):
-    pieces = blob_writes.file_pieces
-
-    def failing_after_one_piece(file):
-        for count, piece in enumerate(pieces(file)):
-            if count == 1:
-                raise OSError("the disk went away")
-            yield piece
-
-    monkeypatch.setattr(blob_writes, "file_pieces", failing_after_one_piece)
+    fail_blob_writes_after_one_piece(monkeypatch)
     packed = packed_regression(2 * blob_writes.PIECE_BYTES // 24)
     with packed, sessions() as session, pytest.raises(OSError, match="went away"):
         records.add_dataset(session, packed.row, packed.npz)
