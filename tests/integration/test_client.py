@@ -31,8 +31,11 @@ def test_xor_is_trained_followed_and_served(client):
     events = list(client.follow(job["id"]))
     epochs = [event.data["epoch"] for event in events if event.type == "epoch"]
     assert epochs == list(range(1, 301))
-    assert events[0].type == "status"
-    assert (events[-1].type, events[-1].data["status"]) == ("status", "succeeded")
+    statuses = [event.data["status"] for event in events if event.type == "status"]
+    assert events[0].type == "status" and statuses[-1] == "succeeded"
+    # Followed while it ran, the stream ends with the final status; a job that ended before the
+    # stream opened gives that status first, then its epochs (the client's contract).
+    assert events[-1].type == "status" or statuses == ["succeeded"]
 
     finished = client.wait(job["id"], timeout=60)
     assert finished["status"] == "succeeded"
