@@ -64,6 +64,7 @@ from bench.serving import (
     Request,
     WrkResult,
     check_mlflow_answer,
+    cpu_cell,
     machine,
     mlflow_server,
     one_row_bodies,
@@ -334,14 +335,16 @@ def load_lines(backend: str, server: str, loaded: Loaded, connections: int) -> s
         f"| {backend} | {server} | {connections} | "
         f"{median(loaded, connections, 'requests_per_second'):,.0f} | "
         f"{median(loaded, connections, 'p50_ms'):.3f} | "
-        f"{median(loaded, connections, 'p99_ms'):.2f} | {errors} of {requests_sent:,} |"
+        f"{median(loaded, connections, 'p99_ms'):.2f} | {cpu_cell(results)} | "
+        f"{errors} of {requests_sent:,} |"
     )
 
 
 def load_table(backends: list[Backend]) -> list[str]:
     lines = [
-        "| backend | server | connections | requests/s | p50 ms | p99 ms | errors (all rounds) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | server | connections | requests/s | p50 ms | p99 ms "
+        "| server CPU ms / request | errors (all rounds) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for backend in backends:
         for connections in CONNECTIONS:

@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 from bench.contracts import REPO, bodies, stack_of, trained_digits
-from bench.serving import Request, WrkResult, free_port, require_wrk, run_wrk, say
+from bench.serving import Request, WrkResult, cpu_cell, free_port, require_wrk, run_wrk, say
 from service.api.events import THREADS_PER_PROCESS
 
 BIN = Path(sys.executable).parent
@@ -122,8 +122,9 @@ def report(results: dict[str, list[dict[int, WrkResult]]], rounds: int, seconds:
     lines = [
         f"Median of {rounds} rounds of {seconds} s; one digits row per request.",
         "",
-        "| server | connections | requests/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server | connections | requests/s | p50 ms | p99 ms | server CPU ms / request "
+        "| errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server, runs in results.items():
         for connections in CONNECTIONS:
@@ -133,7 +134,8 @@ def report(results: dict[str, list[dict[int, WrkResult]]], rounds: int, seconds:
             p99 = statistics.median(f.p99_ms for f in figures)
             errors = sum(f.errors for f in figures)
             lines.append(
-                f"| {server} | {connections} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {errors} |"
+                f"| {server} | {connections} | {rps:,.0f} | {p50:.2f} | {p99:.2f} "
+                f"| {cpu_cell(figures)} | {errors} |"
             )
     return "\n".join(lines)
 

@@ -50,21 +50,24 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import psycopg
 import redis
 import requests
 
+from bench.server_cpu import cpu_seconds, server_processes
 from bench.service import UNLIMITED, Client, store_dataset
 from bench.workloads import synthetic_workloads
 from model_core import Model
@@ -430,6 +433,14 @@ class WrkResult:
     p99_ms: float
     requests: int
     errors: int  # non-2xx/3xx answers and socket errors (connect, read, write, timeout)
+    # CPU milliseconds the server's processes spent per request answered (bench/server_cpu.py)
+    server_cpu_ms: float | None = None
+
+
+def cpu_cell(results: list[WrkResult]) -> str:
+    """The median of the rounds' server CPU ms per request, or n/a where none was read."""
+    spent = [result.server_cpu_ms for result in results if result.server_cpu_ms is not None]
+    return f"{statistics.median(spent):.3f}" if spent else "n/a"
 
 
 @dataclass
@@ -484,10 +495,16 @@ def run_wrk(request: Request, connections: int, seconds: int, folder: Path) -> W
         request.content_type,
         *([request.header] if request.header else []),
     ]
+    server = server_processes(urlsplit(request.url).port)
+    cpu_before = cpu_seconds(server)
     done = subprocess.run(command, capture_output=True, text=True)
+    cpu_spent = cpu_seconds(server) - cpu_before
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    if not server or not result.requests:
+        return result
+    return replace(result, server_cpu_ms=cpu_spent * 1000 / result.requests)
 
 
 def probe(request: Request) -> str:
