@@ -14,8 +14,17 @@ small prediction's throughput (docs/benchmarks.md, "What the request hooks cost"
 The counts live in Redis when Redis is the broker (every API process then shares them), else in
 each API process's memory. While Redis cannot be reached the counting goes on in memory, and
 Redis is tried again after ``REDIS_RETRY_SECONDS``: an outage of Redis does not fail requests.
-In Redis all of a budget's windows are counted by one script: one round trip per request (the
-registry generation costs none: service/generation.py).
+
+In Redis a process does not count each request there: it takes a share of a window's budget
+(a lease: ``LEASE_DIVISOR``-th of the limit, 50 requests of ``5000/second``, at least 1) and
+spends it in memory, asking again (one script call for all of a budget's windows) when the
+share is spent or the window has ended. So most requests cost no Redis round trip, none is ever
+answered over a limit (the shares granted in a window add up to at most its limit), and a
+window's refusal, once Redis gives it, is known in memory until the window ends. The price: a
+share taken by one process and not spent by the window's end is refused to the others, at most
+(API processes - 1) x (share - 1) requests early per window, about 1% of the limit per other
+process (a limit under ``LEASE_DIVISOR`` per window is counted one request at a time, exactly).
+The registry generation costs no round trip either (service/generation.py).
 
 A request over its budget is a 429 with ``Retry-After`` (seconds) and the error envelope naming
 the limit and its setting.
@@ -42,21 +51,33 @@ OFF = ("", "off")
 PREDICTION_RULE_ENDINGS = ("/predict", "/infer")
 REDIS_SCHEMES = ("redis://", "rediss://")
 REDIS_RETRY_SECONDS = 5.0
-# Count a request against each of a budget's windows in turn, stopping at the first it exceeds
-# (as ``FixedWindowRateLimiter.hit`` per limit: the key expires with its window, made on the
-# first hit): one round trip for the whole budget. KEYS: the windows' keys; ARGV: each window's
-# expiry (seconds) and amount. Returns the 1-based index of the window exceeded, 0 for none.
-COUNT_SCRIPT = """
+LEASE_DIVISOR = 100
+# Lease shares of a budget's windows, in order, stopping at the first with nothing left to
+# grant. KEYS: the windows' keys (as ``FixedWindowRateLimiter`` names them: the key expires with
+# its window, made on the first grant); ARGV: per window its expiry (seconds), its amount and
+# the share asked. Returns per window leased: the share granted (0: the limit is reached) and
+# the milliseconds until the window ends.
+LEASE_SCRIPT = """
+local answer = {}
 for i, key in ipairs(KEYS) do
-    local count = redis.call('INCRBY', key, 1)
-    if count == 1 then
-        redis.call('EXPIRE', key, ARGV[2 * i - 1])
+    local amount = tonumber(ARGV[3 * i - 1])
+    local left = amount - tonumber(redis.call('GET', key) or '0')
+    local granted = math.max(0, math.min(tonumber(ARGV[3 * i]), left))
+    if granted > 0 and redis.call('INCRBY', key, granted) == granted then
+        redis.call('EXPIRE', key, ARGV[3 * i - 2])
     end
-    if count > tonumber(ARGV[2 * i]) then
-        return i
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then  -- a window without an end (a key made otherwise): it ends from now
+        redis.call('EXPIRE', key, ARGV[3 * i - 2])
+        ttl = 1000 * tonumber(ARGV[3 * i - 2])
+    end
+    answer[2 * i - 1] = granted
+    answer[2 * i] = ttl
+    if granted == 0 then
+        return answer
     end
 end
-return 0
+return answer
 """
 
 
@@ -119,9 +140,39 @@ class ThreadlessMemoryStorage(MemoryStorage):
 
 
 @dataclass
+class Lease:
+    """A process's share of one window's budget in Redis: the requests it may still answer, until
+    the window ends (``time.monotonic()``); ``refused``: Redis had none left to grant."""
+
+    left: int
+    ends_at: float
+    refused: bool = False
+
+    def current(self, now: float) -> bool:
+        return now < self.ends_at
+
+    def answers(self, now: float) -> bool:
+        """Whether the lease decides a request without Redis: requests left, or refused, in a
+        window not yet ended."""
+        return self.current(now) and (self.left > 0 or self.refused)
+
+
+@dataclass(frozen=True)
+class Exceeded:
+    """The limit a request exceeded, and the seconds until its window ends."""
+
+    limit: RateLimitItem
+    retry_after: int
+
+
+def share_of(limit: RateLimitItem) -> int:
+    return max(1, limit.amount // LEASE_DIVISOR)
+
+
+@dataclass
 class RateLimits:
-    """The two budgets, counted in Redis or in memory, with memory standing in while Redis is
-    down."""
+    """The two budgets, counted in Redis through leases or in memory, with memory standing in
+    while Redis is down."""
 
     general: Budget | None
     predictions: Budget | None
@@ -130,12 +181,14 @@ class RateLimits:
         default_factory=lambda: FixedWindowRateLimiter(ThreadlessMemoryStorage())
     )
     redis_retry_at: float = 0.0
+    leases: dict[str, Lease] = field(default_factory=dict)
+    leases_swept_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.counter = FixedWindowRateLimiter(self.storage)
-        self.count_in_redis = (
-            self.storage.get_connection().register_script(COUNT_SCRIPT)
+        self.lease_in_redis = (
+            self.storage.get_connection().register_script(LEASE_SCRIPT)
             if isinstance(self.storage, RedisStorage)
             else None
         )
@@ -148,47 +201,112 @@ class RateLimits:
         spent = self.predictions if is_prediction(req) else self.general
         if spent is None:
             return
-        key = caller_key()
-        counter, limit = self.first_exceeded(spent, key)
-        if limit is not None:
-            reset = counter.get_window_stats(limit, key, spent.scope).reset_time
+        exceeded = self.first_exceeded(spent, caller_key())
+        if exceeded is not None:
             fail(
                 429,
-                f"Rate limit {limit} ({spent.setting}) exceeded.",
-                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+                f"Rate limit {exceeded.limit} ({spent.setting}) exceeded.",
+                headers={"Retry-After": str(exceeded.retry_after)},
             )
 
-    def first_exceeded(
-        self, spent: Budget, key: str
-    ) -> tuple[FixedWindowRateLimiter, RateLimitItem | None]:
-        """The counter that counted the request, and the first of ``spent``'s limits it exceeds
-        (None: within them all). Each limit is counted in turn up to that one: in Redis in one
-        script call, in memory while Redis is unreachable or not the broker."""
-        if self.count_in_redis is not None and time.monotonic() >= self.redis_retry_at:
+    def first_exceeded(self, spent: Budget, key: str) -> Exceeded | None:
+        """The first of ``spent``'s limits the request exceeds (None: within them all). Each
+        limit is counted in turn up to that one: in Redis through the process's leases, in
+        memory while Redis is unreachable or not the broker."""
+        if self.lease_in_redis is not None and time.monotonic() >= self.redis_retry_at:
             try:
-                return self.counter, self.first_exceeded_in_redis(spent, key)
+                return self.first_exceeded_in_redis(spent, key)
             except self.storage.base_exceptions as error:
                 self.redis_unreachable(error)
-        counter = self.counter if self.count_in_redis is None else self.fallback
+        counter = self.counter if self.lease_in_redis is None else self.fallback
         for limit in spent.limits:
             if not counter.hit(limit, key, spent.scope):
-                return counter, limit
-        return counter, None
+                reset = counter.get_window_stats(limit, key, spent.scope).reset_time
+                return Exceeded(limit, max(1, math.ceil(reset - time.time())))
+        return None
 
-    def first_exceeded_in_redis(self, spent: Budget, key: str) -> RateLimitItem | None:
-        """As ``FixedWindowRateLimiter.hit`` on each limit, on the keys it uses (so its window
-        figures and ``reset`` still apply), in one round trip."""
-        limits = spent.limits
-        keys = [self.storage.prefixed_key(limit.key_for(key, spent.scope)) for limit in limits]
-        windows = [figure for limit in limits for figure in (limit.get_expiry(), limit.amount)]
-        index = int(self.count_in_redis(keys=keys, args=windows))
-        return limits[index - 1] if index else None
+    def first_exceeded_in_redis(self, spent: Budget, key: str) -> Exceeded | None:
+        """As ``FixedWindowRateLimiter.hit`` on each limit, on the keys it uses, spending the
+        process's leases: Redis is asked (once, for every window whose lease cannot answer)
+        only when a window's lease is spent or its window has ended."""
+        windows = [
+            self.storage.prefixed_key(item.key_for(key, spent.scope)) for item in spent.limits
+        ]
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                answered, exceeded = self.spend_leases(spent, windows, now)
+            if answered:
+                return exceeded
+            self.renew_leases(spent, windows, now)
+
+    def spend_leases(
+        self, spent: Budget, windows: list[str], now: float
+    ) -> tuple[bool, Exceeded | None]:
+        """Under the lock: one request from each window's lease in order, up to the first
+        refused (that limit exceeded). (False, None), nothing spent, when a lease before any
+        refusal cannot answer."""
+        for index, (limit, window) in enumerate(zip(spent.limits, windows, strict=True)):
+            lease = self.leases.get(window)
+            if lease is None or not lease.answers(now):
+                return False, None
+            if lease.refused:
+                self.spend(windows[:index])
+                return True, Exceeded(limit, max(1, math.ceil(lease.ends_at - now)))
+        self.spend(windows)
+        return True, None
+
+    def spend(self, windows: list[str]) -> None:
+        for window in windows:
+            self.leases[window].left -= 1
+
+    def renew_leases(self, spent: Budget, windows: list[str], now: float) -> None:
+        """One script call: a new share of every window whose lease cannot answer, added to the
+        process's leases (a window Redis has nothing left of is refused until it ends)."""
+        with self._lock:
+            stale = [
+                index
+                for index, window in enumerate(windows)
+                if (lease := self.leases.get(window)) is None or not lease.answers(now)
+            ]
+        limits = [spent.limits[index] for index in stale]
+        arguments = [
+            figure
+            for limit in limits
+            for figure in (limit.get_expiry(), limit.amount, share_of(limit))
+        ]
+        answer = self.lease_in_redis(keys=[windows[index] for index in stale], args=arguments)
+        with self._lock:
+            self.sweep_ended_leases(now)
+            for position, index in enumerate(stale[: len(answer) // 2]):
+                granted, milliseconds = int(answer[2 * position]), int(answer[2 * position + 1])
+                self.add_to_lease(windows[index], granted, now + milliseconds / 1000, now)
+
+    def sweep_ended_leases(self, now: float) -> None:
+        """Under the lock, at most once per ``SWEEP_SECONDS``: forget the leases of windows that
+        have ended (callers gone would otherwise stay for good)."""
+        if now - self.leases_swept_at >= ThreadlessMemoryStorage.SWEEP_SECONDS:
+            self.leases_swept_at = now
+            self.leases = {
+                window: lease for window, lease in self.leases.items() if lease.current(now)
+            }
+
+    def add_to_lease(self, window: str, granted: int, ends_at: float, now: float) -> None:
+        """Under the lock: ``granted`` more requests in ``window``'s lease (a new lease when the
+        old one's window has ended); refused when none are left."""
+        lease = self.leases.get(window)
+        if lease is None or not lease.current(now):
+            lease = self.leases[window] = Lease(0, ends_at)
+        lease.left += granted
+        lease.refused = lease.left == 0
 
     def reset(self) -> None:
         """Forget every count, in Redis too (every API process's), and try Redis again at once:
         for tests that share one app."""
         self.storage.reset()
         self.fallback.storage.reset()
+        with self._lock:
+            self.leases.clear()
         self.redis_retry_at = 0.0
 
     def redis_unreachable(self, error: Exception) -> None:

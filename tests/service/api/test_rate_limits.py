@@ -1,6 +1,7 @@
 """Request rates: over a budget a 429 with ``Retry-After`` and the envelope; predictions and
 everything else counted apart; per key with AUTH=required, per address with AUTH=off; one
-budget shared through Redis by every API process, and counted in memory while Redis is down.
+budget shared through Redis by every API process (each spending leased shares of it), and
+counted in memory while Redis is down.
 
 Budgets are "N/minute" so that no window ends during a test."""
 
@@ -14,6 +15,7 @@ import pytest
 from service.api.app import create_app
 from service.api.limits import ThreadlessMemoryStorage
 from tests.factories import api_key, assert_envelope, bearer, free_port
+from tests.redis_commands import sent_on_this_thread
 
 XOR_ROWS = {"instances": [[0, 1]]}
 INFER_BODY = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [0, 1]}]}
@@ -109,6 +111,51 @@ def test_with_redis_as_the_broker_every_api_process_shares_one_budget(client_wit
     assert first.get("/v1/datasets", **caller).status_code == 200
     assert_too_many(second.get("/v1/datasets", **caller), "RATE_LIMIT", "3 per 1 minute")
     assert_too_many(first.get("/v1/datasets", **caller), "RATE_LIMIT", "3 per 1 minute")
+
+
+def test_processes_spend_leased_shares_and_never_answer_over_the_limit(client_with, redis_url):
+    first, second = (client_with(broker_url=redis_url, rate_limit="200/minute") for _ in range(2))
+    caller = from_address(f"test-{secrets.token_hex(4)}")
+    answers = [
+        client.get("/v1/datasets", **caller).status_code
+        for _ in range(110)
+        for client in (first, second)
+    ]
+    assert set(answers) == {200, 429}
+    # Shares of 2: at most (processes - 1) x (share - 1) requests refused early, none over.
+    assert 199 <= answers.count(200) <= 200
+    assert answers.index(429) == answers.count(200)  # every answer after the first refusal
+    assert set(answers[answers.index(429) :]) == {429}
+
+
+def test_threads_of_one_process_spend_its_leases_exactly(client_with, redis_url):
+    app = client_with(broker_url=redis_url, predict_rate_limit="200/minute").application
+    caller = from_address(f"test-{secrets.token_hex(4)}")
+    answers = []
+
+    def predict_60_times():
+        client = app.test_client()
+        for _ in range(60):
+            answers.append(client.post("/v1/models/0/predict", json=XOR_ROWS, **caller).status_code)
+
+    threads = [threading.Thread(target=predict_60_times) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 240 and answers.count(429) == 40  # a 404 is a prediction counted
+
+
+def test_a_window_refused_in_redis_is_refused_from_memory_until_it_ends(
+    client_with, redis_url, monkeypatch
+):
+    client = client_with(broker_url=redis_url, rate_limit="3/minute")
+    caller = from_address(f"test-{secrets.token_hex(4)}")
+    assert [client.get("/v1/datasets", **caller).status_code for _ in range(3)] == [200] * 3
+    with sent_on_this_thread(monkeypatch) as sent:
+        assert_too_many(client.get("/v1/datasets", **caller), "RATE_LIMIT", "3 per 1 minute")
+        assert_too_many(client.get("/v1/datasets", **caller), "RATE_LIMIT", "3 per 1 minute")
+    assert sent == [["EVALSHA"]]
 
 
 def test_while_redis_is_unreachable_requests_are_answered_and_counted_in_memory(client_with):

@@ -51,9 +51,18 @@ def round_trips_of_predictions(client, headers, path, monkeypatch) -> list[list[
     return sent
 
 
-def test_a_prediction_costs_one_round_trip_with_rate_limits_and_keys(
+def test_a_prediction_costs_no_round_trip_with_rate_limits_and_keys_while_its_lease_lasts(
     client, sessions, alias_path, monkeypatch
 ):
+    headers = bearer(api_key(sessions, "default"))
+    sent = round_trips_of_predictions(client, headers, alias_path, monkeypatch)
+    assert sent == []  # the first prediction leased 1,000 of each window's budget
+
+
+def test_a_budget_too_small_to_share_costs_one_round_trip_per_prediction(
+    client_with, sessions, alias_path, monkeypatch
+):
+    client = client_with(predict_rate_limit="90/minute")  # under LEASE_DIVISOR: one at a time
     headers = bearer(api_key(sessions, "default"))
     sent = round_trips_of_predictions(client, headers, alias_path, monkeypatch)
     assert sent == [["EVALSHA"]] * 3
