@@ -1,16 +1,48 @@
-"""The embedded broker: kombu's SQLAlchemy transport, polled 20 times a second instead of once.
+"""The embedded broker: kombu's SQLAlchemy transport, polled 20 times a second while messages
+come, backing off to 4 times a second while its queues stay empty.
 
 kombu's virtual transports sleep ``polling_interval`` seconds after finding every queue empty
 (1 s by default), and that sleep was the embedded default's latency per job: tiny jobs ran at
 0.99 a second (issue 12). The interval cannot be given as a transport option here, since this
 transport hands all its options to ``sqlalchemy.create_engine``, which refuses unknown ones.
-An empty poll is one indexed SELECT on the broker's SQLite file.
+
+An empty poll is a ``BEGIN IMMEDIATE`` transaction and an ORM query per queue on the broker's
+SQLite file: about 5% of a core for a training worker polled 20 times a second, 9% for the
+webhook worker (two queues), even with nothing to do (docs/benchmarks.md, issue 29). So the
+sleep after an empty poll doubles, from ``POLLING_SECONDS`` up to ``IDLE_POLLING_SECONDS``,
+and is back to the shortest as soon as a message comes: a queue kept busy is polled as often as
+before, an idle one costs a fifth as much, and the first message after a quiet spell waits at
+most ``IDLE_POLLING_SECONDS`` more.
 """
+
+from queue import Empty
+from time import monotonic, sleep
 
 from kombu.transport import sqlalchemy
 
 POLLING_SECONDS = 0.05
+IDLE_POLLING_SECONDS = 0.25
 
 
 class Transport(sqlalchemy.Transport):
     polling_interval = POLLING_SECONDS
+
+    def drain_events(self, connection, timeout=None):
+        """kombu's ``drain_events`` (deliver one message, or raise ``socket.timeout`` once
+        ``timeout`` seconds have passed), with the sleep after each empty poll backing off."""
+        started = monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+            except Empty:
+                waited = monotonic() - started
+                if timeout is not None and waited >= timeout:
+                    raise TimeoutError() from None
+                pause = self.polling_interval
+                if timeout is not None:
+                    pause = min(pause, timeout - waited)
+                sleep(pause)
+                self.polling_interval = min(2 * self.polling_interval, IDLE_POLLING_SECONDS)
+            else:
+                self.polling_interval = POLLING_SECONDS
+                return

@@ -1,6 +1,7 @@
 """The Celery app's delivery settings and the queue declaration both processes make."""
 
 import multiprocessing
+from queue import Empty
 
 import pytest
 
@@ -10,7 +11,7 @@ from service.broker import (
     declare_task_queue,
     visibility_timeout_problem,
 )
-from service.embedded_broker import POLLING_SECONDS
+from service.embedded_broker import IDLE_POLLING_SECONDS, POLLING_SECONDS
 from service.settings import Settings
 from worker.main import celery_argv, worker_flags
 
@@ -79,17 +80,26 @@ def test_processes_declaring_a_new_sqlite_queue_at_once_all_succeed(tmp_path):
         assert pool.map(declare, [url] * 4) == [0, 0, 0, 0]
 
 
-def test_the_embedded_broker_polls_its_sqlite_file_twenty_times_a_second(tmp_path):
+def test_the_embedded_broker_backs_off_while_idle_and_polls_twenty_times_a_second_once_busy(
+    tmp_path,
+):
     app = create_celery_app(Settings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"))
     declare_task_queue(app, 5.0)
-    app.send_task("backprop.example", args=[7])
-    with app.connection_for_read() as connection:
-        assert connection.transport.polling_interval == POLLING_SECONDS == 0.05
+    with (
+        app.connection_for_read() as connection,
+        connection.SimpleQueue(app.conf.task_default_queue) as queue,
+    ):
+        transport = connection.transport
+        assert transport.polling_interval == POLLING_SECONDS == 0.05
+        with pytest.raises(Empty):
+            queue.get(timeout=1.0)  # empty polls after 0.05, 0.1, 0.2, 0.25, 0.25 s...
+        assert transport.polling_interval == IDLE_POLLING_SECONDS == 0.25
+        app.send_task("backprop.example", args=[7])
         # The URL without its sqla+ prefix reaches SQLAlchemy: the message sent is there.
-        with connection.SimpleQueue(app.conf.task_default_queue) as queue:
-            message = queue.get(timeout=5)
-            assert message.headers["task"] == "backprop.example"
-            message.ack()
+        message = queue.get(timeout=5)
+        assert message.headers["task"] == "backprop.example"
+        message.ack()
+        assert transport.polling_interval == POLLING_SECONDS
 
 
 def test_the_worker_consumes_the_embedded_broker_through_its_own_transport(tmp_path):
