@@ -4,6 +4,7 @@ import argparse
 import gc
 import os
 import queue
+import select
 import signal
 import sys
 import time
@@ -54,6 +55,14 @@ class ThreadWorkerLeavingInterruptsToTheArbiter(ThreadWorker):
         sys.stderr.flush()
         os._exit(0)
 
+    def handle(self, conn):
+        """gunicorn's ``handle``, then, while the connection is kept alive and its next request
+        comes within ``NEXT_REQUEST_WAIT_MS``, that request too, in the same thread."""
+        keepalive = super().handle(conn)
+        while keepalive is True and self.alive and next_request_arrives(conn):
+            keepalive = super().handle(conn)
+        return keepalive
+
     def resend_stop_signals_queued_since_fork(self) -> None:
         queued = set()
         while self.arbiter_signals is not None and not self.arbiter_signals.empty():
@@ -62,6 +71,27 @@ class ThreadWorkerLeavingInterruptsToTheArbiter(ThreadWorker):
             if received in queued:
                 os.kill(os.getpid(), resent)
                 return
+
+
+# How long a thread that answered a request on a kept-alive connection waits for the next one
+# before handing the connection back to the worker's poller.
+NEXT_REQUEST_WAIT_MS = 2
+
+
+def next_request_arrives(conn) -> bool:
+    """Whether the connection's next request is read ahead or arrives (or the client closes)
+    within ``NEXT_REQUEST_WAIT_MS``.
+
+    gthread hands every kept-alive connection back to its main thread's poller after each
+    answer, and the poller hands it to a pool thread again when the next request comes: two
+    hand-offs between threads per request, each a wake-up and a turn of the GIL. A client that
+    sends its next request as soon as it has the answer (wrk, an app's connection pool under
+    load) has it read by the same thread at once instead."""
+    if conn.parser.unreader.buf.getvalue():
+        return True
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLIN)
+    return bool(poller.poll(NEXT_REQUEST_WAIT_MS))
 
 
 # A stop signal the arbiter's handler queued in a new worker, and the one the worker answers to.

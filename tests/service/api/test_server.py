@@ -1,6 +1,8 @@
 """gunicorn's configuration from the settings."""
 
 import gc
+import io
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -38,3 +40,22 @@ def test_frozen_objects_are_out_of_the_collectors_reach():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()  # the test process's objects back where they were
+
+
+def kept_alive(sock, read_ahead: bytes = b"") -> SimpleNamespace:
+    """What ``next_request_arrives`` reads of a gthread connection: its socket and parser."""
+    return SimpleNamespace(
+        sock=sock, parser=SimpleNamespace(unreader=SimpleNamespace(buf=io.BytesIO(read_ahead)))
+    )
+
+
+def test_a_thread_keeps_a_connection_whose_next_request_comes_at_once():
+    ours, client = socket.socketpair()
+    with ours, client:
+        assert not server.next_request_arrives(kept_alive(ours))  # nothing within the wait
+        assert server.next_request_arrives(kept_alive(ours, b"GET / HTTP/1.1\r\n"))  # read ahead
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert server.next_request_arrives(kept_alive(ours))
+        ours.recv(100)
+        client.close()  # a closed connection is for the thread to finish reading
+        assert server.next_request_arrives(kept_alive(ours))
