@@ -54,8 +54,9 @@ class JsonFormatter(logging.Formatter):
 
     Byte for byte the line python-json-logger's ``JsonFormatter`` wrote for these fields (a
     ``dict`` message's keys are fields and its ``message`` is empty; a value JSON has no type
-    for is written by python-json-logger's encoder), built straight from the record: half the
-    time of its generic field machinery, which every request's log line went through."""
+    for is written by python-json-logger's encoder), built straight from the record in about
+    60% of the time its generic field machinery took for every request's line
+    (docs/benchmarks.md)."""
 
     encoder = JsonEncoder()
 
