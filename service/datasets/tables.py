@@ -204,8 +204,10 @@ def read_batches(
     of each column that is not a number, the label columns' chunks, and the rows read."""
     not_numbers, label_chunks, rows = {}, [], 0
     for batch in batches:
-        if rows + batch.num_rows > len(values):  # a row shorter than row_capacity assumes
-            values = np.concatenate([values[:rows], np.empty_like(values)])
+        if rows + batch.num_rows > len(values):  # rows shorter than row_capacity assumes, or
+            # more in one block than the limits let it hold (refused just below)
+            more = np.empty((max(len(values), batch.num_rows), n_numbers))
+            values = np.concatenate([values[:rows], more])
         for position in range(n_numbers):
             out = values[rows : rows + batch.num_rows, position]
             if not as_text:
