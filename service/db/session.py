@@ -13,6 +13,11 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite's default: a commit that leaves this many pages in the WAL copies them into the database.
+SQLITE_AUTOCHECKPOINT_PAGES = 1000
+# Set in a connection's pool record while its automatic checkpoints are off
+# (``defer_wal_checkpoint`` in service/db/blob_writes.py), until it goes back to the pool.
+CHECKPOINT_DEFERRED = "wal_checkpoint_deferred"
 
 
 def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
@@ -22,6 +27,12 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _resume_wal_checkpoints(dbapi_connection, connection_record, _reset_state) -> None:
+    """A connection goes back to the pool with SQLite's automatic checkpoints on."""
+    if connection_record.info.pop(CHECKPOINT_DEFERRED, False):
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
 
 
 PREPARE_THRESHOLD = "prepare_threshold"
@@ -44,6 +55,7 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     engine = create_engine(engine_url, pool_pre_ping=pre_ping, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "reset", _resume_wal_checkpoints)
     return engine
 
 
