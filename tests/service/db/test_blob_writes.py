@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from service import memory
 from service.datasets.ingest import build_dataset
 from service.db import blob_writes, records
 from service.db.blob_writes import checkpoint_wal
 from service.db.models import Dataset, DatasetBlob
-from service.db.session import SQLITE_AUTOCHECKPOINT_PAGES
 from service.vocabulary import Task
 from tests.conftest import BACKENDS
 from tests.factories import fail_blob_writes_after_one_piece
@@ -68,20 +68,37 @@ def test_deleting_a_data_set_deletes_its_arrays(sessions):
     assert row_counts(sessions) == (0, 0)
 
 
+def lent_settings(connection) -> tuple:
+    """What an upload's insert changes on its SQLite connection while it holds it."""
+    pragmas = ("wal_autocheckpoint", "cache_size")
+    return tuple(connection.execute(f"PRAGMA {pragma}").fetchone()[0] for pragma in pragmas)
+
+
 def test_sqlite_leaves_the_checkpoint_to_checkpoint_wal_and_the_connection_as_it_was(sessions):
     """The commit syncs the WAL (the data set is stored); the copy into the database file waits
     for ``checkpoint_wal``, and the connection goes back to the pool checkpointing as before."""
     engine = sessions.kw["bind"]
     database = Path(engine.url.database)
-    n_rows = 2 * SQLITE_AUTOCHECKPOINT_PAGES * 4096 // 24  # twice the pages that checkpoint
+    n_rows = 2 * 1000 * 4096 // 24  # twice the WAL pages past which a commit checkpoints
     with packed_regression(n_rows) as packed, sessions() as session:
         connection = session.connection().connection.dbapi_connection
+        settings_before = lent_settings(connection)
         dataset_id = records.add_dataset(session, packed.row, packed.npz).id
     stored_bytes = packed.row.stored_bytes
     assert database.stat().st_size < stored_bytes
-    autocheckpoint = connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-    assert autocheckpoint == SQLITE_AUTOCHECKPOINT_PAGES
+    assert lent_settings(connection) == settings_before
     with sessions() as session:
         assert len(records.get_dataset_arrays(session, dataset_id).x) == n_rows
     checkpoint_wal(engine)
     assert database.stat().st_size > stored_bytes
+
+
+def test_the_page_cache_sqlite_held_is_handed_back_with_the_connection(sessions, monkeypatch):
+    """The commit gives the connection back to the pool, its larger cache's memory with it."""
+    trims = []
+    monkeypatch.setattr(memory, "MALLOC_TRIM", trims.append)
+    with packed_regression(10) as packed, sessions() as session:
+        session.connection()
+        assert trims == []
+        records.add_dataset(session, packed.row, packed.npz)
+        assert trims == [0]
