@@ -4,7 +4,9 @@ pyarrow parses a CSV file block by block, straight into one float64 array: no st
 no whole table held, and not the whole file either: a file on disk (an upload werkzeug spooled)
 is read by its descriptor, bytes in memory in place, both without the GIL (through a Python
 file object each block would wait for it: seconds per upload while another thread of the
-process is busy). A Parquet file is read one column at a time into such an array.
+process is busy). A file of megabytes is parsed in two halves at once, on two cores, when the
+first half's rows can be counted by its line breaks (``read_in_halves``). A Parquet file is read
+one column at a time into such an array.
 
 When pyarrow refuses a CSV file (a cell that is not a number, a short line) or a value is not
 finite, the csv module reads the file again, as a stream and only as far as the row in question,
