@@ -53,7 +53,8 @@ HALVES_MIN_BYTES = 4 * 1024 * 1024
 # How far past the middle of the data rows a line break is looked for to cut them at, and the
 # pieces the first half is read in to count its rows.
 LINE_SEARCH_BYTES = 1024 * 1024
-SCAN_PIECE_BYTES = 1024 * 1024
+SCAN_PIECE_BYTES = 256 * 1024
+LF, CR, QUOTE = b'\n\r"'
 CONVERSION_ERROR = "CSV conversion error"
 LONG_ROW_ERROR = "straddling object"
 
@@ -310,24 +311,40 @@ def line_count(source: pa.NativeFile, start: int, end: int) -> int | None:
     """The lines of ``source`` from ``start`` to ``end`` (just past a line break), each a row
     as pyarrow reads it, else None: when a quote character may open a value holding a line
     break, a line is empty (pyarrow skips it), or a line ends in a lone ``\\r``. Read a piece
-    at a time, each seen with the two bytes after it (milliseconds for 50 MB: ``find`` and
-    ``count`` run at ``memchr`` speed)."""
+    at a time into one buffer, each piece with the two bytes after it."""
     first = source.read_at(2, start)
     if first.startswith(b"\n") or first == b"\r\n":
         return None
+    buffer = np.zeros(SCAN_PIECE_BYTES + 2, np.uint8)
     lines = 0
     for offset in range(start, end, SCAN_PIECE_BYTES):
         size = min(SCAN_PIECE_BYTES, end - offset)
-        piece = source.read_at(size + 2, offset)
-        if piece.find(b'"', 0, size) >= 0 or piece.find(b"\n\n", 0, size + 1) >= 0:
+        source.seek(offset)
+        buffer[source.readinto(memoryview(buffer)[: size + 2]) :] = 0
+        piece_lines = line_breaks(buffer, size)
+        if piece_lines is None:
             return None
-        returns = piece.count(b"\r", 0, size)
-        if returns and (
-            piece.count(b"\r\n", 0, size + 1) != returns or piece.find(b"\n\r\n", 0, size + 2) >= 0
-        ):
-            return None
-        lines += piece.count(b"\n", 0, size)
+        lines += piece_lines
     return lines
+
+
+def line_breaks(buffer: np.ndarray, size: int) -> int | None:
+    """The line breaks among the first ``size`` bytes of ``buffer`` (which holds two more, to
+    see a pair across pieces), or None as ``line_count`` says; numpy's passes over the bytes,
+    not Python's ``bytes.count`` (several times faster)."""
+    piece = buffer[:size]
+    if (piece == QUOTE).any():
+        return None
+    line_ends = buffer == LF
+    if (line_ends[:size] & line_ends[1 : size + 1]).any():  # an empty line
+        return None
+    returns = buffer == CR
+    if returns.any():
+        if (returns[:size] & ~line_ends[1 : size + 1]).any():  # a lone \r
+            return None
+        if (line_ends[:size] & returns[1 : size + 1] & line_ends[2 : size + 2]).any():
+            return None  # an empty line ending in \r\n
+    return int(np.count_nonzero(line_ends[:size]))
 
 
 def column_types(

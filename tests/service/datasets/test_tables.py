@@ -113,3 +113,15 @@ def recorded(function, results: list):
 def test_a_long_csv_file_read_in_halves_is_stored_whole(halves_from_any_size, client_with):
     dataset = post_csv(client_with, long_csv()).get_json()
     assert (dataset["rows"], dataset["features"], dataset["classes"]) == (ROWS, 2, ["no", "yes"])
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 2, 3, 5, 7])
+def test_line_breaks_across_pieces_are_counted_once(monkeypatch, piece_bytes):
+    monkeypatch.setattr(tables, "SCAN_PIECE_BYTES", piece_bytes)
+    for line_end in ("\n", "\r\n"):
+        text = line_end.join(["1,22,x", "333,4,yy", "5,6,z"]) + line_end + "7,8,w"
+        source = tables.arrow_file(io.BytesIO(text.encode()))
+        assert tables.line_count(source, 0, text.rindex("\n") + 1) == 3
+        empty = text.replace(line_end, line_end * 2, 1)
+        source = tables.arrow_file(io.BytesIO(empty.encode()))
+        assert tables.line_count(source, 0, empty.rindex("\n") + 1) is None
