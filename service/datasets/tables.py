@@ -4,7 +4,9 @@ pyarrow parses a CSV file block by block, straight into one float64 array: no st
 no whole table held, and not the whole file either: a file on disk (an upload werkzeug spooled)
 is read by its descriptor, bytes in memory in place, both without the GIL (through a Python
 file object each block would wait for it: seconds per upload while another thread of the
-process is busy). A Parquet file is read one column at a time into such an array.
+process is busy). A file of megabytes is parsed in two halves at once, on two cores, when the
+first half's rows can be counted by its line breaks (``read_in_halves``). A Parquet file is read
+one column at a time into such an array.
 
 When pyarrow refuses a CSV file (a cell that is not a number, a short line) or a value is not
 finite, the csv module reads the file again, as a stream and only as far as the row in question,
@@ -19,6 +21,7 @@ import io
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
@@ -44,6 +47,14 @@ PARSE_OPTIONS = pa_csv.ParseOptions(newlines_in_values=True)
 # memory (about 18 MB at 256 kB, 57 MB at its default of 1 MB), and 256 kB is as fast (64 kB is
 # not). A row must fit in a block: a longer one makes the whole file one block.
 BLOCK_BYTES = 256 * 1024
+# A file's data rows are parsed in two halves at once (two cores) from this size on: below it,
+# a second thread and the scan for quotes would take longer than they save.
+HALVES_MIN_BYTES = 4 * 1024 * 1024
+# How far past the middle of the data rows a line break is looked for to cut them at, and the
+# pieces the first half is read in to count its rows.
+LINE_SEARCH_BYTES = 1024 * 1024
+SCAN_PIECE_BYTES = 256 * 1024
+LF, CR, QUOTE = b'\n\r"'
 CONVERSION_ERROR = "CSV conversion error"
 LONG_ROW_ERROR = "straddling object"
 
@@ -157,6 +168,9 @@ def read_csv_numbers(
     ``limits`` allow for ``len(numbers)`` columns. When pyarrow finds a cell that is not a
     number, the file is read again as text and parsed as Python's ``float`` parses it, to
     find the cell (or accept what pyarrow does not, such as ``1_000``)."""
+    in_halves = read_in_halves(csv_file, numbers, labels, limits)
+    if in_halves is not None:
+        return in_halves
     for as_text in (False, True):
         try:
             return stream_numbers(csv_file, numbers, labels, limits, as_text)
@@ -198,14 +212,18 @@ def read_batches(
     n_numbers: int,
     limits: DataLimits | None,
     as_text: bool,
+    rows: int = 0,
 ) -> tuple[np.ndarray, dict[int, int], list[pa.Array], int]:
-    """The batches' number columns written into ``values`` (grown when a row is shorter than
-    ``row_capacity`` assumes), as ``stream_numbers`` returns them: the values, the first row
-    of each column that is not a number, the label columns' chunks, and the rows read."""
-    not_numbers, label_chunks, rows = {}, [], 0
+    """The batches' number columns written into ``values`` from row ``rows`` on (grown when a
+    row is shorter than ``row_capacity`` assumes), as ``stream_numbers`` returns them: the
+    values, the first row of each column that is not a number, the label columns' chunks, and
+    the rows in ``values`` now."""
+    not_numbers, label_chunks = {}, []
     for batch in batches:
-        if rows + batch.num_rows > len(values):  # a row shorter than row_capacity assumes
-            values = np.concatenate([values[:rows], np.empty_like(values)])
+        if rows + batch.num_rows > len(values):  # rows shorter than row_capacity assumes, or
+            # more in one block than the limits let it hold (refused just below)
+            more = np.empty((max(len(values), batch.num_rows), n_numbers))
+            values = np.concatenate([values[:rows], more])
         for position in range(n_numbers):
             out = values[rows : rows + batch.num_rows, position]
             if not as_text:
@@ -218,6 +236,115 @@ def read_batches(
         rows += batch.num_rows
         check_size(csv_file, rows, n_numbers, limits)
     return values, not_numbers, label_chunks, rows
+
+
+def read_in_halves(
+    csv_file: CsvFile, numbers: list[int], labels: list[int], limits: DataLimits | None
+) -> NumberColumns | None:
+    """The data rows parsed as numbers on two cores, into the one array ``stream_numbers``
+    fills: cut at a line break past their middle (``cut_in_halves``), the first half parsed
+    into its first rows and the second half, by a second thread, into the rows after them.
+    The peak is the serial parse's and a second reader's blocks in flight.
+
+    None when the file is not cut, or when either half fails in any way (a cell that is not a
+    number, a short line, a limit, a row count not as counted): the serial parse then reads
+    the file again and reports the problem exactly as it always has."""
+    types = column_types(numbers, pa.float64(), labels)
+    with arrow_file(csv_file.stream) as source:
+        cut = cut_in_halves(csv_file, source)
+        if cut is None:
+            return None
+        values = np.empty((row_capacity(csv_file, len(numbers), limits), len(numbers)))
+        if cut.first_rows >= len(values):
+            return None
+        halves = [
+            (source.get_stream(csv_file.data_start, cut.offset - csv_file.data_start), 0),
+            (source.get_stream(cut.offset, csv_file.size - cut.offset), cut.first_rows),
+        ]
+
+        def read_half(stream: pa.NativeFile, start: int) -> tuple[np.ndarray, list, int]:
+            batches = arrow_reader(csv_file, stream, types)
+            filled, _, chunks, rows = read_batches(
+                csv_file, batches, values, len(numbers), limits, False, start
+            )
+            return filled, chunks, rows
+
+        with ThreadPoolExecutor(1, thread_name_prefix="csv-second-half") as executor:
+            second = executor.submit(read_half, *halves[1])
+            try:
+                first_values, first_labels, first_end = read_half(*halves[0])
+                second_values, second_labels, rows = second.result()
+            except (pa.ArrowException, DataError):
+                return None
+    if first_end != cut.first_rows or first_values is not values or second_values is not values:
+        return None  # a count not as the line breaks said, or the array grown: not as planned
+    text = pa.chunked_array(first_labels + second_labels, pa.string()) if labels else None
+    return NumberColumns(values[:rows], {}, text)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a CSV file's data rows are cut in two: the offset the second half starts at, and
+    how many rows the first half holds."""
+
+    offset: int
+    first_rows: int
+
+
+def cut_in_halves(csv_file: CsvFile, source: pa.NativeFile) -> Cut | None:
+    """The data rows cut just past the first line break after their middle, when they are long
+    enough to be worth it and are not read as one block (a row longer than a block); else
+    None, as when the first half's rows cannot be told by counting its line breaks
+    (``line_count``)."""
+    if csv_file.data_bytes() < HALVES_MIN_BYTES or csv_file.block_size != BLOCK_BYTES:
+        return None
+    middle = csv_file.data_start + csv_file.data_bytes() // 2
+    line_end = source.read_at(LINE_SEARCH_BYTES, middle).find(b"\n")
+    if line_end < 0 or middle + line_end + 1 >= csv_file.size:
+        return None
+    offset = middle + line_end + 1
+    rows = line_count(source, csv_file.data_start, offset)
+    return None if rows is None else Cut(offset, rows)
+
+
+def line_count(source: pa.NativeFile, start: int, end: int) -> int | None:
+    """The lines of ``source`` from ``start`` to ``end`` (just past a line break), each a row
+    as pyarrow reads it, else None: when a quote character may open a value holding a line
+    break, a line is empty (pyarrow skips it), or a line ends in a lone ``\\r``. Read a piece
+    at a time into one buffer, each piece with the two bytes after it."""
+    first = source.read_at(2, start)
+    if first.startswith(b"\n") or first == b"\r\n":
+        return None
+    buffer = np.zeros(SCAN_PIECE_BYTES + 2, np.uint8)
+    lines = 0
+    for offset in range(start, end, SCAN_PIECE_BYTES):
+        size = min(SCAN_PIECE_BYTES, end - offset)
+        source.seek(offset)
+        buffer[source.readinto(memoryview(buffer)[: size + 2]) :] = 0
+        piece_lines = line_breaks(buffer, size)
+        if piece_lines is None:
+            return None
+        lines += piece_lines
+    return lines
+
+
+def line_breaks(buffer: np.ndarray, size: int) -> int | None:
+    """The line breaks among the first ``size`` bytes of ``buffer`` (which holds two more, to
+    see a pair across pieces), or None as ``line_count`` says; numpy's passes over the bytes,
+    not Python's ``bytes.count`` (several times faster)."""
+    piece = buffer[:size]
+    if (piece == QUOTE).any():
+        return None
+    line_ends = buffer == LF
+    if (line_ends[:size] & line_ends[1 : size + 1]).any():  # an empty line
+        return None
+    returns = buffer == CR
+    if returns.any():
+        if (returns[:size] & ~line_ends[1 : size + 1]).any():  # a lone \r
+            return None
+        if (line_ends[:size] & returns[1 : size + 1] & line_ends[2 : size + 2]).any():
+            return None  # an empty line ending in \r\n
+    return int(np.count_nonzero(line_ends[:size]))
 
 
 def column_types(

@@ -12,7 +12,6 @@ Without the form's ``task``, the targets choose it (``ingest.inferred_task``): a
 column is read alone for that first, then again with the features as the task says.
 """
 
-import ctypes
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from service.datasets.tables import (
     text_labels,
 )
 from service.db.npz import read_npy_header
+from service.memory import return_freed_memory
 from service.vocabulary import DataError, Task
 
 
@@ -351,26 +351,11 @@ def format_of(filename: str | None) -> str:
     return FORMAT_EXTENSIONS.get(PurePath(filename or "").suffix.lower(), "csv")
 
 
-# glibc's malloc_trim, None where the C library has none (musl, macOS).
-MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
-
-
-def return_freed_memory() -> None:
-    """Hand the memory the parse freed back to the system before the data set is stored.
-
-    glibc keeps freed memory at the top of its heap (up to twice its mmap threshold, which
-    grows to 32 MB as large blocks are freed), and the process would keep it after the upload:
-    about 30 MB of a 92 MB CSV's (docs/benchmarks.md, issue 29). The insert no longer copies
-    the arrays (service/db/blob_writes.py), so this is not what sets the upload's peak now.
-    """
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
-
-
 def dataset_from_file(file_format: str, upload: Upload, limits: DataLimits) -> PackedDataset:
     """A data set from an uploaded file in ``file_format`` (a key of ``FILE_READERS``); what
     the reader held besides the arrays is freed before they are packed (to a temporary file),
-    and the arrays before the data set is returned to be stored."""
+    and the arrays before the data set is returned to be stored, the memory they took handed
+    back to the system (the insert does not set the upload's peak: service/db/blob_writes.py)."""
     arrays = FILE_READERS[file_format](upload, limits)
     dataset = build_dataset(
         name=upload.name,

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import Column, Select, Table, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.blob_writes import write_dataset_arrays
+from service.db.blob_writes import defer_wal_checkpoint, write_dataset_arrays
 from service.db.models import Dataset, DatasetBlob, EpochMetric, TrainedModel, TrainingJob
 from service.db.npz import npz_to_arrays
 from service.db.tenancy import tenant_of
@@ -39,11 +39,13 @@ def add(session: Session, row: TrainingJob) -> TrainingJob:
 
 def add_dataset(session: Session, dataset: Dataset, npz: BinaryIO) -> Dataset:
     """Insert ``dataset`` and its arrays, ``dataset.stored_bytes`` of ``.npz`` read in pieces
-    from ``npz``, and commit: both rows or, on any failure, neither."""
+    from ``npz``, and commit: both rows or, on any failure, neither. On SQLite the commit
+    leaves the WAL's checkpoint to ``blob_writes.checkpoint_wal`` (or the next commit)."""
     try:
         session.add(dataset)
         session.flush()
         write_dataset_arrays(session, dataset.id, npz, dataset.stored_bytes)
+        defer_wal_checkpoint(session)
         session.commit()
     except BaseException:
         session.rollback()

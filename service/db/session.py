@@ -9,10 +9,15 @@ the next transaction another server connection. ``?prepare_threshold=none`` in t
 that off (a number sets the threshold), as psycopg's parameter of that name does.
 """
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.memory import return_freed_memory
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# In a SQLite connection's pool record: the PRAGMAs set for as long as it is checked out
+# (``set_until_returned``), with the values to restore.
+PRAGMAS_TO_RESTORE = "pragmas_to_restore"
 
 
 def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
@@ -22,6 +27,25 @@ def _configure_sqlite_connection(dbapi_connection, _connection_record) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def set_until_returned(connection: Connection, pragma: str, value: int) -> None:
+    """Set SQLite's ``pragma`` (a per-connection setting) to ``value`` on ``connection`` for as
+    long as it is checked out: its value before is restored when it goes back to the pool."""
+    before = connection.exec_driver_sql(f"PRAGMA {pragma}").scalar()
+    connection.exec_driver_sql(f"PRAGMA {pragma}={value}")
+    connection.connection.info.setdefault(PRAGMAS_TO_RESTORE, {}).setdefault(pragma, before)
+
+
+def _restore_pragmas(dbapi_connection, connection_record, _reset_state) -> None:
+    """A connection goes back to the pool as it was lent: its PRAGMAs restored, and the pages
+    a larger page cache held handed back to the system."""
+    restore = connection_record.info.pop(PRAGMAS_TO_RESTORE, None)
+    if restore:
+        for pragma, value in restore.items():
+            dbapi_connection.execute(f"PRAGMA {pragma}={value}")
+        dbapi_connection.execute("PRAGMA shrink_memory")
+        return_freed_memory()
 
 
 PREPARE_THRESHOLD = "prepare_threshold"
@@ -44,6 +68,7 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     engine = create_engine(engine_url, pool_pre_ping=pre_ping, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "reset", _restore_pragmas)
     return engine
 
 

@@ -2,8 +2,9 @@
 list, get, delete."""
 
 from collections.abc import Callable
+from functools import partial
 
-from flask import request
+from flask import Response, after_this_request, request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
@@ -28,6 +29,7 @@ from service.datasets.ingest import (
     dataset_from_sample,
 )
 from service.db import records
+from service.db.blob_writes import checkpoint_wal
 from service.db.models import Dataset
 from service.quotas import check_room_for, check_upload_admission
 from service.signatures import numbered
@@ -109,7 +111,17 @@ def store_dataset(packed: PackedDataset) -> Dataset:
     quota."""
     session = db()
     check_room_for(session, services().settings, packed.row.stored_bytes)
-    return records.add_dataset(session, packed.row, packed.npz)
+    dataset = records.add_dataset(session, packed.row, packed.npz)
+    after_this_request(checkpoint_when_sent)
+    return dataset
+
+
+def checkpoint_when_sent(response: Response) -> Response:
+    """SQLite's checkpoint of the arrays just stored, which ``records.add_dataset`` leaves: run
+    once the response is sent, not before it (the data set is durable when the commit
+    returns)."""
+    response.call_on_close(partial(checkpoint_wal, db().get_bind()))
+    return response
 
 
 BODY_READERS: dict[str, Callable[[], ReadDataset]] = {

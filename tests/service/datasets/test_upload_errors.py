@@ -292,3 +292,11 @@ def test_a_row_longer_than_a_block_is_read(client_with):
     text = "a,note,label\n" + "1," + "n" * 300_000 + ",yes\n" + "2,short,no\n"
     dataset = post_csv(client_with, text, drop="note").get_json()
     assert (dataset["rows"], dataset["feature_names"]) == (2, ["a"])
+
+
+def test_more_rows_than_the_limit_in_one_block_are_refused(client_with):
+    client = client_with(
+        max_request_bytes=10_000_000, max_dataset_rows=20_000, max_dataset_cells=1_000_000
+    )
+    response = post_file(client, long_csv().encode(), "long.csv", target="label")
+    assert refused(response, "file").endswith("rows; the limit is 20000 (MAX_DATASET_ROWS)")

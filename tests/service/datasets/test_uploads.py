@@ -1,6 +1,7 @@
 """Parquet and .npz uploads through POST /v1/datasets, on SQLite and on PostgreSQL: the format
 from the file name or the form, the stored arrays exactly the file's, and a job trains on them."""
 
+import importlib
 import io
 
 import numpy as np
@@ -154,12 +155,14 @@ def test_parquet_integers_beyond_float64s_precision_are_rounded_as_in_csv(client
 
 
 def test_the_parse_s_freed_memory_is_returned_before_the_data_set_is_stored(
-    client, sessions, monkeypatch
+    client, sessions, row_counts, monkeypatch
 ):
-    trims = []
-    monkeypatch.setattr(uploads, "MALLOC_TRIM", trims.append)
+    stored_when_trimmed = []  # the data sets stored each time the parse's memory is returned
+    monkeypatch.setattr(
+        uploads, "return_freed_memory", lambda: stored_when_trimmed.append(row_counts()["datasets"])
+    )
     body = created(post_file(client, npz_bytes(X=FEATURES, y=np.array([0, 1, 2, 0])), "d.npz"))
-    assert trims == [0]
+    assert stored_when_trimmed == [0]
     assert np.array_equal(stored_arrays(sessions, body["id"])["X"], FEATURES)
 
 
@@ -181,3 +184,25 @@ def test_an_upload_failing_part_way_through_its_arrays_stores_neither_row(
     monkeypatch.setattr(blob_writes, "file_pieces", pieces)
     dataset = created(post_file(client, data, "big.npz"))
     np.testing.assert_array_equal(stored_arrays(sessions, dataset["id"])["X"], x)
+
+
+def test_the_wal_checkpoint_of_an_upload_runs_once_its_response_is_closed(
+    client, sessions, monkeypatch
+):
+    """The data set is stored (committed) when the 201 is sent; SQLite's copy of it from the
+    WAL into the database file is left to the response's close, once per upload (a no-op on
+    PostgreSQL)."""
+    checkpoints = []
+    resource = importlib.import_module("service.api.resources.datasets")  # not the blueprint
+    monkeypatch.setattr(resource, "checkpoint_wal", checkpoints.append)
+    data = npz_bytes(X=FEATURES, y=np.array([0, 1, 2, 0]))
+    with client.post(
+        "/v1/datasets",
+        data={"task": "classification", "file": (io.BytesIO(data), "d.npz")},
+        content_type="multipart/form-data",
+        buffered=False,
+    ) as response:
+        body = created(response)
+        assert checkpoints == []
+        assert np.array_equal(stored_arrays(sessions, body["id"])["X"], FEATURES)
+    assert [engine.url for engine in checkpoints] == [sessions.kw["bind"].url]
