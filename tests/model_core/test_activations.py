@@ -1,0 +1,70 @@
+"""The fast paths of the activations give the bits of the plain NumPy calls they replace."""
+
+import numpy as np
+import pytest
+
+from model_core import activations
+from model_core.activations import relu, row_max, softmax, zeros_like
+
+
+def awkward_values(shape, dtype, seed=0):
+    """Normal values with signed zeros, infinities and a NaN among them."""
+    z = np.random.default_rng(seed).normal(size=shape).astype(dtype)
+    flat = z.reshape(-1)
+    flat[::7] = -0.0
+    flat[3::11] = 0.0
+    flat[5::13] = -np.inf
+    flat[6::17] = np.inf
+    flat[8] = np.nan
+    return z
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (1024, 256), (70, 64)])
+def test_relu_is_the_maximum_with_zero(dtype, shape):
+    z = awkward_values(shape, dtype)
+    expected = np.maximum(z, 0.0)
+    relu(z)
+    assert same_bits(z, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zeros_like_is_a_read_only_zero_view_of_one_growing_buffer(dtype):
+    small = zeros_like(np.empty((2, 3), dtype))
+    large = zeros_like(np.empty((50, 40), dtype))
+    again = zeros_like(np.empty((4, 5), dtype))
+    assert small.shape == (2, 3) and large.shape == (50, 40) and again.shape == (4, 5)
+    assert not (small.any() or large.any() or again.any())
+    assert not again.flags.writeable
+    assert np.shares_memory(again, large)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape", [(1, 10), (63, 10), (64, 10), (1024, 10), (100, 1), (100, 32), (100, 33)]
+)
+def test_row_max_is_numpys_row_maximum(dtype, shape):
+    z = awkward_values(shape, dtype)
+    expected = np.maximum.reduce(z, axis=1, keepdims=True)
+    got = row_max(z)
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)  # -0.0 == 0.0: the sign may differ
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1024, 10), (64, 3), (200, 32)])
+def test_softmax_has_the_bits_of_the_row_by_row_maximum(dtype, shape, monkeypatch):
+    z = np.random.default_rng(1).normal(scale=30, size=shape).astype(dtype)
+    z[::5, 0] = z[::5, 1] = 0.0
+    z[::5, 2] = -0.0
+    z[::5, 3:] = -1.0  # rows whose maximum is a zero of either sign
+    fast = z.copy()
+    softmax(fast)
+    monkeypatch.setattr(activations, "TRANSPOSED_MIN_ROWS", 10**9)
+    plain = z.copy()
+    softmax(plain)
+    assert same_bits(fast, plain)
