@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model_core import activations
+from model_core import activations, train
 from model_core.activations import relu, row_max, softmax, zeros_like
 
 
@@ -68,3 +68,24 @@ def test_softmax_has_the_bits_of_the_row_by_row_maximum(dtype, shape, monkeypatc
     plain = z.copy()
     softmax(plain)
     assert same_bits(fast, plain)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_on_the_fast_paths_has_the_bits_of_the_plain_calls(dtype, monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(600, 30)), rng.integers(0, 10, 600)
+    network = {
+        "layers": [{"units": 64, "activation": "relu"}, {"units": 10, "activation": "softmax"}],
+        "dtype": dtype,
+    }
+    training = {"epochs": 2, "batch_size": 256, "seed": 3, "validation_split": 0.2}
+    fast = train(x, y, network, training)
+    monkeypatch.setattr(activations, "ZEROS_MIN_SIZE", 10**12)
+    monkeypatch.setattr(activations, "TRANSPOSED_MIN_ROWS", 10**12)
+    plain = train(x, y, network, training)
+    for (w_fast, b_fast), (w_plain, b_plain) in zip(
+        fast.model.weights, plain.model.weights, strict=True
+    ):
+        assert same_bits(w_fast, w_plain) and same_bits(b_fast, b_plain)
+    assert [r["train_loss"] for r in fast.history] == [r["train_loss"] for r in plain.history]
+    assert [r["val_loss"] for r in fast.history] == [r["val_loss"] for r in plain.history]
