@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from model_core import activations, train
-from model_core.activations import relu, row_max, softmax, zeros_like
+from model_core.activations import relu, row_max, softmax, zeros
 
 
 def awkward_values(shape, dtype, seed=0):
@@ -24,7 +24,7 @@ def same_bits(a, b):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 5), (1024, 256), (70, 64)])
+@pytest.mark.parametrize("shape", [(3, 5), (1024, 256), (70, 64), (2048, 300)])
 def test_relu_is_the_maximum_with_zero(dtype, shape):
     z = awkward_values(shape, dtype)
     expected = np.maximum(z, 0.0)
@@ -33,14 +33,30 @@ def test_relu_is_the_maximum_with_zero(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_zeros_like_is_a_read_only_zero_view_of_one_growing_buffer(dtype):
-    small = zeros_like(np.empty((2, 3), dtype))
-    large = zeros_like(np.empty((50, 40), dtype))
-    again = zeros_like(np.empty((4, 5), dtype))
-    assert small.shape == (2, 3) and large.shape == (50, 40) and again.shape == (4, 5)
-    assert not (small.any() or large.any() or again.any())
-    assert not again.flags.writeable
-    assert np.shares_memory(again, large)
+def test_relu_of_an_array_larger_than_the_zeros_goes_piece_by_piece(dtype, monkeypatch):
+    monkeypatch.setattr(activations, "ZEROS_SIZE", 5000)
+    monkeypatch.setattr(activations, "_ZEROS", {})
+    z = awkward_values((130, 100), dtype)  # 13,000 items: pieces of 5000, 5000, 3000
+    expected = np.maximum(z, 0.0)
+    relu(z)
+    assert same_bits(z, expected)
+    assert activations._ZEROS[np.dtype(dtype)].size == 5000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_of_a_strided_array_takes_the_scalar(dtype):
+    z = awkward_values((100, 200), dtype)
+    expected = z.copy()
+    expected[:, ::2] = np.maximum(z[:, ::2], 0.0)
+    relu(z[:, ::2])
+    assert same_bits(z, expected)
+
+
+def test_the_zeros_are_read_only_views_of_one_array():
+    first, second = zeros(10, np.dtype(np.float64)), zeros(3000, np.dtype(np.float64))
+    assert not (first.any() or second.any())
+    assert not second.flags.writeable
+    assert np.shares_memory(first, second)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
