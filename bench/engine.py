@@ -26,13 +26,21 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from bench.frameworks import FRAMEWORKS, PER_SAMPLE_FRAMEWORKS, Train, model_core_runner
+from bench.frameworks import (
+    FRAMEWORKS,
+    PER_SAMPLE_FRAMEWORKS,
+    Train,
+    model_core_runner,
+    train_of_tree,
+)
 from bench.workloads import Workload, digits_workload, synthetic_workloads, tutorial_workload
 from model_core.parallel import DEFAULT_THREADS
 
 WARM_UP_ROWS = 2048
 # The row --compare-threads adds: model_core with every pass on the calling thread.
 ONE_THREAD = "model_core 1 thread"
+# The row --before adds: another checkout's model_core, at its default threads.
+BEFORE = "model_core before"
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--frameworks",
         help="comma-separated frameworks to time (default: all), e.g. 'model_core,products alone'",
     )
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also time the model_core of another checkout (DIR holds its model_core), in turn "
+        "with this one, e.g. after `git worktree add /tmp/before main`",
+    )
     args = parser.parse_args(argv)
     quick = {"rows": 8_000, "epochs": 1, "digits_epochs": 5, "tutorial_epochs": 1, "repeats": 2}
     full = {"rows": 60_000, "epochs": 2, "digits_epochs": 20, "tutorial_epochs": 3, "repeats": 5}
@@ -125,19 +139,25 @@ def _seconds(function) -> float:
 
 
 def frameworks_for(
-    w: Workload, threads: int | None = None, compare_threads: bool = False, names: str | None = None
+    w: Workload,
+    threads: int | None = None,
+    compare_threads: bool = False,
+    names: str | None = None,
+    before: Callable | None = None,
 ) -> dict[str, Callable[[Workload], Train]]:
     """Batch 1 compares with the tutorial's per-sample loop; every other batch size with all.
     ``threads``: model_core's (None: its default); ``compare_threads`` adds model_core on one
-    thread beside it; ``names`` (comma-separated) keeps only those frameworks, model_core's
-    rows always."""
+    thread beside it; ``before`` (another tree's ``train``) adds that tree's model_core;
+    ``names`` (comma-separated) keeps only those frameworks, model_core's rows always."""
     base = PER_SAMPLE_FRAMEWORKS if w.batch_size == 1 else FRAMEWORKS
     ours = {"model_core": base["model_core"] if threads is None else model_core_runner(threads)}
     if compare_threads:
         ours[ONE_THREAD] = model_core_runner(1)
+    if before is not None:
+        ours[BEFORE] = model_core_runner(None, before)
     frameworks = ours | {name: prepare for name, prepare in base.items() if name not in ours}
     if names is not None:
-        kept = {"model_core", ONE_THREAD, *(name.strip() for name in names.split(","))}
+        kept = {"model_core", ONE_THREAD, BEFORE, *(name.strip() for name in names.split(","))}
         frameworks = {name: prepare for name, prepare in frameworks.items() if name in kept}
     return frameworks
 
@@ -268,6 +288,14 @@ def check_targets(results: dict[str, dict[str, Measurement]], peak: float) -> li
     one = ONE_THREAD
     for w in "bc":
         checks[w] += [
+            (29, "vs itself before (--before)", lambda w=w: ratio(w, BEFORE), 1.0, "x"),
+            (
+                29,
+                "before (--before), of the products-alone rate",
+                lambda w=w: ratio(w, "products alone", BEFORE),
+                0.90,
+                "%",
+            ),
             (29, "vs itself on 1 thread", lambda w=w: ratio(w, one), 1.0, "x"),
             (
                 29,
@@ -295,6 +323,7 @@ def _can_judge(runs: dict[str, Measurement], label: str) -> bool:
         "per-sample": "per-sample numpy",
         "products-alone": "products alone",
         "1 thread": ONE_THREAD,
+        "before": BEFORE,
     }
     return all(name in runs for word, name in needed.items() if word in label)
 
@@ -375,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     print_machine(info, peaks[0])
     threads = DEFAULT_THREADS if args.threads is None else args.threads
     print(f"  model_core: {threads} thread(s) for the passes between the products (--threads)")
+    before = None if args.before is None else train_of_tree(args.before)
     workloads = [
         digits_workload(args.digits_epochs),
         *synthetic_workloads(args.rows, args.epochs),
@@ -386,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         if results:
             peaks.append(matmul_peak_gflops())
-        frameworks = frameworks_for(w, args.threads, args.compare_threads, args.frameworks)
+        frameworks = frameworks_for(w, args.threads, args.compare_threads, args.frameworks, before)
         measured = measure(w, args.repeats, frameworks)
         results[w.name] = {m.framework: m for m in measured}
         described[w.name] = describe(w, measured)

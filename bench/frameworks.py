@@ -5,7 +5,9 @@ types); the returned ``train`` starts from the workload's initial weights every 
 so the engine can time repeated runs of exactly the same work.
 """
 
+import importlib
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -23,20 +25,49 @@ from model_core.parallel import DEFAULT_THREADS
 Train = Callable[[], float]
 
 
-def model_core_runner(threads: int = DEFAULT_THREADS) -> Callable[[Workload], Train]:
+def model_core_runner(
+    threads: int | None = DEFAULT_THREADS, train_function: Callable = train
+) -> Callable[[Workload], Train]:
     """model_core in float32, no standardisation, so it does the same work as the others, its
-    elementwise passes on ``threads`` threads (model_core/parallel.py)."""
+    elementwise passes on ``threads`` threads (model_core/parallel.py; None: not passed, the
+    default of ``train_function``, which may be another tree's, see :func:`train_of_tree`)."""
+    options = {} if threads is None else {"threads": threads}
 
     def prepare(w: Workload) -> Train:
         network, training = model_core_specs(w)
 
         def run() -> float:
-            result = train(w.X, w.y, network, training, "classification", threads=threads)
+            result = train_function(w.X, w.y, network, training, "classification", **options)
             return result.history[-1]["train_loss"]
 
         return run
 
     return prepare
+
+
+def train_of_tree(tree: str) -> Callable:
+    """``model_core.train`` of another checkout: ``tree`` is the directory holding its
+    ``model_core`` (e.g. made by ``git worktree add /tmp/before main``). Its modules are imported
+    under their own names, then set aside and this tree's put back, so both run in one process
+    (model_core imports nothing inside its functions, so each keeps its own modules)."""
+
+    def ours(name: str) -> bool:
+        return name == "model_core" or name.startswith("model_core.")
+
+    kept = {name: module for name, module in sys.modules.items() if ours(name)}
+    for name in kept:
+        del sys.modules[name]
+    sys.path.insert(0, tree)
+    try:
+        other = importlib.import_module("model_core")
+        if not other.__file__.startswith(os.path.abspath(tree)):
+            raise SystemExit(f"--before {tree}: no model_core there (found {other.__file__})")
+        return other.train
+    finally:
+        sys.path.remove(tree)
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(kept)
 
 
 prepare_model_core = model_core_runner()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model_core import MAX_INT32, ModelCoreError, SpecError, resolve_spec, train
+from model_core.preprocessing import CHUNK_ROWS, check_finite
 
 X = np.random.default_rng(0).normal(size=(20, 4))
 Y = np.arange(20) % 3
@@ -161,6 +162,19 @@ def test_infinity_in_x_names_the_row():
     x[3, 0] = np.inf
     with pytest.raises(SpecError, match="X contains infinity at row 3"):
         train(x, Y, GOOD)
+
+
+def test_finite_values_whose_sum_overflows_pass_the_check():
+    x = np.full((20, 4), np.finfo(np.float32).max / 2, np.float32)
+    check_finite(x, "X")
+
+
+@pytest.mark.parametrize(("value", "what"), [(np.nan, "NaN"), (-np.inf, "infinity")])
+def test_a_bad_value_among_values_whose_sum_overflows_is_found(value, what):
+    x = np.full((CHUNK_ROWS + 10, 3), np.finfo(np.float64).max / 2)
+    x[CHUNK_ROWS + 4, 1] = value
+    with pytest.raises(SpecError, match=f"X contains {what} at row {CHUNK_ROWS + 4}, column 1"):
+        check_finite(x, "X")
 
 
 @pytest.mark.parametrize(
