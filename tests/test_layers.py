@@ -75,6 +75,7 @@ LAYERS = (
         "service.json_depth",
         "service.specs_json",
         "service.secret_key",
+        "service.memory",
     ),
     ("service.db",),
     ("service.broker", "service.embedded_broker", "service.quotas"),
