@@ -36,11 +36,13 @@ def api_url(tmp_path_factory) -> Iterator[str]:
         api = subprocess.Popen([BACKPROP, "api"], env=env, cwd=home, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
+        # Listening is not answering: a worker still importing the app holds the connection
+        # the arbiter accepted, so on a busy machine a probe may time out before it refuses.
         wait_until(
             lambda: requests.get(f"{url}/health/live", timeout=5).ok,
             START_DEADLINE_SECONDS,
             "the API",
-            ignoring=(requests.ConnectionError,),
+            ignoring=(requests.ConnectionError, requests.Timeout),
         )
         yield url
     finally:

@@ -234,7 +234,7 @@ def api_with_a_dead_broker(request, stack) -> Iterator[Stack]:
             lambda: api.get("/health/live").ok,
             START_DEADLINE_SECONDS,
             "the API with a dead broker",
-            ignoring=(requests.ConnectionError,),
+            ignoring=(requests.ConnectionError, requests.Timeout),
         )
         yield api
     finally:

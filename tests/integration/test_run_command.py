@@ -75,7 +75,7 @@ def wait_until_answering(url: str) -> None:
         lambda: requests.get(url, timeout=5).ok,
         START_DEADLINE_SECONDS,
         url,
-        ignoring=(requests.ConnectionError,),
+        ignoring=(requests.ConnectionError, requests.Timeout),
     )
 
 
@@ -137,7 +137,7 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(
             ),
             60,
             "the job to succeed",
-            ignoring=(requests.ConnectionError,),
+            ignoring=(requests.ConnectionError, requests.Timeout),
         )
         assert done
         assert (tmp_path / "var" / "backprop.sqlite").exists()
