@@ -269,6 +269,8 @@ class RateLimits:
                 for index, window in enumerate(windows)
                 if (lease := self.leases.get(window)) is None or not lease.answers(now)
             ]
+        if not stale:
+            return  # another thread renewed them meanwhile
         limits = [spent.limits[index] for index in stale]
         arguments = [
             figure
