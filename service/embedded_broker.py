@@ -13,6 +13,13 @@ sleep after an empty poll doubles, from ``POLLING_SECONDS`` up to ``IDLE_POLLING
 and is back to the shortest as soon as a message comes: a queue kept busy is polled as often as
 before, an idle one costs a fifth as much, and the first message after a quiet spell waits at
 most ``IDLE_POLLING_SECONDS`` more.
+
+kombu's channel opens one ORM session for its life and never closes it, and a queue declared or
+counted leaves that session's transaction open: a connection out of the broker's pool (and, on
+SQLite, a read snapshot that holds back the WAL checkpoint). A process that opens a connection
+per call, as the dispatcher declaring the queue each round a job waits, ran the pool out (5 +
+10 overflow) while the garbage collector had not yet freed the sessions, and published nothing
+for a minute. So a channel closes its session when it closes.
 """
 
 from queue import Empty
@@ -24,7 +31,16 @@ POLLING_SECONDS = 0.05
 IDLE_POLLING_SECONDS = 0.25
 
 
+class Channel(sqlalchemy.Channel):
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        super().close()
+
+
 class Transport(sqlalchemy.Transport):
+    Channel = Channel
     polling_interval = POLLING_SECONDS
 
     def drain_events(self, connection, timeout=None):

@@ -1,5 +1,6 @@
 """The Celery app's delivery settings and the queue declaration both processes make."""
 
+import gc
 import multiprocessing
 from queue import Empty
 
@@ -111,3 +112,21 @@ def test_the_worker_consumes_the_embedded_broker_through_its_own_transport(tmp_p
     assert argv[:2] == [f"--broker=sqlite:///{tmp_path / 'broker.sqlite'}", "worker"]
     assert app.conf.broker_transport == "service.embedded_broker:Transport"
     assert argv[-1] == "--concurrency=1"
+
+
+def test_a_closed_embedded_broker_connection_gives_its_database_connection_back(tmp_path):
+    """kombu's SQL channel keeps one ORM session for its life and never closes it; a queue
+    declared and counted leaves that session's transaction open. The dispatcher declares the
+    queue on a new connection every round a job waits: with the sessions left to the garbage
+    collector, its broker pool (5 + 10 overflow) ran out and publishing stopped for a minute."""
+    app = create_celery_app(Settings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"))
+    gc.disable()
+    try:
+        for _ in range(20):
+            assert declare_task_queue(app, 5.0) == 0
+        with app.connection_for_write() as connection:
+            engine = connection.default_channel.session.get_bind()
+            # This channel's own session holds no connection until it runs a statement.
+            assert engine.pool.checkedout() == 0
+    finally:
+        gc.enable()
