@@ -129,9 +129,26 @@ def app_in_worker(settings: Settings, readiness: ServerReadiness, slot: int):
     freezes what it has built, then reports ready in ``slot``), and the access line if asked."""
     app = create_app(settings, readiness)
     start_warm_up(app, readiness, slot, freeze_long_lived_objects)
-    if settings.access_log == "off":
-        return app
-    return CombinedLogFormatAccessLog(app, access_logger(settings.access_log))
+    if settings.access_log != "off":
+        app = CombinedLogFormatAccessLog(app, access_logger(settings.access_log))
+    return GranianEnvironMended(app)
+
+
+class GranianEnvironMended:
+    """``app`` given the environ gunicorn gave it, where Granian 2.8's differs: a request with
+    no ``Host`` header (HAProxy's health checks, HTTP/1.0 clients) gets an empty ``HTTP_HOST``,
+    which werkzeug takes for the request's host instead of the server's address (a 403 with
+    ``AUTH=off``, service/api/web_pages.py), and an HTTP/1.0 request says ``HTTP/1``."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("HTTP_HOST") == "":
+            del environ["HTTP_HOST"]
+        if environ["SERVER_PROTOCOL"] == "HTTP/1":
+            environ["SERVER_PROTOCOL"] = "HTTP/1.0"
+        return self.app(environ, start_response)
 
 
 def freeze_long_lived_objects() -> None:

@@ -14,9 +14,11 @@ from gunicorn.config import AccessLogFormat, Config
 from gunicorn.glogging import Logger
 from gunicorn.http import wsgi
 from gunicorn.http.parser import RequestParser
+from werkzeug.test import EnvironBuilder
 
 from service.api import server
 from service.api.events import THREADS_PER_PROCESS
+from service.api.readiness import AlwaysReady
 from service.api.server import ApiServer
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.settings import Settings
@@ -49,15 +51,28 @@ def worker_parts(monkeypatch):
 
 
 def test_a_worker_freezes_its_start_up_objects_once_warmed_up(tmp_path, worker_parts):
-    assert server.app_in_worker(settings_in(tmp_path), "readiness", 3) == "app"
+    server.app_in_worker(settings_in(tmp_path), "readiness", 3)
     assert worker_parts["args"] == ("app", "readiness", 3, server.freeze_long_lived_objects)
+
+
+def test_a_request_without_host_gets_the_environ_gunicorn_gave_it(tmp_path, monkeypatch):
+    """HAProxy's health check is an HTTP/1.0 GET without a Host header: Granian's environ has
+    an empty HTTP_HOST and says HTTP/1."""
+    monkeypatch.setattr(server, "start_warm_up", lambda *args: None)
+    app = server.app_in_worker(settings_in(tmp_path), AlwaysReady(), 1)
+    environ = EnvironBuilder(path="/health/live").get_environ()
+    environ.update(HTTP_HOST="", SERVER_PROTOCOL="HTTP/1", SERVER_NAME="127.0.0.1")
+    answered = []
+    body = app(environ, lambda status, _headers, _exc=None: answered.append(status))
+    assert answered == ["200 OK"], b"".join(body)
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.0" and "HTTP_HOST" not in environ
 
 
 @pytest.mark.parametrize("destination", ["-", "access.log"])
 def test_the_access_log_follows_the_setting(tmp_path, worker_parts, destination):
     path = tmp_path / destination
     settings = settings_in(tmp_path, access_log="-" if destination == "-" else str(path))
-    logged = server.app_in_worker(settings, "readiness", 1)
+    logged = server.app_in_worker(settings, "readiness", 1).app
     assert isinstance(logged, server.CombinedLogFormatAccessLog) and logged.app == "app"
     (handler,) = logged.logger.handlers
     try:
