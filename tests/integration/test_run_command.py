@@ -86,7 +86,7 @@ START_UP_LINES = """backprop: ready
   OpenAPI:   {base}/openapi.json
 """
 
-# Before the worker class of service/api/server.py, about one Ctrl-C in ten left a worker running.
+# Under gunicorn, before a worker class of its own, about one Ctrl-C in ten left a worker running.
 CTRL_C_ROUNDS = 12
 # Rounds at once: each API in a folder of its own, so that their SQLite files are apart.
 CTRL_C_AT_ONCE = 4
@@ -100,7 +100,7 @@ def serve_then_ctrl_c(folder) -> None:
         wait_until_answering(f"http://127.0.0.1:{port}/health/live")
         ctrl_c(api.pid)
         assert api.wait(timeout=30) == 0  # a deadlocked worker holds the arbiter for 30 s
-        wait_until(lambda: running_processes(api.pid) == [], 10, "gunicorn's workers to exit")
+        wait_until(lambda: running_processes(api.pid) == [], 10, "the API's workers to exit")
     finally:
         kill_session(api.pid)
 
@@ -151,8 +151,9 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(
 
 
 def test_two_api_instances_on_one_host_share_no_control_socket(tmp_path):
-    """gunicorn 25+ opens a control socket at one path per user by default: a second instance
-    took it over, and stopping that one removed the first one's."""
+    """gunicorn 25+, the API's server before Granian, opened a control socket at one path per
+    user by default: a second instance took it over, and stopping that one removed the first
+    one's."""
     home = tmp_path / "home"
     env = {key: value for key, value in embedded_env(0).items() if key != "XDG_RUNTIME_DIR"}
     ports = [free_port(), free_port()]
