@@ -103,6 +103,8 @@ class ApiServer(MPServer):
 
     def signal_handler_interrupt(self, signal_number: int | None = None, _frame=None) -> None:
         """Granian's handler of SIGINT and SIGTERM (and ours of SIGQUIT), in the main thread."""
+        if os.getpid() != self.pid:
+            stop_now(signal_number)
         seconds = self.settings.drain_seconds
         if signal_number == signal.SIGTERM and self.drain_timer is None and seconds > 0:
             self.readiness.start_draining()
@@ -122,6 +124,15 @@ class ApiServer(MPServer):
     @staticmethod
     def log_info(message: str) -> None:
         logging.getLogger("_granian").info(message)
+
+
+def stop_now(signal_number: int) -> None:
+    """In a worker that hears a stop before Granian has given it handlers of its own (it runs
+    the main process's until its app is loaded; always for SIGQUIT): die of the signal, as a
+    process without a handler would, rather than go on serving until the main process's wait
+    for it (``GRACEFUL_STOP_SECONDS``) ends and it is killed."""
+    signal.signal(signal_number, signal.SIG_DFL)
+    os.kill(os.getpid(), signal_number)
 
 
 def app_in_worker(settings: Settings, readiness: ServerReadiness, slot: int):

@@ -4,6 +4,7 @@ real in tests/integration/test_balancer.py and tests/integration/test_run_comman
 
 import gc
 import logging
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -119,6 +120,7 @@ def api(tmp_path, monkeypatch):
     )
     made = ApiServer(settings_in(tmp_path, drain_seconds=0.05))
     made.readiness = FakeReadiness()
+    made.pid = os.getpid()  # as its ``startup`` sets it: this is the main process
     return made, spawned, stops
 
 
@@ -160,6 +162,20 @@ def test_ctrl_c_and_sigquit_stop_quickly_without_draining(api, number):
     assert stops == [()] and made.readiness.marks == []
     assert made.workers_kill_timeout == server.QUICK_STOP_SECONDS
     assert worker.interrupt_by_parent  # its own exit on the terminal's Ctrl-C is no crash
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_a_worker_told_to_stop_before_it_has_handlers_of_its_own_dies_of_the_signal(api, number):
+    """A worker runs the main process's handlers until Granian gives it its own (once its app
+    is loaded): a stop sent meanwhile is not taken for the main process's."""
+    made, _spawned, stops = api
+    child = os.fork()
+    if child == 0:  # the worker: the handler it inherited, as the signal would call it
+        made.signal_handler_interrupt(number, None)
+        os._exit(0)  # not reached when the signal kills it
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == number
+    assert stops == [] and made.readiness.marks == []
 
 
 def gunicorns_request(raw_request: bytes, status: str, sent: int | None):
