@@ -44,6 +44,8 @@ GRACEFUL_STOP_SECONDS = 30
 QUICK_STOP_SECONDS = 1
 # Connections the kernel queues for the listener (gunicorn's default).
 BACKLOG = 2048
+# Granian's own logger: its lines and ours about the server in one format.
+granian_log = logging.getLogger("_granian")
 
 
 class ApiServer(MPServer):
@@ -54,7 +56,7 @@ class ApiServer(MPServer):
     * SIGTERM drains for DRAIN_SECONDS: /health/ready answers 503 and requests are served, so
       that a load balancer takes the server out of rotation before it stops taking
       connections; then Granian's graceful stop (the listener closed, requests in flight
-      finished, at most ``GRACEFUL_STOP_SECONDS``). A second SIGTERM stops at once.
+      finished, at most ``GRACEFUL_STOP_SECONDS``). A second SIGTERM ends the drain there.
     * SIGINT (Ctrl-C) and SIGQUIT stop quickly: requests in flight get ``QUICK_STOP_SECONDS``.
     * A worker that dies is replaced; prometheus_client drops its live gauges then.
     """
@@ -111,7 +113,7 @@ class ApiServer(MPServer):
             self.drain_timer = threading.Timer(seconds, super().signal_handler_interrupt)
             self.drain_timer.daemon = True
             self.drain_timer.start()
-            self.log_info(f"Draining for {seconds} s: /health/ready answers 503, requests served")
+            granian_log.info(f"Draining for {seconds} s: /health/ready answers 503, requests served")
             return
         if signal_number != signal.SIGTERM:
             self.workers_kill_timeout = QUICK_STOP_SECONDS
@@ -120,10 +122,6 @@ class ApiServer(MPServer):
         for worker in self.wrks:
             worker.interrupt_by_parent = True
         super().signal_handler_interrupt()
-
-    @staticmethod
-    def log_info(message: str) -> None:
-        logging.getLogger("_granian").info(message)
 
 
 def stop_now(signal_number: int) -> None:
