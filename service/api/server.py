@@ -113,7 +113,7 @@ class ApiServer(MPServer):
             self.drain_timer = threading.Timer(seconds, super().signal_handler_interrupt)
             self.drain_timer.daemon = True
             self.drain_timer.start()
-            granian_log.info(f"Draining for {seconds} s: /health/ready answers 503, requests served")
+            granian_log.info("Draining for %s s: /health/ready answers 503, serving", seconds)
             return
         if signal_number != signal.SIGTERM:
             self.workers_kill_timeout = QUICK_STOP_SECONDS
