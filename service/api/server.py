@@ -240,7 +240,8 @@ class LoggedBody:
 
 def access_atoms(environ: dict, status: str, sent: int | None) -> dict:
     """The nine values of the combined log format, each ``"`` escaped as gunicorn does."""
-    target = quote(environ.get("PATH_INFO", ""), safe=PATH_SAFE)
+    # PATH_INFO is the path's bytes, percent-decoded, as latin-1 (PEP 3333).
+    target = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe=PATH_SAFE)
     if environ.get("QUERY_STRING"):
         target = f"{target}?{environ['QUERY_STRING']}"
     atoms = {

@@ -229,7 +229,7 @@ ODD = (
     b'GET /v1/jobs?state="done"&x=1 HTTP/1.0\r\nUser-Agent: say "hi"\r\n'
     b"Referer: http://example.com/a b\r\nAuthorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
 )
-ESCAPED = b"GET /v1/models/a%20b/versions?x=%22 HTTP/1.1\r\nHost: api\r\n\r\n"
+ESCAPED = b"GET /v1/models/caf%C3%A9%20b/versions?x=%22 HTTP/1.1\r\nHost: api\r\n\r\n"
 
 
 @pytest.mark.parametrize(
