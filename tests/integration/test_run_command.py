@@ -11,6 +11,7 @@ import sys
 import pytest
 import requests
 
+from service.api.server import GRACEFUL_STOP_SECONDS
 from tests.factories import free_port, job_body, wait_until
 from tests.integration.conftest import START_DEADLINE_SECONDS
 
@@ -110,6 +111,33 @@ def test_api_stops_on_ctrl_c_every_time(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(CTRL_C_AT_ONCE) as pool:
         # list(): the first round that failed raises here
         list(pool.map(serve_then_ctrl_c, folders))
+
+
+def test_api_stops_on_ctrl_c_with_an_event_stream_open(tmp_path):
+    """A job's event stream holds its request until the job ends (none here: no worker runs
+    it). A SIGTERM's graceful stop waits up to GRACEFUL_STOP_SECONDS for such a request;
+    Ctrl-C does not, and the stream is cut."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = embedded_env(port)
+    upgrade = [sys.executable, "-m", "service.commands.cli", "db", "upgrade"]
+    subprocess.run(upgrade, cwd=tmp_path, env=env, check=True, capture_output=True)
+    api = start_in_new_session(["api"], tmp_path, env, tmp_path / "api.log")
+    try:
+        wait_until_answering(f"{base}/health/live")
+        dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
+        job = requests.post(f"{base}/v1/jobs", json=job_body(dataset["id"], 50), timeout=10).json()
+        url = f"{base}/v1/jobs/{job['id']}/events"
+        with requests.get(url, stream=True, timeout=30) as stream:
+            lines = stream.iter_lines(decode_unicode=True)
+            assert next(lines) == "event: status"  # the stream is open, the job queued
+            ctrl_c(api.pid)
+            assert api.wait(timeout=GRACEFUL_STOP_SECONDS - 10) == 0
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                list(lines)
+        wait_until(lambda: running_processes(api.pid) == [], 10, "the API's workers to exit")
+    finally:
+        kill_session(api.pid)
 
 
 @pytest.mark.parametrize(
