@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-servers bench-big-infer bench-generation bench-features bench-tail bench-explain bench-dashboard bench-balancer compose-test clean
+.PHONY: run test test-fast lint fuzz bench bench-serving bench-prediction-log bench-uploads bench-servers bench-big-infer bench-generation bench-features bench-explain bench-dashboard bench-balancer compose-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,12 +92,6 @@ bench-generation: $(VENV)/.installed-bench
 # feature off, interleaved, SQLite and PostgreSQL + Redis (and MLflow when var/mlflow-venv exists).
 bench-features: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.features $(BENCH_ARGS)
-
-# The tail at 16 connections, every feature on: the server's variants in turn, measured inside
-# its workers (hand-offs, GC pauses, prediction-log writes);
-# BENCH_ARGS="--variants unfrozen shipped --rounds 4 --seconds 10".
-bench-tail: $(VENV)/.installed-bench
-	$(BIN)/python -m bench.tail $(BENCH_ARGS)
 
 # Explanations over HTTP (IG of a digits row, exact Shapley of an iris row) and against captum.
 bench-explain: $(VENV)/.installed-bench

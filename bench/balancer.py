@@ -8,14 +8,14 @@ trains, in this process (the worker's own function, no worker process), the digi
 (64-512-512-10, 300,000 parameters, one epoch) 21 times: ``m01`` to ``m20`` each under
 the alias ``production``, and ``cold`` under none.
 
-* Through the balancer: three ``backprop api`` replicas of one gunicorn process each
+* Through the balancer: three ``backprop api`` replicas of one worker process each
   (WEB_CONCURRENCY=1), and three HAProxy instances with deploy/haproxy/haproxy.cfg in front of
   1, 2 and 3 of them (only the server lines differ). wrk (``-t1``, bench/wrk/post.lua) sends one
   digits row per request to ``/v1/models/m01@production/predict`` at 16 connections, for
   ``--seconds`` after a 2 s warm-up, straight to one replica and through each balancer, and at
   one connection straight and through the balancer of one replica, in turn, ``--rounds`` times;
   the report gives the median requests/s, p50 and p99.
-* Warm-up: ``backprop api`` started anew with one gunicorn process (WEB_CONCURRENCY=1, so that
+* Warm-up: ``backprop api`` started anew with one worker process (WEB_CONCURRENCY=1, so that
   every request below reaches the same process), with the default warm-up (the 20 aliased
   models) and with none (WARM_MODELS_MAX=0), in turn, ``--rounds`` times: seconds from the
   process's start to ``/health/ready`` answering 200 (polled every 20 ms), then the time of
@@ -248,7 +248,7 @@ def measure_warm_up(folder: Path, env: dict, rounds: int) -> dict[str, dict[str,
 def report(balancer: dict[tuple, list[WrkResult]], warm_up: dict, rounds: int, seconds: int) -> str:
     lines = [
         "`/v1/models/m01@production/predict`, one digits row (64-512-512-10), wrk -t1,"
-        f" {seconds} s per run, median of {rounds} interleaved rounds; each replica one gunicorn"
+        f" {seconds} s per run, median of {rounds} interleaved rounds; each replica one worker"
         " process:",
         "",
         "| way in | connections | requests/s | p50 ms | p99 ms | errors |",

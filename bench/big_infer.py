@@ -7,7 +7,7 @@ against model_core's forward pass in this process (issue 29's target: >= 60% of 
 /tmp/before``). The model is trained once, through the stack of this tree (bench/serving.py's
 ``train_synthetic``: the synthetic rows of bench/workloads.py, 2 epochs); then a second stack of
 the ``--before`` tree is started on the same SQLite database, and the two answer the same
-requests. Each stack is ``make run``'s (gunicorn with 2 processes, a worker, the dispatcher),
+requests. Each stack is ``make run``'s (Granian with 2 processes, a worker, the dispatcher),
 rate limits and keys off as issue 9's figures were. The three calls take turns round by round
 (bench/serving.py's ``best_seconds``): model_core's ``predict_with_proba`` here, the binary
 infer to the before stack, the same to the after stack (the answer read, not decoded; each

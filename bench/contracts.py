@@ -68,7 +68,7 @@ def stack_of(tree: Path, folder: Path, settings: dict[str, str] | None = None) -
     subprocess.run([str(BIN / "backprop"), "db", "upgrade"], env=env, check=True, cwd=tree)
     base_url = f"http://127.0.0.1:{port}"
     here = Path.cwd()
-    os.chdir(tree)  # gunicorn puts its working folder first on sys.path
+    os.chdir(tree)  # `python -m` puts the working folder first on sys.path
     try:
         with LocalStack(env, workers=1, logs=folder) as stack:
             stack.wait_until_ready(base_url, timeout=180)

@@ -2,7 +2,7 @@
 
     python -m bench.explanations [--seconds 10] [--warmup 2] [--repeats 300]
 
-* Over HTTP: a fresh stack (``bench.serving.running_service``: gunicorn with 2 processes, a
+* Over HTTP: a fresh stack (``bench.serving.running_service``: Granian with 2 processes, a
   worker, the dispatcher, the embedded database) trains the digits model (64-64-10) and an iris
   model (4-8-3); wrk then sends one row per request at one connection: Integrated Gradients with
   64 Gauss-Legendre steps of a digits row (and /predict of the same row, for scale), and exact

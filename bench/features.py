@@ -15,7 +15,7 @@ Every feature on (``ON``):
   and the rows written against the requests answered;
 * the digits model trained twice and ``bench-digits@production`` split 90/10 between the two
   versions (a canary), the requests sent to ``bench-digits@production``;
-* gunicorn's access log on (``ACCESS_LOG=-``: into the API's log file; its lines counted).
+* the access log on (``ACCESS_LOG=-``: into the API's log file; its lines counted).
 
 The ON stack is also loaded at 16 connections through ``/v2/models/bench-digits/infer`` (the
 KServe v2 JSON body, the same row and key): the target ``/v2 JSON >= 2x MLflow``.
@@ -25,7 +25,7 @@ Every feature off (``OFF``): ``AUTH=off``, ``RATE_LIMIT=off``, ``PREDICT_RATE_LI
 one version.
 
 Per backend both stacks are started side by side (bench/serving.py's ``running_service``: the API
-under gunicorn with its 2 processes, a worker and the dispatcher, as ``make run`` starts them),
+under Granian with its 2 processes, a worker and the dispatcher, as ``make run`` starts them),
 on SQLite and the embedded broker, or on PostgreSQL 127.0.0.1:5432 and Redis (dbs 10 and 11,
 flushed), and stay up through the rounds; each round runs ON then OFF (interleaved, so that a
 noisy machine weighs on both alike): a warm-up at 16 connections, then wrk (one thread,
@@ -240,7 +240,7 @@ def dropped_rows(stack: Stack) -> float:
 
 
 def access_log_lines(folder: Path) -> int:
-    """gunicorn's access-log lines of the predictions in the API's log file: the request line
+    """The access-log lines of the predictions in the API's log file: the request line
     in quotes, with its protocol (our own JSON line per request has no protocol)."""
     request_line = '"POST /v1/models/bench-digits@production/predict HTTP/1.1"'
     with (folder / "api.log").open(errors="replace") as log:

@@ -1,14 +1,16 @@
 """What a prediction's two log lines cost the API's process, before and after issue 29's third
 round: the app's JSON line (service/logs.py's ``JsonFormatter`` against python-json-logger's,
-which wrote the same line before) and gunicorn's access line (``CombinedLogFormatLogger`` in
-service/api/server.py against gunicorn's ``Logger``).
+which wrote the same line before) and the access line in Apache's combined log format
+(service/api/server.py's ``access_atoms``, as ``backprop api`` writes it under Granian, against
+gunicorn's ``Logger``, which wrote it before).
 
     python -m bench.log_lines [--lines 20000] [--rounds 5]
 
 The app's line is ``log_request``'s (service/api/request_hooks.py) for a ``/v1`` predict with a
 key and a request id, through the service's handler as every process installs it; gunicorn's is
 ``access`` for the same request parsed by gunicorn's own parser, its response and environ built
-by gunicorn's ``wsgi.create`` as a gthread worker does. Both write to /dev/null. The variants
+by gunicorn's ``wsgi.create`` as a gthread worker does; ours is written from the same environ.
+All write to /dev/null. The variants
 take turns ``--rounds`` times; each prints the process's CPU time per line in microseconds
 (median and best of the rounds); for the JSON line also the formatter's ``format`` alone.
 """
@@ -31,7 +33,7 @@ from werkzeug.wrappers import Request
 
 from service.api.auth import Principal
 from service.api.request_hooks import log_request, request_log
-from service.api.server import CombinedLogFormatLogger
+from service.api.server import COMBINED_LOG_FORMAT, access_atoms, access_logger
 from service.logs import JSON_NAMES, REQUEST_ID, log_handler
 from service.settings import Settings
 from service.vocabulary import Scope
@@ -79,7 +81,7 @@ def json_line_writers() -> dict:
 
 
 def access_line_writers() -> dict:
-    """For each gunicorn logger class: its access line for the predict request."""
+    """gunicorn's logger's access line for the predict request, and ours."""
     config = Config()
     config.set("accesslog", "/dev/null")
     raw = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
@@ -96,12 +98,15 @@ def access_line_writers() -> dict:
     response.sent = 120
     took = timedelta(microseconds=812)
 
-    loggers = {"gunicorn's Logger": Logger(config), "ours": CombinedLogFormatLogger(config)}
+    gunicorns = Logger(config)
+    ours = access_logger("/dev/null")
     return {
-        f"access line, {name}": lambda logger=logger: logger.access(
+        "access line, gunicorn's Logger": lambda: gunicorns.access(
             response, request, environ, took
-        )
-        for name, logger in loggers.items()
+        ),
+        "access line, ours": lambda: ours.info(
+            COMBINED_LOG_FORMAT, access_atoms(environ, "200 OK", 120)
+        ),
     }
 
 

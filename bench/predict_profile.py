@@ -11,7 +11,7 @@ model (64-64-10) is trained twice by the worker's own function and ``digits@prod
 once, a fresh body stream each): no server, no client, so the figures are the app's alone. It
 prints the time per request (``timed``: wall, CPU, best chunk), then under cProfile the share
 of each part of the request (``PARTS``) and the functions sorted by own time and by cumulative
-time. (gunicorn's share is measured by bench/servers.py and py-spy, not here.)
+time. (the server's share is measured by bench/servers.py and py-spy, not here.)
 
 ``--path v2`` sends the same row to ``/v2/models/digits@production/infer`` as the protocol's JSON
 (one FP64 ``input`` tensor) instead of ``/v1/models/digits@production/predict``.

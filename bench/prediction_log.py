@@ -5,7 +5,7 @@
 
 Each round starts a stack of this tree with the log on, then one with it off (interleaved, so
 that a noisy machine weighs on both alike), each as ``make run`` does (bench/contracts.py's
-``stack_of``: the API under gunicorn with its 2 processes, a worker, the dispatcher) on a
+``stack_of``: the API under Granian with its 2 processes, a worker, the dispatcher) on a
 throwaway SQLite database; trains the digits model (64-64-10) through the API; then wrk (one
 thread) sends one row per request to ``/v1/models/digits@production/predict`` at 1 and 16
 connections. With the log on it then waits for the buffers to be written and checks that every

@@ -2,7 +2,7 @@
 
     python -m bench.request_costs [--database embedded|postgres] [--seconds 6] [--rounds 2]
 
-For each variant a fresh stack (``bench.serving.running_service``: gunicorn with 2 processes, a
+For each variant a fresh stack (``bench.serving.running_service``: Granian with 2 processes, a
 worker, the dispatcher) trains the digits model (64-64-10) and wrk sends one row per request to
 ``/v1/models/{id}/predict`` at 1 and 16 connections after a warm-up. The variants take turns,
 ``--rounds`` times, and the best round of each is kept (the machine is shared and noisy); the

@@ -1,6 +1,6 @@
 """The CPU time a server's processes spend, read from /proc: the processes that hold the socket
-listening on a port (gunicorn's arbiter and its workers, uWSGI's master and workers, MLflow's
-gunicorn), summed over user and system time.
+listening on a port (Granian's or gunicorn's main process and its workers, uWSGI's master and
+workers, MLflow's gunicorn), summed over user and system time.
 
 A request's latency on a shared 2-core machine moves with whatever else runs; the CPU time the
 server itself spends per request moves far less, so the benchmarks report it beside wrk's

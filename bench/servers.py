@@ -1,6 +1,6 @@
-"""The request path's server, measured before choosing one (issue 29): gunicorn ``gthread`` (as
-``backprop api`` runs it today), gunicorn ``sync``, Granian's WSGI mode and uWSGI, each serving
-the same Flask app, under wrk's keep-alive connections.
+"""The request path's server (issue 29): Granian's WSGI mode (as ``backprop api`` runs it),
+gunicorn ``gthread`` (as it ran before, with gunicorn's own worker class), gunicorn ``sync`` and
+uWSGI, each serving the same Flask app, under wrk's keep-alive connections.
 
     python -m bench.servers [--rounds 2] [--seconds 10]
 
@@ -37,6 +37,7 @@ from service.api.events import THREADS_PER_PROCESS
 BIN = Path(sys.executable).parent
 APP = "bench.wsgi_app:app"
 PROCESSES = 2
+OURS = "backprop api (Granian WSGI)"
 CONNECTIONS = (1, 16)
 
 
@@ -45,17 +46,12 @@ def server_commands(port: int) -> dict[str, list[str]]:
     address = f"127.0.0.1:{port}"
     threads = str(THREADS_PER_PROCESS)
     return {
+        "gunicorn gthread": [
+            str(BIN / "gunicorn"), "-k", "gthread", "--threads", threads,
+            "-w", str(PROCESSES), "-b", address, APP,
+        ],
         "gunicorn sync": [
             str(BIN / "gunicorn"), "-k", "sync", "-w", str(PROCESSES), "-b", address, APP
-        ],
-        "Granian WSGI": [
-            str(BIN / "granian"),
-            "--interface", "wsgi",
-            "--workers", str(PROCESSES),
-            "--blocking-threads", threads,
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            APP,
         ],
         "uWSGI": [
             str(BIN / "uwsgi"),
@@ -163,13 +159,11 @@ def main(argv: list[str] | None = None) -> None:
                 "RATE_LIMIT": "off",
                 "PREDICT_RATE_LIMIT": "off",
             }
-            results: dict[str, list[dict[int, WrkResult]]] = {"gunicorn gthread (backprop api)": []}
+            results: dict[str, list[dict[int, WrkResult]]] = {OURS: []}
             results |= {server: [] for server in server_commands(0)}
             for round_number in range(1, args.rounds + 1):
-                say(f"round {round_number}: gunicorn gthread")
-                results["gunicorn gthread (backprop api)"].append(
-                    measure(stack_url, body, args.seconds, folder)
-                )
+                say(f"round {round_number}: {OURS}")
+                results[OURS].append(measure(stack_url, body, args.seconds, folder))
                 port = free_port()
                 for server, command in server_commands(port).items():
                     say(f"round {round_number}: {server}")

@@ -14,7 +14,7 @@ as child processes, and measures:
   (digits, and the engine benchmark's 60,000 x 784 workload, whose rows are stored straight
   into the database: upload speed is not what is measured);
 * queue latency: POST /v1/jobs -> running on an idle worker (server timestamps);
-* predict latency: one row per request through gunicorn, p50/p90/p99.
+* predict latency: one row per request through `backprop api`, p50/p90/p99.
 """
 
 import argparse
@@ -199,7 +199,7 @@ def report(timings: list[JobTiming], queue: list[float], predict: list[float], b
         f"POST /v1/jobs -> running on an idle worker ({broker}), {len(queue)} jobs: "
         f"median {statistics.median(queue) * 1000:.0f} ms, max {max(queue) * 1000:.0f} ms",
         "",
-        f"single-row predict through gunicorn, {len(predict)} requests: "
+        f"single-row predict through backprop api, {len(predict)} requests: "
         f"p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms",
     ]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ Prerequisites (nothing is installed at import):
   ``var/mlflow-venv``, git-ignored). When it has no ``bin/mlflow`` the benchmark creates it with
   ``python -m venv`` and ``pip install 'mlflow==3.17.*' scikit-learn`` (once, a few minutes).
 
-It starts our API, one worker and the dispatcher as `make run` does (``LocalStack``; gunicorn
+It starts our API, one worker and the dispatcher as `make run` does (``LocalStack``; Granian
 with its default 2 processes) on a throwaway database: SQLite and the file broker in a temporary
 folder, or with ``--database postgres`` a new PostgreSQL database (dropped afterwards) and Redis
 db 14 (flushed). Through the API and the worker it trains two models, which it registers under
@@ -169,7 +169,7 @@ def running_service(
     tree: Path | None = None,
     **database_options: str,
 ) -> Iterator[tuple[Client, Settings]]:
-    """Our API (gunicorn, 2 processes), ``workers`` workers and the dispatcher, as `make run`
+    """Our API (Granian, 2 processes), ``workers`` workers and the dispatcher, as `make run`
     starts them, on a migrated throwaway database; children's logs in ``folder``. Without keys
     and rate limits (issue 9's targets are stated so) unless ``changes`` to the environment say
     so. ``tree``: another checkout of the code (a before tree), whose own migrations and
@@ -195,7 +195,7 @@ def running_service(
 def code_of(tree: Path | None, env: dict[str, str], settings: Settings) -> Iterator[None]:
     """The database migrated by ``tree``'s code (this checkout's when None), and, while
     inside, the children started with ``env`` running that code: ``PYTHONPATH`` and the
-    working folder, which gunicorn puts first on ``sys.path``."""
+    working folder, which `python -m` puts first on ``sys.path``."""
     if tree is None:
         upgrade(settings)
         yield

@@ -12,7 +12,7 @@ each file is uploaded to an API of that tree's code (its own migrations, process
 It writes one data set per size in three formats (50 columns: 49 features with six decimals,
 as exported data usually has them, and a class label): CSV, Parquet (pyarrow's defaults) and
 ``.npz`` (float64 ``X``, int64 ``y``). For each file it starts an API of its own, as
-bench/serving.py does, with one gunicorn process (``WEB_CONCURRENCY=1``) so that the upload
+bench/serving.py does, with one worker process (``WEB_CONCURRENCY=1``) so that the upload
 lands in the process measured, makes one small upload (1,000 rows) of the same format, then
 POSTs the file to ``/v1/datasets`` (multipart, as curl ``-F file=@...`` sends it; the body is
 built before the clock starts). A fresh process per upload: what one upload leaves behind
@@ -81,7 +81,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 def api_worker_pid() -> int:
-    """The gunicorn worker of the `backprop api` this process started."""
+    """The worker process of the `backprop api` this process started."""
     for pid in child_pids(os.getpid()):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if b"api" in command:
@@ -196,7 +196,7 @@ def run_uploads(targets: list[Target], sizes: list[int], folder: Path) -> list[U
 def report(runs: list[UploadRun], database: str, load_average: float) -> str:
     lines = [
         f"{database}, {machine()} (load average {load_average:.2f} at the start), "
-        f"{COLUMNS} columns, pyarrow {pa.__version__}; a new API (one gunicorn process) per upload",
+        f"{COLUMNS} columns, pyarrow {pa.__version__}; a new API (one worker process) per upload",
         "",
         "| tree | format | rows | file | POST -> 201 | MB/s | RSS before | peak increase "
         f"| increase / file | memory <= {MAX_MEMORY_RATIO:g}x "

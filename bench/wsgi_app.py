@@ -1,4 +1,4 @@
-"""The API's WSGI app for servers other than ``backprop api``'s gunicorn (bench/servers.py):
+"""The API's WSGI app for servers other than ``backprop api``'s own (bench/servers.py):
 ``create_app`` on the settings of the environment, logging as ``backprop api`` sets it up. Each
 server imports it in each of its worker processes."""
 

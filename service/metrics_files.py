@@ -1,8 +1,8 @@
-"""The folder where the API's gunicorn processes keep their request figures.
+"""The folder where the API's worker processes keep their request figures.
 
 prometheus_client picks its multiprocess mode from ``PROMETHEUS_MULTIPROC_DIR`` when it is first
 imported, so ``backprop api`` calls ``prepare_metrics_files`` before importing anything that
-imports it (this module imports no prometheus_client); the worker processes gunicorn forks
+imports it (this module imports no prometheus_client); the worker processes Granian forks
 inherit the variable. Files left by an earlier run are removed, since their counts would be
 added in; the API removes its own when it stops.
 """

@@ -167,7 +167,7 @@ class Settings:
     quota_stored_bytes: int = 10 * 1024**3
     log_level: str = "INFO"
     # Log lines: "json" (one object a line) or "text". Every request gets one line of ours
-    # (service/api/request_hooks.py), so gunicorn's access log is off unless asked for: "-"
+    # (service/api/request_hooks.py), so the access log is off unless asked for: "-"
     # (stderr) or a file path (a tenth of a small prediction's CPU goes to writing its line).
     log_format: str = "json"
     access_log: str = "off"
@@ -189,7 +189,7 @@ class Settings:
     # METRICS_TOKEN as a bearer token, and is off while that is empty.
     metrics: str = "on"
     metrics_token: str = ""
-    # prometheus_client's multiprocess folder for the API's gunicorn processes, emptied when the
+    # prometheus_client's multiprocess folder for the API's worker processes, emptied when the
     # API starts; empty: var/prometheus-<PORT>.
     prometheus_multiproc_dir: str = ""
     # The prediction log (docs/operations.md, "The prediction log"): "on" or "off"; the share

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from service.api.app import create_app
+from service.api.server import GRACEFUL_STOP_SECONDS
 from service.commands.cli import build_parser
 from service.settings import Settings
 
@@ -168,7 +169,7 @@ def test_the_api_replicas_are_reached_through_the_balancer_only():
 
 def test_a_draining_replica_leaves_the_rotation_before_it_stops_taking_connections():
     """The checks see /health/ready's 503 within ``inter`` + (``fall`` - 1) x ``fastinter``:
-    under DRAIN_SECONDS, and docker waits for the drain and gunicorn's graceful timeout."""
+    under DRAIN_SECONDS, and docker waits for the drain and the API's graceful stop."""
     (defaults,) = haproxy_lines("default-server")
     value = {word: defaults[i + 1] for i, word in enumerate(defaults[:-1])}
     inter, fastinter = (float(value[key].removesuffix("s")) for key in ("inter", "fastinter"))
@@ -177,7 +178,7 @@ def test_a_draining_replica_leaves_the_rotation_before_it_stops_taking_connectio
     assert ["http-check", "send", "meth", "GET", "uri", "/health/ready"] in haproxy_lines(
         "http-check send"
     )
-    graceful = 30  # gunicorn's default graceful_timeout
+    graceful = GRACEFUL_STOP_SECONDS
     assert float(SERVICES["api"]["stop_grace_period"].removesuffix("s")) >= drain + graceful
 
 

@@ -14,7 +14,7 @@ from service.api.errors import DeclaredResponse, fail
 from service.json_depth import MAX_JSON_DEPTH, depth_unless_shallow
 from service.serving.inference_protocol import HEADER_LENGTH
 
-# Each read of a large body: gunicorn receives up to 1 MiB per recv.
+# Each read of a large body, at most.
 BODY_READ_BYTES = 1 << 20
 
 

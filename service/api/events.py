@@ -31,7 +31,7 @@ POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
 EPOCHS_PER_POLL = 1000
 HEARTBEAT = ": keep-alive\n\n"
-# Each open stream holds one thread of an API process (gunicorn's gthread worker,
+# Each open stream holds one thread of an API process (Granian's blocking threads,
 # service.api.server); capping streams below the thread count leaves threads for every other
 # request.
 THREADS_PER_PROCESS = 32

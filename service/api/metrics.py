@@ -1,7 +1,7 @@
 """``GET /metrics``: Prometheus text with the API's request figures and the database's job
 figures.
 
-* Requests (``HttpMetrics``) are counted by the API process that answers them. Under gunicorn,
+* Requests (``HttpMetrics``) are counted by the API process that answers them. Under Granian,
   ``backprop api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is first imported
   (service/metrics_files.py), so each process writes its figures to a file there and a scrape,
   whichever process answers it, sums them all.

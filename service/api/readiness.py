@@ -1,12 +1,13 @@
 """When an API server may take traffic (issue 27): ``/health/ready`` answers 200 only once every
 process of the server has warmed its models, and 503 from the moment the server is told to stop.
 
-gunicorn forks its worker processes from one arbiter. ``ServerReadiness`` is anonymous shared
-memory that the arbiter maps before its first fork, so every worker (and every worker forked
-later to replace a dead one) reads and writes the same bytes: one says the server is draining,
-and one per worker slot says whether the process in it is warming up or ready. The arbiter gives
-a slot to each worker it forks and frees it when the worker exits; the worker marks its slot
-ready once its warm-up thread is done, so a probe answered by any worker speaks for all of them.
+Granian's main process forks the worker processes (service/api/server.py). ``ServerReadiness``
+is anonymous shared memory that the main process maps before its first fork, so every worker
+(and every worker forked later to replace a dead one) reads and writes the same bytes: one says
+the server is draining, and one per worker slot says whether the process in it is warming up or
+ready. Each worker has a slot, its index among the workers: the main process marks it warming
+before each fork, the worker marks it ready once its warm-up thread is done, so a probe answered
+by any worker speaks for all of them.
 """
 
 import logging
@@ -28,7 +29,7 @@ from service.model_refs import BadModelRef, parse_ref
 
 logger = logging.getLogger(__name__)
 
-FREE, WARMING, READY = 0, 1, 2
+WARMING, READY = 0, 1
 DRAINING_BYTE = 0
 # Between attempts to list the models while the database cannot be reached, doubled up to the
 # largest.
@@ -48,23 +49,16 @@ class AlwaysReady:
 
 
 class ServerReadiness:
-    """The warm-up and drain state of one gunicorn server of ``processes`` workers."""
+    """The warm-up and drain state of one server of ``processes`` workers, in slots 1 to
+    ``processes``."""
 
     def __init__(self, processes: int):
         self.processes = processes
-        self._memory = mmap.mmap(-1, processes + 1)  # MAP_SHARED: forks share it
+        self._memory = mmap.mmap(-1, processes + 1)  # MAP_SHARED: forks share it; all zeros
 
-    def claim_slot(self) -> int:
-        """In the arbiter, before a fork: a free slot for the new worker, marked warming."""
-        for slot in range(1, self.processes + 1):
-            if self._memory[slot] == FREE:
-                self._memory[slot] = WARMING
-                return slot
-        raise RuntimeError(f"all {self.processes} worker slots are taken (WEB_CONCURRENCY)")
-
-    def free_slot(self, slot: int) -> None:
-        """In the arbiter, once the worker of ``slot`` has exited."""
-        self._memory[slot] = FREE
+    def mark_warming(self, slot: int) -> None:
+        """In the main process, before the worker of ``slot`` is forked."""
+        self._memory[slot] = WARMING
 
     def mark_ready(self, slot: int) -> None:
         self._memory[slot] = READY

@@ -1,6 +1,6 @@
 """``backprop``: start the parts of the service.
 
-    backprop api                 the HTTP API under gunicorn on $PORT
+    backprop api                 the HTTP API under Granian on $PORT
     backprop worker [ARGS...]    a Celery worker (extra arguments go to celery worker)
     backprop webhook-worker [ARGS...]  a Celery worker that sends webhook deliveries only
     backprop dispatcher          re-queue jobs of dead workers, send queued jobs to the broker

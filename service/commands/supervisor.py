@@ -4,8 +4,8 @@
 Children are started with ``python -m service.commands.cli``, so they run the same code as
 `backprop`. Each child leads its own process group, so a Ctrl-C in the terminal reaches only the
 parent, which then stops every child once, with SIGTERM (a warm shutdown), instead of every process
-hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a gunicorn worker:
-see ``service.api.server.ThreadWorkerLeavingInterruptsToTheArbiter``).
+hearing both the terminal's SIGINT and its parent's signal (which once deadlocked a worker of
+gunicorn, the API's server before Granian).
 """
 
 import argparse

@@ -18,7 +18,7 @@ import yaml
 from sqlalchemy import text, update
 
 from service.api.app import create_app
-from service.api.server import GunicornApp
+from service.api.server import GRACEFUL_STOP_SECONDS
 from service.commands.cli import build_parser
 from service.db.figures import jobs_by_status
 from service.db.models import TrainingJob
@@ -56,7 +56,7 @@ OTHER_VARIABLES = {
 SECRET_VARIABLES = {
     "DATABASE_URL", "BROKER_URL", "SECRET_KEY", "METRICS_TOKEN", "FLOWER_BASIC_AUTH"
 }  # fmt: skip
-# On SIGTERM `backprop api` drains for DRAIN_SECONDS before gunicorn's graceful stop: 5 by
+# On SIGTERM `backprop api` drains for DRAIN_SECONDS before Granian's graceful stop: 5 by
 # default (issue 27's load balancer part, which adds the setting).
 API_DRAIN_SECONDS = 5
 
@@ -402,7 +402,7 @@ def test_the_worker_limit_holds_the_largest_job_the_api_accepts():
 
 
 def test_a_stopped_api_pod_drains_then_ends_its_requests_within_the_grace_period():
-    graceful = GunicornApp(settings_of("api")).cfg.graceful_timeout
+    graceful = GRACEFUL_STOP_SECONDS
     pre_stop = container("api")["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop == API_DRAIN_SECONDS
     grace = PODS["api"]["terminationGracePeriodSeconds"]

@@ -1,4 +1,4 @@
-"""A real stack per backend: `backprop db upgrade`, `backprop api` (gunicorn), two
+"""A real stack per backend: `backprop db upgrade`, `backprop api` (Granian), two
 `backprop worker` processes and `backprop dispatcher`, driven over HTTP.
 
 Backends: "embedded" (SQLite + kombu's SQLAlchemy transport on a SQLite file, the defaults) and

@@ -1,4 +1,4 @@
-"""The stack with AUTH=required (``secured``: PostgreSQL + Redis, gunicorn with two processes):
+"""The stack with AUTH=required (``secured``: PostgreSQL + Redis, the API with two processes):
 keys made by `backprop keys create`, a job trained and served for its tenant only, the event
 stream read with an access token, and a revocation by `backprop keys revoke` refused by every
 process at once; examples/ with and without a key (here, so that they need no stack of their own).
@@ -13,7 +13,7 @@ from tests.integration.conftest import BACKPROP, Stack
 from tests.integration.test_examples import run_example, succeeded
 from tests.integration.test_jobs_api import read_events
 
-# Enough requests that both gunicorn processes answer some (connections are not kept alive).
+# Enough requests that both API processes answer some (connections are not kept alive).
 REQUESTS_PER_CHECK = 12
 
 

@@ -1,5 +1,5 @@
-"""Through gunicorn, a chunked body over MAX_REQUEST_BYTES is a 413 with the envelope, as a body
-with a Content-Length is; a chunked body within the limit is read whole."""
+"""Through `backprop api`'s server, a chunked body over MAX_REQUEST_BYTES is a 413 with the
+envelope, as a body with a Content-Length is; a chunked body within the limit is read whole."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Operations on a real stack: /metrics sums the requests of both gunicorn processes (however
+"""Operations on a real stack: /metrics sums the requests of both API processes (however
 the kernel spread them), and a job's request id reaches the Celery worker's JSON lines."""
 
 import json

@@ -1,4 +1,4 @@
-"""A canary split on a live stack (issue 23): whichever API process takes a request (gunicorn's
+"""A canary split on a live stack (issue 23): whichever API process takes a request (the API's
 two workers; each request on a new connection), a key goes to the version the hash picks, and
 the requests each version served are summed over the processes (Redis on PostgreSQL's stack,
 the host's folder on the embedded one). A promotion gate asked for later is run by the real

@@ -11,6 +11,7 @@ import sys
 import pytest
 import requests
 
+from service.api.server import GRACEFUL_STOP_SECONDS
 from tests.factories import free_port, job_body, wait_until
 from tests.integration.conftest import START_DEADLINE_SECONDS
 
@@ -86,7 +87,7 @@ START_UP_LINES = """backprop: ready
   OpenAPI:   {base}/openapi.json
 """
 
-# Before the worker class of service/api/server.py, about one Ctrl-C in ten left a worker running.
+# Under gunicorn, before a worker class of its own, about one Ctrl-C in ten left a worker running.
 CTRL_C_ROUNDS = 12
 # Rounds at once: each API in a folder of its own, so that their SQLite files are apart.
 CTRL_C_AT_ONCE = 4
@@ -100,7 +101,7 @@ def serve_then_ctrl_c(folder) -> None:
         wait_until_answering(f"http://127.0.0.1:{port}/health/live")
         ctrl_c(api.pid)
         assert api.wait(timeout=30) == 0  # a deadlocked worker holds the arbiter for 30 s
-        wait_until(lambda: running_processes(api.pid) == [], 10, "gunicorn's workers to exit")
+        wait_until(lambda: running_processes(api.pid) == [], 10, "the API's workers to exit")
     finally:
         kill_session(api.pid)
 
@@ -110,6 +111,33 @@ def test_api_stops_on_ctrl_c_every_time(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(CTRL_C_AT_ONCE) as pool:
         # list(): the first round that failed raises here
         list(pool.map(serve_then_ctrl_c, folders))
+
+
+def test_api_stops_on_ctrl_c_with_an_event_stream_open(tmp_path):
+    """A job's event stream holds its request until the job ends (none here: no worker runs
+    it). A SIGTERM's graceful stop waits up to GRACEFUL_STOP_SECONDS for such a request;
+    Ctrl-C does not, and the stream is cut."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = embedded_env(port)
+    upgrade = [sys.executable, "-m", "service.commands.cli", "db", "upgrade"]
+    subprocess.run(upgrade, cwd=tmp_path, env=env, check=True, capture_output=True)
+    api = start_in_new_session(["api"], tmp_path, env, tmp_path / "api.log")
+    try:
+        wait_until_answering(f"{base}/health/live")
+        dataset = requests.post(f"{base}/v1/datasets", json={"builtin": "xor"}, timeout=10).json()
+        job = requests.post(f"{base}/v1/jobs", json=job_body(dataset["id"], 50), timeout=10).json()
+        url = f"{base}/v1/jobs/{job['id']}/events"
+        with requests.get(url, stream=True, timeout=30) as stream:
+            lines = stream.iter_lines(decode_unicode=True)
+            assert next(lines) == "event: status"  # the stream is open, the job queued
+            ctrl_c(api.pid)
+            assert api.wait(timeout=GRACEFUL_STOP_SECONDS - 10) == 0
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                list(lines)
+        wait_until(lambda: running_processes(api.pid) == [], 10, "the API's workers to exit")
+    finally:
+        kill_session(api.pid)
 
 
 @pytest.mark.parametrize(
@@ -151,8 +179,9 @@ def test_run_serves_and_trains_with_the_embedded_default_and_stops_all(
 
 
 def test_two_api_instances_on_one_host_share_no_control_socket(tmp_path):
-    """gunicorn 25+ opens a control socket at one path per user by default: a second instance
-    took it over, and stopping that one removed the first one's."""
+    """gunicorn 25+, the API's server before Granian, opened a control socket at one path per
+    user by default: a second instance took it over, and stopping that one removed the first
+    one's."""
     home = tmp_path / "home"
     env = {key: value for key, value in embedded_env(0).items() if key != "XDG_RUNTIME_DIR"}
     ports = [free_port(), free_port()]

@@ -1,6 +1,6 @@
 """Every body over MAX_REQUEST_BYTES is a 413 with the error envelope, chunked or not.
 
-A chunked body has no Content-Length: gunicorn sets ``wsgi.input_terminated`` and the app must
+A chunked body has no Content-Length: the server sets ``wsgi.input_terminated`` and the app must
 count the bytes as it reads them.
 """
 
@@ -22,7 +22,7 @@ JSON_BODIES = {
 
 
 def post_chunked(client, path: str, body: bytes, content_type: str = "application/json"):
-    """POST ``body`` as gunicorn hands over a chunked request: no Content-Length, and
+    """POST ``body`` as the server hands over a chunked request: no Content-Length, and
     ``wsgi.input_terminated`` set."""
     return client.post(
         path,

@@ -1,6 +1,6 @@
 """Warm-up and drain (issue 27): what /health/ready waits for in `backprop api`'s processes, and
-which models a process warms. gunicorn's own part (slots handed out by its arbiter, SIGTERM's
-drain) runs for real in tests/integration/test_balancer.py."""
+which models a process warms. The server's own part (slots marked warming before each fork,
+SIGTERM's drain) runs for real in tests/integration/test_balancer.py."""
 
 import dataclasses
 import os
@@ -15,30 +15,30 @@ from tests.service.serving.test_models_evaluate import iris_csv
 
 def test_a_server_is_ready_once_every_slot_has_reported():
     readiness = ServerReadiness(2)
-    slots = [readiness.claim_slot(), readiness.claim_slot()]
     assert readiness.problem() == "warming up: 0 of 2 processes have loaded their models"
-    readiness.mark_ready(slots[0])
+    readiness.mark_warming(1)
+    readiness.mark_warming(2)
+    assert readiness.problem() == "warming up: 0 of 2 processes have loaded their models"
+    readiness.mark_ready(1)
     assert readiness.problem() == "warming up: 1 of 2 processes have loaded their models"
-    readiness.mark_ready(slots[1])
+    readiness.mark_ready(2)
     assert readiness.problem() is None
-    readiness.free_slot(slots[0])  # a worker died: its successor warms up in the same slot
-    assert readiness.claim_slot() == slots[0]
+    readiness.mark_warming(1)  # a worker died: its successor warms up in the same slot
     assert readiness.problem() == "warming up: 1 of 2 processes have loaded their models"
-    with pytest.raises(RuntimeError, match="all 2 worker slots are taken"):
-        readiness.claim_slot()
 
 
 def test_a_draining_server_is_not_ready_whatever_its_slots_say():
     readiness = ServerReadiness(1)
-    readiness.mark_ready(readiness.claim_slot())
+    readiness.mark_ready(1)
     readiness.start_draining()
     assert readiness.problem() == "draining: the server is stopping"
 
 
 def test_what_a_forked_process_reports_is_seen_by_its_parent():
-    """The memory is mapped before the fork, as gunicorn's arbiter does."""
+    """The memory is mapped before the fork, as the server's main process does."""
     readiness = ServerReadiness(1)
-    slot = readiness.claim_slot()
+    slot = 1
+    readiness.mark_warming(slot)
     child = os.fork()
     if child == 0:
         readiness.mark_ready(slot)
@@ -51,7 +51,8 @@ def test_what_a_forked_process_reports_is_seen_by_its_parent():
 def test_ready_is_503_while_warming_or_draining_and_live_stays_200(app, client, path):
     readiness = ServerReadiness(1)
     app.extensions["readiness"] = readiness
-    slot = readiness.claim_slot()
+    slot = 1
+    readiness.mark_warming(slot)
     assert client.get(path).status_code == 503
     assert "warming up: 0 of 1" in client.get(path).get_data(as_text=True)
     readiness.mark_ready(slot)
@@ -68,7 +69,7 @@ def test_ready_names_what_it_waits_for(app, client):
     assert error["message"] == ("Not ready: warming up: 0 of 1 processes have loaded their models.")
 
 
-def test_an_app_outside_gunicorn_waits_for_nothing(app):
+def test_an_app_outside_backprop_api_waits_for_nothing(app):
     assert isinstance(app.extensions["readiness"], AlwaysReady)
 
 
@@ -120,7 +121,8 @@ def test_a_worker_reports_ready_once_its_warm_up_is_done(app, client, iris_versi
     ids = model_ids(client, iris_versions)
     app.extensions["backprop"].models.clear()
     readiness = ServerReadiness(1)
-    slot = readiness.claim_slot()
+    slot = 1
+    readiness.mark_warming(slot)
     start_warm_up(app, readiness, slot).join(timeout=60)
     assert readiness.problem() is None
     assert app.extensions["backprop"].models.get(ids[0], lambda: None) is not None
@@ -132,7 +134,8 @@ def test_a_worker_runs_its_last_step_after_the_warm_up_and_before_it_reports_rea
     ids = model_ids(client, iris_versions)
     app.extensions["backprop"].models.clear()
     readiness = ServerReadiness(1)
-    slot = readiness.claim_slot()
+    slot = 1
+    readiness.mark_warming(slot)
     seen = []
 
     def before_ready() -> None:

@@ -1,9 +1,12 @@
-"""gunicorn's configuration from the settings, and its access line."""
+"""Granian's configuration from the settings, what each worker runs, and its access line
+(gunicorn's, which the API wrote before it moved to Granian). The stops (drain, Ctrl-C) run for
+real in tests/integration/test_balancer.py and tests/integration/test_run_command.py."""
 
 import gc
-import io
 import logging
-import socket
+import os
+import signal
+import sys
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -12,32 +15,75 @@ from gunicorn.config import AccessLogFormat, Config
 from gunicorn.glogging import Logger
 from gunicorn.http import wsgi
 from gunicorn.http.parser import RequestParser
+from werkzeug.test import EnvironBuilder
 
 from service.api import server
-from service.api.server import GunicornApp
+from service.api.events import THREADS_PER_PROCESS
+from service.api.readiness import AlwaysReady
+from service.api.server import ApiServer
+from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.settings import Settings
 
 
-@pytest.mark.parametrize(
-    ("access_log", "configured"), [("-", "-"), ("off", None), ("a.log", "a.log")]
-)
-def test_the_access_log_follows_the_setting(tmp_path, access_log, configured):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", access_log=access_log)
-    assert GunicornApp(settings).cfg.accesslog == configured
+def settings_in(tmp_path, **values) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", **values)
+
+
+def test_granian_serves_the_settings_address_with_a_thread_per_stream(tmp_path):
+    settings = settings_in(tmp_path, host="0.0.0.0", port=8123, web_concurrency=3)
+    api = ApiServer(settings)
+    assert (api.bind_addr, api.bind_port, api.workers) == ("0.0.0.0", 8123, 3)
+    assert api.blocking_threads == THREADS_PER_PROCESS
+    assert api.respawn_failed_workers
+    assert api.workers_kill_timeout == server.GRACEFUL_STOP_SECONDS
 
 
 def test_access_log_is_read_from_the_environment():
     assert Settings.from_env({"ACCESS_LOG": "off"}).access_log == "off"
 
 
-def test_a_worker_freezes_its_start_up_objects_once_warmed_up(monkeypatch):
+@pytest.fixture
+def worker_parts(monkeypatch):
+    """``app_in_worker`` with the app and the warm-up replaced: what it was given."""
     started = {}
+    monkeypatch.setattr(server, "create_app", lambda settings, readiness: "app")
     monkeypatch.setattr(server, "start_warm_up", lambda *args: started.setdefault("args", args))
-    worker = SimpleNamespace(
-        wsgi="app", app=SimpleNamespace(readiness="readiness"), readiness_slot=3
-    )
-    server.warm_up_in_background(worker)
-    assert started["args"] == ("app", "readiness", 3, server.freeze_long_lived_objects)
+    return started
+
+
+def test_a_worker_freezes_its_start_up_objects_once_warmed_up(tmp_path, worker_parts):
+    server.app_in_worker(settings_in(tmp_path), "readiness", 3)
+    assert worker_parts["args"] == ("app", "readiness", 3, server.freeze_long_lived_objects)
+
+
+def test_a_request_without_host_gets_the_environ_gunicorn_gave_it(tmp_path, monkeypatch):
+    """HAProxy's health check is an HTTP/1.0 GET without a Host header: Granian's environ has
+    an empty HTTP_HOST and says HTTP/1."""
+    monkeypatch.setattr(server, "start_warm_up", lambda *args: None)
+    app = server.app_in_worker(settings_in(tmp_path), AlwaysReady(), 1)
+    environ = EnvironBuilder(path="/health/live").get_environ()
+    environ.update(HTTP_HOST="", SERVER_PROTOCOL="HTTP/1", SERVER_NAME="127.0.0.1")
+    answered = []
+    body = app(environ, lambda status, _headers, _exc=None: answered.append(status))
+    assert answered == ["200 OK"], b"".join(body)
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.0" and "HTTP_HOST" not in environ
+
+
+@pytest.mark.parametrize("destination", ["-", "access.log"])
+def test_the_access_log_follows_the_setting(tmp_path, worker_parts, destination):
+    path = tmp_path / destination
+    settings = settings_in(tmp_path, access_log="-" if destination == "-" else str(path))
+    logged = server.app_in_worker(settings, "readiness", 1).app
+    assert isinstance(logged, server.CombinedLogFormatAccessLog) and logged.app == "app"
+    (handler,) = logged.logger.handlers
+    try:
+        if destination == "-":
+            assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+        else:
+            assert handler.baseFilename == str(path)
+    finally:
+        logged.logger.handlers = []
+        handler.close()
 
 
 def test_frozen_objects_are_out_of_the_collectors_reach():
@@ -48,30 +94,94 @@ def test_frozen_objects_are_out_of_the_collectors_reach():
         gc.unfreeze()  # the test process's objects back where they were
 
 
-def kept_alive(sock, read_ahead: bytes = b"") -> SimpleNamespace:
-    """What ``next_request_arrives`` reads of a gthread connection: its socket and parser."""
-    return SimpleNamespace(
-        sock=sock, parser=SimpleNamespace(unreader=SimpleNamespace(buf=io.BytesIO(read_ahead)))
+class FakeReadiness:
+    def __init__(self):
+        self.marks = []
+
+    def mark_warming(self, slot):
+        self.marks.append(("warming", slot))
+
+    def start_draining(self):
+        self.marks.append(("draining",))
+
+
+@pytest.fixture
+def api(tmp_path, monkeypatch):
+    """An ``ApiServer`` whose forks, readiness and stops are recorded, not made."""
+    spawned, stops = [], []
+
+    def spawn(_self, idx, _target, loader):
+        spawned.append((idx, loader))
+        return SimpleNamespace(inner=SimpleNamespace(pid=1000 + len(spawned)))
+
+    monkeypatch.setattr(server.MPServer, "_spawn_worker", spawn)
+    monkeypatch.setattr(
+        server.MPServer, "signal_handler_interrupt", lambda self, *args: stops.append(args)
     )
+    made = ApiServer(settings_in(tmp_path, drain_seconds=0.05))
+    made.readiness = FakeReadiness()
+    made.pid = os.getpid()  # as its ``startup`` sets it: this is the main process
+    return made, spawned, stops
 
 
-def test_a_thread_keeps_a_connection_whose_next_request_comes_at_once():
-    ours, client = socket.socketpair()
-    with ours, client:
-        assert not server.next_request_arrives(kept_alive(ours))  # nothing within the wait
-        assert server.next_request_arrives(kept_alive(ours, b"GET / HTTP/1.1\r\n"))  # read ahead
-        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert server.next_request_arrives(kept_alive(ours))
-        ours.recv(100)
-        client.close()  # a closed connection is for the thread to finish reading
-        assert server.next_request_arrives(kept_alive(ours))
+def test_each_worker_reports_in_the_slot_of_its_index_marked_warming_before_its_fork(
+    api, monkeypatch, tmp_path
+):
+    made, spawned, _stops = api
+    monkeypatch.setenv(METRICS_FOLDER, str(tmp_path))
+    dead = []
+    monkeypatch.setattr(server.multiprocess, "mark_process_dead", dead.append)
+    loaded = []
+    for idx in (0, 1, 0):  # the last: worker 1's successor
+        made._spawn_worker(idx, "target", lambda slot: loaded.append(slot))
+    assert made.readiness.marks == [("warming", 1), ("warming", 2), ("warming", 1)]
+    for _idx, loader in spawned:
+        loader()
+    assert loaded == [1, 2, 1]
+    assert dead == [1001]  # worker 1's figures: its live gauges dropped
 
 
-def served(raw_request: bytes, status: str, sent: int | None, access_log_format: str):
+def test_sigterm_drains_then_stops_and_a_second_stops_at_once(api):
+    made, _spawned, stops = api
+    made.signal_handler_interrupt(signal.SIGTERM, None)
+    assert made.readiness.marks == [("draining",)]
+    assert stops == []  # serving on while draining
+    made.drain_timer.join(timeout=10)
+    assert stops == [()]
+    made.signal_handler_interrupt(signal.SIGTERM, None)
+    assert stops == [(), ()]
+    assert made.workers_kill_timeout == server.GRACEFUL_STOP_SECONDS
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGQUIT])
+def test_ctrl_c_and_sigquit_stop_quickly_without_draining(api, number):
+    made, _spawned, stops = api
+    worker = SimpleNamespace(interrupt_by_parent=False)
+    made.wrks = [worker]
+    made.signal_handler_interrupt(number, None)
+    assert stops == [()] and made.readiness.marks == []
+    assert made.workers_kill_timeout == server.QUICK_STOP_SECONDS
+    assert worker.interrupt_by_parent  # its own exit on the terminal's Ctrl-C is no crash
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_a_worker_told_to_stop_before_it_has_handlers_of_its_own_dies_of_the_signal(api, number):
+    """A worker runs the main process's handlers until Granian gives it its own (once its app
+    is loaded): a stop sent meanwhile is not taken for the main process's."""
+    made, _spawned, stops = api
+    child = os.fork()
+    if child == 0:  # the worker: the handler it inherited, as the signal would call it
+        made.signal_handler_interrupt(number, None)
+        os._exit(0)  # not reached when the signal kills it
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == number
+    assert stops == [] and made.readiness.marks == []
+
+
+def gunicorns_request(raw_request: bytes, status: str, sent: int | None):
     """gunicorn's request, response and environ for ``raw_request`` answered with ``status``
     and ``sent`` bytes, parsed and built by gunicorn's own code as a worker does."""
     config = Config()
-    config.set("access_log_format", access_log_format)
     request = next(iter(RequestParser(config, [raw_request], ("10.0.0.7", 5555))))
     socket = SimpleNamespace(sendall=lambda _data: None)
     response, environ = wsgi.create(request, socket, ("10.0.0.7", 5555), ("0.0.0.0", 8000), config)
@@ -80,15 +190,34 @@ def served(raw_request: bytes, status: str, sent: int | None, access_log_format:
     return config, request, response, environ
 
 
-def access_line(logger_class, log_file, config, request, response, environ) -> str:
-    """The line ``logger_class`` writes into ``log_file`` for the request (the file's handler
+def gunicorns_line(log_file, config, request, response, environ) -> str:
+    """The line gunicorn's logger writes into ``log_file`` for the request (the file's handler
     closed and taken off gunicorn's access logger afterwards)."""
     config.set("accesslog", str(log_file))
-    logger_class(config).access(response, request, environ, timedelta(microseconds=812))
+    Logger(config).access(response, request, environ, timedelta(microseconds=812))
     access_log = logging.getLogger("gunicorn.access")
     (handler,) = [h for h in access_log.handlers if getattr(h, "baseFilename", "") == str(log_file)]
     access_log.removeHandler(handler)
     handler.close()
+    return log_file.read_text()
+
+
+def our_line(log_file, environ: dict, status: str, body: list[bytes]) -> str:
+    """The line ``CombinedLogFormatAccessLog`` writes for an app answering ``status`` with
+    ``body``, the body sent and closed as Granian does."""
+
+    def app(_environ, start_response):
+        start_response(status, [("Content-Type", "application/json")])
+        return body
+
+    logger = server.access_logger(str(log_file))
+    try:
+        answered = server.CombinedLogFormatAccessLog(app, logger)(environ, lambda *_args: None)
+        assert b"".join(answered) == b"".join(body)
+        answered.close()
+    finally:
+        for handler in logger.handlers:
+            handler.close()
     return log_file.read_text()
 
 
@@ -100,27 +229,27 @@ ODD = (
     b'GET /v1/jobs?state="done"&x=1 HTTP/1.0\r\nUser-Agent: say "hi"\r\n'
     b"Referer: http://example.com/a b\r\nAuthorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
 )
+ESCAPED = b"GET /v1/models/caf%C3%A9%20b/versions?x=%22 HTTP/1.1\r\nHost: api\r\n\r\n"
 
 
 @pytest.mark.parametrize(
-    ("raw_request", "status", "sent"),
-    [(PREDICT, "200 OK", 120), (ODD, "404 NOT FOUND", 0), (ODD, "500 INTERNAL", None)],
+    ("raw_request", "status", "body"),
+    [
+        (PREDICT, "200 OK", [b"x" * 100, b"y" * 20]),
+        (ODD, "404 NOT FOUND", []),
+        (ESCAPED, "404 NOT FOUND", [b"{}"]),
+    ],
 )
-@pytest.mark.parametrize(
-    "access_log_format", [server.COMBINED_LOG_FORMAT, '%(h)s "%({x-model-id}o)s" %(D)s %(B)s']
-)
-def test_the_access_line_is_gunicorns(
-    monkeypatch, tmp_path, raw_request, status, sent, access_log_format
-):
-    monkeypatch.setattr(Logger, "now", lambda _self: "[07/Dec/2026:15:28:33 +0000]")
-    served_request = served(raw_request, status, sent, access_log_format)
-    line = access_line(server.CombinedLogFormatLogger, tmp_path / "ours.log", *served_request)
-    assert line == access_line(Logger, tmp_path / "gunicorns.log", *served_request)
+def test_the_access_line_is_gunicorns(monkeypatch, tmp_path, raw_request, status, body):
+    now = "[07/Dec/2026:15:28:33 +0000]"
+    monkeypatch.setattr(Logger, "now", lambda _self: now)
+    monkeypatch.setattr(server.time, "strftime", lambda _format: now)
+    sent = sum(len(chunk) for chunk in body)
+    config, request, response, environ = gunicorns_request(raw_request, status, sent)
+    line = our_line(tmp_path / "ours.log", dict(environ), status, body)
+    assert line == gunicorns_line(tmp_path / "gunicorns.log", config, request, response, environ)
     assert line.startswith("10.0.0.7 ") and line.count("\n") == 1
 
 
-def test_the_api_writes_gunicorns_default_access_line(tmp_path):
+def test_the_api_writes_gunicorns_default_access_line():
     assert AccessLogFormat.default == server.COMBINED_LOG_FORMAT
-    app = GunicornApp(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    assert app.cfg.logger_class is server.CombinedLogFormatLogger
-    assert app.cfg.access_log_format == server.COMBINED_LOG_FORMAT
