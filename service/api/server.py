@@ -143,16 +143,51 @@ def app_in_worker(settings: Settings, readiness: ServerReadiness, slot: int):
     return GranianEnvironMended(app)
 
 
+# The variables a WSGI server sets for each request (PEP 3333, with CGI's), whatever the
+# process's environment holds under the same names.
+CGI_VARIABLES = frozenset(
+    {
+        "CONTENT_LENGTH",
+        "CONTENT_TYPE",
+        "GATEWAY_INTERFACE",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+    }
+)
+
+
 class GranianEnvironMended:
     """``app`` given the environ gunicorn gave it, where Granian 2.8's differs: a request with
     no ``Host`` header (HAProxy's health checks, HTTP/1.0 clients) gets an empty ``HTTP_HOST``,
     which werkzeug takes for the request's host instead of the server's address (a 403 with
-    ``AUTH=off``, service/api/web_pages.py), and an HTTP/1.0 request says ``HTTP/1``."""
+    ``AUTH=off``, service/api/web_pages.py), and an HTTP/1.0 request says ``HTTP/1``.
+
+    And Granian starts every request's environ from a copy of the process's environment
+    (granian/wsgi.py, ``basic_env``): ``DATABASE_URL`` and ``SECRET_KEY`` would travel with each
+    request, within reach of any code that logs or reports an environ, and a proxy setting of
+    the environment (``HTTP_PROXY``) would read as a request's ``Proxy`` header (httpoxy). So
+    each variable of the process's environment is taken out again, unless the request itself
+    gave it another value (a header) or it is one of the request's CGI variables.
+    """
 
     def __init__(self, app: Callable):
         self.app = app
+        self.process_variables = {
+            name: value for name, value in os.environ.items() if name not in CGI_VARIABLES
+        }
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        for name, value in self.process_variables.items():
+            if environ.get(name) == value:
+                del environ[name]
         if environ.get("HTTP_HOST") == "":
             del environ["HTTP_HOST"]
         if environ["SERVER_PROTOCOL"] == "HTTP/1":

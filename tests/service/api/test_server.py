@@ -11,6 +11,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from granian import wsgi as granian_wsgi
 from gunicorn.config import AccessLogFormat, Config
 from gunicorn.glogging import Logger
 from gunicorn.http import wsgi
@@ -67,6 +68,49 @@ def test_a_request_without_host_gets_the_environ_gunicorn_gave_it(tmp_path, monk
     body = app(environ, lambda status, _headers, _exc=None: answered.append(status))
     assert answered == ["200 OK"], b"".join(body)
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.0" and "HTTP_HOST" not in environ
+
+
+class Protocol:
+    """The one method of Granian's Rust protocol object that a list body calls."""
+
+    def response_bytes(self, status: int, headers: list, body: bytes) -> None:
+        self.answer = (status, body)
+
+
+def test_a_request_environ_holds_nothing_of_the_process_environment(monkeypatch):
+    """Granian copies the process's environment into every environ: the secrets go, and an
+    HTTP_PROXY of the environment does not read as the request's Proxy header (httpoxy); the
+    request's own headers and CGI variables stay, even where the environment has the name."""
+    monkeypatch.setenv("SECRET_KEY", "not-for-requests")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("HTTP_USER_AGENT", "from-the-environment")
+    monkeypatch.setenv("SERVER_PORT", "8000")
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    handle = granian_wsgi._callback_wrapper(server.GranianEnvironMended(app), {})
+    scope = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/v1/models",
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "curl/8",
+        "wsgi.url_scheme": "http",
+    }
+    protocol = Protocol()
+    assert handle(protocol, scope) == 200 and protocol.answer == (200, b"ok")
+    assert "SECRET_KEY" not in seen and "HTTP_PROXY" not in seen
+    assert not {"PATH", "HOME"} & seen.keys()
+    assert seen["HTTP_USER_AGENT"] == "curl/8" and seen["SERVER_PORT"] == "8000"
+    assert seen["PATH_INFO"] == "/v1/models" and seen["wsgi.version"] == (1, 0)
 
 
 @pytest.mark.parametrize("destination", ["-", "access.log"])
