@@ -5,8 +5,6 @@ import io
 import re
 
 import numpy as np
-from sklearn.datasets import load_digits, load_iris
-from sklearn.model_selection import train_test_split
 
 from tests.factories import DIGITS_NETWORK, DIGITS_TRAINING, job_body
 
@@ -26,6 +24,11 @@ def test_xor_end_to_end(stack):
 
 
 def test_digits_reach_97_percent_on_450_held_out_rows(stack):
+    # scikit-learn imported here, not at the top: collecting this module in a live worker that
+    # runs none of its tests costs nothing (docs/testing.md, "A slower machine").
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
         digits.data, digits.target, test_size=0.25, random_state=42
@@ -49,6 +52,8 @@ def test_digits_reach_97_percent_on_450_held_out_rows(stack):
 
 
 def test_csv_upload_trains_a_model(stack):
+    from sklearn.datasets import load_iris
+
     iris = load_iris()
     lines = [",".join([*iris.feature_names, "species"])]
     lines += [

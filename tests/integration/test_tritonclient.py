@@ -4,7 +4,6 @@ both backends: health, metadata, readiness and infer, binary and JSON, equal to 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from tests.factories import job_body
@@ -20,6 +19,8 @@ OUTPUTS = ("predictions", "probabilities")
 def iris(stack) -> dict:
     """The built-in iris sample (string labels) trained by a worker as version 1 of NAME; its
     job, and the rows and /v1 predictions the tests compare with."""
+    from sklearn.datasets import load_iris  # here: collecting the module costs nothing
+
     dataset = stack.create("/v1/datasets", 201, json={"builtin": "iris"})
     body = {**job_body(dataset["id"], epochs=100, network=IRIS_NETWORK), "model_name": NAME}
     job = stack.wait_for_job(stack.create("/v1/jobs", 202, json=body)["id"])
