@@ -114,11 +114,14 @@ def measure(base_url: str, body: bytes, seconds: int, folder: Path) -> dict[int,
     }
 
 
-def report(results: dict[str, list[dict[int, WrkResult]]], rounds: int, seconds: int) -> str:
+def report(
+    results: dict[str, list[dict[int, WrkResult]]], rounds: int, seconds: int, label="server"
+) -> str:
+    """The medians over the rounds of each of ``results``' rows (servers, or variants)."""
     lines = [
         f"Median of {rounds} rounds of {seconds} s; one digits row per request.",
         "",
-        "| server | connections | requests/s | p50 ms | p99 ms | server CPU ms / request "
+        f"| {label} | connections | requests/s | p50 ms | p99 ms | server CPU ms / request "
         "| errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

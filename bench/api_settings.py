@@ -1,0 +1,94 @@
+"""What a setting costs the server: ``backprop api`` started in turn with each variant of its
+settings, on the database and Redis of bench.features' every-feature-off stack, under wrk.
+
+    python -m bench.api_settings --backend postgres --rounds 3 \\
+        --variant INFO LOG_LEVEL=INFO --variant WARNING LOG_LEVEL=WARNING
+
+The stack (bench/features.py's ``stacks``: every feature off, the digits model trained and
+``bench-digits@production`` set) stays up; each round starts one ``backprop api`` per variant,
+in turn, with the stack's settings and the variant's on top, warms it at 16 connections for 2 s,
+then loads it with one digits row per request at 1 and 16 connections for ``--seconds`` each.
+The report gives each figure's median over the rounds, the server's CPU per request among them
+(bench/server_cpu.py): the figure a shared machine moves least.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.contracts import REPO
+from bench.features import stacks
+from bench.servers import report, running
+from bench.serving import CONNECTIONS, Request, WrkResult, free_port, run_wrk, say
+
+BACKPROP = Path(sys.executable).parent / "backprop"
+# The stack's settings that each API started here keeps (every feature off, as the stack).
+KEPT = {
+    "AUTH": "off",
+    "RATE_LIMIT": "off",
+    "PREDICT_RATE_LIMIT": "off",
+    "PREDICTION_LOG": "off",
+    "ACCESS_LOG": "off",
+}
+
+
+def variant(text: list[str]) -> tuple[str, dict[str, str]]:
+    """``NAME VAR=VALUE...`` as given to --variant."""
+    name, *assignments = text
+    settings = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{assignment!r} is not VAR=VALUE")
+        settings[key] = value
+    return name, settings
+
+
+def measure(request: Request, seconds: int, folder: Path) -> dict[int, WrkResult]:
+    run_wrk(request, max(CONNECTIONS), 2, folder)  # warm-up
+    return {c: run_wrk(request, c, seconds, folder) for c in CONNECTIONS}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("embedded", "postgres"), default="postgres")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument(
+        "--variant", nargs="+", action="append", required=True, metavar="NAME VAR=VALUE"
+    )
+    args = parser.parse_args(argv)
+    try:
+        variants = dict(variant(text) for text in args.variant)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    with tempfile.TemporaryDirectory(prefix="bench-api-settings-") as name:
+        folder = Path(name)
+        with stacks(args.backend, folder) as ready:
+            off = ready["off"]
+            path = off.request.url.split("/v1/", 1)[1]
+            base = {
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "DATABASE_URL": off.settings.database_url,
+                "BROKER_URL": off.settings.broker_url,
+                "HOST": "127.0.0.1",
+                **KEPT,
+            }
+            results: dict[str, list[dict[int, WrkResult]]] = {name: [] for name in variants}
+            for round_number in range(1, args.rounds + 1):
+                for name, settings in variants.items():
+                    say(f"round {round_number}: {name}")
+                    port = free_port()
+                    env = {**base, **settings, "PORT": str(port)}
+                    log = folder / f"api-{port}.log"
+                    with running([str(BACKPROP), "api"], port, env, log) as url:
+                        request = Request(name, "instances", f"{url}/v1/{path}", off.request.body)
+                        results[name].append(measure(request, args.seconds, folder))
+    print(report(results, args.rounds, args.seconds, label="variant"))
+
+
+if __name__ == "__main__":
+    main()
