@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench.contracts import REPO
 from bench.features import stacks
-from bench.servers import report, running
-from bench.serving import CONNECTIONS, Request, WrkResult, free_port, run_wrk, say
+from bench.servers import measure, report, running
+from bench.serving import Request, WrkResult, free_port, say
 
 BACKPROP = Path(sys.executable).parent / "backprop"
 # The stack's settings that each API started here keeps (every feature off, as the stack).
@@ -44,11 +44,6 @@ def variant(text: list[str]) -> tuple[str, dict[str, str]]:
             raise argparse.ArgumentTypeError(f"{assignment!r} is not VAR=VALUE")
         settings[key] = value
     return name, settings
-
-
-def measure(request: Request, seconds: int, folder: Path) -> dict[int, WrkResult]:
-    run_wrk(request, max(CONNECTIONS), 2, folder)  # warm-up
-    return {c: run_wrk(request, c, seconds, folder) for c in CONNECTIONS}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,8 +106,12 @@ def running(command: list[str], port: int, env: dict[str, str], log: Path) -> It
                 process.wait()
 
 
-def measure(base_url: str, body: bytes, seconds: int, folder: Path) -> dict[int, WrkResult]:
-    request = Request("server", "instances", f"{base_url}/v1/models/digits/predict", body)
+def digits_request(base_url: str, body: bytes) -> Request:
+    return Request("server", "instances", f"{base_url}/v1/models/digits/predict", body)
+
+
+def measure(request: Request, seconds: int, folder: Path) -> dict[int, WrkResult]:
+    """A 2 s warm-up at the most connections, then ``seconds`` at each of ``CONNECTIONS``."""
     run_wrk(request, max(CONNECTIONS), 2, folder)  # warm-up
     return {
         connections: run_wrk(request, connections, seconds, folder) for connections in CONNECTIONS
@@ -166,13 +170,14 @@ def main(argv: list[str] | None = None) -> None:
             results |= {server: [] for server in server_commands(0)}
             for round_number in range(1, args.rounds + 1):
                 say(f"round {round_number}: {OURS}")
-                results[OURS].append(measure(stack_url, body, args.seconds, folder))
+                results[OURS].append(measure(digits_request(stack_url, body), args.seconds, folder))
                 port = free_port()
                 for server, command in server_commands(port).items():
                     say(f"round {round_number}: {server}")
                     log = folder / f"{server.replace(' ', '-')}.log"
                     with running(command, port, env, log) as base_url:
-                        results[server].append(measure(base_url, body, args.seconds, folder))
+                        request = digits_request(base_url, body)
+                        results[server].append(measure(request, args.seconds, folder))
     print(report(results, args.rounds, args.seconds))
 
 
