@@ -1,13 +1,15 @@
 """What a setting costs the server: ``backprop api`` started in turn with each variant of its
-settings, on the database and Redis of bench.features' every-feature-off stack, under wrk.
+settings, on the database and Redis of one of bench.features' stacks, under wrk.
 
     python -m bench.api_settings --backend postgres --rounds 3 \\
         --variant INFO LOG_LEVEL=INFO --variant WARNING LOG_LEVEL=WARNING
 
-The stack (bench/features.py's ``stacks``: every feature off, the digits model trained and
-``bench-digits@production`` set) stays up; each round starts one ``backprop api`` per variant,
-in turn, with the stack's settings and the variant's on top, warms it at 16 connections for 2 s,
-then loads it with one digits row per request at 1 and 16 connections for ``--seconds`` each.
+The stacks (bench/features.py's ``stacks``: every feature off, or every feature on with its key
+and canary; the digits model trained and ``bench-digits@production`` set) stay up; each round
+starts one ``backprop api`` per variant, in turn, with the settings of the stack ``--features``
+names and the variant's on top, warms it at 16 connections for 2 s, then loads it with that
+stack's request (one digits row, with its key when every feature is on) at 1 and 16 connections
+for ``--seconds`` each. A variant may set ``PYTHONPATH`` to another checkout, to compare code.
 The report gives each figure's median over the rounds, the server's CPU per request among them
 (bench/server_cpu.py): the figure a shared machine moves least.
 """
@@ -19,19 +21,11 @@ import tempfile
 from pathlib import Path
 
 from bench.contracts import REPO
-from bench.features import stacks
+from bench.features import FEATURES, stacks
 from bench.servers import measure, report, running
 from bench.serving import Request, WrkResult, free_port, say
 
 BACKPROP = Path(sys.executable).parent / "backprop"
-# The stack's settings that each API started here keeps (every feature off, as the stack).
-KEPT = {
-    "AUTH": "off",
-    "RATE_LIMIT": "off",
-    "PREDICT_RATE_LIMIT": "off",
-    "PREDICTION_LOG": "off",
-    "ACCESS_LOG": "off",
-}
 
 
 def variant(text: list[str]) -> tuple[str, dict[str, str]]:
@@ -49,6 +43,7 @@ def variant(text: list[str]) -> tuple[str, dict[str, str]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("embedded", "postgres"), default="postgres")
+    parser.add_argument("--features", choices=tuple(FEATURES), default="off")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument(
@@ -62,15 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-settings-") as name:
         folder = Path(name)
         with stacks(args.backend, folder) as ready:
-            off = ready["off"]
-            path = off.request.url.split("/v1/", 1)[1]
+            stack = ready[args.features]
+            path = stack.request.url.split("/v1/", 1)[1]
             base = {
                 **os.environ,
                 "PYTHONPATH": str(REPO),
-                "DATABASE_URL": off.settings.database_url,
-                "BROKER_URL": off.settings.broker_url,
+                "DATABASE_URL": stack.settings.database_url,
+                "BROKER_URL": stack.settings.broker_url,
                 "HOST": "127.0.0.1",
-                **KEPT,
+                **FEATURES[args.features],
             }
             results: dict[str, list[dict[int, WrkResult]]] = {name: [] for name in variants}
             for round_number in range(1, args.rounds + 1):
@@ -80,7 +75,13 @@ def main(argv: list[str] | None = None) -> None:
                     env = {**base, **settings, "PORT": str(port)}
                     log = folder / f"api-{port}.log"
                     with running([str(BACKPROP), "api"], port, env, log) as url:
-                        request = Request(name, "instances", f"{url}/v1/{path}", off.request.body)
+                        request = Request(
+                            name,
+                            "instances",
+                            f"{url}/v1/{path}",
+                            stack.request.body,
+                            header=stack.request.header,
+                        )
                         results[name].append(measure(request, args.seconds, folder))
     print(report(results, args.rounds, args.seconds, label="variant"))
 
