@@ -32,7 +32,7 @@ from prometheus_client import multiprocess
 from service.api.app import create_app
 from service.api.events import THREADS_PER_PROCESS
 from service.api.readiness import ServerReadiness, start_warm_up
-from service.logs import configure_logging
+from service.logs import GroupWriteFileHandler, GroupWriteStreamHandler, configure_logging
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.metrics_files import remove_metrics_folder
 from service.settings import Settings
@@ -221,7 +221,9 @@ PATH_SAFE = "/:@!$&'()*+,;=~"
 def access_logger(destination: str) -> logging.Logger:
     """``ACCESS_LOG``'s logger: "-" is stderr, anything else a file path. Made in the worker,
     after Granian has configured its own loggers (which closes every handler made before)."""
-    handler = logging.StreamHandler() if destination == "-" else logging.FileHandler(destination)
+    handler = (
+        GroupWriteStreamHandler() if destination == "-" else GroupWriteFileHandler(destination)
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("backprop.access")
     logger.handlers = [handler]

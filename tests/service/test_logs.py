@@ -1,16 +1,25 @@
 """The JSON log line: byte for byte python-json-logger's ``JsonFormatter`` line for the same
-record, as configured before the formatter of our own (service/logs.py)."""
+record, as configured before the formatter of our own (service/logs.py); and the handler that
+writes the lines of many threads in groups."""
 
 import dataclasses
 import enum
+import io
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 
 import pytest
 from pythonjsonlogger.json import JsonFormatter as PythonJsonLoggerFormatter
 
-from service.logs import JSON_NAMES, RequestIdFilter, formatter, request_id_set
+from service.logs import (
+    JSON_NAMES,
+    GroupWriteStreamHandler,
+    RequestIdFilter,
+    formatter,
+    request_id_set,
+)
 
 PYTHON_JSON_LOGGER = PythonJsonLoggerFormatter(
     "{levelname}{name}{process}{message}", style="{", rename_fields=JSON_NAMES, timestamp="time"
@@ -104,3 +113,103 @@ def test_the_request_line_keys_in_order():
         + datetime.fromtimestamp(line.created, UTC).isoformat()
         + '"}'
     )
+
+
+class HeldStream(io.StringIO):
+    """A stream whose first write waits until ``release`` is set, recording every write."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[str] = []
+        self.first_write_started = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        if not self.writes:
+            self.first_write_started.set()
+            assert self.release.wait(10)
+        self.writes.append(text)
+        return super().write(text)
+
+
+def group_logger(stream: io.StringIO, name: str) -> logging.Logger:
+    handler = GroupWriteStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name)
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_a_line_alone_is_written_at_once_by_its_own_thread():
+    stream = io.StringIO()
+    logger = group_logger(stream, "test.group.alone")
+    logger.info("one")
+    assert stream.getvalue() == "one\n"
+    logger.info("two")
+    assert stream.getvalue() == "one\ntwo\n"
+
+
+def test_lines_that_come_during_a_write_go_out_together_in_the_next():
+    stream = HeldStream()
+    logger = group_logger(stream, "test.group.held")
+    first = threading.Thread(target=logger.info, args=("first",))
+    first.start()
+    assert stream.first_write_started.wait(10)
+    # Each of these returns at once: a write is under way, so its line is left to the writer.
+    others = [threading.Thread(target=logger.info, args=(f"line {n}",)) for n in range(5)]
+    for thread in others:
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+    assert stream.writes == []
+    stream.release.set()
+    first.join(10)
+    assert stream.writes == ["first\n", "".join(f"line {n}\n" for n in range(5))]
+
+
+def test_every_line_of_many_threads_is_written_once_and_whole():
+    stream = io.StringIO()
+    logger = group_logger(stream, "test.group.many")
+
+    def log_lines(thread: int) -> None:
+        for n in range(200):
+            logger.info("thread %d line %d", thread, n)
+
+    threads = [threading.Thread(target=log_lines, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    written = stream.getvalue().splitlines()
+    assert sorted(written) == sorted(f"thread {t} line {n}" for t in range(8) for n in range(200))
+
+
+def test_a_filter_still_drops_a_line_and_adds_the_request_id():
+    stream = io.StringIO()
+    logger = group_logger(stream, "test.group.filters")
+    handler = logger.handlers[0]
+    handler.setFormatter(formatter("text"))
+    handler.addFilter(RequestIdFilter())
+    handler.addFilter(lambda record: record.getMessage() != "dropped")
+    with request_id_set("req-9"):
+        logger.info("dropped")
+        logger.info("kept")
+    assert stream.getvalue().count("\n") == 1
+    assert stream.getvalue().endswith(" kept [request req-9]\n")
+
+
+def test_a_failed_write_is_reported_and_the_next_line_still_written(monkeypatch):
+    stream = io.StringIO()
+    logger = group_logger(stream, "test.group.failure")
+    handler = logger.handlers[0]
+    failures = []
+    monkeypatch.setattr(handler, "handleError", failures.append)
+    real_write = stream.write
+    monkeypatch.setattr(stream, "write", lambda text: 1 / 0)
+    logger.info("lost")
+    monkeypatch.setattr(stream, "write", real_write)
+    logger.info("after")
+    assert [record.getMessage() for record in failures] == ["lost"]
+    assert stream.getvalue() == "after\n"

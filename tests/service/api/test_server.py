@@ -22,6 +22,7 @@ from service.api import server
 from service.api.events import THREADS_PER_PROCESS
 from service.api.readiness import AlwaysReady
 from service.api.server import ApiServer
+from service.logs import GroupWriteFileHandler, GroupWriteStreamHandler
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.settings import Settings
 
@@ -122,9 +123,9 @@ def test_the_access_log_follows_the_setting(tmp_path, worker_parts, destination)
     (handler,) = logged.logger.handlers
     try:
         if destination == "-":
-            assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+            assert type(handler) is GroupWriteStreamHandler and handler.stream is sys.stderr
         else:
-            assert handler.baseFilename == str(path)
+            assert type(handler) is GroupWriteFileHandler and handler.baseFilename == str(path)
     finally:
         logged.logger.handlers = []
         handler.close()
