@@ -24,20 +24,23 @@ Every feature off (``OFF``): ``AUTH=off``, ``RATE_LIMIT=off``, ``PREDICT_RATE_LI
 ``PREDICTION_LOG=off``, ``ACCESS_LOG=off``, one training and ``bench-digits@production`` on its
 one version.
 
-Per backend both stacks are started side by side (bench/serving.py's ``running_service``: the API
-under Granian with its 2 processes, a worker and the dispatcher, as ``make run`` starts them),
-on SQLite and the embedded broker, or on PostgreSQL 127.0.0.1:5432 and Redis (dbs 10 and 11,
-flushed), and stay up through the rounds; each round runs ON then OFF (interleaved, so that a
-noisy machine weighs on both alike): a warm-up at 16 connections, then wrk (one thread,
+Both stacks of every backend are started side by side (bench/serving.py's ``running_service``:
+the API under Granian with its 2 processes, a worker and the dispatcher, as ``make run`` starts
+them), on SQLite and the embedded broker, or on PostgreSQL 127.0.0.1:5432 and Redis (dbs 10 and
+11, flushed), and stay up through the rounds. Each round loads every backend in turn (the first
+one rotating from round to round), and on each runs ON then OFF: interleaved, so that a noisy
+machine weighs on both stacks and both backends alike (run one backend after the other, the
+PostgreSQL stack once looked 0.3 CPU ms per request dearer than SQLite's; in turn it was level:
+docs/benchmarks.md, issue 29). Each load is a warm-up at 16 connections, then wrk (one thread,
 bench/wrk/post.lua) at 1 and 16 connections. The report gives the median of the rounds and each
 target per round: "met" when every round met it, "not met" when none did, "noisy" otherwise.
 
 With MLflow's venv present (bench/serving.py ``--setup-mlflow`` makes it), the first backend's
 OFF stack also gives the digits weights to MLflow's scoring server (bench/serving.py's functions:
 the same network as an MLPClassifier, checked against our probabilities), with ``-w 1`` and
-``-w 2`` side by side through that backend's rounds, each loaded at 16 connections after ON and
-OFF; the ">= 3x MLflow's best" target compares each round of ours with that round's better
-configuration (for the other backend: the same round number of the first backend's run).
+``-w 2`` side by side through the rounds, each loaded at 16 connections after that backend's ON
+and OFF; the ">= 3x MLflow's best" target compares each round of ours with that round's better
+configuration.
 Without the venv that target is reported as skipped.
 """
 
@@ -285,9 +288,12 @@ def mlflow_servers(stack: Stack, python: Path, folder: Path) -> Iterator[list[Lo
         yield servers
 
 
-def measure_backend(database: str, args: argparse.Namespace, folder: Path, mlflow: bool):
-    """The rounds on one backend (and MLflow's servers beside it when ``mlflow``), then the
-    prediction log's figures."""
+@contextmanager
+def started_backend(
+    database: str, args: argparse.Namespace, folder: Path, mlflow: bool
+) -> Iterator[Backend]:
+    """One backend's stacks, and MLflow's servers beside them when ``mlflow``, up until the
+    block ends."""
     with stacks(database, folder) as ready, ExitStack() as peers:
         servers, why = [], ""
         if mlflow and not (args.mlflow_venv / "bin" / "mlflow").exists():
@@ -295,20 +301,43 @@ def measure_backend(database: str, args: argparse.Namespace, folder: Path, mlflo
         elif mlflow:
             python = args.mlflow_venv / "bin" / "python"
             servers = peers.enter_context(mlflow_servers(ready["off"], python, folder))
-        load_averages = []
+        yield Backend(database, ready, [], servers, why)
+
+
+def in_round_order(backends: list[Backend], round_number: int) -> list[Backend]:
+    """The backends in the order of one round: each round starts one further along, so that
+    no backend always runs right after the same other one."""
+    shift = (round_number - 1) % len(backends)
+    return backends[shift:] + backends[:shift]
+
+
+def measure_backends(args: argparse.Namespace, folder: Path) -> list[Backend]:
+    """Every backend's stacks up side by side and loaded in interleaved rounds (each round
+    loads every backend in turn: ON, OFF, the /v2 load, MLflow's servers), so that a
+    difference between backends is not one between two halves of the run; then the
+    prediction log's figures."""
+    with ExitStack() as running:
+        backends = [
+            running.enter_context(
+                started_backend(database, args, folder, index == 0 and not args.no_mlflow)
+            )
+            for index, database in enumerate(args.databases)
+        ]
         for round_number in range(1, args.rounds + 1):
-            say(f"{database}, round {round_number}")
-            v2_loads = [stack.v2 for stack in ready.values() if stack.v2]
-            for loaded in [*ready.values(), *v2_loads, *servers]:
-                load_averages.append(os.getloadavg()[0])
-                loaded.load(args.warmup, args.seconds, folder)
-        load_averages.append(os.getloadavg()[0])
-        backend = Backend(database, ready, load_averages, servers, why)
+            for backend in in_round_order(backends, round_number):
+                say(f"{backend.database}, round {round_number}")
+                v2_loads = [stack.v2 for stack in backend.stacks.values() if stack.v2]
+                for loaded in [*backend.stacks.values(), *v2_loads, *backend.mlflow]:
+                    backend.load_averages.append(os.getloadavg()[0])
+                    loaded.load(args.warmup, args.seconds, folder)
+        for backend in backends:
+            backend.load_averages.append(os.getloadavg()[0])
         time.sleep(SETTLE_SECONDS)
-        backend.dropped = dropped_rows(ready["on"])
-        backend.logged = logged_rows(ready["on"])
-        backend.access_lines = access_log_lines(folder / f"{database}-on")
-        return backend
+        for backend in backends:
+            backend.dropped = dropped_rows(backend.stacks["on"])
+            backend.logged = logged_rows(backend.stacks["on"])
+            backend.access_lines = access_log_lines(folder / f"{backend.database}-on")
+        return backends
 
 
 # --- The report -----------------------------------------------------------------------------
@@ -502,11 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     require_wrk()
     started = datetime.now(UTC).strftime("%d %b %Y, %H:%M UTC")
-    backends = []
     with work_folder() as folder:
-        for index, database in enumerate(args.databases):
-            mlflow = index == 0 and not args.no_mlflow
-            backends.append(measure_backend(database, args, folder, mlflow))
+        backends = measure_backends(args, folder)
     print(report(backends, args, started))
 
 
