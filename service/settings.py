@@ -72,6 +72,9 @@ class Settings:
     # proxy any client could send them.
     trusted_proxies: int = 0
     web_concurrency: int = 2
+    # Small predictions running at once in each API process; more wait their turn, first come
+    # first served (service/api/turns.py). 0: no turns.
+    predict_concurrency: int = 2
     # Event streams one tenant may hold open on one API process (of its 24): the rest stay
     # for the other tenants.
     streams_per_tenant: int = 12
@@ -240,6 +243,8 @@ class Settings:
             raise ValueError(f"SHADOW_QUEUE_SIZE={self.shadow_queue_size}: must be 1 or more")
         if self.train_threads < 1:
             raise ValueError(f"TRAIN_THREADS={self.train_threads}: must be 1 or more")
+        if self.predict_concurrency < 0:
+            raise ValueError(f"PREDICT_CONCURRENCY={self.predict_concurrency}: must be 0 or more")
         if self.drain_seconds < 0:
             raise ValueError(f"DRAIN_SECONDS={self.drain_seconds}: must be 0 or more")
         self._check_warm_models()

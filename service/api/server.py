@@ -32,6 +32,7 @@ from prometheus_client import multiprocess
 from service.api.app import create_app
 from service.api.events import THREADS_PER_PROCESS
 from service.api.readiness import ServerReadiness, start_warm_up
+from service.api.turns import PredictionTurns
 from service.logs import GroupWriteFileHandler, GroupWriteStreamHandler, configure_logging
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.metrics_files import remove_metrics_folder
@@ -135,11 +136,14 @@ def stop_now(signal_number: int) -> None:
 
 def app_in_worker(settings: Settings, readiness: ServerReadiness, slot: int):
     """In a new worker, once forked: the app, its warm-up started in a thread (the worker
-    freezes what it has built, then reports ready in ``slot``), and the access line if asked."""
+    freezes what it has built, then reports ready in ``slot``), the access line if asked, and
+    small predictions in turns unless ``PREDICT_CONCURRENCY`` is 0."""
     app = create_app(settings, readiness)
     start_warm_up(app, readiness, slot, freeze_long_lived_objects)
     if settings.access_log != "off":
         app = CombinedLogFormatAccessLog(app, access_logger(settings.access_log))
+    if settings.predict_concurrency > 0:
+        app = PredictionTurns(app, settings.predict_concurrency)
     return GranianEnvironMended(app)
 
 

@@ -75,3 +75,10 @@ def test_a_drain_lasts_zero_seconds_or_more():
     assert Settings.from_env({"DRAIN_SECONDS": "0"}).drain_seconds == 0
     with pytest.raises(ValueError, match="DRAIN_SECONDS=-1.0: must be 0 or more"):
         Settings(drain_seconds=-1.0)
+
+
+def test_predictions_take_turns_of_zero_or_more():
+    assert Settings().predict_concurrency == 2
+    assert Settings.from_env({"PREDICT_CONCURRENCY": "0"}).predict_concurrency == 0
+    with pytest.raises(ValueError, match="PREDICT_CONCURRENCY=-1: must be 0 or more"):
+        Settings(predict_concurrency=-1)

@@ -22,6 +22,7 @@ from service.api import server
 from service.api.events import THREADS_PER_PROCESS
 from service.api.readiness import AlwaysReady
 from service.api.server import ApiServer
+from service.api.turns import PredictionTurns
 from service.logs import GroupWriteFileHandler, GroupWriteStreamHandler
 from service.metrics_files import VARIABLE as METRICS_FOLDER
 from service.settings import Settings
@@ -117,7 +118,8 @@ def test_a_request_environ_holds_nothing_of_the_process_environment(monkeypatch)
 @pytest.mark.parametrize("destination", ["-", "access.log"])
 def test_the_access_log_follows_the_setting(tmp_path, worker_parts, destination):
     path = tmp_path / destination
-    settings = settings_in(tmp_path, access_log="-" if destination == "-" else str(path))
+    access_log = "-" if destination == "-" else str(path)
+    settings = settings_in(tmp_path, access_log=access_log, predict_concurrency=0)
     logged = server.app_in_worker(settings, "readiness", 1).app
     assert isinstance(logged, server.CombinedLogFormatAccessLog) and logged.app == "app"
     (handler,) = logged.logger.handlers
@@ -129,6 +131,20 @@ def test_the_access_log_follows_the_setting(tmp_path, worker_parts, destination)
     finally:
         logged.logger.handlers = []
         handler.close()
+
+
+@pytest.mark.parametrize("access_log", ["off", "-"])
+def test_small_predictions_take_turns_around_the_access_line(tmp_path, worker_parts, access_log):
+    settings = settings_in(tmp_path, access_log=access_log, predict_concurrency=3)
+    turned = server.app_in_worker(settings, "readiness", 1).app
+    assert isinstance(turned, PredictionTurns) and turned.turns.free == 3
+    inner = turned.app if access_log == "off" else turned.app.app
+    assert inner == "app"
+
+
+def test_no_turns_with_predict_concurrency_0(tmp_path, worker_parts):
+    settings = settings_in(tmp_path, predict_concurrency=0)
+    assert server.app_in_worker(settings, "readiness", 1).app == "app"
 
 
 def test_frozen_objects_are_out_of_the_collectors_reach():
