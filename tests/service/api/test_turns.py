@@ -123,12 +123,18 @@ def test_turns_let_in_at_most_their_size_first_come_first_served():
     assert turned.turns.free == 2 and not turned.turns.waiting
 
 
-def test_the_body_is_read_and_closed_before_the_turn_passes_on():
+def one_turn_held(name: str) -> tuple[HeldApp, PredictionTurns, dict, threading.Thread]:
+    """One turn, taken by the request ``name``, held inside the app until released."""
     app = HeldApp()
     turned = PredictionTurns(app, 1)
     answers: dict = {}
-    first = start(turned, app, "first", answers)
-    wait_until(lambda: app.inside == ["first"])
+    thread = start(turned, app, name, answers)
+    wait_until(lambda: app.inside == [name])
+    return app, turned, answers, thread
+
+
+def test_the_body_is_read_and_closed_before_the_turn_passes_on():
+    app, turned, answers, first = one_turn_held("first")
     second = start(turned, app, "second", answers)
     wait_until(lambda: len(turned.turns.waiting) == 1)
     app.release["first"].set()
@@ -140,11 +146,7 @@ def test_the_body_is_read_and_closed_before_the_turn_passes_on():
 
 
 def test_other_requests_do_not_wait_for_a_turn():
-    app = HeldApp()
-    turned = PredictionTurns(app, 1)
-    answers: dict = {}
-    held = start(turned, app, "held", answers)
-    wait_until(lambda: app.inside == ["held"])
+    app, turned, answers, held = one_turn_held("held")
     large = start(turned, app, "large", answers, CONTENT_LENGTH=str(SMALL_BODY_BYTES + 1))
     listing = start(turned, app, "listing", answers, REQUEST_METHOD="GET")
     wait_until(lambda: sorted(app.inside) == ["held", "large", "listing"])
