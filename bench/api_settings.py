@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench.contracts import REPO
-from bench.features import FEATURES, stacks
+from bench.features import FEATURES, Stack, stacks
 from bench.servers import measure, report, running
 from bench.serving import Request, WrkResult, free_port, say
 
@@ -38,6 +38,19 @@ def variant(text: list[str]) -> tuple[str, dict[str, str]]:
             raise argparse.ArgumentTypeError(f"{assignment!r} is not VAR=VALUE")
         settings[key] = value
     return name, settings
+
+
+def api_environment(stack: Stack, features: str) -> dict[str, str]:
+    """The environment of one more ``backprop api`` on ``stack``'s database and broker, with
+    the settings of its ``features`` (every feature on or off); ``PORT`` is the caller's."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": stack.settings.database_url,
+        "BROKER_URL": stack.settings.broker_url,
+        "HOST": "127.0.0.1",
+        **FEATURES[features],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,14 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         with stacks(args.backend, folder) as ready:
             stack = ready[args.features]
             path = stack.request.url.split("/v1/", 1)[1]
-            base = {
-                **os.environ,
-                "PYTHONPATH": str(REPO),
-                "DATABASE_URL": stack.settings.database_url,
-                "BROKER_URL": stack.settings.broker_url,
-                "HOST": "127.0.0.1",
-                **FEATURES[args.features],
-            }
+            base = api_environment(stack, args.features)
             results: dict[str, list[dict[int, WrkResult]]] = {name: [] for name in variants}
             for round_number in range(1, args.rounds + 1):
                 for name, settings in variants.items():
