@@ -134,7 +134,16 @@ def predict_body(req: Request) -> dict | bytes:
     payload = req.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
+    if instances_alone(payload):
+        return payload
     return load_or_fail(PREDICT_REQUEST, payload)
+
+
+def instances_alone(payload: object) -> bool:
+    """Whether ``payload`` is ``{"instances": ...}`` and nothing else, not null: a body that
+    ``PredictRequestSchema`` loads as it is (a ``Raw`` field, one form), so the hot path skips
+    marshmallow's load (a twentieth of a single-row prediction's time)."""
+    return type(payload) is dict and len(payload) == 1 and payload.get("instances") is not None
 
 
 def rows_to_predict(served: ServedModel, body: dict | bytes, limit: int) -> np.ndarray:
