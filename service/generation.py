@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.retry import Retry
 
+from service.ids import uuid4_hex
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Generation(Protocol):
 
 
 def new_token() -> str:
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 class RedisGeneration:
