@@ -131,7 +131,11 @@ class RedisGeneration:
         self._subscription, self._subscribed_pid = subscription, os.getpid()
 
     def _received(self) -> object:
-        """The token of the last message already in the socket, without waiting."""
+        """The token of the last message already in the socket, without waiting. The socket is
+        asked first: ``get_message`` would ask it too, from under its checks and retry layer,
+        which cost a request that finds nothing (nearly every one) 2 us more."""
+        if not self._subscription.connection.can_read(timeout=0):
+            return self._token
         while (message := self._subscription.get_message(timeout=0.0)) is not None:
             if message["type"] == "message":
                 self._token = message["data"]
