@@ -124,6 +124,12 @@ PREDICT_CSV_DOC = {
 }
 
 
+# What a prediction answers in, JSON first (on a tie); and the Accept headers (None: no header)
+# under which JSON is the answer whatever werkzeug's negotiation would weigh.
+ANSWER_TYPES = ["application/json", "text/csv"]
+JSON_FIRST_ACCEPTS = frozenset({None, "*/*", "application/json"})
+
+
 def predict_body(req: Request) -> dict | bytes:
     """The body of a prediction, read before the model is looked up (so that an oversized body
     is a 413 whatever the ref): the bytes of a CSV body, or the checked JSON body."""
@@ -163,8 +169,13 @@ def json_response(body: dict, headers: dict[str, str]) -> Response:
 
 
 def wants_csv(req: Request) -> bool:
-    """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie)."""
-    return req.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+    """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie). The
+    headers most clients send (``JSON_FIRST_ACCEPTS``) are answered without werkzeug's parse
+    and match of the header (5 to 20 us)."""
+    accept = req.environ.get("HTTP_ACCEPT")
+    if accept in JSON_FIRST_ACCEPTS:
+        return False
+    return req.accept_mimetypes.best_match(ANSWER_TYPES) == "text/csv"
 
 
 def routing_key(req: Request, body: dict | bytes) -> str | None:
