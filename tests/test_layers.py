@@ -63,7 +63,7 @@ ENTRY_POINTS = {
 # own, never from a later layer nor from another group of its layer (the worker and the API stand
 # side by side, and neither imports the other). A group is a module or a folder.
 LAYERS = (
-    ("model_core", "service.vocabulary"),
+    ("model_core", "service.vocabulary", "service.ids"),
     ("service.settings",),
     (
         "service.logs",

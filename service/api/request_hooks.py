@@ -10,11 +10,11 @@ log line.
 import logging
 import re
 import time
-import uuid
 
 from flask import Flask, Request, Response, current_app, g, request
 
 from service.api.auth import Principal
+from service.ids import uuid4_hex
 from service.logs import REQUEST_ID
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -29,7 +29,7 @@ def request_id_from(header: str | None) -> str:
     """The client's request id when it is acceptable, else a new one."""
     if header is not None and VALID_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 def start_request() -> None:

@@ -11,7 +11,6 @@ dropped and counted too, so that an outage cannot grow the buffer without bound.
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.predictions import LogRows, add_bin_counts, reference_blob, write_batch
+from service.ids import uuid4_hex
 from service.serving.drift import bin_counts, reference_from_npz
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def new_prediction_id() -> str:
     """A request's prediction id: 32 hex digits, random (uuid4)."""
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 @dataclass(frozen=True)

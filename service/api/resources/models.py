@@ -124,6 +124,12 @@ PREDICT_CSV_DOC = {
 }
 
 
+# What a prediction answers in, JSON first (on a tie); and the Accept headers (None: no header)
+# under which JSON is the answer whatever werkzeug's negotiation would weigh.
+ANSWER_TYPES = ["application/json", "text/csv"]
+JSON_FIRST_ACCEPTS = frozenset({None, "*/*", "application/json"})
+
+
 def predict_body(req: Request) -> dict | bytes:
     """The body of a prediction, read before the model is looked up (so that an oversized body
     is a 413 whatever the ref): the bytes of a CSV body, or the checked JSON body."""
@@ -134,7 +140,16 @@ def predict_body(req: Request) -> dict | bytes:
     payload = req.get_json(silent=True)
     if payload is None:
         fail(400, INVALID_REQUEST, {"json": ["Invalid JSON body."]})
+    if instances_alone(payload):
+        return payload
     return load_or_fail(PREDICT_REQUEST, payload)
+
+
+def instances_alone(payload: object) -> bool:
+    """Whether ``payload`` is ``{"instances": ...}`` and nothing else, not null: a body that
+    ``PredictRequestSchema`` loads as it is (a ``Raw`` field, one form), so the hot path skips
+    marshmallow's load (a twentieth of a single-row prediction's time)."""
+    return type(payload) is dict and len(payload) == 1 and payload.get("instances") is not None
 
 
 def rows_to_predict(served: ServedModel, body: dict | bytes, limit: int) -> np.ndarray:
@@ -154,8 +169,13 @@ def json_response(body: dict, headers: dict[str, str]) -> Response:
 
 
 def wants_csv(req: Request) -> bool:
-    """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie)."""
-    return req.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+    """Whether the request's Accept header prefers text/csv to JSON (JSON on a tie). The
+    headers most clients send (``JSON_FIRST_ACCEPTS``) are answered without werkzeug's parse
+    and match of the header (5 to 20 us)."""
+    accept = req.environ.get("HTTP_ACCEPT")
+    if accept in JSON_FIRST_ACCEPTS:
+        return False
+    return req.accept_mimetypes.best_match(ANSWER_TYPES) == "text/csv"
 
 
 def routing_key(req: Request, body: dict | bytes) -> str | None:

@@ -5,10 +5,11 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
-from service.api.metrics import DatabaseCollector
+from service.api.metrics import DatabaseCollector, HttpMetrics
 from service.db.models import (
     Dataset,
     EpochMetric,
@@ -251,3 +252,20 @@ def test_webhook_deliveries_are_counted_by_status_with_the_oldest_due(sessions):
         "failed": 1,
     }
     assert 50 <= figures["backprop_webhook_delivery_lag_seconds"] < 100
+
+
+def test_figures_counted_after_a_reset_are_scraped():
+    """The labelled figures ``observe`` keeps are forgotten with the rest by ``reset``: the
+    requests counted after it are the ones shown."""
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry)
+    predict = ("/v1/models/<ref>/predict", "POST", 200, 0.001, "7")
+    metrics.observe(*predict)
+    metrics.reset()
+    metrics.observe(*predict)
+    metrics.observe(*predict)
+    route = {"route": predict[0], "method": "POST", "status": "200"}
+    assert registry.get_sample_value("backprop_http_requests_total", route) == 2
+    assert registry.get_sample_value("backprop_http_request_duration_seconds_count", route) == 2
+    counted = {"model_id": "7", "action": "predict"}
+    assert registry.get_sample_value("backprop_predictions_total", counted) == 2

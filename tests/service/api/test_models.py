@@ -4,8 +4,10 @@ import io
 
 import numpy as np
 import pytest
+from flask import request
 
 import model_core
+from service.api.resources.models import wants_csv
 from tests.factories import assert_envelope, job_body
 from worker.training import run_training
 
@@ -146,3 +148,15 @@ def test_the_model_cache_is_bounded_in_bytes(client_with, model_id, monkeypatch)
     client = client_with(model_cache_bytes=50)  # XOR: 17 parameters + mean and scale, > 50 B
     # larger than the whole cache: never kept
     assert loads_for_three_predictions(client, model_id, monkeypatch) == 3
+
+
+ACCEPTS = [None, "*/*", "application/json", "text/csv", "text/*", "text/csv, */*;q=0.1"]
+
+
+@pytest.mark.parametrize("accept", [*ACCEPTS, "*/*;q=0.5, text/csv"])
+def test_the_answers_type_is_werkzeugs_negotiation(app, accept):
+    """``wants_csv`` answers the usual headers itself: as werkzeug's negotiation does."""
+    headers = {} if accept is None else {"Accept": accept}
+    with app.test_request_context("/v1/models/1/predict", headers=headers):
+        negotiated = request.accept_mimetypes.best_match(["application/json", "text/csv"])
+        assert wants_csv(request) == (negotiated == "text/csv")

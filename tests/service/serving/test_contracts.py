@@ -164,6 +164,16 @@ def test_a_bad_body_is_422_naming_the_field(client, iris, case):
     assert_envelope(predict(client, "iris", **body), 422, field)
 
 
+def test_instances_alone_are_checked_as_the_schema_checks_them(client, iris):
+    """The hot path takes a body of ``instances`` alone past the schema's load: a null one,
+    or one beside a field the schema does not know, still gets the schema's own 422."""
+    null = assert_envelope(predict(client, "iris", instances=None), 422, "instances")
+    assert null["details"]["instances"] == ["Field may not be null."]
+    unknown = predict(client, "iris", instances=ROWS.tolist(), colour="red")
+    assert assert_envelope(unknown, 422, "colour")["details"]["colour"] == ["Unknown field."]
+    assert predict(client, "iris", instances=ROWS.tolist()).status_code == 200
+
+
 def test_no_form_or_two_list_the_three_forms(client, iris):
     for body in ({}, {"instances": [[1, 2, 3, 4]], "columns": IRIS_COLUMNS, "data": [[1] * 4]}):
         error = assert_envelope(predict(client, "iris", **body), 422)
