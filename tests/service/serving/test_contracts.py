@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
+from service.api.resources.models import PREDICT_REQUEST, instances_alone
 from service.datasets.samples import load_sample
 from tests.factories import assert_envelope
 from tests.service.serving.test_models_evaluate import (
@@ -172,6 +173,18 @@ def test_instances_alone_are_checked_as_the_schema_checks_them(client, iris):
     unknown = predict(client, "iris", instances=ROWS.tolist(), colour="red")
     assert assert_envelope(unknown, 422, "colour")["details"]["colour"] == ["Unknown field."]
     assert predict(client, "iris", instances=ROWS.tolist()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "instances", [[[1.5, 2, 3, 4]], [{"a": 1}], "not rows", 7, [], [[None, "x"]]]
+)
+def test_the_schema_loads_instances_alone_as_they_are(instances):
+    """What lets ``predict_body`` skip the load for such a body: the schema would return it
+    unchanged, whatever the rows hold (they are checked against the model afterwards). A
+    validator added to ``instances`` must make this fail, and the hot path go."""
+    body = {"instances": instances}
+    assert instances_alone(body)
+    assert PREDICT_REQUEST.load(body) == body
 
 
 def test_no_form_or_two_list_the_three_forms(client, iris):
