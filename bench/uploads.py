@@ -5,6 +5,7 @@
     python -m bench.uploads --rows 10000 50000     # other sizes (default 10k, 50k, 200k rows)
     python -m bench.uploads --before PATH          # each upload also to PATH's code, in turn
     python -m bench.uploads --repeats 5            # each upload 5 times: median and spread
+    python -m bench.uploads --formats csv          # CSV only (default csv, parquet and npz)
 
 ``--before`` is a checkout of the code to compare with (``git archive main | tar -x -C PATH``):
 each file is uploaded to an API of that tree's code (its own migrations, processes and
@@ -52,6 +53,7 @@ WARMUP_ROWS = 1_000
 MAX_MEMORY_RATIO = 2.0
 MIN_CSV_MB_PER_SECOND = 100.0
 MB = 1e6
+FORMATS = ("csv", "parquet", "npz")
 
 
 def data_set(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +72,7 @@ def write_files(n_rows: int, folder: Path) -> dict[str, Path]:
     """The data set of ``n_rows`` as ``{format: path}``."""
     x, y = data_set(n_rows)
     stem = folder / f"rows-{n_rows}"
-    paths = {fmt: stem.with_suffix(f".{fmt}") for fmt in ("csv", "parquet", "npz")}
+    paths = {fmt: stem.with_suffix(f".{fmt}") for fmt in FORMATS}
     table = as_table(x, y)
     pa_csv.write_csv(table, paths["csv"])
     pq.write_table(table, paths["parquet"])
@@ -183,15 +185,22 @@ def measured_upload(target: Target, folder: Path, warmup: Path, path: Path, rows
 
 
 def run_uploads(
-    targets: list[Target], sizes: list[int], folder: Path, repeats: int = 1
+    targets: list[Target],
+    sizes: list[int],
+    folder: Path,
+    repeats: int = 1,
+    formats: tuple[str, ...] = FORMATS,
 ) -> list[UploadRun]:
-    """Each file uploaded ``repeats`` times to each target, the targets in turn (starting with
-    the first, then with the last, and so on)."""
+    """Each file of ``formats`` uploaded ``repeats`` times to each target, the targets in turn
+    (starting with the first, then with the last, and so on)."""
     warmups = write_files(WARMUP_ROWS, folder)
     runs = []
     for rows in sizes:
         say(f"{rows} rows: writing the files")
         for file_format, path in write_files(rows, folder).items():
+            if file_format not in formats:
+                path.unlink()
+                continue
             for repeat in range(repeats):
                 for target in in_turn(targets, repeat):
                     say(f"{rows} rows: uploading {path.name} to {target.name} ({repeat + 1})")
@@ -290,6 +299,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=1, help="uploads of each file to each tree (default 1)"
     )
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument(
         "--redis-url", default=REDIS_URL, help="PostgreSQL's broker (flushed before and after)"
     )
@@ -304,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         targets = [Target(args.database, args.redis_url)]
         if args.before is not None:
             targets.insert(0, Target(args.database, args.redis_url, args.before.resolve()))
-        runs = run_uploads(targets, args.rows, Path(name), args.repeats)
+        runs = run_uploads(targets, args.rows, Path(name), args.repeats, tuple(args.formats))
     print(report(runs, args.database, load_average))
 
 
