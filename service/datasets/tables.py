@@ -369,12 +369,17 @@ def arrow_file(stream: BinaryIO) -> pa.NativeFile:
     """``stream`` as pyarrow reads it without the GIL: a ``BytesIO``'s bytes in place (its
     ``getvalue`` is the very bytes it was made from; ``getbuffer`` would copy them), else the
     file under its descriptor (a spooled upload is rolled over to disk if it was not), opened
-    again, so that the parse holds a block of it at a time."""
+    again, so that the parse holds a block of it at a time.
+
+    The file's reads are buffers of ``MEMORY_POOL`` too, not of pyarrow's default pool
+    (mimalloc), which keeps the pages of the first large parse in a process (the two halves'
+    reads at once) for the next: 30 MB more at that parse's peak (docs/benchmarks.md, issue 29,
+    eighth session)."""
     if isinstance(stream, io.BytesIO):
         return pa.BufferReader(stream.getvalue())
     descriptor = stream.fileno()
     stream.flush()
-    return pa.OSFile(f"/dev/fd/{descriptor}")
+    return pa.OSFile(f"/dev/fd/{descriptor}", memory_pool=MEMORY_POOL)
 
 
 def arrow_reader(

@@ -139,3 +139,13 @@ def test_the_numbers_are_read_in_the_order_asked_not_the_file_s():
     read = tables.stream_numbers(csv_file, [2, 0], [1], None, as_text=False)
     np.testing.assert_array_equal(read.values, [[3.0, 1.0], [6.0, 4.0]])
     assert read.labels.to_pylist() == ["x", "y"]
+
+
+def test_a_file_s_reads_are_buffers_of_the_service_s_pool(tmp_path):
+    """Not of pyarrow's default pool, which keeps their pages for its next use."""
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"1,2\n" * (1 << 18))
+    with path.open("rb") as stream, tables.arrow_file(stream) as source:
+        before = tables.MEMORY_POOL.bytes_allocated()
+        piece = source.read_buffer(1 << 20)
+        assert tables.MEMORY_POOL.bytes_allocated() - before >= piece.size == 1 << 20
