@@ -224,18 +224,29 @@ def read_batches(
             # more in one block than the limits let it hold (refused just below)
             more = np.empty((max(len(values), batch.num_rows), n_numbers))
             values = np.concatenate([values[:rows], more])
-        for position in range(n_numbers):
-            out = values[rows : rows + batch.num_rows, position]
-            if not as_text:
-                out[:] = batch.column(position).to_numpy()
-            elif position not in not_numbers:
-                bad_row = fill_from_text(out, batch.column(position))
+        out = values[rows : rows + batch.num_rows]
+        if not as_text:
+            out[:] = number_rows(batch, n_numbers)
+        for position in range(n_numbers) if as_text else ():
+            if position not in not_numbers:
+                bad_row = fill_from_text(out[:, position], batch.column(position))
                 if bad_row is not None:
                     not_numbers[position] = rows + bad_row
         label_chunks += batch.columns[n_numbers:]
         rows += batch.num_rows
         check_size(csv_file, rows, n_numbers, limits)
     return values, not_numbers, label_chunks, rows
+
+
+def number_rows(batch: pa.RecordBatch, n_numbers: int) -> np.ndarray:
+    """The batch's first ``n_numbers`` columns (float64, no nulls) as rows (n, n_numbers): made
+    by pyarrow in one call without the GIL, not by a Python loop writing a column at a time
+    across the rows, which took twice as long and held the GIL the other half's thread needs
+    (docs/benchmarks.md, issue 29, eighth session)."""
+    if n_numbers == 0:
+        return np.empty((batch.num_rows, 0))
+    numbers = batch.select(range(n_numbers))
+    return numbers.to_tensor(row_major=True, memory_pool=MEMORY_POOL).to_numpy()
 
 
 def read_in_halves(
@@ -358,12 +369,17 @@ def arrow_file(stream: BinaryIO) -> pa.NativeFile:
     """``stream`` as pyarrow reads it without the GIL: a ``BytesIO``'s bytes in place (its
     ``getvalue`` is the very bytes it was made from; ``getbuffer`` would copy them), else the
     file under its descriptor (a spooled upload is rolled over to disk if it was not), opened
-    again, so that the parse holds a block of it at a time."""
+    again, so that the parse holds a block of it at a time.
+
+    The file's reads are buffers of ``MEMORY_POOL`` too, not of pyarrow's default pool
+    (mimalloc), which keeps the pages of the first large parse in a process (the two halves'
+    reads at once) for the next: 30 MB more at that parse's peak (docs/benchmarks.md, issue 29,
+    eighth session)."""
     if isinstance(stream, io.BytesIO):
         return pa.BufferReader(stream.getvalue())
     descriptor = stream.fileno()
     stream.flush()
-    return pa.OSFile(f"/dev/fd/{descriptor}")
+    return pa.OSFile(f"/dev/fd/{descriptor}", memory_pool=MEMORY_POOL)
 
 
 def arrow_reader(

@@ -6,6 +6,7 @@ test_upload_errors.py, here cut in two)."""
 import io
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from service.datasets import tables
@@ -125,3 +126,26 @@ def test_line_breaks_across_pieces_are_counted_once(monkeypatch, piece_bytes):
         empty = text.replace(line_end, line_end * 2, 1)
         source = tables.arrow_file(io.BytesIO(empty.encode()))
         assert tables.line_count(source, 0, empty.rindex("\n") + 1) is None
+
+
+def test_a_batch_s_number_columns_become_its_rows():
+    batch = pa.record_batch({"a": [1.0, 2.0], "b": [3.0, 4.0], "label": ["x", "y"]})
+    np.testing.assert_array_equal(tables.number_rows(batch, 2), [[1.0, 3.0], [2.0, 4.0]])
+    assert tables.number_rows(batch, 0).shape == (2, 0)
+
+
+def test_the_numbers_are_read_in_the_order_asked_not_the_file_s():
+    csv_file = csv_of("a,label,c\n1,x,3\n4,y,6\n")
+    read = tables.stream_numbers(csv_file, [2, 0], [1], None, as_text=False)
+    np.testing.assert_array_equal(read.values, [[3.0, 1.0], [6.0, 4.0]])
+    assert read.labels.to_pylist() == ["x", "y"]
+
+
+def test_a_file_s_reads_are_buffers_of_the_service_s_pool(tmp_path):
+    """Not of pyarrow's default pool, which keeps their pages for its next use."""
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"1,2\n" * (1 << 18))
+    with path.open("rb") as stream, tables.arrow_file(stream) as source:
+        before = tables.MEMORY_POOL.bytes_allocated()
+        piece = source.read_buffer(1 << 20)
+        assert tables.MEMORY_POOL.bytes_allocated() - before >= piece.size == 1 << 20
