@@ -53,6 +53,14 @@ def api_environment(stack: Stack, features: str) -> dict[str, str]:
     }
 
 
+def request_to(stack: Stack, base_url: str, name: str) -> Request:
+    """``stack``'s prediction (its row, its key) sent to another API, at ``base_url``."""
+    path = stack.request.url.split("/v1/", 1)[1]
+    return Request(
+        name, "instances", f"{base_url}/v1/{path}", stack.request.body, header=stack.request.header
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("embedded", "postgres"), default="postgres")
@@ -71,7 +79,6 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(name)
         with stacks(args.backend, folder) as ready:
             stack = ready[args.features]
-            path = stack.request.url.split("/v1/", 1)[1]
             base = api_environment(stack, args.features)
             results: dict[str, list[dict[int, WrkResult]]] = {name: [] for name in variants}
             for round_number in range(1, args.rounds + 1):
@@ -81,13 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                     env = {**base, **settings, "PORT": str(port)}
                     log = folder / f"api-{port}.log"
                     with running([str(BACKPROP), "api"], port, env, log) as url:
-                        request = Request(
-                            name,
-                            "instances",
-                            f"{url}/v1/{path}",
-                            stack.request.body,
-                            header=stack.request.header,
-                        )
+                        request = request_to(stack, url, name)
                         results[name].append(measure(request, args.seconds, folder))
     print(report(results, args.rounds, args.seconds, label="variant"))
 

@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.api_settings import api_environment
+from bench.api_settings import api_environment, request_to
 from bench.features import Stack, stacks
 from bench.server_cpu import PROC, server_processes
 from bench.servers import running
@@ -107,7 +107,6 @@ def wrk_at_once(loads: list[tuple[Request, int]], seconds: int, folder: Path, du
 
 def load_layout(stack: Stack, layout: str, seconds: int, folder: Path) -> Load:
     """``layout``'s APIs started on ``stack``, warmed up, then loaded for ``seconds``."""
-    path = stack.request.url.split("/v1/", 1)[1]
     with ExitStack() as apis:
         loads, ports = [], []
         for processes, connections in LAYOUTS[layout]:
@@ -119,14 +118,7 @@ def load_layout(stack: Stack, layout: str, seconds: int, folder: Path) -> Load:
             }
             log = folder / f"api-{port}.log"
             url = apis.enter_context(running([str(BACKPROP), "api"], port, env, log))
-            request = Request(
-                layout,
-                "instances",
-                f"{url}/v1/{path}",
-                stack.request.body,
-                header=stack.request.header,
-            )
-            loads.append((request, connections))
+            loads.append((request_to(stack, url, layout), connections))
             ports.append(port)
         wrk_at_once(loads, WARM_UP_SECONDS, folder)
         pids = [pid for port in ports for pid in server_processes(port)]
