@@ -93,10 +93,40 @@ CTRL_C_ROUNDS = 12
 CTRL_C_AT_ONCE = 4
 
 
+# Ports tried before a round gives up: free_port's port may be taken again meanwhile.
+PORT_ATTEMPTS = 3
+
+
+def api_listening(folder) -> tuple[subprocess.Popen, int]:
+    """`backprop api` in a new session, once its own main process listens, and its port.
+
+    A port free_port() found free may be taken before the API binds it (by another test's
+    server, or a round beside this one); that server would answer the health check and the
+    Ctrl-C would reach this API still importing. So the API's own "Listening at" line is
+    awaited, and an API that could not bind is started again on another port."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port, log = free_port(), folder / f"api-{attempt}.log"
+        api = start_in_new_session(["api"], folder, embedded_env(port), log)
+        if listens(api, log, port):
+            return api, port
+        kill_session(api.pid)
+    raise AssertionError(f"the API could not listen on any of {PORT_ATTEMPTS} free ports")
+
+
+def listens(api: subprocess.Popen, log, port: int) -> bool:
+    """Whether ``api`` says it listens on ``port``: awaited until it does, or until it ends."""
+    listening = f"Listening at: http://127.0.0.1:{port}"
+    wait_until(
+        lambda: api.poll() is not None or listening in log.read_text(),
+        START_DEADLINE_SECONDS,
+        f"the API to listen on {port}",
+    )
+    return api.poll() is None
+
+
 def serve_then_ctrl_c(folder) -> None:
     folder.mkdir()
-    port = free_port()
-    api = start_in_new_session(["api"], folder, embedded_env(port), folder / "api.log")
+    api, port = api_listening(folder)
     try:
         wait_until_answering(f"http://127.0.0.1:{port}/health/live")
         ctrl_c(api.pid)
