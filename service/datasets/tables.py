@@ -225,17 +225,28 @@ def read_batches(
             more = np.empty((max(len(values), batch.num_rows), n_numbers))
             values = np.concatenate([values[:rows], more])
         out = values[rows : rows + batch.num_rows]
-        if not as_text:
+        if as_text:
+            fill_numbers_from_text(out, batch, not_numbers, rows)
+        else:
             out[:] = number_rows(batch, n_numbers)
-        for position in range(n_numbers) if as_text else ():
-            if position not in not_numbers:
-                bad_row = fill_from_text(out[:, position], batch.column(position))
-                if bad_row is not None:
-                    not_numbers[position] = rows + bad_row
         label_chunks += batch.columns[n_numbers:]
         rows += batch.num_rows
         check_size(csv_file, rows, n_numbers, limits)
     return values, not_numbers, label_chunks, rows
+
+
+def fill_numbers_from_text(
+    out: np.ndarray, batch: pa.RecordBatch, not_numbers: dict[int, int], first_row: int
+) -> None:
+    """Each of ``out``'s columns read from the batch's column of text at its position; a
+    column's first cell that is not a number is noted in ``not_numbers`` (its row in the
+    file's data, counted from ``first_row``), and the column is not read again."""
+    for position in range(out.shape[1]):
+        if position in not_numbers:
+            continue
+        bad_row = fill_from_text(out[:, position], batch.column(position))
+        if bad_row is not None:
+            not_numbers[position] = first_row + bad_row
 
 
 def number_rows(batch: pa.RecordBatch, n_numbers: int) -> np.ndarray:
