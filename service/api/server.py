@@ -5,9 +5,9 @@ Linux up to 3.13, which Granian keeps), each running its Rust HTTP server and up
 ``THREADS_PER_PROCESS`` Python threads for the app. ``ApiServer`` adds to Granian's
 ``MPServer`` what the API needs of its server (docs/operations.md): the warm-up behind
 /health/ready, the drain on SIGTERM, a quick stop on Ctrl-C, prometheus_client's multiprocess
-figures and the access line in Apache's combined log format. It overrides three of
-``MPServer``'s methods (``_spawn_worker``, ``signal_handler_interrupt``, ``shutdown``), hence
-the pinned minor version of granian in pyproject.toml.
+figures and the access line in Apache's combined log format. It overrides two of
+``MPServer``'s methods (``_spawn_worker``, ``signal_handler_interrupt``), hence the pinned
+minor version of granian in pyproject.toml.
 """
 
 import argparse
@@ -45,10 +45,6 @@ GRACEFUL_STOP_SECONDS = 30
 QUICK_STOP_SECONDS = 1
 # Connections the kernel queues for the listener (gunicorn's default).
 BACKLOG = 2048
-# How a worker ends on a stop signal of its own (a terminal's Ctrl-C reaches every process of
-# its group): Granian's handler returns (0), or the signal kills it before that handler is in
-# place (``stop_now``).
-ENDED_ON_A_STOP_SIGNAL = frozenset({0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT})
 # Granian's own logger: its lines and ours about the server in one format.
 granian_log = logging.getLogger("_granian")
 
@@ -100,26 +96,6 @@ class ApiServer(MPServer):
         worker = super()._spawn_worker(idx, target, partial(callback_loader, slot))
         self.worker_in_slot[slot] = worker
         return worker
-
-    def shutdown(self, exit_code: int = 0) -> None:
-        """Granian's shutdown, which ends with status 1 when a worker ended unexpectedly; not
-        when every such worker ended on the stop signal itself. A terminal's Ctrl-C reaches the
-        workers too, and one may end before this process's handler has marked it as told to
-        stop (``signal_handler_interrupt``): Granian's watcher then logs an unexpected exit."""
-        try:
-            super().shutdown(exit_code)
-        except SystemExit:
-            if exit_code or not self.workers_ended_on_the_stop_signal():
-                raise
-
-    def workers_ended_on_the_stop_signal(self) -> bool:
-        """Whether a stop signal was received and each worker counted as ended unexpectedly
-        ended the way a worker ends on one (``ENDED_ON_A_STOP_SIGNAL``)."""
-        workers = {worker.idx: worker for worker in self.wrks}
-        return self.interrupt_signal and all(
-            idx in workers and workers[idx].inner.exitcode in ENDED_ON_A_STOP_SIGNAL
-            for idx in self.interrupt_children
-        )
 
     def forget_dead_worker(self, slot: int) -> None:
         """prometheus_client drops the live gauges of the worker that had ``slot``; its

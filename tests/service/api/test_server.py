@@ -225,47 +225,6 @@ def test_ctrl_c_and_sigquit_stop_quickly_without_draining(api, number):
     assert worker.interrupt_by_parent  # its own exit on the terminal's Ctrl-C is no crash
 
 
-def granian_shutdown_status(server, exit_code=0):
-    """Granian's rule at the end of its shutdown: status 1 when a worker ended unexpectedly."""
-    if exit_code or server.interrupt_children:
-        sys.exit(exit_code or 1)
-
-
-def stopped_with_a_worker_that_ended(api, monkeypatch, exitcode, interrupt_signal=True):
-    made, _spawned, _stops = api
-    monkeypatch.setattr(server.MPServer, "shutdown", granian_shutdown_status)
-    made.wrks = [
-        SimpleNamespace(idx=0, inner=SimpleNamespace(exitcode=exitcode)),
-        SimpleNamespace(idx=1, inner=SimpleNamespace(exitcode=None)),  # still running
-    ]
-    made.interrupt_children = [0]  # Granian's watcher: "Unexpected exit from worker-1"
-    made.interrupt_signal = interrupt_signal
-    made.shutdown()
-
-
-@pytest.mark.parametrize("exitcode", [0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT])
-def test_a_worker_that_ended_on_the_stop_signal_before_being_told_is_no_crash(
-    api, monkeypatch, exitcode
-):
-    """A terminal's Ctrl-C reaches the workers too; one that ends before the main process's
-    handler has marked it leaves the stop's status 0."""
-    stopped_with_a_worker_that_ended(api, monkeypatch, exitcode)  # no SystemExit
-
-
-@pytest.mark.parametrize("exitcode", [1, -signal.SIGSEGV, -signal.SIGKILL])
-def test_a_worker_that_crashed_still_ends_the_stop_with_status_1(api, monkeypatch, exitcode):
-    with pytest.raises(SystemExit) as stop:
-        stopped_with_a_worker_that_ended(api, monkeypatch, exitcode)
-    assert stop.value.code == 1
-
-
-def test_without_a_stop_signal_an_ended_worker_is_a_crash(api, monkeypatch):
-    """Granian ends the server on a crash loop: that is status 1 however the worker ended."""
-    with pytest.raises(SystemExit) as stop:
-        stopped_with_a_worker_that_ended(api, monkeypatch, 0, interrupt_signal=False)
-    assert stop.value.code == 1
-
-
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_a_worker_told_to_stop_before_it_has_handlers_of_its_own_dies_of_the_signal(api, number):
     """A worker runs the main process's handlers until Granian gives it its own (once its app
