@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from granian import wsgi as granian_wsgi
+from granian.server.mp import WorkerProcess
 from gunicorn.config import AccessLogFormat, Config
 from gunicorn.glogging import Logger
 from gunicorn.http import wsgi
@@ -21,7 +23,7 @@ from werkzeug.test import EnvironBuilder
 from service.api import server
 from service.api.events import THREADS_PER_PROCESS
 from service.api.readiness import AlwaysReady
-from service.api.server import ApiServer
+from service.api.server import ApiServer, ApiWorkerProcess
 from service.api.turns import PredictionTurns
 from service.logs import GroupWriteFileHandler, GroupWriteStreamHandler
 from service.metrics_files import VARIABLE as METRICS_FOLDER
@@ -173,7 +175,7 @@ def api(tmp_path, monkeypatch):
 
     def spawn(_self, idx, _target, loader):
         spawned.append((idx, loader))
-        return SimpleNamespace(inner=SimpleNamespace(pid=1000 + len(spawned)))
+        return worker_that_ended(idx, exitcode=None, pid=1000 + len(spawned))
 
     monkeypatch.setattr(server.MPServer, "_spawn_worker", spawn)
     monkeypatch.setattr(
@@ -183,6 +185,14 @@ def api(tmp_path, monkeypatch):
     made.readiness = FakeReadiness()
     made.pid = os.getpid()  # as its ``startup`` sets it: this is the main process
     return made, spawned, stops
+
+
+def worker_that_ended(idx: int, exitcode: int | None, pid: int = 1000) -> WorkerProcess:
+    """Granian's worker object, its process not made: ``exitcode`` as ``join`` left it."""
+    worker = WorkerProcess.__new__(WorkerProcess)
+    worker.idx, worker.interrupt_by_parent = idx, False
+    worker.inner = SimpleNamespace(pid=pid, exitcode=exitcode, join=lambda timeout=None: None)
+    return worker
 
 
 def test_each_worker_reports_in_the_slot_of_its_index_marked_warming_before_its_fork(
@@ -223,6 +233,48 @@ def test_ctrl_c_and_sigquit_stop_quickly_without_draining(api, number):
     assert stops == [()] and made.readiness.marks == []
     assert made.workers_kill_timeout == server.QUICK_STOP_SECONDS
     assert worker.interrupt_by_parent  # its own exit on the terminal's Ctrl-C is no crash
+
+
+def watched(made, exitcode: int) -> ApiWorkerProcess:
+    """A worker of ``made`` that ended with ``exitcode``, its watch running in a thread."""
+    worker = made._spawn_worker(0, "target", lambda slot: None)
+    worker.parent, worker.inner.exitcode = made, exitcode
+    worker.watch = threading.Thread(target=worker._watcher)
+    worker.watch.start()
+    return worker
+
+
+@pytest.mark.parametrize("exitcode", [0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT])
+def test_a_worker_that_ended_on_the_ctrl_c_before_the_main_process_heard_it_is_no_crash(
+    api, exitcode
+):
+    """A terminal's Ctrl-C reaches the workers too: one can end before the main process's
+    handler has run. Its watch waits for that handler instead of counting a crash."""
+    made, _spawned, stops = api
+    worker = watched(made, exitcode)
+    assert worker.watch.is_alive()  # waiting for the main process to hear the signal
+    made.signal_handler_interrupt(signal.SIGINT, None)
+    worker.watch.join(timeout=10)
+    assert worker.interrupt_by_parent and made.interrupt_children == []
+    assert stops == [()]
+
+
+@pytest.mark.parametrize("exitcode", [1, -signal.SIGSEGV, -signal.SIGKILL])
+def test_a_worker_that_crashed_is_replaced_at_once(api, exitcode):
+    made, _spawned, _stops = api
+    worker = watched(made, exitcode)
+    worker.watch.join(timeout=10)
+    assert not worker.watch.is_alive() and made.interrupt_children == [0]
+    assert not made.stop_heard.is_set()
+
+
+def test_a_worker_stopped_on_its_own_is_replaced_once_no_stop_is_heard(api, monkeypatch):
+    """``kill -TERM`` to one worker's pid: the main process hears nothing, Granian replaces it."""
+    monkeypatch.setattr(server, "SAME_STOP_SECONDS", 0.05)
+    made, _spawned, _stops = api
+    worker = watched(made, 0)
+    worker.watch.join(timeout=10)
+    assert not worker.interrupt_by_parent and made.interrupt_children == [0]
 
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
