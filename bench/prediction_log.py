@@ -15,22 +15,28 @@ the rounds and the issue's two targets: at 16 connections the log on keeps at le
 requests per second, and at 1 connection its p50 rises by at most 0.1 ms.
 
     python -m bench.prediction_log --writer-only [--rounds 20] [--requests 400]
-        [--databases sqlite postgres]
+        [--databases sqlite postgres] [--busy]
 
 measures instead, in this process, what the log's thread spends per row: flushes of
 ``--requests`` single-row digits requests (64 inputs, 10 probabilities, the batch a worker writes
 each second at 16 connections) to a new SQLite database and a new PostgreSQL one, by the log's
-writer (the driver's own ``executemany``) and by SQLAlchemy's ``executemany`` as before, taking
-turns: rows per second and the writing thread's CPU per row (``time.thread_time``), median of
-``--rounds``. The CPU figure depends far less on the machine's load than wrk's, and it is what
-the log takes from the API process's CPU, holding the GIL.
+writer (``write_batch``: on SQLite 64 rows to an INSERT, on PostgreSQL a COPY) and by
+SQLAlchemy's ``executemany`` as before, taking turns: rows per second and the writing thread's
+CPU per row (``time.thread_time``), median of ``--rounds``. The CPU figure depends far less on
+the machine's load than wrk's, and it is what the log takes from the API process's CPU, holding
+the GIL. ``--busy`` runs a thread of pure Python throughout the flushes, as a busy API worker's
+request threads run beside the log's: a release of the GIL by the writer (sqlite3 releases it
+around each step of a statement) may then be a hand-over and a wait to take it back, which the
+figures show.
 """
 
 import argparse
+import contextlib
 import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,6 +207,25 @@ def write_costs(sessions, requests_count: int, rounds: int) -> dict[str, list[Wr
     return costs
 
 
+def spin_until(done: threading.Event) -> None:
+    while not done.is_set():
+        pass
+
+
+@contextmanager
+def busy_thread() -> Iterator[None]:
+    """A thread running Python (and so wanting the GIL) until the block ends, as a busy
+    worker's request threads are while the log's thread writes."""
+    done = threading.Event()
+    thread = threading.Thread(target=spin_until, args=(done,))
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 @contextmanager
 def log_database(database: str, folder: Path) -> Iterator[str]:
     if database == "sqlite":
@@ -210,11 +235,14 @@ def log_database(database: str, folder: Path) -> Iterator[str]:
         yield urls["DATABASE_URL"]
 
 
-def writer_report(database: str, costs: dict[str, list[WriteCost]], requests_count: int) -> str:
+def writer_report(
+    database: str, costs: dict[str, list[WriteCost]], requests_count: int, busy: bool
+) -> str:
     rounds = len(costs["driver"])
+    beside = ", beside a busy thread" if busy else ""
     lines = [
-        f"{database}: {requests_count} single-row digits requests per flush, {rounds} rounds"
-        " (median; CPU: the writing thread's):",
+        f"{database}: {requests_count} single-row digits requests per flush{beside}, {rounds}"
+        " rounds (median; CPU: the writing thread's):",
         "",
         "| writer | rows/s | CPU us per row |",
         "| --- | ---: | ---: |",
@@ -226,7 +254,7 @@ def writer_report(database: str, costs: dict[str, list[WriteCost]], requests_cou
     return "\n".join(lines)
 
 
-def compare_writers(databases: list[str], requests_count: int, rounds: int) -> None:
+def compare_writers(databases: list[str], requests_count: int, rounds: int, busy: bool) -> None:
     for database in databases:
         with (
             tempfile.TemporaryDirectory(prefix="bench-prediction-log-") as folder,
@@ -235,9 +263,10 @@ def compare_writers(databases: list[str], requests_count: int, rounds: int) -> N
             sessions = make_session_factory(url)
             Base.metadata.create_all(sessions.kw["bind"])
             write_costs(sessions, requests_count, 1)  # warm-up: statements compiled, caches
-            costs = write_costs(sessions, requests_count, rounds)
+            with busy_thread() if busy else contextlib.nullcontext():
+                costs = write_costs(sessions, requests_count, rounds)
             sessions.kw["bind"].dispose()
-            print(writer_report(database, costs, requests_count) + "\n")
+            print(writer_report(database, costs, requests_count, busy) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -249,9 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--databases", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"]
     )
+    parser.add_argument("--busy", action="store_true", help="--writer-only: beside a busy thread")
     args = parser.parse_args(argv)
     if args.writer_only:
-        compare_writers(args.databases, args.requests, args.rounds)
+        compare_writers(args.databases, args.requests, args.rounds, args.busy)
         return
     require_wrk()
     on, off = [], []

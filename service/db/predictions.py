@@ -36,6 +36,8 @@ SHARED_COLUMNS = (
     "created_at",
 )
 ROW_COLUMNS = ("row", "inputs", "prediction", "probabilities")
+# Rows per INSERT on SQLite (_insert_rows): 832 variables, within SQLite's oldest limit (999).
+SQLITE_ROWS_PER_INSERT = 64
 
 
 class LogRows(NamedTuple):
@@ -113,9 +115,33 @@ def write_batch(session: Session, requests: list[LogRows]) -> int:
     if connection.dialect.name == "postgresql":
         _copy_rows(connection, statement.sql, rows)
     else:
-        connection.connection.driver_connection.executemany(statement.sql, rows)
+        _insert_rows(connection.connection.driver_connection, statement.sql, rows)
     session.commit()
     return len(rows)
+
+
+def _insert_rows(driver_connection, one_row_sql: str, rows: list[tuple]) -> None:
+    """SQLite: the rows in order, ``SQLITE_ROWS_PER_INSERT`` to a statement. sqlite3 releases
+    the GIL around each step of a statement: one INSERT per row (``executemany``'s) had the
+    log's thread hand a busy worker's GIL over and wait for it again at every row."""
+    whole = len(rows) - len(rows) % SQLITE_ROWS_PER_INSERT
+    groups = (
+        rows[start : start + SQLITE_ROWS_PER_INSERT]
+        for start in range(0, whole, SQLITE_ROWS_PER_INSERT)
+    )
+    if whole:
+        sql = _rows_insert(one_row_sql, SQLITE_ROWS_PER_INSERT)
+        driver_connection.executemany(sql, (tuple(chain.from_iterable(group)) for group in groups))
+    if whole < len(rows):
+        sql = _rows_insert(one_row_sql, len(rows) - whole)
+        driver_connection.execute(sql, tuple(chain.from_iterable(rows[whole:])))
+
+
+@functools.cache
+def _rows_insert(one_row_sql: str, n_rows: int) -> str:
+    """``one_row_sql``'s INSERT with ``n_rows`` rows of values."""
+    into, _, values = one_row_sql.partition(" VALUES ")
+    return f"{into} VALUES {', '.join([values] * n_rows)}"
 
 
 def add_bin_counts(session: Session, counts: list[dict[str, Any]]) -> None:

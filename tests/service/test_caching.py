@@ -1,3 +1,6 @@
+import gc
+import os
+
 from service.caching import GenerationalCache, LruCache
 from service.generation import FileGeneration
 
@@ -73,3 +76,47 @@ def test_clear_drops_every_entry():
     generational.clear()
     assert lru.get(1, lambda: "again") == "again"
     assert generational.get("t", 1, lambda: "again") == "again"
+
+
+def test_a_file_generation_sees_every_bump_by_another_process_on_its_next_read(tmp_path):
+    reader, writer = (FileGeneration(tmp_path / "registry.generation") for _ in range(2))
+    assert reader.current() is None
+    writer.bump()
+    tokens = [reader.current()]
+    for _ in range(50):
+        assert reader.current() == tokens[-1]  # nothing changed: the same token
+        writer.bump()
+        tokens.append(reader.current())
+        assert tokens[-1] == (tmp_path / "registry.generation").read_bytes()
+    assert len(set(tokens)) == 51
+    (tmp_path / "registry.generation").unlink()
+    assert reader.current() is None
+
+
+def test_a_file_generation_reads_its_file_again_only_when_it_was_replaced(tmp_path, monkeypatch):
+    generation = FileGeneration(tmp_path / "registry.generation")
+    generation.bump()
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *args: opened.append(args) or real_open(*args))
+    for _ in range(20):
+        generation.current()
+    assert len(opened) == 1
+    generation.bump()
+    generation.current()
+    assert len(opened) == 2
+
+
+def test_a_file_generation_holds_one_file_open_and_closes_it_when_collected(tmp_path):
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    generation = FileGeneration(tmp_path / "registry.generation")
+    for _ in range(5):
+        generation.bump()
+        generation.current()
+    assert open_files() == before + 1
+    del generation
+    gc.collect()
+    assert open_files() == before

@@ -179,3 +179,22 @@ def test_a_batch_is_stored_as_sqlalchemys_insert_stores_it(sessions):
         assert record.model_id == model_id and record.label is None
         assert record.created_at == datetime(2026, 12, 7, 13, 1, 2, 345678, tzinfo=UTC)
     assert [record.latency_ms for record in read] == [1.25, 1.25, 0.5]
+
+
+def test_a_batch_of_more_rows_than_one_insert_takes_is_stored_whole_and_in_order(sessions):
+    model_id = trained_model(sessions)
+    n = 2 * predictions.SQLITE_ROWS_PER_INSERT + 5
+    created = utcnow()
+    batch = [
+        one_row_request(f"{i:032x}", model_id, created, inputs=[float(i), -0.5 * i])
+        for i in range(n)
+    ]
+    with sessions() as session:
+        assert predictions.write_batch(session, batch) == n
+        found = session.execute(
+            select(PredictionRecord.prediction_id, PredictionRecord.inputs).order_by(
+                PredictionRecord.id
+            )
+        ).all()
+    assert [prediction_id for prediction_id, _ in found] == [f"{i:032x}" for i in range(n)]
+    assert [inputs.tolist() for _, inputs in found] == [[float(i), -0.5 * i] for i in range(n)]
