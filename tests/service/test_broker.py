@@ -5,7 +5,9 @@ import multiprocessing
 from queue import Empty
 
 import pytest
+from celery.worker import state as worker_state
 
+import service.embedded_broker
 from service.broker import (
     broker_profile,
     create_celery_app,
@@ -101,6 +103,26 @@ def test_the_embedded_broker_backs_off_while_idle_and_polls_twenty_times_a_secon
         assert message.headers["task"] == "backprop.example"
         message.ack()
         assert transport.polling_interval == POLLING_SECONDS
+
+
+def test_an_idle_worker_told_to_stop_polls_the_embedded_broker_no_more(tmp_path, monkeypatch):
+    """Celery's loop reads its stop flag between two ``drain_events`` of 2 s: the transport's
+    own loop must hand back at the first empty poll after a SIGTERM (a warm stop's flag is 0,
+    which is not "no stop"), instead of sleeping on until the 2 s are out."""
+
+    def poll_again(_seconds):
+        raise AssertionError("the transport slept to poll again after the stop")
+
+    app = create_celery_app(Settings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"))
+    declare_task_queue(app, 5.0)
+    with (
+        app.connection_for_read() as connection,
+        connection.SimpleQueue(app.conf.task_default_queue) as queue,
+    ):
+        monkeypatch.setattr(worker_state, "should_stop", 0)  # what SIGTERM's handler sets
+        monkeypatch.setattr(service.embedded_broker, "sleep", poll_again)
+        with pytest.raises(Empty):
+            queue.get(timeout=30)
 
 
 def test_the_worker_consumes_the_embedded_broker_through_its_own_transport(tmp_path):
