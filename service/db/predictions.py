@@ -124,17 +124,10 @@ def _insert_rows(driver_connection, one_row_sql: str, rows: list[tuple]) -> None
     """SQLite: the rows in order, ``SQLITE_ROWS_PER_INSERT`` to a statement. sqlite3 releases
     the GIL around each step of a statement: one INSERT per row (``executemany``'s) had the
     log's thread hand a busy worker's GIL over and wait for it again at every row."""
-    whole = len(rows) - len(rows) % SQLITE_ROWS_PER_INSERT
-    groups = (
-        rows[start : start + SQLITE_ROWS_PER_INSERT]
-        for start in range(0, whole, SQLITE_ROWS_PER_INSERT)
-    )
-    if whole:
-        sql = _rows_insert(one_row_sql, SQLITE_ROWS_PER_INSERT)
-        driver_connection.executemany(sql, (tuple(chain.from_iterable(group)) for group in groups))
-    if whole < len(rows):
-        sql = _rows_insert(one_row_sql, len(rows) - whole)
-        driver_connection.execute(sql, tuple(chain.from_iterable(rows[whole:])))
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        group = rows[start : start + SQLITE_ROWS_PER_INSERT]
+        sql = _rows_insert(one_row_sql, len(group))
+        driver_connection.execute(sql, tuple(chain.from_iterable(group)))
 
 
 @functools.cache
